@@ -1,0 +1,54 @@
+# recflow: `make demo` runs the whole pipeline; `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export RECFLOW_HOME ?= $(CURDIR)/.recflow
+
+.PHONY: venv setup demo up down test lint typecheck unit integration e2e lock bench-quality clean
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements.txt -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(STAMP)
+
+setup: venv
+	$(BIN)/recflow setup
+
+demo: venv
+	$(BIN)/recflow demo
+
+up: setup
+	$(BIN)/recflow up
+
+down: venv
+	$(BIN)/recflow down
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy plugins ml dags
+
+unit: venv
+	$(BIN)/pytest -m "not integration and not e2e and not production"
+
+test: venv lint typecheck
+	$(BIN)/pytest
+
+lock: venv
+	( echo "# The full resolved set of packages (Python 3.11, Linux x86_64): pip's -c file."; \
+	  echo "# Regenerate with \`make lock\` after changing requirements*.txt."; \
+	  $(BIN)/pip freeze --exclude-editable | grep -v '^recflow' ) > constraints.txt
+
+bench-quality: venv
+	$(BIN)/python bench/quality.py
+
+clean:
+	rm -rf .recflow dbt/target dbt/logs

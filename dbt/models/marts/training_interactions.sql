@@ -1,0 +1,45 @@
+with
+
+user_pin_engagement as (
+
+    select * from {{ ref('int_user_pin_engagement') }}
+
+),
+
+ranked_pairs as (
+
+    select
+        user_id,
+        pin_id,
+        cast(weight as double) as weight,
+        n_positive_events,
+        last_positive_ts as event_ts,
+        count(*) over (partition by user_id) as n_user_pairs,
+        row_number() over (
+            partition by user_id
+            order by last_positive_ts desc, length(pin_id) desc, pin_id desc
+        ) as recency_rank
+
+    from user_pin_engagement
+
+),
+
+final as (
+
+    select
+        user_id,
+        pin_id,
+        weight,
+        n_positive_events,
+        event_ts,
+        case
+            when n_user_pairs >= 2 and recency_rank = 1 then 'holdout'
+            else 'train'
+        end as split,
+        '{{ invocation_id }}' as dbt_invocation_id
+
+    from ranked_pairs
+
+)
+
+select * from final

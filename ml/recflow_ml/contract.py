@@ -1,0 +1,99 @@
+"""The SageMaker training-container contract, read once into a typed object.
+
+Layout under the base directory (``/opt/ml`` on SageMaker, movable with
+``SAGEMAKER_BASE_DIR`` for local runs and tests)::
+
+    input/config/hyperparameters.json   hyperparameters, all values strings
+    input/config/inputdataconfig.json   the channels
+    input/data/<channel>/               each channel's files
+    model/                              what we save; the platform tars it to model.tar.gz
+    output/failure                      why the job failed, read by DescribeTrainingJob
+    output/data/                        extra outputs (plots, metrics)
+
+The training toolkit also exports ``SM_MODEL_DIR``, ``SM_CHANNEL_<NAME>``,
+``SM_HPS`` and ``SM_OUTPUT_DATA_DIR``; they win when set. This module is the
+only place in ``ml/`` that reads the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_BASE_DIR = Path("/opt/ml")
+FAILURE_REASON_LIMIT = 1024
+
+
+class ContractError(ValueError):
+    """The job was started without what the contract promises (a channel, a hyperparameter)."""
+
+
+@dataclass(frozen=True)
+class TrainingEnv:
+    base_dir: Path
+    model_dir: Path
+    output_dir: Path
+    output_data_dir: Path
+    channels: Mapping[str, Path]
+    hyperparameters: Mapping[str, str]
+    job_name: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TrainingEnv:
+        env = os.environ if env is None else env
+        base = Path(env.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
+        config_dir = Path(env.get("SM_INPUT_CONFIG_DIR") or base / "input" / "config")
+        hps = _hyperparameters(env, config_dir)
+        channel_names = _channel_names(env, config_dir)
+        channels = {
+            name: Path(env.get(f"SM_CHANNEL_{name.upper()}") or base / "input" / "data" / name)
+            for name in channel_names
+        }
+        output = base / "output"
+        return cls(
+            base_dir=base,
+            model_dir=Path(env.get("SM_MODEL_DIR") or base / "model"),
+            output_dir=output,
+            output_data_dir=Path(env.get("SM_OUTPUT_DATA_DIR") or output / "data"),
+            channels=channels,
+            hyperparameters=hps,
+            job_name=env.get("TRAINING_JOB_NAME") or env.get("SM_TRAINING_JOB_NAME") or "local",
+        )
+
+    def channel(self, name: str) -> Path:
+        try:
+            path = self.channels[name]
+        except KeyError:
+            raise ContractError(
+                f"channel {name!r} was not given to the job (channels: {sorted(self.channels)})"
+            ) from None
+        if not path.is_dir():
+            raise ContractError(f"channel {name!r}: directory {path} does not exist")
+        return path
+
+    def write_failure(self, reason: str) -> None:
+        """Leave the reason where the platform (and our local backend) reads it."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / "failure").write_text(reason[:FAILURE_REASON_LIMIT])
+
+
+def _hyperparameters(env: Mapping[str, str], config_dir: Path) -> dict[str, str]:
+    if env.get("SM_HPS"):
+        decoded = json.loads(env["SM_HPS"])
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in decoded.items()}
+    path = config_dir / "hyperparameters.json"
+    if not path.exists():
+        return {}
+    return {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
+
+
+def _channel_names(env: Mapping[str, str], config_dir: Path) -> list[str]:
+    if env.get("SM_CHANNELS"):
+        return [str(c) for c in json.loads(env["SM_CHANNELS"])]
+    path = config_dir / "inputdataconfig.json"
+    if path.exists():
+        return sorted(json.loads(path.read_text()))
+    return sorted(key[len("SM_CHANNEL_") :].lower() for key in env if key.startswith("SM_CHANNEL_"))

@@ -1,0 +1,51 @@
+"""The dbt project as an Airflow task group (astronomer-cosmos), one task per dbt node.
+
+The graph comes from ``dbt/target/manifest.json``, compiled at setup by
+``dbt parse`` (``make setup``): parsing a DAG never runs dbt. ``TestBehavior.BUILD``
+makes each model's task a ``dbt build`` of that model, so the model and its
+tests pass or fail together, as one named task. Tests that read several models
+(relationships, the cross-model singular tests) run as their own tasks once all
+their parents are built, with cautious indirect selection so that a model's
+build never runs a test whose other parents are not built yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from recflow.config import Settings
+from recflow.warehouse import WAREHOUSE_POOL
+
+
+def dbt_task_group(settings: Settings, group_id: str = "transform", **kwargs: Any) -> Any:
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
+
+    project_dir = settings.dbt_project_dir
+    return DbtTaskGroup(
+        group_id=group_id,
+        project_config=ProjectConfig(
+            dbt_project_path=project_dir,
+            manifest_path=settings.dbt_manifest_path,
+            env_vars=settings.dbt_env(),
+            install_dbt_deps=False,
+        ),
+        profile_config=ProfileConfig(
+            profile_name="recflow",
+            target_name=settings.dbt_target,
+            profiles_yml_filepath=project_dir / "profiles.yml",
+        ),
+        execution_config=ExecutionConfig(
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            test_indirect_selection=TestIndirectSelection.CAUTIOUS,
+        ),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            emit_datasets=False,
+            enable_mock_profile=False,
+            should_detach_multiple_parents_tests=True,
+        ),
+        operator_args={"pool": WAREHOUSE_POOL, "install_deps": False},
+        **kwargs,
+    )

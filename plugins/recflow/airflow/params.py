@@ -1,0 +1,46 @@
+"""Run parameters of ``recsys_train_and_publish``, validated by Airflow (JSON schema) at trigger time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import Param
+
+HYPERPARAMETERS: dict[str, Param] = {
+    "embedding_dim": Param(32, type="integer", minimum=4, maximum=512, description="Width of both towers."),
+    "epochs": Param(10, type="integer", minimum=1, maximum=200, description="Passes over the train split."),
+    "batch_size": Param(
+        256,
+        type="integer",
+        minimum=16,
+        maximum=65536,
+        description="In-batch negatives per positive = batch - 1.",
+    ),
+    "learning_rate": Param(
+        0.01, type="number", exclusiveMinimum=0, maximum=1, description="Adam's step size."
+    ),
+    "temperature": Param(
+        0.1, type="number", exclusiveMinimum=0, maximum=10, description="Softmax temperature."
+    ),
+    "oov_rate": Param(
+        0.02, type="number", minimum=0, exclusiveMaximum=1, description="Share of users trained as unknown."
+    ),
+    "seed": Param(7, type="integer", minimum=0, description="Seed of the training job."),
+}
+
+TRAIN_PARAMS: dict[str, Param] = {
+    **HYPERPARAMETERS,
+    "dry_run": Param(False, type="boolean", description="Train and evaluate, never publish."),
+    "model_name": Param(
+        None,
+        type=["null", "string"],
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description="Registered model name; empty = RECFLOW_MODEL_NAME (default recsys-demo).",
+    ),
+}
+
+
+def hyperparameters_from_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """The hyperparameters of a run as SageMaker wants them: every value a string."""
+    return {name: str(params.get(name, param.value)) for name, param in HYPERPARAMETERS.items()}

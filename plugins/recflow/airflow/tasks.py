@@ -1,0 +1,224 @@
+"""Task callables of the recsys DAGs.
+
+Each one reads ``Settings``, calls one plain-Python step of ``recflow`` and
+returns a small, JSON-able result (counts, ids, URIs, metrics) for XCom. Heavy
+modules (pyarrow, GX, TensorFlow, MLflow) are imported inside the task bodies,
+never at module level: this module is imported while DAG files are parsed.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import task
+from recflow.airflow.assets import TRAINING_MART
+from recflow.config import Settings
+from recflow.warehouse import WAREHOUSE_POOL
+
+log = logging.getLogger(__name__)
+
+EVAL_SEED = 42
+
+
+def _interval(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    if start is None or end is None or start >= end:
+        raise ValueError(
+            f"this task needs a data interval [start, end) with start < end, got [{start}, {end}): "
+            "the DAG must use CronDataIntervalTimetable, not a cron trigger"
+        )
+    return start, end
+
+
+@task(pool=WAREHOUSE_POOL)
+def land(
+    data_interval_start: datetime | None = None, data_interval_end: datetime | None = None
+) -> dict[str, Any]:
+    """Replace the interval's rows of ``raw.events`` with landing partition ``ds=<interval start>``."""
+    from recflow.landing import land_partition
+
+    start, _ = _interval(data_interval_start, data_interval_end)
+    result = land_partition(Settings.from_env(), start.date())
+    return {"ds": result.ds.isoformat(), "files": result.files, "rows": result.rows}
+
+
+@task(pool=WAREHOUSE_POOL)
+def check_raw(
+    data_interval_start: datetime | None = None, data_interval_end: datetime | None = None
+) -> dict[str, Any]:
+    """Great Expectations on the landed partition; a breach stops the run before dbt."""
+    from recflow.quality import check_raw_events
+
+    start, end = _interval(data_interval_start, data_interval_end)
+    report = check_raw_events(Settings.from_env(), start.date(), start, end)
+    log.info(report.summary())
+    return {"suite": report.suite, "rows": report.rows, "expectations": report.evaluated}
+
+
+@task(pool=WAREHOUSE_POOL, outlets=[TRAINING_MART])
+def check_marts() -> dict[str, Any]:
+    """Great Expectations on the training mart; on success the mart's asset event triggers training."""
+    from recflow.quality import check_training_marts
+
+    report = check_training_marts(Settings.from_env())
+    log.info(report.summary())
+    return {"suite": report.suite, "rows": report.rows, "expectations": report.evaluated}
+
+
+@task(pool=WAREHOUSE_POOL)
+def snapshot() -> dict[str, Any]:
+    """Freeze the training mart into a content-addressed snapshot in the artifact store."""
+    from recflow.snapshot import take_snapshot
+
+    return take_snapshot(Settings.from_env()).to_xcom()
+
+
+@task(retries=2)
+def train(snapshot: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or re-attach to) the SageMaker-style training job for this snapshot, streaming its log."""
+    from recflow.airflow.params import hyperparameters_from_params
+    from recflow.artifacts import join
+    from recflow.snapshot import Snapshot, channel_prefix
+    from recflow.training.jobs import backend_for, run_training_job
+    from recflow.training.spec import TrainingJobSpec, code_version, job_name
+
+    settings = Settings.from_env()
+    snap = Snapshot.from_xcom(snapshot)
+    hps = hyperparameters_from_params(params or {})
+    code = code_version()
+    spec = TrainingJobSpec(
+        name=job_name("recsys-train", snap.snapshot_id, code, hps),
+        image=settings.training_image,
+        role_arn=settings.sagemaker_role_arn,
+        hyperparameters=hps,
+        channels={"train": channel_prefix(snap.train_uri), "holdout": channel_prefix(snap.holdout_uri)},
+        output_uri=join(settings.artifacts_uri, "models"),
+        instance_type=settings.training_instance_type,
+        tags={"snapshot_id": snap.snapshot_id, "code_version": code},
+    )
+    description = run_training_job(backend_for(settings), spec)
+    return {
+        "job_name": description["TrainingJobName"],
+        "model_uri": description["ModelArtifacts"]["S3ModelArtifacts"],
+        "training_seconds": description.get("TrainingTimeInSeconds"),
+        "peak_memory_mb": description.get("LocalPeakMemoryMB"),
+        "code_version": code,
+        "hyperparameters": hps,
+    }
+
+
+def _model_name(settings: Settings, params: dict[str, Any] | None) -> str:
+    name = (params or {}).get("model_name")
+    return str(name) if name else settings.model_name
+
+
+@task
+def evaluate(
+    snapshot: dict[str, Any], training: dict[str, Any], params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Score challenger and champion on the same holdout and the same sampled negatives."""
+    import json
+
+    from recflow.artifacts import join, store_for
+    from recflow.evaluation import evaluate as run_eval
+    from recflow.evaluation import evaluate_model_archive, savedmodel_scorer
+    from recflow.registry import MlflowRegistry
+    from recflow.snapshot import Snapshot, load_eval_set
+
+    settings = Settings.from_env()
+    snap = Snapshot.from_xcom(snapshot)
+    store = store_for(settings, snap.uri)
+    name = _model_name(settings, params)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = load_eval_set(store, snap, Path(tmp), seed=EVAL_SEED)
+        log.info("evaluating on %d holdout users, %d pins", len(data.users), len(data.catalogue))
+        archive = store.get_file(training["model_uri"], Path(tmp) / "challenger.tar.gz")
+        challenger = evaluate_model_archive(archive, data)
+        log.info("challenger %s: %s", training["job_name"], challenger)
+        registry = MlflowRegistry(settings)
+        champion_info = registry.get_by_alias(name)
+        champion = None
+        if champion_info is not None:
+            model_dir = registry.download(champion_info, Path(tmp) / "champion")
+            champion = run_eval(savedmodel_scorer(model_dir), data)
+            log.info("champion %s v%d: %s", name, champion_info.version, champion)
+    report = {
+        "model_name": name,
+        "snapshot_id": snap.snapshot_id,
+        "challenger_job": training["job_name"],
+        "challenger": challenger,
+        "champion": champion,
+        "champion_version": champion_info.version if champion_info else None,
+        "champion_job": champion_info.lineage.get("training_job_name") if champion_info else None,
+        "seed": EVAL_SEED,
+    }
+    report["report_uri"] = store.put_bytes(
+        json.dumps(report, indent=2).encode(),
+        join(settings.artifacts_uri, "evaluations", f"{training['job_name']}.json"),
+    )
+    return report
+
+
+@task
+def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """Decide promotion: absolute floors, then not worse than the champion beyond the tolerance."""
+    from recflow.evaluation import decide
+
+    decision = decide(
+        evaluation["challenger"],
+        evaluation["champion"],
+        Settings.from_env().gate,
+        same_as_champion=evaluation["champion_job"] == evaluation["challenger_job"],
+    )
+    log.info(decision.reason)
+    return decision.as_dict()
+
+
+@task
+def publish(
+    snapshot: dict[str, Any],
+    training: dict[str, Any],
+    evaluation: dict[str, Any],
+    decision: dict[str, Any],
+    params: dict[str, Any] | None = None,
+    dag_run: Any = None,
+) -> dict[str, Any]:
+    """Register the challenger and move ``champion`` to it, unless the gate said no or this is a dry run."""
+    from airflow.exceptions import AirflowSkipException
+    from recflow.artifacts import store_for
+    from recflow.evaluation import unpack_model
+    from recflow.registry import MlflowRegistry
+
+    if not decision["promote"]:
+        raise AirflowSkipException(f"{decision['reason']}; the champion stays")
+    if (params or {}).get("dry_run"):
+        raise AirflowSkipException(f"dry run: would have published ({decision['reason']})")
+    settings = Settings.from_env()
+    lineage = {
+        "snapshot_id": snapshot["snapshot_id"],
+        "dbt_invocation_id": snapshot["dbt_invocation_id"],
+        "git_commit": settings.git_commit,
+        "code_version": training["code_version"],
+        "training_job_name": training["job_name"],
+        "model_uri": training["model_uri"],
+        "airflow_dag_id": getattr(dag_run, "dag_id", "unknown"),
+        "airflow_run_id": getattr(dag_run, "run_id", "unknown"),
+        "evaluation_report": evaluation["report_uri"],
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = store_for(settings, training["model_uri"]).get_file(
+            training["model_uri"], Path(tmp) / "m.tar.gz"
+        )
+        model_dir = unpack_model(archive, Path(tmp) / "model")
+        info = MlflowRegistry(settings).publish(
+            evaluation["model_name"],
+            model_dir,
+            metrics={k: v for k, v in evaluation["challenger"].items() if k != "users"},
+            params=training["hyperparameters"],
+            lineage=lineage,
+        )
+    log.info("published %s version %d as champion (%s)", info.name, info.version, decision["reason"])
+    return {"name": info.name, "version": info.version, "aliases": info.aliases}

@@ -1,0 +1,142 @@
+"""The artifact store: files addressed by URI, on the local disk (``file://``) or S3 (``s3://``).
+
+Tasks exchange artifacts only through URIs of this store, never through local
+paths, so that any worker (or a SageMaker job) can read what another wrote.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlparse
+
+from recflow.config import Settings
+
+
+class ArtifactStore(Protocol):
+    def put_file(self, local: Path, uri: str) -> str: ...
+    def get_file(self, uri: str, local: Path) -> Path: ...
+    def exists(self, uri: str) -> bool: ...
+    def put_bytes(self, data: bytes, uri: str) -> str: ...
+    def get_bytes(self, uri: str) -> bytes: ...
+    def list(self, prefix_uri: str) -> list[str]: ...
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def _local_path(uri: str) -> Path:
+    parsed = urlparse(uri)
+    if parsed.scheme != "file":
+        raise ValueError(f"not a file:// URI: {uri!r}")
+    return Path(unquote(parsed.path))
+
+
+class LocalArtifactStore:
+    """``file://`` URIs; writes go through a temporary file and a rename, so readers never see half a file."""
+
+    def put_file(self, local: Path, uri: str) -> str:
+        target = _local_path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(local, tmp)
+        tmp.replace(target)
+        return uri
+
+    def put_bytes(self, data: bytes, uri: str) -> str:
+        target = _local_path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+        return uri
+
+    def get_file(self, uri: str, local: Path) -> Path:
+        source = _local_path(uri)
+        if not source.exists():
+            raise FileNotFoundError(f"artifact {uri} does not exist")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, local)
+        return local
+
+    def get_bytes(self, uri: str) -> bytes:
+        source = _local_path(uri)
+        if not source.exists():
+            raise FileNotFoundError(f"artifact {uri} does not exist")
+        return source.read_bytes()
+
+    def exists(self, uri: str) -> bool:
+        return _local_path(uri).exists()
+
+    def list(self, prefix_uri: str) -> list[str]:
+        root = _local_path(prefix_uri)
+        if not root.exists():
+            return []
+        return sorted(p.as_uri() for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+@dataclass
+class S3ArtifactStore:
+    client: Any
+
+    @staticmethod
+    def _split(uri: str) -> tuple[str, str]:
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3":
+            raise ValueError(f"not an s3:// URI: {uri!r}")
+        return parsed.netloc, parsed.path.lstrip("/")
+
+    def put_file(self, local: Path, uri: str) -> str:
+        bucket, key = self._split(uri)
+        self.client.upload_file(str(local), bucket, key)
+        return uri
+
+    def put_bytes(self, data: bytes, uri: str) -> str:
+        bucket, key = self._split(uri)
+        self.client.put_object(Bucket=bucket, Key=key, Body=data)
+        return uri
+
+    def get_file(self, uri: str, local: Path) -> Path:
+        bucket, key = self._split(uri)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        self.client.download_file(bucket, key, str(local))
+        return local
+
+    def get_bytes(self, uri: str) -> bytes:
+        bucket, key = self._split(uri)
+        body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+
+    def exists(self, uri: str) -> bool:
+        bucket, key = self._split(uri)
+        response = self.client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        return any(obj["Key"] == key for obj in response.get("Contents", []))
+
+    def list(self, prefix_uri: str) -> list[str]:
+        bucket, prefix = self._split(prefix_uri)
+        paginator = self.client.get_paginator("list_objects_v2")
+        keys = [
+            obj["Key"]
+            for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+        ]
+        return sorted(f"s3://{bucket}/{key}" for key in keys)
+
+
+def aws_client(settings: Settings, service: str) -> Any:
+    import boto3
+
+    return boto3.client(service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+
+
+def store_for(settings: Settings, uri: str | None = None) -> ArtifactStore:
+    """The store that serves ``uri`` (default: the configured artifact root)."""
+    scheme = urlparse(uri or settings.artifacts_uri).scheme
+    if scheme == "file":
+        return LocalArtifactStore()
+    if scheme == "s3":
+        return S3ArtifactStore(aws_client(settings, "s3"))
+    raise ValueError(f"artifact URI {uri or settings.artifacts_uri!r}: scheme {scheme!r} is not file or s3")

@@ -1,0 +1,249 @@
+"""``recflow``: the command line of the project.
+
+recflow generate [--days N] [--end DATE] ...   synthetic data into the landing zone
+recflow setup                                 Airflow DB, dbt manifest, pools
+recflow demo [--days N]                       the whole pipeline through the scheduler, then a summary
+recflow up                                    Airflow in the foreground on 127.0.0.1:8080
+recflow down                                  stop it (from another terminal)
+recflow airflow ARGS...                       the airflow CLI with the project's settings
+recflow models list [--name NAME] [--json]
+recflow models export --name NAME --alias champion --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from recflow.config import Settings
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.generate import GeneratorConfig, generate
+
+    end = args.end or datetime.now(UTC).date() - timedelta(days=1)
+    cfg = GeneratorConfig(
+        start=end - timedelta(days=args.days - 1),
+        days=args.days,
+        users=args.users,
+        pins=args.pins,
+        topics=args.topics,
+        seed=args.seed,
+    )
+    summary = generate(settings.landing_dir, cfg)
+    print(
+        f"generated {summary.events} events in {summary.partitions} daily partitions "
+        f"({summary.start}..{summary.end}), {summary.users} users, {summary.pins} pins "
+        f"under {settings.landing_dir}"
+    )
+    return 0
+
+
+def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.demo import setup
+
+    setup(settings)
+    print(f"ready: RECFLOW_HOME={settings.home}")
+    return 0
+
+
+def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.services import run_airflow
+
+    return run_airflow(settings, args.args, check=False)
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.runtime import API_HOST, API_PORT
+    from recflow.services import start_services
+
+    services = start_services(settings, foreground=True)
+    print(
+        f"Airflow on http://{API_HOST}:{API_PORT} (user admin, password in "
+        f"{settings.airflow_home / 'simple_auth_manager_passwords.json'}); Ctrl-C stops it",
+        flush=True,
+    )
+    stopping = False
+
+    def _stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stopping and all(services.alive().values()):
+        time.sleep(1)
+    dead = [name for name, ok in services.alive().items() if not ok]
+    services.stop()
+    if dead and not stopping:
+        print(f"airflow {', '.join(dead)} exited; stopped the others", file=sys.stderr)
+        return 1
+    print("Airflow stopped")
+    return 0
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.services import stop_recorded
+
+    stopped = stop_recorded(settings)
+    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing to stop: no `recflow up` is running")
+    return 0
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}s"
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.demo import PipelineFailed, demo_days, run_pipeline, setup
+    from recflow.generate import GeneratorConfig, generate
+    from recflow.registry import MlflowRegistry
+    from recflow.runtime import API_HOST, API_PORT, admin_password
+
+    started = time.monotonic()
+    days = demo_days(args.days)
+    summary = generate(settings.landing_dir, GeneratorConfig(start=days[0], days=len(days), seed=args.seed))
+    print(f"data: {summary.events} synthetic events over {days[0]}..{days[-1]} in {settings.landing_dir}")
+    setup(settings)
+    try:
+        result = run_pipeline(settings, days)
+    except (PipelineFailed, TimeoutError) as exc:
+        print(
+            f"\nDEMO FAILED: {exc}\nlogs: {settings.home / 'logs'}, alerts: {settings.home / 'alerts.jsonl'}",
+            file=sys.stderr,
+        )
+        return 1
+    champion = MlflowRegistry(settings).get_by_alias(settings.model_name)
+    print("\n=== recflow demo summary ===")
+    for run in result.warehouse_runs + result.train_runs:
+        print(
+            f"  {run.dag_id:<26} {run.logical_date or run.run_id:<34} {run.state:<8} {_fmt_seconds(run.seconds)}"
+        )
+    if result.training:
+        print(
+            f"  training job: {result.training['job_name']} "
+            f"({_fmt_seconds(result.training.get('training_seconds'))}, "
+            f"peak {result.training.get('peak_memory_mb')} MB)"
+        )
+    if result.gate:
+        print(f"  gate: {result.gate['reason']}")
+    if champion:
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(champion.metrics.items()))
+        print(f"  model {champion.name} version {champion.version} {champion.aliases}: {metrics}")
+        print("  (a random ranker scores hr@10 = 0.10)")
+    print("\nwhere to look:")
+    print(
+        f"  Airflow UI:  `make up`, then http://{API_HOST}:{API_PORT}  user admin, password "
+        f"{admin_password(settings) or '(see AIRFLOW_HOME/simple_auth_manager_passwords.json)'}"
+    )
+    print(f"  MLflow:      {settings.mlflow_uri} (artifacts in {settings.mlflow_artifact_root})")
+    print(f"  warehouse:   {settings.duckdb_path}")
+    print(f"  models:      .venv/bin/recflow models list --name {settings.model_name} --json")
+    print(
+        f"  export:      .venv/bin/recflow models export --name {settings.model_name} --alias champion --out DIR"
+    )
+    print(f"demo finished in {time.monotonic() - started:.0f}s")
+    return 0 if result.ok and champion is not None else 1
+
+
+def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.registry import MlflowRegistry
+
+    versions = MlflowRegistry(settings).list_versions(args.name)
+    if args.json:
+        print(json.dumps([v.as_dict() for v in versions], indent=2))
+        return 0
+    if not versions:
+        print("no registered model versions" + (f" named {args.name}" if args.name else ""))
+    for v in versions:
+        metrics = " ".join(f"{k}={val:.4f}" for k, val in sorted(v.metrics.items()))
+        aliases = ",".join(v.aliases) or "-"
+        print(
+            f"{v.name} v{v.version} [{aliases}] {v.created_at} {metrics} job={v.lineage.get('training_job_name')}"
+        )
+    return 0
+
+
+def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.registry import MlflowRegistry
+
+    registry = MlflowRegistry(settings)
+    info = registry.get_by_alias(args.name, args.alias)
+    if info is None:
+        print(f"model {args.name!r} has no version with alias {args.alias!r}", file=sys.stderr)
+        return 1
+    out = registry.download(info, Path(args.out))
+    print(f"exported {info.name} version {info.version} ({args.alias}) SavedModel to {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write a synthetic Pinterest-like data set into the landing zone")
+    gen.add_argument("--days", type=int, default=7)
+    gen.add_argument("--end", type=_date, default=None, help="last day (default: yesterday, UTC)")
+    gen.add_argument("--users", type=int, default=400)
+    gen.add_argument("--pins", type=int, default=1200)
+    gen.add_argument("--topics", type=int, default=16)
+    gen.add_argument("--seed", type=int, default=7)
+    gen.set_defaults(func=cmd_generate)
+
+    sub.add_parser(
+        "setup", help="migrate the Airflow DB, compile the dbt manifest, create pools"
+    ).set_defaults(func=cmd_setup)
+    demo = sub.add_parser("demo", help="run the whole pipeline through the Airflow scheduler")
+    demo.add_argument("--days", type=int, default=4)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=cmd_demo)
+    sub.add_parser("up", help="run Airflow in the foreground").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop the Airflow started by `recflow up`").set_defaults(func=cmd_down)
+
+    af = sub.add_parser("airflow", help="the airflow CLI with the project's environment", add_help=False)
+    af.add_argument("args", nargs=argparse.REMAINDER)
+    af.set_defaults(func=cmd_airflow)
+
+    models = sub.add_parser("models", help="the model registry").add_subparsers(
+        dest="models_command", required=True
+    )
+    ls = models.add_parser("list", help="registered model versions")
+    ls.add_argument("--name")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_models_list)
+    ex = models.add_parser("export", help="write a version's SavedModel to a directory")
+    ex.add_argument("--name", required=True)
+    ex.add_argument("--alias", default="champion")
+    ex.add_argument("--out", required=True)
+    ex.set_defaults(func=cmd_models_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("alembic", "mlflow", "urllib3", "botocore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    code: int = args.func(settings, args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Set up the embedded profile and run the whole pipeline through the real Airflow scheduler.
+
+``setup`` migrates the Airflow metadata DB, compiles the dbt manifest
+(``dbt parse``: the DAG file reads it, it never runs dbt) and creates the
+``warehouse`` pool. ``run_pipeline`` generates data for the last ``days``
+days, starts Airflow, backfills ``recsys_warehouse`` over those days (oldest
+first, one at a time) and lets the last day's asset event trigger
+``recsys_train_and_publish``; the training DAG stays paused until then, so it
+trains once, on all days. Rerunning reprocesses the same intervals: the
+warehouse ends up the same, the snapshot id is the same, and the training job
+is not run again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from recflow.config import Settings, subprocess_env
+from recflow.services import AirflowClient, run_airflow, running_airflow, wait_for_dags
+from recflow.warehouse import WAREHOUSE_POOL
+
+WAREHOUSE_DAG = "recsys_warehouse"
+TRAIN_DAG = "recsys_train_and_publish"
+
+Echo = Callable[[str], None]
+
+
+def compile_dbt_manifest(settings: Settings) -> None:
+    dbt = str(sys.executable).rsplit("/", 1)[0] + "/dbt"
+    project = str(settings.dbt_project_dir)
+    subprocess.run(
+        [dbt, "parse", "--project-dir", project, "--profiles-dir", project, "--quiet"],
+        env=subprocess_env(settings.dbt_env()),
+        check=True,
+    )
+
+
+def setup(settings: Settings, echo: Echo = print) -> None:
+    for folder in (settings.home, settings.landing_dir, settings.duckdb_path.parent, settings.jobs_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    echo(f"setup: Airflow metadata database in {settings.airflow_home}")
+    run_airflow(settings, ["db", "migrate"], quiet=True)
+    echo("setup: compiling the dbt manifest (dbt parse)")
+    compile_dbt_manifest(settings)
+    run_airflow(
+        settings,
+        [
+            "pools",
+            "set",
+            WAREHOUSE_POOL,
+            str(settings.warehouse_pool_slots),
+            "Tasks that write or read the warehouse (DuckDB allows one writer)",
+        ],
+        quiet=True,
+    )
+
+
+@dataclass
+class RunSummary:
+    dag_id: str
+    run_id: str
+    logical_date: str | None
+    state: str
+    seconds: float | None
+    run_type: str
+
+
+@dataclass
+class PipelineResult:
+    warehouse_runs: list[RunSummary] = field(default_factory=list)
+    train_runs: list[RunSummary] = field(default_factory=list)
+    gate: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        runs = self.warehouse_runs + self.train_runs
+        return bool(self.train_runs) and all(r.state == "success" for r in runs)
+
+
+def _seconds(run: dict[str, Any]) -> float | None:
+    if not run.get("start_date") or not run.get("end_date"):
+        return None
+    start = datetime.fromisoformat(run["start_date"])
+    end = datetime.fromisoformat(run["end_date"])
+    return (end - start).total_seconds()
+
+
+def _summary(run: dict[str, Any]) -> RunSummary:
+    return RunSummary(
+        dag_id=run["dag_id"],
+        run_id=run["dag_run_id"],
+        logical_date=run.get("logical_date"),
+        state=run["state"],
+        seconds=_seconds(run),
+        run_type=run.get("run_type", ""),
+    )
+
+
+def _day_of(run: dict[str, Any]) -> date | None:
+    start = run.get("data_interval_start")
+    return datetime.fromisoformat(start).date() if start else None
+
+
+class PipelineFailed(RuntimeError):
+    pass
+
+
+def _wait_warehouse(
+    client: AirflowClient, days: list[date], since: datetime, echo: Echo, timeout: float
+) -> dict[date, dict[str, Any]]:
+    """Wait until the runs of ``days`` created after ``since`` are finished; fail fast on a failed one."""
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        latest: dict[date, dict[str, Any]] = {}
+        for run in client.runs(WAREHOUSE_DAG):
+            day = _day_of(run)
+            queued = run.get("queued_at") or run.get("run_after")
+            if day in days and queued and datetime.fromisoformat(queued) >= since and day not in latest:
+                latest[day] = run
+        for day, run in sorted(latest.items()):
+            if seen.get(run["dag_run_id"]) != run["state"]:
+                seen[run["dag_run_id"]] = run["state"]
+                took = _seconds(run)
+                echo(f"  {WAREHOUSE_DAG} ds={day}: {run['state']}" + (f" ({took:.0f}s)" if took else ""))
+            if run["state"] == "failed":
+                raise PipelineFailed(
+                    f"{WAREHOUSE_DAG} run {run['dag_run_id']} (ds={day}) failed: open it in the UI; "
+                    "the failed task's log ends with an ON-CALL line"
+                )
+        if len(latest) == len(days) and all(r["state"] == "success" for r in latest.values()):
+            return latest
+        time.sleep(3)
+    raise TimeoutError(f"{WAREHOUSE_DAG} did not finish days {days[0]}..{days[-1]} within {timeout:.0f}s")
+
+
+def _wait_train(client: AirflowClient, since: datetime, echo: Echo, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    seen: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        for run in client.runs(TRAIN_DAG):
+            queued = run.get("queued_at") or run.get("run_after")
+            if not queued or datetime.fromisoformat(queued) < since:
+                continue
+            if seen.get(run["dag_run_id"]) != run["state"]:
+                seen[run["dag_run_id"]] = run["state"]
+                echo(f"  {TRAIN_DAG} {run['dag_run_id']} ({run.get('run_type')}): {run['state']}")
+            if run["state"] in ("success", "failed"):
+                return run
+        time.sleep(3)
+    raise TimeoutError(f"{TRAIN_DAG} did not finish within {timeout:.0f}s of the last warehouse run")
+
+
+def run_pipeline(
+    settings: Settings, days: list[date], echo: Echo = print, timeout: float = 1800.0
+) -> PipelineResult:
+    """Backfill ``days`` through the scheduler and wait for the asset-triggered training run."""
+    started = time.monotonic()
+    result = PipelineResult()
+    with running_airflow(settings) as client:
+        echo(f"airflow: API server, scheduler and DAG processor up ({time.monotonic() - started:.0f}s)")
+        wait_for_dags(client, [WAREHOUSE_DAG, TRAIN_DAG])
+        client.set_paused(TRAIN_DAG, True)
+        since = datetime.now(UTC) - timedelta(seconds=1)
+        backfill = client.backfill(
+            WAREHOUSE_DAG, days[0].isoformat(), days[-1].isoformat(), reprocess="completed"
+        )
+        echo(
+            f"backfill {backfill['id']}: {WAREHOUSE_DAG} {days[0]}..{days[-1]} (oldest first, one at a time)"
+        )
+        client.set_paused(WAREHOUSE_DAG, False)
+        budget = timeout - (time.monotonic() - started)
+        if len(days) > 1:
+            _wait_warehouse(client, days[:-1], since, echo, budget)
+        echo(f"unpausing {TRAIN_DAG}: the last day's asset event will trigger it")
+        client.set_paused(TRAIN_DAG, False)
+        wh = _wait_warehouse(client, days, since, echo, timeout - (time.monotonic() - started))
+        last_end = max(datetime.fromisoformat(r["end_date"]) for r in wh.values())
+        train = _wait_train(
+            client, last_end - timedelta(seconds=30), echo, timeout - (time.monotonic() - started)
+        )
+        result.warehouse_runs = [_summary(wh[d]) for d in days]
+        result.train_runs = [_summary(train)]
+        for task_id, attr in (("train", "training"), ("evaluate", "evaluation"), ("gate", "gate")):
+            try:
+                setattr(result, attr, client.xcom(TRAIN_DAG, train["dag_run_id"], task_id))
+            except RuntimeError:
+                setattr(result, attr, None)
+        client.set_paused(WAREHOUSE_DAG, True)
+        client.set_paused(TRAIN_DAG, True)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def demo_days(days: int, today: date | None = None) -> list[date]:
+    """The last ``days`` complete UTC days, oldest first (the scheduler's own notion of 'done')."""
+    end = (today or datetime.now(UTC).date()) - timedelta(days=1)
+    return [end - timedelta(days=days - 1 - i) for i in range(days)]

@@ -1,0 +1,243 @@
+"""Run the embedded Airflow (API server, scheduler, DAG processor) and talk to its REST API.
+
+Used by ``recflow up`` (foreground, for people who want to click), ``recflow
+demo`` and the end-to-end tests (background, driven through the public REST
+API: the same calls the UI makes). The processes run ``airflow`` from this
+venv with ``runtime.airflow_env``; their logs go to ``$RECFLOW_HOME/logs``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recflow.config import Settings, subprocess_env
+from recflow.runtime import ADMIN_USER, API_HOST, API_PORT, admin_password, airflow_env
+
+log = logging.getLogger(__name__)
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor")
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+
+
+def airflow_executable() -> str:
+    return str(Path(sys.executable).with_name("airflow"))
+
+
+def run_airflow(settings: Settings, args: list[str], *, check: bool = True, quiet: bool = False) -> int:
+    """``airflow ARGS`` with the project's environment, in the foreground."""
+    env = airflow_env(settings, subprocess_env({}))
+    out = subprocess.DEVNULL if quiet else None
+    result = subprocess.run([airflow_executable(), *args], env=env, check=False, stdout=out)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"`airflow {' '.join(args)}` exited with code {result.returncode}")
+    return result.returncode
+
+
+class AirflowApiError(RuntimeError):
+    pass
+
+
+@dataclass
+class AirflowClient:
+    """A small client of Airflow 3's public REST API (``/api/v2``) with a JWT from ``/auth/token``."""
+
+    base_url: str
+    token: str = ""
+
+    @classmethod
+    def login(cls, settings: Settings, base_url: str = f"http://{API_HOST}:{API_PORT}") -> AirflowClient:
+        password = admin_password(settings)
+        if password is None:
+            raise AirflowApiError("the API server has not written the admin password yet")
+        client = cls(base_url)
+        body = client._request(
+            "POST", "/auth/token", {"username": ADMIN_USER, "password": password}, auth=False
+        )
+        client.token = body["access_token"]
+        return client
+
+    def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if auth:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                payload = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:500]
+            raise AirflowApiError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
+        return json.loads(payload) if payload else None
+
+    def dag(self, dag_id: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self._request("GET", f"/api/v2/dags/{dag_id}")
+        except AirflowApiError as exc:
+            if "HTTP 404" in str(exc):
+                return None
+            raise
+        return result
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+
+    def backfill(
+        self, dag_id: str, from_date: str, to_date: str, *, reprocess: str = "none"
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "POST",
+            "/api/v2/backfills",
+            {
+                "dag_id": dag_id,
+                "from_date": from_date,
+                "to_date": to_date,
+                "max_active_runs": 1,
+                "reprocess_behavior": reprocess,
+            },
+        )
+        return result
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}}
+        )
+        return result
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        from urllib.parse import quote
+
+        body = self._request(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+            "/xcomEntries/return_value?deserialize=true",
+        )
+        return body.get("value")
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=-run_after")
+        runs: list[dict[str, Any]] = body["dag_runs"]
+        return runs
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        from urllib.parse import quote
+
+        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")
+        instances: list[dict[str, Any]] = body["task_instances"]
+        return instances
+
+
+@dataclass
+class Services:
+    settings: Settings
+    processes: dict[str, subprocess.Popen[bytes]]
+
+    def alive(self) -> dict[str, bool]:
+        return {name: p.poll() is None for name, p in self.processes.items()}
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def start_services(settings: Settings, *, foreground: bool = False) -> Services:
+    env = airflow_env(settings, subprocess_env({}))
+    logs = settings.home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    run_dir = settings.home / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for component in COMPONENTS:
+        if foreground:
+            processes[component] = subprocess.Popen([airflow_executable(), component], env=env)
+            (run_dir / f"{component}.pid").write_text(str(processes[component].pid))
+        else:
+            with (logs / f"{component}.log").open("ab") as out:
+                processes[component] = subprocess.Popen(
+                    [airflow_executable(), component],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+    return Services(settings, processes)
+
+
+def stop_recorded(settings: Settings, timeout: float = 30.0) -> list[str]:
+    """Stop the components a ``recflow up`` elsewhere recorded in ``$RECFLOW_HOME/run``."""
+    import os
+
+    stopped: dict[str, int] = {}
+    for pid_file in sorted((settings.home / "run").glob("*.pid")):
+        pid = int(pid_file.read_text())
+        pid_file.unlink()
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        stopped[pid_file.stem] = pid
+    deadline = time.monotonic() + timeout
+    for pid in stopped.values():
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+    return sorted(stopped)
+
+
+def wait_for_api(settings: Settings, services: Services, timeout: float = 180.0) -> AirflowClient:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        dead = [name for name, ok in services.alive().items() if not ok]
+        if dead:
+            raise RuntimeError(
+                f"airflow {', '.join(dead)} exited during start-up; see {settings.home / 'logs'}"
+            )
+        try:
+            return AirflowClient.login(settings)
+        except (AirflowApiError, OSError) as exc:
+            last_error = exc
+            time.sleep(2)
+    raise TimeoutError(f"the Airflow API did not answer within {timeout:.0f}s: {last_error}")
+
+
+@contextmanager
+def running_airflow(settings: Settings) -> Iterator[AirflowClient]:
+    services = start_services(settings)
+    try:
+        yield wait_for_api(settings, services)
+    finally:
+        services.stop()
+
+
+def wait_for_dags(client: AirflowClient, dag_ids: list[str], timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(client.dag(d) is not None for d in dag_ids):
+            return
+        time.sleep(2)
+    raise TimeoutError(f"DAGs {dag_ids} were not parsed within {timeout:.0f}s: check the dag-processor log")

@@ -1,0 +1,150 @@
+"""Content-addressed snapshots of the training mart in the artifact store.
+
+A snapshot is the ``train`` and ``holdout`` rows of
+``analytics.training_interactions`` and the pin catalogue, each sorted and
+written as Parquet under ``snapshots/<id>/``. The id is a SHA-256 of the rows
+themselves (Arrow IPC bytes of the sorted tables), so the same data always
+gives the same id, and a snapshot is written once and never overwritten: a
+rerun on unchanged data finds it and reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recflow.artifacts import ArtifactStore, join, store_for
+from recflow.config import Settings
+from recflow.evaluation import EvalSet, build_eval_set
+from recflow.warehouse import ANALYTICS_SCHEMA, connect
+
+log = logging.getLogger(__name__)
+
+INTERACTION_COLUMNS = ("user_id", "pin_id", "weight", "n_positive_events", "event_ts")
+PIN_COLUMNS = ("pin_id",)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    snapshot_id: str
+    uri: str
+    train_uri: str
+    holdout_uri: str
+    pins_uri: str
+    rows: dict[str, int]
+    dbt_invocation_id: str
+    created_at: str
+
+    def to_xcom(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_xcom(cls, payload: dict[str, object]) -> Snapshot:
+        return cls(**payload)  # type: ignore[arg-type]
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def content_id(tables: dict[str, pa.Table]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(tables):
+        digest.update(name.encode())
+        digest.update(_ipc_bytes(tables[name]))
+    return digest.hexdigest()[:20]
+
+
+def read_mart(settings: Settings) -> tuple[dict[str, pa.Table], str]:
+    cols = ", ".join(INTERACTION_COLUMNS)
+    with connect(settings, read_only=True) as con:
+        tables = {
+            split: con.sql(
+                f"select {cols} from {ANALYTICS_SCHEMA}.training_interactions "
+                "where split = ? order by user_id, pin_id",
+                params=[split],
+            ).to_arrow_table()
+            for split in ("train", "holdout")
+        }
+        tables["pins"] = con.sql(
+            f"select pin_id from {ANALYTICS_SCHEMA}.dim_pins order by pin_id"
+        ).to_arrow_table()
+        row = con.execute(
+            f"select max(dbt_invocation_id) from {ANALYTICS_SCHEMA}.training_interactions"
+        ).fetchone()
+    if tables["train"].num_rows == 0:
+        raise ValueError(
+            f"{ANALYTICS_SCHEMA}.training_interactions has no train rows: nothing to train on "
+            "(did the recsys_warehouse DAG run for any day with engagements?)"
+        )
+    return tables, str(row[0]) if row and row[0] else "unknown"
+
+
+def take_snapshot(settings: Settings) -> Snapshot:
+    tables, invocation_id = read_mart(settings)
+    snapshot_id = content_id(tables)
+    base = join(settings.artifacts_uri, "snapshots", snapshot_id)
+    uris = {
+        "train": join(base, "train", "interactions.parquet"),
+        "holdout": join(base, "holdout", "interactions.parquet"),
+        "pins": join(base, "catalogue", "pins.parquet"),
+    }
+    manifest_uri = join(base, "manifest.json")
+    store = store_for(settings, base)
+    rows = {name: table.num_rows for name, table in tables.items()}
+    if store.exists(manifest_uri):
+        manifest = json.loads(store.get_bytes(manifest_uri))
+        log.info("snapshot %s already exists (%s): reusing it, nothing written", snapshot_id, base)
+        return Snapshot.from_xcom(manifest)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, table in tables.items():
+            local = Path(tmp) / f"{name}.parquet"
+            pq.write_table(table, local)
+            store.put_file(local, uris[name])
+    snapshot = Snapshot(
+        snapshot_id=snapshot_id,
+        uri=base,
+        train_uri=uris["train"],
+        holdout_uri=uris["holdout"],
+        pins_uri=uris["pins"],
+        rows=rows,
+        dbt_invocation_id=invocation_id,
+        created_at=datetime.now(UTC).isoformat(),
+    )
+    store.put_bytes(json.dumps(snapshot.to_xcom(), indent=2).encode(), manifest_uri)
+    log.info("snapshot %s written to %s: %s", snapshot_id, base, rows)
+    return snapshot
+
+
+def channel_prefix(file_uri: str) -> str:
+    """The ``S3Prefix`` of a channel: the folder holding the file."""
+    return file_uri.rsplit("/", 1)[0]
+
+
+def load_eval_set(store: ArtifactStore, snapshot: Snapshot, workdir: Path, seed: int) -> EvalSet:
+    """The snapshot's holdout with seeded negatives, for scoring any model on the same candidates."""
+
+    def pairs(uri: str, name: str) -> list[tuple[str, str]]:
+        table = pq.read_table(store.get_file(uri, workdir / f"{name}.parquet"), columns=["user_id", "pin_id"])
+        return list(zip(table.column("user_id").to_pylist(), table.column("pin_id").to_pylist(), strict=True))
+
+    pins = (
+        pq.read_table(store.get_file(snapshot.pins_uri, workdir / "pins.parquet"))
+        .column("pin_id")
+        .to_pylist()
+    )
+    return build_eval_set(
+        pairs(snapshot.holdout_uri, "holdout"), pairs(snapshot.train_uri, "train"), pins, seed=seed
+    )

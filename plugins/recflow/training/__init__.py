@@ -1,0 +1,8 @@
+"""Training jobs with the shape of SageMaker's API, and the backends that run them.
+
+``spec`` builds a ``CreateTrainingJob`` request; a backend (``local`` runs the
+``ml/`` entrypoint in a subprocess that honours the container contract,
+``sagemaker`` calls the real service) takes it and answers
+``DescribeTrainingJob``-shaped status; ``jobs.run_training_job`` launches or
+re-attaches, streams the log and waits.
+"""

@@ -1,0 +1,33 @@
+"""What a training backend answers to: SageMaker's create/describe/stop, plus log reading."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+TERMINAL_STATES = frozenset({"Completed", "Failed", "Stopped"})
+
+
+class TrainingJobNotFound(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"training job {name!r} does not exist")
+        self.name = name
+
+
+class TrainingJobExists(ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"training job {name!r} already exists (job names are unique)")
+        self.name = name
+
+
+class TrainingBackend(Protocol):
+    name: str
+
+    def create_training_job(self, request: dict[str, Any]) -> None: ...
+
+    def describe_training_job(self, name: str) -> dict[str, Any]: ...
+
+    def read_log(self, name: str, cursor: str) -> tuple[list[str], str]:
+        """New log lines of the job since ``cursor`` (``""`` at first), and the cursor to pass next time."""
+        ...
+
+    def stop_training_job(self, name: str) -> None: ...

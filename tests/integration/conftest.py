@@ -1,0 +1,59 @@
+"""A small warehouse built by the real pipeline steps: generate → land → dbt build."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from recflow.config import Settings, subprocess_env
+from recflow.generate import GeneratorConfig, generate
+from recflow.landing import land_partition
+
+TINY = GeneratorConfig(start=date(2026, 1, 1), days=3, users=60, pins=200, topics=6, seed=11)
+
+
+def build_marts(settings: Settings) -> None:
+    """``dbt build`` in a subprocess, as a worker runs it (dbt-duckdb keeps its connection open in-process)."""
+    project = str(settings.dbt_project_dir)
+    dbt = str(Path(sys.executable).with_name("dbt"))
+    result = subprocess.run(
+        [
+            dbt,
+            "build",
+            "--project-dir",
+            project,
+            "--profiles-dir",
+            project,
+            "--quiet",
+            "--target-path",
+            str(settings.home / "dbt-target"),
+            "--log-path",
+            str(settings.home / "dbt-logs"),
+        ],
+        env=subprocess_env(settings.dbt_env()),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = Settings.from_env({"RECFLOW_HOME": str(tmp_path_factory.mktemp("warehouse"))})
+    generate(settings.landing_dir, TINY)
+    for i in range(TINY.days):
+        land_partition(settings, TINY.start + timedelta(days=i))
+    build_marts(settings)
+    return settings
+
+
+def home_with_warehouse_of(source: Settings, tmp_path: Path) -> Settings:
+    """A fresh RECFLOW_HOME reading the session's warehouse (artifacts, jobs and registry are private)."""
+    return Settings.from_env(
+        {"RECFLOW_HOME": str(tmp_path / "home"), "RECFLOW_WAREHOUSE_PATH": str(source.duckdb_path)}
+    )

@@ -1,0 +1,81 @@
+"""The exported SavedModel's signatures, and its round trip through the MLflow registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recflow.config import Settings
+from recflow.registry import MlflowRegistry
+
+pytestmark = pytest.mark.integration
+
+tf = pytest.importorskip("tensorflow")
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from recflow_ml.hyperparameters import Hyperparameters
+    from recflow_ml.model import TrainingData, TwoTowerModel, export
+
+    rng = np.random.default_rng(0)
+    users = [f"u{i}" for i in range(50)]
+    items = [f"p{i}" for i in range(150)]
+    # users u0..u24 like p0..p74, the others p75..p149: a learnable two-cluster world
+    pairs = [
+        (u, items[rng.integers(0, 75) + (75 if int(u[1:]) >= 25 else 0)]) for u in users for _ in range(20)
+    ]
+    data = TrainingData(
+        np.array([u for u, _ in pairs]), np.array([i for _, i in pairs]), np.ones(len(pairs), np.float32)
+    )
+    model = TwoTowerModel(users, items, Hyperparameters(epochs=15, batch_size=64, embedding_dim=8))
+    model.fit(data, np.log(np.full(len(items) + 1, 1 / (len(items) + 1))).astype(np.float32))
+    out = tmp_path_factory.mktemp("model") / "savedmodel"
+    export(model, out)
+    return out
+
+
+def test_signatures_take_raw_string_ids(saved_model: Path) -> None:
+    loaded = tf.saved_model.load(str(saved_model))
+    score = loaded.signatures["score"]
+    out = score(user_id=tf.constant(["u1", "u1", "nobody"]), item_id=tf.constant(["p3", "p140", "p3"]))[
+        "score"
+    ]
+    assert out.dtype == tf.float32 and out.shape == (3,)
+    assert out[0] > out[1], "a cluster-0 user must prefer a cluster-0 pin"
+    assert np.isfinite(out.numpy()).all(), "unknown ids get the out-of-vocabulary embedding"
+
+    rec = loaded.signatures["recommend"](user_id=tf.constant(["u1", "u40", "stranger"]))
+    assert rec["item_id"].dtype == tf.string and rec["item_id"].shape == (3, 100)
+    assert rec["score"].shape == (3, 100)
+    scores = rec["score"].numpy()
+    assert (np.diff(scores, axis=1) <= 1e-6).all(), "best first"
+    top10 = [int(i.decode()[1:]) for i in rec["item_id"].numpy()[0][:10]]
+    assert sum(i < 75 for i in top10) >= 8
+
+
+def test_registry_round_trip(saved_model: Path, settings: Settings, tmp_path: Path) -> None:
+    registry = MlflowRegistry(settings)
+    assert registry.get_by_alias("recsys-test") is None
+    lineage = {"snapshot_id": "s1", "training_job_name": "job-1", "airflow_run_id": "r1"}
+    v1 = registry.publish(
+        "recsys-test", saved_model, {"hr@10": 0.5, "ndcg@10": 0.3}, {"epochs": "15"}, lineage
+    )
+    v2 = registry.publish(
+        "recsys-test", saved_model, {"hr@10": 0.6, "ndcg@10": 0.4}, {"epochs": "15"}, lineage
+    )
+    assert (v1.version, v2.version) == (1, 2)
+    champion = registry.get_by_alias("recsys-test")
+    assert champion is not None and champion.version == 2
+    assert champion.metrics == {"hr@10": 0.6, "ndcg@10": 0.4}
+    assert champion.lineage == lineage
+    listed = MlflowRegistry(settings).list_versions("recsys-test")
+    assert [(v.version, v.aliases) for v in listed] == [(1, []), (2, ["champion"])]
+
+    out = registry.download(champion, tmp_path / "export")
+    loaded = tf.saved_model.load(str(out))
+    assert set(loaded.signatures) == {"score", "recommend"}
+    with pytest.raises(FileExistsError, match="not empty"):
+        registry.download(champion, tmp_path / "export")

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from recflow.artifacts import LocalArtifactStore
+from recflow.config import Settings
+from recflow.snapshot import load_eval_set, take_snapshot
+from tests.integration.conftest import home_with_warehouse_of
+
+pytestmark = pytest.mark.integration
+
+
+def test_snapshot_is_content_addressed_and_written_once(warehouse: Settings, tmp_path: Path) -> None:
+    settings = home_with_warehouse_of(warehouse, tmp_path)
+    first = take_snapshot(settings)
+    train_file = Path(first.train_uri.removeprefix("file://"))
+    mtime = train_file.stat().st_mtime_ns
+    second = take_snapshot(settings)
+    assert second == first
+    assert train_file.stat().st_mtime_ns == mtime, "an existing snapshot must never be rewritten"
+    train = pq.read_table(train_file)
+    holdout = pq.read_table(first.holdout_uri.removeprefix("file://"))
+    assert first.rows == {"train": train.num_rows, "holdout": holdout.num_rows, "pins": first.rows["pins"]}
+    assert len(set(holdout.column("user_id").to_pylist())) == holdout.num_rows
+    assert first.dbt_invocation_id not in ("", "unknown")
+
+
+def test_eval_set_from_snapshot(warehouse: Settings, tmp_path: Path) -> None:
+    settings = home_with_warehouse_of(warehouse, tmp_path)
+    snap = take_snapshot(settings)
+    data = load_eval_set(LocalArtifactStore(), snap, tmp_path, seed=42)
+    assert len(data.users) == snap.rows["holdout"]
+    assert data.negatives.shape == (snap.rows["holdout"], 99)

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from recflow.generate import GeneratorConfig, generate
+from recflow.landing import EVENT_TYPES, EVENTS_SCHEMA
+
+SMALL = GeneratorConfig(start=date(2026, 1, 1), days=2, users=40, pins=150, topics=6, seed=3)
+
+
+def test_writes_contract_partitions_and_catalogues(tmp_path: Path) -> None:
+    summary = generate(tmp_path, SMALL)
+    assert summary.partitions == 2
+    day = pq.read_table(tmp_path / "events" / "ds=2026-01-02" / "part-00000.parquet")
+    assert day.schema.equals(EVENTS_SCHEMA)
+    assert set(day.column("event_type").to_pylist()) <= set(EVENT_TYPES)
+    assert {ts.date() for ts in day.column("event_ts").to_pylist()} == {date(2026, 1, 2)}
+    assert len(set(day.column("event_id").to_pylist())) == day.num_rows
+    assert pq.read_table(tmp_path / "pins" / "pins.parquet").num_rows == 150
+    assert pq.read_table(tmp_path / "users" / "users.parquet").num_rows == 40
+
+
+def test_is_deterministic(tmp_path: Path) -> None:
+    generate(tmp_path / "a", SMALL)
+    generate(tmp_path / "b", SMALL)
+    for rel in ("events/ds=2026-01-01/part-00000.parquet", "pins/pins.parquet"):
+        assert pq.read_table(tmp_path / "a" / rel).equals(pq.read_table(tmp_path / "b" / rel))
+
+
+def test_engagement_follows_interests(tmp_path: Path) -> None:
+    """Saves concentrate on few topics per user: the signal a model must find."""
+    generate(tmp_path, GeneratorConfig(start=date(2026, 1, 1), days=3, users=60, pins=300, topics=8, seed=1))
+    events = pq.read_table(tmp_path / "events" / "ds=2026-01-01" / "part-00000.parquet").to_pandas()
+    pins = pq.read_table(tmp_path / "pins" / "pins.parquet").to_pandas()
+    topic = dict(zip(pins.pin_id, pins.topics.map(lambda t: t[0]), strict=True))
+    positive = events[events.event_type.isin(["closeup", "click", "save"])].copy()
+    positive["topic"] = positive.pin_id.map(topic)
+    top2_share = positive.groupby("user_id").topic.apply(lambda t: t.value_counts().head(2).sum() / len(t))
+    assert top2_share.mean() > 0.7
+
+
+def test_rejects_impossible_config() -> None:
+    with pytest.raises(ValueError, match="interests_per_user=5 cannot exceed topics=3"):
+        GeneratorConfig(topics=3, interests_per_user=5)
