@@ -69,8 +69,9 @@ def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.runtime import API_HOST, API_PORT
-    from recflow.services import start_services
+    from recflow.services import record_foreground, start_services
 
+    pid_file = record_foreground(settings)
     services = start_services(settings, foreground=True)
     print(
         f"Airflow on http://{API_HOST}:{API_PORT} (user admin, password in "
@@ -89,6 +90,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         time.sleep(1)
     dead = [name for name, ok in services.alive().items() if not ok]
     services.stop()
+    pid_file.unlink(missing_ok=True)
     if dead and not stopping:
         print(f"airflow {', '.join(dead)} exited; stopped the others", file=sys.stderr)
         return 1
@@ -100,7 +102,7 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.services import stop_recorded
 
     stopped = stop_recorded(settings)
-    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing to stop: no `recflow up` is running")
+    print("Airflow stopped" if stopped else "nothing to stop: no `recflow up` is running")
     return 0
 
 
@@ -109,16 +111,20 @@ def _fmt_seconds(seconds: float | None) -> str:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.demo import PipelineFailed, demo_days, run_pipeline, setup
+    from recflow.demo import PipelineFailed, demo_days, run_pipeline, say, setup, warehouse_counts
     from recflow.generate import GeneratorConfig, generate
     from recflow.registry import MlflowRegistry
     from recflow.runtime import API_HOST, API_PORT, admin_password
 
     started = time.monotonic()
     days = demo_days(args.days)
-    summary = generate(settings.landing_dir, GeneratorConfig(start=days[0], days=len(days), seed=args.seed))
-    print(f"data: {summary.events} synthetic events over {days[0]}..{days[-1]} in {settings.landing_dir}")
-    setup(settings)
+    summary = generate(
+        settings.landing_dir,
+        GeneratorConfig(start=days[0], days=len(days), users=args.users, pins=args.pins, seed=args.seed),
+    )
+    say(f"data: {summary.events} synthetic events over {days[0]}..{days[-1]} in {settings.landing_dir}")
+    setup(settings, echo=say)
+    before = warehouse_counts(settings) if settings.duckdb_path.exists() else None
     try:
         result = run_pipeline(settings, days)
     except (PipelineFailed, TimeoutError) as exc:
@@ -128,6 +134,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 1
     champion = MlflowRegistry(settings).get_by_alias(settings.model_name)
+    after = warehouse_counts(settings)
     print("\n=== recflow demo summary ===")
     for run in result.warehouse_runs + result.train_runs:
         print(
@@ -141,6 +148,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         )
     if result.gate:
         print(f"  gate: {result.gate['reason']}")
+    print("  warehouse rows: " + ", ".join(f"{k}={v}" for k, v in after.items()))
+    if before is not None:
+        print(f"  rerun of the same intervals changed the warehouse: {'no' if before == after else 'yes'}")
     if champion:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(champion.metrics.items()))
         print(f"  model {champion.name} version {champion.version} {champion.aliases}: {metrics}")
@@ -211,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(func=cmd_setup)
     demo = sub.add_parser("demo", help="run the whole pipeline through the Airflow scheduler")
     demo.add_argument("--days", type=int, default=4)
+    demo.add_argument("--users", type=int, default=400)
+    demo.add_argument("--pins", type=int, default=1200)
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("up", help="run Airflow in the foreground").set_defaults(func=cmd_up)

@@ -31,6 +31,10 @@ TRAIN_DAG = "recsys_train_and_publish"
 Echo = Callable[[str], None]
 
 
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
 def compile_dbt_manifest(settings: Settings) -> None:
     dbt = str(sys.executable).rsplit("/", 1)[0] + "/dbt"
     project = str(settings.dbt_project_dir)
@@ -41,7 +45,7 @@ def compile_dbt_manifest(settings: Settings) -> None:
     )
 
 
-def setup(settings: Settings, echo: Echo = print) -> None:
+def setup(settings: Settings, echo: Echo = say) -> None:
     for folder in (settings.home, settings.landing_dir, settings.duckdb_path.parent, settings.jobs_dir):
         folder.mkdir(parents=True, exist_ok=True)
     echo(f"setup: Airflow metadata database in {settings.airflow_home}")
@@ -161,7 +165,7 @@ def _wait_train(client: AirflowClient, since: datetime, echo: Echo, timeout: flo
 
 
 def run_pipeline(
-    settings: Settings, days: list[date], echo: Echo = print, timeout: float = 1800.0
+    settings: Settings, days: list[date], echo: Echo = say, timeout: float = 1800.0
 ) -> PipelineResult:
     """Backfill ``days`` through the scheduler and wait for the asset-triggered training run."""
     started = time.monotonic()
@@ -199,6 +203,22 @@ def run_pipeline(
         client.set_paused(TRAIN_DAG, True)
     result.seconds = time.monotonic() - started
     return result
+
+
+def warehouse_counts(settings: Settings) -> dict[str, int]:
+    """Row counts of the warehouse tables the pipeline writes: equal before and after a rerun."""
+    from recflow.warehouse import connect
+
+    queries = {
+        "raw.events": "select count(*) from raw.events",
+        "analytics.fct_engagements": "select count(*) from analytics.fct_engagements",
+        "analytics.dim_users": "select count(*) from analytics.dim_users",
+        "analytics.dim_pins": "select count(*) from analytics.dim_pins",
+        "analytics.training_interactions[train]": "select count(*) from analytics.training_interactions where split = 'train'",
+        "analytics.training_interactions[holdout]": "select count(*) from analytics.training_interactions where split = 'holdout'",
+    }
+    with connect(settings, read_only=True) as con:
+        return {name: int(con.execute(sql).fetchone()[0]) for name, sql in queries.items()}  # type: ignore[index]
 
 
 def demo_days(days: int, today: date | None = None) -> list[date]:

@@ -136,10 +136,10 @@ class MlflowRegistry:
         run_id = run.info.run_id
         for key, value in metrics.items():
             self.client.log_metric(run_id, to_mlflow_key(key), value)
-        for key, value in params.items():
-            self.client.log_param(run_id, key, value)
-        for key, value in lineage.items():
-            self.client.set_tag(run_id, f"{LINEAGE_PREFIX}{key}", value)
+        for key, param in params.items():
+            self.client.log_param(run_id, key, param)
+        for key, tag in lineage.items():
+            self.client.set_tag(run_id, f"{LINEAGE_PREFIX}{key}", tag)
         self.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
         self.client.set_terminated(run_id)
         try:

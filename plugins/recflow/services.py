@@ -8,6 +8,7 @@ venv with ``runtime.airflow_env``; their logs go to ``$RECFLOW_HOME/logs``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -148,9 +149,15 @@ class Services:
         return {name: p.poll() is None for name, p in self.processes.items()}
 
     def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM each component's whole process group (workers, log server), then SIGKILL stragglers."""
+        import os
+
+        groups = {p.pid for p in self.processes.values()}
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for process in self.processes.values():
             try:
@@ -158,54 +165,62 @@ class Services:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
 
 
 def start_services(settings: Settings, *, foreground: bool = False) -> Services:
+    """Start each component in its own session; ``foreground`` sends their output to this terminal."""
     env = airflow_env(settings, subprocess_env({}))
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen[bytes]] = {}
-    run_dir = settings.home / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
     for component in COMPONENTS:
-        if foreground:
-            processes[component] = subprocess.Popen([airflow_executable(), component], env=env)
-            (run_dir / f"{component}.pid").write_text(str(processes[component].pid))
-        else:
-            with (logs / f"{component}.log").open("ab") as out:
-                processes[component] = subprocess.Popen(
-                    [airflow_executable(), component],
-                    env=env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+        with (logs / f"{component}.log").open("ab") as log_file:
+            processes[component] = subprocess.Popen(
+                [airflow_executable(), component],
+                env=env,
+                stdout=None if foreground else log_file,
+                stderr=None if foreground else subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
     return Services(settings, processes)
 
 
-def stop_recorded(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Stop the components a ``recflow up`` elsewhere recorded in ``$RECFLOW_HOME/run``."""
+def record_foreground(settings: Settings) -> Path:
+    """Note this ``recflow up`` process, so that ``recflow down`` elsewhere can stop it."""
     import os
 
-    stopped: dict[str, int] = {}
-    for pid_file in sorted((settings.home / "run").glob("*.pid")):
-        pid = int(pid_file.read_text())
-        pid_file.unlink()
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        stopped[pid_file.stem] = pid
+    path = settings.home / "run" / "up.pid"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(os.getpid()))
+    return path
+
+
+def stop_recorded(settings: Settings, timeout: float = 60.0) -> bool:
+    """Ask the ``recflow up`` recorded in ``$RECFLOW_HOME/run`` to stop, and wait until it has."""
+    import os
+
+    path = settings.home / "run" / "up.pid"
+    if not path.exists():
+        return False
+    pid = int(path.read_text())
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        path.unlink()
+        return False
     deadline = time.monotonic() + timeout
-    for pid in stopped.values():
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.5)
-    return sorted(stopped)
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.5)
+    path.unlink(missing_ok=True)
+    return True
 
 
 def wait_for_api(settings: Settings, services: Services, timeout: float = 180.0) -> AirflowClient:

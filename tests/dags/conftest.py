@@ -16,7 +16,7 @@ from recflow.runtime import airflow_env
 DAG_FILES = sorted((PROJECT_ROOT / "dags").glob("*.py"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def airflow_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     settings = Settings.from_env({"RECFLOW_HOME": str(tmp_path_factory.mktemp("home"))})
     if not settings.dbt_manifest_path.exists():
@@ -31,7 +31,7 @@ def airflow_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Se
         yield settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dagbag(airflow_environment: Settings) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 

@@ -1,0 +1,94 @@
+"""End to end: `recflow demo` on a tiny data set, through a real Airflow scheduler, twice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recflow.cli import main
+from recflow.config import Settings
+from recflow.demo import warehouse_counts
+from recflow.registry import MlflowRegistry
+from recflow.warehouse import connect
+
+pytestmark = pytest.mark.e2e
+
+DEMO = ["demo", "--days", "2", "--users", "80", "--pins", "200", "--seed", "5"]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    root = tmp_path_factory.mktemp("e2e")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECFLOW_HOME", str(root / "home"))
+        mp.setenv("RECFLOW_MODEL_NAME", "recsys-e2e")
+        mp.setenv("RECFLOW_GATE_MIN_HR_AT_10", "0.12")
+        mp.setenv("RECFLOW_GATE_MIN_NDCG_AT_10", "0.05")
+        assert main(DEMO) == 0
+        settings = Settings.from_env()
+        yield settings
+
+
+def test_champion_ranks_held_out_pins_above_random_pins(home: Settings, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    registry = MlflowRegistry(home)
+    champion = registry.get_by_alias("recsys-e2e")
+    assert champion is not None
+    assert champion.metrics["hr@10"] > 0.12
+    assert {
+        "snapshot_id",
+        "dbt_invocation_id",
+        "git_commit",
+        "training_job_name",
+        "airflow_dag_id",
+        "airflow_run_id",
+    } <= set(champion.lineage)
+    model = tf.saved_model.load(str(registry.download(champion, tmp_path / "model")))
+    with connect(home, read_only=True) as con:
+        holdout = con.execute(
+            "select user_id, pin_id from analytics.training_interactions where split = 'holdout'"
+        ).fetchall()
+        pins = [r[0] for r in con.execute("select pin_id from analytics.dim_pins").fetchall()]
+    rng = np.random.default_rng(0)
+    users = [u for u, _ in holdout]
+    positives = [p for _, p in holdout]
+    randoms = [pins[i] for i in rng.integers(0, len(pins), len(users))]
+    score = model.signatures["score"]
+    pos = score(user_id=tf.constant(users), item_id=tf.constant(positives))["score"].numpy()
+    neg = score(user_id=tf.constant(users), item_id=tf.constant(randoms))["score"].numpy()
+    wins = float(np.mean(pos > neg))
+    assert len(users) >= 50
+    assert wins > 0.65, f"held-out pin beat a random pin for only {wins:.0%} of users"
+
+
+def test_rerun_is_idempotent(home: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second demo reprocesses the same intervals: same warehouse, same snapshot, no second training job."""
+    before = warehouse_counts(home)
+    jobs_before = sorted(p.name for p in home.jobs_dir.iterdir())
+    versions_before = [v.version for v in MlflowRegistry(home).list_versions("recsys-e2e")]
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECFLOW_HOME", str(home.home))
+        mp.setenv("RECFLOW_MODEL_NAME", "recsys-e2e")
+        assert main(DEMO) == 0
+    out = capsys.readouterr().out
+    assert "rerun of the same intervals changed the warehouse: no" in out
+    assert "not promoted: the challenger is the current champion" in out
+    assert warehouse_counts(home) == before
+    assert sorted(p.name for p in home.jobs_dir.iterdir()) == jobs_before
+    assert [v.version for v in MlflowRegistry(home).list_versions("recsys-e2e")] == versions_before
+
+
+def test_models_list_json(home: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECFLOW_HOME", str(home.home))
+        capsys.readouterr()
+        assert main(["models", "list", "--name", "recsys-e2e", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed and {"name", "version", "aliases", "metrics", "lineage", "created_at"} <= set(listed[0])
+    assert any("champion" in v["aliases"] for v in listed)
+    assert {"hr@10", "ndcg@10", "recall@50"} <= set(listed[-1]["metrics"])
