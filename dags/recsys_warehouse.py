@@ -8,6 +8,7 @@ processes landing partition `ds=D`. Its last task updates the asset
 
 | task | what it does | when it fails |
 |---|---|---|
+| `wait_for_landing` | waits (reschedule mode, every 2 min) for `landing/events/ds=D/` | after 6 h without the partition: the upstream export is late |
 | `land` | replaces `raw.events` rows of `ds=D` with `landing/events/ds=D/*.parquet`; refreshes `raw.pins`, `raw.users` | the partition is missing or breaks `docs/data-contract.md` (file, column and type are named) |
 | `check_raw` | Great Expectations suite `raw_events` on `ds=D` | a named expectation failed; offending rows are kept in `quality.rejected_events`; **dbt did not run** |
 | `transform.*` | one task per dbt node (`dbt build`: the model and its tests) | the failing model or test is the task's name; its SQL is in the log |
@@ -17,7 +18,9 @@ processes landing partition `ds=D`. Its last task updates the asset
 do). Every task is idempotent for its interval: after fixing the cause, *clear* the
 failed task (and downstream). To reprocess days:
 `recflow airflow backfill create --dag-id recsys_warehouse --from-date D1 --to-date D2 --reprocess-behavior completed`.
-Full runbook: `docs/runbooks.md`.
+A one-off historical load runs in one manual run with params
+`{"reload_from": "1997-09-20", "reload_to": "1998-04-22"}` (every day in the range is
+landed and checked; what `recflow benchmark movielens` does). Full runbook: `docs/runbooks.md`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable
 from recflow.airflow import tasks
 from recflow.airflow.dbt import dbt_task_group
 from recflow.airflow.defaults import DEFAULT_ARGS, Tag
+from recflow.airflow.params import WAREHOUSE_PARAMS
 from recflow.config import Settings
 
 with DAG(
@@ -37,7 +41,14 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    params=WAREHOUSE_PARAMS,
     tags=[Tag.RECSYS, Tag.WAREHOUSE, Tag.DBT, Tag.DATA_QUALITY],
     doc_md=__doc__,
 ):
-    (tasks.land() >> tasks.check_raw() >> dbt_task_group(Settings.from_env()) >> tasks.check_marts())
+    (
+        tasks.wait_for_landing()
+        >> tasks.land()
+        >> tasks.check_raw()
+        >> dbt_task_group(Settings.from_env())
+        >> tasks.check_marts()
+    )

@@ -201,6 +201,33 @@ def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_load_movielens(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.movielens import load_movielens
+
+    summary = load_movielens(Path(args.data_dir), settings.landing_dir)
+    print(
+        f"landed {summary.ratings} ratings ({summary.users} users, {summary.items} movies) as "
+        f"{summary.partitions} daily partitions {summary.first_day}..{summary.last_day} under {settings.landing_dir}"
+    )
+    return 0
+
+
+def cmd_benchmark_movielens(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.benchmark import run_movielens
+    from recflow.demo import PipelineFailed
+
+    try:
+        result = run_movielens(settings, Path(args.data_dir))
+    except (PipelineFailed, TimeoutError) as exc:
+        print(f"BENCHMARK FAILED: {exc}", file=sys.stderr)
+        return 1
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0 if result["champion_version"] is not None else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -231,6 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
     af = sub.add_parser("airflow", help="the airflow CLI with the project's environment", add_help=False)
     af.add_argument("args", nargs=argparse.REMAINDER)
     af.set_defaults(func=cmd_airflow)
+
+    load = sub.add_parser("load", help="load a public data set into the landing zone").add_subparsers(
+        dest="dataset", required=True
+    )
+    ml = load.add_parser("movielens", help="MovieLens 100K (ratings as save events, genres as topics)")
+    ml.add_argument("--data-dir", required=True, help="the ml-100k folder, e.g. ../shared/data/ml-100k")
+    ml.set_defaults(func=cmd_load_movielens)
+    bench = sub.add_parser("benchmark", help="run the pipeline on a public data set").add_subparsers(
+        dest="dataset", required=True
+    )
+    bml = bench.add_parser(
+        "movielens", help="MovieLens 100K through the scheduler, registered as movielens-100k"
+    )
+    bml.add_argument("--data-dir", required=True)
+    bml.add_argument("--out", help="also write the JSON result here")
+    bml.set_defaults(func=cmd_benchmark_movielens)
 
     models = sub.add_parser("models", help="the model registry").add_subparsers(
         dest="models_command", required=True

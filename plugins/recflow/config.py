@@ -124,6 +124,35 @@ class Settings:
     def with_home(self, home: Path) -> Settings:
         return replace(self, home=home.resolve())
 
+    def to_env(self) -> dict[str, str]:
+        """The variables that make ``from_env`` rebuild these settings in a child process."""
+        env = {
+            "RECFLOW_HOME": str(self.home),
+            "RECFLOW_TRAINING_BACKEND": self.training_backend,
+            "RECFLOW_REGISTRY_BACKEND": self.registry_backend,
+            "RECFLOW_DBT_TARGET": self.dbt_target,
+            "RECFLOW_WAREHOUSE_POOL_SLOTS": str(self.warehouse_pool_slots),
+            "RECFLOW_RAW_MIN_ROWS": str(self.raw_min_rows),
+            "RECFLOW_RAW_MAX_ROWS": str(self.raw_max_rows),
+            "RECFLOW_MODEL_NAME": self.model_name,
+            "RECFLOW_TRAINING_IMAGE": self.training_image,
+            "RECFLOW_TRAINING_INSTANCE_TYPE": self.training_instance_type,
+            "RECFLOW_SAGEMAKER_ROLE_ARN": self.sagemaker_role_arn,
+            "AWS_DEFAULT_REGION": self.aws_region,
+            "RECFLOW_GATE_MIN_HR_AT_10": str(self.gate.min_hr_at_10),
+            "RECFLOW_GATE_MIN_NDCG_AT_10": str(self.gate.min_ndcg_at_10),
+            "RECFLOW_GATE_TOLERANCE": str(self.gate.tolerance),
+        }
+        optional = {
+            "RECFLOW_WAREHOUSE_PATH": str(self.warehouse_path) if self.warehouse_path else None,
+            "RECFLOW_ARTIFACT_ROOT": self.artifact_root,
+            "RECFLOW_MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "RECFLOW_AWS_ENDPOINT_URL": self.aws_endpoint_url,
+            "RECFLOW_GIT_COMMIT": self.git_commit_override,
+        }
+        env.update({k: v for k, v in optional.items() if v})
+        return env
+
     @property
     def git_commit(self) -> str:
         """The deployed commit (``RECFLOW_GIT_COMMIT``, else read from ``.git``), for lineage."""

@@ -90,7 +90,7 @@ class PipelineResult:
         return bool(self.train_runs) and all(r.state == "success" for r in runs)
 
 
-def _seconds(run: dict[str, Any]) -> float | None:
+def run_seconds(run: dict[str, Any]) -> float | None:
     if not run.get("start_date") or not run.get("end_date"):
         return None
     start = datetime.fromisoformat(run["start_date"])
@@ -104,7 +104,7 @@ def _summary(run: dict[str, Any]) -> RunSummary:
         run_id=run["dag_run_id"],
         logical_date=run.get("logical_date"),
         state=run["state"],
-        seconds=_seconds(run),
+        seconds=run_seconds(run),
         run_type=run.get("run_type", ""),
     )
 
@@ -134,7 +134,7 @@ def _wait_warehouse(
         for day, run in sorted(latest.items()):
             if seen.get(run["dag_run_id"]) != run["state"]:
                 seen[run["dag_run_id"]] = run["state"]
-                took = _seconds(run)
+                took = run_seconds(run)
                 echo(f"  {WAREHOUSE_DAG} ds={day}: {run['state']}" + (f" ({took:.0f}s)" if took else ""))
             if run["state"] == "failed":
                 raise PipelineFailed(

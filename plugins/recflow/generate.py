@@ -166,7 +166,7 @@ def _day_events(cfg: GeneratorConfig, world: World, day_index: int) -> pa.Table:
     return pa.table(rows, schema=EVENTS_SCHEMA)
 
 
-def _write(table: pa.Table, path: Path) -> None:
+def write_parquet(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp)
@@ -177,8 +177,8 @@ def generate(landing_dir: Path, cfg: GeneratorConfig) -> GeneratedSummary:
     """Write ``cfg.days`` daily event partitions and the pin/user catalogues under ``landing_dir``."""
     world = _world(cfg)
     pins, users = _catalogues(cfg, world)
-    _write(pins, landing_dir / "pins" / "pins.parquet")
-    _write(users, landing_dir / "users" / "users.parquet")
+    write_parquet(pins, landing_dir / "pins" / "pins.parquet")
+    write_parquet(users, landing_dir / "users" / "users.parquet")
     total = 0
     for i in range(cfg.days):
         day = cfg.start + timedelta(days=i)
@@ -186,7 +186,7 @@ def generate(landing_dir: Path, cfg: GeneratorConfig) -> GeneratedSummary:
         directory = partition_dir(landing_dir, day)
         for stale in directory.glob("*.parquet"):
             stale.unlink()
-        _write(events, directory / "part-00000.parquet")
+        write_parquet(events, directory / "part-00000.parquet")
         total += events.num_rows
         log.info("generated ds=%s: %d events", day, events.num_rows)
     return GeneratedSummary(

@@ -141,41 +141,55 @@ def _read_events(directory: Path) -> tuple[pa.Table, int]:
 
 def land_partition(settings: Settings, ds: date) -> LandingResult:
     """Replace ``raw.events`` rows of ``ds`` with the landing partition, and refresh the catalogues."""
-    directory = partition_dir(settings.landing_dir, ds)
-    if not directory.is_dir():
+    return land_partitions(settings, [ds])[0]
+
+
+def land_partitions(settings: Settings, days: list[date]) -> list[LandingResult]:
+    """Land several days in one transaction (a historical reload); each day is replaced, never appended."""
+    missing = [d for d in days if not partition_dir(settings.landing_dir, d).is_dir()]
+    if missing:
+        shown = ", ".join(str(d) for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise LandingError(
-            f"landing partition {directory} does not exist: the upstream export for {ds} has not arrived"
+            f"landing partition {partition_dir(settings.landing_dir, missing[0])} does not exist: "
+            f"the upstream export has not arrived for {len(missing)} day(s): {shown}"
         )
-    events, n_files = _read_events(directory)
     pins = _read_catalogue(settings.landing_dir / "pins", PINS_SCHEMA)
     users = _read_catalogue(settings.landing_dir / "users", USERS_SCHEMA)
+    results = []
     with connect(settings) as con:
         con.execute(f"create schema if not exists {RAW_SCHEMA}")
         con.execute(RAW_EVENTS_DDL)
-        con.register("landed_events", events)
+        con.execute("begin transaction")
+        for ds in days:
+            events, n_files = _read_events(partition_dir(settings.landing_dir, ds))
+            con.register("landed_events", events)
+            con.execute(f"delete from {RAW_SCHEMA}.events where ds = ?", [ds])
+            con.execute(
+                f"""
+                insert into {RAW_SCHEMA}.events
+                select event_id, user_id, pin_id, event_type, event_ts, surface, value,
+                       ?::date as ds, _source_file, now() as _loaded_at
+                from landed_events
+                """,
+                [ds],
+            )
+            con.unregister("landed_events")
+            results.append(
+                LandingResult(
+                    ds=ds, files=n_files, rows=events.num_rows, pins=pins.num_rows, users=users.num_rows
+                )
+            )
+            log.info(
+                "landed ds=%s: %d rows from %d file(s) into %s.events",
+                ds,
+                events.num_rows,
+                n_files,
+                RAW_SCHEMA,
+            )
         con.register("landed_pins", pins)
         con.register("landed_users", users)
-        con.execute("begin transaction")
-        con.execute(f"delete from {RAW_SCHEMA}.events where ds = ?", [ds])
-        con.execute(
-            f"""
-            insert into {RAW_SCHEMA}.events
-            select event_id, user_id, pin_id, event_type, event_ts, surface, value,
-                   ?::date as ds, _source_file, now() as _loaded_at
-            from landed_events
-            """,
-            [ds],
-        )
         con.execute(f"create or replace table {RAW_SCHEMA}.pins as select * from landed_pins")
         con.execute(f"create or replace table {RAW_SCHEMA}.users as select * from landed_users")
         con.execute("commit")
-    log.info(
-        "landed ds=%s: %d rows from %d file(s) into %s.events; %d pins, %d users in the catalogues",
-        ds,
-        events.num_rows,
-        n_files,
-        RAW_SCHEMA,
-        pins.num_rows,
-        users.num_rows,
-    )
-    return LandingResult(ds=ds, files=n_files, rows=events.num_rows, pins=pins.num_rows, users=users.num_rows)
+    log.info("catalogues refreshed: %d pins, %d users", pins.num_rows, users.num_rows)
+    return results

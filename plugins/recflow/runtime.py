@@ -3,9 +3,10 @@
 ``recflow airflow ...`` and ``make up``/``make demo`` start every Airflow
 process with this environment, so the scheduler, the DAG processor, the API
 server and the task processes they spawn agree on one ``AIRFLOW_HOME``, one
-metadata database and one JWT secret. Values already set in the caller's
-environment win (that is how the production profile points the same DAGs at
-PostgreSQL and CeleryExecutor).
+metadata database and one JWT secret, and the tasks rebuild the caller's
+``Settings`` (``Settings.to_env``). ``AIRFLOW__*`` values already set in the
+caller's environment win over the embedded defaults (that is how the
+production profile points the same DAGs at PostgreSQL and CeleryExecutor).
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
     keys = _local_secrets(home)
     base_url = f"http://{API_HOST}:{API_PORT}"
     defaults = {
-        "RECFLOW_HOME": str(settings.home),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_dir),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.project_root / "plugins"),
@@ -76,7 +76,7 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
         "TF_CPP_MIN_LOG_LEVEL": "2",
         **settings.dbt_env(),
     }
-    merged = {**defaults, **{k: v for k, v in current.items() if k in defaults and k != "RECFLOW_HOME"}}
+    merged = {**defaults, **{k: v for k, v in current.items() if k in defaults}, **settings.to_env()}
     return subprocess_env(merged)
 
 

@@ -127,6 +127,11 @@ class AirflowClient:
         )
         return body.get("value")
 
+    def delete_run(self, dag_id: str, run_id: str) -> None:
+        from urllib.parse import quote
+
+        self._request("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")
+
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=-run_after")
         runs: list[dict[str, Any]] = body["dag_runs"]

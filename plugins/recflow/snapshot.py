@@ -1,8 +1,12 @@
 """Content-addressed snapshots of the training mart in the artifact store.
 
 A snapshot is the ``train`` and ``holdout`` rows of
-``analytics.training_interactions`` and the pin catalogue, each sorted and
-written as Parquet under ``snapshots/<id>/``. The id is a SHA-256 of the rows
+``analytics.training_interactions`` and the side features of pins and users
+(from ``dim_pins`` / ``dim_users``), each sorted and written as Parquet under
+``snapshots/<id>/``: the ``train`` channel holds ``interactions.parquet``,
+``pins.parquet`` and ``users.parquet``, the ``holdout`` channel
+``interactions.parquet``, and ``catalogue/pins.parquet`` lists every pin for
+evaluation. The id is a SHA-256 of the rows
 themselves (Arrow IPC bytes of the sorted tables), so the same data always
 gives the same id, and a snapshot is written once and never overwritten: a
 rerun on unchanged data finds it and reuses it.
@@ -81,6 +85,12 @@ def read_mart(settings: Settings) -> tuple[dict[str, pa.Table], str]:
         tables["pins"] = con.sql(
             f"select pin_id from {ANALYTICS_SCHEMA}.dim_pins order by pin_id"
         ).to_arrow_table()
+        tables["pin_features"] = con.sql(
+            f"select pin_id, topics from {ANALYTICS_SCHEMA}.dim_pins order by pin_id"
+        ).to_arrow_table()
+        tables["user_features"] = con.sql(
+            f"select user_id, country, age, gender, occupation from {ANALYTICS_SCHEMA}.dim_users order by user_id"
+        ).to_arrow_table()
         row = con.execute(
             f"select max(dbt_invocation_id) from {ANALYTICS_SCHEMA}.training_interactions"
         ).fetchone()
@@ -100,6 +110,8 @@ def take_snapshot(settings: Settings) -> Snapshot:
         "train": join(base, "train", "interactions.parquet"),
         "holdout": join(base, "holdout", "interactions.parquet"),
         "pins": join(base, "catalogue", "pins.parquet"),
+        "pin_features": join(base, "train", "pins.parquet"),
+        "user_features": join(base, "train", "users.parquet"),
     }
     manifest_uri = join(base, "manifest.json")
     store = store_for(settings, base)

@@ -74,7 +74,7 @@ def test_each_dbt_model_is_its_own_task(dagbag: Any) -> None:
     task_ids = {t.task_id for t in dag.tasks}
     for model in ("stg_events", "fct_engagements", "dim_users", "dim_pins", "training_interactions"):
         assert f"transform.{model}_model_build" in task_ids
-    chain = ["land", "check_raw", "transform.stg_events_model_build"]
+    chain = ["wait_for_landing", "land", "check_raw", "transform.stg_events_model_build"]
     for upstream, downstream in itertools.pairwise(chain):
         assert upstream in dag.get_task(downstream).upstream_task_ids
     assert dag.get_task("check_marts").outlets

@@ -23,7 +23,14 @@ def test_snapshot_is_content_addressed_and_written_once(warehouse: Settings, tmp
     assert train_file.stat().st_mtime_ns == mtime, "an existing snapshot must never be rewritten"
     train = pq.read_table(train_file)
     holdout = pq.read_table(first.holdout_uri.removeprefix("file://"))
-    assert first.rows == {"train": train.num_rows, "holdout": holdout.num_rows, "pins": first.rows["pins"]}
+    assert (first.rows["train"], first.rows["holdout"]) == (train.num_rows, holdout.num_rows)
+    assert set(first.rows) == {"train", "holdout", "pins", "pin_features", "user_features"}
+    channel = train_file.parent
+    assert sorted(p.name for p in channel.iterdir()) == [
+        "interactions.parquet",
+        "pins.parquet",
+        "users.parquet",
+    ]
     assert len(set(holdout.column("user_id").to_pylist())) == holdout.num_rows
     assert first.dbt_invocation_id not in ("", "unknown")
 

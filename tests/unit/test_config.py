@@ -37,3 +37,16 @@ def test_production_overrides(tmp_path: Path) -> None:
     assert s.training_backend == "sagemaker"
     assert s.gate.min_hr_at_10 == 0.3
     assert s.git_commit == "abc123"
+
+
+def test_to_env_round_trips(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        {
+            "RECFLOW_HOME": str(tmp_path),
+            "RECFLOW_MODEL_NAME": "m",
+            "RECFLOW_MLFLOW_TRACKING_URI": "sqlite:////x.db",
+            "RECFLOW_GATE_TOLERANCE": "0.05",
+            "RECFLOW_ARTIFACT_ROOT": "s3://b/p",
+        }
+    )
+    assert Settings.from_env(s.to_env()) == s

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 RUNBOOK = "docs/runbooks.md"
 
 WHAT_TO_DO = {
+    "wait_for_landing": "the upstream export for the day did not arrive within 6 hours: ask the producer; "
+    "clear the task once the partition is there",
     "land": "the landing partition is missing or breaks docs/data-contract.md: fix the upstream export, then clear the task",
     "check_raw": "the partition was refused by the raw-events suite (offending rows kept in quality.rejected_events): "
     "fix the upstream export for that day, then clear check_raw; nothing downstream ran",
@@ -38,7 +41,7 @@ def failure_record(
     step = task_id.rsplit(".", 1)[-1]
     if task_id.startswith("transform."):
         advice = (
-            f"dbt node {step.removesuffix('_build')} failed its build or its tests: the task log shows the "
+            f"dbt node {re.sub(r'_(model|seed)_build$|_test$', '', step)} failed its build or its tests: the task log shows the "
             "failing model or test and its SQL; fix the model or the data, then clear the task"
         )
     else:

@@ -44,3 +44,19 @@ TRAIN_PARAMS: dict[str, Param] = {
 def hyperparameters_from_params(params: Mapping[str, Any]) -> dict[str, str]:
     """The hyperparameters of a run as SageMaker wants them: every value a string."""
     return {name: str(params.get(name, param.value)) for name, param in HYPERPARAMETERS.items()}
+
+
+WAREHOUSE_PARAMS: dict[str, Param] = {
+    "reload_from": Param(
+        None,
+        type=["null", "string"],
+        format="date",
+        description="Historical reload: first day (YYYY-MM-DD) to land and check in this one run; empty = the run's own day.",
+    ),
+    "reload_to": Param(
+        None,
+        type=["null", "string"],
+        format="date",
+        description="Historical reload: last day (inclusive); give both or neither.",
+    ),
+}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,29 +33,86 @@ def _interval(start: datetime | None, end: datetime | None) -> tuple[datetime, d
     return start, end
 
 
+def days_to_process(
+    params: dict[str, Any] | None, start: datetime | None, end: datetime | None
+) -> list[date]:
+    """The run's own day, or every day of ``reload_from``..``reload_to`` for a historical reload."""
+    params = params or {}
+    first, last = params.get("reload_from"), params.get("reload_to")
+    if first or last:
+        if not (first and last):
+            raise ValueError(f"reload_from={first!r} and reload_to={last!r}: give both days or neither")
+        lo, hi = date.fromisoformat(str(first)), date.fromisoformat(str(last))
+        if hi < lo:
+            raise ValueError(f"reload_to={hi} is before reload_from={lo}")
+        return [lo + timedelta(days=i) for i in range((hi - lo).days + 1)]
+    interval_start, _ = _interval(start, end)
+    return [interval_start.date()]
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+@task.sensor(poke_interval=120, timeout=6 * 3600, mode="reschedule")
+def wait_for_landing(
+    params: dict[str, Any] | None = None,
+    data_interval_start: datetime | None = None,
+    data_interval_end: datetime | None = None,
+) -> bool:
+    """Wait (without holding a worker) until the day's landing partition exists; fail after 6 hours."""
+    from recflow.landing import partition_dir
+
+    settings = Settings.from_env()
+    days = days_to_process(params, data_interval_start, data_interval_end)
+    missing = [d for d in days if not partition_dir(settings.landing_dir, d).is_dir()]
+    if missing:
+        log.info(
+            "waiting for %d landing partition(s), first %s",
+            len(missing),
+            partition_dir(settings.landing_dir, missing[0]),
+        )
+    return not missing
+
+
 @task(pool=WAREHOUSE_POOL)
 def land(
-    data_interval_start: datetime | None = None, data_interval_end: datetime | None = None
+    params: dict[str, Any] | None = None,
+    data_interval_start: datetime | None = None,
+    data_interval_end: datetime | None = None,
 ) -> dict[str, Any]:
     """Replace the interval's rows of ``raw.events`` with landing partition ``ds=<interval start>``."""
-    from recflow.landing import land_partition
+    from recflow.landing import land_partitions
 
-    start, _ = _interval(data_interval_start, data_interval_end)
-    result = land_partition(Settings.from_env(), start.date())
-    return {"ds": result.ds.isoformat(), "files": result.files, "rows": result.rows}
+    days = days_to_process(params, data_interval_start, data_interval_end)
+    results = land_partitions(Settings.from_env(), days)
+    return {
+        "days": len(results),
+        "first": str(days[0]),
+        "last": str(days[-1]),
+        "rows": sum(r.rows for r in results),
+    }
 
 
 @task(pool=WAREHOUSE_POOL)
 def check_raw(
-    data_interval_start: datetime | None = None, data_interval_end: datetime | None = None
+    params: dict[str, Any] | None = None,
+    data_interval_start: datetime | None = None,
+    data_interval_end: datetime | None = None,
 ) -> dict[str, Any]:
-    """Great Expectations on the landed partition; a breach stops the run before dbt."""
+    """Great Expectations on each landed partition; a breach stops the run before dbt."""
     from recflow.quality import check_raw_events
 
-    start, end = _interval(data_interval_start, data_interval_end)
-    report = check_raw_events(Settings.from_env(), start.date(), start, end)
-    log.info(report.summary())
-    return {"suite": report.suite, "rows": report.rows, "expectations": report.evaluated}
+    settings = Settings.from_env()
+    rows = expectations = 0
+    days = days_to_process(params, data_interval_start, data_interval_end)
+    for i, day in enumerate(days, start=1):
+        report = check_raw_events(settings, day, *_day_bounds(day))
+        rows += report.rows
+        expectations += report.evaluated
+        log.info("[%d/%d] %s", i, len(days), report.summary().splitlines()[0])
+    return {"days": len(days), "rows": rows, "expectations": expectations}
 
 
 @task(pool=WAREHOUSE_POOL, outlets=[TRAINING_MART])
