@@ -1,7 +1,8 @@
 """MovieLens 100K into the landing zone, under the data contract (``docs/data-contract.md``).
 
 Every rating is an implicit positive: a ``save`` event whose ``value`` keeps the
-rating, at the rating's unix timestamp, in the daily partition of that UTC day.
+rating, at the rating's unix timestamp, in the daily partition of that UTC day; a day of the
+span without ratings gets an empty partition, as a producer exports every day.
 ``u.item`` becomes the pin catalogue (the 19 genre flags are the pin's
 ``topics``), ``u.user`` the user catalogue (age, gender, occupation). Ids stay
 the strings written in the files. The data is read from where the user keeps
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -131,7 +132,8 @@ def load_movielens(data_dir: Path, landing_dir: Path) -> MovieLensSummary:
         },
         schema=EVENTS_SCHEMA,
     )
-    unique_days = sorted(set(days.to_pylist()))
+    seen_days = sorted(set(days.to_pylist()))
+    unique_days = [seen_days[0] + timedelta(days=i) for i in range((seen_days[-1] - seen_days[0]).days + 1)]
     written = 0
     for day in unique_days:
         part = events.filter(pc.equal(days, pa.scalar(day, pa.date32())))

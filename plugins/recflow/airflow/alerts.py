@@ -19,6 +19,18 @@ log = logging.getLogger(__name__)
 
 RUNBOOK = "docs/runbooks.md"
 
+DATA_ERRORS = frozenset(
+    {
+        "DataQualityError",
+        "LandingError",
+        "TrainingJobFailed",
+        "CosmosDbtRunError",
+        "AirflowSensorTimeout",
+        "ValueError",
+    }
+)
+"""Errors that are the pipeline's verdict on data or a job; anything else is an infrastructure fault."""
+
 WHAT_TO_DO = {
     "wait_for_landing": "the upstream export for the day did not arrive within 6 hours: ask the producer; "
     "clear the task once the partition is there",
@@ -39,7 +51,13 @@ def failure_record(
     dag_id: str, task_id: str, run_id: str, try_number: int, error: BaseException | None
 ) -> dict[str, Any]:
     step = task_id.rsplit(".", 1)[-1]
-    if task_id.startswith("transform."):
+    kind = type(error).__name__ if error else ""
+    if error is not None and kind not in DATA_ERRORS:
+        advice = (
+            f"an unexpected {kind}, not a data-quality verdict: read the traceback in the task log; "
+            "if it is transient (a lock, a timeout), clear the task"
+        )
+    elif task_id.startswith("transform."):
         advice = (
             f"dbt node {re.sub(r'_(model|seed)_build$|_test$', '', step)} failed its build or its tests: the task log shows the "
             "failing model or test and its SQL; fix the model or the data, then clear the task"

@@ -34,9 +34,19 @@ def _interval(start: datetime | None, end: datetime | None) -> tuple[datetime, d
 
 
 def days_to_process(
-    params: dict[str, Any] | None, start: datetime | None, end: datetime | None
+    params: dict[str, Any] | None,
+    logical_date: datetime | None,
+    start: datetime | None,
+    end: datetime | None,
 ) -> list[date]:
-    """The run's own day, or every day of ``reload_from``..``reload_to`` for a historical reload."""
+    """Which landing partitions a warehouse run processes.
+
+    A scheduled or backfill run of day D has ``logical_date = data_interval_start = D``:
+    it processes ``ds=D``. A manual run for a logical date D (``airflow dags test
+    recsys_warehouse D``, or the UI with a date) processes ``ds=D`` too, although the
+    timetable infers it the interval ending at D; without a logical date it processes
+    its interval's day. Params ``reload_from``/``reload_to`` make it a historical reload.
+    """
     params = params or {}
     first, last = params.get("reload_from"), params.get("reload_to")
     if first or last:
@@ -46,6 +56,8 @@ def days_to_process(
         if hi < lo:
             raise ValueError(f"reload_to={hi} is before reload_from={lo}")
         return [lo + timedelta(days=i) for i in range((hi - lo).days + 1)]
+    if logical_date is not None:
+        return [logical_date.astimezone(UTC).date()]
     interval_start, _ = _interval(start, end)
     return [interval_start.date()]
 
@@ -58,6 +70,7 @@ def _day_bounds(day: date) -> tuple[datetime, datetime]:
 @task.sensor(poke_interval=120, timeout=6 * 3600, mode="reschedule")
 def wait_for_landing(
     params: dict[str, Any] | None = None,
+    logical_date: datetime | None = None,
     data_interval_start: datetime | None = None,
     data_interval_end: datetime | None = None,
 ) -> bool:
@@ -65,7 +78,7 @@ def wait_for_landing(
     from recflow.landing import partition_dir
 
     settings = Settings.from_env()
-    days = days_to_process(params, data_interval_start, data_interval_end)
+    days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
     missing = [d for d in days if not partition_dir(settings.landing_dir, d).is_dir()]
     if missing:
         log.info(
@@ -79,13 +92,14 @@ def wait_for_landing(
 @task(pool=WAREHOUSE_POOL)
 def land(
     params: dict[str, Any] | None = None,
+    logical_date: datetime | None = None,
     data_interval_start: datetime | None = None,
     data_interval_end: datetime | None = None,
 ) -> dict[str, Any]:
     """Replace the interval's rows of ``raw.events`` with landing partition ``ds=<interval start>``."""
     from recflow.landing import land_partitions
 
-    days = days_to_process(params, data_interval_start, data_interval_end)
+    days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
     results = land_partitions(Settings.from_env(), days)
     return {
         "days": len(results),
@@ -98,6 +112,7 @@ def land(
 @task(pool=WAREHOUSE_POOL)
 def check_raw(
     params: dict[str, Any] | None = None,
+    logical_date: datetime | None = None,
     data_interval_start: datetime | None = None,
     data_interval_end: datetime | None = None,
 ) -> dict[str, Any]:
@@ -106,7 +121,7 @@ def check_raw(
 
     settings = Settings.from_env()
     rows = expectations = 0
-    days = days_to_process(params, data_interval_start, data_interval_end)
+    days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
     for i, day in enumerate(days, start=1):
         report = check_raw_events(settings, day, *_day_bounds(day))
         rows += report.rows

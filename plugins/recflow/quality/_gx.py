@@ -134,7 +134,7 @@ def _warehouse_source(settings: Settings, context: AbstractDataContext) -> Itera
         def rollback(self) -> None:
             pass
 
-    with connect(settings, read_only=True) as base:
+    with connect(settings) as base:
 
         def creator() -> ConnectionWrapper:
             cursor: duckdb.DuckDBPyConnection = base.cursor()

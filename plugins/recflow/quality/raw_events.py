@@ -315,7 +315,7 @@ def check_raw_events(
     started = time.monotonic()
     start, end = _utc(interval_start), _utc(interval_end)
     target = f"{EVENTS_TABLE} ds={ds.isoformat()}"
-    with connect(settings, read_only=True) as con:
+    with connect(settings) as con:
         exists = table_exists(con, RAW_SCHEMA, "events")
         rows = _count_rows(con, ds) if exists else 0
     if not exists:

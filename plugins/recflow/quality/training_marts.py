@@ -177,7 +177,7 @@ def check_training_marts(settings: Settings) -> QualityReport:
     """Validate the training marts in ``analytics``; raise :class:`DataQualityError` on any breach."""
     started = time.monotonic()
     target = TRAINING_INTERACTIONS
-    with connect(settings, read_only=True) as con:
+    with connect(settings) as con:
         missing = [t for t in MART_TABLES if not table_exists(con, ANALYTICS_SCHEMA, t)]
         row = None if missing else con.execute(f"select count(*) from {TRAINING_INTERACTIONS}").fetchone()
     if missing:

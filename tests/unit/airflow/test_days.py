@@ -12,21 +12,28 @@ D1 = datetime(2026, 1, 4, tzinfo=UTC)
 
 
 def test_a_scheduled_run_processes_its_interval_start_day() -> None:
-    assert days_to_process({}, D, D1) == [date(2026, 1, 3)]
+    assert days_to_process({}, D, D, D1) == [date(2026, 1, 3)]
 
 
-def test_an_empty_interval_is_refused() -> None:
+def test_a_manual_run_for_day_d_processes_d() -> None:
+    """`airflow dags test recsys_warehouse D`: logical date D, inferred interval [D-1, D)."""
+    before = datetime(2026, 1, 2, tzinfo=UTC)
+    assert days_to_process({}, D, before, D) == [date(2026, 1, 3)]
+
+
+def test_without_a_logical_date_the_interval_decides() -> None:
+    assert days_to_process({}, None, D, D1) == [date(2026, 1, 3)]
     with pytest.raises(ValueError, match="must use CronDataIntervalTimetable"):
-        days_to_process({}, D, D)
+        days_to_process({}, None, D, D)
 
 
 def test_a_reload_covers_the_whole_range() -> None:
-    days = days_to_process({"reload_from": "2025-12-30", "reload_to": "2026-01-02"}, D, D1)
+    days = days_to_process({"reload_from": "2025-12-30", "reload_to": "2026-01-02"}, D, D, D1)
     assert days == [date(2025, 12, 30), date(2025, 12, 31), date(2026, 1, 1), date(2026, 1, 2)]
     with pytest.raises(ValueError, match="give both days or neither"):
-        days_to_process({"reload_from": "2025-12-30"}, D, D1)
+        days_to_process({"reload_from": "2025-12-30"}, D, D, D1)
     with pytest.raises(ValueError, match="reload_to=2025-01-01 is before reload_from=2025-12-30"):
-        days_to_process({"reload_from": "2025-12-30", "reload_to": "2025-01-01"}, D, D1)
+        days_to_process({"reload_from": "2025-12-30", "reload_to": "2025-01-01"}, D, D, D1)
 
 
 def test_failure_record_says_what_why_and_what_to_do() -> None:
