@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export RECFLOW_HOME ?= $(CURDIR)/.recflow
 
-.PHONY: venv setup demo up down test lint typecheck unit integration e2e lock bench-quality clean
+.PHONY: venv setup demo up down test lint typecheck unit lock bench-quality bench-pipeline clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,7 +48,11 @@ lock: venv
 	  $(BIN)/pip freeze --exclude-editable | grep -v '^recflow' ) > constraints.txt
 
 bench-quality: venv
-	$(BIN)/python bench/quality.py
+	$(BIN)/python -m bench.quality
+
+bench-pipeline: venv
+	$(BIN)/recflow benchmark movielens --data-dir ../shared/data/ml-100k \
+		--out bench/results/pipeline-movielens-100k.json
 
 clean:
 	rm -rf .recflow dbt/target dbt/logs

@@ -29,6 +29,8 @@ Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """(user_ids, item_ids) of equal length → scores; higher is better."""
 
 NEGATIVES = 99
+EVAL_SEED = 42
+"""The seed of the sampled negatives: every model is scored on the same candidates."""
 METRIC_NAMES = ("hr@10", "ndcg@10", "recall@50")
 
 

@@ -128,9 +128,12 @@ class AirflowClient:
         return body.get("value")
 
     def delete_run(self, dag_id: str, run_id: str) -> None:
+        """Delete a run; an unfinished one is marked failed first (Airflow refuses to delete it running)."""
         from urllib.parse import quote
 
-        self._request("DELETE", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}")
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
+        self._request("PATCH", path, {"state": "failed"})
+        self._request("DELETE", path)
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=-run_after")

@@ -21,8 +21,6 @@ from recflow.warehouse import WAREHOUSE_POOL
 
 log = logging.getLogger(__name__)
 
-EVAL_SEED = 42
-
 
 def _interval(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
     if start is None or end is None or start >= end:
@@ -195,8 +193,8 @@ def evaluate(
     import json
 
     from recflow.artifacts import join, store_for
+    from recflow.evaluation import EVAL_SEED, evaluate_model_archive, savedmodel_scorer
     from recflow.evaluation import evaluate as run_eval
-    from recflow.evaluation import evaluate_model_archive, savedmodel_scorer
     from recflow.registry import MlflowRegistry
     from recflow.snapshot import Snapshot, load_eval_set
 
