@@ -1,4 +1,9 @@
-"""Typed hyperparameters of the two-tower model, parsed from the job's string map."""
+"""Typed hyperparameters of the two-tower model, parsed from the job's string map.
+
+The defaults are the ones chosen on the MovieLens validation split by
+``bench/sweep_two_tower.py`` (see ``docs/model.md``); the holdout was not used
+to choose them.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,43 @@ from recflow_ml.contract import ContractError
 
 @dataclass(frozen=True)
 class Hyperparameters:
-    embedding_dim: int = 32
+    embedding_dim: int = 64
     epochs: int = 10
     batch_size: int = 256
-    learning_rate: float = 0.01
-    temperature: float = 0.1
+    learning_rate: float = 0.003
+    temperature: float = 1.0
     oov_rate: float = 0.02
     seed: int = 7
+    history_length: int = 20
+    history_decay: float = 1.0
+    hidden_dim: int = 128
+    dropout: float = 0.1
+    weight_decay: float = 0.0
+    mask_history: int = 1
 
     def __post_init__(self) -> None:
-        positive = ("embedding_dim", "epochs", "batch_size", "learning_rate", "temperature")
+        positive = (
+            "embedding_dim",
+            "epochs",
+            "batch_size",
+            "learning_rate",
+            "temperature",
+            "history_length",
+            "history_decay",
+            "hidden_dim",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ContractError(f"hyperparameter {name}={getattr(self, name)!r} must be > 0")
-        if not 0 <= self.oov_rate < 1:
-            raise ContractError(f"hyperparameter oov_rate={self.oov_rate!r} must be in [0, 1)")
+        for name in ("oov_rate", "dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ContractError(f"hyperparameter {name}={getattr(self, name)!r} must be in [0, 1)")
+        if self.history_decay > 1:
+            raise ContractError(f"hyperparameter history_decay={self.history_decay!r} must be in (0, 1]")
+        if self.weight_decay < 0:
+            raise ContractError(f"hyperparameter weight_decay={self.weight_decay!r} must be >= 0")
+        if self.mask_history not in (0, 1):
+            raise ContractError(f"hyperparameter mask_history={self.mask_history!r} must be 0 or 1")
 
     @classmethod
     def from_strings(cls, raw: Mapping[str, str]) -> Hyperparameters:

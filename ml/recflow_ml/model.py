@@ -1,22 +1,31 @@
-"""A two-tower retrieval model in plain Keras 3 / TensorFlow, and its serving export.
+"""A sequence-aware two-tower retrieval model in TensorFlow, and its serving export.
 
-Each tower maps a raw string id to an L2-normalised vector: a ``StringLookup``
-inside the model (index 0 is the out-of-vocabulary bucket), an embedding and a
-dense projection. A user's score for a pin is the dot product of the two.
+Item tower: an item-id embedding plus the mean of the item's topic embeddings
+(index 0 of the id table is the out-of-vocabulary row), and a per-item bias.
 
-Training uses in-batch sampled softmax: the other positives of a batch are the
-negatives, with the logQ correction (subtracting the log of each item's
-sampling probability) so that popular pins are not over-penalised, and with
-accidental hits (the same pin twice in a batch) masked out. A small share of
-user ids is replaced by the OOV bucket during training, so unknown users get a
-useful (popularity-like) embedding rather than an untrained one.
+User tower: the user-id embedding, one embedding per categorical side feature
+(age bucket, gender, occupation, country), and a pooled embedding of the
+user's most recent ``history_length`` engaged items (the item tower's id
+embeddings, shared; mean, or recency-weighted with ``history_decay`` < 1),
+concatenated and passed through a ReLU layer to the shared dimension.
+
+Training is next-item prediction: each train interaction is one example whose
+history is that user's items strictly before it in time, and whose label is
+the item, scored with a full softmax over the whole catalogue (optionally
+masking the history items themselves, which can never be the next item).
+A small share of user ids is replaced by the OOV row, so unknown users get a
+trained embedding. At export, every known user's tower is evaluated on their
+latest ``history_length`` train items and side features, and every item's
+vector on its id and topics; the SavedModel holds those tables plus two hash
+tables from raw string ids to rows, so callers pass ids only.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,28 +38,8 @@ from recflow_ml.hyperparameters import Hyperparameters
 log = logging.getLogger(__name__)
 
 TOP_K = 100
-
-
-class Tower(keras.layers.Layer):  # type: ignore[misc]
-    """String id → normalised embedding; unknown ids share the OOV row."""
-
-    def __init__(self, vocabulary: Sequence[str], dim: int, name: str) -> None:
-        super().__init__(name=name)
-        self.lookup = keras.layers.StringLookup(
-            vocabulary=list(vocabulary), num_oov_indices=1, mask_token=None, name=f"{name}_lookup"
-        )
-        self.embedding = keras.layers.Embedding(len(vocabulary) + 1, dim, name=f"{name}_embedding")
-        self.projection = keras.layers.Dense(dim, name=f"{name}_projection")
-
-    def indices(self, ids: tf.Tensor) -> tf.Tensor:
-        return self.lookup(ids)
-
-    def from_indices(self, indices: tf.Tensor) -> tf.Tensor:
-        vectors = self.projection(self.embedding(indices))
-        return tf.math.l2_normalize(vectors, axis=-1)
-
-    def call(self, ids: tf.Tensor) -> tf.Tensor:
-        return self.from_indices(self.indices(ids))
+PAD = -1
+"""History slot with no item (a user with fewer than ``history_length`` earlier items)."""
 
 
 @dataclass(frozen=True)
@@ -58,10 +47,14 @@ class TrainingData:
     users: np.ndarray
     items: np.ndarray
     weights: np.ndarray
+    timestamps: np.ndarray | None = None
+    """Event times (any sortable numbers); ``None`` keeps the given row order as time order."""
 
     def __post_init__(self) -> None:
         if not len(self.users):
             raise ValueError("the train channel holds no interactions: nothing to learn from")
+        if self.timestamps is not None and len(self.timestamps) != len(self.users):
+            raise ValueError("timestamps must have one entry per interaction")
 
 
 @dataclass(frozen=True)
@@ -71,71 +64,212 @@ class EpochLog:
     seconds: float
 
 
+def _glorot(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    limit = math.sqrt(6.0 / (rows + cols))
+    return rng.uniform(-limit, limit, size=(rows, cols)).astype(np.float32)
+
+
 class TwoTowerModel:
-    def __init__(self, user_vocab: Sequence[str], item_vocab: Sequence[str], hp: Hyperparameters) -> None:
+    def __init__(
+        self,
+        user_vocab: Sequence[str],
+        item_vocab: Sequence[str],
+        hp: Hyperparameters,
+        user_features: Mapping[str, Sequence[str | None]] | None = None,
+        item_topics: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """``user_features[user]``: that user's categorical side features, one string per column
+        (``None`` = missing); ``item_topics[item]``: the item's topics. Both optional."""
         if len(item_vocab) < TOP_K:
             raise ValueError(
                 f"the catalogue has {len(item_vocab)} pins with training interactions; "
                 f"`recommend` returns the top {TOP_K}, so at least {TOP_K} are needed"
             )
         self.hp = hp
+        self.user_vocab = list(user_vocab)
         self.item_vocab = list(item_vocab)
-        self.user_tower = Tower(user_vocab, hp.embedding_dim, "user_tower")
-        self.item_tower = Tower(item_vocab, hp.embedding_dim, "item_tower")
-        self.optimizer = keras.optimizers.Adam(learning_rate=hp.learning_rate)
+        self.user_index = {u: i + 1 for i, u in enumerate(self.user_vocab)}
+        self.item_index = {p: i + 1 for i, p in enumerate(self.item_vocab)}
+        n_users, n_items = len(self.user_vocab) + 1, len(self.item_vocab) + 1
 
-    def fit(self, data: TrainingData, log_q: np.ndarray) -> list[EpochLog]:
-        """Train; ``log_q[i]`` is the log sampling probability of item index i (index 0 = OOV)."""
+        # side features → integer codes (0 = missing/unknown) per column, offset into one table
+        columns = max((len(v) for v in (user_features or {}).values()), default=0)
+        codes = np.zeros((n_users, columns), np.int32)
+        offset = 1
+        for c in range(columns):
+            values = sorted(
+                {str(f[c]) for f in (user_features or {}).values() if len(f) > c and f[c] is not None}
+            )
+            lookup = {v: offset + k for k, v in enumerate(values)}
+            for user, feats in (user_features or {}).items():
+                row = self.user_index.get(user)
+                if row is not None and len(feats) > c and feats[c] is not None:
+                    codes[row, c] = lookup[str(feats[c])]
+            offset += len(values)
+        self.user_feature_codes = codes
+        topics = sorted({t for ts in (item_topics or {}).values() for t in ts})
+        topic_index = {t: k for k, t in enumerate(topics)}
+        multi_hot = np.zeros((n_items, max(len(topics), 1)), np.float32)
+        for item, ts in (item_topics or {}).items():
+            row = self.item_index.get(item)
+            if row is not None:
+                for t in ts:
+                    multi_hot[row, topic_index[t]] = 1.0
+        self.item_topic_weights = multi_hot / np.maximum(multi_hot.sum(axis=1, keepdims=True), 1.0)
+        self.serving_history = np.full((n_users, hp.history_length), PAD, np.int32)
+
+        rng = np.random.default_rng(hp.seed)
+        d, h = hp.embedding_dim, hp.hidden_dim
+        width = d * (2 + columns)
+        scale = 0.05
+        self.user_emb = tf.Variable(rng.normal(0, scale, (n_users, d)).astype(np.float32), name="user_emb")
+        self.item_emb = tf.Variable(rng.normal(0, scale, (n_items, d)).astype(np.float32), name="item_emb")
+        self.item_bias = tf.Variable(np.zeros(n_items, np.float32), name="item_bias")
+        self.topic_emb = tf.Variable(
+            rng.normal(0, scale, (multi_hot.shape[1], d)).astype(np.float32), name="topic_emb"
+        )
+        self.feature_emb = tf.Variable(
+            rng.normal(0, scale, (offset, d)).astype(np.float32), name="feature_emb"
+        )
+        self.w1 = tf.Variable(_glorot(rng, width, h), name="w1")
+        self.b1 = tf.Variable(np.zeros(h, np.float32), name="b1")
+        self.w2 = tf.Variable(_glorot(rng, h, d), name="w2")
+        self.b2 = tf.Variable(np.zeros(d, np.float32), name="b2")
+        self.variables = [
+            self.user_emb,
+            self.item_emb,
+            self.item_bias,
+            self.topic_emb,
+            self.feature_emb,
+            self.w1,
+            self.b1,
+            self.w2,
+            self.b2,
+        ]
+        self._codes_t = tf.constant(codes)
+        self._topics_t = tf.constant(self.item_topic_weights)
+        decay = np.power(hp.history_decay, np.arange(hp.history_length, dtype=np.float64))
+        self._decay_t = tf.constant(decay[::-1].copy().astype(np.float32))  # oldest slot first
+
+    # --- the towers -------------------------------------------------------------------------
+    def item_vectors(self) -> tf.Tensor:
+        """Every item's vector, row 0 = OOV: [n_items + 1, d]."""
+        return self.item_emb + tf.matmul(self._topics_t, self.topic_emb)
+
+    def user_vectors(self, users: tf.Tensor, history: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """``users``: [B] row indices; ``history``: [B, N] item rows, ``PAD`` for empty, oldest first."""
+        valid = tf.cast(history != PAD, tf.float32) * self._decay_t[tf.newaxis, :]
+        hist_vecs = tf.gather(self.item_emb, tf.maximum(history, 0))
+        pooled = tf.reduce_sum(hist_vecs * valid[:, :, tf.newaxis], axis=1) / tf.maximum(
+            tf.reduce_sum(valid, axis=1, keepdims=True), 1e-6
+        )
+        feats = tf.gather(self.feature_emb, tf.gather(self._codes_t, users))  # [B, F, d]
+        batch = tf.shape(users)[0]
+        x = tf.concat([tf.gather(self.user_emb, users), pooled, tf.reshape(feats, [batch, -1])], axis=1)
+        if training and self.hp.dropout > 0:
+            x = tf.nn.dropout(x, rate=self.hp.dropout)
+        hidden = tf.nn.relu(tf.matmul(x, self.w1) + self.b1)
+        if training and self.hp.dropout > 0:
+            hidden = tf.nn.dropout(hidden, rate=self.hp.dropout)
+        return tf.matmul(hidden, self.w2) + self.b2
+
+    # --- training ---------------------------------------------------------------------------
+    def _sequences(self, data: TrainingData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(user rows, item rows, weights, history [n, N]) with each row's history strictly before it;
+        also fills ``serving_history`` with each user's latest N items."""
+        n_hist = self.hp.history_length
+        users = np.array([self.user_index.get(str(u), 0) for u in data.users], np.int32)
+        items = np.array([self.item_index.get(str(p), 0) for p in data.items], np.int32)
+        stamps = np.arange(len(users)) if data.timestamps is None else np.asarray(data.timestamps)
+        order = np.lexsort((items, stamps, users))  # by user, then time, then item
+        history = np.full((len(users), n_hist), PAD, np.int32)
+        start = 0
+        while start < len(order):
+            end = start
+            user = users[order[start]]
+            while end < len(order) and users[order[end]] == user:
+                end += 1
+            seq = items[order[start:end]]
+            padded = np.concatenate([np.full(n_hist, PAD, np.int32), seq])
+            for k in range(end - start):
+                history[order[start + k]] = padded[k : k + n_hist]
+            if user:
+                self.serving_history[user] = padded[-n_hist:]
+            start = end
+        weights = np.asarray(data.weights, np.float32)
+        return users, items, weights / weights.mean(), history
+
+    def fit(self, data: TrainingData, log_q: np.ndarray | None = None) -> list[EpochLog]:
+        """Train. ``log_q`` (the items' log sampling probabilities) is accepted for compatibility and
+        unused: the full softmax over the catalogue needs no sampling correction."""
+        del log_q
         hp = self.hp
         tf.random.set_seed(hp.seed)
-        user_idx = self.user_tower.indices(tf.constant(data.users))
-        item_idx = self.item_tower.indices(tf.constant(data.items))
-        weights = tf.constant(data.weights / data.weights.mean(), tf.float32)
-        log_q_t = tf.constant(log_q, tf.float32)
+        users, items, weights, history = self._sequences(data)
+        steps_per_epoch = max(1, math.ceil(len(users) / hp.batch_size))
+        schedule = keras.optimizers.schedules.CosineDecay(
+            hp.learning_rate, decay_steps=steps_per_epoch * hp.epochs, alpha=0.05
+        )
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=hp.weight_decay)
         dataset = (
-            tf.data.Dataset.from_tensor_slices((user_idx, item_idx, weights))
-            .shuffle(len(data.users), seed=hp.seed, reshuffle_each_iteration=True)
-            .batch(hp.batch_size, drop_remainder=len(data.users) > hp.batch_size)
+            tf.data.Dataset.from_tensor_slices((users, items, weights, history))
+            .shuffle(len(users), seed=hp.seed, reshuffle_each_iteration=True)
+            .batch(hp.batch_size)
             .prefetch(2)
         )
-        variables: list[tf.Variable] = []
+        n_items = len(self.item_vocab) + 1
+        n_hist = hp.history_length
 
         @tf.function(reduce_retracing=True)
-        def step(u: tf.Tensor, i: tf.Tensor, w: tf.Tensor) -> tf.Tensor:
+        def step(u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor) -> tf.Tensor:
             drop = tf.random.uniform(tf.shape(u)) < hp.oov_rate
             u = tf.where(drop, tf.zeros_like(u), u)
+            batch = tf.shape(u)[0]
             with tf.GradientTape() as tape:
-                user_vec = self.user_tower.from_indices(u)
-                item_vec = self.item_tower.from_indices(i)
-                logits = tf.matmul(user_vec, item_vec, transpose_b=True) / hp.temperature
-                logits -= tf.gather(log_q_t, i)[tf.newaxis, :]
-                same_item = tf.equal(i[:, tf.newaxis], i[tf.newaxis, :])
-                accidental = tf.logical_and(same_item, tf.logical_not(tf.eye(tf.shape(i)[0], dtype=tf.bool)))
-                logits = tf.where(accidental, tf.fill(tf.shape(logits), -1e9), logits)
-                labels = tf.range(tf.shape(i)[0])
-                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+                user_vec = self.user_vectors(u, hist, training=True)
+                logits = tf.matmul(user_vec, self.item_vectors(), transpose_b=True) / hp.temperature
+                logits += self.item_bias[tf.newaxis, :]
+                if hp.mask_history:
+                    rows = tf.repeat(tf.range(batch), n_hist)
+                    flat = tf.reshape(hist, [-1])
+                    keep = flat != PAD
+                    idx = tf.stack([tf.boolean_mask(rows, keep), tf.boolean_mask(flat, keep)], axis=1)
+                    mask = tf.scatter_nd(idx, tf.ones(tf.shape(idx)[0]), [batch, n_items])
+                    logits -= 1e9 * tf.minimum(mask, 1.0)
+                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=logits)
                 loss = tf.reduce_sum(losses * w) / tf.reduce_sum(w)
-            grads = tape.gradient(loss, variables)
-            self.optimizer.apply_gradients(zip(grads, variables, strict=True))
+            grads = tape.gradient(loss, self.variables)
+            optimizer.apply_gradients(zip(grads, self.variables, strict=True))
             return loss
 
-        history: list[EpochLog] = []
+        history_log: list[EpochLog] = []
         for epoch in range(1, hp.epochs + 1):
             started = time.monotonic()
             total, batches = 0.0, 0
-            for u, i, w in dataset:
-                if not variables:
-                    self.user_tower(tf.constant(["warmup"]))
-                    self.item_tower(tf.constant(["warmup"]))
-                    variables.extend(
-                        self.user_tower.trainable_variables + self.item_tower.trainable_variables
-                    )
-                total += float(step(u, i, w))
+            for u, i, w, hist in dataset:
+                total += float(step(u, i, w, hist))
                 batches += 1
             entry = EpochLog(epoch, total / max(batches, 1), time.monotonic() - started)
-            history.append(entry)
+            history_log.append(entry)
             log.info("epoch %d/%d loss=%.4f (%.1fs)", epoch, hp.epochs, entry.loss, entry.seconds)
-        return history
+        return history_log
+
+    # --- what serving needs ---------------------------------------------------------------------
+    def serving_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user table [n_users + 1, d + 1], item table [n_items + 1, d + 1]): score = row · row."""
+        rows = np.arange(len(self.user_vocab) + 1, dtype=np.int32)
+        user_vec = self.user_vectors(tf.constant(rows), tf.constant(self.serving_history)).numpy()
+        item_vec = self.item_vectors().numpy()
+        user_table = np.concatenate([user_vec / self.hp.temperature, np.ones((len(rows), 1))], axis=1)
+        item_table = np.concatenate([item_vec, self.item_bias.numpy()[:, None]], axis=1)
+        return user_table.astype(np.float32), item_table.astype(np.float32)
+
+
+def _id_table(ids: Sequence[str]) -> tf.lookup.StaticHashTable:
+    init = tf.lookup.KeyValueTensorInitializer(
+        tf.constant(list(ids), tf.string), tf.range(1, len(ids) + 1, dtype=tf.int64)
+    )
+    return tf.lookup.StaticHashTable(init, default_value=0)
 
 
 class ServingModule(tf.Module):  # type: ignore[misc]
@@ -143,12 +277,12 @@ class ServingModule(tf.Module):  # type: ignore[misc]
 
     def __init__(self, model: TwoTowerModel) -> None:
         super().__init__()
-        self.user_tower = model.user_tower
-        self.item_tower = model.item_tower
+        user_table, item_table = model.serving_tables()
+        self.user_ids = _id_table(model.user_vocab)
+        self.item_rows = _id_table(model.item_vocab)
+        self.user_vectors = tf.Variable(user_table, trainable=False, name="user_vectors")
+        self.item_vectors = tf.Variable(item_table, trainable=False, name="item_vectors")
         self.item_ids = tf.Variable(tf.constant(model.item_vocab), trainable=False, name="item_ids")
-        self.item_vectors = tf.Variable(
-            model.item_tower(tf.constant(model.item_vocab)), trainable=False, name="item_vectors"
-        )
 
     @tf.function(
         input_signature=[
@@ -157,12 +291,14 @@ class ServingModule(tf.Module):  # type: ignore[misc]
         ]
     )
     def score(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict[str, tf.Tensor]:
-        scores = tf.reduce_sum(self.user_tower(user_id) * self.item_tower(item_id), axis=-1)
-        return {"score": tf.cast(scores, tf.float32)}
+        users = tf.gather(self.user_vectors, self.user_ids.lookup(user_id))
+        items = tf.gather(self.item_vectors, self.item_rows.lookup(item_id))
+        return {"score": tf.cast(tf.reduce_sum(users * items, axis=-1), tf.float32)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="user_id")])
     def recommend(self, user_id: tf.Tensor) -> dict[str, tf.Tensor]:
-        scores = tf.matmul(self.user_tower(user_id), self.item_vectors, transpose_b=True)
+        users = tf.gather(self.user_vectors, self.user_ids.lookup(user_id))
+        scores = tf.matmul(users, self.item_vectors[1:], transpose_b=True)
         top = tf.math.top_k(scores, k=TOP_K)
         return {"item_id": tf.gather(self.item_ids, top.indices), "score": tf.cast(top.values, tf.float32)}
 

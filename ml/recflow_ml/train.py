@@ -1,7 +1,8 @@
 """Training-job entrypoint: ``python -m recflow_ml.train`` (the image's ENTRYPOINT).
 
 Reads the ``train`` channel (``interactions.parquet``: user_id, pin_id, weight,
-event_ts, split), trains the two-tower model, and saves a SavedModel into the
+n_positive_events, event_ts; ``pins.parquet`` and ``users.parquet``: side
+features), trains the two-tower model, and saves a SavedModel into the
 model directory with ``metadata.json`` beside it. Any failure is written to
 ``output/failure`` (what DescribeTrainingJob reports as FailureReason) and the
 process exits non-zero.
@@ -17,6 +18,7 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recflow_ml.contract import TrainingEnv
@@ -25,13 +27,66 @@ from recflow_ml.hyperparameters import Hyperparameters
 log = logging.getLogger("recflow_ml")
 
 REQUIRED_COLUMNS = ("user_id", "pin_id", "weight")
+INTERACTIONS_FILE = "interactions.parquet"
+PINS_FILE = "pins.parquet"
+USERS_FILE = "users.parquet"
+USER_FEATURE_COLUMNS = ("country", "age", "gender", "occupation")
+AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
+"""Upper bounds of the age buckets (MovieLens' own grouping): <18, 18-24, ..., 56+."""
+
+
+def read_event_times(channel: Path) -> np.ndarray | None:
+    """Each interaction's ``event_ts`` as int64 (nulls → 0), or ``None`` when the column is absent."""
+    table = pq.read_table(channel / INTERACTIONS_FILE)
+    if "event_ts" not in table.column_names:
+        return None
+    column = table.column("event_ts")
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
+    return np.asarray(column.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _age_bucket(age: object) -> str | None:
+    if age is None:
+        return None
+    years = int(str(age))
+    return f"age<{next((b for b in AGE_BUCKETS if years < b), 'max')}"
+
+
+def read_user_features(channel: Path) -> dict[str, list[str | None]]:
+    """``users.parquet`` as user_id → [country, age bucket, gender, occupation]; empty when absent."""
+    path = channel / USERS_FILE
+    if not path.exists():
+        return {}
+    table = pq.read_table(path)
+    present = [c for c in USER_FEATURE_COLUMNS if c in table.column_names]
+    out: dict[str, list[str | None]] = {}
+    for row in table.select(["user_id", *present]).to_pylist():
+        out[str(row["user_id"])] = [
+            _age_bucket(row[c]) if c == "age" else (None if row[c] is None else str(row[c])) for c in present
+        ]
+    return out
+
+
+def read_item_topics(channel: Path) -> dict[str, list[str]]:
+    """``pins.parquet`` as pin_id → topics; empty when absent."""
+    path = channel / PINS_FILE
+    if not path.exists():
+        return {}
+    table = pq.read_table(path)
+    if "topics" not in table.column_names:
+        return {}
+    return {
+        str(row["pin_id"]): [str(t) for t in (row["topics"] or []) if t is not None]
+        for row in table.select(["pin_id", "topics"]).to_pylist()
+    }
 
 
 def read_interactions(channel: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    files = sorted(channel.glob("*.parquet"))
-    if not files:
-        raise FileNotFoundError(f"no Parquet files in channel directory {channel}")
-    table = pq.read_table(files[0]) if len(files) == 1 else pq.ParquetDataset(files).read()
+    path = channel / INTERACTIONS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"channel directory {channel} has no {INTERACTIONS_FILE}")
+    table = pq.read_table(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
     if missing:
         raise ValueError(f"{channel}: missing column(s) {missing} (found {table.column_names})")
@@ -61,14 +116,13 @@ def run(env: TrainingEnv) -> dict[str, object]:
         "train channel: %d interactions, %d users, %d pins", len(users), len(user_vocab), len(item_vocab)
     )
 
-    counts = np.ones(len(item_vocab) + 1)
-    index = {item: i + 1 for i, item in enumerate(item_vocab)}
-    for item in items:
-        counts[index[item]] += 1
-    log_q = np.log(counts / counts.sum()).astype(np.float32)
+    timestamps = read_event_times(env.channel("train"))
+    user_features = read_user_features(env.channel("train"))
+    item_topics = read_item_topics(env.channel("train"))
+    log.info("side features: %d users, %d pins with topics", len(user_features), len(item_topics))
 
-    model = TwoTowerModel(user_vocab, item_vocab, hp)
-    history = model.fit(TrainingData(users.astype(str), items.astype(str), weights), log_q)
+    model = TwoTowerModel(user_vocab, item_vocab, hp, user_features=user_features, item_topics=item_topics)
+    history = model.fit(TrainingData(users.astype(str), items.astype(str), weights, timestamps))
     env.model_dir.mkdir(parents=True, exist_ok=True)
     export(model, env.model_dir)
     metadata: dict[str, object] = {

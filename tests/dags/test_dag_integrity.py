@@ -91,7 +91,9 @@ def test_warehouse_run_for_day_d_covers_d_to_d_plus_one(dagbag: Any) -> None:
     from recflow.airflow.tasks import days_to_process
 
     manual = timetable.infer_manual_data_interval(run_after=day)
-    assert days_to_process({}, day, manual.start, manual.end) == [day.date()], "`dags test ... D` must land ds=D"
+    assert days_to_process({}, day, manual.start, manual.end) == [day.date()], (
+        "`dags test ... D` must land ds=D"
+    )
     info = timetable.next_dagrun_info(last_automated_data_interval=interval, restriction=_restriction())
     assert (info.data_interval.start, info.data_interval.end) == (day.add(days=1), day.add(days=2))
 

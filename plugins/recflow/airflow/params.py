@@ -8,26 +8,49 @@ from typing import Any
 from airflow.sdk import Param
 
 HYPERPARAMETERS: dict[str, Param] = {
-    "embedding_dim": Param(32, type="integer", minimum=4, maximum=512, description="Width of both towers."),
+    "embedding_dim": Param(64, type="integer", minimum=4, maximum=512, description="Width of both towers."),
     "epochs": Param(10, type="integer", minimum=1, maximum=200, description="Passes over the train split."),
-    "batch_size": Param(
-        256,
-        type="integer",
-        minimum=16,
-        maximum=65536,
-        description="In-batch negatives per positive = batch - 1.",
-    ),
+    "batch_size": Param(256, type="integer", minimum=16, maximum=65536, description="Examples per step."),
     "learning_rate": Param(
-        0.01, type="number", exclusiveMinimum=0, maximum=1, description="Adam's step size."
+        0.003,
+        type="number",
+        exclusiveMinimum=0,
+        maximum=1,
+        description="AdamW's peak step size (cosine decay).",
     ),
     "temperature": Param(
-        0.1, type="number", exclusiveMinimum=0, maximum=10, description="Softmax temperature."
+        1.0, type="number", exclusiveMinimum=0, maximum=10, description="Softmax temperature."
     ),
     "oov_rate": Param(
         0.02, type="number", minimum=0, exclusiveMaximum=1, description="Share of users trained as unknown."
     ),
     "seed": Param(7, type="integer", minimum=0, description="Seed of the training job."),
+    "history_length": Param(
+        20,
+        type="integer",
+        minimum=1,
+        maximum=500,
+        description="Recent engagements pooled into the user tower.",
+    ),
+    "history_decay": Param(
+        1.0,
+        type="number",
+        exclusiveMinimum=0,
+        maximum=1,
+        description="Recency weight per step back (1 = mean).",
+    ),
+    "hidden_dim": Param(
+        128, type="integer", minimum=4, maximum=4096, description="User tower's hidden layer."
+    ),
+    "dropout": Param(
+        0.1, type="number", minimum=0, exclusiveMaximum=1, description="Dropout in the user tower."
+    ),
+    "weight_decay": Param(0.0, type="number", minimum=0, description="AdamW weight decay."),
+    "mask_history": Param(
+        1, type="integer", enum=[0, 1], description="1 = never score a user's history items as targets."
+    ),
 }
+"""Defaults equal ``recflow_ml.hyperparameters.Hyperparameters`` (chosen on validation, docs/model.md)."""
 
 TRAIN_PARAMS: dict[str, Param] = {
     **HYPERPARAMETERS,

@@ -1,0 +1,241 @@
+"""Hyperparameter sweep of the two-tower model on the MovieLens validation split, then one holdout run.
+
+Protocol (``docs/model.md``):
+
+* every configuration is trained, through the real training-job entrypoint
+  (``python -m recflow_ml.train`` in a subprocess, under ``/usr/bin/time -v`` for
+  the peak RSS), on the ``train`` rows of ``leave_last_out`` only, and scored on
+  the ``validation`` positives (each user's second-to-last item), negatives
+  sampled among pins the user engaged with in neither train nor holdout;
+* the configuration with the best validation NDCG@10 is the chosen default;
+* with the defaults (``Hyperparameters()``), the model is trained once on
+  train + validation and scored once on the holdout, with train + validation
+  as the user's engaged pins. The holdout never chooses anything.
+
+Run from the repository root::
+
+    .venv/bin/python -m bench.sweep_two_tower                 # sweep + final holdout run
+    .venv/bin/python -m bench.sweep_two_tower --final-only    # only the holdout run with the defaults
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from bench.movielens_split import leave_last_out
+from recflow.evaluation import build_eval_set, evaluate, savedmodel_scorer
+from recflow.movielens import read_items, read_users
+from recflow_ml.hyperparameters import Hyperparameters
+
+log = logging.getLogger("sweep")
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ml-100k"
+DEFAULT_OUT = ROOT / "bench" / "results" / "sweep-two-tower.json"
+WEIGHT = 4.0  # a MovieLens rating lands as a `save`, weight 4.0 in the pipeline
+
+# Each stage varies a few hyperparameters around the best so far (coordinate search).
+STAGES: list[dict[str, list[Any]]] = [
+    {"history_length": [20, 30, 50], "mask_history": [0, 1]},
+    {"embedding_dim": [32, 64], "dropout": [0.1, 0.2, 0.4]},
+    {"epochs": [6, 10], "learning_rate": [0.002, 0.003, 0.005]},
+    {"history_decay": [0.9, 1.0], "weight_decay": [0.0, 0.01]},
+]
+START: dict[str, Any] = {
+    "embedding_dim": 64,
+    "dropout": 0.2,
+    "epochs": 10,
+    "learning_rate": 0.003,
+    "history_length": 30,
+    "mask_history": 1,
+    "history_decay": 1.0,
+    "weight_decay": 0.0,
+}
+"""Where the search starts (the pre-sweep defaults); every run passes all of these explicitly."""
+
+
+def pairs(table: pa.Table) -> list[tuple[str, str]]:
+    return list(zip(table.column("user_id").to_pylist(), table.column("item_id").to_pylist(), strict=True))
+
+
+def write_channel(directory: Path, ratings: pa.Table, data_dir: Path) -> None:
+    """A train channel as the snapshot writes it: interactions, pins and users Parquet files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ts = pc.cast(pc.multiply(ratings.column("ts"), 1_000_000), pa.timestamp("us", tz="UTC"))
+    n = ratings.num_rows
+    interactions = pa.table(
+        {
+            "user_id": ratings.column("user_id"),
+            "pin_id": ratings.column("item_id"),
+            "weight": pa.array([WEIGHT] * n, pa.float64()),
+            "n_positive_events": pa.array([1] * n, pa.int64()),
+            "event_ts": ts,
+        }
+    )
+    pq.write_table(interactions, directory / "interactions.parquet")
+    pq.write_table(read_items(data_dir).select(["pin_id", "topics"]), directory / "pins.parquet")
+    users = read_users(data_dir)
+    pq.write_table(
+        users.select(
+            [c for c in ("user_id", "country", "age", "gender", "occupation") if c in users.column_names]
+        ),
+        directory / "users.parquet",
+    )
+
+
+def run_job(channel: Path, base: Path, hps: Mapping[str, str]) -> dict[str, Any]:
+    """The training entrypoint in a subprocess; returns its metadata plus wall seconds and peak MB."""
+    config = base / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "hyperparameters.json").write_text(json.dumps(dict(hps)))
+    (config / "inputdataconfig.json").write_text(json.dumps({"train": {}}))
+    env = {
+        **os.environ,  # noqa: TID251 - the subprocess needs PATH/PYTHONPATH
+        "SAGEMAKER_BASE_DIR": str(base),
+        "SM_CHANNEL_TRAIN": str(channel),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["/usr/bin/time", "-v", sys.executable, "-m", "recflow_ml.train", "train"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"training job failed:\n{proc.stderr[-3000:]}")
+    match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    metadata: dict[str, Any] = json.loads((base / "model" / "metadata.json").read_text())
+    metadata["wall_seconds"] = wall
+    metadata["peak_rss_mb"] = int(match.group(1)) / 1024 if match else None
+    return metadata
+
+
+def score(
+    model_dir: Path, eval_pairs: list[tuple[str, str]], engaged: list[tuple[str, str]], catalogue: list[str]
+) -> dict[str, float]:
+    data = build_eval_set(eval_pairs, engaged, catalogue, seed=42)
+    return evaluate(savedmodel_scorer(model_dir), data)
+
+
+def configs(stage: Mapping[str, list[Any]], base: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+    names = list(stage)
+    for values in itertools.product(*(stage[n] for n in names)):
+        yield {**base, **dict(zip(names, values, strict=True))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--final-only", action="store_true", help="skip the sweep; only the holdout run")
+    parser.add_argument("--sweep-only", action="store_true", help="skip the holdout run")
+    parser.add_argument("--stages", type=int, default=len(STAGES), help="run only the first N stages")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    split = leave_last_out(args.data_dir)
+    catalogue = read_items(args.data_dir).column("pin_id").to_pylist()
+    train, validation, holdout = pairs(split.train), pairs(split.validation), pairs(split.holdout)
+    results: dict[str, Any] = {
+        "protocol": "leave_last_out; sweep on validation (train rows only), final on holdout "
+        "(trained on train+validation); metrics from recflow.evaluation",
+        "machine": {"cpus": os.cpu_count()},
+        "defaults": Hyperparameters().as_strings(),
+        "sweep": [],
+    }
+    if args.out.exists():
+        previous = json.loads(args.out.read_text())
+        results["sweep"] = previous.get("sweep", []) if args.final_only else []
+    if results["sweep"]:
+        top = max(results["sweep"], key=lambda r: r["validation"]["ndcg@10"])
+        results["best_on_validation"] = {
+            "hyperparameters": top["hyperparameters"],
+            "ndcg@10": top["validation"]["ndcg@10"],
+        }
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if not args.final_only:
+            channel = work / "val-train"
+            write_channel(channel, split.train, args.data_dir)
+            best: dict[str, Any] = dict(START)
+            best_ndcg = -1.0
+            seen: dict[str, dict[str, Any]] = {}
+            for number, stage in enumerate(STAGES[: args.stages], start=1):
+                for config in configs(stage, best):
+                    key = json.dumps(config, sort_keys=True)
+                    if key not in seen:
+                        base = work / f"run-{len(seen)}"
+                        meta = run_job(channel, base, {k: str(v) for k, v in config.items()})
+                        metrics = score(base / "model", validation, train + holdout, catalogue)
+                        seen[key] = {
+                            "stage": number,
+                            "hyperparameters": config,
+                            "validation": metrics,
+                            "train_seconds": round(meta["train_seconds"], 1),
+                            "peak_rss_mb": meta["peak_rss_mb"],
+                        }
+                        results["sweep"].append(seen[key])
+                        log.info(
+                            "stage %d %s → %s (%.0fs)",
+                            number,
+                            config,
+                            {k: round(v, 4) for k, v in metrics.items()},
+                            meta["train_seconds"],
+                        )
+                        args.out.write_text(json.dumps(results, indent=2))
+                    if seen[key]["validation"]["ndcg@10"] > best_ndcg:
+                        best_ndcg = seen[key]["validation"]["ndcg@10"]
+                        best = config
+                log.info("after stage %d best %s (validation ndcg@10 %.4f)", number, best, best_ndcg)
+            results["best_on_validation"] = {"hyperparameters": best, "ndcg@10": best_ndcg}
+        if args.sweep_only:
+            args.out.write_text(json.dumps(results, indent=2))
+            return 0
+        # the final run: the defaults, trained on train + validation, scored once on the holdout
+        channel = work / "final-train"
+        write_channel(channel, pa.concat_tables([split.train, split.validation]), args.data_dir)
+        base = work / "final"
+        meta = run_job(channel, base, {})
+        metrics = score(base / "model", holdout, train + validation, catalogue)
+        results["holdout"] = {
+            "hyperparameters": dataclasses.asdict(Hyperparameters()),
+            "metrics": metrics,
+            "train_seconds": round(meta["train_seconds"], 1),
+            "job_wall_seconds": round(meta["wall_seconds"], 1),
+            "peak_rss_mb": meta["peak_rss_mb"],
+        }
+        log.info(
+            "holdout with the defaults: %s, %.0fs, %s MB peak",
+            metrics,
+            meta["train_seconds"],
+            meta["peak_rss_mb"],
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
