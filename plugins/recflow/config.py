@@ -19,7 +19,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 """The repository root: ``plugins/recflow/config.py`` lives two levels below it."""
 
 TrainingBackendName = Literal["local", "sagemaker"]
-RegistryBackendName = Literal["mlflow", "sagemaker"]
 
 
 class ConfigError(ValueError):
@@ -72,7 +71,6 @@ class Settings:
     artifact_root: str | None = None
     mlflow_tracking_uri: str | None = None
     training_backend: TrainingBackendName = "local"
-    registry_backend: RegistryBackendName = "mlflow"
     dbt_target: str = "duckdb"
     warehouse_pool_slots: int = 1
     raw_min_rows: int = 1
@@ -100,9 +98,6 @@ class Settings:
             training_backend=_choice(  # type: ignore[arg-type]
                 env, "RECFLOW_TRAINING_BACKEND", "local", ("local", "sagemaker")
             ),
-            registry_backend=_choice(  # type: ignore[arg-type]
-                env, "RECFLOW_REGISTRY_BACKEND", "mlflow", ("mlflow", "sagemaker")
-            ),
             dbt_target=env.get("RECFLOW_DBT_TARGET") or "duckdb",
             warehouse_pool_slots=_as_int(env, "RECFLOW_WAREHOUSE_POOL_SLOTS", 1),
             raw_min_rows=_as_int(env, "RECFLOW_RAW_MIN_ROWS", 1),
@@ -129,7 +124,6 @@ class Settings:
         env = {
             "RECFLOW_HOME": str(self.home),
             "RECFLOW_TRAINING_BACKEND": self.training_backend,
-            "RECFLOW_REGISTRY_BACKEND": self.registry_backend,
             "RECFLOW_DBT_TARGET": self.dbt_target,
             "RECFLOW_WAREHOUSE_POOL_SLOTS": str(self.warehouse_pool_slots),
             "RECFLOW_RAW_MIN_ROWS": str(self.raw_min_rows),
