@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from recflow.config import Settings, subprocess_env
@@ -36,7 +37,7 @@ def say(message: str) -> None:
 
 
 def compile_dbt_manifest(settings: Settings) -> None:
-    dbt = str(sys.executable).rsplit("/", 1)[0] + "/dbt"
+    dbt = str(Path(sys.executable).with_name("dbt"))
     project = str(settings.dbt_project_dir)
     subprocess.run(
         [dbt, "parse", "--project-dir", project, "--profiles-dir", project, "--quiet"],
