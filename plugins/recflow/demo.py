@@ -165,6 +165,16 @@ def _wait_train(client: AirflowClient, since: datetime, echo: Echo, timeout: flo
     raise TimeoutError(f"{TRAIN_DAG} did not finish within {timeout:.0f}s of the last warehouse run")
 
 
+def _close_backfill(client: AirflowClient, backfill_id: int, timeout: float = 90.0) -> None:
+    """Let the scheduler mark the finished backfill completed (it does so on its own cycle), else cancel it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get_backfill(backfill_id).get("completed_at"):
+            return
+        time.sleep(3)
+    client.cancel_backfill(backfill_id)
+
+
 def run_pipeline(
     settings: Settings, days: list[date], echo: Echo = say, timeout: float = 1800.0
 ) -> PipelineResult:
@@ -175,6 +185,10 @@ def run_pipeline(
         echo(f"airflow: API server, scheduler and DAG processor up ({time.monotonic() - started:.0f}s)")
         wait_for_dags(client, [WAREHOUSE_DAG, TRAIN_DAG])
         client.set_paused(TRAIN_DAG, True)
+        for stale in client.backfills(WAREHOUSE_DAG):
+            if stale.get("completed_at") is None:
+                client.cancel_backfill(stale["id"])
+                echo(f"cancelled backfill {stale['id']} left unfinished by an earlier run")
         since = datetime.now(UTC) - timedelta(seconds=1)
         backfill = client.backfill(
             WAREHOUSE_DAG, days[0].isoformat(), days[-1].isoformat(), reprocess="completed"
@@ -200,6 +214,7 @@ def run_pipeline(
                 setattr(result, attr, client.xcom(TRAIN_DAG, train["dag_run_id"], task_id))
             except RuntimeError:
                 setattr(result, attr, None)
+        _close_backfill(client, backfill["id"])
         client.set_paused(WAREHOUSE_DAG, True)
         client.set_paused(TRAIN_DAG, True)
     result.seconds = time.monotonic() - started

@@ -111,6 +111,18 @@ class AirflowClient:
         )
         return result
 
+    def backfills(self, dag_id: str) -> list[dict[str, Any]]:
+        body = self._request("GET", f"/api/v2/backfills?dag_id={dag_id}")
+        backfills: list[dict[str, Any]] = body["backfills"]
+        return backfills
+
+    def get_backfill(self, backfill_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/api/v2/backfills/{backfill_id}")
+        return result
+
+    def cancel_backfill(self, backfill_id: int) -> None:
+        self._request("PUT", f"/api/v2/backfills/{backfill_id}/cancel")
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = self._request(
             "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}}
