@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from recflow.config import Settings
-from recflow.quality.report import MAX_OFFENDING_ROWS, ExpectationFailure, format_value
+from recflow.quality.report import MAX_OFFENDING_ROWS, ExpectationFailure, QualityReport, format_value
 from recflow.warehouse import connect, sqlalchemy_url
 
 if TYPE_CHECKING:
@@ -199,6 +199,40 @@ def run_suite(settings: Settings, suite: str, assets: Sequence[Asset]) -> SuiteR
     seconds = time.monotonic() - started
     log.info("%s: %d expectations evaluated in %.1f s", suite, evaluated, seconds)
     return SuiteRun(evaluated=evaluated, outcomes=tuple(outcomes), seconds=seconds)
+
+
+def report_of(
+    run: SuiteRun,
+    *,
+    suite: str,
+    target: str,
+    rows: int,
+    started: float,
+    import_seconds: float,
+    rejected_rows: int = 0,
+) -> QualityReport:
+    """The suite's report, logged with its timings (and its summary when it passed)."""
+    report = QualityReport(
+        suite=suite,
+        target=target,
+        success=not run.outcomes,
+        evaluated=run.evaluated,
+        failures=tuple(outcome.failure for outcome in run.outcomes),
+        rows=rows,
+        rejected_rows=rejected_rows,
+    )
+    log.info(
+        "suite %s: %d expectations on %d rows checked in %.1f s (GX import %.1f s, validation %.1f s)",
+        suite,
+        report.evaluated,
+        rows,
+        time.monotonic() - started,
+        import_seconds,
+        run.seconds,
+    )
+    if report.success:
+        log.info("%s", report.summary())
+    return report
 
 
 def _exception_message(result: ExpectationValidationResult) -> str | None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from recflow.config import Settings
 from recflow.landing import EVENT_TYPES
-from recflow.quality._gx import Asset, Outcome, import_gx, rule, run_suite
+from recflow.quality._gx import Asset, Outcome, import_gx, report_of, rule, run_suite
 from recflow.quality.report import DataQualityError, QualityReport, missing_tables_report
 from recflow.warehouse import QUALITY_SCHEMA, RAW_SCHEMA, connect, table_exists
 
@@ -337,26 +337,16 @@ def check_raw_events(
     )
     run = run_suite(settings, SUITE, assets)
     rejected = _keep_rejected_rows(settings, ds, run.outcomes, _reject_rules(ds, start, end))
-    report = QualityReport(
+    report = report_of(
+        run,
         suite=SUITE,
         target=target,
-        success=not run.outcomes,
-        evaluated=run.evaluated,
-        failures=tuple(outcome.failure for outcome in run.outcomes),
         rows=rows,
+        started=started,
+        import_seconds=import_seconds,
         rejected_rows=rejected,
     )
-    log.info(
-        "suite %s: %d expectations on %d rows checked in %.1f s (GX import %.1f s, validation %.1f s)",
-        SUITE,
-        report.evaluated,
-        rows,
-        time.monotonic() - started,
-        import_seconds,
-        run.seconds,
-    )
     if report.success:
-        log.info("%s", report.summary())
         return report
     day = ds.isoformat()
     error = DataQualityError.from_report(

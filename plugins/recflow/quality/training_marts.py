@@ -17,7 +17,7 @@ import logging
 import time
 
 from recflow.config import Settings
-from recflow.quality._gx import Asset, import_gx, rule, run_suite
+from recflow.quality._gx import Asset, import_gx, report_of, rule, run_suite
 from recflow.quality.report import DataQualityError, QualityReport, missing_tables_report
 from recflow.warehouse import ANALYTICS_SCHEMA, connect, table_exists
 
@@ -200,25 +200,15 @@ def check_training_marts(settings: Settings) -> QualityReport:
         sum(len(a.expectations) for a in assets),
     )
     run = run_suite(settings, SUITE, assets)
-    report = QualityReport(
+    report = report_of(
+        run,
         suite=SUITE,
         target=f"{target} (+ {DIM_USERS}, {DIM_PINS})",
-        success=not run.outcomes,
-        evaluated=run.evaluated,
-        failures=tuple(outcome.failure for outcome in run.outcomes),
         rows=rows,
-    )
-    log.info(
-        "suite %s: %d expectations on %d rows checked in %.1f s (GX import %.1f s, validation %.1f s)",
-        SUITE,
-        report.evaluated,
-        rows,
-        time.monotonic() - started,
-        import_seconds,
-        run.seconds,
+        started=started,
+        import_seconds=import_seconds,
     )
     if report.success:
-        log.info("%s", report.summary())
         return report
     error = DataQualityError.from_report(report, what_to_do=_WHAT_TO_DO)
     log.error("%s", report.summary())
