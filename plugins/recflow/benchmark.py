@@ -19,10 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from recflow.config import Settings
-from recflow.demo import TRAIN_DAG, WAREHOUSE_DAG, Echo, PipelineFailed, run_seconds, say, setup
+from recflow.demo import (
+    TRAIN_DAG,
+    WAREHOUSE_DAG,
+    Echo,
+    PipelineFailed,
+    run_seconds,
+    say,
+    setup,
+    wait_for_train_run,
+)
 from recflow.movielens import load_movielens
 from recflow.registry import MlflowRegistry
-from recflow.services import AirflowClient, running_airflow, wait_for_dags
+from recflow.services import TERMINAL_RUN_STATES, AirflowClient, running_airflow, wait_for_dags
 
 MODEL_NAME = "movielens-100k"
 
@@ -46,7 +55,7 @@ def _wait_run(client: AirflowClient, dag_id: str, run_id: str, echo: Echo, timeo
         if run and run["state"] != state:
             state = run["state"]
             echo(f"  {dag_id} {run_id}: {state}")
-        if run and run["state"] in ("success", "failed"):
+        if run and run["state"] in TERMINAL_RUN_STATES:
             if run["state"] == "failed":
                 raise PipelineFailed(
                     f"{dag_id} run {run_id} failed: its failed task's log ends with an ON-CALL line"
@@ -54,18 +63,6 @@ def _wait_run(client: AirflowClient, dag_id: str, run_id: str, echo: Echo, timeo
             return run
         time.sleep(3)
     raise TimeoutError(f"{dag_id} run {run_id} did not finish within {timeout:.0f}s")
-
-
-def _train_run_after(client: AirflowClient, since: datetime, echo: Echo, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for run in client.runs(TRAIN_DAG):
-            if datetime.fromisoformat(run.get("queued_at") or run["run_after"]) >= since:
-                return _wait_run(client, TRAIN_DAG, run["dag_run_id"], echo, deadline - time.monotonic())
-        time.sleep(3)
-    raise TimeoutError(
-        f"no {TRAIN_DAG} run was triggered by the warehouse run's asset event within {timeout:.0f}s"
-    )
 
 
 def run_movielens(
@@ -90,7 +87,11 @@ def run_movielens(
         echo(f"triggered {WAREHOUSE_DAG} {run['dag_run_id']}: reload {loaded.first_day}..{loaded.last_day}")
         client.set_paused(WAREHOUSE_DAG, False)
         warehouse = _wait_run(client, WAREHOUSE_DAG, run["dag_run_id"], echo, timeout)
-        train = _train_run_after(client, since, echo, timeout - (time.monotonic() - started))
+        train = wait_for_train_run(client, since, echo, timeout - (time.monotonic() - started))
+        if train["state"] != "success":
+            raise PipelineFailed(
+                f"{TRAIN_DAG} run {train['dag_run_id']} failed: its failed task's log ends with an ON-CALL line"
+            )
         training = client.xcom(TRAIN_DAG, train["dag_run_id"], "train")
         evaluation = client.xcom(TRAIN_DAG, train["dag_run_id"], "evaluate")
         gate = client.xcom(TRAIN_DAG, train["dag_run_id"], "gate")

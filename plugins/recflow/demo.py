@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.config import Settings, subprocess_env
-from recflow.services import AirflowClient, run_airflow, running_airflow, wait_for_dags
+from recflow.services import TERMINAL_RUN_STATES, AirflowClient, run_airflow, running_airflow, wait_for_dags
 from recflow.warehouse import WAREHOUSE_POOL
 
 WAREHOUSE_DAG = "recsys_warehouse"
@@ -129,8 +129,8 @@ def _wait_warehouse(
         latest: dict[date, dict[str, Any]] = {}
         for run in client.runs(WAREHOUSE_DAG):
             day = _day_of(run)
-            queued = run.get("queued_at") or run.get("run_after")
-            if day in days and queued and datetime.fromisoformat(queued) >= since and day not in latest:
+            queued = _queued_at(run)
+            if day in days and queued and queued >= since and day not in latest:
                 latest[day] = run
         for day, run in sorted(latest.items()):
             if seen.get(run["dag_run_id"]) != run["state"]:
@@ -148,21 +148,27 @@ def _wait_warehouse(
     raise TimeoutError(f"{WAREHOUSE_DAG} did not finish days {days[0]}..{days[-1]} within {timeout:.0f}s")
 
 
-def _wait_train(client: AirflowClient, since: datetime, echo: Echo, timeout: float) -> dict[str, Any]:
+def _queued_at(run: dict[str, Any]) -> datetime | None:
+    queued = run.get("queued_at") or run.get("run_after")
+    return datetime.fromisoformat(queued) if queued else None
+
+
+def wait_for_train_run(client: AirflowClient, since: datetime, echo: Echo, timeout: float) -> dict[str, Any]:
+    """The first training run queued after ``since`` (the asset event's run), once it has finished."""
     deadline = time.monotonic() + timeout
     seen: dict[str, str] = {}
     while time.monotonic() < deadline:
         for run in client.runs(TRAIN_DAG):
-            queued = run.get("queued_at") or run.get("run_after")
-            if not queued or datetime.fromisoformat(queued) < since:
+            queued = _queued_at(run)
+            if queued is None or queued < since:
                 continue
             if seen.get(run["dag_run_id"]) != run["state"]:
                 seen[run["dag_run_id"]] = run["state"]
                 echo(f"  {TRAIN_DAG} {run['dag_run_id']} ({run.get('run_type')}): {run['state']}")
-            if run["state"] in ("success", "failed"):
+            if run["state"] in TERMINAL_RUN_STATES:
                 return run
         time.sleep(3)
-    raise TimeoutError(f"{TRAIN_DAG} did not finish within {timeout:.0f}s of the last warehouse run")
+    raise TimeoutError(f"no {TRAIN_DAG} run triggered after the warehouse finished within {timeout:.0f}s")
 
 
 def _close_backfill(client: AirflowClient, backfill_id: int, timeout: float = 90.0) -> None:
@@ -204,7 +210,7 @@ def run_pipeline(
         client.set_paused(TRAIN_DAG, False)
         wh = _wait_warehouse(client, days, since, echo, timeout - (time.monotonic() - started))
         last_end = max(datetime.fromisoformat(r["end_date"]) for r in wh.values())
-        train = _wait_train(
+        train = wait_for_train_run(
             client, last_end - timedelta(seconds=30), echo, timeout - (time.monotonic() - started)
         )
         result.warehouse_runs = [_summary(wh[d]) for d in days]
