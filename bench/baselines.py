@@ -93,19 +93,16 @@ def als_scores(
 ) -> np.ndarray:
     from implicit.als import AlternatingLeastSquares
 
-    # implicit parallelises itself; a multi-threaded BLAS underneath only oversubscribes.
-    with threadpool_limits(limits=1, user_api="blas"):
-        model = AlternatingLeastSquares(
-            factors=factors,
-            regularization=regularization,
-            alpha=alpha,
-            iterations=iterations,
-            random_state=seed,
-            num_threads=threads,
-            use_gpu=False,
-        )
-        model.fit(x.tocsr(), show_progress=False)
-    return _factor_scores(model)
+    model = AlternatingLeastSquares(
+        factors=factors,
+        regularization=regularization,
+        alpha=alpha,
+        iterations=iterations,
+        random_state=seed,
+        num_threads=threads,
+        use_gpu=False,
+    )
+    return _fit_factor_scores(model, x)
 
 
 def bpr_scores(
@@ -120,21 +117,23 @@ def bpr_scores(
 ) -> np.ndarray:
     from implicit.bpr import BayesianPersonalizedRanking
 
+    model = BayesianPersonalizedRanking(
+        factors=factors,
+        learning_rate=learning_rate,
+        regularization=regularization,
+        iterations=iterations,
+        random_state=seed,
+        num_threads=threads,
+        use_gpu=False,
+    )
+    return _fit_factor_scores(model, x)
+
+
+def _fit_factor_scores(model: Any, x: sp.spmatrix) -> np.ndarray:
+    """Fit an implicit factor model and score every user against every item."""
+    # implicit parallelises itself; a multi-threaded BLAS underneath only oversubscribes.
     with threadpool_limits(limits=1, user_api="blas"):
-        model = BayesianPersonalizedRanking(
-            factors=factors,
-            learning_rate=learning_rate,
-            regularization=regularization,
-            iterations=iterations,
-            random_state=seed,
-            num_threads=threads,
-            use_gpu=False,
-        )
         model.fit(x.tocsr(), show_progress=False)
-    return _factor_scores(model)
-
-
-def _factor_scores(model: Any) -> np.ndarray:
     users = np.asarray(model.user_factors, dtype=np.float64)
     items = np.asarray(model.item_factors, dtype=np.float64)
     return users @ items.T
