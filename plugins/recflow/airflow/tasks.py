@@ -134,7 +134,6 @@ def check_marts() -> dict[str, Any]:
     from recflow.quality import check_training_marts
 
     report = check_training_marts(Settings.from_env())
-    log.info(report.summary())
     return {"suite": report.suite, "rows": report.rows, "expectations": report.evaluated}
 
 
