@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -115,9 +115,6 @@ class Settings:
                 tolerance=_as_float(env, "RECFLOW_GATE_TOLERANCE", 0.01),
             ),
         )
-
-    def with_home(self, home: Path) -> Settings:
-        return replace(self, home=home.resolve())
 
     def to_env(self) -> dict[str, str]:
         """The variables that make ``from_env`` rebuild these settings in a child process."""

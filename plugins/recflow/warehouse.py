@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 import duckdb
 
 from recflow.config import Settings
-
-if TYPE_CHECKING:
-    import sqlalchemy
 
 WAREHOUSE_POOL = "warehouse"
 RAW_SCHEMA = "raw"
@@ -42,12 +38,6 @@ def connect(settings: Settings, *, read_only: bool = False) -> Iterator[duckdb.D
 def sqlalchemy_url(settings: Settings) -> str:
     """The SQLAlchemy URL of the warehouse (duckdb-engine), for tools that speak SQLAlchemy."""
     return f"duckdb:///{settings.duckdb_path}"
-
-
-def sqlalchemy_engine(settings: Settings) -> sqlalchemy.engine.Engine:
-    import sqlalchemy
-
-    return sqlalchemy.create_engine(sqlalchemy_url(settings))
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
