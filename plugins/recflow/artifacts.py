@@ -7,6 +7,7 @@ paths, so that any worker (or a SageMaker job) can read what another wrote.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,35 +39,36 @@ def _local_path(uri: str) -> Path:
 class LocalArtifactStore:
     """``file://`` URIs; writes go through a temporary file and a rename, so readers never see half a file."""
 
-    def put_file(self, local: Path, uri: str) -> str:
+    @staticmethod
+    def _write(uri: str, write: Callable[[Path], object]) -> str:
         target = _local_path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
-        shutil.copyfile(local, tmp)
+        write(tmp)
         tmp.replace(target)
         return uri
 
-    def put_bytes(self, data: bytes, uri: str) -> str:
-        target = _local_path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        return uri
-
-    def get_file(self, uri: str, local: Path) -> Path:
+    @staticmethod
+    def _existing(uri: str) -> Path:
         source = _local_path(uri)
         if not source.exists():
             raise FileNotFoundError(f"artifact {uri} does not exist")
+        return source
+
+    def put_file(self, local: Path, uri: str) -> str:
+        return self._write(uri, lambda tmp: shutil.copyfile(local, tmp))
+
+    def put_bytes(self, data: bytes, uri: str) -> str:
+        return self._write(uri, lambda tmp: tmp.write_bytes(data))
+
+    def get_file(self, uri: str, local: Path) -> Path:
+        source = self._existing(uri)
         local.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, local)
         return local
 
     def get_bytes(self, uri: str) -> bytes:
-        source = _local_path(uri)
-        if not source.exists():
-            raise FileNotFoundError(f"artifact {uri} does not exist")
-        return source.read_bytes()
+        return self._existing(uri).read_bytes()
 
     def exists(self, uri: str) -> bool:
         return _local_path(uri).exists()
