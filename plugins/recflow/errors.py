@@ -1,0 +1,164 @@
+"""The one exceptions module of recflow: every error the pipeline raises on purpose.
+
+The failure callback classifies a failed task by the *type* of its exception
+(``isinstance``), never by the class's name:
+
+- :class:`DataVerdict` — the pipeline's verdict on data: the input broke a rule.
+  It carries the check, the columns, what was observed against what was expected
+  and where the evidence is (a query on the quarantine, a file). Retrying does not
+  help; fixing the data (or, deliberately, the rule) does.
+- :class:`TrainingJobFailed` — a training job ended ``Failed`` or ``Stopped``;
+  ``kind`` says how (an exception in the algorithm, killed by a signal, past its
+  maximum runtime, stopped by a person, the platform's own error).
+- anything else that derives from :class:`RecflowError` is a fault of the
+  pipeline's own machinery or configuration; an exception of any other type is an
+  infrastructure fault (a lock, the network, a bug).
+
+What to do about each is written once, in ``docs/runbooks/<dag>.md``; an error
+names its section (``runbook``), the failure callback quotes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+
+class RecflowError(Exception):
+    """Base of every error recflow raises on purpose.
+
+    ``runbook`` is the anchor of the section of ``docs/runbooks/<dag>.md`` that says
+    what to do (for example ``partition-refused``); empty means "the task's own section".
+    """
+
+    runbook: str = ""
+
+    def __init__(self, message: str, *, runbook: str | None = None) -> None:
+        super().__init__(message)
+        if runbook is not None:
+            self.runbook = runbook
+
+    def __reduce__(self) -> Any:
+        # keep the keyword-only state across pickling (Airflow ships exceptions between processes)
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+def _rebuild(cls: type[RecflowError], message: str, state: dict[str, Any]) -> RecflowError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class ConfigError(RecflowError, ValueError):
+    """A setting has a value recflow cannot use; the message names the variable."""
+
+    runbook = "configuration"
+
+
+class ParamsError(RecflowError, ValueError):
+    """A run's params break their schema; the message names the param, the value and the rule."""
+
+    runbook = "params-refused"
+
+
+class DataVerdict(RecflowError):
+    """The pipeline refused data: a rule on the input did not hold.
+
+    ``check`` is the rule's name, ``columns`` the columns it is about, ``observed``
+    and ``expected`` the figures in words, ``evidence`` where to look (a SQL query on
+    the quarantine, a file path).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        check: str,
+        columns: Sequence[str] = (),
+        observed: str = "",
+        expected: str = "",
+        evidence: str = "",
+        runbook: str | None = None,
+    ) -> None:
+        super().__init__(message, runbook=runbook)
+        self.check = check
+        self.columns = tuple(columns)
+        self.observed = observed
+        self.expected = expected
+        self.evidence = evidence
+
+
+class ContractViolation(DataVerdict):
+    """A landing file or partition breaks ``docs/data-contract.md`` (shape, type, encoding, catalogue keys)."""
+
+    runbook = "landing-contract"
+
+
+class PartitionRefused(DataVerdict):
+    """The audit refused a whole day: too many quarantined rows, or a volume outside the recent range."""
+
+    runbook = "partition-refused"
+
+
+class DataQualityError(DataVerdict):
+    """A Great Expectations suite failed; ``report`` holds every failed expectation."""
+
+    runbook = "marts-invariants"
+
+    def __init__(self, message: str, *, report: Any, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.report = report
+
+
+class LandingLate(RecflowError):
+    """The landing partition (or its ``_SUCCESS`` marker) is not there yet."""
+
+    runbook = "landing-late"
+
+
+TrainingFailureKind = Literal["algorithm", "killed", "max_runtime", "stopped", "client", "internal"]
+
+
+class TrainingJobError(RecflowError):
+    """Base of the errors about training jobs."""
+
+
+class TrainingJobFailed(TrainingJobError):
+    """A training job ended ``Failed`` or ``Stopped``; ``kind`` classifies how, ``reason`` is its FailureReason."""
+
+    RUNBOOKS: dict[str, str] = {
+        "algorithm": "job-algorithm-error",
+        "killed": "job-killed",
+        "max_runtime": "job-max-runtime",
+        "stopped": "job-stopped",
+        "client": "job-input-error",
+        "internal": "job-internal-error",
+    }
+
+    def __init__(self, name: str, status: str, reason: str, kind: TrainingFailureKind = "internal") -> None:
+        super().__init__(f"training job {name} {status}: {reason}", runbook=self.RUNBOOKS[kind])
+        self.name = name
+        self.status = status
+        self.reason = reason
+        self.kind = kind
+
+
+class TrainingJobNotFound(TrainingJobError, LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"training job {name!r} does not exist", runbook="job-internal-error")
+        self.name = name
+
+
+class TrainingJobExists(TrainingJobError, ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"training job {name!r} already exists (job names are unique)", runbook="job-internal-error"
+        )
+        self.name = name
+
+
+class RegistryError(RecflowError):
+    """The model registry refused an operation or holds an inconsistent state; the message says which."""
+
+    runbook = "publish-failed"
