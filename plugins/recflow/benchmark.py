@@ -43,7 +43,6 @@ def benchmark_settings(base: Settings) -> Settings:
         model_name=MODEL_NAME,
         mlflow_tracking_uri=base.mlflow_uri,
         warehouse_path=None,
-        raw_min_rows=0,
     )
 
 

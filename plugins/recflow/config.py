@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from recflow.errors import ConfigError
+
+__all__ = ["ConfigError", "Settings", "subprocess_env"]
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 """The repository root: ``plugins/recflow/config.py`` lives two levels below it."""
 
 TrainingBackendName = Literal["local", "sagemaker"]
-
-
-class ConfigError(ValueError):
-    """A setting has a value recflow cannot use; the message names the variable."""
 
 
 def _as_float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -73,8 +73,10 @@ class Settings:
     training_backend: TrainingBackendName = "local"
     dbt_target: str = "duckdb"
     warehouse_pool_slots: int = 1
-    raw_min_rows: int = 1
-    raw_max_rows: int = 5_000_000
+    max_quarantine_share: float = 0.01
+    volume_max_ratio: float = 5.0
+    volume_history_days: int = 7
+    alerts_conn_id: str = "recflow_alerts"
     model_name: str = "recsys-demo"
     training_image: str = "recflow-ml:local"
     training_instance_type: str = "ml.m5.xlarge"
@@ -100,8 +102,10 @@ class Settings:
             ),
             dbt_target=env.get("RECFLOW_DBT_TARGET") or "duckdb",
             warehouse_pool_slots=_as_int(env, "RECFLOW_WAREHOUSE_POOL_SLOTS", 1),
-            raw_min_rows=_as_int(env, "RECFLOW_RAW_MIN_ROWS", 1),
-            raw_max_rows=_as_int(env, "RECFLOW_RAW_MAX_ROWS", 5_000_000),
+            max_quarantine_share=_as_float(env, "RECFLOW_MAX_QUARANTINE_SHARE", 0.01),
+            volume_max_ratio=_as_float(env, "RECFLOW_VOLUME_MAX_RATIO", 5.0),
+            volume_history_days=_as_int(env, "RECFLOW_VOLUME_HISTORY_DAYS", 7),
+            alerts_conn_id=env.get("RECFLOW_ALERTS_CONN_ID") or "recflow_alerts",
             model_name=env.get("RECFLOW_MODEL_NAME") or "recsys-demo",
             training_image=env.get("RECFLOW_TRAINING_IMAGE") or "recflow-ml:local",
             training_instance_type=env.get("RECFLOW_TRAINING_INSTANCE_TYPE") or "ml.m5.xlarge",
@@ -123,8 +127,10 @@ class Settings:
             "RECFLOW_TRAINING_BACKEND": self.training_backend,
             "RECFLOW_DBT_TARGET": self.dbt_target,
             "RECFLOW_WAREHOUSE_POOL_SLOTS": str(self.warehouse_pool_slots),
-            "RECFLOW_RAW_MIN_ROWS": str(self.raw_min_rows),
-            "RECFLOW_RAW_MAX_ROWS": str(self.raw_max_rows),
+            "RECFLOW_MAX_QUARANTINE_SHARE": str(self.max_quarantine_share),
+            "RECFLOW_VOLUME_MAX_RATIO": str(self.volume_max_ratio),
+            "RECFLOW_VOLUME_HISTORY_DAYS": str(self.volume_history_days),
+            "RECFLOW_ALERTS_CONN_ID": self.alerts_conn_id,
             "RECFLOW_MODEL_NAME": self.model_name,
             "RECFLOW_TRAINING_IMAGE": self.training_image,
             "RECFLOW_TRAINING_INSTANCE_TYPE": self.training_instance_type,
@@ -152,6 +158,11 @@ class Settings:
     @property
     def landing_dir(self) -> Path:
         return self.home / "landing"
+
+    @property
+    def incidents_path(self) -> Path:
+        """The incident store (SQLite): one record per failed task, kept across processes."""
+        return self.home / "incidents.db"
 
     @property
     def airflow_home(self) -> Path:
