@@ -21,7 +21,7 @@ names its section (``runbook``), the failure callback quotes it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 
 class RecflowError(Exception):
@@ -127,7 +127,7 @@ class TrainingJobError(RecflowError):
 class TrainingJobFailed(TrainingJobError):
     """A training job ended ``Failed`` or ``Stopped``; ``kind`` classifies how, ``reason`` is its FailureReason."""
 
-    RUNBOOKS: dict[str, str] = {
+    RUNBOOKS: ClassVar[dict[str, str]] = {
         "algorithm": "job-algorithm-error",
         "killed": "job-killed",
         "max_runtime": "job-max-runtime",

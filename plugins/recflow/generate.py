@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recflow.landing import EVENTS_SCHEMA, PINS_SCHEMA, USERS_SCHEMA, partition_dir
+from recflow.landing import EVENTS_SCHEMA, PINS_SCHEMA, SUCCESS_MARKER, USERS_SCHEMA, partition_dir
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,17 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     tmp.replace(path)
 
 
+def write_partition(directory: Path, parts: list[pa.Table]) -> None:
+    """Rewrite a landing partition as a producer must: drop ``_SUCCESS``, replace the files, write it last."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / SUCCESS_MARKER).unlink(missing_ok=True)
+    for stale in directory.glob("*.parquet"):
+        stale.unlink()
+    for i, part in enumerate(parts):
+        write_parquet(part, directory / f"part-{i:05d}.parquet")
+    (directory / SUCCESS_MARKER).touch()
+
+
 def generate(landing_dir: Path, cfg: GeneratorConfig) -> GeneratedSummary:
     """Write ``cfg.days`` daily event partitions and the pin/user catalogues under ``landing_dir``."""
     world = _world(cfg)
@@ -183,10 +194,7 @@ def generate(landing_dir: Path, cfg: GeneratorConfig) -> GeneratedSummary:
     for i in range(cfg.days):
         day = cfg.start + timedelta(days=i)
         events = _day_events(cfg, world, i)
-        directory = partition_dir(landing_dir, day)
-        for stale in directory.glob("*.parquet"):
-            stale.unlink()
-        write_parquet(events, directory / "part-00000.parquet")
+        write_partition(partition_dir(landing_dir, day), [events])
         total += events.num_rows
         log.info("generated ds=%s: %d events", day, events.num_rows)
     return GeneratedSummary(

@@ -1,26 +1,44 @@
-"""Land one day of the landing zone into the warehouse's ``raw`` schema.
+"""Land one day of the landing zone into a staging table of its own (write, audit, publish: the write).
 
-The landing zone's format is the contract in ``docs/data-contract.md``. Landing
-checks the *shape* of the files (columns and types) and refuses a partition
-whose files break it, naming file, column and type; the *content* is checked
-afterwards by the ``check_raw`` quality suite. Landing is idempotent for its
-day: the rows of ``ds`` are replaced in one transaction.
+The landing zone's format is the contract in ``docs/data-contract.md``. A partition
+is complete when its ``_SUCCESS`` marker exists (written last by the producer, the
+Spark/Hadoop convention). Landing checks the *shape* of every file strictly: a
+missing, extra or renamed column, a column of another type (even one that could be
+cast, such as integer ids), a file that is not Parquet, an empty file or invalid
+UTF-8 refuses the whole day with a :class:`~recflow.errors.ContractViolation`
+naming the file, the column, the type found and the type expected. The catalogues
+(pins, users) must have unique, non-null ids.
+
+Nothing here touches what dbt reads: the day's rows go to
+``raw_staging.events__<yyyymmdd>`` (replaced on every run of that day, so landing is
+idempotent for its interval) and the catalogues to ``raw_staging.pins`` /
+``raw_staging.users``. :mod:`recflow.quality.raw_events` audits the staged day and
+publishes it to ``raw.events``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recflow.config import Settings
-from recflow.warehouse import RAW_SCHEMA, connect
+from recflow.errors import ContractViolation, LandingLate
+from recflow.warehouse import STAGING_SCHEMA, connect
+
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger(__name__)
+
+SUCCESS_MARKER = "_SUCCESS"
+"""Written last by the producer: its presence says the partition is complete."""
 
 EVENT_TYPES = ("impression", "closeup", "click", "save", "hide")
 
@@ -55,8 +73,7 @@ USERS_SCHEMA = pa.schema(
     ]
 )
 
-RAW_EVENTS_DDL = f"""
-create table if not exists {RAW_SCHEMA}.events (
+EVENT_COLUMNS_DDL = """
     event_id varchar,
     user_id varchar,
     pin_id varchar,
@@ -66,18 +83,18 @@ create table if not exists {RAW_SCHEMA}.events (
     value double,
     ds date not null,
     _source_file varchar not null,
+    _source_row bigint not null,
     _loaded_at timestamptz not null
-)
 """
+"""The columns of ``raw.events`` and of a staged day: the contract's, then where each row came from."""
 
-
-class LandingError(ValueError):
-    """The landing zone breaks the data contract; the message says where and how."""
+CONTRACT = "docs/data-contract.md"
 
 
 @dataclass(frozen=True)
-class LandingResult:
+class StagedDay:
     ds: date
+    table: str
     files: int
     rows: int
     pins: int
@@ -88,108 +105,236 @@ def partition_dir(landing_dir: Path, ds: date) -> Path:
     return landing_dir / "events" / f"ds={ds.isoformat()}"
 
 
+def partition_complete(landing_dir: Path, ds: date) -> bool:
+    """True when the producer has finished the partition (its ``_SUCCESS`` marker exists)."""
+    return (partition_dir(landing_dir, ds) / SUCCESS_MARKER).is_file()
+
+
+def staged_table(ds: date) -> str:
+    return f"{STAGING_SCHEMA}.events__{ds:%Y%m%d}"
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
+
+
+def _same_type(found: pa.DataType, expected: pa.DataType) -> bool:
+    """The same logical type: string encodings, timestamp units (UTC or naive) and list layouts may differ."""
+    if pa.types.is_null(found):
+        return True  # a column with no values at all carries no type to disagree with
+    if _is_string(expected):
+        return _is_string(found)
+    if pa.types.is_timestamp(expected):
+        return bool(pa.types.is_timestamp(found)) and found.tz in (None, "UTC", "+00:00", "Etc/UTC")
+    if pa.types.is_list(expected):
+        return bool(
+            pa.types.is_list(found) or pa.types.is_large_list(found) or pa.types.is_list_view(found)
+        ) and _same_type(found.value_type, expected.value_type)
+    return bool(found.equals(expected))
+
+
 def _conform(table: pa.Table, schema: pa.Schema, source: Path, optional: frozenset[str]) -> pa.Table:
-    """Select and cast the contract's columns, or say exactly which one is wrong."""
+    """The contract's columns in the contract's types, or a refusal naming file, column and types."""
+    expected = set(schema.names)
+    extra = [name for name in table.column_names if name not in expected]
+    missing = [f.name for f in schema if f.name not in table.column_names and f.name not in optional]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"required column(s) {', '.join(repr(c) for c in missing)} missing")
+        if extra:
+            parts.append(f"column(s) {', '.join(repr(c) for c in extra)} not in the contract")
+        raise ContractViolation(
+            f"{source}: {'; '.join(parts)} (found columns: {', '.join(table.column_names)}; "
+            f"expected: {', '.join(schema.names)}); see {CONTRACT}",
+            check="columns",
+            columns=missing + extra,
+            observed=", ".join(table.column_names),
+            expected=", ".join(schema.names),
+            evidence=str(source),
+        )
     columns = []
     for fld in schema:
         if fld.name not in table.column_names:
-            if fld.name in optional:
-                columns.append(pa.nulls(table.num_rows, fld.type))
-                continue
-            raise LandingError(
-                f"{source}: required column {fld.name!r} is missing "
-                f"(found columns: {', '.join(table.column_names)}); see docs/data-contract.md"
+            columns.append(pa.nulls(table.num_rows, fld.type))
+            continue
+        column = table.column(fld.name)
+        if not _same_type(column.type, fld.type):
+            raise ContractViolation(
+                f"{source}: column {fld.name!r} has type {column.type}, expected {fld.type}; values are "
+                f"never cast into the contract's type (see {CONTRACT})",
+                check="column_type",
+                columns=[fld.name],
+                observed=str(column.type),
+                expected=str(fld.type),
+                evidence=str(source),
             )
-        col = table.column(fld.name)
-        if pa.types.is_timestamp(fld.type) and pa.types.is_timestamp(col.type) and col.type.tz is None:
-            col = col.cast(pa.timestamp("us")).cast(fld.type)
-        try:
-            columns.append(col.cast(fld.type))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise LandingError(
-                f"{source}: column {fld.name!r} has type {col.type}, "
-                f"expected {fld.type} ({exc}); see docs/data-contract.md"
-            ) from None
+        if _is_string(column.type):
+            _check_utf8(column, fld.name, source)
+        if pa.types.is_timestamp(column.type) and column.type.tz is None:
+            column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))  # naive = UTC, per the contract
+        columns.append(column.cast(fld.type))
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _check_utf8(column: pa.ChunkedArray, name: str, source: Path) -> None:
+    offset = 0
+    for chunk in column.chunks:
+        try:
+            chunk.validate(full=True)
+        except pa.ArrowInvalid:
+            binary = chunk.cast(pa.binary()) if not pa.types.is_string_view(chunk.type) else chunk
+            for i, raw in enumerate(binary.to_pylist()):
+                if raw is None:
+                    continue
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ContractViolation(
+                        f"{source}: column {name!r} row {offset + i} is not valid UTF-8 ({exc.reason} at "
+                        f"byte {exc.start}: {raw[: exc.start + 4]!r}); see {CONTRACT}",
+                        check="utf8",
+                        columns=[name],
+                        observed=f"invalid UTF-8 in row {offset + i}",
+                        expected="UTF-8 strings",
+                        evidence=str(source),
+                    ) from None
+            raise
+        offset += len(chunk)
+
+
 def _read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Table:
+    if path.stat().st_size == 0:
+        raise ContractViolation(
+            f"{path}: the file is empty (0 bytes), not a Parquet file; see {CONTRACT}",
+            check="parquet",
+            observed="0 bytes",
+            expected="a Parquet file",
+            evidence=str(path),
+        )
     try:
         raw = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise LandingError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise ContractViolation(
+            f"{path}: not a readable Parquet file ({exc}); see {CONTRACT}",
+            check="parquet",
+            observed=str(exc),
+            expected="a Parquet file",
+            evidence=str(path),
+        ) from None
     return _conform(raw, schema, path, optional)
 
 
 def _read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
-    tables = [_read_file(path, schema, frozenset()) for path in sorted(directory.glob("*.parquet"))]
-    if not tables:
-        raise LandingError(f"{directory}: no Parquet snapshot of the catalogue; see docs/data-contract.md")
-    return pa.concat_tables(tables)
+    files = sorted(directory.glob("*.parquet"))
+    if not files:
+        raise ContractViolation(
+            f"{directory}: no Parquet snapshot of the catalogue; see {CONTRACT}",
+            check="catalogue_present",
+            expected="one or more Parquet files",
+            evidence=str(directory),
+        )
+    table = pa.concat_tables([_read_file(path, schema, frozenset()) for path in files])
+    key = schema.names[0]
+    ids = table.column(key).to_pylist()
+    nulls = [i for i, v in enumerate(ids) if v is None or not str(v).strip()]
+    duplicates = sorted(v for v, n in Counter(ids).items() if v is not None and n > 1)
+    if nulls or duplicates:
+        found = []
+        if nulls:
+            found.append(f"{len(nulls)} null or empty {key}(s) (rows {nulls[:5]})")
+        if duplicates:
+            found.append(f"{len(duplicates)} duplicated {key}(s) (e.g. {duplicates[:5]})")
+        raise ContractViolation(
+            f"{directory}: the catalogue's key {key!r} must be unique and not null: {'; '.join(found)}; "
+            f"see {CONTRACT}",
+            check="catalogue_key",
+            columns=[key],
+            observed="; ".join(found),
+            expected=f"unique, non-null {key}",
+            evidence=", ".join(str(f) for f in files),
+        )
+    return table
 
 
 def _read_events(directory: Path) -> tuple[pa.Table, int]:
-    files = sorted(directory.glob("*.parquet"))
-    if not files:
-        raise LandingError(f"{directory}: no Parquet files in the partition (is the upstream export late?)")
+    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(("_", ".")))
     parts = []
     for path in files:
         table = _read_file(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS)
-        parts.append(table.append_column("_source_file", pa.array([str(path)] * table.num_rows, pa.string())))
+        n = table.num_rows
+        table = table.append_column("_source_file", pa.array([str(path)] * n, pa.string()))
+        parts.append(table.append_column("_source_row", pa.array(range(n), pa.int64())))
+    if not parts:
+        empty = EVENTS_SCHEMA.append(pa.field("_source_file", pa.string()))
+        return empty.append(pa.field("_source_row", pa.int64())).empty_table(), 0
     return pa.concat_tables(parts), len(files)
 
 
-def land_partition(settings: Settings, ds: date) -> LandingResult:
-    """Replace ``raw.events`` rows of ``ds`` with the landing partition, and refresh the catalogues."""
-    return land_partitions(settings, [ds])[0]
-
-
-def land_partitions(settings: Settings, days: list[date]) -> list[LandingResult]:
-    """Land several days in one transaction (a historical reload); each day is replaced, never appended."""
-    missing = [d for d in days if not partition_dir(settings.landing_dir, d).is_dir()]
-    if missing:
-        shown = ", ".join(str(d) for d in missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise LandingError(
-            f"landing partition {partition_dir(settings.landing_dir, missing[0])} does not exist: "
-            f"the upstream export has not arrived for {len(missing)} day(s): {shown}"
+def check_arrived(settings: Settings, days: list[date]) -> None:
+    """Raise :class:`LandingLate` unless every day's partition is complete (has ``_SUCCESS``)."""
+    late = [d for d in days if not partition_complete(settings.landing_dir, d)]
+    if late:
+        shown = ", ".join(str(d) for d in late[:5]) + (" ..." if len(late) > 5 else "")
+        first = partition_dir(settings.landing_dir, late[0])
+        state = "has no _SUCCESS marker (still being written?)" if first.is_dir() else "does not exist"
+        raise LandingLate(
+            f"landing partition {first} {state}: the upstream export is not complete for "
+            f"{len(late)} day(s): {shown}"
         )
+
+
+def _stage_catalogues(con: duckdb.DuckDBPyConnection, pins: pa.Table, users: pa.Table) -> None:
+    con.register("landed_pins", pins)
+    con.register("landed_users", users)
+    con.execute(f"create or replace table {STAGING_SCHEMA}.pins as select * from landed_pins")
+    con.execute(f"create or replace table {STAGING_SCHEMA}.users as select * from landed_users")
+    con.unregister("landed_pins")
+    con.unregister("landed_users")
+
+
+def stage_partitions(settings: Settings, days: list[date]) -> list[StagedDay]:
+    """Read each day's partition and the catalogues, refuse contract breaks, write them to staging.
+
+    Every day is read and checked before anything is written; each staged table is
+    replaced whole, so a rerun is idempotent.
+    """
+    check_arrived(settings, days)
     pins = _read_catalogue(settings.landing_dir / "pins", PINS_SCHEMA)
     users = _read_catalogue(settings.landing_dir / "users", USERS_SCHEMA)
     results = []
     with connect(settings) as con:
-        con.execute(f"create schema if not exists {RAW_SCHEMA}")
-        con.execute(RAW_EVENTS_DDL)
-        con.execute("begin transaction")
+        con.execute(f"create schema if not exists {STAGING_SCHEMA}")
         for ds in days:
             events, n_files = _read_events(partition_dir(settings.landing_dir, ds))
+            table = staged_table(ds)
+            con.execute("begin transaction")
+            con.execute(f"create or replace table {table} ({EVENT_COLUMNS_DDL})")
             con.register("landed_events", events)
-            con.execute(f"delete from {RAW_SCHEMA}.events where ds = ?", [ds])
             con.execute(
                 f"""
-                insert into {RAW_SCHEMA}.events
+                insert into {table}
                 select event_id, user_id, pin_id, event_type, event_ts, surface, value,
-                       ?::date as ds, _source_file, now() as _loaded_at
+                       ?::date as ds, _source_file, _source_row, now() as _loaded_at
                 from landed_events
                 """,
                 [ds],
             )
             con.unregister("landed_events")
+            con.execute("commit")
             results.append(
-                LandingResult(
-                    ds=ds, files=n_files, rows=events.num_rows, pins=pins.num_rows, users=users.num_rows
+                StagedDay(
+                    ds=ds,
+                    table=table,
+                    files=n_files,
+                    rows=events.num_rows,
+                    pins=pins.num_rows,
+                    users=users.num_rows,
                 )
             )
-            log.info(
-                "landed ds=%s: %d rows from %d file(s) into %s.events",
-                ds,
-                events.num_rows,
-                n_files,
-                RAW_SCHEMA,
-            )
-        con.register("landed_pins", pins)
-        con.register("landed_users", users)
-        con.execute(f"create or replace table {RAW_SCHEMA}.pins as select * from landed_pins")
-        con.execute(f"create or replace table {RAW_SCHEMA}.users as select * from landed_users")
+            log.info("staged ds=%s: %d rows from %d file(s) into %s", ds, events.num_rows, n_files, table)
+        con.execute("begin transaction")
+        _stage_catalogues(con, pins, users)
         con.execute("commit")
-    log.info("catalogues refreshed: %d pins, %d users", pins.num_rows, users.num_rows)
+    log.info("catalogues staged: %d pins, %d users", pins.num_rows, users.num_rows)
     return results

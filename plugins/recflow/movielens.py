@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recflow.generate import write_parquet
+from recflow.generate import write_parquet, write_partition
 from recflow.landing import EVENTS_SCHEMA, PINS_SCHEMA, USERS_SCHEMA, partition_dir
 
 log = logging.getLogger(__name__)
@@ -134,16 +134,13 @@ def load_movielens(data_dir: Path, landing_dir: Path) -> MovieLensSummary:
     )
     seen_days = sorted(set(days.to_pylist()))
     unique_days = [seen_days[0] + timedelta(days=i) for i in range((seen_days[-1] - seen_days[0]).days + 1)]
+    write_parquet(read_items(data_dir), landing_dir / "pins" / "pins.parquet")
+    write_parquet(read_users(data_dir), landing_dir / "users" / "users.parquet")
     written = 0
     for day in unique_days:
         part = events.filter(pc.equal(days, pa.scalar(day, pa.date32())))
-        directory = partition_dir(landing_dir, day)
-        for stale in directory.glob("*.parquet"):
-            stale.unlink()
-        write_parquet(part, directory / "part-00000.parquet")
+        write_partition(partition_dir(landing_dir, day), [part])
         written += part.num_rows
-    write_parquet(read_items(data_dir), landing_dir / "pins" / "pins.parquet")
-    write_parquet(read_users(data_dir), landing_dir / "users" / "users.parquet")
     log.info(
         "landed %d MovieLens ratings into %d daily partitions under %s",
         written,

@@ -11,7 +11,7 @@ import pytest
 
 from recflow.config import Settings, subprocess_env
 from recflow.generate import GeneratorConfig, generate
-from recflow.landing import land_partition
+from recflow.quality import stage_and_audit
 
 TINY = GeneratorConfig(start=date(2026, 1, 1), days=3, users=60, pins=200, topics=6, seed=11)
 
@@ -46,8 +46,7 @@ def build_marts(settings: Settings) -> None:
 def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = Settings.from_env({"RECFLOW_HOME": str(tmp_path_factory.mktemp("warehouse"))})
     generate(settings.landing_dir, TINY)
-    for i in range(TINY.days):
-        land_partition(settings, TINY.start + timedelta(days=i))
+    stage_and_audit(settings, [TINY.start + timedelta(days=i) for i in range(TINY.days)], run_id="fixture")
     build_marts(settings)
     return settings
 

@@ -13,7 +13,7 @@ import pytest
 
 from bench.movielens_split import leave_last_out
 from recflow.config import Settings
-from recflow.landing import land_partitions
+from recflow.quality import stage_and_audit
 from recflow.movielens import MovieLensError, load_movielens, read_ratings
 from recflow.warehouse import connect
 from tests.conftest import SHARED_DATA
@@ -38,7 +38,7 @@ def movielens(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         date.fromisoformat(p.name.removeprefix("ds=")) for p in (settings.landing_dir / "events").iterdir()
     )
     assert len(days) == summary.partitions
-    land_partitions(settings, days)
+    stage_and_audit(settings, days, run_id="movielens", check_volume=False)
     build_marts(settings)
     return settings
 

@@ -1,23 +1,25 @@
-"""Data-quality suites of recflow, run through Great Expectations 1.x on the warehouse.
+"""Data-quality checks of recflow, run in the warehouse.
 
-- :func:`check_raw_events`: the content of one landed partition of ``raw.events``
-  (rows that fail are kept in ``quality.rejected_events``);
-- :func:`check_training_marts`: the dbt marts the model trains on.
+- :func:`audit_days`: the audit of write-audit-publish for staged days of events
+  (row rules → ``quality.quarantine_events``; Great Expectations judges the day;
+  accepted rows are published to ``raw.events``);
+- :func:`check_training_marts`: Great Expectations on the dbt marts the model trains on.
 
-Both return a :class:`QualityReport` when every expectation holds, and raise
-:class:`DataQualityError` (whose message is meant for the person on call) otherwise.
-Importing this package does not import Great Expectations (that takes seconds); the
-checks do, when they run.
+Refusals raise subclasses of :class:`recflow.errors.DataVerdict`. Importing this
+package does not import Great Expectations (that takes seconds); the checks do,
+when they run.
 """
 
-from recflow.quality.raw_events import check_raw_events
-from recflow.quality.report import DataQualityError, ExpectationFailure, QualityReport
+from recflow.quality.raw_events import AuditResult, audit_day, audit_days, stage_and_audit
+from recflow.quality.report import ExpectationFailure, QualityReport
 from recflow.quality.training_marts import check_training_marts
 
 __all__ = [
-    "DataQualityError",
+    "AuditResult",
     "ExpectationFailure",
     "QualityReport",
-    "check_raw_events",
+    "audit_day",
+    "audit_days",
     "check_training_marts",
+    "stage_and_audit",
 ]

@@ -1,29 +1,40 @@
-"""The ``raw_events`` suite: the content of one landed partition of ``raw.events``.
+"""Audit a staged day of engagement events, quarantine bad rows, and publish the rest atomically.
 
-``land`` has already checked the *shape* of the files (columns and types); this suite
-checks what is in them, per ``docs/data-contract.md``: required values present,
-``event_id`` unique within the partition and across partitions, ``event_type`` one of
-the known types, ``event_ts`` inside the partition's interval, and a plausible row count.
+The audit of write-audit-publish. ``land`` staged the day in ``raw_staging.events__<day>``;
+here every row is checked against the row rules of the data contract (:data:`ROW_RULES`,
+each written once, as SQL), in the warehouse:
 
-Rows that fail a row-level expectation are kept in ``quality.rejected_events``, one row
-per (event, failed expectation), replacing that table's rows for the day: a rerun is
-idempotent, and a passing run clears the day.
+- rows that break one or more rules go to ``quality.quarantine_events``: one row per
+  rejected event, with every rule it broke, its source file and row, and the run id;
+- the day is then judged by Great Expectations (suite ``raw_events``): the share of
+  quarantined rows must not exceed ``max_quarantine_share`` (default 1%, a setting and a
+  per-run param), and the day's volume must lie within ``RECFLOW_VOLUME_MAX_RATIO``
+  times the median of the recent published days (when there are at least three);
+- if the day passes, its accepted rows replace the day in ``raw.events`` (all that dbt
+  reads), the catalogues replace ``raw.pins``/``raw.users``, and the counts are recorded
+  in ``quality.partition_audit`` — in one transaction that also checks
+  ``accepted + quarantined = landed``; if it does not, nothing is published, the
+  quarantined rows and the refusal are recorded, the staged day is kept for inspection,
+  and :class:`~recflow.errors.PartitionRefused` says why.
+
+Every step replaces the day's rows, so a rerun is idempotent for its interval.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from recflow.config import Settings
-from recflow.landing import EVENT_TYPES
-from recflow.quality._gx import Asset, Outcome, import_gx, report_of, rule, run_suite
-from recflow.quality.report import DataQualityError, QualityReport, missing_tables_report
-from recflow.warehouse import QUALITY_SCHEMA, RAW_SCHEMA, connect, table_exists
+from recflow.errors import PartitionRefused, RecflowError
+from recflow.landing import EVENT_COLUMNS_DDL, EVENT_TYPES, staged_table
+from recflow.quality._gx import Asset, import_gx, report_of, rule, run_suite
+from recflow.warehouse import QUALITY_SCHEMA, RAW_SCHEMA, STAGING_SCHEMA, connect, table_exists
 
 if TYPE_CHECKING:
     import duckdb
@@ -32,28 +43,13 @@ log = logging.getLogger(__name__)
 
 SUITE = "raw_events"
 EVENTS_TABLE = f"{RAW_SCHEMA}.events"
-REJECTED_EVENTS_TABLE = f"{QUALITY_SCHEMA}.rejected_events"
+QUARANTINE_TABLE = f"{QUALITY_SCHEMA}.quarantine_events"
+AUDIT_TABLE = f"{QUALITY_SCHEMA}.partition_audit"
+MIN_VOLUME_HISTORY = 3
+"""Published days needed before a day's volume is judged against the recent ones."""
 
-CONTRACT_COLUMNS = (
-    "event_id",
-    "user_id",
-    "pin_id",
-    "event_type",
-    "event_ts",
-    "surface",
-    "value",
-    "ds",
-    "_source_file",
-    "_loaded_at",
-)
-"""The columns of ``raw.events``: the contract's columns plus what ``land`` adds."""
-
-REQUIRED_COLUMNS = ("event_id", "user_id", "pin_id", "event_type", "event_ts")
-KEY_COLUMNS = ("event_id", "_source_file")
-"""What identifies an offending row in the message: the producer's id and the file it came from."""
-
-REJECTED_EVENTS_DDL = f"""
-create table if not exists {REJECTED_EVENTS_TABLE} (
+QUARANTINE_DDL = f"""
+create table if not exists {QUARANTINE_TABLE} (
     ds date not null,
     event_id varchar,
     user_id varchar,
@@ -62,306 +58,495 @@ create table if not exists {REJECTED_EVENTS_TABLE} (
     event_ts timestamptz,
     surface varchar,
     value double,
-    expectation varchar not null,
-    column_name varchar,
-    reason varchar not null,
-    rejected_at timestamptz not null,
-    source_file varchar
+    broken_rules varchar[] not null,
+    source_file varchar not null,
+    source_row bigint not null,
+    run_id varchar not null,
+    quarantined_at timestamptz not null
 )
 """
 
-_OTHER_PARTITION_COLUMN = "event_id_also_in_ds"
+AUDIT_DDL = f"""
+create table if not exists {AUDIT_TABLE} (
+    ds date not null,
+    run_id varchar not null,
+    audited_at timestamptz not null,
+    landed bigint not null,
+    accepted bigint not null,
+    quarantined bigint not null,
+    verdict varchar not null,
+    reason varchar not null,
+    max_quarantine_share double not null,
+    volume_min bigint,
+    volume_max bigint
+)
+"""
+
+_EVENT_COLUMNS = "event_id, user_id, pin_id, event_type, event_ts, surface, value"
 
 
 @dataclass(frozen=True)
-class _RejectRule:
-    """How to find, in SQL, the rows a row-level expectation flagged, and say why.
+class RowRule:
+    """A rule every event must keep; ``broken`` is SQL, true when the staged row ``s`` breaks it."""
 
-    ``where`` and ``reason`` are SQL expressions over the columns of ``_partition_rows``.
-    """
-
-    expectation: str
+    name: str
     column: str
-    where: str
+    description: str
+    broken: str
+
+
+def _blank(column: str) -> str:
+    return f"(s.{column} is null or trim(s.{column}) = '')"
+
+
+def row_rules(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> tuple[RowRule, ...]:
+    """The contract's row rules for a day whose ``event_ts`` must lie in ``[start, end)``, audited at ``now``."""
+    types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
+    return (
+        *(
+            RowRule(f"{c}_missing", c, f"{c} is required and not empty", _blank(c))
+            for c in ("event_id", "user_id", "pin_id")
+        ),
+        RowRule(
+            "event_type_unknown",
+            "event_type",
+            f"event_type is one of {', '.join(EVENT_TYPES)} (case and spaces aside)",
+            f"(s.event_type is null or lower(trim(s.event_type)) not in ({types}))",
+        ),
+        RowRule("event_ts_missing", "event_ts", "event_ts is required", "s.event_ts is null"),
+        RowRule(
+            "event_ts_outside_interval",
+            "event_ts",
+            f"event_ts is inside the day [{start.isoformat()}, {end.isoformat()})",
+            f"(s.event_ts < timestamptz '{start.isoformat()}' or s.event_ts >= timestamptz '{end.isoformat()}')",
+        ),
+        RowRule(
+            "event_ts_in_future",
+            "event_ts",
+            "event_ts is not later than the audit",
+            f"s.event_ts > timestamptz '{now.isoformat()}'",
+        ),
+        RowRule(
+            "value_not_finite",
+            "value",
+            "value, when given, is a finite number",
+            "(isnan(s.value) or isinf(s.value))",
+        ),
+        RowRule(
+            "event_id_duplicate_in_day",
+            "event_id",
+            "event_id occurs once in the day (the first occurrence, by file and row, is kept)",
+            f"(not {_blank('event_id')} and s._nth_of_event_id > 1)",
+        ),
+        RowRule(
+            "event_id_seen_on_other_day",
+            "event_id",
+            "event_id does not occur in another published day",
+            "o.event_id is not null",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    ds: dt.date
+    landed: int
+    accepted: int
+    quarantined: int
+    verdict: str
+    """``published`` or ``refused``."""
     reason: str
+    broken: dict[str, int] = field(default_factory=dict)
+    """How many rows broke each rule."""
 
-
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    def to_xcom(self) -> dict[str, object]:
+        return {
+            "ds": self.ds.isoformat(),
+            "landed": self.landed,
+            "accepted": self.accepted,
+            "quarantined": self.quarantined,
+            "verdict": self.verdict,
+        }
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    """A plain ``datetime`` in UTC (naive values are read as UTC, as the data contract says)."""
+    """A plain UTC ``datetime`` (naive values are read as UTC, as the data contract says)."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    value = value.astimezone(dt.UTC)
-    return dt.datetime(
-        value.year,
-        value.month,
-        value.day,
-        value.hour,
-        value.minute,
-        value.second,
-        value.microsecond,
-        tzinfo=dt.UTC,
-    )
+    return value.astimezone(dt.UTC)
 
 
-def _other_ds(ds: dt.date) -> str:
-    """SQL: another ds in which the event_id of the partition's row ``e`` occurs (null if none)."""
-    return (
-        f"(select min(o.ds) from {EVENTS_TABLE} as o "
-        f"where o.event_id = e.event_id and o.ds <> date '{ds.isoformat()}')"
-    )
+def audit_table(ds: dt.date) -> str:
+    return f"{STAGING_SCHEMA}.audit__{ds:%Y%m%d}"
 
 
-def _partition_rows(ds: dt.date) -> str:
-    """The partition's rows, with how often their event_id occurs in it and another ds that has it."""
-    return f"""
-        select
-            e.*,
-            count(e.event_id) over (partition by e.event_id) as n_event_id_in_partition,
-            {_other_ds(ds)} as {_OTHER_PARTITION_COLUMN}
-        from {EVENTS_TABLE} as e
-        where e.ds = date '{ds.isoformat()}'
-    """
-
-
-def _reject_rules(ds: dt.date, start: dt.datetime, end: dt.datetime) -> dict[str, _RejectRule]:
-    types = ", ".join(_sql_string(t) for t in EVENT_TYPES)
-    rules = {
-        f"not_null_{column}": _RejectRule(
-            "expect_column_values_to_not_be_null",
-            column,
-            f"{column} is null",
-            _sql_string(f"{column} is null; the data contract requires it"),
+def _build_audit_table(con: duckdb.DuckDBPyConnection, ds: dt.date, rules: Sequence[RowRule]) -> None:
+    """``raw_staging.audit__<day>``: the staged rows, each with the list of rules it breaks."""
+    flags = ", ".join(f"case when {r.broken} then '{r.name}' end" for r in rules)
+    con.execute(
+        f"""
+        create or replace table {audit_table(ds)} as
+        with s as (
+            select *, row_number() over (
+                partition by event_id order by _source_file, _source_row
+            ) as _nth_of_event_id
+            from {staged_table(ds)}
+        ),
+        o as (
+            select distinct event_id from {EVENTS_TABLE} where ds <> date '{ds.isoformat()}'
         )
-        for column in REQUIRED_COLUMNS
-    }
-    rules["unique_event_id"] = _RejectRule(
-        "expect_column_values_to_be_unique",
-        "event_id",
-        "n_event_id_in_partition > 1",
-        "'event_id ' || event_id || ' occurs ' || n_event_id_in_partition || ' times in ds="
-        f"{ds.isoformat()}'",
+        select s.* exclude (_nth_of_event_id),
+               list_filter([{flags}], lambda r: r is not null) as _broken_rules
+        from s
+        left join o on o.event_id = s.event_id
+        """
     )
-    rules["event_id_not_in_other_partition"] = _RejectRule(
-        "expect_column_values_to_be_null",
-        _OTHER_PARTITION_COLUMN,
-        f"{_OTHER_PARTITION_COLUMN} is not null",
-        f"'event_id ' || event_id || ' also occurs in ds=' || cast({_OTHER_PARTITION_COLUMN} as varchar)",
-    )
-    rules["event_type_known"] = _RejectRule(
-        "expect_column_values_to_be_in_set",
-        "event_type",
-        f"event_type not in ({types})",
-        f"'event_type ' || event_type || ' is not one of {', '.join(EVENT_TYPES)}'",
-    )
-    interval = f"[{start.isoformat()}, {end.isoformat()})"
-    rules["event_ts_in_interval"] = _RejectRule(
-        "expect_column_values_to_be_between",
-        "event_ts",
-        f"not (event_ts >= timestamptz '{start.isoformat()}' and event_ts < timestamptz '{end.isoformat()}')",
-        _sql_string(f"event_ts is outside the partition's interval {interval}"),
-    )
-    return rules
 
 
-def _assets(settings: Settings, ds: dt.date, start: dt.datetime, end: dt.datetime) -> list[Asset]:
-    from great_expectations.expectations.core.expect_column_values_to_be_between import (
-        ExpectColumnValuesToBeBetween,
+def _counts(con: duckdb.DuckDBPyConnection, ds: dt.date) -> tuple[int, int, dict[str, int]]:
+    table = audit_table(ds)
+    row = con.execute(f"select count(*), count(*) filter (len(_broken_rules) > 0) from {table}").fetchone()
+    assert row is not None
+    broken = dict(
+        con.execute(
+            f"select r, count(*) from (select unnest(_broken_rules) as r from {table}) "
+            "group by r order by count(*) desc, r"
+        ).fetchall()
     )
-    from great_expectations.expectations.core.expect_column_values_to_be_in_set import (
-        ExpectColumnValuesToBeInSet,
+    return int(row[0]), int(row[1]), {str(k): int(v) for k, v in broken.items()}
+
+
+def _volume_bounds(
+    con: duckdb.DuckDBPyConnection, settings: Settings, ds: dt.date
+) -> tuple[int, int | None, str]:
+    """(min rows, max rows or None, how they were derived) for the day."""
+    history = [
+        int(r[0])
+        for r in con.execute(
+            f"""
+            select landed from (
+                select ds, landed, verdict,
+                       row_number() over (partition by ds order by audited_at desc) as latest
+                from {AUDIT_TABLE} where ds < ?
+            )
+            where latest = 1 and verdict = 'published'
+            order by ds desc limit ?
+            """,
+            [ds, settings.volume_history_days],
+        ).fetchall()
+    ]
+    if len(history) < MIN_VOLUME_HISTORY:
+        return 1, None, f"at least 1 row (only {len(history)} earlier published day(s) to compare with)"
+    median = statistics.median(history)
+    ratio = settings.volume_max_ratio
+    low, high = max(1, int(median / ratio)), int(median * ratio)
+    return (
+        low,
+        high,
+        f"{ratio:g}x around the median {median:,.0f} of the last {len(history)} published days",
     )
+
+
+def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for schema in (RAW_SCHEMA, QUALITY_SCHEMA, STAGING_SCHEMA):
+        con.execute(f"create schema if not exists {schema}")
+    con.execute(f"create table if not exists {EVENTS_TABLE} ({EVENT_COLUMNS_DDL})")
+    con.execute(QUARANTINE_DDL)
+    con.execute(AUDIT_DDL)
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection,
+    result: AuditResult,
+    run_id: str,
+    share: float,
+    bounds: tuple[int, int | None],
+) -> None:
+    con.execute(f"delete from {QUARANTINE_TABLE} where ds = ?", [result.ds])
+    con.execute(
+        f"""
+        insert into {QUARANTINE_TABLE}
+        select ds, {_EVENT_COLUMNS}, _broken_rules, _source_file,
+               _source_row, ? as run_id, now() as quarantined_at
+        from {audit_table(result.ds)} where len(_broken_rules) > 0
+        """,
+        [run_id],
+    )
+    con.execute(
+        f"insert into {AUDIT_TABLE} values (?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            result.ds,
+            run_id,
+            result.landed,
+            result.accepted,
+            result.quarantined,
+            result.verdict,
+            result.reason,
+            share,
+            bounds[0],
+            bounds[1],
+        ],
+    )
+
+
+def _publish(con: duckdb.DuckDBPyConnection, ds: dt.date) -> None:
+    con.execute(f"delete from {EVENTS_TABLE} where ds = ?", [ds])
+    con.execute(
+        f"""
+        insert into {EVENTS_TABLE}
+        select {_EVENT_COLUMNS}, ds, _source_file, _source_row, _loaded_at
+        from {audit_table(ds)} where len(_broken_rules) = 0
+        """
+    )
+    for catalogue in ("pins", "users"):
+        con.execute(
+            f"create or replace table {RAW_SCHEMA}.{catalogue} as select * from {STAGING_SCHEMA}.{catalogue}"
+        )
+
+
+def _conserved(con: duckdb.DuckDBPyConnection, ds: dt.date, landed: int, published: bool) -> tuple[int, int]:
+    """(accepted, quarantined) as written; raise unless they add up to the landed rows."""
+    quarantined = con.execute(f"select count(*) from {QUARANTINE_TABLE} where ds = ?", [ds]).fetchone()
+    if published:
+        accepted = con.execute(f"select count(*) from {EVENTS_TABLE} where ds = ?", [ds]).fetchone()
+    else:
+        accepted = con.execute(
+            f"select count(*) from {audit_table(ds)} where len(_broken_rules) = 0"
+        ).fetchone()
+    assert quarantined is not None and accepted is not None
+    a, q = int(accepted[0]), int(quarantined[0])
+    if a + q != landed:
+        raise RecflowError(
+            f"ds={ds}: accepted {a} + quarantined {q} != landed {landed}: rows would be lost or doubled; "
+            "nothing was published",
+            runbook="infrastructure",
+        )
+    return a, q
+
+
+def _describe_broken(broken: dict[str, int], rules: Sequence[RowRule]) -> str:
+    column = {r.name: r.column for r in rules}
+    return ", ".join(f"{name} ({column.get(name, '?')}): {n}" for name, n in broken.items())
+
+
+def audit_day(
+    settings: Settings,
+    ds: dt.date,
+    interval_start: dt.datetime,
+    interval_end: dt.datetime,
+    *,
+    run_id: str,
+    max_quarantine_share: float | None = None,
+    check_volume: bool = True,
+) -> AuditResult:
+    """Audit the staged day ``ds``, quarantine its bad rows, and publish it or refuse it.
+
+    Raises :class:`PartitionRefused` when the day is refused (after recording the
+    quarantined rows and the refusal).
+    """
+    started = time.monotonic()
+    share = settings.max_quarantine_share if max_quarantine_share is None else max_quarantine_share
+    day = ds.isoformat()
+    rules = row_rules(_utc(interval_start), _utc(interval_end), dt.datetime.now(dt.UTC))
+    with connect(settings) as con:
+        _ensure_tables(con)
+        if not table_exists(con, STAGING_SCHEMA, staged_table(ds).split(".")[1]):
+            raise RecflowError(
+                f"ds={day} is not staged ({staged_table(ds)} does not exist): clear `land` for this run too, "
+                "then this task",
+                runbook="partition-refused",
+            )
+        _build_audit_table(con, ds, rules)
+        landed, quarantined, broken = _counts(con, ds)
+        low, high, volume_rule = _volume_bounds(con, settings, ds)
+    if not check_volume:
+        low, high, volume_rule = 0, None, "not checked (check_volume=false)"
+    log.info(
+        "ds=%s: %d rows landed, %d break a row rule (%s); volume rule: %s",
+        day,
+        landed,
+        quarantined,
+        _describe_broken(broken, rules) or "none",
+        volume_rule,
+    )
+
+    failures = _judge(settings, ds, landed, (low, high), share)
+    span = f"{low:,} .. {'inf' if high is None else f'{high:,}'}"
+    evidence = f"select * from {QUARANTINE_TABLE} where ds = '{day}'"
+    if failures:
+        reasons, check, columns = [], "", []
+        if "row_count" in failures:
+            check = "volume"
+            reasons.append(f"{landed:,} rows landed, outside {span} ({volume_rule})")
+        if "quarantine_share" in failures:
+            check = check or "quarantine_share"
+            columns = list(dict.fromkeys(r.column for r in rules if r.name in broken))
+            reasons.append(
+                f"{quarantined:,} of {landed:,} rows ({_pct(quarantined, landed)}) break a row rule, above "
+                f"max_quarantine_share={share:.2%}: {_describe_broken(broken, rules)}"
+            )
+        reason = "; ".join(reasons)
+        result = AuditResult(ds, landed, landed - quarantined, quarantined, "refused", reason, broken)
+        with connect(settings) as con:
+            con.execute("begin transaction")
+            _record(con, result, run_id, share, (low, high))
+            _conserved(con, ds, landed, published=False)
+            con.execute("commit")
+        raise PartitionRefused(
+            f"ds={day} refused: {reason}. Nothing was published: raw.events and the marts keep what they "
+            f"had for ds={day}. The quarantined rows: `{evidence}`; the whole day stays in {staged_table(ds)}.",
+            check=check,
+            columns=columns,
+            observed=reason,
+            expected=f"at most {share:.2%} quarantined; {span} rows",
+            evidence=f"{evidence}; select * from {staged_table(ds)}",
+        )
+
+    result = AuditResult(ds, landed, landed - quarantined, quarantined, "published", "accepted", broken)
+    with connect(settings) as con:
+        con.execute("begin transaction")
+        # the audit table is rebuilt inside the transaction: another day published since the
+        # check cannot slip a cross-day duplicate through
+        _build_audit_table(con, ds, rules)
+        again = _counts(con, ds)
+        if again[:2] != (landed, quarantined):
+            con.execute("rollback")
+            raise RecflowError(
+                f"ds={day}: the warehouse changed while the day was audited ({quarantined} then {again[1]} "
+                "rows to quarantine); nothing was published: retry the task",
+                runbook="infrastructure",
+            )
+        _publish(con, ds)
+        _record(con, result, run_id, share, (low, high))
+        accepted, kept = _conserved(con, ds, landed, published=True)
+        con.execute(f"drop table {staged_table(ds)}")
+        con.execute(f"drop table {audit_table(ds)}")
+        con.execute("commit")
+    log.info(
+        "ds=%s published in %.1f s: landed %d = accepted %d + quarantined %d%s",
+        day,
+        time.monotonic() - started,
+        landed,
+        accepted,
+        kept,
+        f" (`{evidence}`)" if kept else "",
+    )
+    return result
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{100.0 * part / whole:.2f}%" if whole else "n/a"
+
+
+def _judge(
+    settings: Settings, ds: dt.date, landed: int, bounds: tuple[int, int | None], share: float
+) -> set[str]:
+    """Great Expectations on the audited day: its volume, and the share of rows that break a rule."""
     from great_expectations.expectations.core.expect_column_values_to_be_null import (
         ExpectColumnValuesToBeNull,
-    )
-    from great_expectations.expectations.core.expect_column_values_to_be_unique import (
-        ExpectColumnValuesToBeUnique,
-    )
-    from great_expectations.expectations.core.expect_column_values_to_not_be_null import (
-        ExpectColumnValuesToNotBeNull,
-    )
-    from great_expectations.expectations.core.expect_table_columns_to_match_set import (
-        ExpectTableColumnsToMatchSet,
     )
     from great_expectations.expectations.core.expect_table_row_count_to_be_between import (
         ExpectTableRowCountToBeBetween,
     )
 
-    day = ds.isoformat()
-    partition = Asset(
-        name="raw_events_partition",
-        query=f"select * from {EVENTS_TABLE} where ds = date '{day}'",
-        index_columns=KEY_COLUMNS,
-        expectations=[
-            ExpectTableColumnsToMatchSet(
-                column_set=list(CONTRACT_COLUMNS),
-                exact_match=True,
-                **rule("columns", "raw.events has the data contract's columns"),
-            ),
-            ExpectTableRowCountToBeBetween(
-                min_value=settings.raw_min_rows,
-                max_value=settings.raw_max_rows,
-                **rule(
-                    "row_count",
-                    "RECFLOW_RAW_MIN_ROWS <= rows of the partition <= RECFLOW_RAW_MAX_ROWS",
-                ),
-            ),
-            *(
-                ExpectColumnValuesToNotBeNull(
-                    column=column, **rule(f"not_null_{column}", f"{column} is required")
-                )
-                for column in REQUIRED_COLUMNS
-            ),
-            ExpectColumnValuesToBeUnique(
-                column="event_id", **rule("unique_event_id", "event_id is unique within the partition")
-            ),
-            ExpectColumnValuesToBeInSet(
-                column="event_type",
-                value_set=list(EVENT_TYPES),
-                **rule("event_type_known", "event_type is one of the contract's event types"),
-            ),
-            ExpectColumnValuesToBeBetween(
-                column="event_ts",
-                min_value=start,
-                max_value=end,
-                strict_max=True,
-                **rule("event_ts_in_interval", f"event_ts is inside the interval of ds={day}"),
-            ),
-        ],
-    )
-    other_partitions = Asset(
-        name="raw_events_event_ids_in_other_partitions",
-        query=f"""
-            select e.event_id, e._source_file, {_other_ds(ds)} as {_OTHER_PARTITION_COLUMN}
-            from {EVENTS_TABLE} as e
-            where e.ds = date '{day}'
-        """,
-        index_columns=KEY_COLUMNS,
-        expectations=[
-            ExpectColumnValuesToBeNull(
-                column=_OTHER_PARTITION_COLUMN,
-                **rule(
-                    "event_id_not_in_other_partition",
-                    "event_id is unique across partitions: no other ds has it",
-                ),
-            ),
-        ],
-    )
-    return [partition, other_partitions]
-
-
-def _count_rows(con: duckdb.DuckDBPyConnection, ds: dt.date) -> int:
-    row = con.execute(f"select count(*) from {EVENTS_TABLE} where ds = ?", [ds]).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _keep_rejected_rows(
-    settings: Settings,
-    ds: dt.date,
-    outcomes: Sequence[Outcome],
-    rules: dict[str, _RejectRule],
-) -> int:
-    """Replace ``quality.rejected_events`` rows of ``ds`` with the rows the failed row-level rules flag."""
-    with connect(settings) as con:
-        con.execute(f"create schema if not exists {QUALITY_SCHEMA}")
-        con.execute(REJECTED_EVENTS_DDL)
-        con.execute("begin transaction")
-        con.execute(f"delete from {REJECTED_EVENTS_TABLE} where ds = ?", [ds])
-        for outcome in outcomes:
-            reject = rules.get(outcome.rule)
-            if reject is None or not outcome.evaluated:
-                continue
-            inserted = con.execute(
-                f"""
-                insert into {REJECTED_EVENTS_TABLE}
-                select ds, event_id, user_id, pin_id, event_type, event_ts, surface, value,
-                       ? as expectation, ? as column_name, {reject.reason} as reason,
-                       now() as rejected_at, _source_file as source_file
-                from ({_partition_rows(ds)})
-                where {reject.where}
-                """,
-                [reject.expectation, reject.column],
-            ).fetchone()
-            kept = int(inserted[0]) if inserted else 0
-            if kept != outcome.failure.unexpected_count:
-                log.warning(
-                    "%s: GX flagged %s rows for %s on %s, the rejected-rows query found %d",
-                    SUITE,
-                    outcome.failure.unexpected_count,
-                    reject.expectation,
-                    reject.column,
-                    kept,
-                )
-        row = con.execute(f"select count(*) from {REJECTED_EVENTS_TABLE} where ds = ?", [ds]).fetchone()
-        con.execute("commit")
-    return int(row[0]) if row else 0
-
-
-def check_raw_events(
-    settings: Settings,
-    ds: dt.date,
-    interval_start: dt.datetime,
-    interval_end: dt.datetime,
-) -> QualityReport:
-    """Validate the rows of ``raw.events`` with ``ds``; raise :class:`DataQualityError` on any breach.
-
-    ``interval_start``/``interval_end`` bound ``event_ts`` (half-open; naive values are UTC).
-    Row-level failures are kept in ``quality.rejected_events`` (replacing that day's rows);
-    a passing run clears the day from it.
-    """
     started = time.monotonic()
-    start, end = _utc(interval_start), _utc(interval_end)
-    target = f"{EVENTS_TABLE} ds={ds.isoformat()}"
-    with connect(settings) as con:
-        exists = table_exists(con, RAW_SCHEMA, "events")
-        rows = _count_rows(con, ds) if exists else 0
-    if not exists:
-        raise DataQualityError.from_report(
-            missing_tables_report(SUITE, target, [EVENTS_TABLE], str(settings.duckdb_path)),
-            what_to_do=f"run the land task for ds={ds.isoformat()} first, then clear this task.",
-        )
-
     import_seconds = import_gx()
-    assets = _assets(settings, ds, start, end)
-    log.info(
-        "suite %s: checking %d rows of %s, %d expectations, event_ts in [%s, %s)",
-        SUITE,
-        rows,
-        target,
-        sum(len(a.expectations) for a in assets),
-        start.isoformat(),
-        end.isoformat(),
+    asset = Asset(
+        name="raw_events_audited_day",
+        query=f"""
+            select event_id, _source_file, _source_row,
+                   case when len(_broken_rules) > 0 then array_to_string(_broken_rules, ',') end
+                       as broken_rules
+            from {audit_table(ds)}
+        """,
+        index_columns=("event_id", "_source_file", "_source_row"),
+        expectations=[
+            ExpectTableRowCountToBeBetween(
+                min_value=bounds[0],
+                max_value=bounds[1],
+                **rule("row_count", "the day's volume is within the recent days' range"),
+            ),
+            ExpectColumnValuesToBeNull(
+                column="broken_rules",
+                mostly=max(0.0, 1.0 - share),
+                **rule("quarantine_share", f"at most {share:.2%} of the day's rows break a row rule"),
+            ),
+        ],
     )
-    run = run_suite(settings, SUITE, assets)
-    rejected = _keep_rejected_rows(settings, ds, run.outcomes, _reject_rules(ds, start, end))
+    run = run_suite(settings, SUITE, [asset])
     report = report_of(
         run,
         suite=SUITE,
-        target=target,
-        rows=rows,
+        target=f"{audit_table(ds)} (ds={ds.isoformat()})",
+        rows=landed,
         started=started,
         import_seconds=import_seconds,
-        rejected_rows=rejected,
     )
-    if report.success:
-        return report
-    day = ds.isoformat()
-    error = DataQualityError.from_report(
-        report,
-        rejected_table=REJECTED_EVENTS_TABLE,
-        rejected_hint=(
-            f"select * from {REJECTED_EVENTS_TABLE} where ds = '{day}'"
-            if rejected
-            else "the failures are not about single rows"
-        ),
-        what_to_do=(
-            f"fix the upstream export for ds={day} (see docs/data-contract.md; adjust RECFLOW_RAW_MIN_ROWS/"
-            f"RECFLOW_RAW_MAX_ROWS only if the volume is genuinely expected), then clear land and this task "
-            f"for ds={day}; the partition was not transformed."
-        ),
+    if not report.success:
+        log.error("%s", report.summary())
+    return {outcome.rule for outcome in run.outcomes}
+
+
+def audit_days(
+    settings: Settings,
+    days: Sequence[dt.date],
+    *,
+    run_id: str,
+    max_quarantine_share: float | None = None,
+    check_volume: bool = True,
+) -> list[AuditResult]:
+    """Audit and publish several days (a reload): every day is judged; refused days are raised together."""
+    results: list[AuditResult] = []
+    refused: list[PartitionRefused] = []
+    for i, ds in enumerate(days, start=1):
+        start = dt.datetime(ds.year, ds.month, ds.day, tzinfo=dt.UTC)
+        try:
+            results.append(
+                audit_day(
+                    settings,
+                    ds,
+                    start,
+                    start + dt.timedelta(days=1),
+                    run_id=run_id,
+                    max_quarantine_share=max_quarantine_share,
+                    check_volume=check_volume,
+                )
+            )
+        except PartitionRefused as exc:
+            refused.append(exc)
+        log.info("[%d/%d] ds=%s audited", i, len(days), ds)
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        first = refused[0]
+        raise PartitionRefused(
+            f"{len(refused)} of {len(days)} days refused (the others were published):\n"
+            + "\n".join(str(e) for e in refused),
+            check=first.check,
+            columns=sorted({c for e in refused for c in e.columns}),
+            observed="; ".join(e.observed for e in refused),
+            expected=first.expected,
+            evidence="; ".join(e.evidence for e in refused),
+        )
+    return results
+
+
+def stage_and_audit(
+    settings: Settings,
+    days: Sequence[dt.date],
+    *,
+    run_id: str,
+    max_quarantine_share: float | None = None,
+    check_volume: bool = True,
+) -> list[AuditResult]:
+    """``land`` then ``audit`` for ``days``, in one call: the warehouse DAG's first two steps, bare."""
+    from recflow.landing import stage_partitions
+
+    stage_partitions(settings, list(days))
+    return audit_days(
+        settings,
+        days,
+        run_id=run_id,
+        max_quarantine_share=max_quarantine_share,
+        check_volume=check_volume,
     )
-    log.error("%s", report.summary())
-    raise error

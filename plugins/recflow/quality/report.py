@@ -10,6 +10,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from recflow.errors import DataQualityError
+
 MAX_OFFENDING_ROWS = 5
 """How many offending rows a failure keeps (and the error message shows)."""
 
@@ -100,9 +102,8 @@ class QualityReport:
         return "\n".join(lines)
 
 
-def _render_error(
-    report: QualityReport, *, what_to_do: str, rejected_table: str | None, rejected_hint: str
-) -> str:
+def quality_error(report: QualityReport, *, evidence: str = "") -> DataQualityError:
+    """The error of a failed suite: the whole report in its message, the first failure in its fields."""
     lines = [f"Data quality check failed: {report.summary()}"]
     with_rows = [f for f in report.failures if f.offending_rows]
     if with_rows:
@@ -111,11 +112,18 @@ def _render_error(
             where = f" on {failure.column}" if failure.column else ""
             lines.append(f"  {failure.expectation}{where}:")
             lines.extend(f"    {format_row(row)}" for row in failure.offending_rows)
-    if rejected_table is not None:
-        hint = f" ({rejected_hint})" if rejected_hint else ""
-        lines.append(f"{report.rejected_rows} row(s) kept in {rejected_table}{hint}.")
-    lines.append(f"What to do: {what_to_do}")
-    return "\n".join(lines)
+    if evidence:
+        lines.append(f"Evidence: {evidence}")
+    first = report.failures[0] if report.failures else None
+    return DataQualityError(
+        "\n".join(lines),
+        report=report,
+        check=f"{report.suite}: {first.description or first.expectation}" if first else report.suite,
+        columns=list(dict.fromkeys(f.column for f in report.failures if f.column)),
+        observed=first.observed if first else "",
+        expected=first.kwargs if first else "",
+        evidence=evidence or report.target,
+    )
 
 
 def missing_tables_report(suite: str, target: str, tables: Sequence[str], where: str) -> QualityReport:
@@ -136,28 +144,3 @@ def missing_tables_report(suite: str, target: str, tables: Sequence[str], where:
     return QualityReport(
         suite=suite, target=target, success=False, evaluated=len(failures), failures=failures, rows=0
     )
-
-
-class DataQualityError(Exception):
-    """A quality suite failed; ``str(err)`` is the whole message for the person on call."""
-
-    def __init__(self, report: QualityReport, message: str) -> None:
-        super().__init__(message)
-        self.report = report
-
-    def __reduce__(self) -> tuple[type[DataQualityError], tuple[QualityReport, str]]:
-        return (type(self), (self.report, str(self)))
-
-    @classmethod
-    def from_report(
-        cls,
-        report: QualityReport,
-        *,
-        what_to_do: str,
-        rejected_table: str | None = None,
-        rejected_hint: str = "",
-    ) -> DataQualityError:
-        message = _render_error(
-            report, what_to_do=what_to_do, rejected_table=rejected_table, rejected_hint=rejected_hint
-        )
-        return cls(report, message)

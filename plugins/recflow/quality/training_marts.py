@@ -18,7 +18,7 @@ import time
 
 from recflow.config import Settings
 from recflow.quality._gx import Asset, import_gx, report_of, rule, run_suite
-from recflow.quality.report import DataQualityError, QualityReport, missing_tables_report
+from recflow.quality.report import QualityReport, missing_tables_report, quality_error
 from recflow.warehouse import ANALYTICS_SCHEMA, connect, table_exists
 
 log = logging.getLogger(__name__)
@@ -166,26 +166,19 @@ def _assets() -> list[Asset]:
     return [interactions, per_user, users_with_pairs, missing_users, missing_pins]
 
 
-_WHAT_TO_DO = (
-    "the dbt marts break the training contract, so no model was trained on them: look at the offending "
-    "ids above, fix dbt/models/marts (or the raw data they come from), rerun the dbt build and then clear "
-    "this task."
-)
-
-
 def check_training_marts(settings: Settings) -> QualityReport:
-    """Validate the training marts in ``analytics``; raise :class:`DataQualityError` on any breach."""
+    """Validate the training marts in ``analytics``; raise :class:`~recflow.errors.DataQualityError` on any breach."""
     started = time.monotonic()
     target = TRAINING_INTERACTIONS
     with connect(settings) as con:
         missing = [t for t in MART_TABLES if not table_exists(con, ANALYTICS_SCHEMA, t)]
         row = None if missing else con.execute(f"select count(*) from {TRAINING_INTERACTIONS}").fetchone()
     if missing:
-        raise DataQualityError.from_report(
+        raise quality_error(
             missing_tables_report(
                 SUITE, target, [f"{ANALYTICS_SCHEMA}.{t}" for t in missing], str(settings.duckdb_path)
             ),
-            what_to_do="run the dbt build of the recsys_warehouse DAG first, then clear this task.",
+            evidence="the dbt build of recsys_warehouse has not built these tables",
         )
     rows = int(row[0]) if row else 0
     import_seconds = import_gx()
@@ -210,6 +203,5 @@ def check_training_marts(settings: Settings) -> QualityReport:
     )
     if report.success:
         return report
-    error = DataQualityError.from_report(report, what_to_do=_WHAT_TO_DO)
     log.error("%s", report.summary())
-    raise error
+    raise quality_error(report, evidence=f"the offending ids above, in {target}, {DIM_USERS} and {DIM_PINS}")
