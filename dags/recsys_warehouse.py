@@ -50,7 +50,7 @@ with DAG(
     (
         tasks.wait_for_landing()
         >> tasks.land()
-        >> tasks.check_raw()
+        >> tasks.audit()
         >> dbt_task_group(Settings.from_env())
         >> tasks.check_marts()
     )

@@ -4,18 +4,38 @@ A published model is an MLflow run (metrics, hyperparameters, the SavedModel
 as artifacts) plus a registered model version tagged with its lineage; the
 alias ``champion`` points at the version serving traffic. MLflow metric names
 cannot contain ``@``, so ``hr@10`` is stored as ``hr_at_10`` and mapped back.
+
+Publishing is a sequence of idempotent steps keyed by the training job's name
+(:data:`PUBLISH_STEPS`): a retry after a failure at any point finds what the
+failed attempt left and finishes it, so one training job is one run and one
+version, whatever the number of attempts. A run and a version carry
+``recflow.complete`` (``false`` when created, ``true`` once everything they
+need is written); ``champion`` is only ever moved to a complete version.
+
+Every move of ``champion`` (publication, rollback, promotion) is recorded on the
+registered model itself, as one tag per move (``recflow.champion_history.<seq>``,
+a small JSON document); :meth:`MlflowRegistry.champion_history` reads them back.
+A move is written ahead as ``recflow.champion_pending`` before the alias moves,
+so a move interrupted between the alias and its record is completed (or, if the
+alias never moved, discarded) by the next move or publication of that model.
+The registry assumes one writer per model at a time (the publish task of one
+DAG run, or a person promoting), which is how the DAG and the CLI use it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recflow.config import Settings
+from recflow.errors import RegistryError
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -25,6 +45,31 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 EXPERIMENT = "recflow"
 LINEAGE_PREFIX = "lineage."
+JOB_KEY = "training_job_name"
+JOB_TAG = f"{LINEAGE_PREFIX}{JOB_KEY}"
+COMPLETE_TAG = "recflow.complete"
+HISTORY_PREFIX = "recflow.champion_history."
+PENDING_TAG = "recflow.champion_pending"
+NOT_A_METRIC = frozenset({"users"})
+
+PUBLISH_STEPS: tuple[str, ...] = (
+    "run",  # find or create the run tagged with the training job's name
+    "logged",  # metrics, hyperparameters and lineage tags on the run
+    "artifacts",  # the SavedModel under the run's artifacts, ``model/``
+    "run_complete",  # the run terminated and tagged complete
+    "registered_model",  # find or create the registered model
+    "version",  # find (by run id) or create the one version of this run
+    "version_complete",  # the version's lineage tags, then tagged complete
+    "champion_intent",  # the move of ``champion`` written ahead
+    "champion",  # the alias moved
+    "champion_recorded",  # the move recorded in the champion history
+)
+"""The steps of :meth:`MlflowRegistry.publish`, in order; ``on_step`` is called after each."""
+
+MODEL_FETCHED = "model_fetched"
+"""The step :func:`publish_training_job` runs before :data:`PUBLISH_STEPS`."""
+
+OnStep = Callable[[str], None]
 
 
 def to_mlflow_key(metric: str) -> str:
@@ -33,6 +78,29 @@ def to_mlflow_key(metric: str) -> str:
 
 def from_mlflow_key(key: str) -> str:
     return key.replace("_at_", "@")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _quoted(value: str) -> str:
+    if "'" in value:
+        raise ValueError(f"{value!r}: registry names and ids cannot contain a single quote")
+    return f"'{value}'"
+
+
+def _history_key(seq: int) -> str:
+    return f"{HISTORY_PREFIX}{seq:06d}"
+
+
+def _complete(tags: Mapping[str, str], run: Any | None) -> bool:
+    flag = tags.get(COMPLETE_TAG)
+    if flag is not None:
+        return flag == "true"
+    # versions registered before publishing was idempotent carry no flag: that code created
+    # a version only after the run's artifacts were logged and the run terminated
+    return run is not None and run.info.status == "FINISHED"
 
 
 @dataclass(frozen=True)
@@ -46,12 +114,14 @@ class ModelVersionInfo:
     created_at: str
     source: str
     run_id: str = field(default="")
+    complete: bool = field(default=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "version": self.version,
             "aliases": self.aliases,
+            "complete": self.complete,
             "metrics": self.metrics,
             "params": self.params,
             "lineage": self.lineage,
@@ -85,6 +155,7 @@ class MlflowRegistry:
     def _info(self, mv: Any) -> ModelVersionInfo:
         metrics: dict[str, float] = {}
         params: dict[str, str] = {}
+        run = None
         if mv.run_id:
             run = self.client.get_run(mv.run_id)
             metrics = {from_mlflow_key(k): float(v) for k, v in run.data.metrics.items()}
@@ -101,6 +172,7 @@ class MlflowRegistry:
             created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(),
             source=mv.source,
             run_id=mv.run_id or "",
+            complete=_complete(mv.tags, run),
         )
 
     def get_by_alias(self, name: str, alias: str = CHAMPION) -> ModelVersionInfo | None:
@@ -114,7 +186,8 @@ class MlflowRegistry:
             raise
 
     def list_versions(self, name: str | None = None) -> list[ModelVersionInfo]:
-        query = f"name = '{name}'" if name else ""
+        """Every version (``complete`` says whether its publication finished), by name then version."""
+        query = f"name = {_quoted(name)}" if name else ""
         versions = self.client.search_model_versions(query)
         infos = [self._info(self.client.get_model_version(mv.name, mv.version)) for mv in versions]
         return sorted(infos, key=lambda i: (i.name, i.version))
@@ -123,39 +196,301 @@ class MlflowRegistry:
         self,
         name: str,
         model_dir: Path,
-        metrics: dict[str, float],
-        params: dict[str, str],
-        lineage: dict[str, str],
+        metrics: Mapping[str, float],
+        params: Mapping[str, str],
+        lineage: Mapping[str, str],
         *,
-        alias: str = CHAMPION,
+        training_job: str | None = None,
+        reason: str = "",
+        who: str | None = None,
+        on_step: OnStep | None = None,
     ) -> ModelVersionInfo:
-        """Log the SavedModel and its metrics as a run, register it as a new version, move ``alias`` to it."""
+        """Publish a training job's SavedModel as the one version of ``name`` for that job; move ``champion`` to it.
+
+        Idempotent, keyed by ``training_job`` (default ``lineage["training_job_name"]``):
+        the steps of :data:`PUBLISH_STEPS` each find what an earlier attempt wrote before
+        writing, and ``on_step(step)`` is called after each (also when it had nothing to do).
+        The first publication of a job fixes its record; a later one adds what is missing and
+        changes nothing (metrics, params and lineage already there are kept).
+
+        ``champion`` moves once per publication, ``who`` being its key (default
+        ``"<airflow_dag_id>/<airflow_run_id>"`` from ``lineage``): a retry of the same
+        publication does not move it again, so it never undoes a rollback made in between.
+        The move is recorded with ``who`` and ``reason`` (see :meth:`champion_history`).
+        """
+        job = training_job or lineage.get(JOB_KEY)
+        if not job:
+            raise ValueError(f"publishing {name} needs the training job's name (training_job or lineage)")
+        if lineage.get(JOB_KEY, job) != job:
+            raise ValueError(f"lineage names training job {lineage[JOB_KEY]!r}, publishing {job!r}")
+        lineage = {**lineage, JOB_KEY: job}
+        who = who or f"{lineage.get('airflow_dag_id', 'unknown')}/{lineage.get('airflow_run_id', 'unknown')}"
+        reason = reason or f"published training job {job}"
+
+        def step(done: str) -> None:
+            log.debug("publish %s (%s): %s done", name, job, done)
+            if on_step is not None:
+                on_step(done)
+
+        run = self._ensure_run(job)
+        run_id = run.info.run_id
+        step("run")
+        self._ensure_logged(run, metrics, params, lineage)
+        step("logged")
+        run_complete = run.data.tags.get(COMPLETE_TAG) == "true"
+        if not run_complete:
+            self.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+        step("artifacts")
+        if not run_complete:
+            if run.info.status != "FINISHED":
+                self.client.set_terminated(run_id)
+            self.client.set_tag(run_id, COMPLETE_TAG, "true")
+        step("run_complete")
+        self._ensure_registered_model(name)
+        step("registered_model")
+        mv = self._ensure_version(name, run_id, f"{run.info.artifact_uri}/model", lineage)
+        step("version")
+        version = int(mv.version)
+        self._ensure_version_complete(name, mv, lineage)
+        step("version_complete")
+        moved = self._move_champion(name, version, who=who, reason=reason, once_per_who=True, on_step=step)
+        info = self._info(self.client.get_model_version(name, str(version)))
+        if moved is None:
+            log.info(
+                "%s version %d is training job %s; champion not moved (%s)", name, version, job, info.aliases
+            )
+        else:
+            log.info(
+                "%s version %d is training job %s; champion moved from version %s (%s)",
+                name,
+                version,
+                job,
+                moved["previous_version"],
+                reason,
+            )
+        return info
+
+    def _ensure_run(self, job: str) -> Any:
+        experiment_id = self._experiment_id()
+        runs = self.client.search_runs([experiment_id], filter_string=f"tags.`{JOB_TAG}` = {_quoted(job)}")
+        if len(runs) > 1:
+            ids = ", ".join(r.info.run_id for r in runs)
+            raise RegistryError(
+                f"training job {job} has {len(runs)} MLflow runs ({ids}) in experiment {EXPERIMENT!r}; "
+                "a job is published as one run: delete the extra runs and retry"
+            )
+        if runs:
+            log.info("training job %s: found run %s", job, runs[0].info.run_id)
+            return runs[0]
+        run = self.client.create_run(experiment_id, run_name=job, tags={JOB_TAG: job, COMPLETE_TAG: "false"})
+        log.info("training job %s: created run %s", job, run.info.run_id)
+        return run
+
+    def _ensure_logged(
+        self, run: Any, metrics: Mapping[str, float], params: Mapping[str, str], lineage: Mapping[str, str]
+    ) -> None:
+        from mlflow.entities import Metric, Param, RunTag
+
+        have = run.data
+        now = int(datetime.now(UTC).timestamp() * 1000)
+        new_metrics = [
+            Metric(to_mlflow_key(k), float(v), now, 0)
+            for k, v in metrics.items()
+            if k not in NOT_A_METRIC and to_mlflow_key(k) not in have.metrics
+        ]
+        clashes = {
+            k: (have.params[k], str(v))
+            for k, v in params.items()
+            if k in have.params and have.params[k] != str(v)
+        }
+        if clashes:
+            raise RegistryError(
+                f"run {run.info.run_id} of training job {lineage[JOB_KEY]} already has other values for params "
+                + ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in sorted(clashes.items()))
+            )
+        new_params = [Param(k, str(v)) for k, v in params.items() if k not in have.params]
+        new_tags = [
+            RunTag(f"{LINEAGE_PREFIX}{k}", v)
+            for k, v in lineage.items()
+            if f"{LINEAGE_PREFIX}{k}" not in have.tags
+        ]
+        if new_metrics or new_params or new_tags:
+            self.client.log_batch(run.info.run_id, metrics=new_metrics, params=new_params, tags=new_tags)
+
+    def _ensure_registered_model(self, name: str) -> None:
         from mlflow.exceptions import MlflowException
 
-        run = self.client.create_run(self._experiment_id(), run_name=lineage.get("training_job_name"))
-        run_id = run.info.run_id
-        for key, value in metrics.items():
-            self.client.log_metric(run_id, to_mlflow_key(key), value)
-        for key, param in params.items():
-            self.client.log_param(run_id, key, param)
-        for key, tag in lineage.items():
-            self.client.set_tag(run_id, f"{LINEAGE_PREFIX}{key}", tag)
-        self.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
-        self.client.set_terminated(run_id)
+        try:
+            self.client.get_registered_model(name)
+            return
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
         try:
             self.client.create_registered_model(name, description="Two-tower retrieval model (recflow)")
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        source = f"{run.info.artifact_uri}/model"
-        mv = self.client.create_model_version(
-            name, source, run_id=run_id, tags={f"{LINEAGE_PREFIX}{k}": v for k, v in lineage.items()}
+
+    def _ensure_version(self, name: str, run_id: str, source: str, lineage: Mapping[str, str]) -> Any:
+        found = self.client.search_model_versions(f"name = {_quoted(name)} and run_id = {_quoted(run_id)}")
+        if len(found) > 1:
+            versions = ", ".join(sorted(str(v.version) for v in found))
+            raise RegistryError(
+                f"{name} has versions {versions} for run {run_id} (training job {lineage[JOB_KEY]}); "
+                "a job is published as one version: delete the extra versions and retry"
+            )
+        if found:
+            log.info("training job %s: found %s version %s", lineage[JOB_KEY], name, found[0].version)
+            return self.client.get_model_version(name, found[0].version)
+        tags = {f"{LINEAGE_PREFIX}{k}": v for k, v in lineage.items()} | {COMPLETE_TAG: "false"}
+        mv = self.client.create_model_version(name, source, run_id=run_id, tags=tags)
+        log.info("training job %s: created %s version %s", lineage[JOB_KEY], name, mv.version)
+        return mv
+
+    def _ensure_version_complete(self, name: str, mv: Any, lineage: Mapping[str, str]) -> None:
+        tags: dict[str, str] = dict(mv.tags)
+        if tags.get(COMPLETE_TAG) == "true":
+            return
+        for key, value in lineage.items():
+            if f"{LINEAGE_PREFIX}{key}" not in tags:
+                self.client.set_model_version_tag(name, str(mv.version), f"{LINEAGE_PREFIX}{key}", value)
+        self.client.set_model_version_tag(name, str(mv.version), COMPLETE_TAG, "true")
+
+    def _registered_model(self, name: str) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                raise RegistryError(f"there is no registered model named {name!r}") from exc
+            raise
+
+    @staticmethod
+    def _champion_of(model: Any) -> int | None:
+        version = (model.aliases or {}).get(CHAMPION)
+        return None if version is None else int(version)
+
+    @classmethod
+    def _history_of(cls, model: Any) -> list[dict[str, Any]]:
+        entries = {
+            int(json.loads(v)["seq"]): v for k, v in model.tags.items() if k.startswith(HISTORY_PREFIX)
+        }
+        pending = model.tags.get(PENDING_TAG)
+        if pending is not None:
+            # a move whose alias moved but whose record was interrupted did happen
+            entry = json.loads(pending)
+            if cls._champion_of(model) == entry["version"]:
+                entries.setdefault(int(entry["seq"]), pending)
+        return [json.loads(entries[seq]) for seq in sorted(entries)]
+
+    def champion_history(self, name: str) -> list[dict[str, Any]]:
+        """Every move of ``champion`` on ``name``, oldest first; raises :class:`RegistryError` for an unknown model.
+
+        Each move is ``{"seq": int, "version": int, "previous_version": int | None,
+        "who": str, "at": str, "reason": str}``: ``seq`` counts the moves from 1,
+        ``previous_version`` is the champion before the move (``None``: there was none),
+        ``who`` is the Airflow ``<dag_id>/<run_id>`` for a publication and the person for
+        :meth:`promote`, ``at`` is an ISO-8601 UTC time, ``reason`` the gate's decision or
+        the person's words. A model published before moves were recorded has an empty history.
+        Read-only: a move interrupted after its alias moved is listed, and recorded by the next write.
+        """
+        return self._history_of(self._registered_model(name))
+
+    def promote(self, name: str, version: int, reason: str, who: str) -> dict[str, Any] | None:
+        """Move ``champion`` of ``name`` to ``version`` (a rollback or a promotion) and record who, when and why.
+
+        Returns the recorded move, shaped as in :meth:`champion_history`, or ``None`` when
+        ``version`` already is the champion (nothing moves, nothing is recorded). Raises
+        :class:`RegistryError` for an unknown model or version, or a version whose
+        publication did not finish (``complete`` false), and ``ValueError`` for an empty reason.
+        """
+        from mlflow.exceptions import MlflowException
+
+        if not reason.strip():
+            raise ValueError(f"moving the champion of {name} to version {version} needs a reason")
+        self._registered_model(name)
+        try:
+            mv = self.client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            known = ", ".join(str(v.version) for v in self.list_versions(name)) or "none"
+            raise RegistryError(f"{name} has no version {version} (versions: {known})") from exc
+        if not self._info(mv).complete:
+            raise RegistryError(
+                f"{name} version {version} is incomplete (its publication did not finish): "
+                "it cannot be champion; retry the publication of its training job "
+                f"{mv.tags.get(JOB_TAG, '(unknown)')} to complete it"
+            )
+        moved = self._move_champion(name, int(version), who=who, reason=reason, once_per_who=False)
+        if moved is not None:
+            log.info(
+                "%s champion moved from version %s to %s by %s: %s",
+                name,
+                moved["previous_version"],
+                version,
+                who,
+                reason,
+            )
+        return moved
+
+    def _settle_pending(self, name: str) -> None:
+        """Finish a champion move interrupted after its intent was written, or discard it if the alias never moved."""
+        model = self._registered_model(name)
+        raw = model.tags.get(PENDING_TAG)
+        if raw is None:
+            return
+        entry = json.loads(raw)
+        if self._champion_of(model) == entry["version"]:
+            key = _history_key(int(entry["seq"]))
+            if key not in model.tags:
+                self.client.set_registered_model_tag(name, key, raw)
+            log.warning("%s: recorded an interrupted champion move %s", name, raw)
+        else:
+            log.warning("%s: discarded an interrupted champion move that did not happen %s", name, raw)
+        self.client.delete_registered_model_tag(name, PENDING_TAG)
+
+    def _move_champion(
+        self,
+        name: str,
+        version: int,
+        *,
+        who: str,
+        reason: str,
+        once_per_who: bool,
+        on_step: OnStep | None = None,
+    ) -> dict[str, Any] | None:
+        step = on_step or (lambda _done: None)
+        self._settle_pending(name)
+        model = self._registered_model(name)
+        current = self._champion_of(model)
+        history = self._history_of(model)
+        done = current == version or (
+            once_per_who and any(e["version"] == version and e["who"] == who for e in history)
         )
-        self.client.set_registered_model_alias(name, alias, mv.version)
-        log.info(
-            "registered %s version %s from run %s; alias %r now points to it", name, mv.version, run_id, alias
-        )
-        return self._info(self.client.get_model_version(name, mv.version))
+        if done:
+            for skipped in PUBLISH_STEPS[PUBLISH_STEPS.index("champion_intent") :]:
+                step(skipped)
+            return None
+        entry: dict[str, Any] = {
+            "seq": (int(history[-1]["seq"]) if history else 0) + 1,
+            "version": version,
+            "previous_version": current,
+            "who": who,
+            "at": _now(),
+            "reason": reason,
+        }
+        raw = json.dumps(entry, sort_keys=True)
+        self.client.set_registered_model_tag(name, PENDING_TAG, raw)
+        step("champion_intent")
+        self.client.set_registered_model_alias(name, CHAMPION, str(version))
+        step("champion")
+        self.client.set_registered_model_tag(name, _history_key(entry["seq"]), raw)
+        step("champion_recorded")
+        self.client.delete_registered_model_tag(name, PENDING_TAG)
+        return entry
 
     def download(self, info: ModelVersionInfo, out: Path) -> Path:
         """The version's SavedModel, copied into ``out`` (which must not exist or be empty)."""
@@ -173,3 +508,46 @@ class MlflowRegistry:
             shutil.move(str(child), out / child.name)
         shutil.rmtree(out.parent / f".{out.name}.dl", ignore_errors=True)
         return out
+
+
+def publish_training_job(
+    settings: Settings,
+    *,
+    name: str,
+    model_uri: str,
+    training_job: str,
+    metrics: Mapping[str, float],
+    params: Mapping[str, str],
+    lineage: Mapping[str, str],
+    reason: str,
+    who: str | None = None,
+    on_step: OnStep | None = None,
+) -> dict[str, Any]:
+    """Fetch a training job's ``model.tar.gz`` from the artifact store, unpack it and publish it as ``name``.
+
+    ``metrics`` are the challenger's scores as evaluation returns them (its ``users``
+    count is not logged), ``reason`` the gate's decision; see :meth:`MlflowRegistry.publish`
+    for idempotency and ``who``. ``on_step`` is called after :data:`MODEL_FETCHED`, then
+    after each of :data:`PUBLISH_STEPS`. Returns ``{"name": str, "version": int,
+    "aliases": list[str]}`` of the job's version.
+    """
+    from recflow.artifacts import store_for
+    from recflow.evaluation import unpack_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = store_for(settings, model_uri).get_file(model_uri, Path(tmp) / "model.tar.gz")
+        model_dir = unpack_model(archive, Path(tmp) / "model")
+        if on_step is not None:
+            on_step(MODEL_FETCHED)
+        info = MlflowRegistry(settings).publish(
+            name,
+            model_dir,
+            metrics,
+            params,
+            lineage,
+            training_job=training_job,
+            reason=reason,
+            who=who,
+            on_step=on_step,
+        )
+    return {"name": info.name, "version": info.version, "aliases": info.aliases}

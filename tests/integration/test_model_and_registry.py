@@ -59,20 +59,25 @@ def test_signatures_take_raw_string_ids(saved_model: Path) -> None:
 def test_registry_round_trip(saved_model: Path, settings: Settings, tmp_path: Path) -> None:
     registry = MlflowRegistry(settings)
     assert registry.get_by_alias("recsys-test") is None
-    lineage = {"snapshot_id": "s1", "training_job_name": "job-1", "airflow_run_id": "r1"}
-    v1 = registry.publish(
-        "recsys-test", saved_model, {"hr@10": 0.5, "ndcg@10": 0.3}, {"epochs": "15"}, lineage
-    )
+    first = {"snapshot_id": "s1", "training_job_name": "job-1", "airflow_dag_id": "d", "airflow_run_id": "r1"}
+    second = {**first, "training_job_name": "job-2", "airflow_run_id": "r2"}
+    v1 = registry.publish("recsys-test", saved_model, {"hr@10": 0.5, "ndcg@10": 0.3}, {"epochs": "15"}, first)
     v2 = registry.publish(
-        "recsys-test", saved_model, {"hr@10": 0.6, "ndcg@10": 0.4}, {"epochs": "15"}, lineage
+        "recsys-test", saved_model, {"hr@10": 0.6, "ndcg@10": 0.4}, {"epochs": "15"}, second
     )
     assert (v1.version, v2.version) == (1, 2)
     champion = registry.get_by_alias("recsys-test")
-    assert champion is not None and champion.version == 2
+    assert champion is not None and (champion.version, champion.complete) == (2, True)
     assert champion.metrics == {"hr@10": 0.6, "ndcg@10": 0.4}
-    assert champion.lineage == lineage
+    assert champion.lineage == second
     listed = MlflowRegistry(settings).list_versions("recsys-test")
-    assert [(v.version, v.aliases) for v in listed] == [(1, []), (2, ["champion"])]
+    assert [(v.version, v.aliases, v.complete) for v in listed] == [(1, [], True), (2, ["champion"], True)]
+    assert [
+        (m["previous_version"], m["version"], m["who"]) for m in registry.champion_history("recsys-test")
+    ] == [
+        (None, 1, "d/r1"),
+        (1, 2, "d/r2"),
+    ]
 
     out = registry.download(champion, tmp_path / "export")
     loaded = tf.saved_model.load(str(out))

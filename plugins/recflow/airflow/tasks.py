@@ -60,11 +60,6 @@ def days_to_process(
     return [interval_start.date()]
 
 
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start, start + timedelta(days=1)
-
-
 @task.sensor(poke_interval=120, timeout=6 * 3600, mode="reschedule")
 def wait_for_landing(
     params: dict[str, Any] | None = None,
@@ -72,63 +67,70 @@ def wait_for_landing(
     data_interval_start: datetime | None = None,
     data_interval_end: datetime | None = None,
 ) -> bool:
-    """Wait (without holding a worker) until the day's landing partition exists; fail after 6 hours."""
-    from recflow.landing import partition_dir
+    """Wait (without holding a worker) until the day's partition is complete (``_SUCCESS``); fail after 6 hours."""
+    from recflow.landing import SUCCESS_MARKER, partition_complete, partition_dir
 
     settings = Settings.from_env()
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
-    missing = [d for d in days if not partition_dir(settings.landing_dir, d).is_dir()]
-    if missing:
+    late = [d for d in days if not partition_complete(settings.landing_dir, d)]
+    if late:
         log.info(
-            "waiting for %d landing partition(s), first %s",
-            len(missing),
-            partition_dir(settings.landing_dir, missing[0]),
+            "waiting for %d landing partition(s) to be complete, first %s",
+            len(late),
+            partition_dir(settings.landing_dir, late[0]) / SUCCESS_MARKER,
         )
-    return not missing
+    return not late
 
 
-@task(pool=WAREHOUSE_POOL)
+@task(pool=WAREHOUSE_POOL, execution_timeout=timedelta(minutes=30))
 def land(
     params: dict[str, Any] | None = None,
     logical_date: datetime | None = None,
     data_interval_start: datetime | None = None,
     data_interval_end: datetime | None = None,
 ) -> dict[str, Any]:
-    """Replace the interval's rows of ``raw.events`` with landing partition ``ds=<interval start>``."""
-    from recflow.landing import land_partitions
+    """Check the day's landing files against the contract and write them to a staging table of its own."""
+    from recflow.landing import stage_partitions
 
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
-    results = land_partitions(Settings.from_env(), days)
+    staged = stage_partitions(Settings.from_env(), days)
     return {
-        "days": len(results),
+        "days": len(staged),
         "first": str(days[0]),
         "last": str(days[-1]),
-        "rows": sum(r.rows for r in results),
+        "rows": sum(s.rows for s in staged),
     }
 
 
-@task(pool=WAREHOUSE_POOL)
-def check_raw(
+@task(pool=WAREHOUSE_POOL, execution_timeout=timedelta(minutes=30))
+def audit(
     params: dict[str, Any] | None = None,
     logical_date: datetime | None = None,
     data_interval_start: datetime | None = None,
     data_interval_end: datetime | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Great Expectations on each landed partition; a breach stops the run before dbt."""
-    from recflow.quality import check_raw_events
+    """Quarantine rows that break a row rule; publish the day to ``raw.events`` or refuse it."""
+    from recflow.quality import audit_days
 
-    settings = Settings.from_env()
-    rows = expectations = 0
+    params = params or {}
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
-    for i, day in enumerate(days, start=1):
-        report = check_raw_events(settings, day, *_day_bounds(day))
-        rows += report.rows
-        expectations += report.evaluated
-        log.info("[%d/%d] %s", i, len(days), report.summary().splitlines()[0])
-    return {"days": len(days), "rows": rows, "expectations": expectations}
+    results = audit_days(
+        Settings.from_env(),
+        days,
+        run_id=run_id or "manual",
+        max_quarantine_share=params.get("max_quarantine_share"),
+        check_volume=bool(params.get("check_volume", True)),
+    )
+    return {
+        "days": len(results),
+        "landed": sum(r.landed for r in results),
+        "accepted": sum(r.accepted for r in results),
+        "quarantined": sum(r.quarantined for r in results),
+    }
 
 
-@task(pool=WAREHOUSE_POOL, outlets=[TRAINING_MART])
+@task(pool=WAREHOUSE_POOL, outlets=[TRAINING_MART], execution_timeout=timedelta(minutes=30))
 def check_marts() -> dict[str, Any]:
     """Great Expectations on the training mart; on success the mart's asset event triggers training."""
     from recflow.quality import check_training_marts
@@ -137,7 +139,7 @@ def check_marts() -> dict[str, Any]:
     return {"suite": report.suite, "rows": report.rows, "expectations": report.evaluated}
 
 
-@task(pool=WAREHOUSE_POOL)
+@task(pool=WAREHOUSE_POOL, execution_timeout=timedelta(minutes=30))
 def snapshot() -> dict[str, Any]:
     """Freeze the training mart into a content-addressed snapshot in the artifact store."""
     from recflow.snapshot import take_snapshot
@@ -184,7 +186,7 @@ def _model_name(settings: Settings, params: dict[str, Any] | None) -> str:
     return str(name) if name else settings.model_name
 
 
-@task
+@task(execution_timeout=timedelta(minutes=30))
 def evaluate(
     snapshot: dict[str, Any], training: dict[str, Any], params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -231,7 +233,7 @@ def evaluate(
     return report
 
 
-@task
+@task(execution_timeout=timedelta(minutes=5))
 def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
     """Decide promotion: absolute floors, then not worse than the champion beyond the tolerance."""
     from recflow.evaluation import decide
@@ -246,7 +248,7 @@ def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
     return decision.as_dict()
 
 
-@task
+@task(execution_timeout=timedelta(minutes=30))
 def publish(
     snapshot: dict[str, Any],
     training: dict[str, Any],
@@ -257,9 +259,7 @@ def publish(
 ) -> dict[str, Any]:
     """Register the challenger and move ``champion`` to it, unless the gate said no or this is a dry run."""
     from airflow.exceptions import AirflowSkipException
-    from recflow.artifacts import store_for
-    from recflow.evaluation import unpack_model
-    from recflow.registry import MlflowRegistry
+    from recflow.registry import publish_training_job
 
     if not decision["promote"]:
         raise AirflowSkipException(f"{decision['reason']}; the champion stays")
@@ -277,17 +277,21 @@ def publish(
         "airflow_run_id": getattr(dag_run, "run_id", "unknown"),
         "evaluation_report": evaluation["report_uri"],
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = store_for(settings, training["model_uri"]).get_file(
-            training["model_uri"], Path(tmp) / "m.tar.gz"
-        )
-        model_dir = unpack_model(archive, Path(tmp) / "model")
-        info = MlflowRegistry(settings).publish(
-            evaluation["model_name"],
-            model_dir,
-            metrics={k: v for k, v in evaluation["challenger"].items() if k != "users"},
-            params=training["hyperparameters"],
-            lineage=lineage,
-        )
-    log.info("published %s version %d as champion (%s)", info.name, info.version, decision["reason"])
-    return {"name": info.name, "version": info.version, "aliases": info.aliases}
+    result = publish_training_job(
+        settings,
+        name=evaluation["model_name"],
+        model_uri=training["model_uri"],
+        training_job=training["job_name"],
+        metrics=evaluation["challenger"],
+        params=training["hyperparameters"],
+        lineage=lineage,
+        reason=decision["reason"],
+    )
+    log.info(
+        "published %s version %d, aliases %s (%s)",
+        result["name"],
+        result["version"],
+        result["aliases"],
+        decision["reason"],
+    )
+    return result

@@ -1,0 +1,266 @@
+"""Publishing under faults, and the recorded moves of ``champion``: real MLflow (SQLite), a real SavedModel.
+
+A failure is injected through ``on_step``, the callback publishing calls after
+each of its steps: the callback raises right after step k, as a crash there would.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from recflow.artifacts import join, store_for
+from recflow.config import Settings
+from recflow.errors import RegistryError
+from recflow.registry import (
+    EXPERIMENT,
+    JOB_TAG,
+    MODEL_FETCHED,
+    PENDING_TAG,
+    PUBLISH_STEPS,
+    MlflowRegistry,
+    publish_training_job,
+)
+
+pytestmark = pytest.mark.integration
+
+tf = pytest.importorskip("tensorflow")
+
+ALL_STEPS = (MODEL_FETCHED, *PUBLISH_STEPS)
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+def fail_after(step: str) -> Callable[[str], None]:
+    def on_step(done: str) -> None:
+        if done == step:
+            raise InjectedFault(f"crash right after step {done!r}")
+
+    return on_step
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """One registry for the module (MLflow's schema takes seconds to create); each test uses its own model name."""
+    return Settings.from_env({"RECFLOW_HOME": str(tmp_path_factory.mktemp("registry-faults"))})
+
+
+@pytest.fixture(scope="module")
+def model_uri(home: Settings, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny trained two-tower SavedModel as a training job leaves it: ``model.tar.gz`` in the artifact store."""
+    from recflow_ml.hyperparameters import Hyperparameters
+    from recflow_ml.model import TrainingData, TwoTowerModel, export
+
+    users = [f"u{i}" for i in range(8)]
+    items = [f"p{i}" for i in range(120)]  # `recommend` returns a top 100
+    pairs = [(u, items[(i * 15 + j) % len(items)]) for i, u in enumerate(users) for j in range(15)]
+    data = TrainingData(
+        np.array([u for u, _ in pairs]), np.array([i for _, i in pairs]), np.ones(len(pairs), np.float32)
+    )
+    model = TwoTowerModel(
+        users, items, Hyperparameters(epochs=1, batch_size=32, embedding_dim=4, hidden_dim=8)
+    )
+    model.fit(data)
+    work = tmp_path_factory.mktemp("tiny-model")
+    export(model, work / "savedmodel")
+    archive = work / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted((work / "savedmodel").iterdir()):
+            tar.add(path, arcname=path.name)
+    return store_for(home).put_file(
+        archive, join(home.artifacts_uri, "models", "tiny", "output", "model.tar.gz")
+    )
+
+
+def publish(
+    home: Settings,
+    model_uri: str,
+    name: str,
+    job: str,
+    run: str,
+    on_step: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    return publish_training_job(
+        home,
+        name=name,
+        model_uri=model_uri,
+        training_job=job,
+        metrics={"hr@10": 0.5, "ndcg@10": 0.25, "users": 8.0},
+        params={"epochs": "1"},
+        lineage={"snapshot_id": "s1", "airflow_dag_id": "dag", "airflow_run_id": run},
+        reason=f"promoted by the gate of {run}",
+        on_step=on_step,
+    )
+
+
+def runs_of(registry: MlflowRegistry, job: str) -> list[Any]:
+    experiment = registry.client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    return list(
+        registry.client.search_runs([experiment.experiment_id], filter_string=f"tags.`{JOB_TAG}` = '{job}'")
+    )
+
+
+def moves(registry: MlflowRegistry, name: str) -> list[tuple[Any, ...]]:
+    return [
+        (m["seq"], m["previous_version"], m["version"], m["who"]) for m in registry.champion_history(name)
+    ]
+
+
+def test_a_clean_publication_runs_every_step_in_order(home: Settings, model_uri: str) -> None:
+    steps: list[str] = []
+    published = publish(home, model_uri, "clean", "clean-job-1", "run-1", on_step=steps.append)
+    assert published == {"name": "clean", "version": 1, "aliases": ["champion"]}
+    assert steps == list(ALL_STEPS)
+    registry = MlflowRegistry(home)
+    champion = registry.get_by_alias("clean")
+    assert champion is not None and champion.complete
+    assert champion.metrics == {"hr@10": 0.5, "ndcg@10": 0.25}, "the evaluation's user count is not a metric"
+    assert champion.lineage == {
+        "snapshot_id": "s1",
+        "airflow_dag_id": "dag",
+        "airflow_run_id": "run-1",
+        "training_job_name": "clean-job-1",
+    }
+    [move] = registry.champion_history("clean")
+    assert move["reason"] == "promoted by the gate of run-1"
+    assert datetime.fromisoformat(move["at"]).utcoffset() is not None
+
+
+@pytest.mark.parametrize("with_previous_champion", [True, False], ids=["over-a-champion", "first-version"])
+@pytest.mark.parametrize("step", ALL_STEPS)
+def test_a_retry_after_a_crash_at_any_step_leaves_one_complete_version(
+    home: Settings, model_uri: str, step: str, with_previous_champion: bool
+) -> None:
+    name = f"faults-{step}-{with_previous_champion}".replace("_", "-")
+    previous: list[tuple[Any, ...]] = []
+    if with_previous_champion:
+        publish(home, model_uri, name, f"{name}-job-0", "run-0")
+        previous = [(1, None, 1, "dag/run-0")]
+    version = len(previous) + 1
+    job = f"{name}-job-1"
+
+    with pytest.raises(InjectedFault):
+        publish(home, model_uri, name, job, "run-1", on_step=fail_after(step))
+
+    registry = MlflowRegistry(home)
+    champion = registry.get_by_alias(name)
+    moved = step in PUBLISH_STEPS and PUBLISH_STEPS.index(step) >= PUBLISH_STEPS.index("champion")
+    if moved:
+        assert champion is not None and (champion.version, champion.complete) == (version, True)
+    elif with_previous_champion:
+        assert champion is not None and (champion.version, champion.complete) == (1, True)
+    else:
+        assert champion is None
+    assert len(runs_of(registry, job)) <= 1
+    assert len(registry.list_versions(name)) <= version
+
+    published = publish(home, model_uri, name, job, "run-1")
+
+    assert published == {"name": name, "version": version, "aliases": ["champion"]}
+    versions = registry.list_versions(name)
+    assert [(v.version, v.complete, v.lineage["training_job_name"]) for v in versions][-1] == (
+        version,
+        True,
+        job,
+    )
+    assert len(versions) == version and all(v.complete for v in versions), "no orphan or incomplete version"
+    [run] = runs_of(registry, job)
+    assert run.info.status == "FINISHED" and run.data.tags["recflow.complete"] == "true"
+    assert versions[-1].run_id == run.info.run_id
+    assert len(run.data.metrics) == 2 and set(run.data.params) == {"epochs"}
+    history = registry.client.get_metric_history(run.info.run_id, "hr_at_10")
+    assert len(history) == 1, "a retry logs no metric twice"
+    assert moves(registry, name) == [*previous, (version, version - 1 or None, version, "dag/run-1")]
+    assert PENDING_TAG not in registry.client.get_registered_model(name).tags
+    files = {p.name for p in Path(run.info.artifact_uri.removeprefix("file://"), "model").iterdir()}
+    assert {"saved_model.pb", "variables"} <= files
+
+
+def test_publishing_a_job_twice_is_one_version_and_champion_stays(home: Settings, model_uri: str) -> None:
+    first = publish(home, model_uri, "twice", "twice-job-1", "run-1")
+    steps: list[str] = []
+    again = publish(home, model_uri, "twice", "twice-job-1", "run-1", on_step=steps.append)
+    from_another_dag_run = publish(home, model_uri, "twice", "twice-job-1", "run-2")
+
+    assert first == again == from_another_dag_run == {"name": "twice", "version": 1, "aliases": ["champion"]}
+    assert steps == list(ALL_STEPS)
+    registry = MlflowRegistry(home)
+    assert [v.version for v in registry.list_versions("twice")] == [1]
+    assert len(runs_of(registry, "twice-job-1")) == 1
+    assert moves(registry, "twice") == [(1, None, 1, "dag/run-1")]
+
+
+def test_a_retried_publication_does_not_undo_a_rollback(home: Settings, model_uri: str) -> None:
+    publish(home, model_uri, "undo", "undo-job-1", "run-1")
+    publish(home, model_uri, "undo", "undo-job-2", "run-2")
+    registry = MlflowRegistry(home)
+    registry.promote("undo", 1, "version 2 recommends stale pins", who="alice")
+
+    retried = publish(home, model_uri, "undo", "undo-job-2", "run-2")
+
+    assert retried == {"name": "undo", "version": 2, "aliases": []}
+    champion = registry.get_by_alias("undo")
+    assert champion is not None and champion.version == 1
+
+
+def test_promote_rolls_back_and_forward_and_history_records_every_move(
+    home: Settings, model_uri: str
+) -> None:
+    publish(home, model_uri, "moves", "moves-job-1", "run-1")
+    publish(home, model_uri, "moves", "moves-job-2", "run-2")
+    registry = MlflowRegistry(home)
+
+    back = registry.promote("moves", 1, "version 2 recommends stale pins", who="alice")
+    assert back is not None
+    assert {k: v for k, v in back.items() if k != "at"} == {
+        "seq": 3,
+        "version": 1,
+        "previous_version": 2,
+        "who": "alice",
+        "reason": "version 2 recommends stale pins",
+    }
+    champion = registry.get_by_alias("moves")
+    assert champion is not None and (champion.version, champion.aliases) == (1, ["champion"])
+    assert registry.promote("moves", 1, "still broken", who="alice") is None, "already champion: no move"
+    forward = registry.promote("moves", 2, "the stale pins are fixed upstream", who="bob")
+    assert forward is not None and forward["previous_version"] == 1
+
+    history = registry.champion_history("moves")
+    assert [(m["seq"], m["previous_version"], m["version"], m["who"], m["reason"]) for m in history] == [
+        (1, None, 1, "dag/run-1", "promoted by the gate of run-1"),
+        (2, 1, 2, "dag/run-2", "promoted by the gate of run-2"),
+        (3, 2, 1, "alice", "version 2 recommends stale pins"),
+        (4, 1, 2, "bob", "the stale pins are fixed upstream"),
+    ]
+    times = [datetime.fromisoformat(m["at"]) for m in history]
+    assert times == sorted(times) and all(t.utcoffset() is not None for t in times)
+    assert history[2] == back and history[3] == forward
+
+
+def test_promote_refuses_unknown_and_incomplete_versions(home: Settings, model_uri: str) -> None:
+    publish(home, model_uri, "refuse", "refuse-job-1", "run-1")
+    with pytest.raises(InjectedFault):
+        publish(home, model_uri, "refuse", "refuse-job-2", "run-2", on_step=fail_after("version"))
+    registry = MlflowRegistry(home)
+    assert [(v.version, v.complete) for v in registry.list_versions("refuse")] == [(1, True), (2, False)]
+
+    with pytest.raises(RegistryError, match=r"refuse has no version 7 \(versions: 1, 2\)"):
+        registry.promote("refuse", 7, "try", who="alice")
+    with pytest.raises(RegistryError, match=r"refuse version 2 is incomplete.*refuse-job-2"):
+        registry.promote("refuse", 2, "try", who="alice")
+    with pytest.raises(RegistryError, match="no registered model named 'nobody'"):
+        registry.promote("nobody", 1, "try", who="alice")
+    with pytest.raises(RegistryError, match="no registered model named 'nobody'"):
+        registry.champion_history("nobody")
+    with pytest.raises(ValueError, match="needs a reason"):
+        registry.promote("refuse", 1, " ", who="alice")
+    assert moves(registry, "refuse") == [(1, None, 1, "dag/run-1")]
