@@ -96,7 +96,13 @@ class AirflowClient:
         self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
 
     def backfill(
-        self, dag_id: str, from_date: str, to_date: str, *, reprocess: str = "none"
+        self,
+        dag_id: str,
+        from_date: str,
+        to_date: str,
+        *,
+        reprocess: str = "none",
+        max_active_runs: int = 1,
     ) -> dict[str, Any]:
         result: dict[str, Any] = self._request(
             "POST",
@@ -105,7 +111,7 @@ class AirflowClient:
                 "dag_id": dag_id,
                 "from_date": from_date,
                 "to_date": to_date,
-                "max_active_runs": 1,
+                "max_active_runs": max_active_runs,
                 "reprocess_behavior": reprocess,
             },
         )
@@ -146,6 +152,27 @@ class AirflowClient:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
         self._request("PATCH", path, {"state": "failed"})
         self._request("DELETE", path)
+
+    def clear_run(self, dag_id: str, run_id: str) -> None:
+        """Clear every task of a run (what "Clear" on a run does in the UI): the run goes again."""
+        from urllib.parse import quote
+
+        self._request(
+            "POST",
+            f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/clear",
+            {"dry_run": False, "only_failed": False},
+        )
+
+    def asset_events(self, source_dag_id: str, source_run_id: str) -> list[dict[str, Any]]:
+        """The asset events a run emitted."""
+        from urllib.parse import quote
+
+        body = self._request(
+            "GET",
+            f"/api/v2/assets/events?source_dag_id={source_dag_id}&source_run_id={quote(source_run_id, safe='')}",
+        )
+        events: list[dict[str, Any]] = body["asset_events"]
+        return events
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=-run_after")

@@ -74,10 +74,26 @@ def test_each_dbt_model_is_its_own_task(dagbag: Any) -> None:
     task_ids = {t.task_id for t in dag.tasks}
     for model in ("stg_events", "fct_engagements", "dim_users", "dim_pins", "training_interactions"):
         assert f"transform.{model}_model_build" in task_ids
-    chain = ["wait_for_landing", "land", "check_raw", "transform.stg_events_model_build"]
+    chain = ["wait_for_landing", "land", "audit", "transform.stg_events_model_build"]
     for upstream, downstream in itertools.pairwise(chain):
         assert upstream in dag.get_task(downstream).upstream_task_ids
     assert dag.get_task("check_marts").outlets
+
+
+@pytest.mark.parametrize("dag_id", ["recsys_warehouse", "recsys_train_and_publish"])
+def test_every_task_has_an_execution_timeout(dagbag: Any, dag_id: str) -> None:
+    """A task whose process hangs (a dead job, a lock) fails and pages instead of running forever."""
+    dag = dagbag.dags[dag_id]
+    missing = [t.task_id for t in dag.tasks if t.execution_timeout is None and not _is_sensor(t)]
+    assert not missing, f"{dag_id}: no execution_timeout on {missing}"
+    for sensor in (t for t in dag.tasks if _is_sensor(t)):
+        assert sensor.timeout and sensor.timeout > 0
+
+
+def _is_sensor(task: Any) -> bool:
+    from airflow.sdk.bases.sensor import BaseSensorOperator
+
+    return isinstance(task, BaseSensorOperator)
 
 
 def test_warehouse_run_for_day_d_covers_d_to_d_plus_one(dagbag: Any) -> None:

@@ -11,6 +11,7 @@ build never runs a test whose other parents are not built yet.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from recflow.config import Settings
@@ -46,6 +47,11 @@ def dbt_task_group(settings: Settings, group_id: str = "transform", **kwargs: An
             enable_mock_profile=False,
             should_detach_multiple_parents_tests=True,
         ),
-        operator_args={"pool": WAREHOUSE_POOL, "install_deps": False},
+        operator_args={
+            "pool": WAREHOUSE_POOL,
+            "install_deps": False,
+            # a model's build is seconds on a day of data; a hung one must fail and page
+            "execution_timeout": timedelta(minutes=30),
+        },
         **kwargs,
     )
