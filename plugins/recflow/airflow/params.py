@@ -1,65 +1,115 @@
-"""Run parameters of ``recsys_train_and_publish``, validated by Airflow (JSON schema) at trigger time."""
+"""Run parameters of both DAGs, validated by Airflow (JSON schema) at trigger time.
+
+Strictly typed. Every schema names JSON Schema draft 4 (``$schema``): Airflow
+validates a param with ``jsonschema.validate``, which picks the validator from
+``$schema`` (the latest draft when there is none), and from draft 6 on
+``"type": "integer"`` accepts any number with a zero fractional part, so
+``{"epochs": 5.0}`` would pass and fail only inside the training job. For
+jsonschema's draft 4 an integer is a Python ``int`` (JSON 5, never 5.0 nor
+true), in every process that validates: the API server (the serialized DAG
+keeps each schema whole, ``$schema`` included), the ``airflow dags trigger``
+CLI, backfills and the task itself. Draft 4 writes an exclusive bound as ``minimum`` plus
+``"exclusiveMinimum": true``. An error names the param: ``Invalid input for
+param epochs: 5.0 is not of type 'integer'`` (HTTP 400 from the REST API).
+
+Keys that are not params: Airflow 3.3 merges them into the params with an empty
+schema and accepts them. ``StrictConfMiddleware`` refuses them in the API server
+(the REST API, which the UI's trigger form uses too), before Airflow creates the
+run, once a plugin in the plugins folder lists it in ``fastapi_root_middlewares``.
+The CLI (``airflow dags trigger``) creates runs in-process, past the API server;
+``unknown_conf_keys`` is the same check for such callers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import json
+import re
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param
 
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+JSON_SCHEMA_DRAFT_4 = "http://json-schema.org/draft-04/schema#"
+"""The dialect of every schema here: its ``integer`` refuses 5.0."""
+
+
+def strict_param(default: Any, description: str, **schema: Any) -> Param:
+    """A param whose JSON schema (``type`` required) is read as draft 4; the schema is checked now."""
+    from jsonschema import Draft4Validator
+
+    if "type" not in schema:
+        raise ValueError(f"a strict param declares its type: {schema}")
+    full = {"$schema": JSON_SCHEMA_DRAFT_4, **schema}
+    Draft4Validator.check_schema(full)
+    return Param(default, description=description, schema=full)
+
+
 HYPERPARAMETERS: dict[str, Param] = {
-    "embedding_dim": Param(64, type="integer", minimum=4, maximum=512, description="Width of both towers."),
-    "epochs": Param(10, type="integer", minimum=1, maximum=200, description="Passes over the train split."),
-    "batch_size": Param(256, type="integer", minimum=16, maximum=65536, description="Examples per step."),
-    "learning_rate": Param(
+    "embedding_dim": strict_param(64, "Width of both towers.", type="integer", minimum=4, maximum=512),
+    "epochs": strict_param(10, "Passes over the train split.", type="integer", minimum=1, maximum=200),
+    "batch_size": strict_param(256, "Examples per step.", type="integer", minimum=16, maximum=65536),
+    "learning_rate": strict_param(
         0.003,
+        "AdamW's peak step size (cosine decay).",
         type="number",
-        exclusiveMinimum=0,
+        minimum=0,
+        exclusiveMinimum=True,
         maximum=1,
-        description="AdamW's peak step size (cosine decay).",
     ),
-    "temperature": Param(
-        1.0, type="number", exclusiveMinimum=0, maximum=10, description="Softmax temperature."
+    "temperature": strict_param(
+        1.0, "Softmax temperature.", type="number", minimum=0, exclusiveMinimum=True, maximum=10
     ),
-    "oov_rate": Param(
-        0.02, type="number", minimum=0, exclusiveMaximum=1, description="Share of users trained as unknown."
+    "oov_rate": strict_param(
+        0.02,
+        "Share of users trained as unknown.",
+        type="number",
+        minimum=0,
+        maximum=1,
+        exclusiveMaximum=True,
     ),
-    "seed": Param(7, type="integer", minimum=0, description="Seed of the training job."),
-    "history_length": Param(
+    "seed": strict_param(7, "Seed of the training job.", type="integer", minimum=0, maximum=2**31 - 1),
+    "history_length": strict_param(
         20,
+        "Recent engagements pooled into the user tower.",
         type="integer",
         minimum=1,
         maximum=500,
-        description="Recent engagements pooled into the user tower.",
     ),
-    "history_decay": Param(
+    "history_decay": strict_param(
         1.0,
+        "Recency weight per step back (1 = mean).",
         type="number",
-        exclusiveMinimum=0,
+        minimum=0,
+        exclusiveMinimum=True,
         maximum=1,
-        description="Recency weight per step back (1 = mean).",
     ),
-    "hidden_dim": Param(
-        128, type="integer", minimum=4, maximum=4096, description="User tower's hidden layer."
+    "hidden_dim": strict_param(128, "User tower's hidden layer.", type="integer", minimum=4, maximum=4096),
+    "dropout": strict_param(
+        0.1,
+        "Dropout in the user tower.",
+        type="number",
+        minimum=0,
+        maximum=1,
+        exclusiveMaximum=True,
     ),
-    "dropout": Param(
-        0.1, type="number", minimum=0, exclusiveMaximum=1, description="Dropout in the user tower."
-    ),
-    "weight_decay": Param(0.0, type="number", minimum=0, description="AdamW weight decay."),
-    "mask_history": Param(
-        1, type="integer", enum=[0, 1], description="1 = never score a user's history items as targets."
+    "weight_decay": strict_param(0.0, "AdamW decoupled weight decay.", type="number", minimum=0, maximum=1),
+    "mask_history": strict_param(
+        1, "1 = never score a user's history items as targets.", type="integer", enum=[0, 1]
     ),
 }
 """Defaults equal ``recflow_ml.hyperparameters.Hyperparameters`` (chosen on validation, docs/model.md)."""
 
 TRAIN_PARAMS: dict[str, Param] = {
     **HYPERPARAMETERS,
-    "dry_run": Param(False, type="boolean", description="Train and evaluate, never publish."),
-    "model_name": Param(
+    "dry_run": strict_param(False, "Train and evaluate, never publish.", type="boolean"),
+    "model_name": strict_param(
         None,
+        "Registered model name; empty = RECFLOW_MODEL_NAME (default recsys-demo).",
         type=["null", "string"],
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
-        description="Registered model name; empty = RECFLOW_MODEL_NAME (default recsys-demo).",
     ),
 }
 
@@ -70,16 +120,153 @@ def hyperparameters_from_params(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 WAREHOUSE_PARAMS: dict[str, Param] = {
-    "reload_from": Param(
+    "reload_from": strict_param(
         None,
+        "Historical reload: first day (YYYY-MM-DD) to land and check in this one run; empty = the run's own day.",
         type=["null", "string"],
         format="date",
-        description="Historical reload: first day (YYYY-MM-DD) to land and check in this one run; empty = the run's own day.",
     ),
-    "reload_to": Param(
+    "reload_to": strict_param(
         None,
+        "Historical reload: last day (inclusive); give both or neither.",
         type=["null", "string"],
         format="date",
-        description="Historical reload: last day (inclusive); give both or neither.",
+    ),
+    "max_quarantine_share": strict_param(
+        None,
+        "The largest share of a day's rows that may be quarantined before the day is refused; "
+        "empty = RECFLOW_MAX_QUARANTINE_SHARE (default 0.01).",
+        type=["null", "number"],
+        minimum=0,
+        maximum=1,
+    ),
+    "check_volume": strict_param(
+        True,
+        "Refuse a day whose row count is outside the recent days' range; turn off only for a "
+        "one-off historical reload of data with spiky volume.",
+        type="boolean",
     ),
 }
+
+
+def unknown_conf_keys(conf: Mapping[str, Any], declared: Collection[str]) -> list[str]:
+    """The keys of a run's conf that are not params of its DAG, sorted."""
+    return sorted(key for key in conf if key not in declared)
+
+
+def unknown_conf_message(dag_id: str, unknown: list[str]) -> str:
+    return (
+        f"Invalid conf for Dag {dag_id!r}: {', '.join(unknown)} "
+        f"{'is not a param' if len(unknown) == 1 else 'are not params'} of this Dag "
+        "(its params are listed on its trigger form and in its details)"
+    )
+
+
+DeclaredParams = Callable[[str], Collection[str] | None]
+"""dag id -> its params' names; None when the Dag is unknown or declares no params (no check)."""
+
+
+def declared_params_in_metadata_db(dag_id: str) -> frozenset[str] | None:
+    """The params of the latest serialized version of ``dag_id`` (what the API server triggers)."""
+    from airflow.models.dagbag import DBDagBag
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dag = DBDagBag().get_latest_version_of_dag(dag_id, session=session)
+        if dag is None or not dag.params:
+            return None
+        return frozenset(dag.params)
+
+
+_TRIGGER_PATH = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/?$")
+_BACKFILL_PATH = re.compile(r"/api/v2/backfills(/dry_run)?/?$")
+
+
+def _is_conf_request(path: str) -> bool:
+    return bool(_TRIGGER_PATH.search(path) or _BACKFILL_PATH.search(path))
+
+
+def _conf_of_request(path: str, body: Any) -> tuple[str, Mapping[str, Any]] | None:
+    """(dag id, conf) of a trigger or backfill request with a non-empty conf; else None."""
+    if not isinstance(body, dict):
+        return None
+    if trigger := _TRIGGER_PATH.search(path):
+        dag_id, conf = trigger["dag_id"], body.get("conf")
+    elif _BACKFILL_PATH.search(path):
+        dag_id, conf = body.get("dag_id"), body.get("dag_run_conf")
+    else:
+        return None
+    if not isinstance(dag_id, str) or not isinstance(conf, dict) or not conf:
+        return None
+    return dag_id, conf
+
+
+class StrictConfMiddleware:
+    """API-server middleware: a trigger or backfill whose conf has keys that are not params gets HTTP 400.
+
+    Only ``POST .../api/v2/dags/{dag_id}/dagRuns`` and ``POST .../api/v2/backfills[/dry_run]``
+    with a non-empty conf are looked at, and only when they carry credentials
+    (otherwise Airflow answers 401 as usual); a Dag that declares no params accepts
+    any conf. Everything else, the values' validation included, is Airflow's.
+    """
+
+    def __init__(self, app: ASGIApp, declared_params: DeclaredParams | None = None) -> None:
+        self.app = app
+        self.declared_params = declared_params or declared_params_in_metadata_db
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not _is_conf_request(scope["path"])
+            or not _has_credentials(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        messages = await _read_request(receive)
+        replay = _replaying(messages, receive)
+        try:
+            body = json.loads(b"".join(m.get("body", b"") for m in messages) or b"null")
+        except ValueError:
+            body = None  # Airflow answers 422
+        request = _conf_of_request(scope["path"], body)
+        if request is not None:
+            import anyio.to_thread
+
+            dag_id, conf = request
+            declared = await anyio.to_thread.run_sync(self.declared_params, dag_id)
+            unknown = unknown_conf_keys(conf, declared) if declared else []
+            if unknown:
+                await _send_json(send, 400, {"detail": unknown_conf_message(dag_id, unknown)})
+                return
+        await self.app(scope, replay, send)
+
+
+def _has_credentials(scope: Scope) -> bool:
+    headers = dict(scope.get("headers") or [])
+    return b"authorization" in headers or b"_token=" in headers.get(b"cookie", b"")
+
+
+async def _read_request(receive: Receive) -> list[Message]:
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def _replaying(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+async def _send_json(send: Send, status: int, payload: Any) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,9 +1,41 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
 
-from recflow.airflow.params import HYPERPARAMETERS, hyperparameters_from_params
+import pytest
+
+from recflow.airflow.params import (
+    HYPERPARAMETERS,
+    JSON_SCHEMA_DRAFT_4,
+    TRAIN_PARAMS,
+    WAREHOUSE_PARAMS,
+    StrictConfMiddleware,
+    hyperparameters_from_params,
+    strict_param,
+    unknown_conf_keys,
+)
 from recflow_ml.hyperparameters import Hyperparameters
+
+ALL_PARAMS = {**TRAIN_PARAMS, **WAREHOUSE_PARAMS}
+INTEGERS = sorted(name for name, p in ALL_PARAMS.items() if p.schema["type"] == "integer")
+
+
+def _types(name: str) -> list[str]:
+    kind = ALL_PARAMS[name].schema["type"]
+    return kind if isinstance(kind, list) else [kind]
+
+
+def _refuses(name: str, value: Any) -> str:
+    """The message of ParamsDict refusing ``{name: value}`` (what a task's params check does)."""
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = ParamsDict(dict(ALL_PARAMS))
+    with pytest.raises(ParamValidationError) as refused:
+        params[name] = value
+    return str(refused.value)
 
 
 def test_params_mirror_the_models_hyperparameters() -> None:
@@ -18,3 +50,216 @@ def test_overrides_become_strings() -> None:
     hps = hyperparameters_from_params({"epochs": 3, "learning_rate": 0.05})
     assert hps["epochs"] == "3" and hps["learning_rate"] == "0.05"
     assert Hyperparameters.from_strings(hps).epochs == 3
+
+
+def test_every_schema_is_draft_4_and_typed_and_its_default_valid() -> None:
+    from airflow.sdk.definitions.param import ParamsDict
+
+    for name, param in ALL_PARAMS.items():
+        assert param.schema["$schema"] == JSON_SCHEMA_DRAFT_4, name
+        assert "type" in param.schema and param.description, name
+    assert ParamsDict(dict(ALL_PARAMS)).validate() == {n: p.value for n, p in ALL_PARAMS.items()}
+
+
+def test_integer_params_are_the_models_integers() -> None:
+    ints = {f.name for f in dataclasses.fields(Hyperparameters) if f.type in (int, "int")}
+    assert set(INTEGERS) == ints
+
+
+@pytest.mark.parametrize("name", INTEGERS)
+@pytest.mark.parametrize("value", [5.0, "5", True, 5.5, None])
+def test_integers_refuse_anything_but_an_integer(name: str, value: Any) -> None:
+    message = _refuses(name, value)
+    assert message.startswith(f"Invalid input for param {name}: ")
+    assert "is not of type 'integer'" in message or "is not one of" in message
+
+
+@pytest.mark.parametrize("name", INTEGERS)
+def test_integers_accept_an_integer_in_range(name: str) -> None:
+    from airflow.sdk.definitions.param import ParamsDict
+
+    schema = ALL_PARAMS[name].schema
+    lowest = schema["enum"][0] if "enum" in schema else schema["minimum"]
+    params = ParamsDict(dict(ALL_PARAMS))
+    params[name] = lowest
+    assert params[name] == lowest
+
+
+def test_a_float_of_an_integral_value_is_refused_with_the_params_name() -> None:
+    """The issue's case: 5.0 was counted as an integer (draft 6+) and failed only in the training job."""
+    message = _refuses("epochs", 5.0)
+    assert message.startswith("Invalid input for param epochs: 5.0 is not of type 'integer'"), message
+    assert strict_param(1, "x", type="integer").resolve(5) == 5
+    with pytest.raises(ValueError, match="not of type 'integer'"):
+        strict_param(1, "x", type="integer").resolve(5.0)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_PARAMS))
+def test_every_param_refuses_a_wrong_type(name: str) -> None:
+    wrong = 5 if "string" in _types(name) else "5"
+    message = _refuses(name, wrong)
+    assert message.startswith(f"Invalid input for param {name}: "), message
+
+
+def _out_of_range(schema: dict[str, Any]) -> list[Any]:
+    values: list[Any] = []
+    integral = "integer" in schema["type"]
+    step = 1 if integral else 1e-9
+    if "minimum" in schema:
+        values.append(schema["minimum"] if schema.get("exclusiveMinimum") else schema["minimum"] - step)
+    if "maximum" in schema:
+        values.append(schema["maximum"] if schema.get("exclusiveMaximum") else schema["maximum"] + step)
+    if "enum" in schema:
+        values.append(max(schema["enum"]) + 1)
+    return values
+
+
+NUMERIC = sorted(n for n in ALL_PARAMS if {"integer", "number"} & set(_types(n)))
+
+
+@pytest.mark.parametrize("name", NUMERIC)
+def test_every_numeric_param_is_bounded_and_refuses_out_of_range(name: str) -> None:
+    schema = ALL_PARAMS[name].schema
+    assert "enum" in schema or {"minimum", "maximum"} <= set(schema), f"{name} is unbounded"
+    for value in _out_of_range(schema):
+        message = _refuses(name, value)
+        assert message.startswith(f"Invalid input for param {name}: "), message
+
+
+def test_exclusive_bounds_are_exclusive() -> None:
+    assert "less than or equal to the minimum of 0" in _refuses("learning_rate", 0)
+    assert "greater than or equal to the maximum of 1" in _refuses("dropout", 1)
+    assert "Invalid input for param model_name" in _refuses("model_name", "bad name!")
+    assert "Invalid input for param reload_from" in _refuses("reload_from", "2026-13-01")
+
+
+def test_warehouse_params() -> None:
+    from airflow.sdk.definitions.param import ParamsDict
+
+    params = ParamsDict(dict(WAREHOUSE_PARAMS))
+    assert params.validate() == {
+        "reload_from": None,
+        "reload_to": None,
+        "max_quarantine_share": None,
+        "check_volume": True,
+    }
+    for share in (0, 0.05, 1, None):
+        params["max_quarantine_share"] = share
+    params["check_volume"] = False
+    assert "max_quarantine_share" in _refuses("max_quarantine_share", 1.5)
+    assert "max_quarantine_share" in _refuses("max_quarantine_share", -0.1)
+    assert "max_quarantine_share" in _refuses("max_quarantine_share", "0.1")
+    assert "check_volume" in _refuses("check_volume", "false")
+    assert "check_volume" in _refuses("check_volume", 0)
+
+
+def test_a_strict_param_declares_a_valid_draft_4_schema() -> None:
+    from jsonschema.exceptions import SchemaError
+
+    with pytest.raises(ValueError, match="declares its type"):
+        strict_param(1, "x", minimum=0)
+    with pytest.raises(SchemaError):
+        strict_param(1.0, "x", type="number", exclusiveMinimum=0)  # draft 6+ spelling
+
+
+def test_the_api_servers_serialized_dag_refuses_the_same() -> None:
+    """The API server validates the serialized DAG's params: the schema, ``$schema`` included, survives."""
+    from airflow.sdk import DAG
+    from airflow.sdk.bases.operator import BaseOperator
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    with DAG("params_roundtrip", schedule=None, params=TRAIN_PARAMS) as dag:
+        BaseOperator(task_id="noop")
+    served = DagSerialization.from_dict(json.loads(json.dumps(DagSerialization.to_dict(dag))))
+    assert served.params.get_param("epochs").schema == TRAIN_PARAMS["epochs"].schema
+    refused: list[dict[str, Any]] = [{"epochs": 5.0}, {"epochs": "5"}, {"epochs": 0}, {"seed": 7.0}]
+    for conf in refused:
+        with pytest.raises(ValueError, match=f"Invalid input for param {next(iter(conf))}: "):
+            served.params.deep_merge(conf).validate()
+    accepted = served.params.deep_merge({"epochs": 5, "dry_run": True}).validate()
+    assert accepted["epochs"] == 5 and accepted["dry_run"] is True
+    # Airflow itself lets a key that is no param through; StrictConfMiddleware refuses it.
+    assert "no_such_param" in served.params.deep_merge({"no_such_param": 1}).validate()
+
+
+def test_unknown_conf_keys() -> None:
+    assert unknown_conf_keys({"epochs": 5, "zz": 1, "aa": 2}, TRAIN_PARAMS) == ["aa", "zz"]
+    assert unknown_conf_keys({}, TRAIN_PARAMS) == []
+
+
+# --- StrictConfMiddleware, in front of a stand-in for Airflow's API -----------------------------------
+
+
+@pytest.fixture
+def api() -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    async def echo(request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            return JSONResponse({"received": json.loads(body)})
+        except ValueError:
+            return JSONResponse({"received": body.decode()})
+
+    declared = {"recsys_train_and_publish": frozenset(TRAIN_PARAMS), "no_params": None}
+    app = Starlette(
+        routes=[
+            Route("/api/v2/dags/{dag_id}/dagRuns", echo, methods=["POST"]),
+            Route("/api/v2/backfills", echo, methods=["POST"]),
+            Route("/api/v2/backfills/dry_run", echo, methods=["POST"]),
+        ]
+    )
+    app.add_middleware(StrictConfMiddleware, declared_params=declared.get)
+    client = TestClient(app)
+    client.headers["Authorization"] = "Bearer token"
+    return client
+
+
+def test_middleware_refuses_a_key_that_is_no_param(api: Any) -> None:
+    response = api.post(
+        "/api/v2/dags/recsys_train_and_publish/dagRuns",
+        json={"logical_date": None, "conf": {"epochs": 5, "no_such_param": 1, "eppochs": 3}},
+    )
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "eppochs, no_such_param are not params" in detail and "recsys_train_and_publish" in detail
+
+
+def test_middleware_passes_declared_keys_and_the_whole_body_on(api: Any) -> None:
+    body = {"logical_date": None, "conf": {"epochs": 5, "dry_run": True}, "note": "x" * 100_000}
+    response = api.post("/api/v2/dags/recsys_train_and_publish/dagRuns", json=body)
+    assert response.status_code == 200 and response.json()["received"] == body
+
+
+@pytest.mark.parametrize("path", ["/api/v2/backfills", "/api/v2/backfills/dry_run"])
+def test_middleware_checks_backfills_too(api: Any, path: str) -> None:
+    body = {"dag_id": "recsys_train_and_publish", "dag_run_conf": {"no_such_param": 1}}
+    response = api.post(path, json=body)
+    assert response.status_code == 400 and "no_such_param is not a param" in response.json()["detail"]
+
+
+def test_middleware_passes_a_body_that_is_not_json_on(api: Any) -> None:
+    response = api.post("/api/v2/dags/recsys_train_and_publish/dagRuns", content=b"{not json")
+    assert response.status_code == 200 and response.json()["received"] == "{not json"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "credentials"),
+    [
+        ("/api/v2/dags/no_params/dagRuns", {"conf": {"anything": 1}}, True),
+        ("/api/v2/dags/unknown_dag/dagRuns", {"conf": {"anything": 1}}, True),
+        ("/api/v2/dags/recsys_train_and_publish/dagRuns", {"conf": {}}, True),
+        ("/api/v2/dags/recsys_train_and_publish/dagRuns", {"conf": {"zz": 1}}, False),
+    ],
+    ids=["dag-without-params", "unknown-dag", "empty-conf", "no-credentials"],
+)
+def test_middleware_leaves_the_rest_to_airflow(api: Any, path: str, body: Any, credentials: bool) -> None:
+    """Airflow answers these itself (with 401 where the credentials are missing)."""
+    if not credentials:
+        del api.headers["Authorization"]
+    response = api.post(path, json=body)
+    assert response.status_code == 200 and response.json()["received"] == body

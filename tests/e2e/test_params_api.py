@@ -1,0 +1,120 @@
+"""End to end: a running Airflow (API server, scheduler, DAG processor) refuses bad params at trigger time.
+
+One Airflow for every case, on free ports (another Airflow may hold 8080). The
+DAGs stay paused, so the one accepted run never starts; it is deleted.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from recflow.config import PROJECT_ROOT, Settings
+from recflow.demo import TRAIN_DAG, WAREHOUSE_DAG, setup
+from recflow.services import AirflowApiError, AirflowClient, start_services, wait_for_dags
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowClient]:
+    root = tmp_path_factory.mktemp("params_api")
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECFLOW_HOME", str(root / "home"))
+        mp.setenv("AIRFLOW__API__PORT", str(port))
+        mp.setenv("AIRFLOW__API__BASE_URL", base_url)
+        mp.setenv("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"{base_url}/execution/")
+        mp.setenv("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", str(_free_port()))
+        mp.setenv("AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", str(_free_port()))
+        settings = Settings.from_env()
+        setup(settings, echo=lambda _: None)
+        services = start_services(settings)
+        try:
+            client = _login(settings, services.alive, base_url)
+            wait_for_dags(client, [TRAIN_DAG, WAREHOUSE_DAG])
+            client.set_paused(TRAIN_DAG, True)
+            client.set_paused(WAREHOUSE_DAG, True)
+            yield client
+        finally:
+            services.stop()
+
+
+def _login(settings: Settings, alive: Any, base_url: str, timeout: float = 180.0) -> AirflowClient:
+    """``services.wait_for_api`` on this test's port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dead = [name for name, ok in alive().items() if not ok]
+        assert not dead, f"airflow {dead} exited during start-up; see {settings.home / 'logs'}"
+        try:
+            return AirflowClient.login(settings, base_url)
+        except (AirflowApiError, OSError):
+            time.sleep(2)
+    raise TimeoutError(f"the Airflow API did not answer within {timeout:.0f}s; see {settings.home / 'logs'}")
+
+
+def _refusal(client: AirflowClient, dag_id: str, conf: dict[str, Any]) -> tuple[int, str]:
+    """Trigger ``dag_id`` with ``conf`` through the REST API, expecting a refusal: (HTTP status, message)."""
+    try:
+        run = client.trigger(dag_id, conf)
+    except AirflowApiError as exc:
+        found = re.search(r"HTTP (\d{3}): (.*)", str(exc), re.DOTALL)
+        assert found, exc
+        return int(found.group(1)), found.group(2)
+    client.delete_run(dag_id, run["dag_run_id"])
+    pytest.fail(f"{dag_id} accepted conf {conf} (run {run['dag_run_id']}, deleted)")
+
+
+@pytest.mark.parametrize(
+    ("dag_id", "conf", "name"),
+    [
+        (TRAIN_DAG, {"epochs": 5.0}, "epochs"),
+        (TRAIN_DAG, {"epochs": "5"}, "epochs"),
+        (TRAIN_DAG, {"epochs": 0}, "epochs"),
+        (TRAIN_DAG, {"epochs": 5, "learning_rate": 0}, "learning_rate"),
+        (TRAIN_DAG, {"dry_run": "yes"}, "dry_run"),
+        (WAREHOUSE_DAG, {"max_quarantine_share": 1.5}, "max_quarantine_share"),
+        (WAREHOUSE_DAG, {"check_volume": "false"}, "check_volume"),
+    ],
+    ids=["float-5.0", "string-5", "below-minimum", "exclusive-minimum", "not-boolean", "share", "volume"],
+)
+def test_a_bad_value_is_refused_with_the_params_name(
+    api: AirflowClient, dag_id: str, conf: dict[str, Any], name: str
+) -> None:
+    status, message = _refusal(api, dag_id, conf)
+    assert status == 400, message
+    assert f"Invalid input for param {name}: " in message, message
+
+
+@pytest.mark.parametrize("dag_id", [TRAIN_DAG, WAREHOUSE_DAG])
+def test_a_key_that_is_no_param_is_refused(api: AirflowClient, dag_id: str) -> None:
+    status, message = _refusal(api, dag_id, {"no_such_param": 1})
+    assert status == 400, message
+    assert "no_such_param is not a param" in message, (
+        f"{message}: is recflow.airflow.params.StrictConfMiddleware registered by a plugin "
+        f"in the plugins folder ({PROJECT_ROOT / 'plugins'})?"
+    )
+
+
+def test_good_params_are_accepted_and_become_the_runs_conf(api: AirflowClient) -> None:
+    run = api.trigger(TRAIN_DAG, {"epochs": 5, "dry_run": True})
+    try:
+        assert run["conf"] == {"epochs": 5, "dry_run": True}
+        assert run["state"] == "queued"  # the DAG is paused: the run never starts
+        assert [r["dag_run_id"] for r in api.runs(TRAIN_DAG)] == [run["dag_run_id"]]
+    finally:
+        api.delete_run(TRAIN_DAG, run["dag_run_id"])
+    assert api.runs(TRAIN_DAG) == []
