@@ -8,11 +8,16 @@ recflow down                                  stop it (from another terminal)
 recflow airflow ARGS...                       the airflow CLI with the project's settings
 recflow models list [--name NAME] [--json]
 recflow models export --name NAME --alias champion --out DIR
+recflow models promote --name NAME --version V --reason TEXT   move `champion` (a rollback), recorded
+recflow models history --name NAME [--json]   every move of `champion`: who, when, why
+recflow incidents list [--dag DAG] [--since TIME] [--json]    failed tasks, one line each
+recflow incidents show ID [--json]            one incident: why, blast radius, what to do
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import signal
@@ -129,7 +134,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         result = run_pipeline(settings, days)
     except (PipelineFailed, TimeoutError) as exc:
         print(
-            f"\nDEMO FAILED: {exc}\nlogs: {settings.home / 'logs'}, alerts: {settings.home / 'alerts.jsonl'}",
+            f"\nDEMO FAILED: {exc}\nlogs: {settings.home / 'logs'}; incidents: `recflow incidents list`",
             file=sys.stderr,
         )
         return 1
@@ -198,6 +203,119 @@ def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     out = registry.download(info, Path(args.out))
     print(f"exported {info.name} version {info.version} ({args.alias}) SavedModel to {out}")
+    return 0
+
+
+def cmd_models_promote(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.errors import RegistryError
+    from recflow.registry import MlflowRegistry
+
+    try:
+        moved = MlflowRegistry(settings).promote(args.name, args.version, args.reason, getpass.getuser())
+    except (RegistryError, ValueError) as exc:
+        print(f"not promoted: {exc}", file=sys.stderr)
+        return 1
+    if moved is None:
+        print(f"{args.name} version {args.version} already is the champion: nothing moved")
+        return 0
+    previous = moved.get("previous_version")
+    print(
+        f"{args.name}: champion moved from version {previous if previous is not None else '(none)'} "
+        f"to {moved['version']} by {moved['who']} at {moved['at']} (move {moved['seq']}): {moved['reason']}"
+    )
+    return 0
+
+
+def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.errors import RegistryError
+    from recflow.registry import MlflowRegistry
+
+    try:
+        moves = MlflowRegistry(settings).champion_history(args.name)
+    except RegistryError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(moves, indent=2))
+        return 0
+    if not moves:
+        print(f"no move of champion recorded for {args.name}")
+    for move in moves:
+        previous = move.get("previous_version")
+        print(
+            f"{move['seq']:>4}  {move['at']}  v{previous if previous is not None else '-'} -> v{move['version']}"
+            f"  {move['who']}  {move['reason']}"
+        )
+    return 0
+
+
+def _since(text: str) -> datetime:
+    from recflow.incidents import parse_since
+
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_incidents_list(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.incidents import IncidentStore
+
+    found = IncidentStore(settings.incidents_path).find(dag_id=args.dag, since=args.since, limit=args.limit)
+    if args.json:
+        print(json.dumps([incident.as_dict() for incident in found], indent=2))
+        return 0
+    if not found:
+        print(f"no incidents in {settings.incidents_path}")
+    for incident in found:
+        anchor = incident.runbook.rpartition("#")[2]
+        print(
+            f"{incident.id:>5}  {incident.at}  {incident.dag_id}.{incident.task_id}  "
+            f"{incident.kind}  {incident.root_cause}  [#{anchor}]"
+        )
+    return 0
+
+
+def _field(label: str, value: str | None, width: int = 100) -> list[str]:
+    import textwrap
+
+    if not value:
+        return []
+    lines = textwrap.wrap(value, width=width - 16, break_long_words=False, break_on_hyphens=False) or [""]
+    return [f"  {label:<14}{lines[0]}"] + [f"  {'':<14}{line}" for line in lines[1:]]
+
+
+def cmd_incidents_show(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.incidents import IncidentStore
+
+    incident = IncidentStore(settings.incidents_path).get(args.id)
+    if incident is None:
+        print(f"no incident {args.id} in {settings.incidents_path}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(incident.as_dict(), indent=2))
+        return 0
+    interval = f"[{incident.interval_start}, {incident.interval_end})" if incident.interval_start else None
+    lines = [
+        f"incident {incident.id}: {incident.dag_id}.{incident.task_id} failed (try {incident.try_number})",
+        *_field("at", incident.at),
+        *_field("run", incident.run_id),
+        *_field("interval", interval),
+        *_field("kind", f"{incident.kind}" + (f" ({incident.error_type})" if incident.error_type else "")),
+        *_field("root cause", incident.root_cause),
+        *_field("check", incident.check),
+        *_field("columns", ", ".join(incident.columns)),
+        *_field("observed", incident.observed),
+        *_field("expected", incident.expected),
+        *_field("evidence", incident.evidence),
+        *_field("stale", incident.blast_radius.get("stale_asset")),
+        *_field("champion", incident.blast_radius.get("champion")),
+        *_field("what to do", incident.what_to_do),
+        *_field("runbook", incident.runbook),
+    ]
+    if incident.message:
+        lines += ["", "  message:", *(f"    {line}" for line in incident.message.splitlines())]
+    print("\n".join(lines))
     return 0
 
 
@@ -287,6 +405,31 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--alias", default="champion")
     ex.add_argument("--out", required=True)
     ex.set_defaults(func=cmd_models_export)
+    pr = models.add_parser("promote", help="move the alias champion to a version (a rollback), recorded")
+    pr.add_argument("--name", required=True)
+    pr.add_argument("--version", type=int, required=True)
+    pr.add_argument("--reason", required=True, help="why: kept in the champion history")
+    pr.set_defaults(func=cmd_models_promote)
+    hi = models.add_parser("history", help="every move of the alias champion: who, when, why")
+    hi.add_argument("--name", required=True)
+    hi.add_argument("--json", action="store_true")
+    hi.set_defaults(func=cmd_models_history)
+
+    incidents = sub.add_parser(
+        "incidents", help="failed tasks, as recorded by the failure callback"
+    ).add_subparsers(dest="incidents_command", required=True)
+    il = incidents.add_parser("list", help="incidents, oldest first, one line each")
+    il.add_argument("--dag", help="only this DAG's")
+    il.add_argument(
+        "--since", type=_since, help="an ISO date or date-time (UTC), or a duration ago: 30m, 24h, 7d, 2w"
+    )
+    il.add_argument("--limit", type=int, help="only the most recent N")
+    il.add_argument("--json", action="store_true")
+    il.set_defaults(func=cmd_incidents_list)
+    ish = incidents.add_parser("show", help="one incident in full")
+    ish.add_argument("id", type=int)
+    ish.add_argument("--json", action="store_true")
+    ish.set_defaults(func=cmd_incidents_show)
     return parser
 
 

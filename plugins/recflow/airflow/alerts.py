@@ -1,93 +1,102 @@
-"""What the person on call sees when a task fails: what broke, why, and what to do.
+"""What the person on call gets when a task fails: one incident, one log line, one notification.
 
-The callback writes one line to the task log and appends a JSON record to
-``$RECFLOW_HOME/alerts.jsonl`` (the embedded profile's pager); a production
-deployment forwards the same record to its paging tool.
+:func:`on_task_failure` (every task's ``on_failure_callback``, through
+``recflow.airflow.defaults.DEFAULT_ARGS``) unpacks Airflow's context and calls
+:func:`recflow.incidents.record_failure`, which stores the incident
+(``recflow incidents show ID``). The task log then ends with one
+``ON-CALL: <what> | why: … | what to do: … | runbook: … | incident: …`` line, and a
+notification goes through the Apprise provider's notifier to whatever the Airflow
+connection ``Settings.alerts_conn_id`` (default ``recflow_alerts``) configures: Slack,
+e-mail, a webhook… Without that connection nothing is sent. The callback never raises.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Any
 
+from recflow.airflow.tasks import days_to_process
 from recflow.config import Settings
+from recflow.incidents import Incident, TaskFailure, record_failure
 
 log = logging.getLogger(__name__)
 
-RUNBOOK = "docs/runbooks.md"
 
-DATA_ERRORS = frozenset(
-    {
-        "DataQualityError",
-        "LandingError",
-        "TrainingJobFailed",
-        "CosmosDbtRunError",
-        "AirflowSensorTimeout",
-        "ValueError",
-    }
-)
-"""Errors that are the pipeline's verdict on data or a job; anything else is an infrastructure fault."""
-
-WHAT_TO_DO = {
-    "wait_for_landing": "the upstream export for the day did not arrive within 6 hours: ask the producer; "
-    "clear the task once the partition is there",
-    "land": "the landing partition is missing or breaks docs/data-contract.md: fix the upstream export, then clear the task",
-    "check_raw": "the partition was refused by the raw-events suite (offending rows kept in quality.rejected_events): "
-    "fix the upstream export for that day, then clear check_raw; nothing downstream ran",
-    "check_marts": "the training mart breaks its invariants: look at the named users/pins and the dbt models "
-    "that built them; training did not start",
-    "snapshot": "the training mart could not be read or is empty: check that recsys_warehouse succeeded",
-    "train": "the training job failed; the reason above is the job's FailureReason and the job log is in this "
-    "task's log. Clearing the task re-attaches to or relaunches the job (it never runs two at once)",
-    "evaluate": "evaluation failed: check that the model artifact and the champion in the registry are readable",
-    "publish": "registering failed: check the registry (MLflow store); the champion alias was not moved",
-}
-
-
-def failure_record(
-    dag_id: str, task_id: str, run_id: str, try_number: int, error: BaseException | None
-) -> dict[str, Any]:
-    step = task_id.rsplit(".", 1)[-1]
-    kind = type(error).__name__ if error else ""
-    if error is not None and kind not in DATA_ERRORS:
-        advice = (
-            f"an unexpected {kind}, not a data-quality verdict: read the traceback in the task log; "
-            "if it is transient (a lock, a timeout), clear the task"
-        )
-    elif task_id.startswith("transform."):
-        advice = (
-            f"dbt node {re.sub(r'_(model|seed)_build$|_test$', '', step)} failed its build or its tests: the task log shows the "
-            "failing model or test and its SQL; fix the model or the data, then clear the task"
-        )
-    else:
-        advice = WHAT_TO_DO.get(step, "see the task log")
-    return {
-        "at": datetime.now(UTC).isoformat(),
-        "dag_id": dag_id,
-        "task_id": task_id,
-        "run_id": run_id,
-        "try_number": try_number,
-        "what": f"{dag_id}.{task_id} failed (try {try_number})",
-        "why": f"{type(error).__name__}: {error}" if error else "unknown (no exception recorded)",
-        "what_to_do": advice,
-        "runbook": f"{RUNBOOK}#{dag_id}",
-    }
-
-
-def on_task_failure(context: Any) -> None:
+def failure_from_context(context: Mapping[str, Any]) -> TaskFailure:
+    """The failed task, its run, its interval, its model and its exception, from Airflow's context."""
     ti = context["ti"]
-    record = failure_record(ti.dag_id, ti.task_id, ti.run_id, ti.try_number, context.get("exception"))
-    log.error(
-        "ON-CALL: %s | why: %s | what to do: %s | runbook: %s",
-        record["what"],
-        record["why"],
-        record["what_to_do"],
-        record["runbook"],
+    params = context.get("params") or {}
+    model_name = params.get("model_name")
+    start, end = _moment(context.get("data_interval_start")), _moment(context.get("data_interval_end"))
+    return TaskFailure(
+        dag_id=ti.dag_id,
+        task_id=ti.task_id,
+        run_id=ti.run_id,
+        try_number=int(ti.try_number),
+        interval_start=start,
+        interval_end=end,
+        error=context.get("exception"),
+        model_name=str(model_name) if model_name else None,
+        day=_day(params, _moment(context.get("logical_date")), start, end),
     )
-    path = Settings.from_env().home / "alerts.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
+
+
+def _day(
+    params: Mapping[str, Any], logical_date: datetime | None, start: datetime | None, end: datetime | None
+) -> date | None:
+    """The one landing partition a run processes (the tasks' own rule), or None for a reload or no interval."""
+    try:
+        days = days_to_process(dict(params), logical_date, start, end)
+    except ValueError:
+        return None
+    return days[0] if len(days) == 1 else None
+
+
+def _moment(value: Any) -> datetime | None:
+    return value if isinstance(value, datetime) else None
+
+
+def notify(incident: Incident, conn_id: str) -> bool:
+    """Send the incident through the Apprise notifier configured by connection ``conn_id``.
+
+    Returns whether it was handed to Apprise; ``False`` (and nothing sent) when the
+    connection does not exist.
+    """
+    from apprise import NotifyType
+
+    from airflow.providers.apprise.notifications.apprise import AppriseNotifier
+    from airflow.providers.common.compat.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        log.info("no Airflow connection %r: incident %s not sent anywhere", conn_id, incident.id)
+        return False
+    notifier = AppriseNotifier(
+        title=incident.title,
+        body=incident.notification_body(),
+        notify_type=NotifyType.FAILURE,
+        apprise_conn_id=conn_id,
+    )
+    # notify(), not __call__: the body is error text, not a template to render
+    notifier.notify({})  # type: ignore[no-untyped-call]
+    log.info("incident %s handed to Apprise (connection %r)", incident.id, conn_id)
+    return True
+
+
+def on_task_failure(context: Mapping[str, Any]) -> None:
+    """``on_failure_callback`` of every recsys task: record, log, notify; never raises."""
+    try:
+        settings = Settings.from_env()
+        incident = record_failure(settings, failure_from_context(context))
+    except Exception:  # a callback that raises hides the task's own failure
+        log.exception("ON-CALL: the failure callback could not build the incident; read the task log")
+        return
+    log.error(incident.on_call_line())
+    try:
+        notify(incident, settings.alerts_conn_id)
+    except Exception:
+        log.exception("incident %s: the notification through %r failed", incident.id, settings.alerts_conn_id)

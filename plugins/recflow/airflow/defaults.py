@@ -1,4 +1,9 @@
-"""Defaults every recsys DAG shares: owner, retries, tags, the failure callback."""
+"""Defaults every recsys DAG shares: owner, retries, tags, the failure callback.
+
+The callback (``recflow.airflow.alerts.on_task_failure``) records one incident per failed
+task, ends the task log with an ``ON-CALL:`` line and notifies through the Airflow
+connection ``recflow_alerts`` when it exists.
+"""
 
 from __future__ import annotations
 

@@ -4,7 +4,6 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from recflow.airflow.alerts import failure_record
 from recflow.airflow.tasks import days_to_process
 
 D = datetime(2026, 1, 3, tzinfo=UTC)
@@ -34,14 +33,3 @@ def test_a_reload_covers_the_whole_range() -> None:
         days_to_process({"reload_from": "2025-12-30"}, D, D, D1)
     with pytest.raises(ValueError, match="reload_to=2025-01-01 is before reload_from=2025-12-30"):
         days_to_process({"reload_from": "2025-12-30", "reload_to": "2025-01-01"}, D, D, D1)
-
-
-def test_failure_record_says_what_why_and_what_to_do() -> None:
-    record = failure_record(
-        "recsys_warehouse", "check_raw", "r1", 2, ValueError("3 rows have event_type 'clik'")
-    )
-    assert record["what"] == "recsys_warehouse.check_raw failed (try 2)"
-    assert record["why"] == "ValueError: 3 rows have event_type 'clik'"
-    assert "quality.rejected_events" in record["what_to_do"]
-    dbt = failure_record("recsys_warehouse", "transform.dim_users_model_build", "r1", 1, None)
-    assert dbt["what_to_do"].startswith("dbt node dim_users failed")

@@ -1,0 +1,521 @@
+"""Incidents: one record per failed task, kept in a SQLite file that outlives the process.
+
+The failure callback (``recflow.airflow.alerts``) unpacks Airflow's context into a
+:class:`TaskFailure` and calls :func:`record_failure`, which classifies the error by
+its type, says what the failure leaves stale and which model stays champion, quotes
+the runbook's "What to do" and stores an :class:`Incident` in
+``Settings.incidents_path``. ``recflow incidents list`` / ``show`` read the store; the
+JSON keys are documented in ``docs/incidents.md``.
+
+Several task processes may fail at once: the store uses SQLite's WAL journal, a
+busy timeout and one ``BEGIN IMMEDIATE`` transaction per write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sqlite3
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from recflow import runbooks
+from recflow.config import Settings
+from recflow.errors import DataVerdict, RecflowError, TrainingJobFailed
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["data", "training_job", "sensor_timeout", "transform", "pipeline", "infrastructure"]
+KINDS: tuple[str, ...] = get_args(Kind)
+
+WAREHOUSE_DAG = "recsys_warehouse"
+TRAINING_DAG = "recsys_train_and_publish"
+TRAINING_ASSET = "training_interactions"
+"""The name of the asset ``recsys_warehouse`` updates (``recflow.airflow.assets.TRAINING_MART``)."""
+
+ROOT_CAUSE_CHARS = 300
+REGISTRY_TIMEOUT_S = 20.0
+NO_EXCEPTION = (
+    "the task ended without an exception in its process: it was killed, marked failed by a person, "
+    "or its worker was lost"
+)
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """What the failure callback knows about a failed task, unpacked from Airflow's context."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    try_number: int
+    interval_start: datetime | None = None
+    interval_end: datetime | None = None
+    error: BaseException | str | None = None
+    model_name: str | None = None
+    day: date | None = None
+    """The one landing partition the run processes (``D`` in the runbook's commands), if one."""
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One failed task: what, why, what it leaves stale, what to do. ``id`` is set once stored."""
+
+    at: str
+    dag_id: str
+    task_id: str
+    run_id: str
+    interval_start: str | None
+    interval_end: str | None
+    try_number: int
+    kind: Kind
+    error_type: str
+    root_cause: str
+    check: str = ""
+    columns: tuple[str, ...] = ()
+    observed: str = ""
+    expected: str = ""
+    evidence: str = ""
+    blast_radius: dict[str, str] = field(default_factory=dict)
+    what_to_do: str = ""
+    runbook: str = ""
+    message: str = ""
+    id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (``recflow incidents … --json``); every key is described in ``docs/incidents.md``."""
+        return {
+            "id": self.id,
+            "at": self.at,
+            "dag_id": self.dag_id,
+            "task_id": self.task_id,
+            "run_id": self.run_id,
+            "interval_start": self.interval_start,
+            "interval_end": self.interval_end,
+            "try_number": self.try_number,
+            "kind": self.kind,
+            "error_type": self.error_type,
+            "root_cause": self.root_cause,
+            "check": self.check,
+            "columns": list(self.columns),
+            "observed": self.observed,
+            "expected": self.expected,
+            "evidence": self.evidence,
+            "blast_radius": dict(self.blast_radius),
+            "what_to_do": self.what_to_do,
+            "runbook": self.runbook,
+            "message": self.message,
+        }
+
+    @property
+    def what(self) -> str:
+        return f"{self.dag_id}.{self.task_id} failed (try {self.try_number}, run {self.run_id})"
+
+    @property
+    def title(self) -> str:
+        """The notification's title."""
+        return f"[recflow] {self.dag_id}.{self.task_id} failed"
+
+    @property
+    def reference(self) -> str:
+        return f"{self.id} (recflow incidents show {self.id})" if self.id is not None else "not stored"
+
+    def on_call_line(self) -> str:
+        """The one line the task log ends with."""
+        return (
+            f"ON-CALL: {self.what} | why: {self.root_cause} | what to do: {self.what_to_do} "
+            f"| runbook: {self.runbook} | incident: {self.reference}"
+        )
+
+    def notification_body(self) -> str:
+        return (
+            f"{self.root_cause}\n"
+            f"What to do: {self.what_to_do}\n"
+            f"Runbook: {self.runbook}\n"
+            f"Incident: {self.reference}"
+        )
+
+
+# -- classification ------------------------------------------------------------------------------
+
+
+def classify(error: BaseException | str | None) -> Kind:
+    """The incident's kind, by the error's type (an error raised ``from`` a RecflowError counts as it)."""
+    if error is None or isinstance(error, str):
+        return "infrastructure"
+    cause = runbooks.recflow_cause(error)
+    if cause is not None:
+        return _recflow_kind(cause)
+    if _is_sensor_timeout(error):
+        return "sensor_timeout"
+    return "transform" if _is_dbt_failure(error) else "infrastructure"
+
+
+def _recflow_kind(error: RecflowError) -> Kind:
+    if isinstance(error, DataVerdict):
+        return "data"
+    if isinstance(error, TrainingJobFailed):
+        return "training_job"
+    return "pipeline"
+
+
+def _is_sensor_timeout(error: BaseException) -> bool:
+    # An instance of Airflow's exception exists only where Airflow is imported: outside a task
+    # (the CLI, unit tests) there is nothing to match, and importing Airflow would cost seconds.
+    if "airflow.sdk.exceptions" not in sys.modules:
+        return False
+    from airflow.sdk.exceptions import AirflowSensorTimeout
+
+    return isinstance(error, AirflowSensorTimeout)
+
+
+def _is_dbt_failure(error: BaseException) -> bool:
+    try:
+        from cosmos.exceptions import CosmosDbtRunError
+    except ImportError:
+        return False
+    return isinstance(error, CosmosDbtRunError)
+
+
+def one_line(text: str, limit: int = ROOT_CAUSE_CHARS) -> str:
+    """``text`` on one line (line breaks as ``; ``, runs of blanks as one), cut at ``limit`` characters."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    flat = "; ".join(line for line in lines if line)
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _full_message(error: BaseException) -> str:
+    """The error's text and, below it, the text of each error it was raised from."""
+    parts = [_describe(error)]
+    seen = {id(error)}
+    cause = error.__cause__
+    while cause is not None and id(cause) not in seen:
+        parts.append(f"raised from {_describe(cause)}")
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return "\n".join(parts)
+
+
+# -- building an incident ------------------------------------------------------------------------
+
+
+ChampionLookup = Callable[[str], str]
+"""Given a model name, says which version stays champion (``"unknown: …"`` when it cannot tell)."""
+
+
+def champion_of(settings: Settings, name: str, timeout_s: float = REGISTRY_TIMEOUT_S) -> str:
+    """Which version of ``name`` is champion in the registry, in words; never raises.
+
+    A registry that is not there yet (the embedded SQLite file) is not created; one
+    that does not answer within ``timeout_s`` is reported as unknown.
+    """
+    uri = settings.mlflow_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return f"none: no model registry yet ({uri})"
+    answer: list[str] = []
+
+    def look_up() -> None:
+        try:
+            from recflow.registry import MlflowRegistry
+
+            info = MlflowRegistry(settings).get_by_alias(name)
+        except Exception as exc:  # the registry may be what is broken; the incident is recorded anyway
+            answer.append(f"unknown: the registry could not be read ({one_line(_describe(exc), 200)})")
+            return
+        answer.append(
+            f"none: {name} has no champion"
+            if info is None
+            else f"{name} version {info.version} stays champion"
+        )
+
+    worker = threading.Thread(target=look_up, name="recflow-champion-lookup", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return answer[0] if answer else f"unknown: the registry did not answer within {timeout_s:g} s ({uri})"
+
+
+def blast_radius(failure: TaskFailure, model_name: str, champion: str) -> dict[str, str]:
+    """What the failure leaves stale, and which model keeps serving."""
+    if failure.dag_id == WAREHOUSE_DAG:
+        start, end = failure.interval_start, failure.interval_end
+        if failure.day is not None:
+            interval = f"ds={failure.day.isoformat()}"
+        elif start is not None and end is not None and start < end:
+            interval = f"[{_iso(start)}, {_iso(end)})"
+        else:
+            interval = f"run {failure.run_id}"
+        stale = f"asset {TRAINING_ASSET} is not updated for {interval}: no training starts from it"
+    elif failure.dag_id == TRAINING_DAG:
+        stale = f"no new version of {model_name} is published by run {failure.run_id}"
+    else:
+        stale = f"unknown: {failure.dag_id} is not a recflow DAG"
+    return {"stale_asset": stale, "champion": champion}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def _what_to_do(failure: TaskFailure, anchor: str, model_name: str) -> str:
+    """The runbook's "What to do", with its placeholders ``D`` (the day) and ``N`` (the model) filled in."""
+    try:
+        text = runbooks.section(failure.dag_id, anchor).what_to_do
+    except (KeyError, OSError):
+        return (
+            f"read the task log and {runbooks.relative_path(failure.dag_id)}; "
+            "clear the task once the cause is fixed"
+        )
+    if failure.day is not None:
+        text = re.sub(r"\bD\b", failure.day.isoformat(), text)
+    return re.sub(r"\bN\b", model_name, text)
+
+
+def build_incident(
+    settings: Settings,
+    failure: TaskFailure,
+    *,
+    champion: ChampionLookup | None = None,
+    now: datetime | None = None,
+) -> Incident:
+    """The incident for ``failure`` (not stored). ``champion`` defaults to a look-up in the registry."""
+    error = failure.error
+    model_name = failure.model_name or settings.model_name
+    lookup = champion or (lambda name: champion_of(settings, name))
+    kind = classify(error)
+    verdict: DataVerdict | None = None
+    if isinstance(error, BaseException):
+        cause: RecflowError | BaseException = runbooks.recflow_cause(error) or error
+        verdict = cause if isinstance(cause, DataVerdict) else None
+        error_type = type(cause).__name__
+        root_cause = one_line(_describe(cause))
+        message = _full_message(error)
+        anchor = runbooks.anchor_for(failure.task_id, error)
+    else:
+        error_type = ""
+        root_cause = one_line(error) if error else NO_EXCEPTION
+        message = error or ""
+        anchor = runbooks.anchor_for(failure.task_id, None)
+    return Incident(
+        at=(now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds"),
+        dag_id=failure.dag_id,
+        task_id=failure.task_id,
+        run_id=failure.run_id,
+        interval_start=_iso(failure.interval_start),
+        interval_end=_iso(failure.interval_end),
+        try_number=failure.try_number,
+        kind=kind,
+        error_type=error_type,
+        root_cause=root_cause,
+        check=verdict.check if verdict else "",
+        columns=tuple(verdict.columns) if verdict else (),
+        observed=verdict.observed if verdict else "",
+        expected=verdict.expected if verdict else "",
+        evidence=verdict.evidence if verdict else "",
+        blast_radius=blast_radius(failure, model_name, lookup(model_name)),
+        what_to_do=_what_to_do(failure, anchor, model_name),
+        runbook=f"{runbooks.relative_path(failure.dag_id)}#{anchor}",
+        message=message,
+    )
+
+
+def record_failure(
+    settings: Settings, failure: TaskFailure, *, champion: ChampionLookup | None = None
+) -> Incident:
+    """Build the incident for ``failure`` and store it; the one call of the failure callback.
+
+    Storing may fail (a full disk, a read-only home): the incident is then returned
+    with ``id`` None and the reason logged, so that the on-call line is still written.
+    """
+    incident = build_incident(settings, failure, champion=champion)
+    try:
+        return IncidentStore(settings.incidents_path).add(incident)
+    except (sqlite3.Error, OSError) as exc:
+        log.error("could not store the incident in %s: %s", settings.incidents_path, exc)
+        return incident
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+_COLUMNS = (
+    "at",
+    "dag_id",
+    "task_id",
+    "run_id",
+    "interval_start",
+    "interval_end",
+    "try_number",
+    "kind",
+    "error_type",
+    "root_cause",
+    "check_name",
+    "columns",
+    "observed",
+    "expected",
+    "evidence",
+    "blast_radius",
+    "what_to_do",
+    "runbook",
+    "message",
+)
+_SCHEMA = """
+create table if not exists incidents (
+    id integer primary key autoincrement,
+    at text not null,
+    dag_id text not null,
+    task_id text not null,
+    run_id text not null,
+    interval_start text,
+    interval_end text,
+    try_number integer not null,
+    kind text not null,
+    error_type text not null,
+    root_cause text not null,
+    check_name text not null,
+    columns text not null,
+    observed text not null,
+    expected text not null,
+    evidence text not null,
+    blast_radius text not null,
+    what_to_do text not null,
+    runbook text not null,
+    message text not null
+);
+create index if not exists incidents_by_time on incidents (at);
+create index if not exists incidents_by_dag on incidents (dag_id, at);
+"""
+BUSY_TIMEOUT_S = 30.0
+
+
+class IncidentStore:
+    """The incidents in a SQLite file (WAL journal; safe for concurrent writers in several processes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
+            db.row_factory = sqlite3.Row
+            yield db
+
+    def add(self, incident: Incident) -> Incident:
+        """Store ``incident``; returns it with its ``id``."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        row = incident.as_dict()
+        row["check_name"] = row.pop("check")
+        row["columns"] = json.dumps(row["columns"])
+        row["blast_radius"] = json.dumps(row["blast_radius"])
+        with self._connect() as db:
+            db.execute("pragma journal_mode=wal")
+            db.execute("begin immediate")
+            try:
+                for statement in _SCHEMA.split(";"):  # executescript() would commit first
+                    if statement.strip():
+                        db.execute(statement)
+                cursor = db.execute(
+                    f"insert into incidents ({', '.join(_COLUMNS)}) "
+                    f"values ({', '.join('?' for _ in _COLUMNS)})",
+                    [row[name] for name in _COLUMNS],
+                )
+                db.execute("commit")
+            except BaseException:
+                db.execute("rollback")
+                raise
+        return replace(incident, id=cursor.lastrowid)
+
+    def get(self, incident_id: int) -> Incident | None:
+        if not self.path.exists():
+            return None
+        with self._connect() as db:
+            if not _has_table(db):
+                return None
+            row = db.execute("select * from incidents where id = ?", (incident_id,)).fetchone()
+        return _from_row(row) if row is not None else None
+
+    def find(
+        self, *, dag_id: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[Incident]:
+        """Incidents, oldest first; ``limit`` keeps the most recent ones."""
+        if not self.path.exists():
+            return []
+        where, args = [], []
+        if dag_id:
+            where.append("dag_id = ?")
+            args.append(dag_id)
+        if since is not None:
+            where.append("at >= ?")
+            args.append(since.astimezone(UTC).isoformat(timespec="seconds"))
+        query = "select * from incidents" + (f" where {' and '.join(where)}" if where else "")
+        query += " order by id desc" + (f" limit {int(limit)}" if limit else "")
+        with self._connect() as db:
+            if not _has_table(db):
+                return []
+            rows = db.execute(query, args).fetchall()
+        return [_from_row(row) for row in reversed(rows)]
+
+
+def _has_table(db: sqlite3.Connection) -> bool:
+    found = db.execute("select 1 from sqlite_master where type = 'table' and name = 'incidents'").fetchone()
+    return found is not None
+
+
+def _from_row(row: sqlite3.Row) -> Incident:
+    kind = row["kind"]
+    return Incident(
+        id=int(row["id"]),
+        at=row["at"],
+        dag_id=row["dag_id"],
+        task_id=row["task_id"],
+        run_id=row["run_id"],
+        interval_start=row["interval_start"],
+        interval_end=row["interval_end"],
+        try_number=int(row["try_number"]),
+        kind=kind if kind in KINDS else "infrastructure",
+        error_type=row["error_type"],
+        root_cause=row["root_cause"],
+        check=row["check_name"],
+        columns=tuple(json.loads(row["columns"])),
+        observed=row["observed"],
+        expected=row["expected"],
+        evidence=row["evidence"],
+        blast_radius=dict(json.loads(row["blast_radius"])),
+        what_to_do=row["what_to_do"],
+        runbook=row["runbook"],
+        message=row["message"],
+    )
+
+
+_RELATIVE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``--since``: an ISO date or date-time (UTC unless it says otherwise), or ``30m``/``24h``/``7d``/``2w`` ago."""
+    relative = _RELATIVE.match(text)
+    if relative:
+        amount, unit = int(relative.group(1)), relative.group(2)
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither an ISO date/date-time (2026-01-03, 2026-01-03T06:00) "
+            "nor a duration (30m, 24h, 7d, 2w)"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

@@ -1,0 +1,171 @@
+"""The failure callback end to end: incident stored, ON-CALL line, notification through Apprise.
+
+The notification goes to a ``json://`` Apprise target served by a tiny HTTP server on
+the loopback interface, configured only by the connection ``AIRFLOW_CONN_RECFLOW_ALERTS``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from recflow.airflow.alerts import failure_from_context, notify, on_task_failure
+from recflow.config import Settings
+from recflow.errors import PartitionRefused
+from recflow.incidents import IncidentStore
+
+pytestmark = pytest.mark.integration
+
+CONN_VAR = "AIRFLOW_CONN_RECFLOW_ALERTS"
+
+
+class _Receiver(ThreadingHTTPServer):
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.received: list[dict[str, Any]] = []
+        self.arrived = threading.Event()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Receiver
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.server.received.append(json.loads(self.rfile.read(length)))
+        self.server.arrived.set()
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[_Receiver]:
+    server = _Receiver()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def home(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("RECFLOW_HOME", str(settings.home))
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow"))
+    monkeypatch.delenv(CONN_VAR, raising=False)
+    monkeypatch.delenv("RECFLOW_ALERTS_CONN_ID", raising=False)
+    return settings
+
+
+def _context() -> dict[str, Any]:
+    error = PartitionRefused(
+        "partition ds=2026-01-03 refused: 2.40% of rows quarantined",
+        check="quarantine_share",
+        columns=["event_type"],
+        observed="2.40%",
+        expected="at most 1.00%",
+        evidence="select * from quality.quarantine_events where ds = '2026-01-03'",
+    )
+    return {
+        "ti": SimpleNamespace(
+            dag_id="recsys_warehouse",
+            task_id="audit",
+            run_id="scheduled__2026-01-03T00:00:00+00:00",
+            try_number=1,
+        ),
+        "params": {"max_quarantine_share": 0.01, "reload_from": None, "reload_to": None},
+        "logical_date": datetime(2026, 1, 3, tzinfo=UTC),
+        "data_interval_start": datetime(2026, 1, 3, tzinfo=UTC),
+        "data_interval_end": datetime(2026, 1, 4, tzinfo=UTC),
+        "exception": error,
+    }
+
+
+def test_the_context_is_unpacked() -> None:
+    failure = failure_from_context(_context())
+    assert (failure.dag_id, failure.task_id, failure.try_number) == ("recsys_warehouse", "audit", 1)
+    assert failure.day is not None and failure.day.isoformat() == "2026-01-03"
+    assert isinstance(failure.error, PartitionRefused)
+
+
+def test_a_failure_is_stored_logged_and_sent(
+    home: Settings, receiver: _Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = f"json://127.0.0.1:{receiver.server_port}/"
+    monkeypatch.setenv(CONN_VAR, json.dumps({"conn_type": "apprise", "extra": {"config": {"path": target}}}))
+    with caplog.at_level(logging.INFO, logger="recflow"):
+        on_task_failure(_context())
+    assert receiver.arrived.wait(10), "nothing arrived at the json:// target"
+    [message] = receiver.received
+    assert message["title"] == "[recflow] recsys_warehouse.audit failed"
+    assert message["type"] == "failure"
+    body = message["message"].splitlines()
+    assert body[0] == "PartitionRefused: partition ds=2026-01-03 refused: 2.40% of rows quarantined"
+    assert body[1].startswith("What to do: look at the refused rows")
+    assert "where ds = '2026-01-03'" in body[1]
+    assert body[2] == "Runbook: docs/runbooks/recsys_warehouse.md#partition-refused"
+    assert body[3] == "Incident: 1 (recflow incidents show 1)"
+    [incident] = IncidentStore(home.incidents_path).find()
+    assert (incident.id, incident.kind, incident.check) == (1, "data", "quarantine_share")
+    on_call = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ON-CALL: ")]
+    assert len(on_call) == 1 and on_call[0].endswith("| incident: 1 (recflow incidents show 1)")
+
+
+def test_without_the_connection_nothing_is_sent_and_nothing_fails(
+    home: Settings, receiver: _Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="recflow"):
+        on_task_failure(_context())
+    assert not receiver.arrived.wait(0.5)
+    assert len(IncidentStore(home.incidents_path).find()) == 1
+    assert any("no Airflow connection 'recflow_alerts'" in r.getMessage() for r in caplog.records)
+    [incident] = IncidentStore(home.incidents_path).find()
+    assert notify(incident, "recflow_alerts") is False
+
+
+def test_a_broken_connection_or_context_never_raises(
+    home: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(CONN_VAR, json.dumps({"conn_type": "apprise", "extra": {"no_config": True}}))
+    with caplog.at_level(logging.INFO, logger="recflow"):
+        on_task_failure(_context())
+        on_task_failure({})
+    assert len(IncidentStore(home.incidents_path).find()) == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("the notification through 'recflow_alerts' failed" in m for m in messages)
+    assert any("could not build the incident" in m for m in messages)
+
+
+def test_the_champion_comes_from_the_real_registry(settings: Settings) -> None:
+    from recflow.incidents import champion_of
+    from recflow.registry import MlflowRegistry
+
+    MlflowRegistry(settings).client.search_registered_models()  # creates the empty SQLite registry
+    assert champion_of(settings, "recsys-demo") == "none: recsys-demo has no champion"
+
+
+def test_a_corrupt_registry_makes_the_champion_unknown(settings: Settings) -> None:
+    from recflow.incidents import champion_of
+
+    db = Path(settings.mlflow_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"this is not a database" * 100)
+    assert champion_of(settings, "recsys-demo").startswith("unknown: the registry could not be read (")
+
+
+def test_the_incident_names_the_asset_the_warehouse_updates() -> None:
+    from recflow.airflow.assets import TRAINING_MART
+    from recflow.incidents import TRAINING_ASSET
+
+    assert TRAINING_MART.name == TRAINING_ASSET

@@ -1,0 +1,488 @@
+"""Incidents: classification by type, the record, the store across processes, the CLI."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import re
+import sqlite3
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from recflow import cli, errors, incidents
+from recflow.config import PROJECT_ROOT, Settings
+from recflow.incidents import Incident, IncidentStore, TaskFailure, build_incident, classify, record_failure
+
+D = datetime(2026, 1, 3, tzinfo=UTC)
+D1 = datetime(2026, 1, 4, tzinfo=UTC)
+EVIDENCE = "select * from quality.quarantine_events where ds = '2026-01-03'"
+
+
+def _refused() -> errors.PartitionRefused:
+    return errors.PartitionRefused(
+        "partition ds=2026-01-03 refused: 2.40% of rows quarantined\n(rule event_type_known: 240 rows)",
+        check="quarantine_share",
+        columns=["event_type", "event_ts"],
+        observed="2.40% (240 of 10000 rows)",
+        expected="at most 1.00%",
+        evidence=EVIDENCE,
+    )
+
+
+def _warehouse_failure(error: BaseException | str | None, task_id: str = "audit", **kw: Any) -> TaskFailure:
+    return TaskFailure(
+        dag_id="recsys_warehouse",
+        task_id=task_id,
+        run_id="scheduled__2026-01-03T00:00:00+00:00",
+        try_number=2,
+        interval_start=D,
+        interval_end=D1,
+        error=error,
+        day=date(2026, 1, 3),
+        **kw,
+    )
+
+
+def _champion(name: str) -> str:
+    return f"{name} version 3 stays champion"
+
+
+# -- classification ------------------------------------------------------------------------------
+
+
+def test_kinds_follow_the_error_type() -> None:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+    from cosmos.exceptions import CosmosDbtRunError
+
+    assert classify(_refused()) == "data"
+    assert classify(errors.ContractViolation("x", check="columns")) == "data"
+    assert classify(errors.DataQualityError("x", report=None, check="suite")) == "data"
+    assert (
+        classify(errors.TrainingJobFailed("j", "Failed", "AlgorithmError: nan", "algorithm"))
+        == "training_job"
+    )
+    assert classify(errors.ConfigError("RECFLOW_X='a' is not a number")) == "pipeline"
+    assert classify(errors.LandingLate("no _SUCCESS")) == "pipeline"
+    assert classify(AirflowSensorTimeout("Sensor has timed out")) == "sensor_timeout"
+    assert (
+        classify(CosmosDbtRunError("dbt invocation completed with errors: stg_events: boom")) == "transform"
+    )
+    assert classify(KeyError("x")) == "infrastructure"
+    assert classify(None) == "infrastructure"
+    assert classify("a string") == "infrastructure"
+    try:
+        raise AirflowFailException("audit refused the day") from _refused()
+    except AirflowFailException as wrapped:
+        assert classify(wrapped) == "data"
+
+
+def test_a_class_named_like_a_verdict_is_not_one() -> None:
+    """By type, never by name."""
+    impostor = type("PartitionRefused", (Exception,), {})("looks like one")
+    assert classify(impostor) == "infrastructure"
+
+
+# -- the record ----------------------------------------------------------------------------------
+
+
+def test_a_data_verdict_becomes_a_complete_incident(settings: Settings) -> None:
+    incident = build_incident(settings, _warehouse_failure(_refused()), champion=_champion)
+    assert incident.kind == "data"
+    assert incident.error_type == "PartitionRefused"
+    assert incident.root_cause == (
+        "PartitionRefused: partition ds=2026-01-03 refused: 2.40% of rows quarantined; "
+        "(rule event_type_known: 240 rows)"
+    )
+    assert "\n" in incident.message and incident.message.startswith("PartitionRefused: partition")
+    assert (incident.check, incident.columns) == ("quarantine_share", ("event_type", "event_ts"))
+    assert (incident.observed, incident.expected, incident.evidence) == (
+        "2.40% (240 of 10000 rows)",
+        "at most 1.00%",
+        EVIDENCE,
+    )
+    assert incident.runbook == "docs/runbooks/recsys_warehouse.md#partition-refused"
+    assert "select * from quality.quarantine_events where ds = '2026-01-03'" in incident.what_to_do
+    assert "-s 2026-01-03 -e 2026-01-03" in incident.what_to_do
+    assert incident.blast_radius == {
+        "stale_asset": "asset training_interactions is not updated for ds=2026-01-03: no training starts from it",
+        "champion": "recsys-demo version 3 stays champion",
+    }
+    assert (incident.interval_start, incident.interval_end) == (
+        "2026-01-03T00:00:00+00:00",
+        "2026-01-04T00:00:00+00:00",
+    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", incident.at)
+
+
+def test_a_training_failure_says_no_model_is_published(settings: Settings) -> None:
+    failure = TaskFailure(
+        dag_id="recsys_train_and_publish",
+        task_id="train",
+        run_id="asset_triggered__x",
+        try_number=3,
+        error=errors.TrainingJobFailed(
+            "recsys-train-abc", "Failed", "killed by SIGKILL, peak 7.9 GB", "killed"
+        ),
+        model_name="movielens-100k",
+    )
+    incident = build_incident(settings, failure, champion=_champion)
+    assert incident.kind == "training_job"
+    assert incident.runbook == "docs/runbooks/recsys_train_and_publish.md#job-killed"
+    assert (
+        incident.root_cause
+        == "TrainingJobFailed: training job recsys-train-abc Failed: killed by SIGKILL, peak 7.9 GB"
+    )
+    assert (
+        incident.blast_radius["stale_asset"]
+        == "no new version of movielens-100k is published by run asset_triggered__x"
+    )
+    assert incident.blast_radius["champion"] == "movielens-100k version 3 stays champion"
+    assert incident.check == "" and incident.columns == ()
+
+
+def test_without_a_day_the_stale_asset_names_the_interval_or_the_run(settings: Settings) -> None:
+    failure = TaskFailure(
+        "recsys_warehouse", "audit", "r1", 1, interval_start=D, interval_end=D1, error=_refused()
+    )
+    incident = build_incident(settings, failure, champion=_champion)
+    assert incident.blast_radius["stale_asset"] == (
+        "asset training_interactions is not updated for "
+        "[2026-01-03T00:00:00+00:00, 2026-01-04T00:00:00+00:00): no training starts from it"
+    )
+    failure = TaskFailure(
+        "recsys_warehouse", "audit", "r1", 1, interval_start=D, interval_end=D, error=_refused()
+    )
+    incident = build_incident(settings, failure, champion=_champion)
+    assert "not updated for run r1:" in incident.blast_radius["stale_asset"]
+    assert "-s D -e D" in incident.what_to_do, "no day: the runbook's placeholder stays"
+
+
+def test_a_rollback_section_fills_in_the_model_name(settings: Settings) -> None:
+    failure = TaskFailure(
+        "recsys_train_and_publish", "evaluate", "r", 1, error=OSError("gone"), model_name="m1"
+    )
+    incident = build_incident(settings, failure, champion=_champion)
+    assert incident.runbook.endswith("#evaluate-failed")
+    assert "recflow models list --name m1 --json" in incident.what_to_do
+
+
+def test_without_an_exception_the_incident_says_so(settings: Settings) -> None:
+    incident = build_incident(settings, _warehouse_failure(None, task_id="land"), champion=_champion)
+    assert incident.kind == "infrastructure"
+    assert incident.error_type == ""
+    assert incident.root_cause.startswith("the task ended without an exception")
+    assert incident.runbook.endswith("#infrastructure")
+
+
+def test_a_dbt_node_points_to_dbt_failed(settings: Settings) -> None:
+    from cosmos.exceptions import CosmosDbtRunError
+
+    error = CosmosDbtRunError("dbt invocation completed with errors: stg_events: Database Error\n  syntax")
+    failure = _warehouse_failure(error, task_id="transform.stg_events_model_build")
+    incident = build_incident(settings, failure, champion=_champion)
+    assert (incident.kind, incident.runbook.rpartition("#")[2]) == ("transform", "dbt-failed")
+    assert incident.root_cause == (
+        "CosmosDbtRunError: dbt invocation completed with errors: stg_events: Database Error; syntax"
+    )
+
+
+def test_the_root_cause_is_one_bounded_line() -> None:
+    assert incidents.one_line("a\n\n  b   c\n") == "a; b c"
+    long = incidents.one_line("x" * 1000)
+    assert len(long) == incidents.ROOT_CAUSE_CHARS and long.endswith("…")
+
+
+def test_the_on_call_line_and_the_notification(settings: Settings) -> None:
+    incident = record_failure(settings, _warehouse_failure(_refused()), champion=_champion)
+    line = incident.on_call_line()
+    assert line.startswith(
+        "ON-CALL: recsys_warehouse.audit failed (try 2, run scheduled__2026-01-03T00:00:00+00:00) "
+        "| why: PartitionRefused: partition ds=2026-01-03 refused"
+    )
+    assert "| what to do: look at the refused rows" in line
+    assert line.endswith(
+        "| runbook: docs/runbooks/recsys_warehouse.md#partition-refused | incident: 1 (recflow incidents show 1)"
+    )
+    assert "\n" not in line
+    assert incident.title == "[recflow] recsys_warehouse.audit failed"
+    body = incident.notification_body().splitlines()
+    assert body[0] == incident.root_cause
+    assert body[1].startswith("What to do: ") and body[2].startswith("Runbook: ")
+    assert body[3] == "Incident: 1 (recflow incidents show 1)"
+
+
+# -- the champion --------------------------------------------------------------------------------
+
+
+class _Info:
+    version = 4
+
+
+def _fake_registry(monkeypatch: pytest.MonkeyPatch, settings: Settings, get_by_alias: Any) -> None:
+    import recflow.registry
+
+    db = Path(settings.mlflow_uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.touch()
+
+    class FakeRegistry:
+        def __init__(self, s: Settings) -> None:
+            pass
+
+        def get_by_alias(self, name: str) -> Any:
+            return get_by_alias(name)
+
+    monkeypatch.setattr(recflow.registry, "MlflowRegistry", FakeRegistry)
+
+
+def test_the_champion_is_read_from_the_registry(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert incidents.champion_of(settings, "m").startswith("none: no model registry yet")
+    _fake_registry(monkeypatch, settings, lambda name: _Info())
+    assert incidents.champion_of(settings, "m") == "m version 4 stays champion"
+    _fake_registry(monkeypatch, settings, lambda name: None)
+    assert incidents.champion_of(settings, "m") == "none: m has no champion"
+
+
+def test_an_unreadable_registry_is_unknown_not_an_error(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(name: str) -> Any:
+        raise sqlite3.DatabaseError("file is not a database")
+
+    _fake_registry(monkeypatch, settings, broken)
+    assert incidents.champion_of(settings, "m") == (
+        "unknown: the registry could not be read (DatabaseError: file is not a database)"
+    )
+
+    def slow(name: str) -> Any:
+        time.sleep(2)
+        return _Info()
+
+    _fake_registry(monkeypatch, settings, slow)
+    assert incidents.champion_of(settings, "m", timeout_s=0.1).startswith(
+        "unknown: the registry did not answer within 0.1 s"
+    )
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+def test_the_store_keeps_incidents_across_instances_in_wal_mode(settings: Settings) -> None:
+    first = record_failure(settings, _warehouse_failure(_refused()), champion=_champion)
+    second = record_failure(
+        settings,
+        TaskFailure("recsys_train_and_publish", "publish", "r2", 1, error=errors.RegistryError("no")),
+        champion=_champion,
+    )
+    assert (first.id, second.id) == (1, 2)
+    store = IncidentStore(settings.incidents_path)
+    assert store.get(1) == first
+    assert [i.id for i in store.find()] == [1, 2]
+    assert [i.id for i in store.find(dag_id="recsys_train_and_publish")] == [2]
+    assert [i.id for i in store.find(limit=1)] == [2]
+    assert store.get(3) is None
+    with sqlite3.connect(settings.incidents_path) as db:
+        assert db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_an_empty_store_reads_as_no_incidents(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path / "none.db")
+    assert store.find() == [] and store.get(1) is None
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_a_store_that_cannot_be_written_still_gives_the_incident(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file where the home should be")
+    settings = Settings.from_env({"RECFLOW_HOME": str(home)})
+    incident = record_failure(settings, _warehouse_failure(_refused()), champion=_champion)
+    assert incident.id is None
+    assert incident.on_call_line().endswith("| incident: not stored")
+
+
+def _write_many(path: str, worker: int, count: int) -> None:
+    store = IncidentStore(Path(path))
+    for i in range(count):
+        store.add(
+            Incident(
+                at=datetime.now(UTC).isoformat(timespec="seconds"),
+                dag_id="recsys_warehouse",
+                task_id=f"task_{worker}",
+                run_id=f"run_{i}",
+                interval_start=None,
+                interval_end=None,
+                try_number=1,
+                kind="infrastructure",
+                error_type="RuntimeError",
+                root_cause=f"worker {worker} incident {i}",
+            )
+        )
+
+
+def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "incidents.db"
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_write_many, args=(str(path), w, 25)) for w in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    found = IncidentStore(path).find()
+    assert len(found) == 100
+    assert len({i.id for i in found}) == 100
+    assert {i.root_cause for i in found} == {f"worker {w} incident {i}" for w in range(4) for i in range(25)}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("24h", datetime(2026, 1, 2, 12, tzinfo=UTC)),
+        ("7d", datetime(2025, 12, 27, 12, tzinfo=UTC)),
+        ("30m", datetime(2026, 1, 3, 11, 30, tzinfo=UTC)),
+        ("2026-01-02", datetime(2026, 1, 2, tzinfo=UTC)),
+        ("2026-01-02T06:00", datetime(2026, 1, 2, 6, tzinfo=UTC)),
+        ("2026-01-02T06:00+02:00", datetime(2026, 1, 2, 4, tzinfo=UTC)),
+    ],
+)
+def test_since_takes_dates_and_durations(text: str, expected: datetime) -> None:
+    assert incidents.parse_since(text, now=datetime(2026, 1, 3, 12, tzinfo=UTC)) == expected
+
+
+def test_since_refuses_anything_else() -> None:
+    with pytest.raises(ValueError, match="neither an ISO date"):
+        incidents.parse_since("yesterday")
+
+
+# -- the CLI -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def home(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("RECFLOW_HOME", str(settings.home))
+    store = IncidentStore(settings.incidents_path)
+    for n, (dag_id, task_id, at) in enumerate(
+        [
+            ("recsys_warehouse", "audit", datetime(2026, 1, 1, 6, tzinfo=UTC)),
+            ("recsys_warehouse", "land", datetime(2026, 1, 2, 6, tzinfo=UTC)),
+            ("recsys_train_and_publish", "train", datetime(2026, 1, 3, 6, tzinfo=UTC)),
+        ]
+    ):
+        failure = _warehouse_failure(
+            _refused() if n == 0 else RuntimeError(f"boom {n}\nsecond line"), task_id
+        )
+        failure = TaskFailure(**{**failure.__dict__, "dag_id": dag_id})
+        store.add(build_incident(settings, failure, champion=_champion, now=at))
+    return settings
+
+
+def test_cli_list_prints_one_line_per_incident(home: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["incidents", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    assert lines[0].split()[:4] == ["1", "2026-01-01T06:00:00+00:00", "recsys_warehouse.audit", "data"]
+    assert lines[0].endswith("[#partition-refused]")
+    assert "boom 1; second line" in lines[1]
+
+
+def test_cli_list_filters_by_dag_and_time(home: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["incidents", "list", "--dag", "recsys_warehouse", "--json"]) == 0
+    assert [i["id"] for i in json.loads(capsys.readouterr().out)] == [1, 2]
+    assert cli.main(["incidents", "list", "--since", "2026-01-02", "--json"]) == 0
+    assert [i["id"] for i in json.loads(capsys.readouterr().out)] == [2, 3]
+    assert cli.main(["incidents", "list", "--since", "1h"]) == 0
+    assert capsys.readouterr().out.startswith("no incidents in ")
+    with pytest.raises(SystemExit):
+        cli.main(["incidents", "list", "--since", "last tuesday"])
+    assert "neither an ISO date" in capsys.readouterr().err
+
+
+def test_cli_show_prints_blocks_and_json(home: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["incidents", "show", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("incident 1: recsys_warehouse.audit failed (try 2)\n")
+    for label in ("root cause", "check", "columns", "observed", "expected", "evidence", "stale", "champion"):
+        assert re.search(rf"^  {label} +\S", out, re.MULTILINE), label
+    assert "  what to do    look at the refused rows" in out
+    assert "  runbook       docs/runbooks/recsys_warehouse.md#partition-refused" in out
+    assert "\n  message:\n    PartitionRefused: partition ds=2026-01-03" in out
+    assert cli.main(["incidents", "show", "1", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["id"] == 1 and record["columns"] == ["event_type", "event_ts"]
+    assert cli.main(["incidents", "show", "99"]) == 1
+    assert "no incident 99" in capsys.readouterr().err
+
+
+def test_docs_describe_every_json_key(settings: Settings) -> None:
+    doc = (PROJECT_ROOT / "docs" / "incidents.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z_.]+)` \|", doc, re.MULTILINE))
+    record = build_incident(settings, _warehouse_failure(_refused()), champion=_champion).as_dict()
+    keys = set(record) | {f"blast_radius.{k}" for k in record["blast_radius"]}
+    assert documented == keys
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert "docs/incidents.md" in readme
+
+
+# -- the models CLI (the registry itself is tested in tests/integration) -------------------------
+
+
+class _FakeChampions:
+    moves: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, settings: Settings) -> None:
+        pass
+
+    def promote(self, name: str, version: int, reason: str, who: str) -> dict[str, Any] | None:
+        if version == 9:
+            raise errors.RegistryError(f"{name} has no version 9 (versions: 1, 2)")
+        if self.moves and self.moves[-1]["version"] == version:
+            return None
+        move = {
+            "seq": len(self.moves) + 1,
+            "version": version,
+            "previous_version": self.moves[-1]["version"] if self.moves else None,
+            "who": who,
+            "at": "2026-01-03T06:00:00+00:00",
+            "reason": reason,
+        }
+        self.moves.append(move)
+        return move
+
+    def champion_history(self, name: str) -> list[dict[str, Any]]:
+        return list(self.moves)
+
+
+def test_cli_models_promote_and_history(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import getpass
+
+    import recflow.registry
+
+    monkeypatch.setenv("RECFLOW_HOME", str(settings.home))
+    monkeypatch.setattr(recflow.registry, "MlflowRegistry", _FakeChampions)
+    monkeypatch.setattr(_FakeChampions, "moves", [])
+    monkeypatch.setattr(getpass, "getuser", lambda: "alice")
+    assert cli.main(["models", "promote", "--name", "m", "--version", "2", "--reason", "first"]) == 0
+    assert cli.main(["models", "promote", "--name", "m", "--version", "1", "--reason", "roll back"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert (
+        out[1]
+        == "m: champion moved from version 2 to 1 by alice at 2026-01-03T06:00:00+00:00 (move 2): roll back"
+    )
+    assert cli.main(["models", "promote", "--name", "m", "--version", "1", "--reason", "again"]) == 0
+    assert "already is the champion" in capsys.readouterr().out
+    assert cli.main(["models", "promote", "--name", "m", "--version", "9", "--reason", "x"]) == 1
+    assert "not promoted: m has no version 9" in capsys.readouterr().err
+    assert cli.main(["models", "history", "--name", "m"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "   1  2026-01-03T06:00:00+00:00  v- -> v2  alice  first",
+        "   2  2026-01-03T06:00:00+00:00  v2 -> v1  alice  roll back",
+    ]
+    assert cli.main(["models", "history", "--name", "m", "--json"]) == 0
+    assert [m["version"] for m in json.loads(capsys.readouterr().out)] == [2, 1]
