@@ -116,7 +116,15 @@ def _fmt_seconds(seconds: float | None) -> str:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.demo import PipelineFailed, demo_days, run_pipeline, say, setup, warehouse_counts
+    from recflow.demo import (
+        PipelineFailed,
+        demo_days,
+        run_pipeline,
+        say,
+        setup,
+        warehouse_checksums,
+        warehouse_counts,
+    )
     from recflow.generate import GeneratorConfig, generate
     from recflow.registry import MlflowRegistry
     from recflow.runtime import API_HOST, API_PORT, admin_password
@@ -129,7 +137,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     )
     say(f"data: {summary.events} synthetic events over {days[0]}..{days[-1]} in {settings.landing_dir}")
     setup(settings, echo=say)
-    before = warehouse_counts(settings) if settings.duckdb_path.exists() else None
+    before = warehouse_checksums(settings) if settings.duckdb_path.exists() else None
     try:
         result = run_pipeline(settings, days)
     except (PipelineFailed, TimeoutError) as exc:
@@ -155,7 +163,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  gate: {result.gate['reason']}")
     print("  warehouse rows: " + ", ".join(f"{k}={v}" for k, v in after.items()))
     if before is not None:
-        print(f"  rerun of the same intervals changed the warehouse: {'no' if before == after else 'yes'}")
+        changed = [
+            table for table, digest in warehouse_checksums(settings).items() if before.get(table) != digest
+        ]
+        print(
+            "  rerun of the same intervals changed the warehouse (content checksums): "
+            + ("no" if not changed else f"yes ({', '.join(changed)})")
+        )
     if champion:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(champion.metrics.items()))
         print(f"  model {champion.name} version {champion.version} {champion.aliases}: {metrics}")

@@ -10,7 +10,7 @@ import pytest
 
 from recflow.cli import main
 from recflow.config import Settings
-from recflow.demo import warehouse_counts
+from recflow.demo import warehouse_checksums
 from recflow.registry import MlflowRegistry
 from recflow.warehouse import connect
 
@@ -73,7 +73,7 @@ def test_champion_ranks_held_out_pins_above_random_pins(home: Settings, tmp_path
 
 def test_rerun_is_idempotent(home: Settings, capsys: pytest.CaptureFixture[str]) -> None:
     """A second demo reprocesses the same intervals: same warehouse, same snapshot, no second training job."""
-    before = warehouse_counts(home)
+    before = warehouse_checksums(home)
     jobs_before = sorted(p.name for p in home.jobs_dir.iterdir())
     versions_before = [v.version for v in MlflowRegistry(home).list_versions("recsys-e2e")]
     capsys.readouterr()
@@ -82,9 +82,9 @@ def test_rerun_is_idempotent(home: Settings, capsys: pytest.CaptureFixture[str])
         mp.setenv("RECFLOW_MODEL_NAME", "recsys-e2e")
         assert main(DEMO) == 0
     out = capsys.readouterr().out
-    assert "rerun of the same intervals changed the warehouse: no" in out
+    assert "rerun of the same intervals changed the warehouse (content checksums): no" in out
     assert "not promoted: the challenger is the current champion" in out
-    assert warehouse_counts(home) == before
+    assert warehouse_checksums(home) == before
     assert sorted(p.name for p in home.jobs_dir.iterdir()) == jobs_before
     assert [v.version for v in MlflowRegistry(home).list_versions("recsys-e2e")] == versions_before
 
