@@ -4,11 +4,12 @@ Five days of synthetic events; day 3 has 0.5% rows with a null ``user_id``, day 
 
 - days 1-3 run as one backfill with three runs at once: they succeed, day 3 with exactly
   its bad rows quarantined, and the marts equal those of three serial bare runs;
-- a champion is trained and published from them;
+- clearing day 3's run, then backfilling days 1-3 again, leave the raw, quarantine and
+  mart tables with the same content checksums;
+- a champion is trained and published from them; training again on the same snapshot
+  reuses the job and publishes nothing;
 - days 4-5 run next: day 4 is refused (an incident names the column, no asset event,
   nothing of it reaches the marts, the champion stays), day 5 succeeds;
-- clearing day 5's run and backfilling three days again leave the raw, quarantine and
-  mart tables with the same content checksums;
 - for every day, accepted + quarantined = landed.
 """
 
@@ -174,20 +175,51 @@ def test_a_day_with_few_bad_rows_succeeds_with_exactly_those_quarantined(
 
 
 @pytest.fixture(scope="module")
-def champion(world: World, first_three: dict[str, str]) -> int:
+def reruns(world: World, first_three: dict[str, str]) -> list[dict[str, str]]:
+    """Checksums after clearing day 3's run, then after a backfill of days 1-3, one at a time."""
     since = _since()
-    world.client.set_paused(TRAIN_DAG, False)
-    world.client.trigger(TRAIN_DAG, {"epochs": 3})
+    world.client.clear_run(WAREHOUSE_DAG, world.runs[DAYS[2]]["dag_run_id"])
+    rerun = wait_for_warehouse_runs(world.client, [DAYS[2]], since, print, TIMEOUT, fail_fast=False)
+    assert rerun[DAYS[2]]["state"] == "success"
+    after_clear = warehouse_checksums(world.settings)
+    runs = _backfill(world, DAYS[0], DAYS[2], at_once=1)
+    assert [runs[d]["state"] for d in DAYS[:3]] == ["success"] * 3
+    return [after_clear, warehouse_checksums(world.settings)]
+
+
+def test_a_cleared_run_and_a_backfill_change_no_checksum(
+    first_three: dict[str, str], reruns: list[dict[str, str]]
+) -> None:
+    assert reruns[0] == first_three, "clearing a run"
+    assert reruns[1] == first_three, "a 3-day backfill, one run at a time"
+
+
+def _train(world: World, conf: dict[str, Any]) -> dict[str, Any]:
+    since = _since()
+    world.client.trigger(TRAIN_DAG, conf)
     run = wait_for_train_run(world.client, since, print, TIMEOUT)
-    world.client.set_paused(TRAIN_DAG, True)
     assert run["state"] == "success"
+    return run
+
+
+@pytest.fixture(scope="module")
+def champion(world: World, reruns: list[dict[str, str]]) -> int:
+    world.client.set_paused(TRAIN_DAG, False)
+    _train(world, {"epochs": 3})
     info = MlflowRegistry(world.settings).get_by_alias(MODEL)
     assert info is not None
+    jobs = sorted(p.name for p in world.settings.jobs_dir.iterdir())
+    again = _train(world, {"epochs": 3})
+    gate = world.client.xcom(TRAIN_DAG, again["dag_run_id"], "gate")
+    world.client.set_paused(TRAIN_DAG, True)
+    assert gate["reason"].startswith("not promoted: the challenger is the current champion"), gate
+    assert sorted(p.name for p in world.settings.jobs_dir.iterdir()) == jobs, "the job is reused"
+    assert [v.version for v in MlflowRegistry(world.settings).list_versions(MODEL)] == [info.version]
     return info.version
 
 
 @pytest.fixture(scope="module")
-def last_two(world: World, first_three: dict[str, str], champion: int) -> dict[str, str]:
+def last_two(world: World, champion: int) -> dict[str, str]:
     runs = _backfill(world, DAYS[3], DAYS[4], at_once=1)
     assert [runs[d]["state"] for d in DAYS[3:]] == ["failed", "success"]
     return warehouse_checksums(world.settings)
@@ -238,15 +270,3 @@ def test_accepted_plus_quarantined_is_landed_for_every_day(world: World, last_tw
         assert accepted + quarantined == landed, day
     assert audit[DAYS[3]][3] == "refused"
     assert audit[DAYS[3]][2] == len(world.bad_rows[DAYS[3]])
-
-
-def test_a_cleared_run_and_a_backfill_change_no_checksum(world: World, last_two: dict[str, str]) -> None:
-    since = _since()
-    world.client.clear_run(WAREHOUSE_DAG, world.runs[DAYS[4]]["dag_run_id"])
-    rerun = wait_for_warehouse_runs(world.client, [DAYS[4]], since, print, TIMEOUT, fail_fast=False)
-    assert rerun[DAYS[4]]["state"] == "success"
-    assert warehouse_checksums(world.settings) == last_two
-
-    runs = _backfill(world, DAYS[2], DAYS[4], at_once=1)
-    assert [runs[d]["state"] for d in DAYS[2:]] == ["success", "failed", "success"]
-    assert warehouse_checksums(world.settings) == last_two
