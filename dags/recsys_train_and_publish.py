@@ -10,6 +10,7 @@ from recflow.airflow import tasks
 from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.defaults import DEFAULT_ARGS, Tag
 from recflow.airflow.params import TRAIN_PARAMS
+from recflow.airflow.training import TrainingJobOperator
 
 with DAG(
     dag_id="recsys_train_and_publish",
@@ -23,7 +24,8 @@ with DAG(
     doc_md=runbooks.dag_doc("recsys_train_and_publish"),
 ):
     frozen = tasks.snapshot()
-    trained = tasks.train(frozen)
+    # retries re-attach to the same job (or resume the next attempt from its checkpoints)
+    trained = TrainingJobOperator(task_id="train", snapshot=frozen, retries=2).output
     evaluated = tasks.evaluate(frozen, trained)
     decision = tasks.gate(evaluated)
     tasks.publish(frozen, trained, evaluated, decision)

@@ -9,6 +9,8 @@ Layout under the base directory (``/opt/ml`` on SageMaker, movable with
     model/                              what we save; the platform tars it to model.tar.gz
     output/failure                      why the job failed, read by DescribeTrainingJob
     output/data/                        extra outputs (plots, metrics)
+    checkpoints/                        CheckpointConfig.LocalPath: what an earlier attempt of
+                                        the job saved is here at start; synced to S3 while it runs
 
 The training toolkit also exports ``SM_MODEL_DIR``, ``SM_CHANNEL_<NAME>``,
 ``SM_HPS`` and ``SM_OUTPUT_DATA_DIR``; they win when set. This module is the
@@ -37,6 +39,7 @@ class TrainingEnv:
     model_dir: Path
     output_dir: Path
     output_data_dir: Path
+    checkpoint_dir: Path
     channels: Mapping[str, Path]
     hyperparameters: Mapping[str, str]
     job_name: str
@@ -58,6 +61,7 @@ class TrainingEnv:
             model_dir=Path(env.get("SM_MODEL_DIR") or base / "model"),
             output_dir=output,
             output_data_dir=Path(env.get("SM_OUTPUT_DATA_DIR") or output / "data"),
+            checkpoint_dir=base / "checkpoints",
             channels=channels,
             hyperparameters=hps,
             job_name=env.get("TRAINING_JOB_NAME") or env.get("SM_TRAINING_JOB_NAME") or "local",

@@ -22,6 +22,7 @@ tables from raw string ids to rows, so callers pass ids only.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -62,6 +63,12 @@ class EpochLog:
     epoch: int
     loss: float
     seconds: float
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the ``n`` examples in ``epoch``: a function of (seed, epoch) only, so a run
+    resumed from a checkpoint sees the batches an uninterrupted run would have seen."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 def _glorot(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
@@ -199,9 +206,15 @@ class TwoTowerModel:
         weights = np.asarray(data.weights, np.float32)
         return users, items, weights / weights.mean(), history
 
-    def fit(self, data: TrainingData, log_q: np.ndarray | None = None) -> list[EpochLog]:
+    def fit(
+        self, data: TrainingData, log_q: np.ndarray | None = None, checkpoint_dir: Path | None = None
+    ) -> list[EpochLog]:
         """Train. ``log_q`` (the items' log sampling probabilities) is accepted for compatibility and
-        unused: the full softmax over the catalogue needs no sampling correction."""
+        unused: the full softmax over the catalogue needs no sampling correction.
+
+        With ``checkpoint_dir``, every epoch ends with a checkpoint there (the variables, the
+        optimizer, the epoch counter); a checkpoint of the same job found there at the start is
+        restored and training continues at the next epoch, on the same batches (``epoch_order``)."""
         del log_q
         hp = self.hp
         tf.random.set_seed(hp.seed)
@@ -211,12 +224,6 @@ class TwoTowerModel:
             hp.learning_rate, decay_steps=steps_per_epoch * hp.epochs, alpha=0.05
         )
         optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=hp.weight_decay)
-        dataset = (
-            tf.data.Dataset.from_tensor_slices((users, items, weights, history))
-            .shuffle(len(users), seed=hp.seed, reshuffle_each_iteration=True)
-            .batch(hp.batch_size)
-            .prefetch(2)
-        )
         n_items = len(self.item_vocab) + 1
         n_hist = hp.history_length
 
@@ -243,16 +250,44 @@ class TwoTowerModel:
             return loss
 
         history_log: list[EpochLog] = []
-        for epoch in range(1, hp.epochs + 1):
+        checkpoints = None
+        done = 0
+        if checkpoint_dir is not None:
+            from recflow_ml.checkpoints import EpochCheckpoints
+
+            optimizer.build(self.variables)  # the slots must exist before a restore fills them
+            fingerprint = {
+                "hyperparameters": hp.as_strings(),
+                "users": len(self.user_vocab),
+                "items": len(self.item_vocab),
+                "interactions": len(users),
+            }
+            checkpoints = EpochCheckpoints(
+                checkpoint_dir, fingerprint, optimizer=optimizer, **self.named_variables()
+            )
+            done, logged = checkpoints.restore()
+            history_log = [EpochLog(int(e["epoch"]), float(e["loss"]), float(e["seconds"])) for e in logged]
+            history_log = [h for h in history_log if h.epoch <= done]
+            if done:
+                log.info("resumed from checkpoint at epoch %d (of %d)", done, hp.epochs)
+        for epoch in range(done + 1, hp.epochs + 1):
             started = time.monotonic()
             total, batches = 0.0, 0
-            for u, i, w, hist in dataset:
-                total += float(step(u, i, w, hist))
+            order = epoch_order(len(users), hp.seed, epoch)
+            for start in range(0, len(order), hp.batch_size):
+                rows = order[start : start + hp.batch_size]
+                total += float(step(users[rows], items[rows], weights[rows], history[rows]))
                 batches += 1
             entry = EpochLog(epoch, total / max(batches, 1), time.monotonic() - started)
             history_log.append(entry)
             log.info("epoch %d/%d loss=%.4f (%.1fs)", epoch, hp.epochs, entry.loss, entry.seconds)
+            if checkpoints is not None:
+                checkpoints.save(epoch, [dataclasses.asdict(h) for h in history_log])
         return history_log
+
+    def named_variables(self) -> dict[str, tf.Variable]:
+        """The trainable variables by name (the keys of a checkpoint)."""
+        return {v.name.split(":")[0]: v for v in self.variables}
 
     # --- what serving needs ---------------------------------------------------------------------
     def serving_tables(self) -> tuple[np.ndarray, np.ndarray]:

@@ -3,9 +3,10 @@
 Reads the ``train`` channel (``interactions.parquet``: user_id, pin_id, weight,
 n_positive_events, event_ts; ``pins.parquet`` and ``users.parquet``: side
 features), trains the two-tower model, and saves a SavedModel into the
-model directory with ``metadata.json`` beside it. Any failure is written to
-``output/failure`` (what DescribeTrainingJob reports as FailureReason) and the
-process exits non-zero.
+model directory with ``metadata.json`` beside it. Each epoch ends with a
+checkpoint in the checkpoint directory; a run that finds one of the same job
+there continues after that epoch. Any failure is written to ``output/failure``
+(what DescribeTrainingJob reports as FailureReason) and the process exits non-zero.
 """
 
 from __future__ import annotations
@@ -122,7 +123,10 @@ def run(env: TrainingEnv) -> dict[str, object]:
     log.info("side features: %d users, %d pins with topics", len(user_features), len(item_topics))
 
     model = TwoTowerModel(user_vocab, item_vocab, hp, user_features=user_features, item_topics=item_topics)
-    history = model.fit(TrainingData(users.astype(str), items.astype(str), weights, timestamps))
+    history = model.fit(
+        TrainingData(users.astype(str), items.astype(str), weights, timestamps),
+        checkpoint_dir=env.checkpoint_dir,
+    )
     env.model_dir.mkdir(parents=True, exist_ok=True)
     export(model, env.model_dir)
     metadata: dict[str, object] = {

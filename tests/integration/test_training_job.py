@@ -9,8 +9,9 @@ import pytest
 
 from recflow.artifacts import join
 from recflow.config import Settings
+from recflow.errors import TrainingJobFailed
 from recflow.snapshot import Snapshot, channel_prefix, take_snapshot
-from recflow.training.jobs import TrainingJobFailed, run_training_job
+from recflow.training.jobs import run_training_job
 from recflow.training.local import LocalTrainingBackend
 from recflow.training.spec import TrainingJobSpec
 from tests.integration.conftest import home_with_warehouse_of
@@ -51,7 +52,7 @@ def test_success_writes_model_tar_gz_and_a_retry_reuses_the_job(warehouse: Setti
     again: list[str] = []
     second = run_training_job(backend, _spec(settings, snap, "job-ok"), poll_seconds=0.5, echo=again.append)
     assert second["ModelArtifacts"] == description["ModelArtifacts"]
-    assert sorted(p.name for p in settings.jobs_dir.iterdir()) == ["job-ok"], (
+    assert sorted(p.name for p in settings.jobs_dir.iterdir() if not p.name.startswith(".")) == ["job-ok"], (
         "a retry must not launch a second job"
     )
 

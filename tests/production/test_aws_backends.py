@@ -14,7 +14,7 @@ import pytest
 
 from recflow.artifacts import S3ArtifactStore, join, store_for
 from recflow.config import Settings, subprocess_env
-from recflow.training.backend import TrainingJobNotFound
+from recflow.errors import TrainingJobNotFound
 from recflow.training.jobs import launch_or_attach
 from recflow.training.sagemaker import SageMakerTrainingBackend
 from recflow.training.spec import TrainingJobSpec

@@ -147,40 +147,6 @@ def snapshot() -> dict[str, Any]:
     return take_snapshot(Settings.from_env()).to_xcom()
 
 
-@task(retries=2)
-def train(snapshot: dict[str, Any], params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run (or re-attach to) the SageMaker-style training job for this snapshot, streaming its log."""
-    from recflow.airflow.params import hyperparameters_from_params
-    from recflow.artifacts import join
-    from recflow.snapshot import Snapshot, channel_prefix
-    from recflow.training.jobs import backend_for, run_training_job
-    from recflow.training.spec import TrainingJobSpec, code_version, job_name
-
-    settings = Settings.from_env()
-    snap = Snapshot.from_xcom(snapshot)
-    hps = hyperparameters_from_params(params or {})
-    code = code_version()
-    spec = TrainingJobSpec(
-        name=job_name("recsys-train", snap.snapshot_id, code, hps),
-        image=settings.training_image,
-        role_arn=settings.sagemaker_role_arn,
-        hyperparameters=hps,
-        channels={"train": channel_prefix(snap.train_uri), "holdout": channel_prefix(snap.holdout_uri)},
-        output_uri=join(settings.artifacts_uri, "models"),
-        instance_type=settings.training_instance_type,
-        tags={"snapshot_id": snap.snapshot_id, "code_version": code},
-    )
-    description = run_training_job(backend_for(settings), spec)
-    return {
-        "job_name": description["TrainingJobName"],
-        "model_uri": description["ModelArtifacts"]["S3ModelArtifacts"],
-        "training_seconds": description.get("TrainingTimeInSeconds"),
-        "peak_memory_mb": description.get("LocalPeakMemoryMB"),
-        "code_version": code,
-        "hyperparameters": hps,
-    }
-
-
 def _model_name(settings: Settings, params: dict[str, Any] | None) -> str:
     name = (params or {}).get("model_name")
     return str(name) if name else settings.model_name

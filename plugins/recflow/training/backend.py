@@ -1,22 +1,14 @@
-"""What a training backend answers to: SageMaker's create/describe/stop, plus log reading."""
+"""What a training backend answers to: SageMaker's create/describe/stop, plus log reading.
+
+Its errors are ``recflow.errors.TrainingJobNotFound`` (describe, stop) and
+``TrainingJobExists`` (create).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 TERMINAL_STATES = frozenset({"Completed", "Failed", "Stopped"})
-
-
-class TrainingJobNotFound(LookupError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"training job {name!r} does not exist")
-        self.name = name
-
-
-class TrainingJobExists(ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"training job {name!r} already exists (job names are unique)")
-        self.name = name
 
 
 class TrainingBackend(Protocol):
@@ -30,4 +22,6 @@ class TrainingBackend(Protocol):
         """New log lines of the job since ``cursor`` (``""`` at first), and the cursor to pass next time."""
         ...
 
-    def stop_training_job(self, name: str) -> None: ...
+    def stop_training_job(self, name: str) -> None:
+        """Ask an ``InProgress`` job to stop: it goes ``Stopping``, then ``Stopped``; idempotent."""
+        ...

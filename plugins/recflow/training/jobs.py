@@ -4,33 +4,34 @@ The job name is a function of the DAG, the snapshot, the code and the
 hyperparameters (``spec.job_name``), so a retried Airflow task finds the job
 its previous try started: it takes the result of a ``Completed`` one, follows
 an ``InProgress`` one, and only after a ``Failed`` or ``Stopped`` one launches
-the next attempt (``<name>-r2``, ...). The Amazon provider's operator starts a
-new, timestamped job on every retry instead.
+the next attempt (``<name>-r2``, ...), which resumes from the checkpoints the
+earlier attempts left (``CheckpointConfig`` is shared by every attempt). The
+Amazon provider's operator starts a new, timestamped job on every retry instead.
+
+An outcome other than ``Completed`` raises ``recflow.errors.TrainingJobFailed``
+with a ``kind`` read from the description (``failure_kind``), the same way for
+both backends.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import fields, replace
 from typing import Any
 
 from recflow.config import Settings
-from recflow.training.backend import TERMINAL_STATES, TrainingBackend, TrainingJobNotFound
-from recflow.training.spec import TrainingJobSpec, attempt_name
+from recflow.errors import ParamsError, TrainingFailureKind, TrainingJobFailed, TrainingJobNotFound
+from recflow.training.backend import TERMINAL_STATES, TrainingBackend
+from recflow.training.spec import TrainingJobSpec, attempt_name, code_version, job_name
 
 log = logging.getLogger(__name__)
 
 MAX_LAUNCHES = 5
+JOB_PREFIX = "recsys-train"
 
-
-class TrainingJobFailed(RuntimeError):
-    def __init__(self, name: str, status: str, reason: str) -> None:
-        super().__init__(f"training job {name} {status}: {reason}")
-        self.name = name
-        self.status = status
-        self.reason = reason
+_KILLED_MARKERS = ("killed by signal", "exit code 137", "exitcode 137", "out of memory", "outofmemory")
 
 
 def backend_for(settings: Settings) -> TrainingBackend:
@@ -43,6 +44,39 @@ def backend_for(settings: Settings) -> TrainingBackend:
     return LocalTrainingBackend(settings)
 
 
+def failure_kind(description: Mapping[str, Any]) -> TrainingFailureKind:
+    """How a ``Failed`` or ``Stopped`` job ended, from DescribeTrainingJob's fields.
+
+    ``SecondaryStatus`` first (SageMaker ends a job past ``MaxRuntimeInSeconds`` as
+    ``Stopped``/``MaxRuntimeExceeded``), then ``FailureReason``'s prefix: ``ClientError``
+    (bad input or request), ``AlgorithmError`` (the training code: ``killed`` when a signal
+    or the out-of-memory killer ended it, else ``algorithm``), anything else ``internal``."""
+    secondary = str(description.get("SecondaryStatus") or "")
+    reason = str(description.get("FailureReason") or "")
+    if secondary in ("MaxRuntimeExceeded", "MaxWaitTimeExceeded") or reason.startswith("MaxRuntimeExceeded"):
+        return "max_runtime"
+    if description.get("TrainingJobStatus") == "Stopped":
+        return "stopped"
+    if reason.startswith("ClientError"):
+        return "client"
+    if reason.startswith("AlgorithmError"):
+        lowered = reason.lower()
+        if description.get("LocalExitSignal") or any(m in lowered for m in _KILLED_MARKERS):
+            return "killed"
+        return "algorithm"
+    return "internal"
+
+
+def job_failed(description: Mapping[str, Any]) -> TrainingJobFailed:
+    """The error for a job that ended ``Failed`` or ``Stopped``."""
+    status = str(description["TrainingJobStatus"])
+    kind = failure_kind(description)
+    reason = str(description.get("FailureReason") or "")
+    if not reason:
+        reason = "stopped by StopTrainingJob" if kind == "stopped" else "no FailureReason given"
+    return TrainingJobFailed(str(description["TrainingJobName"]), status, reason, kind)
+
+
 def _describe(backend: TrainingBackend, name: str) -> dict[str, Any] | None:
     try:
         return backend.describe_training_job(name)
@@ -52,6 +86,7 @@ def _describe(backend: TrainingBackend, name: str) -> dict[str, Any] | None:
 
 def launch_or_attach(backend: TrainingBackend, spec: TrainingJobSpec) -> tuple[str, dict[str, Any] | None]:
     """The job to follow: an existing usable one (with its description), or a newly launched one."""
+    last: dict[str, Any] | None = None
     for attempt in range(1, MAX_LAUNCHES + 1):
         name = attempt_name(spec.name, attempt)
         description = _describe(backend, name)
@@ -66,13 +101,21 @@ def launch_or_attach(backend: TrainingBackend, spec: TrainingJobSpec) -> tuple[s
         if status in ("InProgress", "Stopping"):
             log.info("re-attaching to training job %s (%s)", name, status)
             return name, description
+        last = description
         log.info(
             "training job %s ended %s (%s); trying the next attempt",
             name,
             status,
             description.get("FailureReason", "no reason given"),
         )
-    raise TrainingJobFailed(spec.name, "Failed", f"{MAX_LAUNCHES} attempts failed; see their logs")
+    assert last is not None
+    failed = job_failed(last)
+    raise TrainingJobFailed(
+        spec.name,
+        "Failed",
+        f"{MAX_LAUNCHES} attempts failed; the last, {failed.name}: {failed.reason}",
+        failed.kind,
+    )
 
 
 def run_training_job(
@@ -81,9 +124,15 @@ def run_training_job(
     *,
     poll_seconds: float = 2.0,
     echo: Callable[[str], None] = log.info,
+    on_launch: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``spec`` to completion and return its final description; raise ``TrainingJobFailed`` otherwise."""
+    """Run ``spec`` to completion and return its final description; raise ``TrainingJobFailed`` otherwise.
+
+    ``on_launch(name)`` is called as soon as the job to follow is known (launched or re-attached),
+    so a caller can stop it (``backend.stop_training_job(name)``) if it is itself told to stop."""
     name, description = launch_or_attach(backend, spec)
+    if on_launch is not None:
+        on_launch(name)
     cursor = ""
     secondary = None
     while description is None or description["TrainingJobStatus"] not in TERMINAL_STATES:
@@ -100,7 +149,81 @@ def run_training_job(
     for line in lines:
         echo(f"[{name}] {line}")
     if description["TrainingJobStatus"] != "Completed":
-        raise TrainingJobFailed(
-            name, description["TrainingJobStatus"], description.get("FailureReason", "no FailureReason given")
-        )
+        raise job_failed(description)
     return description
+
+
+# --- the train step, without Airflow ------------------------------------------------------------
+
+
+def hyperparameters_of(params: Mapping[str, Any]) -> dict[str, str]:
+    """The run's hyperparameters as SageMaker strings, checked as the job will parse them.
+
+    Every field of ``recflow_ml.hyperparameters.Hyperparameters`` comes from ``params`` or its
+    default; other params (``dry_run``, ``model_name``) are not hyperparameters. A value the job
+    would refuse (``epochs=5.0``) raises ``ParamsError`` naming the param, before any job starts."""
+    from recflow_ml.contract import ContractError
+    from recflow_ml.hyperparameters import Hyperparameters
+
+    defaults = Hyperparameters()
+    hps = {f.name: str(params.get(f.name, getattr(defaults, f.name))) for f in fields(Hyperparameters)}
+    for name, text in hps.items():
+        try:
+            Hyperparameters.from_strings({name: text})
+        except ContractError as exc:
+            raise ParamsError(f"param {name}: {exc}; no training job was started") from exc
+    try:
+        Hyperparameters.from_strings(hps)
+    except ContractError as exc:
+        raise ParamsError(f"params {hps}: {exc}; no training job was started") from exc
+    return hps
+
+
+def snapshot_spec(
+    settings: Settings, snapshot: Mapping[str, Any], hyperparameters: Mapping[str, str], code: str
+) -> TrainingJobSpec:
+    """The ``CreateTrainingJob`` request for training on ``snapshot`` (its XCom dict)."""
+    from recflow.artifacts import join
+    from recflow.snapshot import Snapshot, channel_prefix
+
+    snap = Snapshot.from_xcom(dict(snapshot))
+    return TrainingJobSpec(
+        name=job_name(JOB_PREFIX, snap.snapshot_id, code, hyperparameters),
+        image=settings.training_image,
+        role_arn=settings.sagemaker_role_arn,
+        hyperparameters=dict(hyperparameters),
+        channels={"train": channel_prefix(snap.train_uri), "holdout": channel_prefix(snap.holdout_uri)},
+        output_uri=join(settings.artifacts_uri, "models"),
+        instance_type=settings.training_instance_type,
+        tags={"snapshot_id": snap.snapshot_id, "code_version": code},
+        checkpoint_root=join(settings.artifacts_uri, "checkpoints"),
+    )
+
+
+def train_on_snapshot(
+    settings: Settings,
+    snapshot: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    on_launch: Callable[[str], None] | None = None,
+    backend: TrainingBackend | None = None,
+    poll_seconds: float = 2.0,
+    echo: Callable[[str], None] = log.info,
+) -> dict[str, Any]:
+    """The train step: validate the hyperparameters, run (or re-attach to) the job, return its XCom.
+
+    Raises ``ParamsError`` (nothing launched) or ``TrainingJobFailed``."""
+    hps = hyperparameters_of(params)
+    code = code_version()
+    spec = snapshot_spec(settings, snapshot, hps, code)
+    description = run_training_job(
+        backend or backend_for(settings), spec, poll_seconds=poll_seconds, echo=echo, on_launch=on_launch
+    )
+    return {
+        "job_name": description["TrainingJobName"],
+        "model_uri": description["ModelArtifacts"]["S3ModelArtifacts"],
+        "training_seconds": description.get("TrainingTimeInSeconds"),
+        "peak_memory_mb": description.get("LocalPeakMemoryMB"),
+        "code_version": code,
+        "hyperparameters": hps,
+    }

@@ -2,36 +2,72 @@
 
 ``python -m recflow.training.local_runner JOB_DIR`` (started detached by
 ``LocalTrainingBackend``): lays out ``/opt/ml`` under ``JOB_DIR/opt_ml``,
-downloads the input channels from the artifact store, runs the entrypoint with
-the contract's environment, enforces ``MaxRuntimeInSeconds``, uploads
-``model.tar.gz`` to ``<S3OutputPath>/<job>/output/`` and records the outcome in
-``description.json`` with the ``FailureReason`` the entrypoint wrote.
+downloads the input channels and the job's checkpoints (``CheckpointConfig``)
+from the artifact store, runs the entrypoint with the contract's environment,
+uploads new checkpoint files while it runs and once more at the end, enforces
+``MaxRuntimeInSeconds``, uploads ``model.tar.gz`` to
+``<S3OutputPath>/<job>/output/`` and records the outcome in ``description.json``.
+
+Outcomes, as DescribeTrainingJob reports them:
+
+====================================  ==================  ==========================================
+how the entrypoint ended              status / secondary  FailureReason
+====================================  ==================  ==========================================
+exit 0                                Completed           —
+exit non-zero                         Failed              ``AlgorithmError: <output/failure>``
+killed by a signal (not by us)        Failed              ``AlgorithmError: ... killed by signal ...``
+past ``MaxRuntimeInSeconds``          Stopped / MaxRuntimeExceeded  ``MaxRuntimeExceeded: ...``
+``StopTrainingJob`` (SIGTERM to us)   Stopped             —
+input data missing                    Failed              ``ClientError: ...``
+====================================  ==================  ==========================================
+
+A stop and the maximum runtime end the entrypoint as SageMaker does: SIGTERM,
+then SIGKILL after ``STOP_GRACE_SECONDS``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
+import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from types import FrameType
 from typing import Any
 
-from recflow.artifacts import join, store_for
+from recflow.artifacts import ArtifactStore, join, store_for
 from recflow.config import Settings, subprocess_env
-from recflow.training.local import now_iso, write_json
+from recflow.training.local import RunnerPid, now_iso, update_description
+from recflow.training.spec import CHECKPOINT_LOCAL_PATH
 
 ENTRYPOINT = [sys.executable, "-m", "recflow_ml.train", "train"]
+POLL_SECONDS = 0.5
+CHECKPOINT_SYNC_SECONDS = 2.0
+STOP_GRACE_SECONDS = 120.0
+"""SageMaker's window between SIGTERM and the end of a stopped job."""
+OOM_HINT = "SIGKILL with no other cause is usually the kernel's out-of-memory killer"
 
 
-def _update(job_dir: Path, **fields: Any) -> None:
-    path = job_dir / "description.json"
-    description = json.loads(path.read_text())
-    description.update(fields)
-    write_json(path, description)
+class _Stop:
+    requested = False
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    del signum, frame
+    _Stop.requested = True
+
+
+def _stop_requested(job_dir: Path) -> bool:
+    """SIGTERM arrived, or the job was marked ``Stopping`` before this runner could be signalled."""
+    if not _Stop.requested:
+        description = json.loads((job_dir / "description.json").read_text())
+        _Stop.requested = description["TrainingJobStatus"] == "Stopping"
+    return _Stop.requested
 
 
 def _say(message: str) -> None:
@@ -57,21 +93,81 @@ def _download_channels(settings: Settings, request: dict[str, Any], base: Path) 
     return channels
 
 
+class CheckpointSync:
+    """``CheckpointConfig``: the local directory mirrored to ``S3Uri`` (uploads only, as SageMaker does)."""
+
+    def __init__(self, store: ArtifactStore, uri: str, local: Path) -> None:
+        self.store = store
+        self.uri = uri.rstrip("/")
+        self.local = local
+        self.sent: dict[str, tuple[int, int]] = {}
+
+    def download(self) -> int:
+        uris = self.store.list(self.uri)
+        for uri in uris:
+            relative = uri[len(self.uri) + 1 :]
+            self.store.get_file(uri, self.local / relative)
+            self.sent[relative] = self._stamp(self.local / relative) or (0, 0)
+        return len(uris)
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int] | None:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
+
+    def upload(self) -> int:
+        """Upload new and changed files; TensorFlow's ``checkpoint`` index last, after what it names."""
+        files = [
+            p
+            for p in self.local.rglob("*")
+            if p.is_file() and not p.name.startswith(".") and "_temp" not in p.as_posix()
+        ]
+        files.sort(key=lambda p: (p.name == "checkpoint", p.as_posix()))
+        sent = 0
+        for path in files:
+            relative = path.relative_to(self.local).as_posix()
+            stamp = self._stamp(path)
+            if stamp is None or self.sent.get(relative) == stamp:
+                continue  # gone (the manager keeps the last two) or unchanged
+            try:
+                self.store.put_file(path, join(self.uri, relative))
+            except FileNotFoundError:
+                continue
+            self.sent[relative] = stamp
+            sent += 1
+        return sent
+
+    def upload_logged(self, when: str) -> None:
+        try:
+            sent = self.upload()
+        except Exception as exc:  # the job goes on; the next sync tries again
+            _say(f"checkpoint upload {when} failed ({type(exc).__name__}: {exc}); will retry")
+            return
+        if sent:
+            _say(f"checkpoints: {sent} file(s) to {self.uri} ({when})")
+
+
 def _tar(directory: Path, archive: Path) -> None:
     with tarfile.open(archive, "w:gz") as tar:
         for path in sorted(directory.iterdir()):
             tar.add(path, arcname=path.name)
 
 
-def run(job_dir: Path) -> int:
-    settings = Settings.from_env()
-    request = json.loads((job_dir / "request.json").read_text())
-    name = request["TrainingJobName"]
-    base = job_dir / "opt_ml"
+def _local_checkpoint_dir(base: Path, request: dict[str, Any]) -> Path:
+    local_path = PurePosixPath(request["CheckpointConfig"].get("LocalPath") or CHECKPOINT_LOCAL_PATH)
+    try:
+        return base / local_path.relative_to("/opt/ml")
+    except ValueError:
+        return base / "checkpoints"
+
+
+def _write_config(base: Path, request: dict[str, Any]) -> Path:
     config_dir = base / "input" / "config"
     config_dir.mkdir(parents=True, exist_ok=True)
-    hps = request["HyperParameters"]
-    (config_dir / "hyperparameters.json").write_text(json.dumps(hps))
+    (config_dir / "hyperparameters.json").write_text(json.dumps(request["HyperParameters"]))
     (config_dir / "inputdataconfig.json").write_text(
         json.dumps(
             {c["ChannelName"]: {"ContentType": c.get("ContentType")} for c in request["InputDataConfig"]}
@@ -80,18 +176,94 @@ def run(job_dir: Path) -> int:
     (config_dir / "resourceconfig.json").write_text(
         json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
     )
+    return config_dir
+
+
+def _follow(
+    job_dir: Path, process: subprocess.Popen[bytes], deadline: float, checkpoints: CheckpointSync | None
+) -> tuple[int, str | None]:
+    """Wait for the entrypoint, syncing checkpoints; end it on a stop or at the deadline.
+
+    Returns (its exit code, ``"stop"``/``"max_runtime"`` if we ended it, else ``None``)."""
+    ended_by: str | None = None
+    kill_at = None
+    last_sync = time.monotonic()
+    while True:
+        try:
+            code = process.wait(timeout=POLL_SECONDS)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        now = time.monotonic()
+        if ended_by is None and (_stop_requested(job_dir) or now >= deadline):
+            ended_by = "stop" if _Stop.requested else "max_runtime"
+            _say(
+                "stop requested: SIGTERM to the entrypoint"
+                if ended_by == "stop"
+                else "MaxRuntimeInSeconds reached: SIGTERM to the entrypoint"
+            )
+            process.terminate()
+            kill_at = now + STOP_GRACE_SECONDS
+        elif kill_at is not None and now >= kill_at:
+            _say(f"the entrypoint outlived SIGTERM by {STOP_GRACE_SECONDS:.0f}s: SIGKILL")
+            process.kill()
+            kill_at = None
+        if checkpoints is not None and now - last_sync >= CHECKPOINT_SYNC_SECONDS:
+            checkpoints.upload_logged("while training")
+            last_sync = now
+    if ended_by is None and _stop_requested(job_dir):  # the SIGTERM reached the whole group: it ended first
+        ended_by = "stop"
+    return code, ended_by
+
+
+def killed_reason(code: int, peak_mb: float) -> str:
+    sig = signal.Signals(-code)
+    reason = (
+        f"AlgorithmError: the training process was killed by signal {sig.name} ({-code}) "
+        f"at peak memory {peak_mb:.0f} MB"
+    )
+    return f"{reason}; {OOM_HINT}" if sig == signal.SIGKILL else reason
+
+
+def run(job_dir: Path) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    RunnerPid.of(os.getpid()).write(job_dir)
+    settings = Settings.from_env()
+    request = json.loads((job_dir / "request.json").read_text())
+    name = request["TrainingJobName"]
+    base = job_dir / "opt_ml"
+    config_dir = _write_config(base, request)
     started = time.monotonic()
-    _update(job_dir, SecondaryStatus="Downloading", TrainingStartTime=now_iso())
+    max_runtime = int(request["StoppingCondition"]["MaxRuntimeInSeconds"])
+    deadline = started + max_runtime
+    update_description(job_dir, SecondaryStatus="Downloading", TrainingStartTime=now_iso())
+
+    def record(**fields: Any) -> None:
+        update_description(job_dir, TrainingEndTime=now_iso(), **fields)
+
+    checkpoints = None
     try:
         channels = _download_channels(settings, request, base)
+        if "CheckpointConfig" in request:
+            uri = request["CheckpointConfig"]["S3Uri"]
+            checkpoints = CheckpointSync(store_for(settings, uri), uri, _local_checkpoint_dir(base, request))
+            checkpoints.local.mkdir(parents=True, exist_ok=True)
+            restored = checkpoints.download()
+            _say(
+                f"checkpoints: {restored} file(s) from {uri}"
+                if restored
+                else f"checkpoints: none yet at {uri}"
+            )
     except (OSError, ValueError) as exc:
-        _update(
-            job_dir,
+        record(
             TrainingJobStatus="Failed",
             SecondaryStatus="Failed",
             FailureReason=f"ClientError: could not download the input data: {exc}",
-            TrainingEndTime=now_iso(),
         )
+        return 1
+    if _stop_requested(job_dir):
+        _say("stopped before training started")
+        record(TrainingJobStatus="Stopped", SecondaryStatus="Stopped")
         return 1
     env = {
         "SAGEMAKER_BASE_DIR": str(base),
@@ -99,43 +271,45 @@ def run(job_dir: Path) -> int:
         "SM_OUTPUT_DATA_DIR": str(base / "output" / "data"),
         "SM_INPUT_CONFIG_DIR": str(config_dir),
         "SM_CHANNELS": json.dumps(sorted(channels)),
-        "SM_HPS": json.dumps(hps),
+        "SM_HPS": json.dumps(request["HyperParameters"]),
         "TRAINING_JOB_NAME": name,
         "PYTHONUNBUFFERED": "1",
         **{f"SM_CHANNEL_{c.upper()}": str(path) for c, path in channels.items()},
     }
-    max_runtime = int(request["StoppingCondition"]["MaxRuntimeInSeconds"])
-    _update(job_dir, SecondaryStatus="Training")
+    update_description(job_dir, SecondaryStatus="Training")
     _say(f"starting {' '.join(ENTRYPOINT)} (max runtime {max_runtime}s)")
     process = subprocess.Popen(ENTRYPOINT, env=subprocess_env(env), stdin=subprocess.DEVNULL)
-    try:
-        code = process.wait(timeout=max_runtime)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        code = -9
+    code, ended_by = _follow(job_dir, process, deadline, checkpoints)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     seconds = time.monotonic() - started
     usage = {"TrainingTimeInSeconds": round(seconds), "LocalPeakMemoryMB": round(peak_mb, 1)}
+    if checkpoints is not None:
+        checkpoints.upload_logged("at the end")
+    if ended_by == "stop":
+        _say(f"job stopped (entrypoint exit {code}); peak memory {peak_mb:.0f} MB, {seconds:.1f}s")
+        record(TrainingJobStatus="Stopped", SecondaryStatus="Stopped", **usage)
+        return 1
+    if ended_by == "max_runtime":
+        reason = f"MaxRuntimeExceeded: the job ran past MaxRuntimeInSeconds={max_runtime}"
+        _say(f"job stopped: {reason}")
+        record(
+            TrainingJobStatus="Stopped", SecondaryStatus="MaxRuntimeExceeded", FailureReason=reason, **usage
+        )
+        return 1
     if code != 0:
         failure = base / "output" / "failure"
-        if code == -9:
-            reason = f"MaxRuntimeExceeded: the job ran past MaxRuntimeInSeconds={max_runtime}"
+        extra: dict[str, Any] = {}
+        if code < 0:
+            reason = killed_reason(code, peak_mb)
+            extra["LocalExitSignal"] = signal.Signals(-code).name
         elif failure.exists() and failure.read_text().strip():
             reason = f"AlgorithmError: {failure.read_text().strip()}"
         else:
             reason = f"AlgorithmError: the entrypoint exited with code {code} and wrote no output/failure"
         _say(f"job failed: {reason}")
-        _update(
-            job_dir,
-            TrainingJobStatus="Failed",
-            SecondaryStatus="Failed",
-            FailureReason=reason,
-            TrainingEndTime=now_iso(),
-            **usage,
-        )
+        record(TrainingJobStatus="Failed", SecondaryStatus="Failed", FailureReason=reason, **usage, **extra)
         return 1
-    _update(job_dir, SecondaryStatus="Uploading")
+    update_description(job_dir, SecondaryStatus="Uploading")
     output_prefix = join(request["OutputDataConfig"]["S3OutputPath"], name, "output")
     store = store_for(settings, output_prefix)
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,12 +322,10 @@ def run(job_dir: Path) -> int:
             _tar(data_dir, output_archive)
             store.put_file(output_archive, join(output_prefix, "output.tar.gz"))
     _say(f"uploaded {model_uri}; peak memory {peak_mb:.0f} MB, {seconds:.1f}s")
-    _update(
-        job_dir,
+    record(
         TrainingJobStatus="Completed",
         SecondaryStatus="Completed",
         ModelArtifacts={"S3ModelArtifacts": model_uri},
-        TrainingEndTime=now_iso(),
         **usage,
     )
     return 0
@@ -164,7 +336,7 @@ def main() -> None:
     try:
         code = run(job_dir)
     except Exception as exc:  # the platform's promise: every outcome ends in description.json
-        _update(
+        update_description(
             job_dir,
             TrainingJobStatus="Failed",
             SecondaryStatus="Failed",

@@ -10,7 +10,7 @@ from typing import Any
 
 from recflow.artifacts import aws_client
 from recflow.config import Settings
-from recflow.training.backend import TrainingJobExists, TrainingJobNotFound
+from recflow.errors import TrainingJobExists, TrainingJobNotFound
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
@@ -67,4 +67,18 @@ class SageMakerTrainingBackend:
         return [e["message"] for e in events.get("events", [])], events.get("nextForwardToken", cursor)
 
     def stop_training_job(self, name: str) -> None:
-        self.client.stop_training_job(TrainingJobName=name)
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.stop_training_job(TrainingJobName=name)
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code == "ResourceNotFound":
+                raise TrainingJobNotFound(name) from exc
+            # SageMaker refuses to stop a job that is no longer InProgress: that one needs no stop
+            if (
+                code == "ValidationException"
+                and self.describe_training_job(name)["TrainingJobStatus"] != "InProgress"
+            ):
+                return
+            raise

@@ -15,6 +15,12 @@ from recflow.config import PROJECT_ROOT
 ML_PACKAGE = PROJECT_ROOT / "ml" / "recflow_ml"
 JOB_NAME_MAX = 63
 _NAME_OK = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_ATTEMPT_SUFFIX = re.compile(r"-r[0-9]+$")
+
+MAX_RUNTIME_SECONDS = 3600
+"""``StoppingCondition.MaxRuntimeInSeconds`` of every training job; the train task's timeout derives from it."""
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+"""``CheckpointConfig.LocalPath``: where the container finds (and writes) its checkpoints."""
 
 
 def code_version(package: Path = ML_PACKAGE) -> str:
@@ -44,6 +50,11 @@ def attempt_name(base: str, attempt: int) -> str:
     return base if attempt <= 1 else f"{base}-r{attempt}"
 
 
+def base_name(name: str) -> str:
+    """The job name without its attempt suffix: ``base-r3`` → ``base``."""
+    return _ATTEMPT_SUFFIX.sub("", name)
+
+
 @dataclass(frozen=True)
 class TrainingJobSpec:
     name: str
@@ -53,8 +64,17 @@ class TrainingJobSpec:
     channels: Mapping[str, str]
     output_uri: str
     instance_type: str = "ml.m5.xlarge"
-    max_runtime_seconds: int = 3600
+    max_runtime_seconds: int = MAX_RUNTIME_SECONDS
     tags: Mapping[str, str] | None = None
+    checkpoint_root: str = ""
+    """Where checkpoints live (``<artifacts>/checkpoints``); empty = the job keeps none. Each job's
+    are under ``<checkpoint_root>/<base name>``: its ``-r2``, ``-r3`` attempts resume from them."""
+
+    @property
+    def checkpoint_uri(self) -> str:
+        if not self.checkpoint_root:
+            return ""
+        return f"{self.checkpoint_root.rstrip('/')}/{base_name(self.name)}"
 
     def request(self) -> dict[str, Any]:
         """The ``CreateTrainingJob`` request body (hyperparameters as strings, as SageMaker wants)."""
@@ -86,6 +106,8 @@ class TrainingJobSpec:
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": self.max_runtime_seconds},
         }
+        if self.checkpoint_uri:
+            body["CheckpointConfig"] = {"S3Uri": self.checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH}
         if self.tags:
             body["Tags"] = [{"Key": k, "Value": v} for k, v in sorted(self.tags.items())]
         return body
