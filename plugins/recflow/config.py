@@ -2,152 +2,312 @@
 
 Every knob of the pipeline is read here, from the environment, once. Nothing
 else in the package (or in the DAGs) reads environment variables: code asks for
-``Settings`` and passes the values it needs down. The defaults are the embedded
-profile (DuckDB, SQLite, local files, local training jobs, MLflow on SQLite),
-with all state under ``RECFLOW_HOME`` (default ``./.recflow``).
+``Settings`` and passes the values it needs down.
+
+Each setting is declared once, as a field: its type (with its bounds), its
+embedded default, and an :class:`Env` marker that names its variable, says what
+it is for and what the production profile does with it. ``from_env``, ``to_env``
+and ``docs/configuration.md`` (``make docs-config``) are all derived from those
+fields.
+
+``RECFLOW_PROFILE`` picks the defaults: ``embedded`` (DuckDB, SQLite, local files,
+local training jobs, MLflow on SQLite, all state under ``RECFLOW_HOME``, default
+``./.recflow``) or ``production`` (SageMaker training; the artifact root, the
+MLflow tracking URI, the dbt target, the training image and the SageMaker role
+must be given, and ``from_env`` refuses to start without them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Final, Literal, get_args, get_origin, get_type_hints
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from recflow.errors import ConfigError
 
-__all__ = ["ConfigError", "Settings", "subprocess_env"]
+__all__ = [
+    "PROFILES",
+    "REQUIRED",
+    "ConfigError",
+    "DeclaredSetting",
+    "Env",
+    "GateSettings",
+    "Settings",
+    "declared_settings",
+    "subprocess_env",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 """The repository root: ``plugins/recflow/config.py`` lives two levels below it."""
 
+Profile = Literal["embedded", "production"]
+PROFILES: Final[tuple[Profile, ...]] = get_args(Profile)
 TrainingBackendName = Literal["local", "sagemaker"]
 
 
-def _as_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+class _Required:
+    """The production default of a setting that production must be given explicitly."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
 
 
-def _as_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+REQUIRED: Final = _Required()
 
 
-def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = env.get(name) or default
-    if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+@dataclasses.dataclass(frozen=True)
+class Env:
+    """How a field is read from the environment; the field's type and default say the rest.
+
+    ``production`` is the field's default under ``RECFLOW_PROFILE=production``:
+    ``None`` keeps the embedded default, :data:`REQUIRED` makes the variable
+    mandatory (only while ``required_if`` holds, when given as ``(field, value)``),
+    anything else replaces the default. ``shown_default`` stands in for a default
+    that depends on the machine (a path) in the generated documentation.
+    """
+
+    name: str
+    help: str
+    production: object = None
+    required_if: tuple[str, str] | None = None
+    shown_default: str | None = None
+
+
+def _integer(value: object) -> object:
+    """Read an integer the way Python's ``int`` does: ``"5.0"`` is not one."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise PydanticCustomError("not_an_integer", "not an integer") from None
     return value
 
 
-@dataclass(frozen=True)
+Integer = Annotated[int, BeforeValidator(_integer)]
+AbsolutePath = Annotated[Path, AfterValidator(Path.resolve)]
+Share = Annotated[float, Field(ge=0, le=1)]
+
+# Settings are built from the fields' own names; validation (defaults included) runs
+# on construction and again on ``dataclasses.replace``.
+_CONFIG = ConfigDict(extra="forbid", validate_default=True)
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class GateSettings:
     """Absolute floors a challenger must clear, and how much worse than the champion it may be."""
 
-    min_hr_at_10: float = 0.15
-    min_ndcg_at_10: float = 0.07
-    tolerance: float = 0.01
+    min_hr_at_10: Annotated[
+        Share,
+        Env(
+            "RECFLOW_GATE_MIN_HR_AT_10", "Floor on the challenger's hit rate at 10; below it, no publication."
+        ),
+    ] = 0.15
+    min_ndcg_at_10: Annotated[
+        Share,
+        Env("RECFLOW_GATE_MIN_NDCG_AT_10", "Floor on the challenger's NDCG at 10; below it, no publication."),
+    ] = 0.07
+    tolerance: Annotated[
+        Share,
+        Env(
+            "RECFLOW_GATE_TOLERANCE",
+            "How much lower than the champion's a challenger's metrics may be and still be published.",
+        ),
+    ] = 0.01
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class Settings:
     """Where state lives and which backends the pipeline talks to."""
 
-    home: Path
+    home: Annotated[
+        AbsolutePath,
+        Env(
+            "RECFLOW_HOME",
+            "Root of the state this machine keeps: landing zone, Airflow home, incidents, local training jobs "
+            "and, in the embedded profile, the warehouse, artifacts and MLflow.",
+            shown_default="`./.recflow` in the checkout",
+        ),
+    ] = PROJECT_ROOT / ".recflow"
     project_root: Path = PROJECT_ROOT
-    warehouse_path: Path | None = None
-    artifact_root: str | None = None
-    mlflow_tracking_uri: str | None = None
-    training_backend: TrainingBackendName = "local"
-    dbt_target: str = "duckdb"
-    warehouse_pool_slots: int = 1
-    max_quarantine_share: float = 0.01
-    volume_max_ratio: float = 5.0
-    volume_history_days: int = 7
-    alerts_conn_id: str = "recflow_alerts"
-    model_name: str = "recsys-demo"
-    training_image: str = "recflow-ml:local"
-    training_instance_type: str = "ml.m5.xlarge"
-    sagemaker_role_arn: str = ""
-    aws_region: str = "us-east-1"
-    aws_endpoint_url: str | None = None
-    git_commit_override: str | None = None
-    gate: GateSettings = field(default_factory=GateSettings)
+    profile: Annotated[
+        Profile,
+        Env(
+            "RECFLOW_PROFILE",
+            "Which defaults apply: `embedded` (one machine, no servers) or `production` "
+            "(shared services; refuses to start without the settings marked required).",
+        ),
+    ] = "embedded"
+    warehouse_path: Annotated[
+        AbsolutePath | None,
+        Env(
+            "RECFLOW_WAREHOUSE_PATH",
+            "The DuckDB warehouse file. Unset: `$RECFLOW_HOME/warehouse/recflow.duckdb`.",
+        ),
+    ] = None
+    artifact_root: Annotated[
+        str | None,
+        Env(
+            "RECFLOW_ARTIFACT_ROOT",
+            "URI under which snapshots and model archives are stored (`s3://bucket/prefix` or `file://`). "
+            "Unset: `$RECFLOW_HOME/artifacts`.",
+            production=REQUIRED,
+        ),
+    ] = None
+    mlflow_tracking_uri: Annotated[
+        str | None,
+        Env(
+            "RECFLOW_MLFLOW_TRACKING_URI",
+            "MLflow tracking and registry store. Unset: SQLite at `$RECFLOW_HOME/mlflow/mlflow.db`.",
+            production=REQUIRED,
+        ),
+    ] = None
+    training_backend: Annotated[
+        TrainingBackendName,
+        Env(
+            "RECFLOW_TRAINING_BACKEND",
+            "Where training jobs run: a local subprocess honouring the SageMaker container contract, or SageMaker.",
+            production="sagemaker",
+        ),
+    ] = "local"
+    dbt_target: Annotated[
+        str,
+        Env(
+            "RECFLOW_DBT_TARGET",
+            "The output of `dbt/profiles.yml` that dbt runs against.",
+            production=REQUIRED,
+        ),
+    ] = "duckdb"
+    warehouse_pool_slots: Annotated[
+        Integer,
+        Field(ge=1),
+        Env("RECFLOW_WAREHOUSE_POOL_SLOTS", "Slots of the Airflow pool that every warehouse task runs in."),
+    ] = 1
+    max_quarantine_share: Annotated[
+        Share,
+        Env(
+            "RECFLOW_MAX_QUARANTINE_SHARE",
+            "Largest share of a day's events that may break row rules (and be quarantined) "
+            "before the whole day is refused.",
+        ),
+    ] = 0.01
+    volume_max_ratio: Annotated[
+        float,
+        Field(ge=1),
+        Env(
+            "RECFLOW_VOLUME_MAX_RATIO",
+            "A day's event count may be at most this many times, and at least one over this many times, "
+            "the median of recent days.",
+        ),
+    ] = 5.0
+    volume_history_days: Annotated[
+        Integer,
+        Field(ge=1),
+        Env("RECFLOW_VOLUME_HISTORY_DAYS", "How many recent days the volume check compares a day with."),
+    ] = 7
+    alerts_conn_id: Annotated[
+        str,
+        Env(
+            "RECFLOW_ALERTS_CONN_ID",
+            "Airflow connection (Apprise) that failed tasks are reported through, when it exists.",
+        ),
+    ] = "recflow_alerts"
+    model_name: Annotated[
+        str,
+        Env("RECFLOW_MODEL_NAME", "Registered model name that training publishes to."),
+    ] = "recsys-demo"
+    training_image: Annotated[
+        str,
+        Env(
+            "RECFLOW_TRAINING_IMAGE",
+            "Container image of the training job, built from `ml/Dockerfile` (an ECR URI for SageMaker).",
+            production=REQUIRED,
+            required_if=("training_backend", "sagemaker"),
+        ),
+    ] = "recflow-ml:local"
+    training_instance_type: Annotated[
+        str,
+        Env("RECFLOW_TRAINING_INSTANCE_TYPE", "SageMaker instance type of a training job."),
+    ] = "ml.m5.xlarge"
+    sagemaker_role_arn: Annotated[
+        str,
+        Env(
+            "RECFLOW_SAGEMAKER_ROLE_ARN",
+            "IAM role that SageMaker training jobs run as.",
+            production=REQUIRED,
+            required_if=("training_backend", "sagemaker"),
+        ),
+    ] = ""
+    aws_region: Annotated[
+        str,
+        Env("AWS_DEFAULT_REGION", "AWS region of S3 and SageMaker."),
+    ] = "us-east-1"
+    aws_endpoint_url: Annotated[
+        str | None,
+        Env(
+            "RECFLOW_AWS_ENDPOINT_URL",
+            "Endpoint for S3 and SageMaker instead of AWS's own (a moto server in tests). Unset: AWS.",
+        ),
+    ] = None
+    git_commit_override: Annotated[
+        str | None,
+        Env(
+            "RECFLOW_GIT_COMMIT",
+            "The deployed commit recorded in lineage. Unset: read from `.git` in the checkout.",
+        ),
+    ] = None
+    gate: GateSettings = Field(default_factory=GateSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``env`` alone (``os.environ`` when not given); an empty value counts as unset.
+
+        Raises :class:`ConfigError` naming every variable whose value is invalid, or,
+        in the production profile, every variable that must be set and is not.
+        """
         env = os.environ if env is None else env
-        home = Path(env.get("RECFLOW_HOME") or PROJECT_ROOT / ".recflow").resolve()
-        return cls(
-            home=home,
-            warehouse_path=Path(env["RECFLOW_WAREHOUSE_PATH"]).resolve()
-            if env.get("RECFLOW_WAREHOUSE_PATH")
-            else None,
-            artifact_root=env.get("RECFLOW_ARTIFACT_ROOT") or None,
-            mlflow_tracking_uri=env.get("RECFLOW_MLFLOW_TRACKING_URI") or None,
-            training_backend=_choice(  # type: ignore[arg-type]
-                env, "RECFLOW_TRAINING_BACKEND", "local", ("local", "sagemaker")
-            ),
-            dbt_target=env.get("RECFLOW_DBT_TARGET") or "duckdb",
-            warehouse_pool_slots=_as_int(env, "RECFLOW_WAREHOUSE_POOL_SLOTS", 1),
-            max_quarantine_share=_as_float(env, "RECFLOW_MAX_QUARANTINE_SHARE", 0.01),
-            volume_max_ratio=_as_float(env, "RECFLOW_VOLUME_MAX_RATIO", 5.0),
-            volume_history_days=_as_int(env, "RECFLOW_VOLUME_HISTORY_DAYS", 7),
-            alerts_conn_id=env.get("RECFLOW_ALERTS_CONN_ID") or "recflow_alerts",
-            model_name=env.get("RECFLOW_MODEL_NAME") or "recsys-demo",
-            training_image=env.get("RECFLOW_TRAINING_IMAGE") or "recflow-ml:local",
-            training_instance_type=env.get("RECFLOW_TRAINING_INSTANCE_TYPE") or "ml.m5.xlarge",
-            sagemaker_role_arn=env.get("RECFLOW_SAGEMAKER_ROLE_ARN") or "",
-            aws_region=env.get("AWS_DEFAULT_REGION") or "us-east-1",
-            aws_endpoint_url=env.get("RECFLOW_AWS_ENDPOINT_URL") or None,
-            git_commit_override=env.get("RECFLOW_GIT_COMMIT") or None,
-            gate=GateSettings(
-                min_hr_at_10=_as_float(env, "RECFLOW_GATE_MIN_HR_AT_10", 0.15),
-                min_ndcg_at_10=_as_float(env, "RECFLOW_GATE_MIN_NDCG_AT_10", 0.07),
-                tolerance=_as_float(env, "RECFLOW_GATE_TOLERANCE", 0.01),
-            ),
-        )
+        given = {s.env.name: env[s.env.name] for s in declared_settings() if env.get(s.env.name)}
+        profile = _read_profile(given)
+        values: dict[str, Any] = {}
+        unset_required: list[DeclaredSetting] = []
+        for setting in declared_settings():
+            if setting.env.name in given:
+                value: object = given[setting.env.name]
+            elif profile == "production" and setting.env.production is REQUIRED:
+                unset_required.append(setting)
+                continue
+            elif profile == "production" and setting.env.production is not None:
+                value = setting.env.production
+            else:
+                continue
+            group = values
+            for part in setting.path[:-1]:
+                group = group.setdefault(part, {})
+            group[setting.path[-1]] = value
+        try:
+            settings = cls(**values)
+        except ValidationError as error:
+            raise ConfigError(_explain(error)) from None
+        missing = [s for s in unset_required if _applies(s, settings)]
+        if missing:
+            raise ConfigError(
+                "RECFLOW_PROFILE=production needs these variables set (docs/configuration.md):\n"
+                + "\n".join(f"  {s.env.name}: {s.env.help}" for s in missing)
+            )
+        return settings
 
     def to_env(self) -> dict[str, str]:
         """The variables that make ``from_env`` rebuild these settings in a child process."""
-        env = {
-            "RECFLOW_HOME": str(self.home),
-            "RECFLOW_TRAINING_BACKEND": self.training_backend,
-            "RECFLOW_DBT_TARGET": self.dbt_target,
-            "RECFLOW_WAREHOUSE_POOL_SLOTS": str(self.warehouse_pool_slots),
-            "RECFLOW_MAX_QUARANTINE_SHARE": str(self.max_quarantine_share),
-            "RECFLOW_VOLUME_MAX_RATIO": str(self.volume_max_ratio),
-            "RECFLOW_VOLUME_HISTORY_DAYS": str(self.volume_history_days),
-            "RECFLOW_ALERTS_CONN_ID": self.alerts_conn_id,
-            "RECFLOW_MODEL_NAME": self.model_name,
-            "RECFLOW_TRAINING_IMAGE": self.training_image,
-            "RECFLOW_TRAINING_INSTANCE_TYPE": self.training_instance_type,
-            "RECFLOW_SAGEMAKER_ROLE_ARN": self.sagemaker_role_arn,
-            "AWS_DEFAULT_REGION": self.aws_region,
-            "RECFLOW_GATE_MIN_HR_AT_10": str(self.gate.min_hr_at_10),
-            "RECFLOW_GATE_MIN_NDCG_AT_10": str(self.gate.min_ndcg_at_10),
-            "RECFLOW_GATE_TOLERANCE": str(self.gate.tolerance),
-        }
-        optional = {
-            "RECFLOW_WAREHOUSE_PATH": str(self.warehouse_path) if self.warehouse_path else None,
-            "RECFLOW_ARTIFACT_ROOT": self.artifact_root,
-            "RECFLOW_MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
-            "RECFLOW_AWS_ENDPOINT_URL": self.aws_endpoint_url,
-            "RECFLOW_GIT_COMMIT": self.git_commit_override,
-        }
-        env.update({k: v for k, v in optional.items() if v})
+        env = {}
+        for setting in declared_settings():
+            value = setting.value_in(self)
+            if value is not None:
+                env[setting.env.name] = str(value)
         return env
 
     @property
@@ -207,6 +367,107 @@ class Settings:
             "RECFLOW_DUCKDB_PATH": str(self.duckdb_path),
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class DeclaredSetting:
+    """One field read from the environment: where it sits in ``Settings`` and how it is declared."""
+
+    path: tuple[str, ...]
+    env: Env
+    annotation: Any
+    default: Any
+    constraints: tuple[object, ...]
+    group: type
+
+    def value_in(self, settings: Settings) -> Any:
+        value: Any = settings
+        for part in self.path:
+            value = getattr(value, part)
+        return value
+
+
+def declared_settings() -> tuple[DeclaredSetting, ...]:
+    """Every field of :class:`Settings` (nested groups included) that has an :class:`Env` marker."""
+    return _DECLARED
+
+
+def _walk(cls: type, prefix: tuple[str, ...]) -> Iterator[DeclaredSetting]:
+    hints = get_type_hints(cls, include_extras=True)
+    fields = cls.__pydantic_fields__  # type: ignore[attr-defined]
+    for name, info in fields.items():
+        env = next((m for m in _metadata(hints[name]) if isinstance(m, Env)), None)
+        if env is not None:
+            yield DeclaredSetting(
+                path=(*prefix, name),
+                env=env,
+                annotation=info.annotation,
+                default=info.default,
+                constraints=tuple(m for m in info.metadata if not isinstance(m, Env)),
+                group=cls,
+            )
+        elif dataclasses.is_dataclass(info.annotation):
+            yield from _walk(info.annotation, (*prefix, name))  # type: ignore[arg-type]
+
+
+def _metadata(hint: Any) -> tuple[object, ...]:
+    """All ``Annotated`` metadata of ``hint``, through aliases such as ``Share``."""
+    found: list[object] = []
+    while get_origin(hint) is Annotated:
+        found.extend(hint.__metadata__)
+        hint = hint.__origin__
+    return tuple(found)
+
+
+_DECLARED: Final = tuple(_walk(Settings, ()))
+
+
+def _read_profile(given: Mapping[str, str]) -> Profile:
+    profile = given.get("RECFLOW_PROFILE", "embedded")
+    if profile not in PROFILES:
+        raise ConfigError(f"RECFLOW_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
+    return profile  # type: ignore[return-value]
+
+
+def _applies(setting: DeclaredSetting, settings: Settings) -> bool:
+    if setting.env.required_if is None:
+        return True
+    field, value = setting.env.required_if
+    return bool(getattr(settings, field) == value)
+
+
+_PROBLEMS: Final = {
+    "not_an_integer": "is not an integer",
+    "int_parsing": "is not an integer",
+    "int_from_float": "is not an integer",
+    "float_parsing": "is not a number",
+    "float_type": "is not a number",
+}
+
+
+def _explain(error: ValidationError) -> str:
+    """One line per invalid value, naming its variable: ``RECFLOW_X='abc' is not an integer``."""
+    by_path = {s.path: s for s in declared_settings()}
+    lines = []
+    for problem in error.errors(include_url=False):
+        path = tuple(str(part) for part in problem["loc"])
+        setting = by_path.get(path[:2]) or by_path.get(path[:1])
+        if setting is None:  # not a setting read from the environment
+            lines.append(f"{'.'.join(path)}: {problem['msg']}")
+            continue
+        name, value = setting.env.name, problem["input"]
+        if problem["type"] in _PROBLEMS:
+            lines.append(f"{name}={value!r} {_PROBLEMS[problem['type']]}")
+        elif problem["type"] == "literal_error":
+            allowed = get_args(setting.annotation)
+            lines.append(f"{name}={value!r} is not one of {', '.join(map(str, allowed))}")
+        elif problem["type"] == "greater_than_equal":
+            lines.append(f"{name}={value!r} is below the least allowed value, {problem['ctx']['ge']}")
+        elif problem["type"] == "less_than_equal":
+            lines.append(f"{name}={value!r} is above the greatest allowed value, {problem['ctx']['le']}")
+        else:
+            lines.append(f"{name}={value!r}: {problem['msg'][0].lower()}{problem['msg'][1:]}")
+    return "\n".join(lines)
 
 
 def subprocess_env(extra: Mapping[str, str]) -> dict[str, str]:

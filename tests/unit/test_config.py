@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from recflow.config import ConfigError, Settings
+from recflow.config import PROJECT_ROOT, ConfigError, Settings, declared_settings
 
 
 def test_defaults_put_all_state_under_home(tmp_path: Path) -> None:
@@ -50,3 +53,141 @@ def test_to_env_round_trips(tmp_path: Path) -> None:
         }
     )
     assert Settings.from_env(s.to_env()) == s
+
+
+def test_embedded_profile_is_the_old_default(tmp_path: Path) -> None:
+    assert Settings.from_env({"RECFLOW_HOME": str(tmp_path)}).to_env() == {
+        "RECFLOW_HOME": str(tmp_path),
+        "RECFLOW_PROFILE": "embedded",
+        "RECFLOW_TRAINING_BACKEND": "local",
+        "RECFLOW_DBT_TARGET": "duckdb",
+        "RECFLOW_WAREHOUSE_POOL_SLOTS": "1",
+        "RECFLOW_MAX_QUARANTINE_SHARE": "0.01",
+        "RECFLOW_VOLUME_MAX_RATIO": "5.0",
+        "RECFLOW_VOLUME_HISTORY_DAYS": "7",
+        "RECFLOW_ALERTS_CONN_ID": "recflow_alerts",
+        "RECFLOW_MODEL_NAME": "recsys-demo",
+        "RECFLOW_TRAINING_IMAGE": "recflow-ml:local",
+        "RECFLOW_TRAINING_INSTANCE_TYPE": "ml.m5.xlarge",
+        "RECFLOW_SAGEMAKER_ROLE_ARN": "",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "RECFLOW_GATE_MIN_HR_AT_10": "0.15",
+        "RECFLOW_GATE_MIN_NDCG_AT_10": "0.07",
+        "RECFLOW_GATE_TOLERANCE": "0.01",
+    }
+    assert Settings.from_env({}).home == (PROJECT_ROOT / ".recflow").resolve()
+
+
+def test_a_given_mapping_is_the_only_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECFLOW_PROFILE", "production")
+    monkeypatch.setenv("RECFLOW_MODEL_NAME", "from-the-process")
+    s = Settings.from_env({"RECFLOW_HOME": str(tmp_path)})
+    assert (s.profile, s.model_name) == ("embedded", "recsys-demo")
+
+
+def test_without_a_mapping_the_process_environment_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("RECFLOW_MODEL_NAME", "from-the-process")
+    monkeypatch.setenv("RECFLOW_GATE_TOLERANCE", "0.02")
+    s = Settings.from_env()
+    assert (s.home, s.model_name, s.gate.tolerance) == (tmp_path.resolve(), "from-the-process", 0.02)
+
+
+def test_an_empty_value_counts_as_unset(tmp_path: Path) -> None:
+    s = Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_MODEL_NAME": "", "RECFLOW_PROFILE": ""})
+    assert (s.model_name, s.profile) == ("recsys-demo", "embedded")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RECFLOW_WAREHOUSE_POOL_SLOTS", "abc", "RECFLOW_WAREHOUSE_POOL_SLOTS='abc' is not an integer"),
+        ("RECFLOW_VOLUME_HISTORY_DAYS", "5.0", "RECFLOW_VOLUME_HISTORY_DAYS='5.0' is not an integer"),
+        (
+            "RECFLOW_WAREHOUSE_POOL_SLOTS",
+            "0",
+            "RECFLOW_WAREHOUSE_POOL_SLOTS='0' is below the least allowed value, 1",
+        ),
+        (
+            "RECFLOW_MAX_QUARANTINE_SHARE",
+            "1.5",
+            "RECFLOW_MAX_QUARANTINE_SHARE='1.5' is above the greatest allowed",
+        ),
+        ("RECFLOW_PROFILE", "staging", "RECFLOW_PROFILE='staging' is not one of embedded, production"),
+    ],
+)
+def test_a_bad_value_is_a_config_error_naming_it(tmp_path: Path, name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Settings.from_env({"RECFLOW_HOME": str(tmp_path), name: value})
+
+
+def test_every_bad_value_is_named_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env(
+            {"RECFLOW_HOME": str(tmp_path), "RECFLOW_VOLUME_MAX_RATIO": "x", "RECFLOW_GATE_MIN_HR_AT_10": "y"}
+        )
+    assert str(raised.value).splitlines() == [
+        "RECFLOW_VOLUME_MAX_RATIO='x' is not a number",
+        "RECFLOW_GATE_MIN_HR_AT_10='y' is not a number",
+    ]
+
+
+PRODUCTION = {
+    "RECFLOW_PROFILE": "production",
+    "RECFLOW_ARTIFACT_ROOT": "s3://bucket/recflow",
+    "RECFLOW_MLFLOW_TRACKING_URI": "postgresql://mlflow@db/mlflow",
+    "RECFLOW_DBT_TARGET": "postgres",
+    "RECFLOW_TRAINING_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/recflow-ml:1.0",
+    "RECFLOW_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/recflow-training",
+}
+
+
+def test_production_refuses_to_start_and_lists_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_PROFILE": "production"})
+    message = str(raised.value)
+    assert message.startswith("RECFLOW_PROFILE=production needs these variables set")
+    named = [line.split(":")[0].strip() for line in message.splitlines()[1:]]
+    assert named == [
+        "RECFLOW_ARTIFACT_ROOT",
+        "RECFLOW_MLFLOW_TRACKING_URI",
+        "RECFLOW_DBT_TARGET",
+        "RECFLOW_TRAINING_IMAGE",
+        "RECFLOW_SAGEMAKER_ROLE_ARN",
+    ]
+
+
+def test_production_trains_on_sagemaker_against_shared_stores(tmp_path: Path) -> None:
+    s = Settings.from_env({"RECFLOW_HOME": str(tmp_path), **PRODUCTION})
+    assert s.training_backend == "sagemaker"
+    assert s.artifacts_uri == "s3://bucket/recflow"
+    assert s.mlflow_uri == "postgresql://mlflow@db/mlflow"
+    assert Settings.from_env(s.to_env()) == s
+
+
+def test_production_needs_image_and_role_only_for_sagemaker(tmp_path: Path) -> None:
+    env = {
+        k: v
+        for k, v in PRODUCTION.items()
+        if k not in {"RECFLOW_TRAINING_IMAGE", "RECFLOW_SAGEMAKER_ROLE_ARN"}
+    }
+    s = Settings.from_env({"RECFLOW_HOME": str(tmp_path), **env, "RECFLOW_TRAINING_BACKEND": "local"})
+    assert (s.training_backend, s.training_image) == ("local", "recflow-ml:local")
+
+
+def test_replace_validates_like_construction(tmp_path: Path) -> None:
+    s = Settings.from_env({"RECFLOW_HOME": str(tmp_path)})
+    moved = dataclasses.replace(s, home=s.home / "benchmarks", warehouse_path=None)
+    assert moved.duckdb_path == tmp_path.resolve() / "benchmarks" / "warehouse" / "recflow.duckdb"
+    with pytest.raises(ValidationError):
+        dataclasses.replace(s, warehouse_pool_slots=0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.model_name = "other"  # type: ignore[misc]
+
+
+def test_each_variable_is_declared_once() -> None:
+    names = [s.env.name for s in declared_settings()]
+    assert len(names) == len(set(names))
+    assert all(name.startswith(("RECFLOW_", "AWS_")) for name in names)
