@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export RECFLOW_HOME ?= $(CURDIR)/.recflow
 
-.PHONY: venv setup demo up down test lint typecheck unit lock bench-quality bench-pipeline clean
+.PHONY: venv setup demo up down test lint typecheck unit lock docs-config bench-quality bench-pipeline clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ lock: venv
 	( echo "# The full resolved set of packages (Python 3.11, Linux x86_64): pip's -c file."; \
 	  echo "# Regenerate with \`make lock\` after changing requirements*.txt."; \
 	  $(BIN)/pip freeze --exclude-editable | grep -v '^recflow' ) > constraints.txt
+
+docs-config: venv
+	$(BIN)/python -m recflow.config_docs docs/configuration.md
 
 bench-quality: venv
 	$(BIN)/python -m bench.quality

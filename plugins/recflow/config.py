@@ -201,8 +201,8 @@ class Settings:
         Field(ge=1),
         Env(
             "RECFLOW_VOLUME_MAX_RATIO",
-            "A day's event count may be at most this many times, and at least one over this many times, "
-            "the median of recent days.",
+            "A day's event count must lie between the median of recent published days "
+            "divided by this and multiplied by it.",
         ),
     ] = 5.0
     volume_history_days: Annotated[
