@@ -378,7 +378,6 @@ class DeclaredSetting:
     annotation: Any
     default: Any
     constraints: tuple[object, ...]
-    group: type
 
     def value_in(self, settings: Settings) -> Any:
         value: Any = settings
@@ -404,7 +403,6 @@ def _walk(cls: type, prefix: tuple[str, ...]) -> Iterator[DeclaredSetting]:
                 annotation=info.annotation,
                 default=info.default,
                 constraints=tuple(m for m in info.metadata if not isinstance(m, Env)),
-                group=cls,
             )
         elif dataclasses.is_dataclass(info.annotation):
             yield from _walk(info.annotation, (*prefix, name))  # type: ignore[arg-type]
