@@ -50,8 +50,17 @@ lock: venv
 docs-config: venv
 	$(BIN)/python -m recflow.config_docs docs/configuration.md
 
-bench-quality: venv
-	$(BIN)/python -m bench.quality
+# SASRec's rectools needs numpy<2 and pandas<3: it gets its own venv, so the main one keeps its pins
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
+
+$(BENCH_STAMP): requirements-bench.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+bench-quality: venv $(BENCH_STAMP)
+	nice -n 10 $(BIN)/python -m bench.quality --bench-python $(BENCH_VENV)/bin/python
 
 bench-pipeline: venv
 	$(BIN)/recflow benchmark movielens --data-dir ../shared/data/ml-100k \

@@ -10,6 +10,10 @@ scores every method under the same protocol:
 * tuning: each baseline's grid is scored on the validation split (trained on
   train), the best setting by validation ndcg@10 is retrained on
   train + validation and scored once on the holdout;
+* SASRec (``rectools``, PyTorch CPU): the sequence-aware peer, tuned like the baselines
+  (a small grid of factors, epochs and maximum sequence length on validation), fitted by
+  ``bench/sasrec.py`` in the benchmark venv ``.venv-bench`` (``requirements-bench.txt``,
+  which ``make bench-quality`` installs);
 * ours: the two-tower model trained through the real training-job entrypoint
   (``python -m recflow_ml.train train`` in a SageMaker directory layout) with
   its own default hyperparameters, on train + validation, scored on the holdout
@@ -55,7 +59,9 @@ SELECTION_METRIC = "ndcg@10"
 TARGETS = {"hr@10": 0.68, "ndcg@10": 0.40}
 MARK_START = "<!-- quality:start -->"
 MARK_END = "<!-- quality:end -->"
-METHODS = ("popularity", "ease", "als", "bpr", "ours")
+METHODS = ("popularity", "ease", "als", "bpr", "sasrec", "ours")
+BENCH_PYTHON = PROJECT_ROOT / ".venv-bench" / "bin" / "python"
+"""The interpreter of the benchmark venv (rectools + torch), made by ``make bench-quality``."""
 
 GRIDS: dict[str, dict[str, Sequence[Any]]] = {
     "popularity": {},
@@ -72,6 +78,7 @@ GRIDS: dict[str, dict[str, Sequence[Any]]] = {
         "regularization": [0.01, 0.1],
         "iterations": [100],
     },
+    "sasrec": {"n_factors": [32, 64], "epochs": [10, 20], "session_max_len": [50, 100]},
 }
 
 LABELS = {
@@ -79,6 +86,7 @@ LABELS = {
     "ease": "EASE",
     "als": "implicit ALS",
     "bpr": "implicit BPR",
+    "sasrec": "SASRec (rectools)",
     "ours": "Two-tower (ours)",
 }
 
@@ -150,11 +158,51 @@ def _score_fn(name: str) -> Callable[..., Any]:
     raise ValueError(f"unknown baseline {name!r}")
 
 
+def sasrec_fit(ctx: Context, pairs_with_time: Any, params: Mapping[str, Any]) -> Any:
+    """Scores of SASRec fitted on ``pairs_with_time`` (user_id, item_id, ts), by ``bench/sasrec.py``
+    in the benchmark venv; rows and columns in ``ctx.index`` order."""
+    import numpy as np
+    import pyarrow.csv as pcsv
+
+    with tempfile.TemporaryDirectory(prefix="recflow-sasrec-") as tmp:
+        work = Path(tmp)
+        pcsv.write_csv(pairs_with_time.select(["user_id", "item_id", "ts"]), work / "train.csv")
+        users = sorted(ctx.index.users, key=ctx.index.users.__getitem__)
+        items = sorted(ctx.index.items, key=ctx.index.items.__getitem__)
+        (work / "index.json").write_text(json.dumps({"users": users, "items": items}))
+        command = [
+            str(ctx.bench_python),
+            "-m",
+            "bench.sasrec",
+            "--train",
+            str(work / "train.csv"),
+            "--index",
+            str(work / "index.json"),
+            "--params",
+            json.dumps(dict(params)),
+            "--out",
+            str(work / "scores.npy"),
+        ]
+        proc = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"bench.sasrec exited {proc.returncode}:\n{proc.stderr[-3000:]}")
+        return np.load(work / "scores.npy")
+
+
 def run_baseline(name: str, ctx: Context) -> MethodResult:
     from bench.baselines import MatrixScorer
     from recflow.evaluation import evaluate
 
-    fit = _score_fn(name)
+    if name == "sasrec":
+        import pyarrow as pa
+
+        full = pa.concat_tables([ctx.split.train, ctx.split.validation])
+
+        def fit(x: Any, **params: Any) -> Any:  # the same call as the baselines': x says which rows
+            return sasrec_fit(ctx, full if x is ctx.x_full else ctx.split.train, params)
+
+    else:
+        fit = _score_fn(name)
     points = _grid_points(GRIDS[name])
     grid: list[dict[str, Any]] = []
     best: dict[str, Any] = {}
@@ -283,6 +331,7 @@ class Context:
     x_full: Any
     validation_eval: Any
     holdout_eval: Any
+    bench_python: Path = BENCH_PYTHON
 
 
 def prepare(data_dir: Path) -> Context:
@@ -340,10 +389,15 @@ def machine() -> dict[str, Any]:
     }
 
 
-def _versions() -> dict[str, str]:
+def _versions(bench_python: Path | None = None) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
+    if bench_python is not None:
+        probe = "import json, rectools, torch; print(json.dumps({'rectools': rectools.__version__, 'torch': torch.__version__}))"
+        proc = subprocess.run([str(bench_python), "-c", probe], capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            out.update(json.loads(proc.stdout.strip().splitlines()[-1]))
     for package in ("numpy", "scipy", "implicit", "tensorflow-cpu", "tensorflow"):
         try:
             out[package] = version(package)
@@ -363,6 +417,9 @@ PROTOCOL = {
     "tuning": "each baseline's grid: fit on train, score the validation positives (negatives exclude "
     "train and holdout items); the best by validation ndcg@10 (then hr@10) is refit on "
     "train+validation and scored once on the holdout (negatives exclude train+validation items)",
+    "sasrec": "rectools SASRecModel (2 blocks, 2 heads, dropout 0.2, softmax loss, lr 0.001, batch 128, "
+    "item-id embeddings only, seed 42) via bench/sasrec.py in .venv-bench; each user's ratings as one "
+    "sequence ordered by time (ties: larger item id last); grid on validation like the baselines",
     "ours": "two-tower model via `python -m recflow_ml.train train` in a SageMaker layout "
     "(hyperparameters.json = {}, i.e. the model's defaults), on train+validation, scored on the "
     "holdout through the exported SavedModel's `score` signature; not tuned here",
@@ -372,7 +429,8 @@ PROTOCOL = {
     "the nproc listed",
     "seed": SEED,
     "determinism": "popularity, EASE, ALS and the two-tower job reproduce exactly run to run; implicit's BPR "
-    "(lock-free parallel SGD with 2 threads) varies slightly despite random_state",
+    "(lock-free parallel SGD with 2 threads) varies slightly despite random_state, and so does SASRec "
+    "(seeded, but torch's CPU kernels are not run in deterministic mode: it halves the fit time)",
 }
 
 
@@ -465,7 +523,9 @@ def docs_section(report: Mapping[str, Any], results: Sequence[MethodResult]) -> 
         "holdout item against 99 items the user never rated (seed 42, ties count against the positive); "
         "recall@50 ranks it against the whole catalogue minus the user's training items. Every baseline's "
         f"grid is scored on validation (best by {SELECTION_METRIC}), refit on train+validation and scored "
-        "once on the holdout. Ours is the two-tower model trained through the real training-job entrypoint "
+        "once on the holdout; that includes SASRec (Kang and McAuley, 2018, through `rectools`, the "
+        "sequence-aware peer: factors, epochs and maximum sequence length chosen on validation). "
+        "Ours is the two-tower model trained through the real training-job entrypoint "
         "(`python -m recflow_ml.train train`, default hyperparameters, not tuned here) and scored through "
         "its exported SavedModel. Train time is the final fit only (for ours, the whole training "
         "process including TensorFlow start-up and export).",
@@ -511,9 +571,10 @@ def docs_section(report: Mapping[str, Any], results: Sequence[MethodResult]) -> 
             + (f"; its peak RSS was {peak:.0f} MiB" if peak else "")
             + "). The two-tower model represents each user by their most recent engaged items plus user/item side "
             "features, which the order-agnostic baselines do not use; on a leave-latest-out split that "
-            "recency signal is part of its advantage. implicit's BPR uses lock-free parallel SGD, so its "
-            "numbers vary slightly between runs even with a fixed `random_state`; the other methods "
-            "reproduce exactly. Per-point validation scores of every grid are in the JSON file.",
+            "recency signal is part of its advantage; SASRec reads the same order (each user's whole "
+            "sequence) and is the fair peer for that. implicit's BPR uses lock-free parallel SGD and "
+            "SASRec runs torch without its deterministic kernels, so their numbers vary slightly between "
+            "runs even with fixed seeds; the other methods reproduce exactly. Per-point validation scores of every grid are in the JSON file.",
             "",
         ]
     lines.append(MARK_END)
@@ -558,6 +619,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, default=PLOT_PATH)
     parser.add_argument("--docs", type=Path, default=DOCS_PATH)
     parser.add_argument("--no-write", action="store_true", help="log the results, write nothing")
+    parser.add_argument(
+        "--bench-python",
+        type=Path,
+        default=BENCH_PYTHON,
+        help=f"the interpreter with rectools and torch, for SASRec (default {BENCH_PYTHON})",
+    )
     args = parser.parse_args(argv)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = sorted(set(args.methods) - set(METHODS))
@@ -575,6 +642,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DataMissing as exc:
         print(f"bench.quality: {exc}", file=sys.stderr)
         return 2
+    if "sasrec" in args.methods and not args.bench_python.exists():
+        print(
+            f"bench.quality: SASRec runs in the benchmark venv, and {args.bench_python} does not exist: "
+            "`make bench-quality` creates it from requirements-bench.txt (or pass --methods without sasrec)",
+            file=sys.stderr,
+        )
+        return 2
     if {"als", "bpr"} & set(args.methods) and importlib.util.find_spec("implicit") is None:
         print(
             "bench.quality: the ALS and BPR baselines need the `implicit` package "
@@ -585,6 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     date = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     ctx = prepare(data_dir)
+    ctx.bench_python = args.bench_python
     results = [
         run_ours(ctx) if name == "ours" else run_baseline(name, ctx)
         for name in METHODS
@@ -598,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "git_commit": Settings.from_env().git_commit,
         "total_seconds": round(total, 1),
         "machine": machine(),
-        "versions": _versions(),
+        "versions": _versions(args.bench_python if "sasrec" in args.methods else None),
         "protocol": PROTOCOL,
         "selection_metric": SELECTION_METRIC,
         "grids": {
