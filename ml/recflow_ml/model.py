@@ -308,7 +308,9 @@ def _id_table(ids: Sequence[str]) -> tf.lookup.StaticHashTable:
 
 
 class ServingModule(tf.Module):  # type: ignore[misc]
-    """What gets exported: the ``score`` and ``recommend`` signatures over raw string ids."""
+    """What gets exported: the ``score`` and ``recommend`` signatures over raw string ids, and the
+    ``user_tower`` signature that recomputes user vectors from a history (what a refresh of the
+    served histories calls, with the trained weights unchanged)."""
 
     def __init__(self, model: TwoTowerModel) -> None:
         super().__init__()
@@ -318,6 +320,26 @@ class ServingModule(tf.Module):  # type: ignore[misc]
         self.user_vectors = tf.Variable(user_table, trainable=False, name="user_vectors")
         self.item_vectors = tf.Variable(item_table, trainable=False, name="item_vectors")
         self.item_ids = tf.Variable(tf.constant(model.item_vocab), trainable=False, name="item_ids")
+        self.user_id_list = tf.Variable(tf.constant(model.user_vocab), trainable=False, name="user_id_list")
+        self.history_length = tf.Variable(model.hp.history_length, trainable=False, name="history_length")
+        self.tower_weights = list(model.variables)  # tracked, so `user_tower` can be saved
+        self._model = model
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="user_id"),
+            tf.TensorSpec([None, None], tf.string, name="history"),
+        ]
+    )
+    def user_tower(self, user_id: tf.Tensor, history: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Rows of the user table for ``user_id`` given ``history`` ([B, history_length] item ids,
+        oldest first, ``""`` for an empty slot): what ``score`` multiplies with the item table."""
+        rows = tf.cast(self.user_ids.lookup(user_id), tf.int32)
+        items = tf.cast(self.item_rows.lookup(history), tf.int32)
+        items = tf.where(history == "", tf.constant(PAD, tf.int32), items)
+        vectors = self._model.user_vectors(rows, items) / self._model.hp.temperature
+        ones = tf.ones([tf.shape(vectors)[0], 1], tf.float32)
+        return {"vector": tf.concat([vectors, ones], axis=1)}
 
     @tf.function(
         input_signature=[
@@ -346,5 +368,6 @@ def export(model: TwoTowerModel, directory: Path) -> None:
         signatures={
             "score": module.score.get_concrete_function(),
             "recommend": module.recommend.get_concrete_function(),
+            "user_tower": module.user_tower.get_concrete_function(),
         },
     )

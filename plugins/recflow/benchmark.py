@@ -116,6 +116,15 @@ def run_movielens(
         "champion_version": champion.version if champion else None,
         "metrics": evaluation["challenger"],
         "champion_metrics": champion.metrics if champion else None,
+        # the metrics are the gate's (scored on the artifact that never saw the holdout); what the
+        # champion serves is that model with every user's vector refreshed from train + holdout
+        "champion_evaluated_model_uri": champion.lineage.get("evaluated_model_uri") if champion else None,
+        "champion_serving_model_uri": champion.lineage.get("serving_model_uri") if champion else None,
+        "champion_serving": {
+            k.removeprefix("serving."): v for k, v in champion.run_tags.items() if k.startswith("serving.")
+        }
+        if champion
+        else None,
         "gate": gate,
         "training_job": training["job_name"],
         "training_job_seconds": training["training_seconds"],

@@ -10,6 +10,8 @@ recflow models list [--name NAME] [--json]
 recflow models export --name NAME --alias champion --out DIR
 recflow models promote --name NAME --version V --reason TEXT   move `champion` (a rollback), recorded
 recflow models history --name NAME [--json]   every move of `champion`: who, when, why
+recflow models show --name NAME [--version V | --alias champion] [--json]   the model card
+recflow mlflow ui [--port 5000]               the MLflow UI on the registry's store (curves, pictures)
 recflow incidents list [--dag DAG] [--since TIME] [--json]    failed tasks, one line each
 recflow incidents show ID [--json]            one incident: why, blast radius, what to do
 """
@@ -240,6 +242,77 @@ def cmd_models_promote(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _card_text(card: dict[str, Any]) -> list[str]:
+    gate, training, lineage = card["gate"], card["training"], card["lineage"]
+    thresholds = gate["thresholds"]
+    losses = training["loss_per_epoch"]
+    lines = [
+        f"{card['name']} version {card['version']} [{','.join(card['aliases']) or '-'}] "
+        f"created {card['created_at']}" + ("" if card["complete"] else "  (INCOMPLETE publication)"),
+        "metrics (gate's evaluation, holdout never in the history):  "
+        + "  ".join(f"{k}={v:.4f}" for k, v in sorted(card["metrics"].items())),
+        f"gate: {gate['reason'] or '(not recorded)'}",
+        f"  thresholds: hr@10 >= {thresholds['min_hr_at_10']}, ndcg@10 >= {thresholds['min_ndcg_at_10']}, "
+        f"tolerance {thresholds['tolerance']}; champion then: version {gate['champion_version']} "
+        + (
+            " ".join(f"{k}={v:.4f}" for k, v in sorted(gate["champion_metrics"].items()) if k != "users")
+            if gate["champion_metrics"]
+            else "(none)"
+        ),
+        "hyperparameters: " + " ".join(f"{k}={v}" for k, v in sorted(card["hyperparameters"].items())),
+        f"training: {training['seconds']} s, peak memory {training['peak_memory_mb']} MB; loss per epoch "
+        + (" ".join(f"{x:.4f}" for x in losses) if losses else "(not recorded)"),
+        "serving: " + (", ".join(f"{k}={v}" for k, v in sorted(card["serving"].items())) or "as trained"),
+        "lineage:",
+        *(f"  {k}: {v}" for k, v in sorted(lineage.items())),
+        "pictures:",
+        *(f"  {k}: {v}" for k, v in sorted(card["pictures"].items())),
+    ]
+    if not card["pictures"]:
+        lines.append("  (none: published before pictures were recorded)")
+    return lines
+
+
+def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.errors import RegistryError
+    from recflow.registry import model_card
+
+    try:
+        card = model_card(settings, args.name, version=args.version, alias=args.alias)
+    except RegistryError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(card, indent=2))
+    else:
+        print("\n".join(_card_text(card)))
+    return 0
+
+
+def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
+    import subprocess
+
+    if settings.mlflow_uri.startswith("sqlite:///"):
+        Path(settings.mlflow_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        settings.mlflow_uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    print(f"MLflow UI on http://{args.host}:{args.port} (store {settings.mlflow_uri}); Ctrl-C stops it")
+    try:
+        return subprocess.run(command, check=False).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
 def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.errors import RegistryError
     from recflow.registry import MlflowRegistry
@@ -428,6 +501,21 @@ def build_parser() -> argparse.ArgumentParser:
     hi.add_argument("--name", required=True)
     hi.add_argument("--json", action="store_true")
     hi.set_defaults(func=cmd_models_history)
+    sh = models.add_parser("show", help="the model card of a version: metrics, gate, lineage, pictures")
+    sh.add_argument("--name", required=True)
+    which = sh.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int)
+    which.add_argument("--alias", default="champion")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=cmd_models_show)
+
+    mlflow = sub.add_parser("mlflow", help="MLflow tools on the project's store").add_subparsers(
+        dest="mlflow_command", required=True
+    )
+    ui = mlflow.add_parser("ui", help="the MLflow UI on the embedded registry (Ctrl-C stops it)")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_mlflow_ui)
 
     incidents = sub.add_parser(
         "incidents", help="failed tasks, as recorded by the failure callback"

@@ -165,6 +165,27 @@ def evaluate_model_archive(archive: Path, data: EvalSet) -> dict[str, float]:
         return evaluate(savedmodel_scorer(model_dir), data)
 
 
+def evaluate_champion(
+    model_dir: Path, train_files: Sequence[Path], data: EvalSet, workdir: Path
+) -> dict[str, float]:
+    """Score the champion on the challenger's footing: its user vectors recomputed from the
+    snapshot's *train* rows only, as the challenger's are.
+
+    The champion serves fresh histories (:mod:`recflow.serving`): on the snapshot it was
+    published from, they hold the very holdout being scored. Rebased on the train rows,
+    both models see the same history and neither sees the holdout. A champion exported
+    before the ``user_tower`` signature existed is scored as it is.
+    """
+    from recflow.serving import has_user_tower, refresh_user_vectors
+
+    if not has_user_tower(model_dir):
+        log.warning("the champion has no user_tower signature: scored with the user vectors it serves")
+        return evaluate(savedmodel_scorer(model_dir), data)
+    rebased = workdir / "champion-train-histories"
+    refresh_user_vectors(model_dir, train_files, rebased)
+    return evaluate(savedmodel_scorer(rebased), data)
+
+
 @dataclass(frozen=True)
 class GateDecision:
     promote: bool

@@ -20,6 +20,15 @@ so a move interrupted between the alias and its record is completed (or, if the
 alias never moved, discarded) by the next move or publication of that model.
 The registry assumes one writer per model at a time (the publish task of one
 DAG run, or a person promoting), which is how the DAG and the CLI use it.
+
+What a publication of the DAG puts on a version (:func:`publish_evaluated`): the gate's
+metrics (scored on the artifact that never saw the holdout), the SavedModel that is
+served (same weights, every user's vector refreshed from train *and* holdout, see
+:mod:`recflow.serving`; lineage names both artifacts), the loss per epoch as
+step-indexed metrics (``train/loss``: the MLflow UI draws the curve), two pictures under
+the run's ``pictures/`` (the curve, and the challenger against the champion), and the
+gate's decision, thresholds and the job's time and memory as run tags. :func:`model_card`
+reads it all back (``recflow models show``).
 """
 
 from __future__ import annotations
@@ -27,8 +36,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tarfile
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +61,14 @@ COMPLETE_TAG = "recflow.complete"
 HISTORY_PREFIX = "recflow.champion_history."
 PENDING_TAG = "recflow.champion_pending"
 NOT_A_METRIC = frozenset({"users"})
+CURVE_PREFIX = "train/"
+"""Step-indexed metrics (one value per epoch): curves, not scores; left out of ``metrics``."""
+CARD_TAG_PREFIXES = ("gate.", "training.", "serving.")
+"""Run tags that hold the rest of the model card."""
+PICTURES = "pictures"
+LOSS_PICTURE = "loss_curve.png"
+VERSUS_PICTURE = "challenger_vs_champion.png"
+CHART_METRICS = ("hr@10", "ndcg@10", "recall@50")
 
 PUBLISH_STEPS: tuple[str, ...] = (
     "run",  # find or create the run tagged with the training job's name
@@ -115,6 +133,10 @@ class ModelVersionInfo:
     source: str
     run_id: str = field(default="")
     complete: bool = field(default=False)
+    run_tags: dict[str, str] = field(default_factory=dict)
+    """The run's model-card tags (:data:`CARD_TAG_PREFIXES`)."""
+    artifact_uri: str = field(default="")
+    """The run's artifact root (the pictures are under ``pictures/``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -155,11 +177,17 @@ class MlflowRegistry:
     def _info(self, mv: Any) -> ModelVersionInfo:
         metrics: dict[str, float] = {}
         params: dict[str, str] = {}
+        run_tags: dict[str, str] = {}
         run = None
         if mv.run_id:
             run = self.client.get_run(mv.run_id)
-            metrics = {from_mlflow_key(k): float(v) for k, v in run.data.metrics.items()}
+            metrics = {
+                from_mlflow_key(k): float(v)
+                for k, v in run.data.metrics.items()
+                if not k.startswith(CURVE_PREFIX)
+            }
             params = dict(run.data.params)
+            run_tags = {k: v for k, v in run.data.tags.items() if k.startswith(CARD_TAG_PREFIXES)}
         return ModelVersionInfo(
             name=mv.name,
             version=int(mv.version),
@@ -173,6 +201,8 @@ class MlflowRegistry:
             source=mv.source,
             run_id=mv.run_id or "",
             complete=_complete(mv.tags, run),
+            run_tags=run_tags,
+            artifact_uri=run.info.artifact_uri if run is not None else "",
         )
 
     def get_by_alias(self, name: str, alias: str = CHAMPION) -> ModelVersionInfo | None:
@@ -204,6 +234,9 @@ class MlflowRegistry:
         reason: str = "",
         who: str | None = None,
         on_step: OnStep | None = None,
+        curves: Mapping[str, Sequence[float]] | None = None,
+        run_tags: Mapping[str, str] | None = None,
+        pictures_dir: Path | None = None,
     ) -> ModelVersionInfo:
         """Publish a training job's SavedModel as the one version of ``name`` for that job; move ``champion`` to it.
 
@@ -217,6 +250,10 @@ class MlflowRegistry:
         ``"<airflow_dag_id>/<airflow_run_id>"`` from ``lineage``): a retry of the same
         publication does not move it again, so it never undoes a rollback made in between.
         The move is recorded with ``who`` and ``reason`` (see :meth:`champion_history`).
+
+        ``curves`` (name → one value per epoch) are logged as step-indexed metrics
+        ``train/<name>``, step = epoch; ``run_tags`` on the run; the files of ``pictures_dir``
+        under the run's ``pictures/``. Like metrics, they are written once.
         """
         job = training_job or lineage.get(JOB_KEY)
         if not job:
@@ -235,11 +272,13 @@ class MlflowRegistry:
         run = self._ensure_run(job)
         run_id = run.info.run_id
         step("run")
-        self._ensure_logged(run, metrics, params, lineage)
+        self._ensure_logged(run, metrics, params, lineage, curves or {}, run_tags or {})
         step("logged")
         run_complete = run.data.tags.get(COMPLETE_TAG) == "true"
         if not run_complete:
             self.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
+            if pictures_dir is not None and any(pictures_dir.iterdir()):
+                self.client.log_artifacts(run_id, str(pictures_dir), artifact_path=PICTURES)
         step("artifacts")
         if not run_complete:
             if run.info.status != "FINISHED":
@@ -287,7 +326,13 @@ class MlflowRegistry:
         return run
 
     def _ensure_logged(
-        self, run: Any, metrics: Mapping[str, float], params: Mapping[str, str], lineage: Mapping[str, str]
+        self,
+        run: Any,
+        metrics: Mapping[str, float],
+        params: Mapping[str, str],
+        lineage: Mapping[str, str],
+        curves: Mapping[str, Sequence[float]],
+        run_tags: Mapping[str, str],
     ) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
@@ -297,6 +342,12 @@ class MlflowRegistry:
             Metric(to_mlflow_key(k), float(v), now, 0)
             for k, v in metrics.items()
             if k not in NOT_A_METRIC and to_mlflow_key(k) not in have.metrics
+        ]
+        new_metrics += [
+            Metric(f"{CURVE_PREFIX}{name}", float(value), now, epoch)
+            for name, values in curves.items()
+            if f"{CURVE_PREFIX}{name}" not in have.metrics
+            for epoch, value in enumerate(values, start=1)
         ]
         clashes = {
             k: (have.params[k], str(v))
@@ -314,6 +365,7 @@ class MlflowRegistry:
             for k, v in lineage.items()
             if f"{LINEAGE_PREFIX}{k}" not in have.tags
         ]
+        new_tags += [RunTag(k, str(v)) for k, v in run_tags.items() if k not in have.tags]
         if new_metrics or new_params or new_tags:
             self.client.log_batch(run.info.run_id, metrics=new_metrics, params=new_params, tags=new_tags)
 
@@ -522,6 +574,9 @@ def publish_training_job(
     reason: str,
     who: str | None = None,
     on_step: OnStep | None = None,
+    history_uris: Sequence[str] = (),
+    champion_metrics: Mapping[str, float] | None = None,
+    run_tags: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Fetch a training job's ``model.tar.gz`` from the artifact store, unpack it and publish it as ``name``.
 
@@ -530,13 +585,64 @@ def publish_training_job(
     for idempotency and ``who``. ``on_step`` is called after :data:`MODEL_FETCHED`, then
     after each of :data:`PUBLISH_STEPS`. Returns ``{"name": str, "version": int,
     "aliases": list[str]}`` of the job's version.
-    """
-    from recflow.artifacts import store_for
-    from recflow.evaluation import unpack_model
 
+    With ``history_uris`` (the snapshot's train and holdout interaction files), what is
+    published is the job's model with every user's vector recomputed from those
+    interactions (:func:`recflow.serving.refresh_user_vectors`); its archive is kept at
+    ``<artifacts>/serving/<job>/model.tar.gz`` and the lineage names it
+    (``serving_model_uri``) beside the evaluated one (``evaluated_model_uri``). The
+    loss per epoch of the job's ``metadata.json`` is logged as a curve, and the curve and
+    the challenger-vs-``champion_metrics`` chart as pictures.
+    """
+    from recflow.artifacts import join, store_for
+    from recflow.evaluation import unpack_model
+    from recflow.pictures import loss_curve, versus_chart
+
+    store = store_for(settings, model_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        archive = store_for(settings, model_uri).get_file(model_uri, Path(tmp) / "model.tar.gz")
-        model_dir = unpack_model(archive, Path(tmp) / "model")
+        work = Path(tmp)
+        archive = store.get_file(model_uri, work / "model.tar.gz")
+        model_dir = unpack_model(archive, work / "model")
+        tags = dict(run_tags or {})
+        if history_uris:
+            from recflow.serving import refresh_user_vectors
+
+            files = [
+                store.get_file(uri, work / "history" / f"{k}.parquet") for k, uri in enumerate(history_uris)
+            ]
+            report = refresh_user_vectors(model_dir, files, work / "serving", sources=history_uris)
+            serving_uri = join(settings.artifacts_uri, "serving", training_job, "model.tar.gz")
+            if not store.exists(serving_uri):
+                fresh = work / "serving.tar.gz"
+                with tarfile.open(fresh, "w:gz") as tar:
+                    for path in sorted((work / "serving").iterdir()):
+                        tar.add(path, arcname=path.name)
+                store.put_file(fresh, serving_uri)
+            model_dir = work / "serving"
+            lineage = {
+                **lineage,
+                "evaluated_model_uri": model_uri,
+                "serving_model_uri": serving_uri,
+                "serving_history": " + ".join(history_uris),
+            }
+            tags |= {
+                "serving.history": "train + holdout: every interaction up to the snapshot",
+                "serving.users_refreshed": str(report.users),
+                "serving.users_changed": str(report.changed),
+                "serving.refresh_seconds": f"{report.seconds:.2f}",
+            }
+        history = _epoch_history(model_dir)
+        pictures = work / PICTURES
+        pictures.mkdir()
+        if history:
+            loss_curve([h["loss"] for h in history], pictures / LOSS_PICTURE, title=f"{name}: {training_job}")
+        versus_chart(
+            metrics,
+            champion_metrics,
+            CHART_METRICS,
+            pictures / VERSUS_PICTURE,
+            title=f"{name}: challenger {training_job}" + ("" if champion_metrics else " (no champion yet)"),
+        )
         if on_step is not None:
             on_step(MODEL_FETCHED)
         info = MlflowRegistry(settings).publish(
@@ -549,5 +655,151 @@ def publish_training_job(
             reason=reason,
             who=who,
             on_step=on_step,
+            curves={"loss": [h["loss"] for h in history], "epoch_seconds": [h["seconds"] for h in history]},
+            run_tags=tags,
+            pictures_dir=pictures,
         )
     return {"name": info.name, "version": info.version, "aliases": info.aliases}
+
+
+def _epoch_history(model_dir: Path) -> list[dict[str, float]]:
+    """The job's per-epoch ``loss`` and ``seconds`` (its ``metadata.json``), or none when absent."""
+    path = model_dir / "metadata.json"
+    if not path.exists():
+        return []
+    return [
+        {"loss": float(h["loss"]), "seconds": float(h["seconds"])}
+        for h in json.loads(path.read_text()).get("history", [])
+    ]
+
+
+def publish_evaluated(
+    settings: Settings,
+    *,
+    snapshot: Mapping[str, Any],
+    training: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+    decision: Mapping[str, Any],
+    dag_id: str,
+    run_id: str,
+) -> dict[str, Any]:
+    """The DAG's publication: the gate's challenger, with fresh histories, its lineage, curve and pictures.
+
+    ``snapshot``, ``training``, ``evaluation`` and ``decision`` are the XComs of the
+    tasks of those names. The registry's metrics are the evaluation's (the artifact
+    that never saw the holdout); what is served is refreshed from train + holdout.
+    """
+    gate = settings.gate
+    lineage = {
+        "snapshot_id": str(snapshot["snapshot_id"]),
+        "dbt_invocation_id": str(snapshot["dbt_invocation_id"]),
+        "git_commit": settings.git_commit,
+        "code_version": str(training["code_version"]),
+        "training_job_name": str(training["job_name"]),
+        "model_uri": str(training["model_uri"]),
+        "airflow_dag_id": dag_id,
+        "airflow_run_id": run_id,
+        "evaluation_report": str(evaluation["report_uri"]),
+    }
+    tags = {
+        "gate.promote": str(bool(decision["promote"])).lower(),
+        "gate.reason": str(decision["reason"]),
+        "gate.min_hr_at_10": str(gate.min_hr_at_10),
+        "gate.min_ndcg_at_10": str(gate.min_ndcg_at_10),
+        "gate.tolerance": str(gate.tolerance),
+        "gate.champion_version": str(evaluation.get("champion_version") or "none"),
+        "gate.champion_metrics": json.dumps(evaluation.get("champion") or {}, sort_keys=True),
+        "training.seconds": str(training.get("training_seconds")),
+        "training.peak_memory_mb": str(training.get("peak_memory_mb")),
+    }
+    return publish_training_job(
+        settings,
+        name=str(evaluation["model_name"]),
+        model_uri=str(training["model_uri"]),
+        training_job=str(training["job_name"]),
+        metrics=evaluation["challenger"],
+        params=training["hyperparameters"],
+        lineage=lineage,
+        reason=str(decision["reason"]),
+        history_uris=(str(snapshot["train_uri"]), str(snapshot["holdout_uri"])),
+        champion_metrics=evaluation.get("champion"),
+        run_tags=tags,
+    )
+
+
+def _local_path(uri: str) -> str:
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme == "file" else uri
+
+
+def model_card(
+    settings: Settings, name: str, version: int | None = None, alias: str = CHAMPION
+) -> dict[str, Any]:
+    """Everything a person asks of a version: metrics, the gate's decision and thresholds,
+    hyperparameters, lineage, training time and memory, the loss per epoch and the pictures' paths.
+
+    ``version`` when given, else the version ``alias`` points at. Raises :class:`RegistryError`
+    when there is no such model, version or alias.
+    """
+    from mlflow.exceptions import MlflowException
+
+    registry = MlflowRegistry(settings)
+    registry._registered_model(name)
+    if version is None:
+        info = registry.get_by_alias(name, alias)
+        if info is None:
+            raise RegistryError(f"{name} has no version with the alias {alias!r}")
+    else:
+        try:
+            info = registry._info(registry.client.get_model_version(name, str(version)))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise RegistryError(f"{name} has no version {version}") from exc
+    tags = info.run_tags
+    losses = (
+        [
+            m.value
+            for m in sorted(
+                registry.client.get_metric_history(info.run_id, f"{CURVE_PREFIX}loss"), key=lambda m: m.step
+            )
+        ]
+        if info.run_id
+        else []
+    )
+    pictures = {}
+    if info.artifact_uri:
+        names = {a.path.rsplit("/", 1)[-1] for a in registry.client.list_artifacts(info.run_id, PICTURES)}
+        pictures = {
+            key: _local_path(f"{info.artifact_uri}/{PICTURES}/{file}")
+            for key, file in (("loss_curve", LOSS_PICTURE), ("challenger_vs_champion", VERSUS_PICTURE))
+            if file in names
+        }
+    champion_metrics = tags.get("gate.champion_metrics")
+    return {
+        "name": info.name,
+        "version": info.version,
+        "aliases": info.aliases,
+        "complete": info.complete,
+        "created_at": info.created_at,
+        "metrics": info.metrics,
+        "gate": {
+            "promote": tags.get("gate.promote"),
+            "reason": tags.get("gate.reason"),
+            "thresholds": {k: tags.get(f"gate.{k}") for k in ("min_hr_at_10", "min_ndcg_at_10", "tolerance")},
+            "champion_version": tags.get("gate.champion_version"),
+            "champion_metrics": json.loads(champion_metrics) if champion_metrics else None,
+        },
+        "hyperparameters": info.params,
+        "lineage": info.lineage,
+        "training": {
+            "seconds": tags.get("training.seconds"),
+            "peak_memory_mb": tags.get("training.peak_memory_mb"),
+            "loss_per_epoch": losses,
+        },
+        "serving": {k.removeprefix("serving."): v for k, v in tags.items() if k.startswith("serving.")},
+        "pictures": pictures,
+        "source": info.source,
+    }

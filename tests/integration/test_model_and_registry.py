@@ -81,6 +81,6 @@ def test_registry_round_trip(saved_model: Path, settings: Settings, tmp_path: Pa
 
     out = registry.download(champion, tmp_path / "export")
     loaded = tf.saved_model.load(str(out))
-    assert set(loaded.signatures) == {"score", "recommend"}
+    assert set(loaded.signatures) == {"score", "recommend", "user_tower"}
     with pytest.raises(FileExistsError, match="not empty"):
         registry.download(champion, tmp_path / "export")

@@ -160,8 +160,7 @@ def evaluate(
     import json
 
     from recflow.artifacts import join, store_for
-    from recflow.evaluation import EVAL_SEED, evaluate_model_archive, savedmodel_scorer
-    from recflow.evaluation import evaluate as run_eval
+    from recflow.evaluation import EVAL_SEED, evaluate_champion, evaluate_model_archive
     from recflow.registry import MlflowRegistry
     from recflow.snapshot import Snapshot, load_eval_set
 
@@ -180,7 +179,8 @@ def evaluate(
         champion = None
         if champion_info is not None:
             model_dir = registry.download(champion_info, Path(tmp) / "champion")
-            champion = run_eval(savedmodel_scorer(model_dir), data)
+            train = store.get_file(snap.train_uri, Path(tmp) / "champion-history" / "train.parquet")
+            champion = evaluate_champion(model_dir, [train], data, Path(tmp))
             log.info("champion %s v%d: %s", name, champion_info.version, champion)
     report = {
         "model_name": name,
@@ -223,35 +223,23 @@ def publish(
     params: dict[str, Any] | None = None,
     dag_run: Any = None,
 ) -> dict[str, Any]:
-    """Register the challenger and move ``champion`` to it, unless the gate said no or this is a dry run."""
+    """Register the challenger, serving fresh histories, and move ``champion`` to it, unless the gate
+    said no or this is a dry run."""
     from airflow.exceptions import AirflowSkipException
-    from recflow.registry import publish_training_job
+    from recflow.registry import publish_evaluated
 
     if not decision["promote"]:
         raise AirflowSkipException(f"{decision['reason']}; the champion stays")
     if (params or {}).get("dry_run"):
         raise AirflowSkipException(f"dry run: would have published ({decision['reason']})")
-    settings = Settings.from_env()
-    lineage = {
-        "snapshot_id": snapshot["snapshot_id"],
-        "dbt_invocation_id": snapshot["dbt_invocation_id"],
-        "git_commit": settings.git_commit,
-        "code_version": training["code_version"],
-        "training_job_name": training["job_name"],
-        "model_uri": training["model_uri"],
-        "airflow_dag_id": getattr(dag_run, "dag_id", "unknown"),
-        "airflow_run_id": getattr(dag_run, "run_id", "unknown"),
-        "evaluation_report": evaluation["report_uri"],
-    }
-    result = publish_training_job(
-        settings,
-        name=evaluation["model_name"],
-        model_uri=training["model_uri"],
-        training_job=training["job_name"],
-        metrics=evaluation["challenger"],
-        params=training["hyperparameters"],
-        lineage=lineage,
-        reason=decision["reason"],
+    result = publish_evaluated(
+        Settings.from_env(),
+        snapshot=snapshot,
+        training=training,
+        evaluation=evaluation,
+        decision=decision,
+        dag_id=getattr(dag_run, "dag_id", "unknown"),
+        run_id=getattr(dag_run, "run_id", "unknown"),
     )
     log.info(
         "published %s version %d, aliases %s (%s)",

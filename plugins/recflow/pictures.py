@@ -1,0 +1,77 @@
+"""The pictures a published version carries: its training curve, and the challenger against the champion.
+
+Both are PNG files drawn with matplotlib's Agg backend (no display needed), imported
+inside the functions: this module is cheap to import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+def _save(fig: Any, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def loss_curve(losses: Sequence[float], out: Path, title: str = "") -> Path:
+    """Training loss per epoch (epoch 1 first) as a line chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not losses:
+        raise ValueError("no loss values: the training job recorded no epoch")
+    epochs = list(range(1, len(losses) + 1))
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(epochs, losses, marker="o", color="#4C72B0")
+    for epoch, loss in ((epochs[0], losses[0]), (epochs[-1], losses[-1])):
+        ax.annotate(f"{loss:.3f}", (epoch, loss), textcoords="offset points", xytext=(0, 6), fontsize=8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (weighted softmax cross-entropy)")
+    ax.set_xticks(epochs)
+    ax.set_title(title or "Training loss per epoch", fontsize=10)
+    ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def versus_chart(
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    metrics: Sequence[str],
+    out: Path,
+    title: str = "",
+) -> Path:
+    """Grouped bars of ``metrics`` for the challenger and (when there is one) the champion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    series = [("challenger", challenger, "#DD8452")]
+    if champion:
+        series.append(("champion", champion, "#4C72B0"))
+    x = np.arange(len(metrics))
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for k, (label, values, color) in enumerate(series):
+        heights = [float(values.get(m, float("nan"))) for m in metrics]
+        bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=label, color=color)
+        ax.bar_label(bars, fmt="%.3f", fontsize=8, padding=2)
+    ax.set_xticks(x, list(metrics))
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("holdout metric")
+    ax.set_title(
+        title or ("Challenger vs champion" if champion else "Challenger (no champion yet)"), fontsize=10
+    )
+    ax.legend(fontsize=8)
+    return _save(fig, out)
