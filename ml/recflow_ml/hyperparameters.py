@@ -24,10 +24,10 @@ class Hyperparameters:
     oov_rate: float = 0.02
     seed: int = 7
     history_length: int = 20
-    history_decay: float = 1.0
+    history_decay: float = 0.6
     hidden_dim: int = 128
     dropout: float = 0.1
-    weight_decay: float = 0.0
+    weight_decay: float = 0.01
     mask_history: int = 1
 
     def __post_init__(self) -> None:

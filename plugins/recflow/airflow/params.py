@@ -79,7 +79,7 @@ HYPERPARAMETERS: dict[str, Param] = {
         maximum=500,
     ),
     "history_decay": strict_param(
-        1.0,
+        0.6,
         "Recency weight per step back (1 = mean).",
         type="number",
         minimum=0,
@@ -95,7 +95,7 @@ HYPERPARAMETERS: dict[str, Param] = {
         maximum=1,
         exclusiveMaximum=True,
     ),
-    "weight_decay": strict_param(0.0, "AdamW decoupled weight decay.", type="number", minimum=0, maximum=1),
+    "weight_decay": strict_param(0.01, "AdamW decoupled weight decay.", type="number", minimum=0, maximum=1),
     "mask_history": strict_param(
         1, "1 = never score a user's history items as targets.", type="integer", enum=[0, 1]
     ),
