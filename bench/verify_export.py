@@ -6,6 +6,11 @@ Exports the champion through the same code as ``recflow models export``, scores 
 ``score`` signature with raw string ids on the leave-last-out holdout (the split of
 ``bench/movielens_split.py``, the same the dbt model makes), with the pipeline's seeded
 negatives, and compares with the metrics stored in the registry.
+
+The champion serves fresh histories (the holdout is in each user's history), so, as the
+gate does for a champion, its user vectors are first recomputed from the train rows
+(``recflow.evaluation.evaluate_champion``): with the holdout out of the history the
+export must give back exactly the metrics the gate scored.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 
 from bench.movielens_split import leave_last_out
 from recflow.config import Settings
-from recflow.evaluation import EVAL_SEED, build_eval_set, evaluate, savedmodel_scorer
+from recflow.evaluation import EVAL_SEED, build_eval_set, evaluate_champion
 from recflow.movielens import read_items
 from recflow.registry import MlflowRegistry
 
@@ -54,8 +59,26 @@ def main(argv: list[str] | None = None) -> int:
         _pairs(split.holdout), _pairs(split.train) + _pairs(split.validation), catalogue, seed=EVAL_SEED
     )
     with tempfile.TemporaryDirectory() as tmp:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
         model_dir = registry.download(info, Path(tmp) / "export")
-        metrics = evaluate(savedmodel_scorer(model_dir), data)
+        train = pa.concat_tables([split.train, split.validation])
+        history = Path(tmp) / "train.parquet"
+        pq.write_table(
+            pa.table(
+                {
+                    "user_id": train.column("user_id"),
+                    "pin_id": train.column("item_id"),
+                    "event_ts": pc.cast(
+                        pc.multiply(train.column("ts"), 1_000_000), pa.timestamp("us", tz="UTC")
+                    ),
+                }
+            ),
+            history,
+        )
+        metrics = evaluate_champion(model_dir, [history], data, Path(tmp))
     report = {
         "model": f"{info.name} v{info.version}",
         "registered": {k: info.metrics[k] for k in ("hr@10", "ndcg@10", "recall@50")},
