@@ -75,13 +75,13 @@ def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.runtime import API_HOST, API_PORT
+    from recflow.runtime import api_base_url
     from recflow.services import record_foreground, start_services
 
     pid_file = record_foreground(settings)
     services = start_services(settings, foreground=True)
     print(
-        f"Airflow on http://{API_HOST}:{API_PORT} (user admin, password in "
+        f"Airflow on {api_base_url(settings)} (user admin, password in "
         f"{settings.airflow_home / 'simple_auth_manager_passwords.json'}); Ctrl-C stops it",
         flush=True,
     )
@@ -129,7 +129,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     )
     from recflow.generate import GeneratorConfig, generate
     from recflow.registry import MlflowRegistry
-    from recflow.runtime import API_HOST, API_PORT, admin_password
+    from recflow.runtime import admin_password, api_base_url
 
     started = time.monotonic()
     days = demo_days(args.days)
@@ -178,7 +178,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print("  (a random ranker scores hr@10 = 0.10)")
     print("\nwhere to look:")
     print(
-        f"  Airflow UI:  `make up`, then http://{API_HOST}:{API_PORT}  user admin, password "
+        f"  Airflow UI:  `make up`, then {api_base_url(settings)}  user admin, password "
         f"{admin_password(settings) or '(see AIRFLOW_HOME/simple_auth_manager_passwords.json)'}"
     )
     print(f"  MLflow:      {settings.mlflow_uri} (artifacts in {settings.mlflow_artifact_root})")

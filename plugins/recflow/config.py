@@ -183,6 +183,15 @@ class Settings:
             production=REQUIRED,
         ),
     ] = "duckdb"
+    airflow_api_port: Annotated[
+        Integer,
+        Field(ge=1024, le=65532),
+        Env(
+            "RECFLOW_AIRFLOW_API_PORT",
+            "Port of the embedded Airflow's API server and UI on 127.0.0.1; its worker and triggerer "
+            "log servers and the scheduler's health check take the next three ports.",
+        ),
+    ] = 8080
     warehouse_pool_slots: Annotated[
         Integer,
         Field(ge=1),

@@ -20,8 +20,12 @@ from pathlib import Path
 from recflow.config import Settings, subprocess_env
 
 API_HOST = "127.0.0.1"
-API_PORT = 8080
 ADMIN_USER = "admin"
+
+
+def api_base_url(settings: Settings) -> str:
+    """Where the embedded Airflow's API server (and UI) listens."""
+    return f"http://{API_HOST}:{settings.airflow_api_port}"
 
 
 def _local_secrets(airflow_home: Path) -> dict[str, str]:
@@ -45,7 +49,8 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
     """The full environment for an Airflow process; ``current`` is the caller's environment."""
     home = settings.airflow_home
     keys = _local_secrets(home)
-    base_url = f"http://{API_HOST}:{API_PORT}"
+    port = settings.airflow_api_port
+    base_url = api_base_url(settings)
     defaults = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_dir),
@@ -60,7 +65,11 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__API__HOST": API_HOST,
-        "AIRFLOW__API__PORT": str(API_PORT),
+        "AIRFLOW__API__PORT": str(port),
+        # two embedded Airflows on one machine (a demo beside a test run) must not share a port
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port + 1),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(port + 2),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(port + 3),
         "AIRFLOW__API__BASE_URL": base_url,
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],

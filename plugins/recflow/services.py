@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.config import Settings, subprocess_env
-from recflow.runtime import ADMIN_USER, API_HOST, API_PORT, admin_password, airflow_env
+from recflow.runtime import ADMIN_USER, admin_password, airflow_env, api_base_url
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +58,11 @@ class AirflowClient:
     token: str = ""
 
     @classmethod
-    def login(cls, settings: Settings, base_url: str = f"http://{API_HOST}:{API_PORT}") -> AirflowClient:
+    def login(cls, settings: Settings, base_url: str | None = None) -> AirflowClient:
         password = admin_password(settings)
         if password is None:
             raise AirflowApiError("the API server has not written the admin password yet")
-        client = cls(base_url)
+        client = cls(base_url or api_base_url(settings))
         body = client._request(
             "POST", "/auth/token", {"username": ADMIN_USER, "password": password}, auth=False
         )

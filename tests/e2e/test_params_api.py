@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 from recflow.config import PROJECT_ROOT, Settings
 from recflow.demo import TRAIN_DAG, WAREHOUSE_DAG, setup
-from recflow.services import AirflowApiError, AirflowClient, start_services, wait_for_dags
+from recflow.services import AirflowApiError, AirflowClient, start_services, wait_for_api, wait_for_dags
 
 pytestmark = pytest.mark.e2e
 
@@ -32,38 +31,20 @@ def _free_port() -> int:
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowClient]:
     root = tmp_path_factory.mktemp("params_api")
     port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECFLOW_HOME", str(root / "home"))
-        mp.setenv("AIRFLOW__API__PORT", str(port))
-        mp.setenv("AIRFLOW__API__BASE_URL", base_url)
-        mp.setenv("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", f"{base_url}/execution/")
-        mp.setenv("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", str(_free_port()))
-        mp.setenv("AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", str(_free_port()))
+        mp.setenv("RECFLOW_AIRFLOW_API_PORT", str(port))
         settings = Settings.from_env()
         setup(settings, echo=lambda _: None)
         services = start_services(settings)
         try:
-            client = _login(settings, services.alive, base_url)
+            client = wait_for_api(settings, services)
             wait_for_dags(client, [TRAIN_DAG, WAREHOUSE_DAG])
             client.set_paused(TRAIN_DAG, True)
             client.set_paused(WAREHOUSE_DAG, True)
             yield client
         finally:
             services.stop()
-
-
-def _login(settings: Settings, alive: Any, base_url: str, timeout: float = 180.0) -> AirflowClient:
-    """``services.wait_for_api`` on this test's port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        dead = [name for name, ok in alive().items() if not ok]
-        assert not dead, f"airflow {dead} exited during start-up; see {settings.home / 'logs'}"
-        try:
-            return AirflowClient.login(settings, base_url)
-        except (AirflowApiError, OSError):
-            time.sleep(2)
-    raise TimeoutError(f"the Airflow API did not answer within {timeout:.0f}s; see {settings.home / 'logs'}")
 
 
 def _refusal(client: AirflowClient, dag_id: str, conf: dict[str, Any]) -> tuple[int, str]:

@@ -61,6 +61,7 @@ def test_embedded_profile_is_the_old_default(tmp_path: Path) -> None:
         "RECFLOW_PROFILE": "embedded",
         "RECFLOW_TRAINING_BACKEND": "local",
         "RECFLOW_DBT_TARGET": "duckdb",
+        "RECFLOW_AIRFLOW_API_PORT": "8080",
         "RECFLOW_WAREHOUSE_POOL_SLOTS": "1",
         "RECFLOW_MAX_QUARANTINE_SHARE": "0.01",
         "RECFLOW_VOLUME_MAX_RATIO": "5.0",
