@@ -23,14 +23,19 @@ def dbt_task_group(settings: Settings, group_id: str = "transform", **kwargs: An
     from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
     project_dir = settings.dbt_project_dir
+    project = ProjectConfig(
+        dbt_project_path=project_dir,
+        manifest_path=settings.dbt_manifest_path,
+        env_vars=settings.dbt_env(),
+        install_dbt_deps=False,
+    )
+    # Cosmos wraps every manifest path in Airflow's ObjectStoragePath, whose first use
+    # imports each provider's filesystem (the Amazon provider's pulls in boto3) on every
+    # parse of this DAG; the manifest is a local file, read as one.
+    project.manifest_path = settings.dbt_manifest_path
     return DbtTaskGroup(
         group_id=group_id,
-        project_config=ProjectConfig(
-            dbt_project_path=project_dir,
-            manifest_path=settings.dbt_manifest_path,
-            env_vars=settings.dbt_env(),
-            install_dbt_deps=False,
-        ),
+        project_config=project,
         profile_config=ProfileConfig(
             profile_name="recflow",
             target_name=settings.dbt_target,
