@@ -6,7 +6,7 @@ pins exclude), so it imports nothing from ``recflow``; ``bench/quality.py`` call
 subprocess, once per grid point and once for the final fit::
 
     .venv-bench/bin/python -m bench.sasrec --train train.csv --index index.json \\
-        --params '{"n_factors": 64, "epochs": 50, "session_max_len": 50}' --out scores.npy
+        --params '{"epochs": 40, "session_max_len": 50}' --out scores.npy
 
 ``train.csv``: ``user_id``, ``item_id`` (strings) and ``ts`` (seconds) of the training
 interactions; each user's sequence is ordered by time, ties by the larger item id last (as
@@ -33,10 +33,13 @@ FIXED: dict[str, Any] = {
     "n_heads": 2,
     "dropout_rate": 0.2,
     "loss": "softmax",
-    "lr": 0.001,
+    "lr": 0.003,
     "batch_size": 128,
+    "n_factors": 64,
 }
-"""What the grid does not vary: the paper's two blocks, rectools' full-softmax loss."""
+"""What the grid does not vary: the paper's two blocks, rectools' full-softmax loss, and (for time
+on a 2-core machine) 64 factors, our model's embedding size. One user is one training sequence, so
+an epoch of MovieLens 100K is 8 steps: the learning rate is 3x the paper's to train in tens of epochs."""
 SEED = 42
 THREADS = 2
 
