@@ -46,6 +46,18 @@ def run_airflow(settings: Settings, args: list[str], *, check: bool = True, quie
     return result.returncode
 
 
+API_ATTEMPTS = 5
+"""SQLite (the embedded metadata DB) allows one writer: a request that meets the scheduler's
+write lock gets 503 ("Database is locked", e.g. creating a backfill) or a 500 "Database error";
+those are retried with a growing pause, and only where a retry cannot do a thing twice."""
+
+
+def _locked(method: str, status: int, detail: str) -> bool:
+    if status == 503:  # Airflow's own answer when the write could not start: nothing happened
+        return True
+    return status == 500 and "Database error" in detail and method in {"GET", "PATCH", "PUT", "DELETE"}
+
+
 class AirflowApiError(RuntimeError):
     pass
 
@@ -56,6 +68,8 @@ class AirflowClient:
 
     base_url: str
     token: str = ""
+    retry_pause: float = 2.0
+    """Seconds before the second try of a request that met the DB's write lock; grows by try."""
 
     @classmethod
     def login(cls, settings: Settings, base_url: str | None = None) -> AirflowClient:
@@ -75,13 +89,26 @@ class AirflowClient:
         request.add_header("Content-Type", "application/json")
         if auth:
             request.add_header("Authorization", f"Bearer {self.token}")
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                payload = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
-            raise AirflowApiError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
-        return json.loads(payload) if payload else None
+        for attempt in range(1, API_ATTEMPTS + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    payload = response.read()
+                return json.loads(payload) if payload else None
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")[:500]
+                if attempt < API_ATTEMPTS and _locked(method, exc.code, detail):
+                    log.warning(
+                        "%s %s: HTTP %s (metadata DB busy), try %d of %d",
+                        method,
+                        path,
+                        exc.code,
+                        attempt,
+                        API_ATTEMPTS,
+                    )
+                    time.sleep(self.retry_pause * attempt)
+                    continue
+                raise AirflowApiError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
+        raise AssertionError("unreachable")
 
     def dag(self, dag_id: str) -> dict[str, Any] | None:
         try:

@@ -1,0 +1,91 @@
+"""The REST client rides out the embedded metadata DB's write lock, and only where a retry is safe."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from recflow.services import AirflowApiError, AirflowClient
+
+
+class _Airflow(BaseHTTPRequestHandler):
+    """Answers each request with the next (status, body) of ``script``, then 200."""
+
+    script: ClassVar[list[tuple[int, dict[str, object]]]] = []
+    seen: ClassVar[list[str]] = []
+
+    def _answer(self) -> None:
+        self.seen.append(f"{self.command} {self.path}")
+        status, body = self.script.pop(0) if self.script else (200, {"ok": True})
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PATCH = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def airflow() -> Iterator[tuple[AirflowClient, type[_Airflow]]]:
+    handler = type("Handler", (_Airflow,), {"script": [], "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield (
+            AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", token="t", retry_pause=0.01),
+            handler,
+        )
+    finally:
+        server.shutdown()
+
+
+LOCKED = (
+    503,
+    {"detail": "Database is locked. Backfill creation is not supported on SQLite under concurrent access."},
+)
+DB_ERROR = (500, {"detail": {"reason": "Database error", "statement": "hidden"}})
+
+
+def test_a_backfill_refused_because_the_db_is_locked_is_created_on_a_later_try(
+    airflow: tuple[AirflowClient, type[_Airflow]],
+) -> None:
+    client, handler = airflow
+    handler.script.extend([LOCKED, LOCKED])
+    assert client._request("POST", "/api/v2/backfills", {"dag_id": "d"}) == {"ok": True}
+    assert handler.seen == ["POST /api/v2/backfills"] * 3
+
+
+def test_an_idempotent_request_is_retried_after_a_database_error(
+    airflow: tuple[AirflowClient, type[_Airflow]],
+) -> None:
+    client, handler = airflow
+    handler.script.append(DB_ERROR)
+    client.set_paused("recsys_warehouse", True)
+    assert handler.seen == ["PATCH /api/v2/dags/recsys_warehouse"] * 2
+
+
+def test_a_post_that_may_have_written_is_not_retried(airflow: tuple[AirflowClient, type[_Airflow]]) -> None:
+    client, handler = airflow
+    handler.script.append(DB_ERROR)
+    with pytest.raises(AirflowApiError, match="HTTP 500"):
+        client._request("POST", "/api/v2/dags/d/dagRuns", {})
+    assert len(handler.seen) == 1
+
+
+def test_a_lock_that_lasts_is_reported(airflow: tuple[AirflowClient, type[_Airflow]]) -> None:
+    client, handler = airflow
+    handler.script.extend([LOCKED] * 5)
+    with pytest.raises(AirflowApiError, match=r"HTTP 503: .*Database is locked"):
+        client._request("GET", "/api/v2/dags")
+    assert len(handler.seen) == 5
