@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from recflow.config import GateSettings
+from recflow.config import GateSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -226,3 +226,48 @@ def decide(
     return GateDecision(
         True, f"promoted: not worse than the champion within {gate.tolerance:.4f} ({summary})"
     )
+
+
+def evaluate_challenger(
+    settings: Settings, snapshot: Mapping[str, Any], training: Mapping[str, Any], model_name: str
+) -> dict[str, Any]:
+    """The ``evaluate`` step: score the training job's model and the registry's champion of
+    ``model_name`` on the snapshot's holdout with the same sampled negatives; the report is also
+    written to the artifact store (``report_uri``)."""
+    import json
+
+    from recflow.artifacts import join, store_for
+    from recflow.registry import MlflowRegistry
+    from recflow.snapshot import Snapshot, load_eval_set
+
+    snap = Snapshot.from_xcom(dict(snapshot))
+    store = store_for(settings, snap.uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = load_eval_set(store, snap, Path(tmp), seed=EVAL_SEED)
+        log.info("evaluating on %d holdout users, %d pins", len(data.users), len(data.catalogue))
+        archive = store.get_file(training["model_uri"], Path(tmp) / "challenger.tar.gz")
+        challenger = evaluate_model_archive(archive, data)
+        log.info("challenger %s: %s", training["job_name"], challenger)
+        registry = MlflowRegistry(settings)
+        champion_info = registry.get_by_alias(model_name)
+        champion = None
+        if champion_info is not None:
+            model_dir = registry.download(champion_info, Path(tmp) / "champion")
+            train = store.get_file(snap.train_uri, Path(tmp) / "champion-history" / "train.parquet")
+            champion = evaluate_champion(model_dir, [train], data, Path(tmp))
+            log.info("champion %s v%d: %s", model_name, champion_info.version, champion)
+    report: dict[str, Any] = {
+        "model_name": model_name,
+        "snapshot_id": snap.snapshot_id,
+        "challenger_job": training["job_name"],
+        "challenger": challenger,
+        "champion": champion,
+        "champion_version": champion_info.version if champion_info else None,
+        "champion_job": champion_info.lineage.get("training_job_name") if champion_info else None,
+        "seed": EVAL_SEED,
+    }
+    report["report_uri"] = store.put_bytes(
+        json.dumps(report, indent=2).encode(),
+        join(settings.artifacts_uri, "evaluations", f"{training['job_name']}.json"),
+    )
+    return report

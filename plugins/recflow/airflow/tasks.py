@@ -9,9 +9,7 @@ never at module level: this module is imported while DAG files are parsed.
 from __future__ import annotations
 
 import logging
-import tempfile
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import task
@@ -157,46 +155,10 @@ def evaluate(
     snapshot: dict[str, Any], training: dict[str, Any], params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Score challenger and champion on the same holdout and the same sampled negatives."""
-    import json
-
-    from recflow.artifacts import join, store_for
-    from recflow.evaluation import EVAL_SEED, evaluate_champion, evaluate_model_archive
-    from recflow.registry import MlflowRegistry
-    from recflow.snapshot import Snapshot, load_eval_set
+    from recflow.evaluation import evaluate_challenger
 
     settings = Settings.from_env()
-    snap = Snapshot.from_xcom(snapshot)
-    store = store_for(settings, snap.uri)
-    name = _model_name(settings, params)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = load_eval_set(store, snap, Path(tmp), seed=EVAL_SEED)
-        log.info("evaluating on %d holdout users, %d pins", len(data.users), len(data.catalogue))
-        archive = store.get_file(training["model_uri"], Path(tmp) / "challenger.tar.gz")
-        challenger = evaluate_model_archive(archive, data)
-        log.info("challenger %s: %s", training["job_name"], challenger)
-        registry = MlflowRegistry(settings)
-        champion_info = registry.get_by_alias(name)
-        champion = None
-        if champion_info is not None:
-            model_dir = registry.download(champion_info, Path(tmp) / "champion")
-            train = store.get_file(snap.train_uri, Path(tmp) / "champion-history" / "train.parquet")
-            champion = evaluate_champion(model_dir, [train], data, Path(tmp))
-            log.info("champion %s v%d: %s", name, champion_info.version, champion)
-    report = {
-        "model_name": name,
-        "snapshot_id": snap.snapshot_id,
-        "challenger_job": training["job_name"],
-        "challenger": challenger,
-        "champion": champion,
-        "champion_version": champion_info.version if champion_info else None,
-        "champion_job": champion_info.lineage.get("training_job_name") if champion_info else None,
-        "seed": EVAL_SEED,
-    }
-    report["report_uri"] = store.put_bytes(
-        json.dumps(report, indent=2).encode(),
-        join(settings.artifacts_uri, "evaluations", f"{training['job_name']}.json"),
-    )
-    return report
+    return evaluate_challenger(settings, snapshot, training, _model_name(settings, params))
 
 
 @task(execution_timeout=timedelta(minutes=5))
