@@ -32,8 +32,6 @@ import importlib.util
 import itertools
 import json
 import logging
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -44,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.report import machine as machine_info
+from bench.report import write_section
 from recflow.config import PROJECT_ROOT, Settings, subprocess_env
 
 log = logging.getLogger("bench.quality")
@@ -364,29 +364,7 @@ def prepare(data_dir: Path) -> Context:
 
 
 def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    ram_gib = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu": cpu,
-        "ram_gib": ram_gib,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "threads_per_method": THREADS,
-    }
+    return {**machine_info(), "threads_per_method": THREADS}
 
 
 def _versions(bench_python: Path | None = None) -> dict[str, str]:
@@ -581,27 +559,6 @@ def docs_section(report: Mapping[str, Any], results: Sequence[MethodResult]) -> 
     return "\n".join(lines)
 
 
-DOCS_INTRO = """# Benchmarks
-
-How recflow's model compares with standard baselines, and what it costs to train.
-Every number here is produced by a command in this repository; the section below is
-rewritten by that command (between its markers), so edit the text outside the markers only.
-
-"""
-
-
-def write_docs(section: str, path: Path) -> None:
-    text = path.read_text() if path.exists() else DOCS_INTRO
-    if MARK_START in text and MARK_END in text:
-        before, rest = text.split(MARK_START, 1)
-        _, after = rest.split(MARK_END, 1)
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench.quality", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -691,7 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(report, indent=2) + "\n")
     plot(results, args.plot)
-    write_docs(docs_section(report, results), args.docs)
+    write_section(args.docs, docs_section(report, results), "quality")
     log.info("wrote %s, %s, %s", args.results, args.plot, args.docs)
     return 0
 

@@ -17,6 +17,7 @@ from bench.baselines import (
     interaction_matrix,
     popularity_scores,
 )
+from bench.report import write_section
 
 
 def _matrix(rows: list[list[int]]) -> sp.csr_matrix:
@@ -105,12 +106,14 @@ def test_docs_section_replaces_only_between_the_markers(tmp_path: Path) -> None:
     docs.write_text(
         f"# Benchmarks\n\nintro\n\n{quality.MARK_START}\nold\n{quality.MARK_END}\n\n## Other\nkept\n"
     )
-    quality.write_docs(f"{quality.MARK_START}\nnew\n{quality.MARK_END}", docs)
+    write_section(docs, f"{quality.MARK_START}\nnew\n{quality.MARK_END}", "quality")
     text = docs.read_text()
     assert "old" not in text
     assert "new" in text
     assert text.startswith("# Benchmarks\n\nintro\n")
     assert text.endswith("## Other\nkept\n")
     fresh = tmp_path / "fresh.md"
-    quality.write_docs(f"{quality.MARK_START}\nnew\n{quality.MARK_END}", fresh)
+    write_section(fresh, f"{quality.MARK_START}\nnew\n{quality.MARK_END}", "quality")
     assert fresh.read_text().startswith("# Benchmarks")
+    with pytest.raises(ValueError, match="overhead:start"):
+        write_section(docs, "no markers", "overhead")

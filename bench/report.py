@@ -1,0 +1,60 @@
+"""What every benchmark writes alongside its figures: the machine it ran on, and its section of
+``docs/benchmarks.md`` (between its own markers, so each command rewrites only its section)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+DOCS_INTRO = """# Benchmarks
+
+How recflow's model compares with standard baselines, and what it costs to train.
+Every number here is produced by a command in this repository; the section below is
+rewritten by that command (between its markers), so edit the text outside the markers only.
+
+"""
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, usable cores, RAM and Python of this machine."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                ram_gib = round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu": cpu,
+        "ram_gib": ram_gib,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write_section(path: Path, section: str, name: str) -> None:
+    """Put ``section`` between ``<!-- name:start -->`` and ``<!-- name:end -->`` of ``path``
+    (appended, markers included, when they are not there yet)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if not section.startswith(start) or not section.rstrip("\n").endswith(end):
+        raise ValueError(f"a {name} section must begin with {start} and end with {end}")
+    text = path.read_text() if path.exists() else DOCS_INTRO
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        _, after = rest.split(end, 1)
+        text = before + section.rstrip("\n") + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + section.rstrip("\n") + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
