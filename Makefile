@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export RECFLOW_HOME ?= $(CURDIR)/.recflow
 
-.PHONY: venv setup demo up down test lint typecheck unit lock docs-config bench-quality bench-pipeline clean
+.PHONY: venv setup demo up down test lint typecheck unit lock docs-config bench-quality bench-pipeline bench-overhead clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ bench-quality: venv $(BENCH_STAMP)
 bench-pipeline: venv
 	$(BIN)/recflow benchmark movielens --data-dir ../shared/data/ml-100k \
 		--out bench/results/pipeline-movielens-100k.json
+
+# one warehouse day, a 30-day backfill and a training run, bare and through the scheduler (~1 h on 2 cores)
+bench-overhead: venv
+	$(BIN)/python -m bench.overhead --days 30
 
 clean:
 	rm -rf .recflow dbt/target dbt/logs

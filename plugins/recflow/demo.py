@@ -74,6 +74,11 @@ class RunSummary:
     state: str
     seconds: float | None
     run_type: str
+    start_date: str | None = None
+    end_date: str | None = None
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    """Per task instance (``collect_tasks``): task_id, map_index, state, try_number, start_date,
+    end_date, seconds."""
 
 
 @dataclass
@@ -99,7 +104,22 @@ def run_seconds(run: dict[str, Any]) -> float | None:
     return (end - start).total_seconds()
 
 
-def _summary(run: dict[str, Any]) -> RunSummary:
+def _summary(run: dict[str, Any], client: AirflowClient | None = None) -> RunSummary:
+    """The run as the summary shows it; with ``client``, its task instances' timings too."""
+    tasks = []
+    if client is not None:
+        for ti in client.task_instances(run["dag_id"], run["dag_run_id"]):
+            tasks.append(
+                {
+                    "task_id": ti["task_id"],
+                    "map_index": ti.get("map_index", -1),
+                    "state": ti.get("state"),
+                    "try_number": ti.get("try_number"),
+                    "start_date": ti.get("start_date"),
+                    "end_date": ti.get("end_date"),
+                    "seconds": run_seconds(ti),
+                }
+            )
     return RunSummary(
         dag_id=run["dag_id"],
         run_id=run["dag_run_id"],
@@ -107,6 +127,9 @@ def _summary(run: dict[str, Any]) -> RunSummary:
         state=run["state"],
         seconds=run_seconds(run),
         run_type=run.get("run_type", ""),
+        start_date=run.get("start_date"),
+        end_date=run.get("end_date"),
+        tasks=tasks,
     )
 
 
@@ -192,9 +215,16 @@ def close_backfill(client: AirflowClient, backfill_id: int, timeout: float = 90.
 
 
 def run_pipeline(
-    settings: Settings, days: list[date], echo: Echo = say, timeout: float = 1800.0
+    settings: Settings,
+    days: list[date],
+    echo: Echo = say,
+    timeout: float = 1800.0,
+    *,
+    collect_tasks: bool = False,
 ) -> PipelineResult:
-    """Backfill ``days`` through the scheduler and wait for the asset-triggered training run."""
+    """Backfill ``days`` through the scheduler and wait for the asset-triggered training run.
+
+    ``collect_tasks`` adds each run's task instances (timings) to its summary."""
     started = time.monotonic()
     result = PipelineResult()
     with running_airflow(settings) as client:
@@ -223,8 +253,9 @@ def run_pipeline(
         train = wait_for_train_run(
             client, last_end - timedelta(seconds=30), echo, timeout - (time.monotonic() - started)
         )
-        result.warehouse_runs = [_summary(wh[d]) for d in days]
-        result.train_runs = [_summary(train)]
+        tasks_of = client if collect_tasks else None
+        result.warehouse_runs = [_summary(wh[d], tasks_of) for d in days]
+        result.train_runs = [_summary(train, tasks_of)]
         for task_id, attr in (("train", "training"), ("evaluate", "evaluation"), ("gate", "gate")):
             try:
                 setattr(result, attr, client.xcom(TRAIN_DAG, train["dag_run_id"], task_id))
