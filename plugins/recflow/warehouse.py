@@ -29,7 +29,7 @@ ANALYTICS_SCHEMA = "analytics"
 QUALITY_SCHEMA = "quality"
 
 RUN_METADATA_COLUMNS = frozenset(
-    {"_loaded_at", "run_id", "quarantined_at", "audited_at", "dbt_invocation_id"}
+    {"_loaded_at", "loaded_at", "run_id", "quarantined_at", "audited_at", "dbt_invocation_id"}
 )
 """Columns that say *when* or *by which run* a row was written: a rerun changes them, not the content."""
 

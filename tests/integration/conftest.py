@@ -16,8 +16,9 @@ from recflow.quality import stage_and_audit
 TINY = GeneratorConfig(start=date(2026, 1, 1), days=3, users=60, pins=200, topics=6, seed=11)
 
 
-def build_marts(settings: Settings) -> None:
-    """``dbt build`` in a subprocess, as a worker runs it (dbt-duckdb keeps its connection open in-process)."""
+def build_marts(settings: Settings, *, full_refresh: bool = False) -> None:
+    """``dbt build`` in a subprocess, as a worker runs it (dbt-duckdb keeps its connection open in-process);
+    ``full_refresh`` rebuilds the incremental models from all history."""
     project = str(settings.dbt_project_dir)
     dbt = str(Path(sys.executable).with_name("dbt"))
     result = subprocess.run(
@@ -33,6 +34,7 @@ def build_marts(settings: Settings) -> None:
             str(settings.home / "dbt-target"),
             "--log-path",
             str(settings.home / "dbt-logs"),
+            *(["--full-refresh"] if full_refresh else []),
         ],
         env=subprocess_env(settings.dbt_env()),
         capture_output=True,

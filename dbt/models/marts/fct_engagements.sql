@@ -1,3 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='ds',
+        on_schema_change='fail',
+    )
+}}
+
 with
 
 events as (
@@ -5,6 +14,43 @@ events as (
     select * from {{ ref('stg_events') }}
 
 ),
+
+{% if is_incremental() %}
+
+-- A day is published whole (or republished whole, with newer loaded_at) by the audit. Rebuild
+-- exactly the days whose publication differs from what this table holds: new days, and days
+-- published again since. Comparing each day's (rows, latest load) rather than a global
+-- high-water mark keeps a day published late, out of order or by a concurrent run.
+published_days as (
+
+    select ds, count(*) as n_rows, max(loaded_at) as last_loaded_at
+    from events
+    group by ds
+
+),
+
+built_days as (
+
+    select ds, count(*) as n_rows, max(loaded_at) as last_loaded_at
+    from {{ this }}
+    group by ds
+
+),
+
+days_to_build as (
+
+    select published_days.ds
+    from published_days
+    left join built_days
+        on published_days.ds = built_days.ds
+    where
+        built_days.ds is null
+        or published_days.n_rows != built_days.n_rows
+        or published_days.last_loaded_at != built_days.last_loaded_at
+
+),
+
+{% endif %}
 
 event_type_weights as (
 
@@ -24,11 +70,15 @@ final as (
         events.value,
         event_type_weights.weight,
         event_type_weights.is_positive,
-        events.ds
+        events.ds,
+        events.loaded_at
 
     from events
     left join event_type_weights
         on events.event_type = event_type_weights.event_type
+    {% if is_incremental() %}
+    where events.ds in (select ds from days_to_build)
+    {% endif %}
 
 )
 

@@ -24,19 +24,9 @@ renamed as (
 
 ),
 
-deduplicated as (
-
-    select * from renamed
-    qualify row_number() over (
-        partition by event_id
-        order by loaded_at desc, source_file desc
-    ) = 1
-
-),
-
 final as (
 
-    select * from deduplicated
+    select * from renamed
 
 )
 
