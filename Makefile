@@ -66,7 +66,7 @@ bench-pipeline: venv
 	$(BIN)/recflow benchmark movielens --data-dir ../shared/data/ml-100k \
 		--out bench/results/pipeline-movielens-100k.json
 
-# one warehouse day, a 30-day backfill and a training run, bare and through the scheduler (~1 h on 2 cores)
+# one warehouse day, a 30-day backfill and a training run, bare and through the scheduler (~30 min on 2 cores)
 bench-overhead: venv
 	$(BIN)/python -m bench.overhead --days 30
 
