@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.config import Settings
+from recflow.errors import ConfigError
 
 
 def _date(text: str) -> date:
@@ -540,8 +541,12 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("alembic", "mlflow", "urllib3", "botocore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    settings = Settings.from_env()
-    code: int = args.func(settings, args)
+    try:
+        settings = Settings.from_env()
+        code: int = args.func(settings, args)
+    except ConfigError as exc:
+        print(f"recflow: {exc}", file=sys.stderr)
+        return 2
     return code
 
 

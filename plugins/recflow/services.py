@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from recflow.config import Settings, subprocess_env
-from recflow.runtime import ADMIN_USER, admin_password, airflow_env, api_base_url
+from recflow.errors import ConfigError
+from recflow.runtime import ADMIN_USER, API_HOST, admin_password, airflow_env, api_base_url
 
 log = logging.getLogger(__name__)
 
@@ -244,9 +246,41 @@ class Services:
                 os.killpg(pgid, signal.SIGKILL)
 
 
+LISTENING_PORTS = (
+    ("AIRFLOW__API__PORT", "API server and UI"),
+    ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "task log server"),
+    ("AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", "scheduler health check"),
+)
+"""The ports the embedded Airflow listens on (on ``API_HOST``), by the variable that sets each."""
+
+
+def check_ports_free(env: dict[str, str]) -> None:
+    """Refuse to start when a port the embedded Airflow needs is taken (an earlier ``recflow up``,
+    a run that was killed, another program): the API server would exit with only its log saying why."""
+    busy = []
+    for variable, role in LISTENING_PORTS:
+        port = int(env[variable])
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # as uvicorn binds: a port left in TIME_WAIT by a stopped server is free, a listening one is not
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((API_HOST, port))
+            except OSError:
+                busy.append(f"{port} ({role})")
+    if busy:
+        raise ConfigError(
+            f"cannot start Airflow: port {', '.join(busy)} on {API_HOST} is already in use. "
+            "Stop what listens there (`recflow down` for an earlier `recflow up`; "
+            f"`ss -ltnp 'sport = :{busy[0].split()[0]}'` names the process), or give this Airflow "
+            "other ports: RECFLOW_AIRFLOW_API_PORT=<port> takes it and the next three "
+            "(docs/configuration.md)"
+        )
+
+
 def start_services(settings: Settings, *, foreground: bool = False) -> Services:
     """Start each component in its own session; ``foreground`` sends their output to this terminal."""
     env = airflow_env(settings, subprocess_env({}))
+    check_ports_free(env)
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen[bytes]] = {}

@@ -1,0 +1,58 @@
+"""The embedded Airflow refuses to start on a taken port, and says which one and what to do."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recflow import cli
+from recflow.errors import ConfigError
+from recflow.runtime import API_HOST
+from recflow.services import LISTENING_PORTS, check_ports_free
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((API_HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A port with a real listener on it, as an orphaned API server would leave."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((API_HOST, 0))
+        server.listen()
+        yield int(server.getsockname()[1])
+
+
+def _env(api: int, logs: int, health: int) -> dict[str, str]:
+    return {var: str(port) for (var, _), port in zip(LISTENING_PORTS, (api, logs, health), strict=True)}
+
+
+def test_free_ports_pass() -> None:
+    check_ports_free(_env(_free_port(), _free_port(), _free_port()))
+
+
+def test_a_taken_port_is_named_with_its_role_and_the_setting_that_moves_it(listening: int) -> None:
+    with pytest.raises(ConfigError) as refused:
+        check_ports_free(_env(listening, _free_port(), _free_port()))
+    message = str(refused.value)
+    assert f"port {listening} (API server and UI)" in message
+    assert "RECFLOW_AIRFLOW_API_PORT" in message
+    assert "recflow down" in message
+
+
+def test_the_cli_prints_the_refusal_without_a_traceback(
+    listening: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("RECFLOW_AIRFLOW_API_PORT", str(listening))
+    assert cli.main(["up"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"recflow: cannot start Airflow: port {listening} (API server and UI)")
+    assert "Traceback" not in err
