@@ -257,7 +257,7 @@ LISTENING_PORTS = (
 def check_ports_free(env: dict[str, str]) -> None:
     """Refuse to start when a port the embedded Airflow needs is taken (an earlier ``recflow up``,
     a run that was killed, another program): the API server would exit with only its log saying why."""
-    busy = []
+    busy: list[tuple[int, str]] = []
     for variable, role in LISTENING_PORTS:
         port = int(env[variable])
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -266,12 +266,12 @@ def check_ports_free(env: dict[str, str]) -> None:
             try:
                 probe.bind((API_HOST, port))
             except OSError:
-                busy.append(f"{port} ({role})")
+                busy.append((port, role))
     if busy:
         raise ConfigError(
-            f"cannot start Airflow: port {', '.join(busy)} on {API_HOST} is already in use. "
-            "Stop what listens there (`recflow down` for an earlier `recflow up`; "
-            f"`ss -ltnp 'sport = :{busy[0].split()[0]}'` names the process), or give this Airflow "
+            f"cannot start Airflow: port {', '.join(f'{port} ({role})' for port, role in busy)} on "
+            f"{API_HOST} is already in use. Stop what listens there (`recflow down` for an earlier "
+            f"`recflow up`; `ss -ltnp 'sport = :{busy[0][0]}'` names the process), or give this Airflow "
             "other ports: RECFLOW_AIRFLOW_API_PORT=<port> takes it and the next three "
             "(docs/configuration.md)"
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,10 @@ from bench.report import write_section
 
 
 def _ti(task_id: str, start: str, end: str) -> dict[str, Any]:
-    s = f"2026-01-01T00:{start}+00:00"
-    e = f"2026-01-01T00:{end}+00:00"
-    return {"task_id": task_id, "start_date": s, "end_date": e, "seconds": overhead._busy_seconds(
-        [{"start_date": s, "end_date": e}]
-    )}  # fmt: skip
+    """A task instance as the API gives it, between minutes:seconds ``start`` and ``end``."""
+    s, e = (f"2026-01-01T00:{t}+00:00" for t in (start, end))
+    seconds = (dt.datetime.fromisoformat(e) - dt.datetime.fromisoformat(s)).total_seconds()
+    return {"task_id": task_id, "start_date": s, "end_date": e, "seconds": seconds}
 
 
 def test_busy_seconds_counts_overlapping_tasks_once_and_skips_gaps() -> None:
