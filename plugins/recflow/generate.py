@@ -14,12 +14,14 @@ is reproducible on its own and regenerating changes nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recflow.landing import EVENTS_SCHEMA, PINS_SCHEMA, SUCCESS_MARKER, USERS_SCHEMA, partition_dir
@@ -29,6 +31,13 @@ log = logging.getLogger(__name__)
 SURFACES = ("home_feed", "search", "related", "board")
 COUNTRIES = ("US", "GB", "DE", "FR", "BR", "JP", "IN", "MX")
 OCCUPATIONS = ("student", "engineer", "artist", "teacher", "writer", "other")
+SECONDS_IN_DAY = 86_400
+USERS_PER_CHUNK = 100_000
+"""Users per part file of a day: what bounds the generator's memory (~2M events, a few hundred MB).
+Part of the data's definition (each block has its own seed), so it is a constant, not a setting."""
+EVENT_IDS_PER_CHUNK = 10_000_000
+"""Event ids of block ``k`` of a day start at ``k * EVENT_IDS_PER_CHUNK``: unique without counting
+what the earlier blocks emitted, so a block is reproducible on its own."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +66,17 @@ class GeneratorConfig:
 @dataclass(frozen=True)
 class World:
     pin_topic: np.ndarray
-    pin_popularity: np.ndarray
+    """[pins]: each pin's topic."""
     user_interests: np.ndarray
-    topic_pins: list[np.ndarray]
-    topic_weights: list[np.ndarray]
+    """[users, interests_per_user]: each user's topics."""
+    popularity_cdf: np.ndarray
+    """[pins]: cumulative share of global popularity, for drawing a popular pin."""
+    pins_by_topic: np.ndarray
+    """[pins]: pin indices grouped by topic, in the order of ``topic_cdf``."""
+    topic_cdf: np.ndarray
+    """[pins]: topic + cumulative share of the topic's popularity, for drawing a pin of a topic."""
+    topic_sizes: np.ndarray
+    """[topics]: pins per topic."""
 
 
 @dataclass(frozen=True)
@@ -81,89 +97,151 @@ def user_id(i: int) -> str:
     return f"u{i:05d}"
 
 
+def _ids(prefix: str, indices: np.ndarray) -> pa.Array:
+    """``pin_id``/``user_id`` for many indices at once, as Arrow strings (same text as ``pin_id``)."""
+    digits = pc.utf8_lpad(pa.array(indices, pa.int64()).cast(pa.string()), 5, "0")
+    return pc.binary_join_element_wise(prefix, digits, "")
+
+
+def _choose_interests(rng: np.random.Generator, cfg: GeneratorConfig) -> np.ndarray:
+    """``interests_per_user`` distinct topics per user: the first columns of a random ranking per row."""
+    out = np.empty((cfg.users, cfg.interests_per_user), np.int16)
+    for lo in range(0, cfg.users, USERS_PER_CHUNK):
+        hi = min(lo + USERS_PER_CHUNK, cfg.users)
+        keys = rng.random((hi - lo, cfg.topics), dtype=np.float32)
+        out[lo:hi] = np.argsort(keys, axis=1)[:, : cfg.interests_per_user]
+    return out
+
+
 def _world(cfg: GeneratorConfig) -> World:
     rng = np.random.default_rng([cfg.seed, 0])
     pin_topic = rng.integers(0, cfg.topics, size=cfg.pins)
     ranks = rng.permutation(cfg.pins) + 1
     popularity = 1.0 / ranks.astype(float) ** cfg.zipf_exponent
-    interests = np.stack(
-        [rng.choice(cfg.topics, size=cfg.interests_per_user, replace=False) for _ in range(cfg.users)]
+    interests = _choose_interests(rng, cfg)
+    # one inverse-CDF table for every topic: topic t's pins, by their share of t's popularity,
+    # cover [t, t + 1); drawing t + u (u uniform) picks a pin of t in proportion to popularity
+    by_topic = np.argsort(pin_topic, kind="stable")
+    topics_sorted = pin_topic[by_topic]
+    topic_total = np.bincount(pin_topic, weights=popularity, minlength=cfg.topics)
+    share = popularity[by_topic] / topic_total[topics_sorted]
+    cumulative = np.cumsum(share)
+    topic_start = np.searchsorted(topics_sorted, np.arange(cfg.topics))
+    before = np.concatenate([[0.0], cumulative])[topic_start]
+    topic_cdf = topics_sorted + (cumulative - before[topics_sorted])
+    return World(
+        pin_topic=pin_topic,
+        user_interests=interests,
+        popularity_cdf=np.cumsum(popularity / popularity.sum()),
+        pins_by_topic=by_topic,
+        topic_cdf=topic_cdf,
+        topic_sizes=np.bincount(pin_topic, minlength=cfg.topics),
     )
-    topic_pins = [np.flatnonzero(pin_topic == t) for t in range(cfg.topics)]
-    topic_weights = []
-    for pins in topic_pins:
-        w = popularity[pins]
-        topic_weights.append(w / w.sum() if len(pins) else w)
-    return World(pin_topic, popularity / popularity.sum(), interests, topic_pins, topic_weights)
 
 
 def _catalogues(cfg: GeneratorConfig, world: World) -> tuple[pa.Table, pa.Table]:
     rng = np.random.default_rng([cfg.seed, 1])
-    topic_names = [f"topic_{t:02d}" for t in range(cfg.topics)]
+    topic_names = pa.array([f"topic_{t:02d}" for t in range(cfg.topics)])
+    topic = pc.take(topic_names, pa.array(world.pin_topic))
+    board = pc.binary_join_element_wise(
+        "b",
+        pc.utf8_lpad(pa.array(world.pin_topic, pa.int64()).cast(pa.string()), 3, "0"),
+        pa.array(rng.integers(0, 5, cfg.pins), pa.int64()).cast(pa.string()),
+        "",
+    )
     pins = pa.table(
         {
-            "pin_id": [pin_id(i) for i in range(cfg.pins)],
-            "board_id": [f"b{int(t):03d}{int(rng.integers(0, 5))}" for t in world.pin_topic],
-            "title": [f"{topic_names[t]} idea #{i}" for i, t in enumerate(world.pin_topic)],
-            "topics": [[topic_names[t]] for t in world.pin_topic],
+            "pin_id": _ids("p", np.arange(cfg.pins)),
+            "board_id": board,
+            "title": pc.binary_join_element_wise(
+                topic, pa.array(np.arange(cfg.pins), pa.int64()).cast(pa.string()), " idea #"
+            ),
+            "topics": pa.ListArray.from_arrays(pa.array(np.arange(cfg.pins + 1), pa.int32()), topic),
         },
         schema=PINS_SCHEMA,
     )
     users = pa.table(
         {
-            "user_id": [user_id(i) for i in range(cfg.users)],
-            "country": [COUNTRIES[int(i)] for i in rng.integers(0, len(COUNTRIES), cfg.users)],
+            "user_id": _ids("u", np.arange(cfg.users)),
+            "country": pc.take(pa.array(COUNTRIES), pa.array(rng.integers(0, len(COUNTRIES), cfg.users))),
             "age": rng.integers(16, 70, cfg.users).astype(np.int32),
-            "gender": [("f", "m", "x")[int(i)] for i in rng.integers(0, 3, cfg.users)],
-            "occupation": [OCCUPATIONS[int(i)] for i in rng.integers(0, len(OCCUPATIONS), cfg.users)],
+            "gender": pc.take(pa.array(["f", "m", "x"]), pa.array(rng.integers(0, 3, cfg.users))),
+            "occupation": pc.take(
+                pa.array(OCCUPATIONS), pa.array(rng.integers(0, len(OCCUPATIONS), cfg.users))
+            ),
         },
         schema=USERS_SCHEMA,
     )
     return pins, users
 
 
-def _day_events(cfg: GeneratorConfig, world: World, day_index: int) -> pa.Table:
-    rng = np.random.default_rng([cfg.seed, 2, day_index])
+def _impressions(
+    cfg: GeneratorConfig, world: World, rng: np.random.Generator, users: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(user, pin) of every impression shown to ``users`` in a day, in user order."""
+    counts = rng.poisson(cfg.impressions_per_user_day, size=len(users))
+    user = np.repeat(users, counts)
+    n = len(user)
+    from_interests = rng.random(n) < cfg.interest_share
+    pick = rng.integers(0, cfg.interests_per_user, n)
+    topic = world.user_interests[user, pick].astype(np.int64)
+    u = rng.random(n)
+    in_topic = world.pins_by_topic[
+        np.minimum(np.searchsorted(world.topic_cdf, topic + u, side="right"), cfg.pins - 1)
+    ]
+    popular = np.minimum(np.searchsorted(world.popularity_cdf, u, side="right"), cfg.pins - 1)
+    pin = np.where(from_interests, in_topic, popular)
+    keep = ~from_interests | (world.topic_sizes[topic] > 0)  # an interest with no pins shows nothing
+    return user[keep], pin[keep]
+
+
+def _day_events(cfg: GeneratorConfig, world: World, day_index: int, chunk: int) -> pa.Table:
+    """The events of one day for one block of ``USERS_PER_CHUNK`` users (a part file of the day)."""
+    rng = np.random.default_rng([cfg.seed, 2, day_index, chunk])
+    users = np.arange(chunk * USERS_PER_CHUNK, min((chunk + 1) * USERS_PER_CHUNK, cfg.users))
+    user, pin = _impressions(cfg, world, rng, users)
+    n = len(user)
+    liked = (world.user_interests[user] == world.pin_topic[pin][:, None]).any(axis=1)
+    surface = rng.integers(0, len(SURFACES), n)
+    second = rng.integers(0, SECONDS_IN_DAY - 600, n)
+    closeup = rng.random(n) < np.where(liked, 0.45, 0.03)
+    closeup_at = second + rng.integers(1, 60, n)
+    click = closeup & (rng.random(n) < 0.5)
+    click_at = closeup_at + rng.integers(1, 60, n)
+    save = closeup & (rng.random(n) < np.where(liked, 0.35, 0.05))
+    save_at = closeup_at + rng.integers(60, 300, n)
+    hide = ~closeup & ~liked & (rng.random(n) < 0.05)
+    hide_at = second + rng.integers(1, 30, n)
+
+    # every event as (impression, kind): kinds in the order a user does them
+    kinds = (
+        ("impression", np.ones(n, bool), second),
+        ("closeup", closeup, closeup_at),
+        ("click", click, click_at),
+        ("save", save, save_at),
+        ("hide", hide, hide_at),
+    )
+    impression = np.concatenate([np.flatnonzero(mask) for _, mask, _ in kinds])
+    kind = np.concatenate([np.full(int(mask.sum()), k, np.int8) for k, (_, mask, _) in enumerate(kinds)])
+    at = np.concatenate([when[mask] for _, mask, when in kinds])
+    order = np.lexsort((kind, impression))
+    impression, kind, at = impression[order], kind[order], np.minimum(at[order], SECONDS_IN_DAY - 1)
+
     day = cfg.start + timedelta(days=day_index)
-    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    seconds_in_day = 86_400
-    rows: dict[str, list[object]] = {f.name: [] for f in EVENTS_SCHEMA}
-
-    def emit(user: int, pin: int, event_type: str, second: int, surface: str) -> None:
-        rows["event_id"].append(f"ev-{day:%Y%m%d}-{len(rows['event_id']):07d}")
-        rows["user_id"].append(user_id(user))
-        rows["pin_id"].append(pin_id(pin))
-        rows["event_type"].append(event_type)
-        rows["event_ts"].append(day_start + timedelta(seconds=min(second, seconds_in_day - 1)))
-        rows["surface"].append(surface)
-        rows["value"].append(None)
-
-    impressions = rng.poisson(cfg.impressions_per_user_day, size=cfg.users)
-    for user in range(cfg.users):
-        interests = world.user_interests[user]
-        for _ in range(int(impressions[user])):
-            if rng.random() < cfg.interest_share:
-                topic = int(rng.choice(interests))
-                candidates = world.topic_pins[topic]
-                if not len(candidates):
-                    continue
-                pin = int(rng.choice(candidates, p=world.topic_weights[topic]))
-            else:
-                pin = int(rng.choice(cfg.pins, p=world.pin_popularity))
-            surface = SURFACES[int(rng.integers(0, len(SURFACES)))]
-            second = int(rng.integers(0, seconds_in_day - 600))
-            emit(user, pin, "impression", second, surface)
-            liked = world.pin_topic[pin] in interests
-            if rng.random() < (0.45 if liked else 0.03):
-                second += int(rng.integers(1, 60))
-                emit(user, pin, "closeup", second, surface)
-                if rng.random() < 0.5:
-                    emit(user, pin, "click", second + int(rng.integers(1, 60)), surface)
-                if rng.random() < (0.35 if liked else 0.05):
-                    emit(user, pin, "save", second + int(rng.integers(60, 300)), surface)
-            elif not liked and rng.random() < 0.05:
-                emit(user, pin, "hide", second + int(rng.integers(1, 30)), surface)
-    return pa.table(rows, schema=EVENTS_SCHEMA)
+    day_start = np.datetime64(datetime(day.year, day.month, day.day), "us")
+    serial = pa.array(np.arange(len(order)) + chunk * EVENT_IDS_PER_CHUNK, pa.int64()).cast(pa.string())
+    return pa.table(
+        {
+            "event_id": pc.binary_join_element_wise(f"ev-{day:%Y%m%d}-", pc.utf8_lpad(serial, 7, "0"), ""),
+            "user_id": _ids("u", user[impression]),
+            "pin_id": _ids("p", pin[impression]),
+            "event_type": pc.take(pa.array([k for k, _, _ in kinds]), pa.array(kind)),
+            "event_ts": pa.array(day_start + at.astype("timedelta64[s]"), pa.timestamp("us", tz="UTC")),
+            "surface": pc.take(pa.array(SURFACES), pa.array(surface[impression])),
+            "value": pa.nulls(len(order), pa.float64()),
+        },
+        schema=EVENTS_SCHEMA,
+    )
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
@@ -173,30 +251,51 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     tmp.replace(path)
 
 
-def write_partition(directory: Path, parts: list[pa.Table]) -> None:
-    """Rewrite a landing partition as a producer must: drop ``_SUCCESS``, replace the files, write it last."""
+def write_partition(directory: Path, parts: Iterable[pa.Table]) -> int:
+    """Rewrite a landing partition as a producer must: drop ``_SUCCESS``, replace the files, write it last.
+
+    ``parts`` may be a generator: each part is written as it comes, so memory holds one part.
+    Returns the rows written."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / SUCCESS_MARKER).unlink(missing_ok=True)
     for stale in directory.glob("*.parquet"):
         stale.unlink()
+    rows = 0
     for i, part in enumerate(parts):
         write_parquet(part, directory / f"part-{i:05d}.parquet")
+        rows += part.num_rows
     (directory / SUCCESS_MARKER).touch()
+    return rows
+
+
+def _day_parts(cfg: GeneratorConfig, world: World, day_index: int) -> Iterator[pa.Table]:
+    for chunk in range(-(-cfg.users // USERS_PER_CHUNK)):
+        events = _day_events(cfg, world, day_index, chunk)
+        if events.num_rows >= EVENT_IDS_PER_CHUNK:
+            raise ValueError(
+                f"{events.num_rows} events for {USERS_PER_CHUNK} users in a day overflow the "
+                f"{EVENT_IDS_PER_CHUNK} event ids of a block: lower impressions_per_user_day "
+                f"({cfg.impressions_per_user_day})"
+            )
+        yield events
 
 
 def generate(landing_dir: Path, cfg: GeneratorConfig) -> GeneratedSummary:
-    """Write ``cfg.days`` daily event partitions and the pin/user catalogues under ``landing_dir``."""
+    """Write ``cfg.days`` daily event partitions and the pin/user catalogues under ``landing_dir``.
+
+    A day is written in blocks of ``USERS_PER_CHUNK`` users, one part file each, so memory is
+    bounded by a block whatever the volume (100M events is a matter of ``users`` and ``days``)."""
     world = _world(cfg)
     pins, users = _catalogues(cfg, world)
     write_parquet(pins, landing_dir / "pins" / "pins.parquet")
     write_parquet(users, landing_dir / "users" / "users.parquet")
+    del pins, users
     total = 0
     for i in range(cfg.days):
         day = cfg.start + timedelta(days=i)
-        events = _day_events(cfg, world, i)
-        write_partition(partition_dir(landing_dir, day), [events])
-        total += events.num_rows
-        log.info("generated ds=%s: %d events", day, events.num_rows)
+        rows = write_partition(partition_dir(landing_dir, day), _day_parts(cfg, world, i))
+        total += rows
+        log.info("generated ds=%s: %d events", day, rows)
     return GeneratedSummary(
         start=cfg.start,
         end=cfg.start + timedelta(days=cfg.days - 1),

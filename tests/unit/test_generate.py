@@ -6,6 +6,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+import recflow.generate as generate_module
 from recflow.generate import GeneratorConfig, generate
 from recflow.landing import EVENT_TYPES, EVENTS_SCHEMA
 
@@ -46,3 +47,20 @@ def test_engagement_follows_interests(tmp_path: Path) -> None:
 def test_rejects_impossible_config() -> None:
     with pytest.raises(ValueError, match="interests_per_user=5 cannot exceed topics=3"):
         GeneratorConfig(topics=3, interests_per_user=5)
+
+
+def test_a_day_is_written_in_blocks_of_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory is bounded by a block: each part file holds one block's users, and event ids stay unique."""
+    monkeypatch.setattr(generate_module, "USERS_PER_CHUNK", 25)
+    summary = generate(
+        tmp_path, GeneratorConfig(start=date(2026, 1, 1), days=1, users=60, pins=150, topics=6)
+    )
+    parts = sorted((tmp_path / "events" / "ds=2026-01-01").glob("*.parquet"))
+    assert [p.name for p in parts] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    tables = [pq.read_table(p) for p in parts]
+    assert sum(t.num_rows for t in tables) == summary.events
+    ids = [i for t in tables for i in t.column("event_id").to_pylist()]
+    assert len(set(ids)) == len(ids)
+    for block, table in enumerate(tables):
+        users = {int(u[1:]) for u in table.column("user_id").to_pylist()}
+        assert users and min(users) >= 25 * block and max(users) < 25 * (block + 1)
