@@ -19,13 +19,14 @@ publishes it to ``raw.events``.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recflow.config import Settings
@@ -236,9 +237,11 @@ def _read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
         )
     table = pa.concat_tables([_read_file(path, schema, frozenset()) for path in files])
     key = schema.names[0]
-    ids = table.column(key).to_pylist()
-    nulls = [i for i, v in enumerate(ids) if v is None or not str(v).strip()]
-    duplicates = sorted(v for v, n in Counter(ids).items() if v is not None and n > 1)
+    ids = table.column(key)
+    empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids), ""), True)
+    nulls = np.flatnonzero(empty.to_numpy(zero_copy_only=False)).tolist()
+    counts = pc.value_counts(ids.drop_null())
+    duplicates = sorted(counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist())
     if nulls or duplicates:
         found = []
         if nulls:
@@ -257,18 +260,8 @@ def _read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
     return table
 
 
-def _read_events(directory: Path) -> tuple[pa.Table, int]:
-    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(("_", ".")))
-    parts = []
-    for path in files:
-        table = _read_file(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS)
-        n = table.num_rows
-        table = table.append_column("_source_file", pa.array([str(path)] * n, pa.string()))
-        parts.append(table.append_column("_source_row", pa.array(range(n), pa.int64())))
-    if not parts:
-        empty = EVENTS_SCHEMA.append(pa.field("_source_file", pa.string()))
-        return empty.append(pa.field("_source_row", pa.int64())).empty_table(), 0
-    return pa.concat_tables(parts), len(files)
+def _event_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(("_", ".")))
 
 
 def check_arrived(settings: Settings, days: list[date]) -> None:
@@ -296,8 +289,9 @@ def _stage_catalogues(con: duckdb.DuckDBPyConnection, pins: pa.Table, users: pa.
 def stage_partitions(settings: Settings, days: list[date]) -> list[StagedDay]:
     """Read each day's partition and the catalogues, refuse contract breaks, write them to staging.
 
-    Every day is read and checked before anything is written; each staged table is
-    replaced whole, so a rerun is idempotent.
+    A day's files are read, checked and inserted one at a time (memory holds one file)
+    inside one transaction: a refused file rolls the whole day back, so nothing of it is
+    staged. Each staged table is replaced whole, so a rerun is idempotent.
     """
     check_arrived(settings, days)
     pins = _read_catalogue(settings.landing_dir / "pins", PINS_SCHEMA)
@@ -306,33 +300,39 @@ def stage_partitions(settings: Settings, days: list[date]) -> list[StagedDay]:
     with connect(settings) as con:
         con.execute(f"create schema if not exists {STAGING_SCHEMA}")
         for ds in days:
-            events, n_files = _read_events(partition_dir(settings.landing_dir, ds))
+            files = _event_files(partition_dir(settings.landing_dir, ds))
             table = staged_table(ds)
+            rows = 0
             con.execute("begin transaction")
-            con.execute(f"create or replace table {table} ({EVENT_COLUMNS_DDL})")
-            con.register("landed_events", events)
-            con.execute(
-                f"""
-                insert into {table}
-                select event_id, user_id, pin_id, event_type, event_ts, surface, value,
-                       ?::date as ds, _source_file, _source_row, now() as _loaded_at
-                from landed_events
-                """,
-                [ds],
-            )
-            con.unregister("landed_events")
+            try:
+                con.execute(f"create or replace table {table} ({EVENT_COLUMNS_DDL})")
+                for path in files:  # one file in memory at a time; a refused file rolls the day back
+                    events = _read_file(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS)
+                    events = events.append_column("_source_row", pa.array(np.arange(events.num_rows)))
+                    con.register("landed_events", events)
+                    con.execute(
+                        f"""
+                        insert into {table}
+                        select event_id, user_id, pin_id, event_type, event_ts, surface, value,
+                               ?::date as ds, ? as _source_file,
+                               _source_row, now() as _loaded_at
+                        from landed_events
+                        """,
+                        [ds, str(path)],
+                    )
+                    con.unregister("landed_events")
+                    rows += events.num_rows
+                    del events
+            except BaseException:
+                con.execute("rollback")
+                raise
             con.execute("commit")
             results.append(
                 StagedDay(
-                    ds=ds,
-                    table=table,
-                    files=n_files,
-                    rows=events.num_rows,
-                    pins=pins.num_rows,
-                    users=users.num_rows,
+                    ds=ds, table=table, files=len(files), rows=rows, pins=pins.num_rows, users=users.num_rows
                 )
             )
-            log.info("staged ds=%s: %d rows from %d file(s) into %s", ds, events.num_rows, n_files, table)
+            log.info("staged ds=%s: %d rows from %d file(s) into %s", ds, rows, len(files), table)
         con.execute("begin transaction")
         _stage_catalogues(con, pins, users)
         con.execute("commit")
