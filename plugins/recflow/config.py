@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, get_args, get_origin, get_type_hints
@@ -89,6 +90,13 @@ def _integer(value: object) -> object:
     return value
 
 
+def _memory_size(value: str) -> str:
+    """A size DuckDB reads: a number and a unit, ``4GB`` or ``512MiB``."""
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value):
+        raise PydanticCustomError("not_a_size", "not a memory size such as 4GB or 512MiB")
+    return value
+
+
 Integer = Annotated[int, BeforeValidator(_integer)]
 AbsolutePath = Annotated[Path, AfterValidator(Path.resolve)]
 Share = Annotated[float, Field(ge=0, le=1)]
@@ -150,6 +158,15 @@ class Settings:
             "The DuckDB warehouse file. Unset: `$RECFLOW_HOME/warehouse/recflow.duckdb`.",
         ),
     ] = None
+    duckdb_memory_limit: Annotated[
+        str,
+        AfterValidator(_memory_size),
+        Env(
+            "RECFLOW_DUCKDB_MEMORY_LIMIT",
+            "Memory DuckDB may use in any process that opens the warehouse (land, the audits, dbt, "
+            "snapshot), e.g. `4GB`; beyond it DuckDB spills to a temporary directory beside the file.",
+        ),
+    ] = "4GB"
     artifact_root: Annotated[
         str | None,
         Env(
@@ -374,6 +391,7 @@ class Settings:
         """The variables the committed ``dbt/profiles.yml`` reads through ``env_var()``."""
         return {
             "RECFLOW_DUCKDB_PATH": str(self.duckdb_path),
+            "RECFLOW_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
         }
 
@@ -445,6 +463,7 @@ def _applies(setting: DeclaredSetting, settings: Settings) -> bool:
 
 _PROBLEMS: Final = {
     "not_an_integer": "is not an integer",
+    "not_a_size": "is not a memory size such as 4GB or 512MiB",
     "int_parsing": "is not an integer",
     "int_from_float": "is not an integer",
     "float_parsing": "is not a number",

@@ -43,7 +43,9 @@ def connect(settings: Settings, *, read_only: bool = False) -> Iterator[duckdb.D
     if read_only and not path.exists():
         raise FileNotFoundError(f"warehouse {path} does not exist yet: run the recsys_warehouse DAG first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = duckdb.connect(
+        str(path), read_only=read_only, config={"memory_limit": settings.duckdb_memory_limit}
+    )
     try:
         yield con
     finally:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from recflow.config import Settings
+
 duckdb = pytest.importorskip("duckdb")
 dbt_main = pytest.importorskip("dbt.cli.main")
 
@@ -94,7 +96,8 @@ def built_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
         con.execute(RAW_SQL)
 
     with pytest.MonkeyPatch.context() as monkeypatch:
-        monkeypatch.setenv("RECFLOW_DUCKDB_PATH", str(warehouse))
+        for name, value in Settings(warehouse_path=warehouse).dbt_env().items():
+            monkeypatch.setenv(name, value)
         monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
         result = dbt_main.dbtRunner().invoke(
             [

@@ -59,6 +59,7 @@ def test_embedded_profile_is_the_old_default(tmp_path: Path) -> None:
     assert Settings.from_env({"RECFLOW_HOME": str(tmp_path)}).to_env() == {
         "RECFLOW_HOME": str(tmp_path),
         "RECFLOW_PROFILE": "embedded",
+        "RECFLOW_DUCKDB_MEMORY_LIMIT": "4GB",
         "RECFLOW_TRAINING_BACKEND": "local",
         "RECFLOW_DBT_TARGET": "duckdb",
         "RECFLOW_AIRFLOW_API_PORT": "8080",
@@ -117,6 +118,11 @@ def test_an_empty_value_counts_as_unset(tmp_path: Path) -> None:
             "RECFLOW_MAX_QUARANTINE_SHARE='1.5' is above the greatest allowed",
         ),
         ("RECFLOW_PROFILE", "staging", "RECFLOW_PROFILE='staging' is not one of embedded, production"),
+        (
+            "RECFLOW_DUCKDB_MEMORY_LIMIT",
+            "4 gigs",
+            "RECFLOW_DUCKDB_MEMORY_LIMIT='4 gigs' is not a memory size such as 4GB",
+        ),
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_it(tmp_path: Path, name: str, value: str, message: str) -> None:
