@@ -41,11 +41,10 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.report import machine, write_section
+from bench.report import bench_home, machine, write_section
 from recflow.config import PROJECT_ROOT, Settings
 
 log = logging.getLogger("bench.overhead")
@@ -56,16 +55,6 @@ DOCS_PATH = PROJECT_ROOT / "docs" / "benchmarks.md"
 COMMAND = "make bench-overhead"
 GOALS = {"warehouse_day_ratio": 1.5, "backfill_30d_ratio": 1.5, "day_growth": 1.2}
 RUN_ID = "bench-overhead"
-
-
-def _home(base: Settings, mode: str) -> Settings:
-    return replace(
-        base,
-        home=base.home / "benchmarks" / "overhead" / mode,
-        warehouse_path=None,
-        artifact_root=None,
-        mlflow_tracking_uri=None,
-    )
 
 
 def _generate(settings: Settings, days: Sequence[dt.date]) -> int:
@@ -397,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     date = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     days = demo_days(args.days)
-    homes = {mode: _home(base, mode) for mode in ("bare", "scheduler")}
+    homes = {mode: bench_home(base, "overhead", mode) for mode in ("bare", "scheduler")}
     shutil.rmtree(base.home / "benchmarks" / "overhead", ignore_errors=True)
     events = _generate(homes["bare"], days)
     shutil.copytree(homes["bare"].landing_dir, homes["scheduler"].landing_dir)

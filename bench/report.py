@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from recflow.config import Settings
 
 DOCS_INTRO = """# Benchmarks
 
@@ -15,6 +18,18 @@ Every number here is produced by a command in this repository; the section below
 rewritten by that command (between its markers), so edit the text outside the markers only.
 
 """
+
+
+def bench_home(base: Settings, *parts: str) -> Settings:
+    """Settings whose state (warehouse, artifacts, MLflow) all lies under
+    ``$RECFLOW_HOME/benchmarks/<parts>``, apart from the user's own pipeline."""
+    return replace(
+        base,
+        home=base.home.joinpath("benchmarks", *parts),
+        warehouse_path=None,
+        artifact_root=None,
+        mlflow_tracking_uri=None,
+    )
 
 
 def machine() -> dict[str, Any]:

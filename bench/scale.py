@@ -1,0 +1,468 @@
+"""What the warehouse steps and the training job cost as the data grows.
+
+``make bench-scale`` (``python -m bench.scale``).
+
+**Warehouse.** At each volume (1M, 10M and 100M events by default), ``recflow generate``
+writes one day of that many events (users grow with the volume, pins are a hundredth of
+the events); then the warehouse DAG's steps run bare, each in its own process as an
+Airflow task would (so each pays its own imports): ``land`` (``stage_partitions``),
+``audit`` (``audit_days``), ``dbt build`` (the whole project), ``check_marts``
+(``check_training_marts``) and ``snapshot`` (``take_snapshot``). For each step: wall
+time and the process's peak resident memory (``ru_maxrss`` of the child). DuckDB's
+memory limit is the setting ``RECFLOW_DUCKDB_MEMORY_LIMIT``. ``slope`` is the least-squares
+slope of log(seconds) against log(events) over the volumes (1.0 = linear).
+
+**Training.** A train channel of ``--train-interactions`` interactions over
+``--train-pins`` pins and ``--train-users`` users, drawn from the generator's world (so
+users have interests and pins have popularity), goes through the training job's own
+entrypoint (``python -m recflow_ml.train``, the SageMaker container contract) for one
+epoch: examples per second from the epoch's own timing, peak memory of the job. Then
+``recommend`` on the exported SavedModel, one user per call, over random known users:
+p50 and p99 latency.
+
+Writes ``bench/results/scale.json``, ``docs/img/scale.png`` and the scale section of
+``docs/benchmarks.md``. Work happens under ``$RECFLOW_HOME/benchmarks/scale`` (wiped per
+volume), so it needs disk: about 60 bytes per event at 100M (warehouse and landing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.report import bench_home, machine, write_section
+from recflow.config import PROJECT_ROOT, Settings, subprocess_env
+
+log = logging.getLogger("bench.scale")
+
+RESULTS_PATH = PROJECT_ROOT / "bench" / "results" / "scale.json"
+PLOT_PATH = PROJECT_ROOT / "docs" / "img" / "scale.png"
+DOCS_PATH = PROJECT_ROOT / "docs" / "benchmarks.md"
+COMMAND = "make bench-scale"
+DAY = dt.date(2026, 1, 1)
+STEPS = ("land", "audit", "dbt build", "check_marts", "snapshot")
+EVENTS_PER_USER_DAY = 16.4
+"""What the generator's defaults emit per user and day (measured: 9,825,560 events for 600k users)."""
+GOALS = {"slope": 1.1, "seconds_100m": 1800.0, "peak_memory_mb": 8192.0}
+RECOMMEND_CALLS = 300
+
+
+def _child(args: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str, float]:
+    """Run ``args`` as a child process: its wall seconds and peak resident memory (MB)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(list(args), env=dict(env) if env is not None else None)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    proc.returncode = code
+    if code != 0:
+        raise RuntimeError(f"{' '.join(args)} exited with {code}")
+    return {"seconds": seconds, "peak_memory_mb": usage.ru_maxrss / 1024}
+
+
+# --- one step, in its own process ----------------------------------------------------------
+def run_step(settings: Settings, step: str) -> None:
+    """What the warehouse DAG's task for ``step`` calls (``python -m bench.scale step <step>``)."""
+    if step == "land":
+        from recflow.landing import stage_partitions
+
+        stage_partitions(settings, [DAY])
+    elif step == "audit":
+        from recflow.quality import audit_days
+
+        audit_days(settings, [DAY], run_id="bench-scale")
+    elif step == "dbt build":
+        from bench.overhead import _dbt_build
+
+        _dbt_build(settings)
+    elif step == "check_marts":
+        from recflow.quality import check_training_marts
+
+        check_training_marts(settings)
+    elif step == "snapshot":
+        from recflow.snapshot import take_snapshot
+
+        snapshot = take_snapshot(settings)
+        log.info("snapshot %s", snapshot.to_xcom())
+    else:
+        raise ValueError(f"unknown step {step!r}; known: {', '.join(STEPS)}")
+
+
+def _generator_config(events: int) -> Any:
+    from recflow.generate import GeneratorConfig
+
+    users = max(400, round(events / EVENTS_PER_USER_DAY))
+    return GeneratorConfig(start=DAY, days=1, users=users, pins=max(1200, events // 100))
+
+
+def warehouse_at(base: Settings, events: int) -> dict[str, Any]:
+    """Generate one day of about ``events`` events, then run every step in its own process."""
+    settings = bench_home(base, "scale", f"warehouse-{events}")
+    shutil.rmtree(settings.home, ignore_errors=True)
+    settings.home.mkdir(parents=True)
+    env = subprocess_env({**settings.to_env(), **settings.dbt_env()})
+    cfg = _generator_config(events)
+    generate = _child(
+        [sys.executable, "-m", "bench.scale", "generate", "--users", str(cfg.users), "--pins", str(cfg.pins)],
+        env,
+    )
+    landed = _landed_events(settings)
+    log.info("%d events: generated %d in %.0fs", events, landed, generate["seconds"])
+    steps: dict[str, dict[str, float]] = {}
+    for step in STEPS:
+        steps[step] = _child([sys.executable, "-m", "bench.scale", "step", step], env)
+        log.info(
+            "%d events: %s %.1fs, peak %.0f MB",
+            landed,
+            step,
+            steps[step]["seconds"],
+            steps[step]["peak_memory_mb"],
+        )
+    disk = sum(p.stat().st_size for p in settings.home.rglob("*") if p.is_file())
+    result = {
+        "target_events": events,
+        "events": landed,
+        "users": cfg.users,
+        "pins": cfg.pins,
+        "generate": generate,
+        "steps": steps,
+        "seconds": sum(s["seconds"] for s in steps.values()),
+        "peak_memory_mb": max(s["peak_memory_mb"] for s in steps.values()),
+        "disk_gb": disk / 1e9,
+    }
+    shutil.rmtree(settings.home, ignore_errors=True)
+    return result
+
+
+def _landed_events(settings: Settings) -> int:
+    import pyarrow.parquet as pq
+
+    from recflow.landing import partition_dir
+
+    return sum(
+        pq.ParquetFile(p).metadata.num_rows
+        for p in partition_dir(settings.landing_dir, DAY).glob("*.parquet")
+    )
+
+
+# --- training at scale --------------------------------------------------------------------
+def write_train_channel(channel: Path, interactions: int, users: int, pins: int) -> None:
+    """``interactions.parquet`` in the snapshot's format, drawn from the generator's world."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recflow.generate import USERS_PER_CHUNK, GeneratorConfig, _ids, _impressions, _world
+
+    cfg = GeneratorConfig(start=DAY, users=users, pins=pins, impressions_per_user_day=interactions / users)
+    world = _world(cfg)
+    channel.mkdir(parents=True, exist_ok=True)
+    writer = None
+    base = np.datetime64(dt.datetime(2026, 1, 1), "s")
+    for lo in range(0, users, USERS_PER_CHUNK):
+        rng = np.random.default_rng([cfg.seed, 3, lo])
+        user, pin = _impressions(cfg, world, rng, np.arange(lo, min(lo + USERS_PER_CHUNK, users)))
+        stamps = base + rng.integers(0, 30 * 86_400, len(user)).astype("timedelta64[s]")
+        table = pa.table(
+            {
+                "user_id": _ids("u", user),
+                "pin_id": _ids("p", pin),
+                "weight": pa.array(rng.choice([1.0, 2.0, 3.0], len(user), p=[0.7, 0.2, 0.1])),
+                "n_positive_events": pa.array(np.ones(len(user), np.int64)),
+                "event_ts": pa.array(stamps.astype("datetime64[us]"), pa.timestamp("us", tz="UTC")),
+            }
+        )
+        if writer is None:
+            writer = pq.ParquetWriter(channel / "interactions.parquet", table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+
+
+def training_at(base: Settings, interactions: int, users: int, pins: int) -> dict[str, Any]:
+    settings = bench_home(base, "scale", "training")
+    shutil.rmtree(settings.home, ignore_errors=True)
+    root = settings.home / "job"
+    write_train_channel(root / "input" / "data" / "train", interactions, users, pins)
+    written = _parquet_rows(root / "input" / "data" / "train" / "interactions.parquet")
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"epochs": "1"}))
+    env = subprocess_env(
+        {
+            "SAGEMAKER_BASE_DIR": str(root),
+            "SM_CHANNELS": json.dumps(["train"]),
+            "TRAINING_JOB_NAME": "bench-scale",
+            "PYTHONPATH": str(PROJECT_ROOT / "ml"),
+        }
+    )
+    log.info("training on %d interactions, %d users, %d pins", written, users, pins)
+    job = _child([sys.executable, "-m", "recflow_ml.train", "train"], env)
+    metadata = json.loads((root / "model" / "metadata.json").read_text())
+    epoch = metadata["history"][0]
+    latency = _child_json([sys.executable, "-m", "bench.scale", "recommend", str(root / "model")])
+    result = {
+        "interactions": written,
+        "users": metadata["users"],
+        "pins": metadata["pins"],
+        "hyperparameters": metadata["hyperparameters"],
+        "epoch_seconds": epoch["seconds"],
+        "train_examples_per_second": written / epoch["seconds"],
+        "job_seconds": job["seconds"],
+        "peak_memory_mb": job["peak_memory_mb"],
+        **latency,
+    }
+    shutil.rmtree(settings.home, ignore_errors=True)
+    return result
+
+
+def _parquet_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _child_json(args: Sequence[str]) -> dict[str, Any]:
+    out = subprocess.run(list(args), check=True, capture_output=True, text=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def recommend_latency(model_dir: Path, calls: int = RECOMMEND_CALLS) -> dict[str, float]:
+    """``recommend`` for one user per call over random known users: p50/p99 in ms (after a warm-up)."""
+    import numpy as np
+    import tensorflow as tf
+
+    started = time.perf_counter()
+    model = tf.saved_model.load(str(model_dir))
+    load_seconds = time.perf_counter() - started
+    users = model.user_id_list.numpy()
+    rng = np.random.default_rng(0)
+    fn = model.signatures["recommend"]
+    fn(user_id=tf.constant([users[0]]))  # warm-up: the first call traces
+    times = []
+    for u in rng.choice(users, calls):
+        t0 = time.perf_counter()
+        out = fn(user_id=tf.constant([u]))
+        out["item_id"].numpy()
+        times.append((time.perf_counter() - t0) * 1000)
+    return {
+        "recommend_p50_ms": float(np.percentile(times, 50)),
+        "recommend_p99_ms": float(np.percentile(times, 99)),
+        "recommend_calls": calls,
+        "model_load_seconds": load_seconds,
+    }
+
+
+# --- report -------------------------------------------------------------------------------
+def loglog_slope(points: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of log(y) against log(x)."""
+    xs = [math.log(x) for x, _ in points]
+    ys = [math.log(y) for _, y in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+
+
+def summarise(volumes: Sequence[Mapping[str, Any]], training: Mapping[str, Any] | None) -> dict[str, Any]:
+    points = [(float(v["events"]), float(v["seconds"])) for v in volumes]
+    largest = max(volumes, key=lambda v: v["events"])
+    summary: dict[str, Any] = {
+        "slope": loglog_slope(points) if len(points) > 1 else None,
+        "slope_by_step": {
+            step: loglog_slope([(float(v["events"]), float(v["steps"][step]["seconds"])) for v in volumes])
+            for step in STEPS
+        }
+        if len(points) > 1
+        else None,
+        "largest_events": largest["events"],
+        "seconds_largest": largest["seconds"],
+        "seconds_100m": next((v["seconds"] for v in volumes if v["target_events"] == 100_000_000), None),
+        "peak_memory_mb": max(v["peak_memory_mb"] for v in volumes),
+    }
+    if training is not None:
+        summary["train_examples_per_second"] = training["train_examples_per_second"]
+        summary["train_peak_memory_mb"] = training["peak_memory_mb"]
+        summary["recommend_p50_ms"] = training["recommend_p50_ms"]
+        summary["recommend_p99_ms"] = training["recommend_p99_ms"]
+        summary["peak_memory_mb"] = max(summary["peak_memory_mb"], training["peak_memory_mb"])
+    return summary
+
+
+def plot(volumes: Sequence[Mapping[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    events = [v["events"] for v in volumes]
+    fig, (ax, mem) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for step in STEPS:
+        ax.plot(events, [v["steps"][step]["seconds"] for v in volumes], marker="o", label=step)
+    ax.plot(
+        events, [v["seconds"] for v in volumes], marker="s", color="black", linewidth=2, label="all steps"
+    )
+    lo, hi = min(events), max(events)
+    first = volumes[0]["seconds"]
+    ax.plot([lo, hi], [first, first * hi / lo], linestyle=":", color="grey", label="linear from the first")
+    ax.set(xscale="log", yscale="log", xlabel="events in the day", ylabel="seconds", title="Time per step")
+    ax.legend(fontsize=8)
+    for step in STEPS:
+        mem.plot(events, [v["steps"][step]["peak_memory_mb"] for v in volumes], marker="o", label=step)
+    mem.axhline(GOALS["peak_memory_mb"], linestyle="--", color="red", label="goal (8 GB)")
+    mem.set(xscale="log", xlabel="events in the day", ylabel="peak resident memory (MB)", title="Peak memory")
+    mem.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _verdict(value: float | None, goal: float) -> str:
+    if value is None:
+        return "not measured"
+    return "met" if value <= goal else "**not met**"
+
+
+def docs_section(report: Mapping[str, Any]) -> str:
+    s, m = report["summary"], report["machine"]
+    lines = [
+        "<!-- scale:start -->",
+        "## Scale: warehouse steps at 1M to 100M events, training over a million pins",
+        "",
+        f"`{COMMAND}` at {report['commit']} on {m['nproc']} cores ({m['cpu']}, {m['ram_gib']} GiB RAM), "
+        f"{report['finished_at']}; DuckDB memory limit {report['duckdb_memory_limit']}. Each step runs in its "
+        "own process, as an Airflow task would, so each pays its own imports. Raw figures: "
+        "`bench/results/scale.json`.",
+        "",
+        "| events | users | pins | " + " | ".join(STEPS) + " | all steps | peak memory |",
+        "|---:|---:|---:|" + "---:|" * len(STEPS) + "---:|---:|",
+    ]
+    for v in report["volumes"]:
+        cells = [f"{v['steps'][step]['seconds']:.1f} s" for step in STEPS]
+        lines.append(
+            f"| {v['events']:,} | {v['users']:,} | {v['pins']:,} | "
+            + " | ".join(cells)
+            + f" | **{v['seconds']:.0f} s** | {max(x['peak_memory_mb'] for x in v['steps'].values()):,.0f} MB |"
+        )
+    lines += ["", "| goal | measured | verdict |", "|---|---:|---|"]
+    slope = s.get("slope")
+    lines.append(
+        f"| cost linear in events: log-log slope ≤ {GOALS['slope']} | "
+        f"{'—' if slope is None else f'{slope:.2f}'} | {_verdict(slope, GOALS['slope'])} |"
+    )
+    secs = s.get("seconds_100m")
+    lines.append(
+        f"| 100M events end to end ≤ {GOALS['seconds_100m'] / 60:.0f} min | "
+        f"{'—' if secs is None else f'{secs / 60:.1f} min'} | {_verdict(secs, GOALS['seconds_100m'])} |"
+    )
+    lines.append(
+        f"| peak memory ≤ 8 GB (every step, and the training job) | {s['peak_memory_mb']:,.0f} MB | "
+        f"{_verdict(s['peak_memory_mb'], GOALS['peak_memory_mb'])} |"
+    )
+    if s.get("slope_by_step"):
+        lines += [
+            "",
+            "Slope per step: "
+            + ", ".join(f"{step} {value:.2f}" for step, value in s["slope_by_step"].items())
+            + ".",
+        ]
+    lines += ["", "![time and memory against events](img/scale.png)", ""]
+    t = report.get("training")
+    if t:
+        lines += [
+            f"**Training over a large catalogue.** One epoch of the training job (`python -m recflow_ml.train`) "
+            f"on {t['interactions']:,} interactions, {t['users']:,} users and {t['pins']:,} pins "
+            f"(hyperparameters {t['hyperparameters']}):",
+            "",
+            "| examples / s | epoch | whole job | peak memory | `recommend` p50 | `recommend` p99 |",
+            "|---:|---:|---:|---:|---:|---:|",
+            f"| {t['train_examples_per_second']:,.0f} | {t['epoch_seconds']:.0f} s | {t['job_seconds']:.0f} s | "
+            f"{t['peak_memory_mb']:,.0f} MB | {t['recommend_p50_ms']:.1f} ms | {t['recommend_p99_ms']:.1f} ms |",
+            "",
+            f"`recommend` is timed over {t['recommend_calls']} calls of one user each on the exported "
+            "SavedModel (exact top-100 over every pin), after one warm-up call.",
+            "",
+        ]
+    lines.append("<!-- scale:end -->")
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command")
+    step = sub.add_parser("step", help="run one warehouse step in this process (used by the benchmark)")
+    step.add_argument("name", choices=STEPS)
+    gen = sub.add_parser("generate", help="generate one day into RECFLOW_HOME's landing zone")
+    gen.add_argument("--users", type=int, required=True)
+    gen.add_argument("--pins", type=int, required=True)
+    rec = sub.add_parser("recommend", help="time `recommend` on a SavedModel; prints JSON")
+    rec.add_argument("model_dir", type=Path)
+    p.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000, 100_000_000])
+    p.add_argument("--train-interactions", type=int, default=10_000_000)
+    p.add_argument("--train-users", type=int, default=1_000_000)
+    p.add_argument("--train-pins", type=int, default=1_000_000)
+    p.add_argument("--skip-training", action="store_true")
+    p.add_argument("--out", type=Path, default=RESULTS_PATH)
+    p.add_argument("--docs", type=Path, default=DOCS_PATH)
+    p.add_argument("--plot", type=Path, default=PLOT_PATH)
+    return p.parse_args(argv)
+
+
+def _commit() -> str:
+    out = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+    )
+    return out.stdout.strip() or "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    settings = Settings.from_env()
+    if args.command == "step":
+        run_step(settings, args.name)
+        return 0
+    if args.command == "generate":
+        from recflow.generate import GeneratorConfig, generate
+
+        generate(settings.landing_dir, GeneratorConfig(start=DAY, days=1, users=args.users, pins=args.pins))
+        return 0
+    if args.command == "recommend":
+        print(json.dumps(recommend_latency(args.model_dir)))
+        return 0
+    volumes = [warehouse_at(settings, n) for n in sorted(args.events)]
+    training = (
+        None
+        if args.skip_training
+        else training_at(settings, args.train_interactions, args.train_users, args.train_pins)
+    )
+    report = {
+        "command": COMMAND,
+        "commit": _commit(),
+        "finished_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "duckdb_memory_limit": settings.duckdb_memory_limit,
+        "goals": GOALS,
+        "volumes": volumes,
+        "training": training,
+        "summary": summarise(volumes, training),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(volumes, args.plot)
+    write_section(args.docs, docs_section(report), "scale")
+    log.info("summary: %s", json.dumps(report["summary"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
