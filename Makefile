@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export RECFLOW_HOME ?= $(CURDIR)/.recflow
 
-.PHONY: venv setup demo up down test lint typecheck unit lock docs-config bench-quality bench-pipeline bench-overhead clean
+.PHONY: venv setup demo up down test lint typecheck unit lock docs-config bench-quality bench-pipeline bench-overhead bench-scale clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,11 @@ bench-pipeline: venv
 # one warehouse day, a 30-day backfill and a training run, bare and through the scheduler (~30 min on 2 cores)
 bench-overhead: venv
 	$(BIN)/python -m bench.overhead --days 30
+
+# the warehouse steps at 1M, 10M and 100M events, then training on 10M interactions over 1M pins
+# (about an hour on 2 cores; ~10 GB of disk under $$RECFLOW_HOME/benchmarks/scale while it runs)
+bench-scale: venv
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf .recflow dbt/target dbt/logs
