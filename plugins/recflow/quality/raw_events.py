@@ -203,7 +203,11 @@ def _build_audit_table(con: duckdb.DuckDBPyConnection, ds: dt.date, rules: Seque
             from {staged} st left join repeated r using (_source_file, _source_row)
         ),
         o as (
-            select distinct event_id from {EVENTS_TABLE} where ds <> date '{ds.isoformat()}'
+            -- the day's ids that another published day holds: the join is built on the day's
+            -- ids and probed with history's, so memory holds a day whatever the history
+            select distinct e.event_id
+            from {EVENTS_TABLE} e semi join {staged} d on e.event_id = d.event_id
+            where e.ds <> date '{ds.isoformat()}'
         ),
         judged as (
             select s.* exclude (_nth_of_event_id),
@@ -238,9 +242,14 @@ def _counts(con: duckdb.DuckDBPyConnection, ds: dt.date) -> tuple[int, int, dict
 def _seen_on_other_days(con: duckdb.DuckDBPyConnection, ds: dt.date) -> int:
     """Staged rows of ``ds`` whose event_id is in another published day (the only rule that
     depends on anything but the day itself)."""
+    staged = staged_table(ds)
     row = con.execute(
-        f"select count(*) from {staged_table(ds)} semi join "
-        f"(select event_id from {EVENTS_TABLE} where ds <> ?) o using (event_id)",
+        f"""
+        select count(*) from {staged} where event_id in (
+            select e.event_id from {EVENTS_TABLE} e semi join {staged} d on e.event_id = d.event_id
+            where e.ds <> ?
+        )
+        """,
         [ds],
     ).fetchone()
     assert row is not None
