@@ -289,9 +289,10 @@ def _stage_catalogues(con: duckdb.DuckDBPyConnection, pins: pa.Table, users: pa.
 def stage_partitions(settings: Settings, days: list[date]) -> list[StagedDay]:
     """Read each day's partition and the catalogues, refuse contract breaks, write them to staging.
 
-    A day's files are read, checked and inserted one at a time (memory holds one file)
-    inside one transaction: a refused file rolls the whole day back, so nothing of it is
-    staged. Each staged table is replaced whole, so a rerun is idempotent.
+    A day's files are read, checked and inserted one at a time (memory holds one file) into a
+    table of its own, which replaces the day's staged table in one transaction once every file
+    has passed: a refused file leaves the staged day as it was. Each staged table is replaced
+    whole, so a rerun is idempotent.
     """
     check_arrived(settings, days)
     pins = _read_catalogue(settings.landing_dir / "pins", PINS_SCHEMA)
@@ -302,20 +303,21 @@ def stage_partitions(settings: Settings, days: list[date]) -> list[StagedDay]:
         for ds in days:
             files = _event_files(partition_dir(settings.landing_dir, ds))
             table = staged_table(ds)
+            building = f"{table}__landing"
             rows = 0
-            con.execute("begin transaction")
+            # each file is its own insert into a table no one reads: one transaction for the whole
+            # day would hold every row in DuckDB's transaction-local memory (12 GB at 100M events)
+            con.execute(f"create or replace table {building} ({EVENT_COLUMNS_DDL})")
             try:
-                con.execute(f"create or replace table {table} ({EVENT_COLUMNS_DDL})")
-                for path in files:  # one file in memory at a time; a refused file rolls the day back
+                for path in files:  # one file in memory at a time
                     events = _read_file(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS)
                     events = events.append_column("_source_row", pa.array(np.arange(events.num_rows)))
                     con.register("landed_events", events)
                     con.execute(
                         f"""
-                        insert into {table}
+                        insert into {building}
                         select event_id, user_id, pin_id, event_type, event_ts, surface, value,
-                               ?::date as ds, ? as _source_file,
-                               _source_row, now() as _loaded_at
+                               ?::date as ds, ? as _source_file, _source_row, now() as _loaded_at
                         from landed_events
                         """,
                         [ds, str(path)],
@@ -324,8 +326,11 @@ def stage_partitions(settings: Settings, days: list[date]) -> list[StagedDay]:
                     rows += events.num_rows
                     del events
             except BaseException:
-                con.execute("rollback")
+                con.execute(f"drop table if exists {building}")  # a refused file: nothing of the day
                 raise
+            con.execute("begin transaction")
+            con.execute(f"drop table if exists {table}")
+            con.execute(f"alter table {building} rename to {table.split('.', 1)[1]}")
             con.execute("commit")
             results.append(
                 StagedDay(

@@ -154,3 +154,17 @@ def test_catalogue_keys_are_unique_and_not_null(landed: Settings, catalogue: str
     shown = "duplicated" if fault == "duplicate" else "null or empty"
     err = _refused(landed, rf"the catalogue's key '{key}' must be unique and not null: 1 {shown}")
     assert (err.check, err.columns) == ("catalogue_key", (key,))
+
+
+def test_a_refused_reland_leaves_the_staged_day_as_it_was(landed: Settings) -> None:
+    stage_partitions(landed, [DAY])
+    with connect(landed, read_only=True) as con:
+        before = content_checksum(con, staged_table(DAY))
+    (partition_dir(landed.landing_dir, DAY) / "part-00001.parquet").write_bytes(b"")
+    _refused(landed, r"part-00001.parquet: the file is empty")
+    with connect(landed, read_only=True) as con:
+        assert content_checksum(con, staged_table(DAY)) == before
+        leftovers = con.execute(
+            "select table_name from information_schema.tables where table_name like '%landing%'"
+        ).fetchall()
+    assert leftovers == []
