@@ -29,6 +29,11 @@ class Hyperparameters:
     dropout: float = 0.1
     weight_decay: float = 0.01
     mask_history: int = 1
+    sampled_softmax_min_items: int = 100_000
+    """A catalogue of this many pins or more trains on a sampled softmax (``num_negatives`` uniform
+    negatives + in-batch negatives, logQ-corrected); a smaller one on the full softmax."""
+    num_negatives: int = 1024
+    """Uniform negatives drawn per step and shared by the batch (sampled softmax only)."""
 
     def __post_init__(self) -> None:
         positive = (
@@ -40,6 +45,8 @@ class Hyperparameters:
             "history_length",
             "history_decay",
             "hidden_dim",
+            "sampled_softmax_min_items",
+            "num_negatives",
         )
         for name in positive:
             if getattr(self, name) <= 0:

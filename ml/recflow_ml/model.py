@@ -13,6 +13,10 @@ Training is next-item prediction: each train interaction is one example whose
 history is that user's items strictly before it in time, and whose label is
 the item, scored with a full softmax over the whole catalogue (optionally
 masking the history items themselves, which can never be the next item).
+A catalogue of ``sampled_softmax_min_items`` pins or more is scored instead
+with a sampled softmax (mixed negative sampling with the logQ correction,
+``sampled_logits``) and its embedding tables are updated row-sparsely
+(``LazyAdamW``), so a step costs O(batch + negatives), not O(catalogue).
 A small share of user ids is replaced by the OOV row, so unknown users get a
 trained embedding. At export, every known user's tower is evaluated on their
 latest ``history_length`` train items and side features, and every item's
@@ -29,9 +33,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
 import keras
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
 
 from recflow_ml.hyperparameters import Hyperparameters
@@ -41,12 +48,22 @@ log = logging.getLogger(__name__)
 TOP_K = 100
 PAD = -1
 """History slot with no item (a user with fewer than ``history_length`` earlier items)."""
+SERVING_BATCH = 65_536
+"""Users per call of the user tower at export: bounds the [users, history_length, d] intermediate."""
+PROGRESS_STEPS = 2000
+"""An epoch longer than this many steps logs its progress every so many steps."""
+SAMPLING_HYPERPARAMETERS = ("sampled_softmax_min_items", "num_negatives")
+"""What only the sampled softmax reads: left out of a full-softmax job's checkpoint fingerprint."""
+
+Ids: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray
+"""Raw ids: a NumPy array (strings, or anything ``str`` turns into the vocabulary's ids) or an Arrow
+array, which is mapped to rows without ever becoming Python objects."""
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    users: np.ndarray
-    items: np.ndarray
+    users: Ids
+    items: Ids
     weights: np.ndarray
     timestamps: np.ndarray | None = None
     """Event times (any sortable numbers); ``None`` keeps the given row order as time order."""
@@ -71,9 +88,115 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+def negative_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The uniform negatives' generator in ``epoch`` (sampled softmax): a function of (seed, epoch),
+    as ``epoch_order`` is, so a resumed run draws the negatives an uninterrupted run would have."""
+    return np.random.default_rng([seed, epoch, 1])
+
+
+def _rows(ids: Ids, vocab: pa.Array) -> np.ndarray:
+    """Each id's 1-based row in ``vocab`` (0: not in it) as int32, through Arrow's hash lookup."""
+    if not isinstance(ids, pa.Array | pa.ChunkedArray):
+        ids = pa.array(np.asarray(ids).astype(str))
+    if not pa.types.is_string(ids.type):
+        ids = pc.cast(ids, pa.string())
+    index = pc.index_in(ids, value_set=vocab).fill_null(-1)
+    return (np.asarray(index) + 1).astype(np.int32)
+
+
+def _histories(sorted_items: np.ndarray, slot: np.ndarray, rank: np.ndarray, n_hist: int) -> np.ndarray:
+    """[len(slot), n_hist] histories, oldest first: ``sorted_items[slot - n_hist : slot]``, with the
+    slots before the first of the user's ``rank`` earlier items set to ``PAD``."""
+    back = np.arange(n_hist, 0, -1)  # how many positions before ``slot`` each history slot lies
+    valid = back[np.newaxis, :] <= rank[:, np.newaxis]
+    where = np.maximum(slot[:, np.newaxis] - back[np.newaxis, :], 0)
+    return np.where(valid, sorted_items[where], PAD).astype(np.int32)
+
+
+@dataclass(frozen=True)
+class Examples:
+    """The train interactions as model rows, each example's history kept implicitly in O(n) memory
+    (not O(n × history_length)): ``sorted_items`` holds the item rows ordered by (user, time, item),
+    ``slot[r]`` is example r's position in that order and ``rank[r]`` its position within its user's
+    run, so its history is the ``min(rank, N)`` items just before ``slot``."""
+
+    users: np.ndarray
+    items: np.ndarray
+    weights: np.ndarray
+    sorted_items: np.ndarray
+    slot: np.ndarray
+    rank: np.ndarray
+    history_length: int
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def history(self, rows: np.ndarray) -> np.ndarray:
+        """The histories of examples ``rows``: [len(rows), history_length] item rows, ``PAD``-filled."""
+        return _histories(self.sorted_items, self.slot[rows], self.rank[rows], self.history_length)
+
+
 def _glorot(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
     limit = math.sqrt(6.0 / (rows + cols))
     return rng.uniform(-limit, limit, size=(rows, cols)).astype(np.float32)
+
+
+class LazyAdamW(tf.Module):  # type: ignore[misc]
+    """AdamW with Keras' update rule and defaults, applied to the rows a step's gradient touches only
+    (a "lazy" Adam): the moments, weight decay and update of a row that is not in the batch are left
+    as they are, so a step over embedding tables of a million rows costs O(rows touched), where Keras'
+    AdamW rewrites every row of the table and both its moments.
+
+    ``iteration`` (the step being taken, from 0) drives the learning-rate ``schedule`` and Adam's bias
+    correction, so the tables follow the same schedule as the dense variables' optimizer."""
+
+    def __init__(
+        self,
+        tables: Sequence[tf.Variable],
+        schedule: keras.optimizers.schedules.LearningRateSchedule,
+        weight_decay: float,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+    ) -> None:
+        super().__init__(name="lazy_adamw")
+        self.tables = list(tables)
+        names = [t.name.split(":")[0] for t in self.tables]
+        self.m = [
+            tf.Variable(tf.zeros_like(t), trainable=False, name=f"{n}_m")
+            for n, t in zip(names, self.tables, strict=True)
+        ]
+        self.v = [
+            tf.Variable(tf.zeros_like(t), trainable=False, name=f"{n}_v")
+            for n, t in zip(names, self.tables, strict=True)
+        ]
+        self._schedule = schedule
+        self._weight_decay = weight_decay
+        self._betas = (beta_1, beta_2)
+        self._epsilon = epsilon
+
+    def apply(self, grads: Sequence[tf.Tensor | tf.IndexedSlices | None], iteration: tf.Tensor) -> None:
+        beta_1, beta_2 = self._betas
+        lr = tf.cast(self._schedule(iteration), tf.float32)
+        t = tf.cast(iteration, tf.float32) + 1.0
+        alpha = lr * tf.sqrt(1.0 - tf.pow(beta_2, t)) / (1.0 - tf.pow(beta_1, t))
+        for table, m, v, grad in zip(self.tables, self.m, self.v, grads, strict=True):
+            if grad is None:
+                continue
+            if isinstance(grad, tf.IndexedSlices):
+                rows, position = tf.unique(grad.indices)
+                values = tf.math.unsorted_segment_sum(grad.values, position, tf.shape(rows)[0])
+            else:
+                rows, values = tf.range(tf.shape(table)[0]), grad
+            m_rows = tf.gather(m, rows)
+            m_rows += (values - m_rows) * (1.0 - beta_1)
+            v_rows = tf.gather(v, rows)
+            v_rows += (tf.square(values) - v_rows) * (1.0 - beta_2)
+            old = tf.gather(table, rows)
+            new = old - old * (self._weight_decay * lr) - m_rows * alpha / (tf.sqrt(v_rows) + self._epsilon)
+            m.scatter_update(tf.IndexedSlices(m_rows, rows))
+            v.scatter_update(tf.IndexedSlices(v_rows, rows))
+            table.scatter_update(tf.IndexedSlices(new, rows))
 
 
 class TwoTowerModel:
@@ -97,6 +220,8 @@ class TwoTowerModel:
         self.item_vocab = list(item_vocab)
         self.user_index = {u: i + 1 for i, u in enumerate(self.user_vocab)}
         self.item_index = {p: i + 1 for i, p in enumerate(self.item_vocab)}
+        self._user_vocab_arrow = pa.array(self.user_vocab, pa.string())
+        self._item_vocab_arrow = pa.array(self.item_vocab, pa.string())
         n_users, n_items = len(self.user_vocab) + 1, len(self.item_vocab) + 1
 
         # side features → integer codes (0 = missing/unknown) per column, offset into one table
@@ -181,51 +306,62 @@ class TwoTowerModel:
         return tf.matmul(hidden, self.w2) + self.b2
 
     # --- training ---------------------------------------------------------------------------
-    def _sequences(self, data: TrainingData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(user rows, item rows, weights, history [n, N]) with each row's history strictly before it;
-        also fills ``serving_history`` with each user's latest N items."""
+    @property
+    def sampled(self) -> bool:
+        """Whether training scores a sampled softmax (a catalogue of ``sampled_softmax_min_items``
+        pins or more) rather than the full softmax over every pin."""
+        return len(self.item_vocab) >= self.hp.sampled_softmax_min_items
+
+    def _sequences(self, data: TrainingData) -> Examples:
+        """The examples, each one's history strictly before it (``Examples.history``); also fills
+        ``serving_history`` with each user's latest N items."""
         n_hist = self.hp.history_length
-        users = np.array([self.user_index.get(str(u), 0) for u in data.users], np.int32)
-        items = np.array([self.item_index.get(str(p), 0) for p in data.items], np.int32)
+        users = _rows(data.users, self._user_vocab_arrow)
+        items = _rows(data.items, self._item_vocab_arrow)
         stamps = np.arange(len(users)) if data.timestamps is None else np.asarray(data.timestamps)
         order = np.lexsort((items, stamps, users))  # by user, then time, then item
-        history = np.full((len(users), n_hist), PAD, np.int32)
-        start = 0
-        while start < len(order):
-            end = start
-            user = users[order[start]]
-            while end < len(order) and users[order[end]] == user:
-                end += 1
-            seq = items[order[start:end]]
-            padded = np.concatenate([np.full(n_hist, PAD, np.int32), seq])
-            for k in range(end - start):
-                history[order[start + k]] = padded[k : k + n_hist]
-            if user:
-                self.serving_history[user] = padded[-n_hist:]
-            start = end
+        sorted_users, sorted_items = users[order], items[order]
+        del stamps
+        n = len(order)
+        first = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])  # each run's start
+        run_length = np.diff(np.r_[first, n])
+        rank_sorted = np.arange(n) - np.repeat(first, run_length)
+        slot = np.empty(n, np.int64)
+        slot[order] = np.arange(n)
+        del order
+        rank = rank_sorted[slot]
+        # each user's serving history is the history an example after their last one would have
+        last = first + run_length - 1
+        known = sorted_users[last] != 0
+        self.serving_history[sorted_users[last[known]]] = _histories(
+            sorted_items, last[known] + 1, rank_sorted[last[known]] + 1, n_hist
+        )
         weights = np.asarray(data.weights, np.float32)
-        return users, items, weights / weights.mean(), history
+        return Examples(users, items, weights / weights.mean(), sorted_items, slot, rank, n_hist)
 
     def fit(
         self, data: TrainingData, log_q: np.ndarray | None = None, checkpoint_dir: Path | None = None
     ) -> list[EpochLog]:
-        """Train. ``log_q`` (the items' log sampling probabilities) is accepted for compatibility and
-        unused: the full softmax over the catalogue needs no sampling correction.
+        """Train. ``log_q`` [n_items + 1]: each item row's log probability of being an example's label
+        (the in-batch sampling distribution of the sampled softmax, ``sampled_logits``); by default
+        the label frequencies of ``data``. The full softmax (small catalogues) needs no correction
+        and does not read it.
 
         With ``checkpoint_dir``, every epoch ends with a checkpoint there (the variables, the
         optimizer, the epoch counter); a checkpoint of the same job found there at the start is
-        restored and training continues at the next epoch, on the same batches (``epoch_order``)."""
-        del log_q
+        restored and training continues at the next epoch, on the same batches (``epoch_order``)
+        and, when sampled, the same negatives (``negative_rng``)."""
         hp = self.hp
         tf.random.set_seed(hp.seed)
-        users, items, weights, history = self._sequences(data)
-        steps_per_epoch = max(1, math.ceil(len(users) / hp.batch_size))
+        examples = self._sequences(data)
+        steps_per_epoch = max(1, math.ceil(len(examples) / hp.batch_size))
         schedule = keras.optimizers.schedules.CosineDecay(
             hp.learning_rate, decay_steps=steps_per_epoch * hp.epochs, alpha=0.05
         )
         optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=hp.weight_decay)
         n_items = len(self.item_vocab) + 1
         n_hist = hp.history_length
+        sampled = self.sampled
 
         @tf.function(reduce_retracing=True)
         def step(u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor) -> tf.Tensor:
@@ -249,21 +385,57 @@ class TwoTowerModel:
             optimizer.apply_gradients(zip(grads, self.variables, strict=True))
             return loss
 
+        trackables: dict[str, object] = {"optimizer": optimizer}
+        if sampled:
+            if log_q is None:
+                counts = np.bincount(examples.items, minlength=n_items)
+                log_q = np.log(np.maximum(counts, 1) / len(examples))
+            label_prob = tf.constant(np.exp(np.asarray(log_q, np.float64)).astype(np.float32))
+            tables = [self.user_emb, self.item_emb, self.item_bias]
+            dense = [v for v in self.variables if all(v is not t for t in tables)]
+            lazy = LazyAdamW(tables, schedule, weight_decay=hp.weight_decay)
+            trackables["lazy_optimizer"] = lazy
+            n_uniform = len(self.item_vocab)
+
+            @tf.function(reduce_retracing=True)
+            def sampled_step(
+                u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor, negatives: tf.Tensor
+            ) -> tf.Tensor:
+                drop = tf.random.uniform(tf.shape(u)) < hp.oov_rate
+                u = tf.where(drop, tf.zeros_like(u), u)
+                with tf.GradientTape() as tape:
+                    user_vec = self.user_vectors(u, hist, training=True)
+                    logits = self.sampled_logits(user_vec, i, hist, negatives, label_prob, n_uniform)
+                    labels = tf.range(tf.shape(u)[0])  # row b's positive is candidate b
+                    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+                    loss = tf.reduce_sum(losses * w) / tf.reduce_sum(w)
+                grads = tape.gradient(loss, dense + tables)
+                iteration = tf.identity(optimizer.iterations)  # the step before this one's update
+                optimizer.apply_gradients(zip(grads[: len(dense)], dense, strict=True))
+                lazy.apply(grads[len(dense) :], iteration)
+                return loss
+
         history_log: list[EpochLog] = []
         checkpoints = None
         done = 0
         if checkpoint_dir is not None:
             from recflow_ml.checkpoints import EpochCheckpoints
 
-            optimizer.build(self.variables)  # the slots must exist before a restore fills them
+            # the slots must exist before a restore fills them
+            optimizer.build(dense if sampled else self.variables)
+            hyperparameters = hp.as_strings()
+            if not sampled:  # what the full softmax never reads does not tell jobs apart
+                hyperparameters = {
+                    k: v for k, v in hyperparameters.items() if k not in SAMPLING_HYPERPARAMETERS
+                }
             fingerprint = {
-                "hyperparameters": hp.as_strings(),
+                "hyperparameters": hyperparameters,
                 "users": len(self.user_vocab),
                 "items": len(self.item_vocab),
-                "interactions": len(users),
+                "interactions": len(examples),
             }
             checkpoints = EpochCheckpoints(
-                checkpoint_dir, fingerprint, optimizer=optimizer, **self.named_variables()
+                checkpoint_dir, fingerprint, **trackables, **self.named_variables()
             )
             done, logged = checkpoints.restore()
             history_log = [EpochLog(int(e["epoch"]), float(e["loss"]), float(e["seconds"])) for e in logged]
@@ -273,17 +445,78 @@ class TwoTowerModel:
         for epoch in range(done + 1, hp.epochs + 1):
             started = time.monotonic()
             total, batches = 0.0, 0
-            order = epoch_order(len(users), hp.seed, epoch)
+            order = epoch_order(len(examples), hp.seed, epoch)
+            negatives = negative_rng(hp.seed, epoch)
             for start in range(0, len(order), hp.batch_size):
                 rows = order[start : start + hp.batch_size]
-                total += float(step(users[rows], items[rows], weights[rows], history[rows]))
+                batch = (
+                    examples.users[rows],
+                    examples.items[rows],
+                    examples.weights[rows],
+                    examples.history(rows),
+                )
+                if sampled:
+                    drawn = negatives.integers(1, n_items, size=hp.num_negatives, dtype=np.int32)
+                    total += float(sampled_step(*batch, drawn))
+                else:
+                    total += float(step(*batch))
                 batches += 1
+                if batches % PROGRESS_STEPS == 0:
+                    log.info(
+                        "epoch %d: step %d/%d loss=%.4f (%.0f examples/s)",
+                        epoch,
+                        batches,
+                        steps_per_epoch,
+                        total / batches,
+                        (start + len(rows)) / (time.monotonic() - started),
+                    )
             entry = EpochLog(epoch, total / max(batches, 1), time.monotonic() - started)
             history_log.append(entry)
             log.info("epoch %d/%d loss=%.4f (%.1fs)", epoch, hp.epochs, entry.loss, entry.seconds)
             if checkpoints is not None:
                 checkpoints.save(epoch, [dataclasses.asdict(h) for h in history_log])
         return history_log
+
+    def candidate_vectors(self, candidates: tf.Tensor) -> tf.Tensor:
+        """The item vectors of rows ``candidates`` only (what ``item_vectors`` holds at those rows)."""
+        topics = tf.matmul(tf.gather(self._topics_t, candidates), self.topic_emb)
+        return tf.gather(self.item_emb, candidates) + topics
+
+    def sampled_logits(
+        self,
+        user_vec: tf.Tensor,
+        labels: tf.Tensor,
+        history: tf.Tensor,
+        negatives: tf.Tensor,
+        label_prob: tf.Tensor,
+        n_uniform: int,
+    ) -> tf.Tensor:
+        """Logits [B, B + K] of a mixed-negative-sampling softmax (Yang et al., WWW 2020) with the
+        logQ correction (Yi et al., RecSys 2019); the positive of row b is candidate b.
+
+        Candidates: the batch's B labels (in-batch negatives, drawn from the label distribution
+        ``label_prob``) then K = ``num_negatives`` items drawn uniformly with replacement from the
+        ``n_uniform`` catalogue rows, shared by the batch. Item j's expected number of copies among
+        the candidates is ``B·label_prob[j] + K/n_uniform``, whichever part a copy came from, so
+        every candidate's logit (the positive's included) is ``user·item/temperature + bias[j]``
+        minus the log of that count: the softmax's sum over the candidates then estimates the sum
+        over the whole catalogue without the bias towards popular items. Masked (-1e9): a candidate
+        equal to the row's label other than its own positive (accidental hits), and with
+        ``mask_history`` any candidate in the row's history other than its own positive."""
+        hp = self.hp
+        candidates = tf.concat([labels, negatives], axis=0)
+        batch = tf.shape(labels)[0]
+        expected = tf.cast(batch, tf.float32) * tf.gather(label_prob, candidates) + (
+            hp.num_negatives / n_uniform
+        )
+        logits = tf.matmul(user_vec, self.candidate_vectors(candidates), transpose_b=True) / hp.temperature
+        logits += (tf.gather(self.item_bias, candidates) - tf.math.log(expected))[tf.newaxis, :]
+        own = tf.range(tf.shape(candidates)[0])[tf.newaxis, :] == tf.range(batch)[:, tf.newaxis]
+        masked = candidates[tf.newaxis, :] == labels[:, tf.newaxis]
+        if hp.mask_history:  # one [B, B + K] comparison per history slot, never [B, N, B + K]
+            for k in range(hp.history_length):
+                masked |= history[:, k : k + 1] == candidates[tf.newaxis, :]
+        return tf.where(masked & ~own, tf.constant(-1e9, tf.float32), logits)
 
     def named_variables(self) -> dict[str, tf.Variable]:
         """The trainable variables by name (the keys of a checkpoint)."""
@@ -292,12 +525,14 @@ class TwoTowerModel:
     # --- what serving needs ---------------------------------------------------------------------
     def serving_tables(self) -> tuple[np.ndarray, np.ndarray]:
         """(user table [n_users + 1, d + 1], item table [n_items + 1, d + 1]): score = row · row."""
-        rows = np.arange(len(self.user_vocab) + 1, dtype=np.int32)
-        user_vec = self.user_vectors(tf.constant(rows), tf.constant(self.serving_history)).numpy()
-        item_vec = self.item_vectors().numpy()
-        user_table = np.concatenate([user_vec / self.hp.temperature, np.ones((len(rows), 1))], axis=1)
-        item_table = np.concatenate([item_vec, self.item_bias.numpy()[:, None]], axis=1)
-        return user_table.astype(np.float32), item_table.astype(np.float32)
+        n_users, d = len(self.user_vocab) + 1, self.hp.embedding_dim
+        user_table = np.ones((n_users, d + 1), np.float32)
+        for start in range(0, n_users, SERVING_BATCH):  # the tower's intermediates stay bounded
+            rows = np.arange(start, min(start + SERVING_BATCH, n_users), dtype=np.int32)
+            user_vec = self.user_vectors(tf.constant(rows), tf.constant(self.serving_history[rows])).numpy()
+            user_table[rows, :d] = user_vec / self.hp.temperature
+        item_table = np.concatenate([self.item_vectors().numpy(), self.item_bias.numpy()[:, None]], axis=1)
+        return user_table, item_table.astype(np.float32)
 
 
 def _id_table(ids: Sequence[str]) -> tf.lookup.StaticHashTable:

@@ -1,8 +1,9 @@
 """Training-job entrypoint: ``python -m recflow_ml.train`` (the image's ENTRYPOINT).
 
-Reads the ``train`` channel (``interactions.parquet``: user_id, pin_id, weight,
-n_positive_events, event_ts; ``pins.parquet`` and ``users.parquet``: side
-features), trains the two-tower model, and saves a SavedModel into the
+Reads the ``train`` channel (``interactions.parquet``, one file or a directory of
+Parquet shards: user_id, pin_id, weight, n_positive_events, event_ts; ids stay
+Arrow arrays; ``pins.parquet`` and ``users.parquet``: side features), trains the
+two-tower model, and saves a SavedModel into the
 model directory with ``metadata.json`` beside it. Each epoch ends with a
 checkpoint in the checkpoint directory; a run that finds one of the same job
 there continues after that epoch. Any failure is written to ``output/failure``
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recflow_ml.contract import TrainingEnv
@@ -38,10 +40,10 @@ AGE_BUCKETS = (18, 25, 35, 45, 50, 56)
 
 def read_event_times(channel: Path) -> np.ndarray | None:
     """Each interaction's ``event_ts`` as int64 (nulls → 0), or ``None`` when the column is absent."""
-    table = pq.read_table(channel / INTERACTIONS_FILE)
-    if "event_ts" not in table.column_names:
+    path = channel / INTERACTIONS_FILE
+    if "event_ts" not in _column_names(path):
         return None
-    column = table.column("event_ts")
+    column = pq.read_table(path, columns=["event_ts"]).column("event_ts")
     if pa.types.is_timestamp(column.type):
         column = column.cast(pa.timestamp("us", tz=column.type.tz)).cast(pa.int64())
     return np.asarray(column.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -83,23 +85,44 @@ def read_item_topics(channel: Path) -> dict[str, list[str]]:
     }
 
 
-def read_interactions(channel: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _column_names(path: Path) -> list[str]:
+    """The columns of a Parquet file, or of a directory of Parquet shards (read as one table)."""
+    return list(pq.ParquetDataset(path).schema.names)
+
+
+def _ids(table: pa.Table, name: str) -> pa.ChunkedArray:
+    column = table.column(name)
+    if column.null_count:
+        raise ValueError(f"column {name!r} has {column.null_count} null id(s)")
+    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+
+
+def vocabulary(ids: pa.ChunkedArray) -> list[str]:
+    """The distinct ids, sorted (by code point, as ``sorted`` orders Python strings)."""
+    distinct = pc.unique(ids)
+    return [str(v) for v in pc.take(distinct, pc.sort_indices(distinct)).to_pylist()]
+
+
+def read_interactions(channel: Path) -> tuple[pa.ChunkedArray, pa.ChunkedArray, np.ndarray]:
+    """(user ids, pin ids, weights) of ``interactions.parquet``: the ids stay Arrow string arrays (the
+    model maps them to rows in Arrow), so ten million rows never become Python objects."""
     path = channel / INTERACTIONS_FILE
     if not path.exists():
         raise FileNotFoundError(f"channel directory {channel} has no {INTERACTIONS_FILE}")
-    table = pq.read_table(path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    names = _column_names(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
-        raise ValueError(f"{channel}: missing column(s) {missing} (found {table.column_names})")
-    users = np.asarray(table.column("user_id").to_pylist(), dtype=object)
-    items = np.asarray(table.column("pin_id").to_pylist(), dtype=object)
+        raise ValueError(f"{channel}: missing column(s) {missing} (found {names})")
+    table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
+    users, items = _ids(table, "user_id"), _ids(table, "pin_id")
     weights = np.asarray(table.column("weight").to_numpy(zero_copy_only=False), dtype=np.float32)
     bad = np.flatnonzero(~np.isfinite(weights) | (weights <= 0))
     if len(bad):
         i = int(bad[0])
         raise ValueError(
             f"{channel}: column 'weight' must be a positive number; row {i} "
-            f"(user_id={users[i]!r}, pin_id={items[i]!r}) has {weights[i]!r} ({len(bad)} such rows)"
+            f"(user_id={users[i].as_py()!r}, pin_id={items[i].as_py()!r}) has {weights[i]!r} "
+            f"({len(bad)} such rows)"
         )
     return users, items, weights
 
@@ -111,8 +134,7 @@ def run(env: TrainingEnv) -> dict[str, object]:
     hp = Hyperparameters.from_strings(env.hyperparameters)
     log.info("job %s: hyperparameters %s", env.job_name, hp.as_strings())
     users, items, weights = read_interactions(env.channel("train"))
-    user_vocab = sorted(set(users.tolist()))
-    item_vocab = sorted(set(items.tolist()))
+    user_vocab, item_vocab = vocabulary(users), vocabulary(items)
     log.info(
         "train channel: %d interactions, %d users, %d pins", len(users), len(user_vocab), len(item_vocab)
     )
@@ -124,7 +146,7 @@ def run(env: TrainingEnv) -> dict[str, object]:
 
     model = TwoTowerModel(user_vocab, item_vocab, hp, user_features=user_features, item_topics=item_topics)
     history = model.fit(
-        TrainingData(users.astype(str), items.astype(str), weights, timestamps),
+        TrainingData(users, items, weights, timestamps),
         checkpoint_dir=env.checkpoint_dir,
     )
     env.model_dir.mkdir(parents=True, exist_ok=True)

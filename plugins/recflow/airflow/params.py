@@ -99,6 +99,21 @@ HYPERPARAMETERS: dict[str, Param] = {
     "mask_history": strict_param(
         1, "1 = never score a user's history items as targets.", type="integer", enum=[0, 1]
     ),
+    "sampled_softmax_min_items": strict_param(
+        100000,
+        "Catalogues of at least this many pins train on a sampled softmax with logQ correction; "
+        "smaller ones on the full softmax.",
+        type="integer",
+        minimum=1,
+        maximum=1_000_000_000,
+    ),
+    "num_negatives": strict_param(
+        1024,
+        "Uniform negatives shared by a batch (sampled softmax only).",
+        type="integer",
+        minimum=1,
+        maximum=65536,
+    ),
 }
 """Defaults equal ``recflow_ml.hyperparameters.Hyperparameters`` (chosen on validation, docs/model.md)."""
 
