@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -304,7 +304,7 @@ def stage_partitions(settings: Settings, days: list[date]) -> list[StagedDay]:
             files = _event_files(partition_dir(settings.landing_dir, ds))
             table = staged_table(ds)
             building = f"{table}__landing"
-            rows = 0
+            rows, loaded_at = 0, datetime.now(UTC)  # one load time for the day's rows
             # each file is its own insert into a table no one reads: one transaction for the whole
             # day would hold every row in DuckDB's transaction-local memory (12 GB at 100M events)
             con.execute(f"create or replace table {building} ({EVENT_COLUMNS_DDL})")
@@ -317,10 +317,10 @@ def stage_partitions(settings: Settings, days: list[date]) -> list[StagedDay]:
                         f"""
                         insert into {building}
                         select event_id, user_id, pin_id, event_type, event_ts, surface, value,
-                               ?::date as ds, ? as _source_file, _source_row, now() as _loaded_at
+                               ?::date as ds, ? as _source_file, _source_row, ? as _loaded_at
                         from landed_events
                         """,
-                        [ds, str(path)],
+                        [ds, str(path), loaded_at],
                     )
                     con.unregister("landed_events")
                     rows += events.num_rows
