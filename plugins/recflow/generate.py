@@ -89,16 +89,8 @@ class GeneratedSummary:
     pins: int
 
 
-def pin_id(i: int) -> str:
-    return f"p{i:05d}"
-
-
-def user_id(i: int) -> str:
-    return f"u{i:05d}"
-
-
 def _ids(prefix: str, indices: np.ndarray) -> pa.Array:
-    """``pin_id``/``user_id`` for many indices at once, as Arrow strings (same text as ``pin_id``)."""
+    """Ids for many indices at once, as Arrow strings: ``p00042``, ``u00007`` (five digits at least)."""
     digits = pc.utf8_lpad(pa.array(indices, pa.int64()).cast(pa.string()), 5, "0")
     return pc.binary_join_element_wise(prefix, digits, "")
 

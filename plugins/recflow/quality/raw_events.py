@@ -180,6 +180,15 @@ def audit_table(ds: dt.date) -> str:
     return f"{STAGING_SCHEMA}.audit__{ds:%Y%m%d}"
 
 
+def _held_by_other_days(ds: dt.date) -> str:
+    """SQL: the event ids of the staged day ``ds`` that another published day holds. The join is
+    built on the day's ids and probed with history's, so memory holds a day whatever the history."""
+    return (
+        f"select e.event_id from {EVENTS_TABLE} e semi join {staged_table(ds)} d on e.event_id = d.event_id "
+        f"where e.ds <> date '{ds.isoformat()}'"
+    )
+
+
 def _build_audit_table(con: duckdb.DuckDBPyConnection, ds: dt.date, rules: Sequence[RowRule]) -> None:
     """``raw_staging.audit__<day>``: the staged rows that break a rule, each with the rules it breaks.
 
@@ -202,13 +211,7 @@ def _build_audit_table(con: duckdb.DuckDBPyConnection, ds: dt.date, rules: Seque
             select st.*, coalesce(r._nth_of_event_id, 1) as _nth_of_event_id
             from {staged} st left join repeated r using (_source_file, _source_row)
         ),
-        o as (
-            -- the day's ids that another published day holds: the join is built on the day's
-            -- ids and probed with history's, so memory holds a day whatever the history
-            select distinct e.event_id
-            from {EVENTS_TABLE} e semi join {staged} d on e.event_id = d.event_id
-            where e.ds <> date '{ds.isoformat()}'
-        ),
+        o as (select distinct event_id from ({_held_by_other_days(ds)})),
         judged as (
             select s.* exclude (_nth_of_event_id),
                    list_filter([{flags}], lambda r: r is not null) as _broken_rules
@@ -242,15 +245,8 @@ def _counts(con: duckdb.DuckDBPyConnection, ds: dt.date) -> tuple[int, int, dict
 def _seen_on_other_days(con: duckdb.DuckDBPyConnection, ds: dt.date) -> int:
     """Staged rows of ``ds`` whose event_id is in another published day (the only rule that
     depends on anything but the day itself)."""
-    staged = staged_table(ds)
     row = con.execute(
-        f"""
-        select count(*) from {staged} where event_id in (
-            select e.event_id from {EVENTS_TABLE} e semi join {staged} d on e.event_id = d.event_id
-            where e.ds <> ?
-        )
-        """,
-        [ds],
+        f"select count(*) from {staged_table(ds)} where event_id in ({_held_by_other_days(ds)})"
     ).fetchone()
     assert row is not None
     return int(row[0])
