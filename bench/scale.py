@@ -153,14 +153,9 @@ def warehouse_at(base: Settings, events: int) -> dict[str, Any]:
 
 
 def _landed_events(settings: Settings) -> int:
-    import pyarrow.parquet as pq
-
     from recflow.landing import partition_dir
 
-    return sum(
-        pq.ParquetFile(p).metadata.num_rows
-        for p in partition_dir(settings.landing_dir, DAY).glob("*.parquet")
-    )
+    return sum(_parquet_rows(p) for p in partition_dir(settings.landing_dir, DAY).glob("*.parquet"))
 
 
 # --- training at scale --------------------------------------------------------------------
@@ -369,7 +364,7 @@ def docs_section(report: Mapping[str, Any]) -> str:
         "<!-- scale:start -->",
         "## Scale: warehouse steps at 1M to 100M events, training over a million pins",
         "",
-        f"`{COMMAND}` at {report['commit']} on {m['nproc']} cores ({m['cpu']}, {m['ram_gib']} GiB RAM), "
+        f"`{COMMAND}` at {report['git_commit'][:10]} on {m['nproc']} cores ({m['cpu']}, {m['ram_gib']} GiB RAM), "
         f"{report['finished_at']}; DuckDB memory limit {report['duckdb_memory_limit']}. Each step runs in its "
         "own process, as an Airflow task would, so each pays its own imports. Raw figures: "
         "`bench/results/scale.json`.",
@@ -450,13 +445,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _commit() -> str:
-    out = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
-    )
-    return out.stdout.strip() or "unknown"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
@@ -485,7 +473,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     report = {
         "command": COMMAND,
-        "commit": _commit(),
+        "git_commit": settings.git_commit,
         "finished_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "duckdb_memory_limit": settings.duckdb_memory_limit,

@@ -49,7 +49,7 @@ def test_summary_and_section_state_each_goal_with_its_verdict() -> None:
     report = {
         "summary": summary,
         "machine": {"nproc": 2, "cpu": "test cpu", "ram_gib": 23.5},
-        "commit": "abc1234",
+        "git_commit": "abc1234def5678",
         "finished_at": "2026-11-28 01:00 UTC",
         "duckdb_memory_limit": "4GB",
         "volumes": volumes,
