@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export RECFLOW_HOME ?= $(CURDIR)/.recflow
 
-.PHONY: venv setup demo up down test lint typecheck unit lock docs-config bench-quality bench-pipeline bench-overhead bench-scale clean
+.PHONY: venv setup demo up down test test-services lint typecheck unit lock docs-config bench-quality bench-pipeline bench-overhead bench-scale clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,10 +37,14 @@ typecheck: venv
 	$(BIN)/mypy plugins ml dags
 
 unit: venv
-	$(BIN)/pytest -m "not integration and not e2e and not production"
+	$(BIN)/pytest -m "not integration and not e2e and not production and not services"
 
 test: venv lint typecheck
 	$(BIN)/pytest
+
+# the production profile on PostgreSQL, Celery workers and moto's server (S3, SageMaker, its registry)
+test-services: venv
+	$(BIN)/pytest -m services tests/services
 
 lock: venv
 	( echo "# The full resolved set of packages (Python 3.11, Linux x86_64): pip's -c file."; \

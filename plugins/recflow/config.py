@@ -50,6 +50,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 Profile = Literal["embedded", "production"]
 PROFILES: Final[tuple[Profile, ...]] = get_args(Profile)
 TrainingBackendName = Literal["local", "sagemaker"]
+RegistryBackendName = Literal["mlflow", "sagemaker"]
 
 
 class _Required:
@@ -158,6 +159,14 @@ class Settings:
             "The DuckDB warehouse file. Unset: `$RECFLOW_HOME/warehouse/recflow.duckdb`.",
         ),
     ] = None
+    warehouse_url: Annotated[
+        str | None,
+        Env(
+            "RECFLOW_WAREHOUSE_URL",
+            "SQLAlchemy URL of a server warehouse, `postgresql://user:password@host:5432/db`; every step "
+            "(land, the audits, dbt, snapshot) uses it instead of the DuckDB file. Unset: the DuckDB file.",
+        ),
+    ] = None
     duckdb_memory_limit: Annotated[
         str,
         AfterValidator(_memory_size),
@@ -184,6 +193,14 @@ class Settings:
             production=REQUIRED,
         ),
     ] = None
+    registry_backend: Annotated[
+        RegistryBackendName,
+        Env(
+            "RECFLOW_REGISTRY_BACKEND",
+            "Where model versions are published and the champion is kept: MLflow's model registry, or "
+            "SageMaker's Model Registry (a model package group per model name).",
+        ),
+    ] = "mlflow"
     training_backend: Annotated[
         TrainingBackendName,
         Env(
@@ -372,8 +389,12 @@ class Settings:
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow' / 'mlflow.db'}"
 
     @property
-    def mlflow_artifact_root(self) -> Path:
-        return self.home / "mlflow" / "artifacts"
+    def mlflow_artifact_root(self) -> str:
+        """Where MLflow's experiment keeps run artifacts: under the artifact root when one is configured
+        (so every worker reads what another wrote), else a local folder under ``RECFLOW_HOME``."""
+        if self.artifact_root:
+            return f"{self.artifact_root.rstrip('/')}/mlflow"
+        return (self.home / "mlflow" / "artifacts").as_uri()
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -388,12 +409,29 @@ class Settings:
         return self.project_root / "dags"
 
     def dbt_env(self) -> dict[str, str]:
-        """The variables the committed ``dbt/profiles.yml`` reads through ``env_var()``."""
-        return {
+        """The variables the committed ``dbt/profiles.yml`` reads through ``env_var()``.
+
+        With a server warehouse, its URL is split into the ``RECFLOW_WAREHOUSE_*`` parts the
+        ``postgres`` output reads (the password only travels in the environment)."""
+        env = {
             "RECFLOW_DUCKDB_PATH": str(self.duckdb_path),
             "RECFLOW_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
         }
+        if self.warehouse_url:
+            from sqlalchemy.engine import make_url
+
+            url = make_url(self.warehouse_url)
+            env.update(
+                {
+                    "RECFLOW_WAREHOUSE_HOST": url.host or "127.0.0.1",
+                    "RECFLOW_WAREHOUSE_PORT": str(url.port or 5432),
+                    "RECFLOW_WAREHOUSE_USER": url.username or "",
+                    "RECFLOW_WAREHOUSE_PASSWORD": url.password or "",
+                    "RECFLOW_WAREHOUSE_DBNAME": url.database or "",
+                }
+            )
+        return env
 
 
 @dataclasses.dataclass(frozen=True)

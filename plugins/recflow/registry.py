@@ -171,8 +171,9 @@ class MlflowRegistry:
         if experiment is not None:
             return str(experiment.experiment_id)
         location = self.settings.mlflow_artifact_root
-        location.mkdir(parents=True, exist_ok=True)
-        return str(self.client.create_experiment(EXPERIMENT, artifact_location=location.as_uri()))
+        if location.startswith("file:"):
+            Path(_local_path(location)).mkdir(parents=True, exist_ok=True)
+        return str(self.client.create_experiment(EXPERIMENT, artifact_location=location))
 
     def _info(self, mv: Any) -> ModelVersionInfo:
         metrics: dict[str, float] = {}

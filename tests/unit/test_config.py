@@ -60,6 +60,7 @@ def test_embedded_profile_is_the_old_default(tmp_path: Path) -> None:
         "RECFLOW_HOME": str(tmp_path),
         "RECFLOW_PROFILE": "embedded",
         "RECFLOW_DUCKDB_MEMORY_LIMIT": "4GB",
+        "RECFLOW_REGISTRY_BACKEND": "mlflow",
         "RECFLOW_TRAINING_BACKEND": "local",
         "RECFLOW_DBT_TARGET": "duckdb",
         "RECFLOW_AIRFLOW_API_PORT": "8080",
@@ -198,3 +199,24 @@ def test_each_variable_is_declared_once() -> None:
     names = [s.env.name for s in declared_settings()]
     assert len(names) == len(set(names))
     assert all(name.startswith(("RECFLOW_", "AWS_")) for name in names)
+
+
+def test_a_server_warehouse_reaches_dbt_in_parts(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        {
+            "RECFLOW_HOME": str(tmp_path),
+            "RECFLOW_WAREHOUSE_URL": "postgresql://rec:p%40ss@db.internal:6543/wh",
+        }
+    )
+    env = s.dbt_env()
+    assert (env["RECFLOW_WAREHOUSE_HOST"], env["RECFLOW_WAREHOUSE_PORT"]) == ("db.internal", "6543")
+    assert (env["RECFLOW_WAREHOUSE_USER"], env["RECFLOW_WAREHOUSE_PASSWORD"]) == ("rec", "p@ss")
+    assert env["RECFLOW_WAREHOUSE_DBNAME"] == "wh"
+    assert "RECFLOW_WAREHOUSE_HOST" not in Settings.from_env({"RECFLOW_HOME": str(tmp_path)}).dbt_env()
+
+
+def test_mlflow_artifacts_follow_the_artifact_root(tmp_path: Path) -> None:
+    local = Settings.from_env({"RECFLOW_HOME": str(tmp_path)})
+    assert local.mlflow_artifact_root == (tmp_path.resolve() / "mlflow" / "artifacts").as_uri()
+    shared = Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_ARTIFACT_ROOT": "s3://b/p/"})
+    assert shared.mlflow_artifact_root == "s3://b/p/mlflow"

@@ -1,0 +1,53 @@
+"""The services suite (``make test-services``): the production profile on real servers.
+
+PostgreSQL (127.0.0.1:5432, trust auth), Redis (127.0.0.1:6379) and moto's server on
+loopback stand in for the managed services. The suite must run whole: a skipped test
+fails here, so a missing service shows as red instead of as a quiet skip.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(pytest.mark.services)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"the services suite runs whole, nothing skipped: {report.longrepr}"
+
+
+def _admin_execute(sql: str) -> None:
+    import psycopg2
+
+    con = psycopg2.connect(PG_ADMIN_URL)
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test (its SQLAlchemy URL), dropped afterwards."""
+    name = f"recflow_{uuid.uuid4().hex[:12]}"
+    _admin_execute(f'create database "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        _admin_execute(f'drop database if exists "{name}" with (force)')
