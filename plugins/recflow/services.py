@@ -30,7 +30,8 @@ from recflow.runtime import ADMIN_USER, API_HOST, admin_password, airflow_env, a
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("api-server", "scheduler", "dag-processor")
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+"""The triggerer runs the deferred waits (the training job's), which hold no worker slot."""
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 
 
@@ -249,6 +250,7 @@ class Services:
 LISTENING_PORTS = (
     ("AIRFLOW__API__PORT", "API server and UI"),
     ("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "task log server"),
+    ("AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT", "triggerer log server"),
     ("AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT", "scheduler health check"),
 )
 """The ports the embedded Airflow listens on (on ``API_HOST``), by the variable that sets each."""

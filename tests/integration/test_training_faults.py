@@ -8,6 +8,7 @@ is recycled, a launch is killed half-way, a person stops the task.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -303,29 +304,45 @@ def test_a_launch_killed_half_way_does_not_block_the_retry(
     )
 
 
-def test_on_kill_stops_the_job_and_the_task_fails_as_stopped(
-    home: tuple[Settings, Snapshot], pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+async def _first_event(trigger: Any) -> Any:
+    async for event in trigger.run():
+        return event
+    raise AssertionError("the trigger ended without an event")
+
+
+def test_the_train_task_waits_deferred_and_a_kill_while_deferred_stops_the_job(
+    home: tuple[Settings, Snapshot], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from recflow.airflow.training import TrainingJobOperator
+    """The task launches and defers (no worker held); a person marking it failed stops the job."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from recflow.airflow.training import TrainingJobOperator, TrainingJobTrigger
 
     settings, snap = home
     monkeypatch.setenv("RECFLOW_HOME", str(settings.home))
     monkeypatch.setenv("RECFLOW_WAREHOUSE_PATH", str(settings.duckdb_path))
     assert Settings.from_env().jobs_dir == settings.jobs_dir
     backend = LocalTrainingBackend(settings)
-    operator = TrainingJobOperator(task_id="train", snapshot=snap.to_xcom())
+    operator = TrainingJobOperator(task_id="train", snapshot=snap.to_xcom(), poll_seconds=0.5)
     params = {"epochs": 500, "batch_size": 16, "dry_run": False, "model_name": None}
-    outcome: Future[dict[str, Any]] = pool.submit(operator.execute, {"params": params})
-    name = _wait_for("the launch", lambda: operator.job_name, timeout=30)
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute({"params": params})
+    trigger = deferred.value.trigger
+    name = operator.job_name
+    assert isinstance(trigger, TrainingJobTrigger) and trigger.job_name == name
+    assert deferred.value.method_name == "execute_complete"
     _wait_for("the first checkpoint", lambda: _training(backend, name))
 
-    operator.on_kill()  # what the task runner calls on SIGTERM or at execution_timeout
+    asyncio.run(trigger.on_kill())  # what the triggerer calls when a person acts on the deferred task
 
+    event = asyncio.run(asyncio.wait_for(_first_event(trigger), timeout=60))
+    assert event.payload == {"job_name": name, "status": "Stopped"}
     with pytest.raises(TrainingJobFailed) as info:
-        outcome.result(timeout=60)
+        TrainingJobOperator(task_id="train", snapshot=snap.to_xcom()).execute_complete(
+            {}, event.payload, **deferred.value.kwargs
+        )
     assert (info.value.kind, info.value.status, info.value.name) == ("stopped", "Stopped", name)
     description = backend.describe_training_job(name)
-    assert description["TrainingJobStatus"] == "Stopped"
     assert "job stopped" in _log(backend, name)
     assert any(
         n.endswith(".index") for n in _checkpoints(settings, description["CheckpointConfig"]["S3Uri"])

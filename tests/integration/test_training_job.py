@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,9 @@ from recflow.training.spec import TrainingJobSpec
 from tests.integration.conftest import home_with_warehouse_of
 
 pytestmark = pytest.mark.integration
+
+STARTUP = 180.0
+"""Seconds a short job may take, TensorFlow's import included, on a loaded machine."""
 
 
 def _spec(settings: Settings, snap: Snapshot, name: str, **hps: str) -> TrainingJobSpec:
@@ -78,3 +83,47 @@ def test_failing_entrypoint_reports_failed_with_its_reason(warehouse: Settings, 
             backend, _spec(settings, snap, "job-bad", epochs="many"), poll_seconds=0.5, echo=print
         )
     assert (settings.jobs_dir / "job-bad-r2").is_dir()
+
+
+def test_the_train_task_defers_its_wait_and_a_retry_takes_the_finished_job(
+    warehouse: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Launch on a worker, wait in the triggerer (the job's log in the task's), finish on a worker."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from recflow.airflow.training import TrainingJobOperator
+
+    settings = home_with_warehouse_of(warehouse, tmp_path)
+    snap = take_snapshot(settings)
+    monkeypatch.setenv("RECFLOW_HOME", str(settings.home))
+    monkeypatch.setenv("RECFLOW_WAREHOUSE_PATH", str(settings.duckdb_path))
+    params = {"epochs": 2}
+    with pytest.raises(TaskDeferred) as deferred:
+        TrainingJobOperator(task_id="train", snapshot=snap.to_xcom(), poll_seconds=0.5).execute(
+            {"params": params}
+        )
+    trigger = deferred.value.trigger
+    assert trigger.serialize() == (
+        "recflow.airflow.training.TrainingJobTrigger",
+        {"job_name": trigger.job_name, "poll_seconds": 0.5},
+    )
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event
+
+    event = asyncio.run(asyncio.wait_for(first_event(), timeout=STARTUP))
+    assert event.payload == {"job_name": trigger.job_name, "status": "Completed"}
+    logged = capsys.readouterr()
+    assert "epoch 2/2" in logged.out + logged.err, "the trigger streams the job's log into the task's log"
+
+    resumed = TrainingJobOperator(task_id="train", snapshot=snap.to_xcom())
+    result = resumed.execute_complete({}, event.payload, **deferred.value.kwargs)
+    assert result["job_name"] == trigger.job_name
+    assert result["model_uri"] == join(
+        settings.artifacts_uri, "models", trigger.job_name, "output", "model.tar.gz"
+    )
+    assert result["hyperparameters"]["epochs"] == "2"
+
+    # a retry of the whole task after the job finished takes its result without deferring again
+    assert TrainingJobOperator(task_id="train", snapshot=snap.to_xcom()).execute({"params": params}) == result

@@ -1,31 +1,92 @@
-"""The train step as an operator: it follows one training job, and stops that job when Airflow kills it.
+"""The train step as a deferrable operator: launch (or re-attach to) one training job, then wait
+for it in the triggerer, so a job of an hour holds no worker slot.
 
-``execute`` unpacks the context and calls ``recflow.training.jobs.train_on_snapshot``;
-everything else (spec, launch or re-attach, classification of the outcome) lives
-there, testable without Airflow. What the operator adds is ``on_kill``: when the
-task is killed (its ``execution_timeout``, a person marking it failed or success,
-a worker shutting down), the task runner calls ``on_kill`` and the job it follows
-is stopped, so no training job runs on without a task to follow it. Its
-checkpoints stay: the next attempt of the same job resumes from them.
+``execute`` unpacks the context and calls ``recflow.training.jobs.start_on_snapshot``
+(spec, launch or re-attach by the deterministic job name) and defers to
+:class:`TrainingJobTrigger`, which polls ``DescribeTrainingJob`` and streams the job's
+log into the task's log through the same ``JobFollower`` as the blocking path.
+``execute_complete`` calls ``finish_training`` (result, or ``TrainingJobFailed`` with its
+kind). Everything but the waiting lives in ``recflow.training.jobs``, testable without
+Airflow. The Amazon provider's ``SageMakerTrainingOperator``/``SageMakerTrigger`` are not
+used: they start a new, timestamped job on every retry, and only speak to SageMaker, while
+this trigger follows either backend through the same ``TrainingBackend`` interface.
 
-The default ``execution_timeout`` is the job's ``MaxRuntimeInSeconds`` plus
-``TIMEOUT_MARGIN`` for what is not training time: the instance's start, the
-download of the channels, the 120 s SageMaker grants a stopped job, the upload.
+A person acting on the task (mark failed or success, clear) stops the job it follows:
+``on_kill`` while the task runs on a worker, ``TrainingJobTrigger.on_kill`` while it is
+deferred. Its checkpoints stay: the next attempt of the same job resumes from them. A
+triggerer restart does not stop the job: the trigger is handed to another triggerer.
+
+The default ``execution_timeout`` (which also bounds the deferral) is the job's
+``MaxRuntimeInSeconds`` plus ``TIMEOUT_MARGIN`` for what is not training time: the
+instance's start, the download of the channels, the 120 s SageMaker grants a stopped job,
+the upload.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from recflow.airflow.connections import task_settings
 from recflow.config import Settings
 from recflow.errors import ParamsError
 from recflow.training.spec import MAX_RUNTIME_SECONDS
 
+if TYPE_CHECKING:
+    from recflow.training.jobs import StartedJob
+
 TIMEOUT_MARGIN = timedelta(minutes=20)
 DEFAULT_EXECUTION_TIMEOUT = timedelta(seconds=MAX_RUNTIME_SECONDS) + TIMEOUT_MARGIN
+POLL_SECONDS = 10.0
+"""How often the trigger describes the job (and reads its new log lines)."""
+
+
+class TrainingJobTrigger(BaseTrigger):
+    """Waits in the triggerer until training job ``job_name`` ends; its event names the job and status.
+
+    The backend comes from the triggerer's own ``Settings`` (the same environment as the
+    workers'), so no setting or secret is stored with the trigger."""
+
+    def __init__(self, job_name: str, poll_seconds: float = POLL_SECONDS) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.job_name = job_name
+        self.poll_seconds = poll_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "job_name": self.job_name,
+                "poll_seconds": self.poll_seconds,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from recflow.training.jobs import JobFollower, backend_for, finished
+
+        follower = JobFollower(backend_for(task_settings()), self.job_name, self.log.info)
+        while True:
+            description = await asyncio.to_thread(follower.poll)
+            if finished(description):
+                await asyncio.to_thread(follower.drain_log)
+                yield TriggerEvent(  # type: ignore[no-untyped-call]
+                    {"job_name": self.job_name, "status": description["TrainingJobStatus"]}
+                )
+                return
+            await asyncio.sleep(self.poll_seconds)
+
+    async def on_kill(self) -> None:
+        """A person marked the deferred task failed or success, or cleared it: stop the job."""
+        from recflow.training.jobs import backend_for
+
+        self.log.warning("task killed while deferred: stopping training job %s", self.job_name)
+        backend = backend_for(task_settings())
+        await asyncio.to_thread(backend.stop_training_job, self.job_name)
 
 
 class TrainingJobOperator(BaseOperator):
@@ -44,26 +105,51 @@ class TrainingJobOperator(BaseOperator):
         *,
         snapshot: Any,
         execution_timeout: timedelta | None = DEFAULT_EXECUTION_TIMEOUT,
+        poll_seconds: float = POLL_SECONDS,
         **kwargs: Any,
     ) -> None:
         super().__init__(execution_timeout=execution_timeout, **kwargs)
         self.snapshot = snapshot
+        self.poll_seconds = poll_seconds
         self.job_name: str | None = None
         self._settings: Settings | None = None
 
-    def _launched(self, name: str) -> None:
-        self.job_name = name
-
     def execute(self, context: Any) -> dict[str, Any]:
-        from recflow.training.jobs import train_on_snapshot
+        from recflow.training.jobs import finished, start_on_snapshot
 
-        self._settings = Settings.from_env()
+        self._settings = task_settings()
         try:
-            return train_on_snapshot(
-                self._settings, self.snapshot, context.get("params") or {}, on_launch=self._launched
-            )
+            started = start_on_snapshot(self._settings, self.snapshot, context.get("params") or {})
         except ParamsError as exc:
             raise AirflowFailException(str(exc)) from exc
+        self.job_name = started.name
+        if started.description is not None and finished(started.description):
+            return self._finish(started)
+        self.log.info("training job %s runs; waiting for it in the triggerer", started.name)
+        self.defer(
+            trigger=TrainingJobTrigger(started.name, self.poll_seconds),
+            method_name="execute_complete",
+            kwargs={"started": _started_to_xcom(started)},
+        )
+        raise AssertionError("defer() raises TaskDeferred")  # pragma: no cover
+
+    def execute_complete(
+        self, context: Any, event: dict[str, Any] | None = None, started: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        from recflow.training.jobs import StartedJob
+
+        assert started is not None
+        job = StartedJob(**started)
+        self.job_name = job.name
+        self._settings = task_settings()
+        self.log.info("training job %s ended %s", job.name, (event or {}).get("status"))
+        return self._finish(job)
+
+    def _finish(self, started: StartedJob) -> dict[str, Any]:
+        from recflow.training.jobs import finish_training
+
+        assert self._settings is not None
+        return finish_training(self._settings, started)
 
     def on_kill(self) -> None:
         """Stop the job this task follows (none yet: nothing to stop)."""
@@ -72,4 +158,14 @@ class TrainingJobOperator(BaseOperator):
         from recflow.training.jobs import backend_for
 
         self.log.warning("task killed: stopping training job %s", self.job_name)
-        backend_for(self._settings or Settings.from_env()).stop_training_job(self.job_name)
+        backend_for(self._settings or task_settings()).stop_training_job(self.job_name)
+
+
+def _started_to_xcom(started: StartedJob) -> dict[str, Any]:
+    """What ``execute_complete`` needs of the started job; the description is read again there."""
+    return {
+        "name": started.name,
+        "description": None,
+        "code_version": started.code_version,
+        "hyperparameters": started.hyperparameters,
+    }

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from recflow.config import Settings
@@ -118,6 +118,44 @@ def launch_or_attach(backend: TrainingBackend, spec: TrainingJobSpec) -> tuple[s
     )
 
 
+@dataclass
+class JobFollower:
+    """Follows one job: each ``poll`` describes it, echoes a status change and the new log lines.
+
+    The blocking loop of ``run_training_job`` and the Airflow trigger that waits without a
+    worker slot both poll through it, so both report a job the same way."""
+
+    backend: TrainingBackend
+    name: str
+    echo: Callable[[str], None] = log.info
+    cursor: str = ""
+    secondary: str | None = None
+
+    def poll(self) -> dict[str, Any]:
+        description = self.backend.describe_training_job(self.name)
+        if description.get("SecondaryStatus") != self.secondary:
+            self.secondary = description.get("SecondaryStatus")
+            self.echo(f"[{self.name}] status {description['TrainingJobStatus']} / {self.secondary}")
+        self.drain_log()
+        return description
+
+    def drain_log(self) -> None:
+        lines, self.cursor = self.backend.read_log(self.name, self.cursor)
+        for line in lines:
+            self.echo(f"[{self.name}] {line}")
+
+
+def finished(description: Mapping[str, Any]) -> bool:
+    return str(description["TrainingJobStatus"]) in TERMINAL_STATES
+
+
+def outcome(description: dict[str, Any]) -> dict[str, Any]:
+    """A terminal description if the job completed; ``TrainingJobFailed`` otherwise."""
+    if description["TrainingJobStatus"] != "Completed":
+        raise job_failed(description)
+    return description
+
+
 def run_training_job(
     backend: TrainingBackend,
     spec: TrainingJobSpec,
@@ -128,28 +166,23 @@ def run_training_job(
 ) -> dict[str, Any]:
     """Run ``spec`` to completion and return its final description; raise ``TrainingJobFailed`` otherwise.
 
-    ``on_launch(name)`` is called as soon as the job to follow is known (launched or re-attached),
-    so a caller can stop it (``backend.stop_training_job(name)``) if it is itself told to stop."""
+    This blocks its caller for the whole job (the Airflow task defers instead: ``start_on_snapshot``
+    then ``recflow.airflow.training.TrainingJobTrigger``). ``on_launch(name)`` is called as soon as
+    the job to follow is known (launched or re-attached), so a caller can stop it
+    (``backend.stop_training_job(name)``) if it is itself told to stop."""
     name, description = launch_or_attach(backend, spec)
     if on_launch is not None:
         on_launch(name)
-    cursor = ""
-    secondary = None
-    while description is None or description["TrainingJobStatus"] not in TERMINAL_STATES:
-        description = backend.describe_training_job(name)
-        if description.get("SecondaryStatus") != secondary:
-            secondary = description.get("SecondaryStatus")
-            echo(f"[{name}] status {description['TrainingJobStatus']} / {secondary}")
-        lines, cursor = backend.read_log(name, cursor)
-        for line in lines:
-            echo(f"[{name}] {line}")
-        if description["TrainingJobStatus"] not in TERMINAL_STATES:
+    return outcome(_wait(JobFollower(backend, name, echo), description, poll_seconds))
+
+
+def _wait(follower: JobFollower, description: dict[str, Any] | None, poll_seconds: float) -> dict[str, Any]:
+    """Poll until the job ends (blocking); its terminal description, whatever the outcome."""
+    while description is None or not finished(description):
+        description = follower.poll()
+        if not finished(description):
             time.sleep(poll_seconds)
-    lines, cursor = backend.read_log(name, cursor)
-    for line in lines:
-        echo(f"[{name}] {line}")
-    if description["TrainingJobStatus"] != "Completed":
-        raise job_failed(description)
+    follower.drain_log()
     return description
 
 
@@ -200,6 +233,59 @@ def snapshot_spec(
     )
 
 
+@dataclass(frozen=True)
+class StartedJob:
+    """The job a train step follows, and what its XCom result will carry besides the job's own fields."""
+
+    name: str
+    description: dict[str, Any] | None
+    code_version: str
+    hyperparameters: dict[str, str]
+
+    def result(self, description: Mapping[str, Any]) -> dict[str, Any]:
+        """The train step's XCom for the job's ``Completed`` description."""
+        return {
+            "job_name": description["TrainingJobName"],
+            "model_uri": description["ModelArtifacts"]["S3ModelArtifacts"],
+            "training_seconds": description.get("TrainingTimeInSeconds"),
+            "peak_memory_mb": description.get("LocalPeakMemoryMB"),
+            "code_version": self.code_version,
+            "hyperparameters": self.hyperparameters,
+        }
+
+
+def start_on_snapshot(
+    settings: Settings,
+    snapshot: Mapping[str, Any],
+    params: Mapping[str, Any],
+    *,
+    backend: TrainingBackend | None = None,
+) -> StartedJob:
+    """The first half of the train step: validate the hyperparameters, launch the job or re-attach to it.
+
+    Raises ``ParamsError`` (nothing launched) or ``TrainingJobFailed`` (every attempt failed)."""
+    hps = hyperparameters_of(params)
+    code = code_version()
+    spec = snapshot_spec(settings, snapshot, hps, code)
+    name, description = launch_or_attach(backend or backend_for(settings), spec)
+    return StartedJob(name, description, code, hps)
+
+
+def finish_training(
+    settings: Settings, started: StartedJob, *, backend: TrainingBackend | None = None
+) -> dict[str, Any]:
+    """The second half: the XCom of a job that has ended, or ``TrainingJobFailed`` with its kind."""
+    description = (backend or backend_for(settings)).describe_training_job(started.name)
+    if not finished(description):
+        raise TrainingJobFailed(
+            started.name,
+            str(description["TrainingJobStatus"]),
+            "the wait for this job ended while it was still running",
+            "internal",
+        )
+    return started.result(outcome(description))
+
+
 def train_on_snapshot(
     settings: Settings,
     snapshot: Mapping[str, Any],
@@ -210,20 +296,12 @@ def train_on_snapshot(
     poll_seconds: float = 2.0,
     echo: Callable[[str], None] = log.info,
 ) -> dict[str, Any]:
-    """The train step: validate the hyperparameters, run (or re-attach to) the job, return its XCom.
+    """The whole train step in one blocking call (benchmarks and tests; the DAG defers the wait).
 
     Raises ``ParamsError`` (nothing launched) or ``TrainingJobFailed``."""
-    hps = hyperparameters_of(params)
-    code = code_version()
-    spec = snapshot_spec(settings, snapshot, hps, code)
-    description = run_training_job(
-        backend or backend_for(settings), spec, poll_seconds=poll_seconds, echo=echo, on_launch=on_launch
-    )
-    return {
-        "job_name": description["TrainingJobName"],
-        "model_uri": description["ModelArtifacts"]["S3ModelArtifacts"],
-        "training_seconds": description.get("TrainingTimeInSeconds"),
-        "peak_memory_mb": description.get("LocalPeakMemoryMB"),
-        "code_version": code,
-        "hyperparameters": hps,
-    }
+    backend = backend or backend_for(settings)
+    started = start_on_snapshot(settings, snapshot, params, backend=backend)
+    if on_launch is not None:
+        on_launch(started.name)
+    description = _wait(JobFollower(backend, started.name, echo), started.description, poll_seconds)
+    return started.result(outcome(description))
