@@ -290,6 +290,23 @@ class Settings:
         str,
         Env("AWS_DEFAULT_REGION", "AWS region of S3 and SageMaker."),
     ] = "us-east-1"
+    aws_conn_id: Annotated[
+        str,
+        Env(
+            "RECFLOW_AWS_CONN_ID",
+            "Airflow connection whose credentials (keys, or a role to assume) Airflow's tasks and triggerer "
+            "use for S3 and SageMaker; without it, boto3's own chain (environment, instance or pod role).",
+        ),
+    ] = "aws_default"
+    warehouse_conn_id: Annotated[
+        str,
+        Env(
+            "RECFLOW_WAREHOUSE_CONN_ID",
+            "Airflow connection of a server warehouse (PostgreSQL). Inside Airflow, when it exists, it gives "
+            "every task the warehouse (dbt through a Cosmos profile mapping) and wins over "
+            "`RECFLOW_WAREHOUSE_URL`, which serves processes outside Airflow.",
+        ),
+    ] = "recflow_warehouse"
     aws_endpoint_url: Annotated[
         str | None,
         Env(

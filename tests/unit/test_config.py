@@ -74,6 +74,8 @@ def test_embedded_profile_is_the_old_default(tmp_path: Path) -> None:
         "RECFLOW_TRAINING_INSTANCE_TYPE": "ml.m5.xlarge",
         "RECFLOW_SAGEMAKER_ROLE_ARN": "",
         "AWS_DEFAULT_REGION": "us-east-1",
+        "RECFLOW_AWS_CONN_ID": "aws_default",
+        "RECFLOW_WAREHOUSE_CONN_ID": "recflow_warehouse",
         "RECFLOW_GATE_MIN_HR_AT_10": "0.15",
         "RECFLOW_GATE_MIN_NDCG_AT_10": "0.07",
         "RECFLOW_GATE_TOLERANCE": "0.01",

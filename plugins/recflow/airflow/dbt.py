@@ -15,18 +15,20 @@ from datetime import timedelta
 from typing import Any
 
 from recflow.config import Settings
-from recflow.warehouse import WAREHOUSE_POOL
+from recflow.warehouse import ANALYTICS_SCHEMA, WAREHOUSE_POOL
 
 
 def dbt_task_group(settings: Settings, group_id: str = "transform", **kwargs: Any) -> Any:
-    from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig
     from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
     project_dir = settings.dbt_project_dir
     project = ProjectConfig(
         dbt_project_path=project_dir,
         manifest_path=settings.dbt_manifest_path,
-        env_vars=settings.dbt_env(),
+        # the server warehouse's parts (its password) never go into the parsed DAG: the profile
+        # mapping below reads them from the connection when a task runs
+        env_vars={k: v for k, v in settings.dbt_env().items() if not k.startswith("RECFLOW_WAREHOUSE_")},
         install_dbt_deps=False,
     )
     # Cosmos wraps every manifest path in Airflow's ObjectStoragePath, whose first use
@@ -36,11 +38,7 @@ def dbt_task_group(settings: Settings, group_id: str = "transform", **kwargs: An
     return DbtTaskGroup(
         group_id=group_id,
         project_config=project,
-        profile_config=ProfileConfig(
-            profile_name="recflow",
-            target_name=settings.dbt_target,
-            profiles_yml_filepath=project_dir / "profiles.yml",
-        ),
+        profile_config=_profile(settings),
         execution_config=ExecutionConfig(
             invocation_mode=InvocationMode.DBT_RUNNER,
             test_indirect_selection=TestIndirectSelection.CAUTIOUS,
@@ -59,4 +57,26 @@ def dbt_task_group(settings: Settings, group_id: str = "transform", **kwargs: An
             "execution_timeout": timedelta(minutes=30),
         },
         **kwargs,
+    )
+
+
+def _profile(settings: Settings) -> Any:
+    """DuckDB: the committed ``dbt/profiles.yml``. PostgreSQL: Cosmos maps the Airflow connection
+    ``RECFLOW_WAREHOUSE_CONN_ID`` onto the profile when the task runs (``docs/deploy.md``)."""
+    from cosmos import ProfileConfig
+
+    if settings.dbt_target == "postgres":
+        from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+        return ProfileConfig(
+            profile_name="recflow",
+            target_name="postgres",
+            profile_mapping=PostgresUserPasswordProfileMapping(
+                conn_id=settings.warehouse_conn_id, profile_args={"schema": ANALYTICS_SCHEMA, "threads": 1}
+            ),
+        )
+    return ProfileConfig(
+        profile_name="recflow",
+        target_name=settings.dbt_target,
+        profiles_yml_filepath=settings.dbt_project_dir / "profiles.yml",
     )

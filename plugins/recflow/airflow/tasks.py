@@ -14,6 +14,7 @@ from typing import Any
 
 from airflow.sdk import task
 from recflow.airflow.assets import TRAINING_MART
+from recflow.airflow.connections import task_settings
 from recflow.config import Settings
 from recflow.warehouse import WAREHOUSE_POOL
 
@@ -68,7 +69,7 @@ def wait_for_landing(
     """Wait (without holding a worker) until the day's partition is complete (``_SUCCESS``); fail after 6 hours."""
     from recflow.landing import SUCCESS_MARKER, partition_complete, partition_dir
 
-    settings = Settings.from_env()
+    settings = task_settings()
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
     late = [d for d in days if not partition_complete(settings.landing_dir, d)]
     if late:
@@ -91,7 +92,7 @@ def land(
     from recflow.landing import stage_partitions
 
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
-    staged = stage_partitions(Settings.from_env(), days)
+    staged = stage_partitions(task_settings(), days)
     return {
         "days": len(staged),
         "first": str(days[0]),
@@ -114,7 +115,7 @@ def audit(
     params = params or {}
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
     results = audit_days(
-        Settings.from_env(),
+        task_settings(),
         days,
         run_id=run_id or "manual",
         max_quarantine_share=params.get("max_quarantine_share"),
@@ -133,7 +134,7 @@ def check_marts() -> dict[str, Any]:
     """Great Expectations on the training mart; on success the mart's asset event triggers training."""
     from recflow.quality import check_training_marts
 
-    report = check_training_marts(Settings.from_env())
+    report = check_training_marts(task_settings())
     return {"suite": report.suite, "rows": report.rows, "expectations": report.evaluated}
 
 
@@ -142,7 +143,7 @@ def snapshot() -> dict[str, Any]:
     """Freeze the training mart into a content-addressed snapshot in the artifact store."""
     from recflow.snapshot import take_snapshot
 
-    return take_snapshot(Settings.from_env()).to_xcom()
+    return take_snapshot(task_settings()).to_xcom()
 
 
 def _model_name(settings: Settings, params: dict[str, Any] | None) -> str:
@@ -157,7 +158,7 @@ def evaluate(
     """Score challenger and champion on the same holdout and the same sampled negatives."""
     from recflow.evaluation import evaluate_challenger
 
-    settings = Settings.from_env()
+    settings = task_settings()
     return evaluate_challenger(settings, snapshot, training, _model_name(settings, params))
 
 
@@ -169,7 +170,7 @@ def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
     decision = decide(
         evaluation["challenger"],
         evaluation["champion"],
-        Settings.from_env().gate,
+        task_settings().gate,
         same_as_champion=evaluation["champion_job"] == evaluation["challenger_job"],
     )
     log.info(decision.reason)
@@ -195,7 +196,7 @@ def publish(
     if (params or {}).get("dry_run"):
         raise AirflowSkipException(f"dry run: would have published ({decision['reason']})")
     result = publish_evaluated(
-        Settings.from_env(),
+        task_settings(),
         snapshot=snapshot,
         training=training,
         evaluation=evaluation,

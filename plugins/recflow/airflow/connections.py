@@ -1,0 +1,70 @@
+"""Settings for a task, completed from Airflow connections: the one place tasks read secrets from Airflow.
+
+A task calls :func:`task_settings` instead of ``Settings.from_env``. Two connections
+are read, each only when it exists, so the embedded profile needs neither:
+
+- ``RECFLOW_WAREHOUSE_CONN_ID`` (``recflow_warehouse``): a PostgreSQL connection; its URI
+  becomes ``Settings.warehouse_url`` for every warehouse step. dbt reads the same
+  connection through Cosmos's ``PostgresUserPasswordProfileMapping`` (``recflow.airflow.dbt``).
+- ``RECFLOW_AWS_CONN_ID`` (``aws_default``): the Amazon provider's ``AwsBaseHook`` builds
+  a boto3 session from it (keys, a role to assume, a profile) and that session becomes
+  boto3's default one in this process, so S3 and SageMaker clients made anywhere in
+  ``recflow`` (``recflow.artifacts.aws_client``) use it. Without the connection the hook
+  falls back to boto3's own chain (environment, instance or pod role).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from recflow.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _connection_uri(conn_id: str) -> str | None:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        connection = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+    return str(connection.get_uri())
+
+
+def _uses_aws(settings: Settings) -> bool:
+    return (
+        settings.artifacts_uri.startswith("s3://")
+        or settings.training_backend == "sagemaker"
+        or settings.registry_backend == "sagemaker"
+    )
+
+
+def use_aws_connection(settings: Settings) -> None:
+    """Make the AWS connection's session boto3's default in this process (when AWS is in use at all)."""
+    if not _uses_aws(settings):
+        return
+    import boto3
+
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    boto3.DEFAULT_SESSION = AwsBaseHook(aws_conn_id=settings.aws_conn_id).get_session(
+        region_name=settings.aws_region
+    )
+
+
+def task_settings() -> Settings:
+    """``Settings.from_env()``, with the warehouse from its Airflow connection and AWS credentials set up."""
+    settings = Settings.from_env()
+    uri = _connection_uri(settings.warehouse_conn_id)
+    if uri is not None:
+        uri = uri.replace("postgres://", "postgresql://", 1)
+        if settings.warehouse_url and settings.warehouse_url != uri:
+            log.info(
+                "warehouse from Airflow connection %s, not RECFLOW_WAREHOUSE_URL", settings.warehouse_conn_id
+            )
+        settings = dataclasses.replace(settings, warehouse_url=uri)
+    use_aws_connection(settings)
+    return settings

@@ -1,0 +1,45 @@
+"""Tasks take the warehouse and AWS credentials from Airflow connections when those exist."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+
+from recflow.airflow.connections import task_settings
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path))
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+
+
+def test_without_connections_the_environment_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECFLOW_WAREHOUSE_URL", "postgresql://postgres@127.0.0.1:5432/from_env")
+    settings = task_settings()
+    assert settings.warehouse_url == "postgresql://postgres@127.0.0.1:5432/from_env"
+    assert boto3.DEFAULT_SESSION is None, "no AWS in use: no session is made"
+
+
+def test_the_warehouse_connection_wins_and_aws_keys_come_from_aws_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RECFLOW_WAREHOUSE_URL", "postgresql://postgres@127.0.0.1:5432/from_env")
+    monkeypatch.setenv("AIRFLOW_CONN_RECFLOW_WAREHOUSE", "postgres://rec:p%40ss@db.internal:6543/wh")
+    monkeypatch.setenv("RECFLOW_ARTIFACT_ROOT", "s3://bucket/recflow")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DEFAULT",
+        json.dumps({"conn_type": "aws", "login": "AKIAEXAMPLE", "password": "secret-key"}),
+    )
+    settings = task_settings()
+    assert settings.warehouse_url == "postgresql://rec:p%40ss@db.internal:6543/wh"
+    assert settings.dbt_env()["RECFLOW_WAREHOUSE_PASSWORD"] == "p@ss"
+    credentials = boto3.DEFAULT_SESSION.get_credentials()
+    assert (credentials.access_key, credentials.secret_key) == ("AKIAEXAMPLE", "secret-key")
+    assert (
+        boto3.client("s3", region_name=settings.aws_region)._request_signer._credentials.access_key
+        == "AKIAEXAMPLE"
+    )
