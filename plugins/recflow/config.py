@@ -159,6 +159,14 @@ class Settings:
             "The DuckDB warehouse file. Unset: `$RECFLOW_HOME/warehouse/recflow.duckdb`.",
         ),
     ] = None
+    landing_path: Annotated[
+        AbsolutePath | None,
+        Env(
+            "RECFLOW_LANDING_DIR",
+            "The landing zone producers write day partitions into. With several workers it must be storage "
+            "they all mount (the tasks only read it). Unset: `$RECFLOW_HOME/landing`.",
+        ),
+    ] = None
     warehouse_url: Annotated[
         str | None,
         Env(
@@ -377,7 +385,7 @@ class Settings:
 
     @property
     def landing_dir(self) -> Path:
-        return self.home / "landing"
+        return self.landing_path or self.home / "landing"
 
     @property
     def incidents_path(self) -> Path:

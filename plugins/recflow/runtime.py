@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from recflow.config import Settings, subprocess_env
+from recflow.errors import ConfigError
 
 API_HOST = "127.0.0.1"
 ADMIN_USER = "admin"
@@ -85,8 +86,28 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
         "TF_CPP_MIN_LOG_LEVEL": "2",
         **settings.dbt_env(),
     }
+    if settings.profile == "production":
+        _production_airflow(defaults, current)
     merged = {**defaults, **{k: v for k, v in current.items() if k in defaults}, **settings.to_env()}
     return subprocess_env(merged)
+
+
+PRODUCTION_AIRFLOW_REQUIRED = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL")
+"""What the production profile's Airflow must be given: a shared metadata database and a broker."""
+
+
+def _production_airflow(defaults: dict[str, str], current: Mapping[str, str]) -> None:
+    """The production profile's Airflow: CeleryExecutor on the given metadata database and broker
+    (docs/deploy.md); no SQLite or LocalExecutor default survives."""
+    missing = [name for name in PRODUCTION_AIRFLOW_REQUIRED if not current.get(name)]
+    if missing:
+        raise ConfigError(
+            f"RECFLOW_PROFILE=production runs Airflow on CeleryExecutor and needs {', '.join(missing)} "
+            "(a PostgreSQL metadata database, a Redis broker: docs/deploy.md)"
+        )
+    defaults["AIRFLOW__CORE__EXECUTOR"] = "CeleryExecutor"
+    for name in PRODUCTION_AIRFLOW_REQUIRED:
+        defaults[name] = current[name]
 
 
 def admin_password(settings: Settings) -> str | None:
