@@ -6,6 +6,7 @@ from CloudWatch Logs (``/aws/sagemaker/TrainingJobs``, streams ``<job>/...``).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from recflow.artifacts import aws_client
@@ -13,6 +14,8 @@ from recflow.config import Settings
 from recflow.errors import TrainingJobExists, TrainingJobNotFound
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+MAX_LOG_PAGES = 100
+"""Pages of one stream read in one call at most; the rest comes with the next call."""
 
 
 def _error_code(exc: Exception) -> str:
@@ -49,22 +52,45 @@ class SageMakerTrainingBackend:
         return description
 
     def read_log(self, name: str, cursor: str) -> tuple[list[str], str]:
+        """New lines of every log stream of the job, stream by stream in name order.
+
+        SageMaker writes one stream per instance and per restart (``<job>/algo-1-<ts>``,
+        ``<job>/algo-2-<ts>``...); ``cursor`` is a JSON map from stream to its ``nextForwardToken``,
+        and each stream is read to its end, page after page (a page holds at most 10,000 events)."""
         from botocore.exceptions import ClientError
 
         try:
-            streams = self.logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{name}/")
+            streams = [
+                stream["logStreamName"]
+                for page in self.logs.get_paginator("describe_log_streams").paginate(
+                    logGroupName=LOG_GROUP, logStreamNamePrefix=f"{name}/"
+                )
+                for stream in page.get("logStreams", [])
+            ]
         except ClientError as exc:
             if _error_code(exc) == "ResourceNotFoundException":
                 return [], cursor
             raise
-        if not streams.get("logStreams"):
-            return [], cursor
-        stream = streams["logStreams"][0]["logStreamName"]
-        kwargs: dict[str, Any] = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
-        if cursor:
-            kwargs["nextToken"] = cursor
-        events = self.logs.get_log_events(**kwargs)
-        return [e["message"] for e in events.get("events", [])], events.get("nextForwardToken", cursor)
+        tokens: dict[str, str] = json.loads(cursor) if cursor else {}
+        lines: list[str] = []
+        for stream in sorted(streams):
+            token = tokens.get(stream)
+            for _ in range(MAX_LOG_PAGES):
+                kwargs: dict[str, Any] = {
+                    "logGroupName": LOG_GROUP,
+                    "logStreamName": stream,
+                    "startFromHead": True,
+                }
+                if token:
+                    kwargs["nextToken"] = token
+                page = self.logs.get_log_events(**kwargs)
+                lines.extend(event["message"] for event in page.get("events", []))
+                previous, token = token, page.get("nextForwardToken", token)
+                if token == previous:  # CloudWatch hands back the token it was given at the end of a stream
+                    break
+            if token:
+                tokens[stream] = token
+        return lines, json.dumps(tokens, sort_keys=True) if tokens else cursor
 
     def stop_training_job(self, name: str) -> None:
         from botocore.exceptions import ClientError
