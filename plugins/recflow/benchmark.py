@@ -31,7 +31,7 @@ from recflow.demo import (
     wait_for_train_run,
 )
 from recflow.movielens import load_movielens
-from recflow.registry import MlflowRegistry
+from recflow.registry import registry_for
 from recflow.services import TERMINAL_RUN_STATES, AirflowClient, running_airflow, wait_for_dags
 
 MODEL_NAME = "movielens-100k"
@@ -110,7 +110,7 @@ def run_movielens(
                 echo(
                     f"deleted {leftover['dag_run_id']}: a scheduled day with no MovieLens data, waiting for it"
                 )
-    champion = MlflowRegistry(settings).get_by_alias(MODEL_NAME)
+    champion = registry_for(settings).get_by_alias(MODEL_NAME)
     result = {
         "model_name": MODEL_NAME,
         "champion_version": champion.version if champion else None,

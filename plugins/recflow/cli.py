@@ -129,7 +129,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         warehouse_counts,
     )
     from recflow.generate import GeneratorConfig, generate
-    from recflow.registry import MlflowRegistry
+    from recflow.registry import registry_for
     from recflow.runtime import admin_password, api_base_url
 
     started = time.monotonic()
@@ -149,7 +149,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    champion = MlflowRegistry(settings).get_by_alias(settings.model_name)
+    champion = registry_for(settings).get_by_alias(settings.model_name)
     after = warehouse_counts(settings)
     print("\n=== recflow demo summary ===")
     for run in result.warehouse_runs + result.train_runs:
@@ -193,9 +193,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.registry import MlflowRegistry
+    from recflow.registry import registry_for
 
-    versions = MlflowRegistry(settings).list_versions(args.name)
+    versions = registry_for(settings).list_versions(args.name)
     if args.json:
         print(json.dumps([v.as_dict() for v in versions], indent=2))
         return 0
@@ -211,9 +211,9 @@ def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.registry import MlflowRegistry
+    from recflow.registry import registry_for
 
-    registry = MlflowRegistry(settings)
+    registry = registry_for(settings)
     info = registry.get_by_alias(args.name, args.alias)
     if info is None:
         print(f"model {args.name!r} has no version with alias {args.alias!r}", file=sys.stderr)
@@ -225,10 +225,10 @@ def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_models_promote(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.errors import RegistryError
-    from recflow.registry import MlflowRegistry
+    from recflow.registry import registry_for
 
     try:
-        moved = MlflowRegistry(settings).promote(args.name, args.version, args.reason, getpass.getuser())
+        moved = registry_for(settings).promote(args.name, args.version, args.reason, getpass.getuser())
     except (RegistryError, ValueError) as exc:
         print(f"not promoted: {exc}", file=sys.stderr)
         return 1
@@ -316,10 +316,10 @@ def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.errors import RegistryError
-    from recflow.registry import MlflowRegistry
+    from recflow.registry import registry_for
 
     try:
-        moves = MlflowRegistry(settings).champion_history(args.name)
+        moves = registry_for(settings).champion_history(args.name)
     except RegistryError as exc:
         print(str(exc), file=sys.stderr)
         return 1

@@ -237,7 +237,7 @@ def evaluate_challenger(
     import json
 
     from recflow.artifacts import join, store_for
-    from recflow.registry import MlflowRegistry
+    from recflow.registry import registry_for
     from recflow.snapshot import Snapshot, load_eval_set
 
     snap = Snapshot.from_xcom(dict(snapshot))
@@ -248,7 +248,7 @@ def evaluate_challenger(
         archive = store.get_file(training["model_uri"], Path(tmp) / "challenger.tar.gz")
         challenger = evaluate_model_archive(archive, data)
         log.info("challenger %s: %s", training["job_name"], challenger)
-        registry = MlflowRegistry(settings)
+        registry = registry_for(settings)
         champion_info = registry.get_by_alias(model_name)
         champion = None
         if champion_info is not None:

@@ -222,15 +222,19 @@ def champion_of(settings: Settings, name: str, timeout_s: float = REGISTRY_TIMEO
     that does not answer within ``timeout_s`` is reported as unknown.
     """
     uri = settings.mlflow_uri
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+    if (
+        settings.registry_backend == "mlflow"
+        and uri.startswith("sqlite:///")
+        and not Path(uri.removeprefix("sqlite:///")).exists()
+    ):
         return f"none: no model registry yet ({uri})"
     answer: list[str] = []
 
     def look_up() -> None:
         try:
-            from recflow.registry import MlflowRegistry
+            from recflow.registry import registry_for
 
-            info = MlflowRegistry(settings).get_by_alias(name)
+            info = registry_for(settings).get_by_alias(name)
         except Exception as exc:  # the registry may be what is broken; the incident is recorded anyway
             answer.append(f"unknown: the registry could not be read ({one_line(_describe(exc), 200)})")
             return

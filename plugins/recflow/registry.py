@@ -1,5 +1,10 @@
 """The model registry: MLflow (embedded default: a SQLite file and a local artifact root).
 
+Two backends keep the same contract (:class:`Registry`): :class:`MlflowRegistry` here, and
+:class:`recflow.sagemaker_registry.SageMakerRegistry` (SageMaker's Model Registry, a model
+package group per model name); :func:`registry_for` picks one from ``RECFLOW_REGISTRY_BACKEND``.
+What follows describes the MLflow one; the SageMaker one maps each piece onto its own records.
+
 A published model is an MLflow run (metrics, hyperparameters, the SavedModel
 as artifacts) plus a registered model version tagged with its lineage; the
 alias ``champion`` points at the version serving traffic. MLflow metric names
@@ -42,7 +47,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from recflow.config import Settings
 from recflow.errors import RegistryError
@@ -69,6 +74,8 @@ PICTURES = "pictures"
 LOSS_PICTURE = "loss_curve.png"
 VERSUS_PICTURE = "challenger_vs_champion.png"
 CHART_METRICS = ("hr@10", "ndcg@10", "recall@50")
+PICTURE_FILES = {"loss_curve": LOSS_PICTURE, "challenger_vs_champion": VERSUS_PICTURE}
+"""The model card's name of each picture, and its file under ``pictures/``."""
 
 PUBLISH_STEPS: tuple[str, ...] = (
     "run",  # find or create the run tagged with the training job's name
@@ -150,6 +157,94 @@ class ModelVersionInfo:
             "created_at": self.created_at,
             "source": self.source,
         }
+
+
+class Registry(Protocol):
+    """What a registry backend offers; :class:`MlflowRegistry` and ``SageMakerRegistry`` keep the same contract.
+
+    Errors: :class:`RegistryError` for an unknown model or version and for an inconsistent
+    state, ``ValueError`` for a bad argument (an empty reason, a name the backend cannot hold).
+    """
+
+    def get_by_alias(self, name: str, alias: str = CHAMPION) -> ModelVersionInfo | None: ...
+
+    def get_version(self, name: str, version: int) -> ModelVersionInfo:
+        """``version`` of ``name``; raises :class:`RegistryError` for an unknown model or version."""
+        ...
+
+    def require_model(self, name: str) -> None:
+        """Raises :class:`RegistryError` (``there is no registered model named …``) when ``name`` is unknown."""
+        ...
+
+    def list_versions(self, name: str | None = None) -> list[ModelVersionInfo]: ...
+
+    def publish(
+        self,
+        name: str,
+        model_dir: Path,
+        metrics: Mapping[str, float],
+        params: Mapping[str, str],
+        lineage: Mapping[str, str],
+        *,
+        training_job: str | None = None,
+        reason: str = "",
+        who: str | None = None,
+        on_step: OnStep | None = None,
+        curves: Mapping[str, Sequence[float]] | None = None,
+        run_tags: Mapping[str, str] | None = None,
+        pictures_dir: Path | None = None,
+    ) -> ModelVersionInfo: ...
+
+    def promote(self, name: str, version: int, reason: str, who: str) -> dict[str, Any] | None: ...
+
+    def champion_history(self, name: str) -> list[dict[str, Any]]: ...
+
+    def download(self, info: ModelVersionInfo, out: Path) -> Path: ...
+
+    def curve(self, info: ModelVersionInfo, name: str) -> list[float]:
+        """The step-indexed values ``train/<name>`` published with the version (one per epoch)."""
+        ...
+
+    def pictures(self, info: ModelVersionInfo) -> dict[str, str]:
+        """``{"loss_curve": path or URI, "challenger_vs_champion": …}`` for the pictures the version has."""
+        ...
+
+
+def registry_for(settings: Settings) -> Registry:
+    """The registry backend ``settings.registry_backend`` names (``RECFLOW_REGISTRY_BACKEND``)."""
+    if settings.registry_backend == "sagemaker":
+        from recflow.sagemaker_registry import SageMakerRegistry
+
+        return SageMakerRegistry(settings)
+    return MlflowRegistry(settings)
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What one publication is keyed by and recorded with, as both backends derive it."""
+
+    job: str
+    lineage: dict[str, str]
+    who: str
+    reason: str
+
+
+def publication(
+    name: str, lineage: Mapping[str, str], training_job: str | None, who: str | None, reason: str
+) -> Publication:
+    """The training job (``training_job`` or ``lineage["training_job_name"]``), the lineage naming it,
+    ``who`` (default ``"<airflow_dag_id>/<airflow_run_id>"``) and ``reason`` of a publication."""
+    job = training_job or lineage.get(JOB_KEY)
+    if not job:
+        raise ValueError(f"publishing {name} needs the training job's name (training_job or lineage)")
+    if lineage.get(JOB_KEY, job) != job:
+        raise ValueError(f"lineage names training job {lineage[JOB_KEY]!r}, publishing {job!r}")
+    return Publication(
+        job=job,
+        lineage={**lineage, JOB_KEY: job},
+        who=who or f"{lineage.get('airflow_dag_id', 'unknown')}/{lineage.get('airflow_run_id', 'unknown')}",
+        reason=reason or f"published training job {job}",
+    )
 
 
 class MlflowRegistry:
@@ -256,14 +351,8 @@ class MlflowRegistry:
         ``train/<name>``, step = epoch; ``run_tags`` on the run; the files of ``pictures_dir``
         under the run's ``pictures/``. Like metrics, they are written once.
         """
-        job = training_job or lineage.get(JOB_KEY)
-        if not job:
-            raise ValueError(f"publishing {name} needs the training job's name (training_job or lineage)")
-        if lineage.get(JOB_KEY, job) != job:
-            raise ValueError(f"lineage names training job {lineage[JOB_KEY]!r}, publishing {job!r}")
-        lineage = {**lineage, JOB_KEY: job}
-        who = who or f"{lineage.get('airflow_dag_id', 'unknown')}/{lineage.get('airflow_run_id', 'unknown')}"
-        reason = reason or f"published training job {job}"
+        pub = publication(name, lineage, training_job, who, reason)
+        job, lineage, who, reason = pub.job, pub.lineage, pub.who, pub.reason
 
         def step(done: str) -> None:
             log.debug("publish %s (%s): %s done", name, job, done)
@@ -437,6 +526,36 @@ class MlflowRegistry:
             if cls._champion_of(model) == entry["version"]:
                 entries.setdefault(int(entry["seq"]), pending)
         return [json.loads(entries[seq]) for seq in sorted(entries)]
+
+    def require_model(self, name: str) -> None:
+        self._registered_model(name)
+
+    def get_version(self, name: str, version: int) -> ModelVersionInfo:
+        from mlflow.exceptions import MlflowException
+
+        self._registered_model(name)
+        try:
+            return self._info(self.client.get_model_version(name, str(version)))
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            raise RegistryError(f"{name} has no version {version}") from exc
+
+    def curve(self, info: ModelVersionInfo, name: str) -> list[float]:
+        if not info.run_id:
+            return []
+        history = self.client.get_metric_history(info.run_id, f"{CURVE_PREFIX}{name}")
+        return [m.value for m in sorted(history, key=lambda m: m.step)]
+
+    def pictures(self, info: ModelVersionInfo) -> dict[str, str]:
+        if not info.artifact_uri:
+            return {}
+        names = {a.path.rsplit("/", 1)[-1] for a in self.client.list_artifacts(info.run_id, PICTURES)}
+        return {
+            key: _local_path(f"{info.artifact_uri}/{PICTURES}/{file}")
+            for key, file in PICTURE_FILES.items()
+            if file in names
+        }
 
     def champion_history(self, name: str) -> list[dict[str, Any]]:
         """Every move of ``champion`` on ``name``, oldest first; raises :class:`RegistryError` for an unknown model.
@@ -646,7 +765,7 @@ def publish_training_job(
         )
         if on_step is not None:
             on_step(MODEL_FETCHED)
-        info = MlflowRegistry(settings).publish(
+        info = registry_for(settings).publish(
             name,
             model_dir,
             metrics,
@@ -744,40 +863,17 @@ def model_card(
     ``version`` when given, else the version ``alias`` points at. Raises :class:`RegistryError`
     when there is no such model, version or alias.
     """
-    from mlflow.exceptions import MlflowException
-
-    registry = MlflowRegistry(settings)
-    registry._registered_model(name)
+    registry = registry_for(settings)
+    registry.require_model(name)
     if version is None:
         info = registry.get_by_alias(name, alias)
         if info is None:
             raise RegistryError(f"{name} has no version with the alias {alias!r}")
     else:
-        try:
-            info = registry._info(registry.client.get_model_version(name, str(version)))
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            raise RegistryError(f"{name} has no version {version}") from exc
+        info = registry.get_version(name, version)
     tags = info.run_tags
-    losses = (
-        [
-            m.value
-            for m in sorted(
-                registry.client.get_metric_history(info.run_id, f"{CURVE_PREFIX}loss"), key=lambda m: m.step
-            )
-        ]
-        if info.run_id
-        else []
-    )
-    pictures = {}
-    if info.artifact_uri:
-        names = {a.path.rsplit("/", 1)[-1] for a in registry.client.list_artifacts(info.run_id, PICTURES)}
-        pictures = {
-            key: _local_path(f"{info.artifact_uri}/{PICTURES}/{file}")
-            for key, file in (("loss_curve", LOSS_PICTURE), ("challenger_vs_champion", VERSUS_PICTURE))
-            if file in names
-        }
+    losses = registry.curve(info, "loss")
+    pictures = registry.pictures(info)
     champion_metrics = tags.get("gate.champion_metrics")
     return {
         "name": info.name,

@@ -1,0 +1,690 @@
+"""The model registry on SageMaker's Model Registry (``RECFLOW_REGISTRY_BACKEND=sagemaker``).
+
+Same contract as :class:`recflow.registry.MlflowRegistry` (:class:`recflow.registry.Registry`),
+mapped onto SageMaker:
+
+- a model name is a model package group (created idempotently), a version is a model package
+  of that group (``ModelPackageVersion``);
+- a package's ``InferenceSpecification`` points at the SageMaker model archive
+  (``model.tar.gz`` of the published SavedModel) and its ``ModelMetrics.ModelQuality.Statistics``
+  at the version's record (JSON: metrics, hyperparameters, lineage, the model card's tags,
+  the curves, the pictures), both under ``<artifact root>/registry/<name>/<training job>/``;
+  its ``CustomerMetadataProperties`` repeat the training job (the key of a publication),
+  ``recflow.complete``, the lineage and the metrics so the SageMaker console shows them
+  (values cut to what SageMaker accepts: 256 characters out of letters, digits, spaces and
+  ``_.:/=+-@``; the record keeps them whole);
+- ``champion`` is the package with ``ModelApprovalStatus=Approved``; a move approves the new
+  champion, writing the move's number (``recflow.champion_seq``) in the same call, then sets
+  every other approved package to ``Rejected``. Should two packages be approved (a move
+  interrupted between the two, or someone approving in the console), the champion is the one
+  with the highest move number, then the highest version.
+- every move is recorded under ``<artifact root>/registry/<name>/champion/``: written ahead as
+  ``pending.json``, then ``history/<seq>.json`` once the approvals moved, then ``pending.json``
+  removed; the next move or publication of the model completes (or discards, when the approval
+  never moved) a move interrupted in between. The history is kept in S3 rather than in tags or
+  metadata properties because it is free text (reasons) and unbounded (SageMaker keeps 50 of each).
+
+Publishing runs the same steps as MLflow's, under the same names (:data:`recflow.registry.PUBLISH_STEPS`),
+each finding what an earlier attempt wrote: ``run`` (the job's record read, if any), ``logged``
+(the record written, ``complete: false``), ``artifacts`` (archive and pictures uploaded),
+``run_complete`` (the record marked complete), ``registered_model`` (the group), ``version`` (the
+package carrying the job's name, found or created), ``version_complete``, ``champion_intent``,
+``champion``, ``champion_recorded``. One training job is one package, whatever the attempts.
+The artifact root must be ``s3://`` (the model archive is what SageMaker deploys).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tarfile
+import tempfile
+import unicodedata
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from recflow.config import Settings
+from recflow.errors import ConfigError, RegistryError
+from recflow.registry import (
+    CHAMPION,
+    JOB_KEY,
+    NOT_A_METRIC,
+    PICTURE_FILES,
+    PICTURES,
+    PUBLISH_STEPS,
+    ModelVersionInfo,
+    OnStep,
+    publication,
+)
+
+log = logging.getLogger(__name__)
+
+REGISTRY_PREFIX = "registry"
+"""Under the artifact root: ``registry/<name>/<job>/`` (a version's files), ``registry/<name>/champion/``."""
+RECORD = "record.json"
+ARCHIVE = "model.tar.gz"
+APPROVED = "Approved"
+REJECTED = "Rejected"
+PENDING_APPROVAL = "PendingManualApproval"
+JOB_PROPERTY = "recflow.training_job_name"
+COMPLETE_PROPERTY = "recflow.complete"
+RECORD_PROPERTY = "recflow.record"
+SEQ_PROPERTY = "recflow.champion_seq"
+CHAMPION_BY_PROPERTY = "recflow.champion_by"
+CHAMPION_AT_PROPERTY = "recflow.champion_at"
+LINEAGE_PROPERTY_PREFIX = "lineage."
+METRIC_PROPERTY_PREFIX = "metric."
+MAX_PROPERTIES = 50
+MAX_PROPERTY_VALUE = 256
+MAX_DESCRIPTION = 1024
+GROUP_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+"""SageMaker's pattern for a model package group's name."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _property_value(value: str) -> str:
+    """``value`` as SageMaker accepts it in ``CustomerMetadataProperties`` (other characters become ``_``)."""
+    kept = "".join(
+        ch if ch.isalnum() or ch in "_.:/=+-@" or unicodedata.category(ch).startswith("Z") else "_"
+        for ch in value
+    )
+    return kept[:MAX_PROPERTY_VALUE] or "-"
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def _is_missing(exc: Exception) -> bool:
+    """A SageMaker ``ValidationException`` saying that the group or package does not exist."""
+    message = str(exc).lower()
+    return _error_code(exc) in ("ValidationException", "ResourceNotFound") and (
+        "does not exist" in message or "not found" in message
+    )
+
+
+def _pack(model_dir: Path, archive: Path) -> Path:
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(model_dir.iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
+
+
+class SageMakerRegistry:
+    """The registry on SageMaker's Model Registry; see the module's docstring for the mapping."""
+
+    def __init__(self, settings: Settings) -> None:
+        from recflow.artifacts import aws_client
+
+        root = urlparse(settings.artifacts_uri)
+        if root.scheme != "s3":
+            raise ConfigError(
+                f"RECFLOW_REGISTRY_BACKEND=sagemaker keeps model archives in S3: RECFLOW_ARTIFACT_ROOT must be "
+                f"s3://bucket/prefix, not {settings.artifacts_uri!r}"
+            )
+        self.settings = settings
+        self.client = aws_client(settings, "sagemaker")
+        self.s3 = aws_client(settings, "s3")
+        self.bucket = root.netloc
+        self.prefix = "/".join(p for p in (root.path.strip("/"), REGISTRY_PREFIX) if p)
+
+    # -- S3: a version's files and the champion's log -------------------------------------------
+
+    def _key(self, name: str, *parts: str) -> str:
+        return "/".join([self.prefix, name, *parts])
+
+    def _uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def _get_json(self, key: str) -> dict[str, Any] | None:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except Exception as exc:
+            if _error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise
+        document: dict[str, Any] = json.loads(body)
+        return document
+
+    def _put_json(self, key: str, document: Mapping[str, Any]) -> None:
+        body = json.dumps(document, sort_keys=True, indent=1).encode()
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+
+    def _keys(self, prefix: str) -> list[str]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        return sorted(
+            obj["Key"]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+        )
+
+    def _record_key(self, name: str, job: str) -> str:
+        return self._key(name, job, RECORD)
+
+    def _pending_key(self, name: str) -> str:
+        return self._key(name, CHAMPION, "pending.json")
+
+    def _history_key(self, name: str, seq: int) -> str:
+        return self._key(name, CHAMPION, "history", f"{seq:06d}.json")
+
+    # -- SageMaker: groups and packages ----------------------------------------------------------
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if not GROUP_NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r}: a SageMaker model package group name is 1 to 63 letters, digits and hyphens"
+            )
+
+    def _group_exists(self, name: str) -> bool:
+        if not GROUP_NAME.fullmatch(name):
+            return False
+        try:
+            self.client.describe_model_package_group(ModelPackageGroupName=name)
+        except Exception as exc:
+            if _is_missing(exc):
+                return False
+            raise
+        return True
+
+    def require_model(self, name: str) -> None:
+        if not self._group_exists(name):
+            raise RegistryError(f"there is no registered model named {name!r}")
+
+    def _ensure_group(self, name: str) -> None:
+        if self._group_exists(name):
+            return
+        try:
+            self.client.create_model_package_group(
+                ModelPackageGroupName=name,
+                ModelPackageGroupDescription="Two-tower retrieval model (recflow)",
+            )
+        except Exception as exc:
+            if "already exists" not in str(exc).lower():
+                raise
+        log.info("created SageMaker model package group %s", name)
+
+    def _groups(self) -> list[str]:
+        paginator = self.client.get_paginator("list_model_package_groups")
+        return sorted(
+            g["ModelPackageGroupName"]
+            for page in paginator.paginate()
+            for g in page.get("ModelPackageGroupSummaryList", [])
+        )
+
+    def _packages(self, name: str, also: str | None = None) -> dict[int, dict[str, Any]]:
+        """Every package of the group ``name`` (described: summaries lack the metadata), by version.
+
+        ``also``: the ARN of a package just created, described even when the list does not show it yet.
+        """
+        paginator = self.client.get_paginator("list_model_packages")
+        arns = [
+            p["ModelPackageArn"]
+            for page in paginator.paginate(ModelPackageGroupName=name, ModelPackageType="Versioned")
+            for p in page.get("ModelPackageSummaryList", [])
+        ]
+        if also is not None and also not in arns:
+            arns.append(also)
+        described = (self.client.describe_model_package(ModelPackageName=arn) for arn in arns)
+        return {int(p["ModelPackageVersion"]): p for p in described}
+
+    @staticmethod
+    def _properties(package: Mapping[str, Any]) -> dict[str, str]:
+        return dict(package.get("CustomerMetadataProperties") or {})
+
+    def _update(
+        self,
+        package: Mapping[str, Any],
+        *,
+        status: str | None = None,
+        description: str | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> None:
+        # every field is sent whole: UpdateModelPackage merges the metadata properties, moto's
+        # server replaces them (and clears an omitted status or description), so both agree on this
+        self.client.update_model_package(
+            ModelPackageArn=package["ModelPackageArn"],
+            ModelApprovalStatus=status or package.get("ModelApprovalStatus") or PENDING_APPROVAL,
+            ApprovalDescription=(
+                description if description is not None else package.get("ApprovalDescription", "")
+            )[:MAX_DESCRIPTION],
+            CustomerMetadataProperties=dict(
+                properties if properties is not None else self._properties(package)
+            ),
+        )
+
+    @staticmethod
+    def _seq_of(package: Mapping[str, Any]) -> int:
+        raw = (package.get("CustomerMetadataProperties") or {}).get(SEQ_PROPERTY, "0")
+        return int(raw) if raw.isdigit() else 0
+
+    @classmethod
+    def _champion_of(cls, packages: Mapping[int, Mapping[str, Any]]) -> int | None:
+        approved = [v for v, p in packages.items() if p.get("ModelApprovalStatus") == APPROVED]
+        return max(approved, key=lambda v: (cls._seq_of(packages[v]), v)) if approved else None
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _info(self, name: str, package: Mapping[str, Any], champion: int | None) -> ModelVersionInfo:
+        properties = self._properties(package)
+        job = properties.get(JOB_PROPERTY, "")
+        record = (self._get_json(self._record_key(name, job)) if job else None) or {}
+        lineage = record.get("lineage") or {
+            k.removeprefix(LINEAGE_PROPERTY_PREFIX): v
+            for k, v in properties.items()
+            if k.startswith(LINEAGE_PROPERTY_PREFIX)
+        }
+        metrics = record.get("metrics") or {
+            k.removeprefix(METRIC_PROPERTY_PREFIX): float(v)
+            for k, v in properties.items()
+            if k.startswith(METRIC_PROPERTY_PREFIX)
+        }
+        containers = (package.get("InferenceSpecification") or {}).get("Containers") or [{}]
+        created = package["CreationTime"]
+        version = int(package["ModelPackageVersion"])
+        return ModelVersionInfo(
+            name=name,
+            version=version,
+            aliases=[CHAMPION] if version == champion else [],
+            metrics={k: float(v) for k, v in metrics.items()},
+            params=dict(record.get("params") or {}),
+            lineage=dict(lineage),
+            created_at=(created if isinstance(created, datetime) else datetime.fromisoformat(str(created)))
+            .astimezone(UTC)
+            .isoformat(),
+            source=str(containers[0].get("ModelDataUrl", "")),
+            run_id="",
+            complete=properties.get(COMPLETE_PROPERTY) == "true",
+            run_tags=dict(record.get("run_tags") or {}),
+            artifact_uri=self._uri(self._key(name, job)) if job else "",
+        )
+
+    def get_by_alias(self, name: str, alias: str = CHAMPION) -> ModelVersionInfo | None:
+        if alias != CHAMPION:
+            raise RegistryError(
+                f"the SageMaker registry keeps one alias, {CHAMPION!r} (ModelApprovalStatus=Approved), "
+                f"not {alias!r}"
+            )
+        if not self._group_exists(name):
+            return None
+        packages = self._packages(name)
+        champion = self._champion_of(packages)
+        return None if champion is None else self._info(name, packages[champion], champion)
+
+    def get_version(self, name: str, version: int, *, arn: str | None = None) -> ModelVersionInfo:
+        self.require_model(name)
+        packages = self._packages(name, also=arn)
+        if version not in packages:
+            raise RegistryError(f"{name} has no version {version}")
+        return self._info(name, packages[version], self._champion_of(packages))
+
+    def list_versions(self, name: str | None = None) -> list[ModelVersionInfo]:
+        """Every version (``complete`` says whether its publication finished), by name then version."""
+        names = ([name] if self._group_exists(name) else []) if name else self._groups()
+        infos = []
+        for group in names:
+            packages = self._packages(group)
+            champion = self._champion_of(packages)
+            infos += [self._info(group, packages[v], champion) for v in sorted(packages)]
+        return infos
+
+    def curve(self, info: ModelVersionInfo, name: str) -> list[float]:
+        record = self._version_record(info)
+        return [float(v) for v in (record.get("curves") or {}).get(name, [])]
+
+    def pictures(self, info: ModelVersionInfo) -> dict[str, str]:
+        have = set(self._version_record(info).get("pictures") or [])
+        return {
+            key: f"{info.artifact_uri}/{PICTURES}/{file}"
+            for key, file in PICTURE_FILES.items()
+            if file in have
+        }
+
+    def _version_record(self, info: ModelVersionInfo) -> dict[str, Any]:
+        job = info.lineage.get(JOB_KEY)
+        return (self._get_json(self._record_key(info.name, job)) if job else None) or {}
+
+    def download(self, info: ModelVersionInfo, out: Path) -> Path:
+        """The version's SavedModel, unpacked into ``out`` (which must not exist or be empty)."""
+        from recflow.artifacts import S3ArtifactStore
+        from recflow.evaluation import unpack_model
+
+        if out.exists() and any(out.iterdir()):
+            raise FileExistsError(f"{out} is not empty: refusing to overwrite it")
+        if not info.source:
+            raise RegistryError(f"{info.name} version {info.version} names no model archive")
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = S3ArtifactStore(self.s3).get_file(info.source, Path(tmp) / ARCHIVE)
+            return unpack_model(archive, out)
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    def publish(
+        self,
+        name: str,
+        model_dir: Path,
+        metrics: Mapping[str, float],
+        params: Mapping[str, str],
+        lineage: Mapping[str, str],
+        *,
+        training_job: str | None = None,
+        reason: str = "",
+        who: str | None = None,
+        on_step: OnStep | None = None,
+        curves: Mapping[str, Sequence[float]] | None = None,
+        run_tags: Mapping[str, str] | None = None,
+        pictures_dir: Path | None = None,
+    ) -> ModelVersionInfo:
+        """Publish a training job's SavedModel as the one package of group ``name`` for that job; approve it.
+
+        The guarantees of :meth:`recflow.registry.MlflowRegistry.publish`: idempotent, keyed by
+        the training job; the first publication fixes the record, a later one adds what is
+        missing; ``champion`` moves once per ``who``, so a retry never undoes a rollback.
+        """
+        self._check_name(name)
+        pub = publication(name, lineage, training_job, who, reason)
+        job = pub.job
+
+        def step(done: str) -> None:
+            log.debug("publish %s (%s): %s done", name, job, done)
+            if on_step is not None:
+                on_step(done)
+
+        record_key = self._record_key(name, job)
+        record = self._get_json(record_key)
+        step("run")
+        record = self._ensure_record(
+            record_key, record, job, metrics, params, pub.lineage, curves or {}, run_tags or {}
+        )
+        step("logged")
+        archive_uri = self._uri(self._key(name, job, ARCHIVE))
+        if not record["complete"]:
+            from recflow.artifacts import S3ArtifactStore
+
+            store = S3ArtifactStore(self.s3)
+            with tempfile.TemporaryDirectory() as tmp:
+                store.put_file(_pack(model_dir, Path(tmp) / ARCHIVE), archive_uri)
+            files = sorted(p for p in (pictures_dir.iterdir() if pictures_dir else ()) if p.is_file())
+            for path in files:
+                store.put_file(path, self._uri(self._key(name, job, PICTURES, path.name)))
+            record["pictures"] = [p.name for p in files]
+        step("artifacts")
+        if not record["complete"]:
+            record["complete"] = True
+            self._put_json(record_key, record)
+        step("run_complete")
+        self._ensure_group(name)
+        step("registered_model")
+        package = self._ensure_package(name, job, record, archive_uri)
+        step("version")
+        version = int(package["ModelPackageVersion"])
+        self._ensure_package_complete(package)
+        step("version_complete")
+        arn = str(package["ModelPackageArn"])
+        moved = self._move_champion(
+            name, version, who=pub.who, reason=pub.reason, once_per_who=True, on_step=step, arn=arn
+        )
+        info = self.get_version(name, version, arn=arn)
+        if moved is None:
+            log.info(
+                "%s version %d is training job %s; champion not moved (%s)", name, version, job, info.aliases
+            )
+        else:
+            log.info(
+                "%s version %d is training job %s; champion moved from version %s (%s)",
+                name,
+                version,
+                job,
+                moved["previous_version"],
+                pub.reason,
+            )
+        return info
+
+    def _ensure_record(
+        self,
+        key: str,
+        record: dict[str, Any] | None,
+        job: str,
+        metrics: Mapping[str, float],
+        params: Mapping[str, str],
+        lineage: Mapping[str, str],
+        curves: Mapping[str, Sequence[float]],
+        run_tags: Mapping[str, str],
+    ) -> dict[str, Any]:
+        """The job's record, with what it lacked added (what it holds is kept; other params refuse)."""
+        have = record or {"training_job_name": job, "complete": False, "pictures": []}
+        clashes = {
+            k: (have.get("params", {})[k], str(v))
+            for k, v in params.items()
+            if k in have.get("params", {}) and have["params"][k] != str(v)
+        }
+        if clashes:
+            raise RegistryError(
+                f"the record of training job {job} ({self._uri(key)}) already has other values for params "
+                + ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in sorted(clashes.items()))
+            )
+        new: dict[str, dict[str, Any]] = {
+            "metrics": {k: float(v) for k, v in metrics.items() if k not in NOT_A_METRIC},
+            "params": {k: str(v) for k, v in params.items()},
+            "lineage": dict(lineage),
+            "run_tags": {k: str(v) for k, v in run_tags.items()},
+            "curves": {k: [float(x) for x in values] for k, values in curves.items()},
+        }
+        merged = dict(have)
+        for section, values in new.items():
+            merged[section] = {**values, **have.get(section, {})}
+        if record is None or merged != record:
+            self._put_json(key, merged)
+        return merged
+
+    def _package_properties(self, record: Mapping[str, Any], record_uri: str) -> dict[str, str]:
+        properties = {
+            JOB_PROPERTY: _property_value(str(record["training_job_name"])),
+            COMPLETE_PROPERTY: "false",
+            RECORD_PROPERTY: _property_value(record_uri),
+        }
+        extra = [(f"{LINEAGE_PROPERTY_PREFIX}{k}", str(v)) for k, v in sorted(record["lineage"].items())]
+        extra += [
+            (f"{METRIC_PROPERTY_PREFIX}{k}", repr(float(v))) for k, v in sorted(record["metrics"].items())
+        ]
+        for key, value in extra[: MAX_PROPERTIES - len(properties) - 3]:  # room for the champion's three
+            properties[_property_value(key)[:128]] = _property_value(value)
+        return properties
+
+    def _ensure_package(
+        self, name: str, job: str, record: Mapping[str, Any], archive_uri: str
+    ) -> dict[str, Any]:
+        found = [p for p in self._packages(name).values() if self._properties(p).get(JOB_PROPERTY) == job]
+        if len(found) > 1:
+            versions = ", ".join(sorted(str(p["ModelPackageVersion"]) for p in found))
+            raise RegistryError(
+                f"{name} has model packages {versions} for training job {job}; a job is published as one "
+                "package: delete the extra packages and retry"
+            )
+        if found:
+            log.info("training job %s: found %s version %s", job, name, found[0]["ModelPackageVersion"])
+            return found[0]
+        record_uri = self._uri(self._record_key(name, job))
+        lineage = record["lineage"]
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(record["metrics"].items()))
+        metadata = {"GeneratedBy": job[:1024]}
+        if lineage.get("git_commit"):
+            metadata["CommitId"] = str(lineage["git_commit"])[:1024]
+        arn = self.client.create_model_package(
+            ModelPackageGroupName=name,
+            ModelPackageDescription=(
+                f"recflow {name}: training job {job}; snapshot {lineage.get('snapshot_id', '?')}; {metrics}"
+            )[:MAX_DESCRIPTION],
+            InferenceSpecification={
+                "Containers": [{"Image": self.settings.training_image, "ModelDataUrl": archive_uri}],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+            ModelApprovalStatus=PENDING_APPROVAL,
+            MetadataProperties=metadata,
+            ModelMetrics={
+                "ModelQuality": {"Statistics": {"ContentType": "application/json", "S3Uri": record_uri}}
+            },
+            CustomerMetadataProperties=self._package_properties(record, record_uri),
+        )["ModelPackageArn"]
+        package: dict[str, Any] = self.client.describe_model_package(ModelPackageName=arn)
+        log.info("training job %s: created %s version %s", job, name, package["ModelPackageVersion"])
+        return package
+
+    def _ensure_package_complete(self, package: Mapping[str, Any]) -> None:
+        properties = self._properties(package)
+        if properties.get(COMPLETE_PROPERTY) == "true":
+            return
+        self._update(package, properties={**properties, COMPLETE_PROPERTY: "true"})
+
+    # -- the champion ---------------------------------------------------------------------------
+
+    def _history(self, name: str, packages: Mapping[int, Mapping[str, Any]]) -> list[dict[str, Any]]:
+        entries = {}
+        for key in self._keys(self._key(name, CHAMPION, "history") + "/"):
+            entry = self._get_json(key)
+            if entry is not None:
+                entries[int(entry["seq"])] = entry
+        pending = self._get_json(self._pending_key(name))
+        if pending is not None and self._moved(pending, packages):
+            # a move whose approval moved but whose record was interrupted did happen
+            entries.setdefault(int(pending["seq"]), pending)
+        return [entries[seq] for seq in sorted(entries)]
+
+    @classmethod
+    def _moved(cls, entry: Mapping[str, Any], packages: Mapping[int, Mapping[str, Any]]) -> bool:
+        target = packages.get(int(entry["version"]))
+        return (
+            target is not None
+            and target.get("ModelApprovalStatus") == APPROVED
+            and cls._seq_of(target) == int(entry["seq"])
+        )
+
+    def champion_history(self, name: str) -> list[dict[str, Any]]:
+        """Every move of ``champion`` on ``name``, oldest first, shaped as MLflow's
+        (:meth:`recflow.registry.MlflowRegistry.champion_history`); :class:`RegistryError` for an unknown model."""
+        self.require_model(name)
+        return self._history(name, self._packages(name))
+
+    def promote(self, name: str, version: int, reason: str, who: str) -> dict[str, Any] | None:
+        """Approve ``version`` of ``name`` as champion (a rollback or a promotion), record who, when and why.
+
+        As :meth:`recflow.registry.MlflowRegistry.promote`: ``None`` when ``version`` already is
+        the champion; :class:`RegistryError` for an unknown model or version or an incomplete
+        version; ``ValueError`` for an empty reason.
+        """
+        if not reason.strip():
+            raise ValueError(f"moving the champion of {name} to version {version} needs a reason")
+        self.require_model(name)
+        packages = self._packages(name)
+        if version not in packages:
+            known = ", ".join(str(v) for v in sorted(packages)) or "none"
+            raise RegistryError(f"{name} has no version {version} (versions: {known})")
+        properties = self._properties(packages[version])
+        if properties.get(COMPLETE_PROPERTY) != "true":
+            raise RegistryError(
+                f"{name} version {version} is incomplete (its publication did not finish): "
+                "it cannot be champion; retry the publication of its training job "
+                f"{properties.get(JOB_PROPERTY, '(unknown)')} to complete it"
+            )
+        moved = self._move_champion(name, int(version), who=who, reason=reason, once_per_who=False)
+        if moved is not None:
+            log.info(
+                "%s champion moved from version %s to %s by %s: %s",
+                name,
+                moved["previous_version"],
+                version,
+                who,
+                reason,
+            )
+        return moved
+
+    def _approve(
+        self, name: str, packages: Mapping[int, Mapping[str, Any]], entry: Mapping[str, Any]
+    ) -> None:
+        """Approve the move's version (its number written in the same call), then reject every other approved one."""
+        version, seq = int(entry["version"]), int(entry["seq"])
+        target = packages[version]
+        if not self._moved(entry, packages):
+            self._update(
+                target,
+                status=APPROVED,
+                description=f"champion (move {seq}) by {entry['who']} at {entry['at']}: {entry['reason']}",
+                properties={
+                    **self._properties(target),
+                    SEQ_PROPERTY: f"{seq:06d}",
+                    CHAMPION_BY_PROPERTY: _property_value(str(entry["who"])),
+                    CHAMPION_AT_PROPERTY: _property_value(str(entry["at"])),
+                },
+            )
+        for other, package in sorted(packages.items()):
+            if other != version and package.get("ModelApprovalStatus") == APPROVED:
+                self._update(
+                    package,
+                    status=REJECTED,
+                    description=f"superseded as champion by version {version} (move {seq})",
+                )
+
+    def _settle_pending(self, name: str) -> None:
+        """Finish a champion move interrupted after its intent was written, or discard it if the approval never moved."""
+        entry = self._get_json(self._pending_key(name))
+        if entry is None:
+            return
+        packages = self._packages(name)
+        if self._moved(entry, packages):
+            self._approve(name, packages, entry)
+            key = self._history_key(name, int(entry["seq"]))
+            if self._get_json(key) is None:
+                self._put_json(key, entry)
+            log.warning("%s: recorded an interrupted champion move %s", name, entry)
+        else:
+            log.warning("%s: discarded an interrupted champion move that did not happen %s", name, entry)
+        self.s3.delete_object(Bucket=self.bucket, Key=self._pending_key(name))
+
+    def _move_champion(
+        self,
+        name: str,
+        version: int,
+        *,
+        who: str,
+        reason: str,
+        once_per_who: bool,
+        on_step: OnStep | None = None,
+        arn: str | None = None,
+    ) -> dict[str, Any] | None:
+        step = on_step or (lambda _done: None)
+        self._settle_pending(name)
+        packages = self._packages(name, also=arn)
+        current = self._champion_of(packages)
+        history = self._history(name, packages)
+        done = current == version or (
+            once_per_who and any(e["version"] == version and e["who"] == who for e in history)
+        )
+        if done:
+            for skipped in PUBLISH_STEPS[PUBLISH_STEPS.index("champion_intent") :]:
+                step(skipped)
+            return None
+        entry: dict[str, Any] = {
+            "seq": (int(history[-1]["seq"]) if history else 0) + 1,
+            "version": version,
+            "previous_version": current,
+            "who": who,
+            "at": _now(),
+            "reason": reason,
+        }
+        self._put_json(self._pending_key(name), entry)
+        step("champion_intent")
+        self._approve(name, packages, entry)
+        step("champion")
+        self._put_json(self._history_key(name, int(entry["seq"])), entry)
+        step("champion_recorded")
+        self.s3.delete_object(Bucket=self.bucket, Key=self._pending_key(name))
+        return entry
