@@ -13,7 +13,7 @@ per_user as (
     select
         user_id,
         count(*) as n_pairs,
-        count(*) filter (where split = 'holdout') as n_holdout
+        count(case when split = 'holdout' then 1 end) as n_holdout
 
     from training_interactions
     group by user_id

@@ -11,13 +11,13 @@ ranked_pairs as (
     select
         user_id,
         pin_id,
-        cast(weight as double) as weight,
+        cast(weight as {{ type_double() }}) as weight,
         n_positive_events,
         last_positive_ts as event_ts,
         count(*) over (partition by user_id) as n_user_pairs,
         row_number() over (
             partition by user_id
-            order by last_positive_ts desc, length(pin_id) desc, pin_id desc
+            order by last_positive_ts desc, {{ dbt.length('pin_id') }} desc, {{ bytewise('pin_id') }} desc
         ) as recency_rank
 
     from user_pin_engagement
@@ -36,7 +36,7 @@ final as (
             when n_user_pairs >= 2 and recency_rank = 1 then 'holdout'
             else 'train'
         end as split,
-        '{{ invocation_id }}' as dbt_invocation_id
+        cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as dbt_invocation_id
 
     from ranked_pairs
 

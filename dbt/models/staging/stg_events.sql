@@ -9,13 +9,13 @@ source as (
 renamed as (
 
     select
-        cast(event_id as varchar) as event_id,
-        cast(user_id as varchar) as user_id,
-        cast(pin_id as varchar) as pin_id,
+        cast(event_id as {{ dbt.type_string() }}) as event_id,
+        cast(user_id as {{ dbt.type_string() }}) as user_id,
+        cast(pin_id as {{ dbt.type_string() }}) as pin_id,
         lower(trim(event_type)) as event_type,
-        cast(event_ts as timestamptz) as event_ts,
+        cast(event_ts as {{ type_timestamptz() }}) as event_ts,
         surface,
-        cast(value as double) as value,
+        cast(value as {{ type_double() }}) as value,
         cast(ds as date) as ds,
         _source_file as source_file,
         _loaded_at as loaded_at

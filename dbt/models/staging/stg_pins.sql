@@ -9,10 +9,10 @@ source as (
 renamed as (
 
     select
-        cast(pin_id as varchar) as pin_id,
-        cast(board_id as varchar) as board_id,
-        cast(title as varchar) as title,
-        cast(topics as varchar[]) as topics
+        cast(pin_id as {{ dbt.type_string() }}) as pin_id,
+        cast(board_id as {{ dbt.type_string() }}) as board_id,
+        cast(title as {{ dbt.type_string() }}) as title,
+        cast(topics as {{ type_string_array() }}) as topics
 
     from source
 

@@ -9,11 +9,11 @@ source as (
 renamed as (
 
     select
-        cast(user_id as varchar) as user_id,
-        cast(country as varchar) as country,
-        cast(age as integer) as age,
-        cast(gender as varchar) as gender,
-        cast(occupation as varchar) as occupation
+        cast(user_id as {{ dbt.type_string() }}) as user_id,
+        cast(country as {{ dbt.type_string() }}) as country,
+        cast(age as {{ dbt.type_int() }}) as age,
+        cast(gender as {{ dbt.type_string() }}) as gender,
+        cast(occupation as {{ dbt.type_string() }}) as occupation
 
     from source
 
