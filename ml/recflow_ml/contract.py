@@ -5,6 +5,7 @@ Layout under the base directory (``/opt/ml`` on SageMaker, movable with
 
     input/config/hyperparameters.json   hyperparameters, all values strings
     input/config/inputdataconfig.json   the channels
+    input/config/resourceconfig.json    the job's hosts: ``current_host``, ``hosts``
     input/data/<channel>/               each channel's files
     model/                              what we save; the platform tars it to model.tar.gz
     output/failure                      why the job failed, read by DescribeTrainingJob
@@ -13,8 +14,14 @@ Layout under the base directory (``/opt/ml`` on SageMaker, movable with
                                         the job saved is here at start; synced to S3 while it runs
 
 The training toolkit also exports ``SM_MODEL_DIR``, ``SM_CHANNEL_<NAME>``,
-``SM_HPS`` and ``SM_OUTPUT_DATA_DIR``; they win when set. This module is the
-only place in ``ml/`` that reads the environment.
+``SM_HPS``, ``SM_OUTPUT_DATA_DIR``, ``SM_HOSTS`` and ``SM_CURRENT_HOST``; they win
+when set. This module is the only place in ``ml/`` that reads the environment.
+
+A job of several instances (``InstanceCount`` > 1) runs this entrypoint once per host;
+``Hosts`` is this host's view of them, and ``Hosts.tf_config`` the ``TF_CONFIG`` of
+``tf.distribute.MultiWorkerMirroredStrategy``: every host is a worker, listening on
+``RECFLOW_WORKER_PORT`` (``DEFAULT_WORKER_PORT``) unless its entry names its own port
+(``"127.0.0.1:40123"``, what a test on one machine needs), and ``hosts[0]`` is the chief.
 """
 
 from __future__ import annotations
@@ -24,13 +31,60 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_BASE_DIR = Path("/opt/ml")
 FAILURE_REASON_LIMIT = 1024
+DEFAULT_WORKER_PORT = 2222
+"""The port every worker's collective-ops server listens on, unless its host entry names one."""
 
 
 class ContractError(ValueError):
     """The job was started without what the contract promises (a channel, a hyperparameter)."""
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """The job's hosts, in the platform's order (``hosts[0]`` is the chief), and this one's name."""
+
+    hosts: tuple[str, ...] = ()
+    current: str = ""
+    port: int = DEFAULT_WORKER_PORT
+
+    def __post_init__(self) -> None:
+        if len(set(self.hosts)) != len(self.hosts):
+            raise ContractError(f"hosts {list(self.hosts)} name a host more than once")
+        if self.hosts and self.current not in self.hosts:
+            raise ContractError(f"current host {self.current!r} is not one of the hosts {list(self.hosts)}")
+
+    @property
+    def count(self) -> int:
+        """How many workers train together (1 when the job names no hosts)."""
+        return max(len(self.hosts), 1)
+
+    @property
+    def distributed(self) -> bool:
+        return self.count > 1
+
+    @property
+    def index(self) -> int:
+        """This host's worker index; 0 is the chief, the one that writes the model."""
+        return self.hosts.index(self.current) if self.hosts else 0
+
+    @property
+    def is_chief(self) -> bool:
+        return self.index == 0
+
+    def address(self, host: str) -> str:
+        """``host:port`` of a host's worker: the entry itself when it names a port."""
+        return host if ":" in host else f"{host}:{self.port}"
+
+    def tf_config(self) -> dict[str, Any]:
+        """``TF_CONFIG`` for ``MultiWorkerMirroredStrategy``: every host a worker, this one at ``index``."""
+        return {
+            "cluster": {"worker": [self.address(h) for h in self.hosts]},
+            "task": {"type": "worker", "index": self.index},
+        }
 
 
 @dataclass(frozen=True)
@@ -43,6 +97,7 @@ class TrainingEnv:
     channels: Mapping[str, Path]
     hyperparameters: Mapping[str, str]
     job_name: str
+    hosts: Hosts = Hosts()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TrainingEnv:
@@ -65,6 +120,7 @@ class TrainingEnv:
             channels=channels,
             hyperparameters=hps,
             job_name=env.get("TRAINING_JOB_NAME") or env.get("SM_TRAINING_JOB_NAME") or "local",
+            hosts=_hosts(env, config_dir),
         )
 
     def channel(self, name: str) -> Path:
@@ -101,3 +157,15 @@ def _channel_names(env: Mapping[str, str], config_dir: Path) -> list[str]:
     if path.exists():
         return sorted(json.loads(path.read_text()))
     return sorted(key[len("SM_CHANNEL_") :].lower() for key in env if key.startswith("SM_CHANNEL_"))
+
+
+def _hosts(env: Mapping[str, str], config_dir: Path) -> Hosts:
+    """``SM_HOSTS`` (a JSON list) and ``SM_CURRENT_HOST``, else ``resourceconfig.json``; none: one host."""
+    path = config_dir / "resourceconfig.json"
+    resource = json.loads(path.read_text()) if path.exists() else {}
+    hosts = json.loads(env["SM_HOSTS"]) if env.get("SM_HOSTS") else resource.get("hosts", [])
+    current = env.get("SM_CURRENT_HOST") or resource.get("current_host", "")
+    port = env.get("RECFLOW_WORKER_PORT") or str(DEFAULT_WORKER_PORT)
+    if not port.isdigit():
+        raise ContractError(f"RECFLOW_WORKER_PORT={port!r} is not a port number")
+    return Hosts(tuple(str(h) for h in hosts), str(current), int(port))

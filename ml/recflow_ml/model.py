@@ -33,7 +33,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import keras
 import numpy as np
@@ -42,6 +42,9 @@ import pyarrow.compute as pc
 import tensorflow as tf
 
 from recflow_ml.hyperparameters import Hyperparameters
+
+if TYPE_CHECKING:
+    from recflow_ml.distributed import Workers
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +343,11 @@ class TwoTowerModel:
         return Examples(users, items, weights / weights.mean(), sorted_items, slot, rank, n_hist)
 
     def fit(
-        self, data: TrainingData, log_q: np.ndarray | None = None, checkpoint_dir: Path | None = None
+        self,
+        data: TrainingData,
+        log_q: np.ndarray | None = None,
+        checkpoint_dir: Path | None = None,
+        workers: Workers | None = None,
     ) -> list[EpochLog]:
         """Train. ``log_q`` [n_items + 1]: each item row's log probability of being an example's label
         (the in-batch sampling distribution of the sampled softmax, ``sampled_logits``); by default
@@ -350,9 +357,13 @@ class TwoTowerModel:
         With ``checkpoint_dir``, every epoch ends with a checkpoint there (the variables, the
         optimizer, the epoch counter); a checkpoint of the same job found there at the start is
         restored and training continues at the next epoch, on the same batches (``epoch_order``)
-        and, when sampled, the same negatives (``negative_rng``)."""
+        and, when sampled, the same negatives (``negative_rng``).
+
+        With ``workers`` (a job of several hosts, ``recflow_ml.distributed``), this worker trains on
+        its shard of every global batch and the gradients are summed across workers before each
+        update; the dropout and OOV draws are this worker's own (seeded by seed + worker index)."""
         hp = self.hp
-        tf.random.set_seed(hp.seed)
+        tf.random.set_seed(hp.seed if workers is None else hp.seed + workers.index)
         examples = self._sequences(data)
         steps_per_epoch = max(1, math.ceil(len(examples) / hp.batch_size))
         schedule = keras.optimizers.schedules.CosineDecay(
@@ -363,8 +374,11 @@ class TwoTowerModel:
         n_hist = hp.history_length
         sampled = self.sampled
 
-        @tf.function(reduce_retracing=True)
-        def step(u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor) -> tf.Tensor:
+        def gradients(
+            u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor, w_total: tf.Tensor | None = None
+        ) -> tuple[tf.Tensor, list[tf.Tensor | tf.IndexedSlices]]:
+            """(loss, gradients) of a batch; ``w_total``: the weight of the global batch this one is a
+            shard of (default: this batch's), so the shards' losses and gradients sum to the global ones."""
             drop = tf.random.uniform(tf.shape(u)) < hp.oov_rate
             u = tf.where(drop, tf.zeros_like(u), u)
             batch = tf.shape(u)[0]
@@ -380,8 +394,26 @@ class TwoTowerModel:
                     mask = tf.scatter_nd(idx, tf.ones(tf.shape(idx)[0]), [batch, n_items])
                     logits -= 1e9 * tf.minimum(mask, 1.0)
                 losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=i, logits=logits)
-                loss = tf.reduce_sum(losses * w) / tf.reduce_sum(w)
-            grads = tape.gradient(loss, self.variables)
+                loss = tf.reduce_sum(losses * w) / (tf.reduce_sum(w) if w_total is None else w_total)
+            return loss, tape.gradient(loss, self.variables)
+
+        @tf.function(reduce_retracing=True)
+        def step(u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor) -> tf.Tensor:
+            loss, grads = gradients(u, i, w, hist)
+            optimizer.apply_gradients(zip(grads, self.variables, strict=True))
+            return loss
+
+        @tf.function(reduce_retracing=True)
+        def distributed_step(
+            u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor, w_total: tf.Tensor
+        ) -> tf.Tensor:
+            assert workers is not None
+
+            def replica(*args: tf.Tensor) -> list[tf.Tensor | tf.IndexedSlices]:
+                loss, grads = gradients(*args)
+                return workers.all_reduce([loss, *grads])
+
+            loss, *grads = workers.run(replica, u, i, w, hist, w_total)
             optimizer.apply_gradients(zip(grads, self.variables, strict=True))
             return loss
 
@@ -397,22 +429,64 @@ class TwoTowerModel:
             trackables["lazy_optimizer"] = lazy
             n_uniform = len(self.item_vocab)
 
-            @tf.function(reduce_retracing=True)
-            def sampled_step(
-                u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor, negatives: tf.Tensor
-            ) -> tf.Tensor:
+            def sampled_gradients(
+                u: tf.Tensor,
+                i: tf.Tensor,
+                w: tf.Tensor,
+                hist: tf.Tensor,
+                negatives: tf.Tensor,
+                w_total: tf.Tensor | None = None,
+                in_batch: tf.Tensor | None = None,
+                offset: tf.Tensor | None = None,
+            ) -> tuple[tf.Tensor, list[tf.Tensor | tf.IndexedSlices]]:
+                """(loss, gradients of ``dense + tables``); a shard of a global batch passes the global
+                batch's weight, its labels (``in_batch``, the in-batch candidates) and its first row."""
                 drop = tf.random.uniform(tf.shape(u)) < hp.oov_rate
                 u = tf.where(drop, tf.zeros_like(u), u)
                 with tf.GradientTape() as tape:
                     user_vec = self.user_vectors(u, hist, training=True)
-                    logits = self.sampled_logits(user_vec, i, hist, negatives, label_prob, n_uniform)
+                    logits = self.sampled_logits(
+                        user_vec, i, hist, negatives, label_prob, n_uniform, in_batch, offset
+                    )
                     labels = tf.range(tf.shape(u)[0])  # row b's positive is candidate b
+                    if offset is not None:  # ... of the global batch, whose row ``offset`` is our first
+                        labels += offset
                     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-                    loss = tf.reduce_sum(losses * w) / tf.reduce_sum(w)
-                grads = tape.gradient(loss, dense + tables)
+                    loss = tf.reduce_sum(losses * w) / (tf.reduce_sum(w) if w_total is None else w_total)
+                return loss, tape.gradient(loss, dense + tables)
+
+            def sampled_apply(grads: Sequence[tf.Tensor | tf.IndexedSlices]) -> None:
                 iteration = tf.identity(optimizer.iterations)  # the step before this one's update
                 optimizer.apply_gradients(zip(grads[: len(dense)], dense, strict=True))
                 lazy.apply(grads[len(dense) :], iteration)
+
+            @tf.function(reduce_retracing=True)
+            def sampled_step(
+                u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor, negatives: tf.Tensor
+            ) -> tf.Tensor:
+                loss, grads = sampled_gradients(u, i, w, hist, negatives)
+                sampled_apply(grads)
+                return loss
+
+            @tf.function(reduce_retracing=True)
+            def distributed_sampled_step(
+                u: tf.Tensor,
+                i: tf.Tensor,
+                w: tf.Tensor,
+                hist: tf.Tensor,
+                negatives: tf.Tensor,
+                w_total: tf.Tensor,
+                in_batch: tf.Tensor,
+                offset: tf.Tensor,
+            ) -> tf.Tensor:
+                assert workers is not None
+
+                def replica(*args: tf.Tensor) -> list[tf.Tensor | tf.IndexedSlices]:
+                    loss, grads = sampled_gradients(*args)
+                    return workers.all_reduce([loss, *grads])
+
+                loss, *grads = workers.run(replica, u, i, w, hist, negatives, w_total, in_batch, offset)
+                sampled_apply(grads)
                 return loss
 
         history_log: list[EpochLog] = []
@@ -438,6 +512,8 @@ class TwoTowerModel:
                 checkpoint_dir, fingerprint, **trackables, **self.named_variables()
             )
             done, logged = checkpoints.restore()
+            if workers is not None:
+                workers.agree(done, "the epochs their checkpoints hold")
             history_log = [EpochLog(int(e["epoch"]), float(e["loss"]), float(e["seconds"])) for e in logged]
             history_log = [h for h in history_log if h.epoch <= done]
             if done:
@@ -449,17 +525,38 @@ class TwoTowerModel:
             negatives = negative_rng(hp.seed, epoch)
             for start in range(0, len(order), hp.batch_size):
                 rows = order[start : start + hp.batch_size]
-                batch = (
-                    examples.users[rows],
-                    examples.items[rows],
-                    examples.weights[rows],
-                    examples.history(rows),
-                )
-                if sampled:
-                    drawn = negatives.integers(1, n_items, size=hp.num_negatives, dtype=np.int32)
-                    total += float(sampled_step(*batch, drawn))
+                if workers is None:
+                    batch = (
+                        examples.users[rows],
+                        examples.items[rows],
+                        examples.weights[rows],
+                        examples.history(rows),
+                    )
+                    if sampled:
+                        drawn = negatives.integers(1, n_items, size=hp.num_negatives, dtype=np.int32)
+                        total += float(sampled_step(*batch, drawn))
+                    else:
+                        total += float(step(*batch))
                 else:
-                    total += float(step(*batch))
+                    lo, hi = workers.shard(len(rows))
+                    mine = rows[lo:hi]
+                    shard = (
+                        examples.users[mine],
+                        examples.items[mine],
+                        examples.weights[mine],
+                        examples.history(mine),
+                    )
+                    w_total = tf.constant(examples.weights[rows].sum(dtype=np.float32))
+                    if sampled:
+                        drawn = negatives.integers(1, n_items, size=hp.num_negatives, dtype=np.int32)
+                        in_batch = examples.items[rows]
+                        total += float(
+                            distributed_sampled_step(
+                                *shard, drawn, w_total, in_batch, tf.constant(lo, tf.int32)
+                            )
+                        )
+                    else:
+                        total += float(distributed_step(*shard, w_total))
                 batches += 1
                 if batches % PROGRESS_STEPS == 0:
                     log.info(
@@ -490,6 +587,8 @@ class TwoTowerModel:
         negatives: tf.Tensor,
         label_prob: tf.Tensor,
         n_uniform: int,
+        in_batch: tf.Tensor | None = None,
+        offset: tf.Tensor | None = None,
     ) -> tf.Tensor:
         """Logits [B, B + K] of a mixed-negative-sampling softmax (Yang et al., WWW 2020) with the
         logQ correction (Yi et al., RecSys 2019); the positive of row b is candidate b.
@@ -502,16 +601,22 @@ class TwoTowerModel:
         minus the log of that count: the softmax's sum over the candidates then estimates the sum
         over the whole catalogue without the bias towards popular items. Masked (-1e9): a candidate
         equal to the row's label other than its own positive (accidental hits), and with
-        ``mask_history`` any candidate in the row's history other than its own positive."""
+        ``mask_history`` any candidate in the row's history other than its own positive.
+
+        A worker's shard of a global batch (``recflow_ml.distributed``) passes the global batch's
+        labels as ``in_batch``, the candidates every shard shares, and ``offset``, the global row of
+        its first row: its row b's positive is then candidate ``offset + b``."""
         hp = self.hp
-        candidates = tf.concat([labels, negatives], axis=0)
-        batch = tf.shape(labels)[0]
+        in_batch = labels if in_batch is None else in_batch
+        candidates = tf.concat([in_batch, negatives], axis=0)
+        batch = tf.shape(in_batch)[0]
         expected = tf.cast(batch, tf.float32) * tf.gather(label_prob, candidates) + (
             hp.num_negatives / n_uniform
         )
         logits = tf.matmul(user_vec, self.candidate_vectors(candidates), transpose_b=True) / hp.temperature
         logits += (tf.gather(self.item_bias, candidates) - tf.math.log(expected))[tf.newaxis, :]
-        own = tf.range(tf.shape(candidates)[0])[tf.newaxis, :] == tf.range(batch)[:, tf.newaxis]
+        rows = tf.range(batch) if offset is None else tf.range(tf.shape(labels)[0]) + offset
+        own = tf.range(tf.shape(candidates)[0])[tf.newaxis, :] == rows[:, tf.newaxis]
         masked = candidates[tf.newaxis, :] == labels[:, tf.newaxis]
         if hp.mask_history:  # one [B, B + K] comparison per history slot, never [B, N, B + K]
             for k in range(hp.history_length):

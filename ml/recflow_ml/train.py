@@ -8,6 +8,10 @@ model directory with ``metadata.json`` beside it. Each epoch ends with a
 checkpoint in the checkpoint directory; a run that finds one of the same job
 there continues after that epoch. Any failure is written to ``output/failure``
 (what DescribeTrainingJob reports as FailureReason) and the process exits non-zero.
+
+A job of several hosts (``SM_HOSTS`` / ``resourceconfig.json``) trains under
+``MultiWorkerMirroredStrategy`` (``recflow_ml.distributed``): every host runs this entrypoint,
+and only the chief (the first host) writes the model, its metadata and the checkpoints.
 """
 
 from __future__ import annotations
@@ -128,11 +132,16 @@ def read_interactions(channel: Path) -> tuple[pa.ChunkedArray, pa.ChunkedArray, 
 
 
 def run(env: TrainingEnv) -> dict[str, object]:
+    from recflow_ml.distributed import Workers, checkpoint_directory, weights_digest
     from recflow_ml.model import TrainingData, TwoTowerModel, export
 
     started = time.monotonic()
     hp = Hyperparameters.from_strings(env.hyperparameters)
     log.info("job %s: hyperparameters %s", env.job_name, hp.as_strings())
+    workers = None
+    if env.hosts.distributed:  # before TensorFlow's first operation: the strategy configures the runtime
+        log.info("host %s: TF_CONFIG %s", env.hosts.current, json.dumps(env.hosts.tf_config()))
+        workers = Workers(env.hosts)
     users, items, weights = read_interactions(env.channel("train"))
     user_vocab, item_vocab = vocabulary(users), vocabulary(items)
     log.info(
@@ -145,12 +154,16 @@ def run(env: TrainingEnv) -> dict[str, object]:
     log.info("side features: %d users, %d pins with topics", len(user_features), len(item_topics))
 
     model = TwoTowerModel(user_vocab, item_vocab, hp, user_features=user_features, item_topics=item_topics)
-    history = model.fit(
-        TrainingData(users, items, weights, timestamps),
-        checkpoint_dir=env.checkpoint_dir,
-    )
-    env.model_dir.mkdir(parents=True, exist_ok=True)
-    export(model, env.model_dir)
+    with checkpoint_directory(env.checkpoint_dir, workers) as checkpoint_dir:
+        history = model.fit(
+            TrainingData(users, items, weights, timestamps),
+            checkpoint_dir=checkpoint_dir,
+            workers=workers,
+        )
+    if workers is not None:
+        digest = weights_digest(model.variables)
+        log.info("worker %d of %d: trained weights sha256 %s", workers.index, workers.count, digest)
+        workers.agree(int(digest[:15], 16), "the trained weights (their sha256)")
     metadata: dict[str, object] = {
         "job_name": env.job_name,
         "hyperparameters": hp.as_strings(),
@@ -158,8 +171,19 @@ def run(env: TrainingEnv) -> dict[str, object]:
         "pins": len(item_vocab),
         "interactions": len(users),
         "history": [{"epoch": h.epoch, "loss": h.loss, "seconds": h.seconds} for h in history],
-        "train_seconds": time.monotonic() - started,
     }
+    if workers is not None:
+        metadata["workers"] = workers.count
+        if not workers.is_chief:
+            log.info(
+                "worker %d of %d: the chief writes the model; nothing saved here",
+                workers.index,
+                workers.count,
+            )
+            return metadata
+    env.model_dir.mkdir(parents=True, exist_ok=True)
+    export(model, env.model_dir)
+    metadata["train_seconds"] = time.monotonic() - started
     (env.model_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
     env.output_data_dir.mkdir(parents=True, exist_ok=True)
     (env.output_data_dir / "history.json").write_text(json.dumps(metadata["history"], indent=2))
