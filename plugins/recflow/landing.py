@@ -22,7 +22,6 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -31,10 +30,7 @@ import pyarrow.parquet as pq
 
 from recflow.config import Settings
 from recflow.errors import ContractViolation, LandingLate
-from recflow.warehouse import STAGING_SCHEMA, connect
-
-if TYPE_CHECKING:
-    import duckdb
+from recflow.warehouse import STAGING_SCHEMA, Warehouse, connect
 
 log = logging.getLogger(__name__)
 
@@ -74,20 +70,22 @@ USERS_SCHEMA = pa.schema(
     ]
 )
 
-EVENT_COLUMNS_DDL = """
-    event_id varchar,
-    user_id varchar,
-    pin_id varchar,
-    event_type varchar,
-    event_ts timestamptz,
-    surface varchar,
-    value double,
-    ds date not null,
-    _source_file varchar not null,
-    _source_row bigint not null,
-    _loaded_at timestamptz not null
-"""
-"""The columns of ``raw.events`` and of a staged day: the contract's, then where each row came from."""
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "varchar"),
+    ("user_id", "varchar"),
+    ("pin_id", "varchar"),
+    ("event_type", "varchar"),
+    ("event_ts", "timestamptz"),
+    ("surface", "varchar"),
+    ("value", "double precision"),
+    ("ds", "date not null"),
+    ("_source_file", "varchar not null"),
+    ("_source_row", "bigint not null"),
+    ("_loaded_at", "timestamptz not null"),
+)
+"""The columns of ``raw.events`` and of a staged day: the contract's, then where each row came from
+(types both warehouse engines read alike)."""
+EVENT_COLUMNS_DDL = ", ".join(f"{name} {sql_type}" for name, sql_type in EVENT_COLUMNS)
 
 CONTRACT = "docs/data-contract.md"
 
@@ -277,13 +275,9 @@ def check_arrived(settings: Settings, days: list[date]) -> None:
         )
 
 
-def _stage_catalogues(con: duckdb.DuckDBPyConnection, pins: pa.Table, users: pa.Table) -> None:
-    con.register("landed_pins", pins)
-    con.register("landed_users", users)
-    con.execute(f"create or replace table {STAGING_SCHEMA}.pins as select * from landed_pins")
-    con.execute(f"create or replace table {STAGING_SCHEMA}.users as select * from landed_users")
-    con.unregister("landed_pins")
-    con.unregister("landed_users")
+def _stage_catalogues(con: Warehouse, pins: pa.Table, users: pa.Table) -> None:
+    con.replace_table_with_arrow(f"{STAGING_SCHEMA}.pins", pins)
+    con.replace_table_with_arrow(f"{STAGING_SCHEMA}.users", users)
 
 
 def stage_partitions(settings: Settings, days: list[date]) -> list[StagedDay]:
@@ -307,39 +301,30 @@ def stage_partitions(settings: Settings, days: list[date]) -> list[StagedDay]:
             rows, loaded_at = 0, datetime.now(UTC)  # one load time for the day's rows
             # each file is its own insert into a table no one reads: one transaction for the whole
             # day would hold every row in DuckDB's transaction-local memory (12 GB at 100M events)
-            con.execute(f"create or replace table {building} ({EVENT_COLUMNS_DDL})")
+            con.execute(f"drop table if exists {building}")
+            con.execute(f"create table {building} ({EVENT_COLUMNS_DDL})")
             try:
                 for path in files:  # one file in memory at a time
                     events = _read_file(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS)
                     events = events.append_column("_source_row", pa.array(np.arange(events.num_rows)))
-                    con.register("landed_events", events)
-                    con.execute(
-                        f"""
-                        insert into {building}
-                        select event_id, user_id, pin_id, event_type, event_ts, surface, value,
-                               ?::date as ds, ? as _source_file, _source_row, ? as _loaded_at
-                        from landed_events
-                        """,
-                        [ds, str(path), loaded_at],
+                    con.append_arrow(
+                        building, events, {"ds": ds, "_source_file": str(path), "_loaded_at": loaded_at}
                     )
-                    con.unregister("landed_events")
                     rows += events.num_rows
                     del events
             except BaseException:
                 con.execute(f"drop table if exists {building}")  # a refused file: nothing of the day
                 raise
-            con.execute("begin transaction")
-            con.execute(f"drop table if exists {table}")
-            con.execute(f"alter table {building} rename to {table.split('.', 1)[1]}")
-            con.execute("commit")
+            with con.transaction():
+                con.execute(f"drop table if exists {table}")
+                con.execute(f"alter table {building} rename to {table.split('.', 1)[1]}")
             results.append(
                 StagedDay(
                     ds=ds, table=table, files=len(files), rows=rows, pins=pins.num_rows, users=users.num_rows
                 )
             )
             log.info("staged ds=%s: %d rows from %d file(s) into %s", ds, rows, len(files), table)
-        con.execute("begin transaction")
-        _stage_catalogues(con, pins, users)
-        con.execute("commit")
+        with con.transaction():
+            _stage_catalogues(con, pins, users)
     log.info("catalogues staged: %d pins, %d users", pins.num_rows, users.num_rows)
     return results

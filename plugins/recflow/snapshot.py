@@ -74,23 +74,25 @@ def content_id(tables: dict[str, pa.Table]) -> str:
 def read_mart(settings: Settings) -> tuple[dict[str, pa.Table], str]:
     cols = ", ".join(INTERACTION_COLUMNS)
     with connect(settings, read_only=True) as con:
+        by_id = con.dialect.bytewise  # the same order (and so the same snapshot id) on every engine
         tables = {
-            split: con.sql(
+            split: con.fetch_arrow(
                 f"select {cols} from {ANALYTICS_SCHEMA}.training_interactions "
-                "where split = ? order by user_id, pin_id",
-                params=[split],
-            ).to_arrow_table()
+                f"where split = ? order by {by_id('user_id')}, {by_id('pin_id')}",
+                [split],
+            )
             for split in ("train", "holdout")
         }
-        tables["pins"] = con.sql(
-            f"select pin_id from {ANALYTICS_SCHEMA}.dim_pins order by pin_id"
-        ).to_arrow_table()
-        tables["pin_features"] = con.sql(
-            f"select pin_id, topics from {ANALYTICS_SCHEMA}.dim_pins order by pin_id"
-        ).to_arrow_table()
-        tables["user_features"] = con.sql(
-            f"select user_id, country, age, gender, occupation from {ANALYTICS_SCHEMA}.dim_users order by user_id"
-        ).to_arrow_table()
+        tables["pins"] = con.fetch_arrow(
+            f"select pin_id from {ANALYTICS_SCHEMA}.dim_pins order by {by_id('pin_id')}"
+        )
+        tables["pin_features"] = con.fetch_arrow(
+            f"select pin_id, topics from {ANALYTICS_SCHEMA}.dim_pins order by {by_id('pin_id')}"
+        )
+        tables["user_features"] = con.fetch_arrow(
+            f"select user_id, country, age, gender, occupation from {ANALYTICS_SCHEMA}.dim_users "
+            f"order by {by_id('user_id')}"
+        )
         row = con.execute(
             f"select max(dbt_invocation_id) from {ANALYTICS_SCHEMA}.training_interactions"
         ).fetchone()

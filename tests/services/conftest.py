@@ -8,7 +8,7 @@ fails here, so a missing service shows as red instead of as a quiet skip.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -43,11 +43,24 @@ def _admin_execute(sql: str) -> None:
 
 
 @pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for one test (its SQLAlchemy URL), dropped afterwards."""
-    name = f"recflow_{uuid.uuid4().hex[:12]}"
-    _admin_execute(f'create database "{name}"')
+def pg_database_factory() -> Iterator[Callable[[], str]]:
+    """Makes new, empty PostgreSQL databases for one test (their SQLAlchemy URLs), dropped afterwards."""
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"recflow_{uuid.uuid4().hex[:12]}"
+        _admin_execute(f'create database "{name}"')
+        made.append(name)
+        return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
     try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        yield make
     finally:
-        _admin_execute(f'drop database if exists "{name}" with (force)')
+        for name in made:
+            _admin_execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def pg_database(pg_database_factory: Callable[[], str]) -> str:
+    """A new, empty PostgreSQL database for one test (its SQLAlchemy URL), dropped afterwards."""
+    return pg_database_factory()

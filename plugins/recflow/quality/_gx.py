@@ -9,12 +9,14 @@ plain column or table expectation.
 Great Expectations is imported inside the functions only: importing it takes seconds,
 and this module is imported while Airflow parses DAGs.
 
-The embedded warehouse is a DuckDB file, reached through duckdb-engine. GX reads a
+The data source is the warehouse's plain SQLAlchemy URL (:attr:`Warehouse.sqlalchemy_url`),
+so the same queries run on PostgreSQL (psycopg2) and on the embedded DuckDB file
+(duckdb-engine), with one DuckDB-specific piece, :func:`_duckdb_engine_kwargs`: GX reads a
 query's result *after* returning the SQLAlchemy connection to its pool, and
 SQLAlchemy rolls the connection back on return; with DuckDB that rollback discards the
 pending result, and every metric fails with ``IndexError: list index out of range``
-(great_expectations issues #10738 and #11579). So the data source's connections are
-cursors of one read-only DuckDB connection, in DuckDB's autocommit mode, whose
+(great_expectations issues #10738 and #11579). So there the data source's connections are
+cursors of one DuckDB connection, in DuckDB's autocommit mode, whose
 ``begin``/``commit``/``rollback`` are no-ops: nothing is ever written through them.
 """
 
@@ -29,10 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 from recflow.config import Settings
 from recflow.quality.report import MAX_OFFENDING_ROWS, ExpectationFailure, QualityReport, format_value
-from recflow.warehouse import connect, sqlalchemy_url
+from recflow.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, connect
 
 if TYPE_CHECKING:
-    import duckdb
     from great_expectations.core.expectation_validation_result import ExpectationValidationResult
     from great_expectations.data_context.data_context.abstract_data_context import AbstractDataContext
     from great_expectations.datasource.fluent.sql_datasource import SQLDatasource
@@ -116,11 +117,9 @@ def _ephemeral_context() -> AbstractDataContext:
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-@contextmanager
-def _warehouse_source(settings: Settings, context: AbstractDataContext) -> Iterator[SQLDatasource]:
-    """A GX SQL data source on the warehouse, read-only; closed (all its connections) on exit."""
+def _duckdb_engine_kwargs(warehouse: DuckDBWarehouse) -> dict[str, Any]:
+    """``create_engine`` arguments whose connections are autocommit cursors of ``warehouse``'s connection."""
     from duckdb_engine import ConnectionWrapper
-    from great_expectations.datasource.fluent.sql_datasource import SQLDatasource
 
     class _AutocommitConnection(ConnectionWrapper):
         """A DuckDB cursor in autocommit mode: a rollback no longer discards a pending result."""
@@ -134,20 +133,31 @@ def _warehouse_source(settings: Settings, context: AbstractDataContext) -> Itera
         def rollback(self) -> None:
             pass
 
-    with connect(settings) as base:
+    def creator() -> ConnectionWrapper:
+        return _AutocommitConnection(warehouse.connection.cursor())
 
-        def creator() -> ConnectionWrapper:
-            cursor: duckdb.DuckDBPyConnection = base.cursor()
-            return _AutocommitConnection(cursor)
+    return {"creator": creator}
 
+
+def _datasource(warehouse: Warehouse) -> SQLDatasource:
+    """The GX data source of the warehouse's engine, on its SQLAlchemy URL."""
+    from great_expectations.datasource.fluent.postgres_datasource import PostgresDatasource
+    from great_expectations.datasource.fluent.sql_datasource import SQLDatasource
+
+    url = warehouse.sqlalchemy_url
+    if isinstance(warehouse, DuckDBWarehouse):
         # ``kwargs`` go to ``sqlalchemy.create_engine``; GX's stub of ``add_sql`` does not list them.
-        source = context.data_sources.add_sql(
-            datasource=SQLDatasource(
-                name="warehouse",
-                connection_string=sqlalchemy_url(settings),
-                kwargs={"creator": creator},
-            )
-        )
+        return SQLDatasource(name="warehouse", connection_string=url, kwargs=_duckdb_engine_kwargs(warehouse))
+    if isinstance(warehouse, PostgresWarehouse):
+        return PostgresDatasource(name="warehouse", connection_string=url)
+    return SQLDatasource(name="warehouse", connection_string=url)
+
+
+@contextmanager
+def _warehouse_source(settings: Settings, context: AbstractDataContext) -> Iterator[SQLDatasource]:
+    """A GX SQL data source on the warehouse; closed (all its connections) on exit."""
+    with connect(settings) as base:
+        source = context.data_sources.add_sql(datasource=_datasource(base))
         try:
             yield source
         finally:

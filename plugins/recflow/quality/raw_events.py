@@ -1,8 +1,8 @@
 """Audit a staged day of engagement events, quarantine bad rows, and publish the rest atomically.
 
 The audit of write-audit-publish. ``land`` staged the day in ``raw_staging.events__<day>``;
-here every row is checked against the row rules of the data contract (:data:`ROW_RULES`,
-each written once, as SQL), in the warehouse:
+here every row is checked against the row rules of the data contract (:func:`row_rules`,
+each written once, as SQL that DuckDB and PostgreSQL read alike), in the warehouse:
 
 - rows that break one or more rules go to ``quality.quarantine_events``: one row per
   rejected event, with every rule it broke, its source file and row, and the run id;
@@ -28,16 +28,12 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from recflow.config import Settings
 from recflow.errors import PartitionRefused, RecflowError
-from recflow.landing import EVENT_COLUMNS_DDL, EVENT_TYPES, staged_table
+from recflow.landing import EVENT_COLUMNS, EVENT_COLUMNS_DDL, EVENT_TYPES, staged_table
 from recflow.quality._gx import Asset, import_gx, report_of, rule, run_suite
-from recflow.warehouse import QUALITY_SCHEMA, RAW_SCHEMA, STAGING_SCHEMA, connect, table_exists
-
-if TYPE_CHECKING:
-    import duckdb
+from recflow.warehouse import QUALITY_SCHEMA, RAW_SCHEMA, STAGING_SCHEMA, Warehouse, connect
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +53,7 @@ create table if not exists {QUARANTINE_TABLE} (
     event_type varchar,
     event_ts timestamptz,
     surface varchar,
-    value double,
+    value double precision,
     broken_rules varchar[] not null,
     source_file varchar not null,
     source_row bigint not null,
@@ -76,7 +72,7 @@ create table if not exists {AUDIT_TABLE} (
     quarantined bigint not null,
     verdict varchar not null,
     reason varchar not null,
-    max_quarantine_share double not null,
+    max_quarantine_share double precision not null,
     volume_min bigint,
     volume_max bigint
 )
@@ -100,7 +96,8 @@ def _blank(column: str) -> str:
 
 
 def row_rules(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> tuple[RowRule, ...]:
-    """The contract's row rules for a day whose ``event_ts`` must lie in ``[start, end)``, audited at ``now``."""
+    """The contract's row rules for a day whose ``event_ts`` must lie in ``[start, end)``, audited at ``now``
+    (in SQL that DuckDB and PostgreSQL read alike)."""
     types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
     return (
         *(
@@ -130,7 +127,8 @@ def row_rules(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> tuple[R
             "value_not_finite",
             "value",
             "value, when given, is a finite number",
-            "(isnan(s.value) or isinf(s.value))",
+            "s.value in ('NaN'::double precision, 'Infinity'::double precision, "
+            "'-Infinity'::double precision)",
         ),
         RowRule(
             "event_id_duplicate_in_day",
@@ -181,28 +179,31 @@ def audit_table(ds: dt.date) -> str:
 
 
 def _held_by_other_days(ds: dt.date) -> str:
-    """SQL: the event ids of the staged day ``ds`` that another published day holds. The join is
-    built on the day's ids and probed with history's, so memory holds a day whatever the history."""
+    """SQL: the event ids of the staged day ``ds`` that another published day holds. A semi join
+    (DuckDB plans the ``exists`` as one), built on the day's ids and probed with history's, so
+    memory holds a day whatever the history."""
     return (
-        f"select e.event_id from {EVENTS_TABLE} e semi join {staged_table(ds)} d on e.event_id = d.event_id "
-        f"where e.ds <> date '{ds.isoformat()}'"
+        f"select e.event_id from {EVENTS_TABLE} e where e.ds <> date '{ds.isoformat()}' "
+        f"and exists (select 1 from {staged_table(ds)} d where d.event_id = e.event_id)"
     )
 
 
-def _build_audit_table(con: duckdb.DuckDBPyConnection, ds: dt.date, rules: Sequence[RowRule]) -> None:
+_STAGED_COLUMNS = tuple(name for name, _ in EVENT_COLUMNS)
+
+
+def _build_audit_table(con: Warehouse, ds: dt.date, rules: Sequence[RowRule]) -> None:
     """``raw_staging.audit__<day>``: the staged rows that break a rule, each with the rules it breaks.
 
     Only those rows are written: the day's other rows are the staged rows not in it (matched
     by source file and row), so the audit costs a scan of the day, not a copy of it. The
     in-day duplicate rule ranks only the event ids that occur more than once."""
     staged = staged_table(ds)
-    flags = ", ".join(f"case when {r.broken} then '{r.name}' end" for r in rules)
-    con.execute(
-        f"""
-        create or replace table {audit_table(ds)} as
+    flags = [f"case when {r.broken} then '{r.name}' end" for r in rules]
+    dialect = con.dialect
+    query = f"""
         with repeated as (
             select _source_file, _source_row, row_number() over (
-                partition by event_id order by _source_file, _source_row
+                partition by event_id order by {dialect.bytewise("_source_file")}, _source_row
             ) as _nth_of_event_id
             from {staged}
             where event_id in (select event_id from {staged} group by event_id having count(*) > 1)
@@ -211,38 +212,41 @@ def _build_audit_table(con: duckdb.DuckDBPyConnection, ds: dt.date, rules: Seque
             select st.*, coalesce(r._nth_of_event_id, 1) as _nth_of_event_id
             from {staged} st left join repeated r using (_source_file, _source_row)
         ),
-        o as (select distinct event_id from ({_held_by_other_days(ds)})),
+        o as (select distinct event_id from ({_held_by_other_days(ds)}) as held),
         judged as (
-            select s.* exclude (_nth_of_event_id),
-                   list_filter([{flags}], lambda r: r is not null) as _broken_rules
+            select {", ".join(f"s.{c}" for c in _STAGED_COLUMNS)},
+                   {dialect.non_null_array(flags)} as _broken_rules
             from s
             left join o on o.event_id = s.event_id
         )
-        select * from judged where len(_broken_rules) > 0
-        """
-    )
+        select * from judged where cardinality(_broken_rules) > 0
+    """
+    con.execute_all(dialect.replace_table_as(audit_table(ds), query))
 
 
 def _accepted_rows(ds: dt.date) -> str:
-    """The staged rows of ``ds`` that break no rule (SQL)."""
-    return f"select * from {staged_table(ds)} anti join {audit_table(ds)} using (_source_file, _source_row)"
+    """The staged rows of ``ds`` that break no rule (SQL: an anti join)."""
+    return (
+        f"select * from {staged_table(ds)} st where not exists (select 1 from {audit_table(ds)} a "
+        "where a._source_file = st._source_file and a._source_row = st._source_row)"
+    )
 
 
-def _counts(con: duckdb.DuckDBPyConnection, ds: dt.date) -> tuple[int, int, dict[str, int]]:
+def _counts(con: Warehouse, ds: dt.date) -> tuple[int, int, dict[str, int]]:
     """(landed, quarantined, rows per broken rule) of the audited day."""
     landed = con.execute(f"select count(*) from {staged_table(ds)}").fetchone()
     quarantined = con.execute(f"select count(*) from {audit_table(ds)}").fetchone()
     assert landed is not None and quarantined is not None
     broken = dict(
         con.execute(
-            f"select r, count(*) from (select unnest(_broken_rules) as r from {audit_table(ds)}) "
-            "group by r order by count(*) desc, r"
+            f"select r, count(*) from (select unnest(_broken_rules) as r from {audit_table(ds)}) as broken "
+            f"group by r order by count(*) desc, {con.dialect.bytewise('r')}"
         ).fetchall()
     )
     return int(landed[0]), int(quarantined[0]), {str(k): int(v) for k, v in broken.items()}
 
 
-def _seen_on_other_days(con: duckdb.DuckDBPyConnection, ds: dt.date) -> int:
+def _seen_on_other_days(con: Warehouse, ds: dt.date) -> int:
     """Staged rows of ``ds`` whose event_id is in another published day (the only rule that
     depends on anything but the day itself)."""
     row = con.execute(
@@ -252,9 +256,7 @@ def _seen_on_other_days(con: duckdb.DuckDBPyConnection, ds: dt.date) -> int:
     return int(row[0])
 
 
-def _volume_bounds(
-    con: duckdb.DuckDBPyConnection, settings: Settings, ds: dt.date
-) -> tuple[int, int | None, str]:
+def _volume_bounds(con: Warehouse, settings: Settings, ds: dt.date) -> tuple[int, int | None, str]:
     """(min rows, max rows or None, how they were derived) for the day."""
     history = [
         int(r[0])
@@ -264,7 +266,7 @@ def _volume_bounds(
                 select ds, landed, verdict,
                        row_number() over (partition by ds order by audited_at desc) as latest
                 from {AUDIT_TABLE} where ds < ?
-            )
+            ) as audits
             where latest = 1 and verdict = 'published'
             order by ds desc limit ?
             """,
@@ -283,16 +285,18 @@ def _volume_bounds(
     )
 
 
-def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+def _ensure_tables(con: Warehouse) -> None:
     for schema in (RAW_SCHEMA, QUALITY_SCHEMA, STAGING_SCHEMA):
         con.execute(f"create schema if not exists {schema}")
     con.execute(f"create table if not exists {EVENTS_TABLE} ({EVENT_COLUMNS_DDL})")
     con.execute(QUARANTINE_DDL)
     con.execute(AUDIT_DDL)
+    for table in (EVENTS_TABLE, QUARANTINE_TABLE):  # a day is replaced and counted in each
+        con.execute_all(con.dialect.day_index(table, "ds"))
 
 
 def _record(
-    con: duckdb.DuckDBPyConnection,
+    con: Warehouse,
     result: AuditResult,
     run_id: str,
     share: float,
@@ -325,28 +329,30 @@ def _record(
     )
 
 
-def _publish(con: duckdb.DuckDBPyConnection, ds: dt.date) -> None:
+def _publish(con: Warehouse, ds: dt.date) -> None:
     con.execute(f"delete from {EVENTS_TABLE} where ds = ?", [ds])
     con.execute(
         f"""
         insert into {EVENTS_TABLE}
         select {_EVENT_COLUMNS}, ds, _source_file, _source_row, _loaded_at
-        from ({_accepted_rows(ds)})
+        from ({_accepted_rows(ds)}) as accepted
         """
     )
     for catalogue in ("pins", "users"):
-        con.execute(
-            f"create or replace table {RAW_SCHEMA}.{catalogue} as select * from {STAGING_SCHEMA}.{catalogue}"
+        con.execute_all(
+            con.dialect.overwrite_table(
+                f"{RAW_SCHEMA}.{catalogue}", f"select * from {STAGING_SCHEMA}.{catalogue}"
+            )
         )
 
 
-def _conserved(con: duckdb.DuckDBPyConnection, ds: dt.date, landed: int, published: bool) -> tuple[int, int]:
+def _conserved(con: Warehouse, ds: dt.date, landed: int, published: bool) -> tuple[int, int]:
     """(accepted, quarantined) as written; raise unless they add up to the landed rows."""
     quarantined = con.execute(f"select count(*) from {QUARANTINE_TABLE} where ds = ?", [ds]).fetchone()
     if published:
         accepted = con.execute(f"select count(*) from {EVENTS_TABLE} where ds = ?", [ds]).fetchone()
     else:
-        accepted = con.execute(f"select count(*) from ({_accepted_rows(ds)})").fetchone()
+        accepted = con.execute(f"select count(*) from ({_accepted_rows(ds)}) as accepted").fetchone()
     assert quarantined is not None and accepted is not None
     a, q = int(accepted[0]), int(quarantined[0])
     if a + q != landed:
@@ -384,7 +390,7 @@ def audit_day(
     rules = row_rules(_utc(interval_start), _utc(interval_end), dt.datetime.now(dt.UTC))
     with connect(settings) as con:
         _ensure_tables(con)
-        if not table_exists(con, STAGING_SCHEMA, staged_table(ds).split(".")[1]):
+        if not con.table_exists(STAGING_SCHEMA, staged_table(ds).split(".")[1]):
             raise RecflowError(
                 f"ds={day} is not staged ({staged_table(ds)} does not exist): clear `land` for this run too, "
                 "then this task",
@@ -421,11 +427,9 @@ def audit_day(
             )
         reason = "; ".join(reasons)
         result = AuditResult(ds, landed, landed - quarantined, quarantined, "refused", reason, broken)
-        with connect(settings) as con:
-            con.execute("begin transaction")
+        with connect(settings) as con, con.transaction():
             _record(con, result, run_id, share, (low, high))
             _conserved(con, ds, landed, published=False)
-            con.execute("commit")
         raise PartitionRefused(
             f"ds={day} refused: {reason}. Nothing was published: raw.events and the marts keep what they "
             f"had for ds={day}. The quarantined rows: `{evidence}`; the whole day stays in {staged_table(ds)}.",
@@ -437,13 +441,12 @@ def audit_day(
         )
 
     result = AuditResult(ds, landed, landed - quarantined, quarantined, "published", "accepted", broken)
-    with connect(settings) as con:
-        con.execute("begin transaction")
-        # rechecked inside the transaction: another day published since the check cannot slip a
-        # cross-day duplicate through (every other rule depends on the day's rows alone)
+    with connect(settings) as con, con.transaction():
+        # rechecked inside the transaction, other publishers held off: another day published since
+        # the check cannot slip a cross-day duplicate through (every other rule depends on the day alone)
+        con.execute_all(con.dialect.serialize_writers(EVENTS_TABLE))
         seen = _seen_on_other_days(con, ds)
         if seen != broken.get("event_id_seen_on_other_day", 0):
-            con.execute("rollback")
             raise RecflowError(
                 f"ds={day}: the warehouse changed while the day was audited ("
                 f"{broken.get('event_id_seen_on_other_day', 0)} then {seen} rows whose event_id another "
@@ -455,7 +458,6 @@ def audit_day(
         accepted, kept = _conserved(con, ds, landed, published=True)
         con.execute(f"drop table {staged_table(ds)}")
         con.execute(f"drop table {audit_table(ds)}")
-        con.execute("commit")
     log.info(
         "ds=%s published in %.1f s: landed %d = accepted %d + quarantined %d%s",
         day,

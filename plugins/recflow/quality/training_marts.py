@@ -19,7 +19,7 @@ import time
 from recflow.config import Settings
 from recflow.quality._gx import Asset, import_gx, report_of, rule, run_suite
 from recflow.quality.report import QualityReport, missing_tables_report, quality_error
-from recflow.warehouse import ANALYTICS_SCHEMA, connect, table_exists
+from recflow.warehouse import ANALYTICS_SCHEMA, connect
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def _assets() -> list[Asset]:
     )
     users_with_pairs = Asset(
         name="training_users_with_2_or_more_pairs",
-        query=f"select user_id, n_pairs, n_holdout from ({_PER_USER}) where n_pairs >= 2",
+        query=f"select user_id, n_pairs, n_holdout from ({_PER_USER}) as per_user where n_pairs >= 2",
         index_columns=("user_id", "n_pairs"),
         noun="users with >= 2 pairs",
         expectations=[
@@ -171,13 +171,12 @@ def check_training_marts(settings: Settings) -> QualityReport:
     started = time.monotonic()
     target = TRAINING_INTERACTIONS
     with connect(settings) as con:
-        missing = [t for t in MART_TABLES if not table_exists(con, ANALYTICS_SCHEMA, t)]
+        missing = [t for t in MART_TABLES if not con.table_exists(ANALYTICS_SCHEMA, t)]
         row = None if missing else con.execute(f"select count(*) from {TRAINING_INTERACTIONS}").fetchone()
+        location = con.location
     if missing:
         raise quality_error(
-            missing_tables_report(
-                SUITE, target, [f"{ANALYTICS_SCHEMA}.{t}" for t in missing], str(settings.duckdb_path)
-            ),
+            missing_tables_report(SUITE, target, [f"{ANALYTICS_SCHEMA}.{t}" for t in missing], location),
             evidence="the dbt build of recsys_warehouse has not built these tables",
         )
     rows = int(row[0]) if row else 0
