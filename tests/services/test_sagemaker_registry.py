@@ -438,3 +438,29 @@ def test_the_model_card_reads_the_sagemaker_record(aws: Settings, model_uri: str
         model_card(aws, "card", version=5)
     with pytest.raises(RegistryError, match="no registered model named 'nobody'"):
         model_card(aws, "nobody")
+
+
+def test_mlflow_on_postgresql_keeps_its_run_artifacts_under_the_s3_root(
+    aws: Settings, model_uri: str, pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other backend in the production profile: tracking in PostgreSQL, artifacts in S3, so a
+    second worker reads what the first wrote (MLflow reaches a non-AWS S3 through its own variable)."""
+    import dataclasses
+
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", aws.aws_endpoint_url or "")
+    settings = dataclasses.replace(aws, registry_backend="mlflow", mlflow_tracking_uri=pg_database)
+    assert settings.mlflow_artifact_root == f"s3://{BUCKET}/recflow/mlflow"
+    assert publish(settings, model_uri, "in-mlflow", "mlflow-job-1", "run-1") == {
+        "name": "in-mlflow",
+        "version": 1,
+        "aliases": ["champion"],
+    }
+    keys = store_for(settings).list(f"s3://{BUCKET}/recflow/mlflow")
+    assert any(k.endswith("/saved_model.pb") for k in keys), keys
+
+    registry = registry_for(settings)
+    assert isinstance(registry, MlflowRegistry)
+    champion = registry.get_by_alias("in-mlflow")
+    assert champion is not None and champion.version == 1
+    fetched = registry.download(champion, tmp_path / "fetched")
+    assert (fetched / "saved_model.pb").read_bytes() == MODEL_FILES["saved_model.pb"]
