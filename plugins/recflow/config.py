@@ -285,6 +285,15 @@ class Settings:
         str,
         Env("RECFLOW_TRAINING_INSTANCE_TYPE", "SageMaker instance type of a training job."),
     ] = "ml.m5.xlarge"
+    training_instance_count: Annotated[
+        Integer,
+        Field(ge=1, le=16),
+        Env(
+            "RECFLOW_TRAINING_INSTANCE_COUNT",
+            "SageMaker instances of a training job; more than one trains data-parallel on "
+            "MultiWorkerMirroredStrategy (docs/model.md). The local backend runs one.",
+        ),
+    ] = 1
     sagemaker_role_arn: Annotated[
         str,
         Env(

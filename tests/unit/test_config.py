@@ -72,6 +72,7 @@ def test_embedded_profile_is_the_old_default(tmp_path: Path) -> None:
         "RECFLOW_MODEL_NAME": "recsys-demo",
         "RECFLOW_TRAINING_IMAGE": "recflow-ml:local",
         "RECFLOW_TRAINING_INSTANCE_TYPE": "ml.m5.xlarge",
+        "RECFLOW_TRAINING_INSTANCE_COUNT": "1",
         "RECFLOW_SAGEMAKER_ROLE_ARN": "",
         "AWS_DEFAULT_REGION": "us-east-1",
         "RECFLOW_AWS_CONN_ID": "aws_default",

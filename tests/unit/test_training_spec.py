@@ -63,6 +63,31 @@ def test_request_has_the_create_training_job_shape() -> None:
     assert body["Tags"] == [{"Key": "snapshot_id", "Value": "s1"}]
 
 
+def test_a_multi_host_job_asks_for_its_instances_and_replicates_every_channel(tmp_path: Path) -> None:
+    from recflow.config import Settings
+    from recflow.errors import ConfigError
+    from recflow.training.local import LocalTrainingBackend
+
+    spec = TrainingJobSpec(
+        name="job-2",
+        image="img",
+        role_arn="arn:aws:iam::123:role/sm",
+        hyperparameters={},
+        channels={"train": "s3://b/snap/train"},
+        output_uri="s3://b/models",
+        instance_count=3,
+    )
+    body = spec.request()
+    assert body["ResourceConfig"]["InstanceCount"] == 3
+    assert (
+        body["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3DataDistributionType"]
+        == "FullyReplicated"
+    )
+    local = LocalTrainingBackend(Settings.from_env({"RECFLOW_HOME": str(tmp_path)}))
+    with pytest.raises(ConfigError, match=r"InstanceCount=3 .* the local backend runs one host"):
+        local.create_training_job(body)
+
+
 def test_bad_prefix_is_refused() -> None:
     with pytest.raises(ValueError, match="naming rule"):
         job_name("---", "", "", {})

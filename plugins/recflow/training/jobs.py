@@ -228,6 +228,7 @@ def snapshot_spec(
         channels={"train": channel_prefix(snap.train_uri), "holdout": channel_prefix(snap.holdout_uri)},
         output_uri=join(settings.artifacts_uri, "models"),
         instance_type=settings.training_instance_type,
+        instance_count=settings.training_instance_count,
         tags={"snapshot_id": snap.snapshot_id, "code_version": code},
         checkpoint_root=join(settings.artifacts_uri, "checkpoints"),
     )

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.config import Settings, subprocess_env
-from recflow.errors import TrainingJobExists, TrainingJobNotFound
+from recflow.errors import ConfigError, TrainingJobExists, TrainingJobNotFound
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,12 @@ class LocalTrainingBackend:
 
     def create_training_job(self, request: dict[str, Any]) -> None:
         name = request["TrainingJobName"]
+        hosts = int(request.get("ResourceConfig", {}).get("InstanceCount", 1))
+        if hosts != 1:
+            raise ConfigError(
+                f"training job {name}: InstanceCount={hosts} (RECFLOW_TRAINING_INSTANCE_COUNT), but the local "
+                "backend runs one host; use RECFLOW_TRAINING_BACKEND=sagemaker for a multi-host job"
+            )
         job_dir = self.job_dir(name)
         with _locked(self.root / ".locks" / name):
             if job_dir.exists():

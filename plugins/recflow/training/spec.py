@@ -64,6 +64,8 @@ class TrainingJobSpec:
     channels: Mapping[str, str]
     output_uri: str
     instance_type: str = "ml.m5.xlarge"
+    instance_count: int = 1
+    """Hosts of the job: more than one trains on MultiWorkerMirroredStrategy (``recflow_ml.distributed``)."""
     max_runtime_seconds: int = MAX_RUNTIME_SECONDS
     tags: Mapping[str, str] | None = None
     checkpoint_root: str = ""
@@ -101,7 +103,7 @@ class TrainingJobSpec:
             "OutputDataConfig": {"S3OutputPath": self.output_uri},
             "ResourceConfig": {
                 "InstanceType": self.instance_type,
-                "InstanceCount": 1,
+                "InstanceCount": self.instance_count,
                 "VolumeSizeInGB": 10,
             },
             "StoppingCondition": {"MaxRuntimeInSeconds": self.max_runtime_seconds},
