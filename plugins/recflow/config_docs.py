@@ -30,9 +30,10 @@ variable and the value. Airflow's own `AIRFLOW__*` variables are not settings: a
 that you set wins over the embedded default that `recflow.runtime` supplies.
 
 Secrets are never settings and never live in the repository: AWS credentials come
-from the process's environment or its instance role, warehouse and alert
-credentials from Airflow connections or the environment (`env_var()` in
-`dbt/profiles.yml`).
+from the Airflow connection `aws_default` (`RECFLOW_AWS_CONN_ID`), the process's
+environment or its instance role; warehouse and alert credentials from Airflow
+connections (`recflow_warehouse`, `recflow_alerts`) or the environment
+(`RECFLOW_WAREHOUSE_URL`, split for `env_var()` in `dbt/profiles.yml`).
 """
 
 PROFILE_INTRO = """\
@@ -51,60 +52,54 @@ PROFILE_INTRO = """\
 WAREHOUSE_PROFILES = """\
 ## dbt outputs for other warehouses (not run here)
 
-The committed `dbt/profiles.yml` holds the `duckdb` output. To run the same project
-on another warehouse, add an output beside it and name it in `RECFLOW_DBT_TARGET`.
-Credentials are read with `env_var()` from the environment of the process that runs
-dbt; on Airflow, Cosmos can build the same profile from an Airflow connection instead
-(`RedshiftUserPasswordProfileMapping`, `SnowflakePrivateKeyPemProfileMapping`,
-`SparkThriftProfileMapping`). An output helps only once every model compiles for its
-adapter: SQL that differs by warehouse belongs behind `adapter.dispatch` macros.
-These entries are examples: no test here runs them.
+The committed `dbt/profiles.yml` holds the `duckdb` and `postgres` outputs; `RECFLOW_DBT_TARGET`
+names the one dbt runs. On Airflow the `postgres` target's credentials come from the
+connection `recflow_warehouse` through Cosmos's `PostgresUserPasswordProfileMapping`;
+Cosmos has mappings for the others too (`RedshiftUserPasswordProfileMapping`,
+`SnowflakePrivateKeyPemProfileMapping`, `SparkThriftProfileMapping`). An output helps only
+once every model compiles for its adapter: what each lacks is in
+[warehouses](warehouses.md). These entries are examples: no test here runs them.
 
-Amazon Redshift (`dbt-redshift`):
+Example outputs for `dbt/profiles.yml`, to paste under `recflow.outputs` with the adapter
+installed. Redshift takes the same `RECFLOW_WAREHOUSE_*` parts as PostgreSQL
+(`RECFLOW_WAREHOUSE_URL=redshift+psycopg2://user:password@cluster.example:5439/analytics`;
+write the port, since `Settings.dbt_env()` assumes 5432 when the URL has none). Snowflake and Spark need
+parts a URL does not carry: the `RECFLOW_SNOWFLAKE_*` / `RECFLOW_SPARK_*` names below are
+not settings today and would be added to `recflow.config.Settings` and `Settings.dbt_env()`
+first (it is the only reader of the environment).
 
 ```yaml
 recflow:
   outputs:
+    # dbt-redshift
     redshift:
       type: redshift
-      host: "{{ env_var('REDSHIFT_HOST') }}"
-      port: 5439
-      user: "{{ env_var('REDSHIFT_USER') }}"
-      password: "{{ env_var('REDSHIFT_PASSWORD') }}"
-      dbname: "{{ env_var('REDSHIFT_DATABASE') }}"
+      host: "{{ env_var('RECFLOW_WAREHOUSE_HOST') }}"
+      port: "{{ env_var('RECFLOW_WAREHOUSE_PORT') | as_number }}"
+      user: "{{ env_var('RECFLOW_WAREHOUSE_USER') }}"
+      password: "{{ env_var('RECFLOW_WAREHOUSE_PASSWORD') }}"
+      dbname: "{{ env_var('RECFLOW_WAREHOUSE_DBNAME') }}"
       schema: analytics
-      sslmode: require
       threads: 4
-```
-
-Snowflake (`dbt-snowflake`, key-pair authentication):
-
-```yaml
-recflow:
-  outputs:
+      sslmode: require
+    # dbt-snowflake (key-pair authentication; the key's path, never the key, in the environment)
     snowflake:
       type: snowflake
-      account: "{{ env_var('SNOWFLAKE_ACCOUNT') }}"
-      user: "{{ env_var('SNOWFLAKE_USER') }}"
-      private_key: "{{ env_var('SNOWFLAKE_PRIVATE_KEY') }}"
-      role: "{{ env_var('SNOWFLAKE_ROLE') }}"
-      warehouse: "{{ env_var('SNOWFLAKE_WAREHOUSE') }}"
-      database: "{{ env_var('SNOWFLAKE_DATABASE') }}"
+      account: "{{ env_var('RECFLOW_SNOWFLAKE_ACCOUNT') }}"
+      user: "{{ env_var('RECFLOW_WAREHOUSE_USER') }}"
+      private_key_path: "{{ env_var('RECFLOW_SNOWFLAKE_PRIVATE_KEY_PATH') }}"
+      role: "{{ env_var('RECFLOW_SNOWFLAKE_ROLE') }}"
+      warehouse: "{{ env_var('RECFLOW_SNOWFLAKE_WAREHOUSE') }}"
+      database: "{{ env_var('RECFLOW_WAREHOUSE_DBNAME') }}"
       schema: analytics
-      threads: 8
-```
-
-Apache Spark (`dbt-spark`, Thrift server):
-
-```yaml
-recflow:
-  outputs:
+      threads: 4
+    # dbt-spark through a Thrift server (Databricks has its own adapter, dbt-databricks)
     spark:
       type: spark
       method: thrift
-      host: "{{ env_var('SPARK_THRIFT_HOST') }}"
-      port: 10000
-      user: "{{ env_var('SPARK_USER') }}"
+      host: "{{ env_var('RECFLOW_WAREHOUSE_HOST') }}"
+      port: "{{ env_var('RECFLOW_WAREHOUSE_PORT') | as_number }}"
+      user: "{{ env_var('RECFLOW_WAREHOUSE_USER') }}"
       schema: analytics
       threads: 4
 ```
