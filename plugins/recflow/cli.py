@@ -349,12 +349,12 @@ def _since(text: str) -> datetime:
 def cmd_incidents_list(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.incidents import IncidentStore
 
-    found = IncidentStore(settings.incidents_path).find(dag_id=args.dag, since=args.since, limit=args.limit)
+    found = IncidentStore.of(settings).find(dag_id=args.dag, since=args.since, limit=args.limit)
     if args.json:
         print(json.dumps([incident.as_dict() for incident in found], indent=2))
         return 0
     if not found:
-        print(f"no incidents in {settings.incidents_path}")
+        print(f"no incidents in {IncidentStore.of(settings)}")
     for incident in found:
         anchor = incident.runbook.rpartition("#")[2]
         print(
@@ -376,9 +376,9 @@ def _field(label: str, value: str | None, width: int = 100) -> list[str]:
 def cmd_incidents_show(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.incidents import IncidentStore
 
-    incident = IncidentStore(settings.incidents_path).get(args.id)
+    incident = IncidentStore.of(settings).get(args.id)
     if incident is None:
-        print(f"no incident {args.id} in {settings.incidents_path}", file=sys.stderr)
+        print(f"no incident {args.id} in {IncidentStore.of(settings)}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(incident.as_dict(), indent=2))

@@ -261,6 +261,16 @@ class Settings:
         Field(ge=1),
         Env("RECFLOW_VOLUME_HISTORY_DAYS", "How many recent days the volume check compares a day with."),
     ] = 7
+    incidents_url: Annotated[
+        str | None,
+        Env(
+            "RECFLOW_INCIDENTS_URL",
+            "SQLAlchemy URL of the incident store (one record per failed task), a database every worker and "
+            "the on-call's `recflow incidents` reach, e.g. `postgresql://…/recflow`. Unset: SQLite at "
+            "`$RECFLOW_HOME/incidents.db`.",
+            production=REQUIRED,
+        ),
+    ] = None
     alerts_conn_id: Annotated[
         str,
         Env(

@@ -1,13 +1,14 @@
-"""Incidents: one record per failed task, kept in a SQLite file that outlives the process.
+"""Incidents: one record per failed task, kept in a database that outlives the process.
 
 The failure callback (``recflow.airflow.alerts``) unpacks Airflow's context into a
 :class:`TaskFailure` and calls :func:`record_failure`, which classifies the error by
 its type, says what the failure leaves stale and which model stays champion, quotes
-the runbook's "What to do" and stores an :class:`Incident` in
-``Settings.incidents_path``. ``recflow incidents list`` / ``show`` read the store; the
+the runbook's "What to do" and stores an :class:`Incident` in the store
+``RECFLOW_INCIDENTS_URL`` names (a SQLite file under ``RECFLOW_HOME`` by default; a database
+every worker reaches in the production profile). ``recflow incidents list`` / ``show`` read the store; the
 JSON keys are documented in ``docs/incidents.md``.
 
-Several task processes may fail at once: the store uses SQLite's WAL journal, a
+Several task processes may fail at once: on SQLite the store uses the WAL journal, a
 busy timeout and one ``BEGIN IMMEDIATE`` transaction per write.
 """
 
@@ -16,11 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sqlite3
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -346,11 +346,13 @@ def record_failure(
     Storing may fail (a full disk, a read-only home): the incident is then returned
     with ``id`` None and the reason logged, so that the on-call line is still written.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     incident = build_incident(settings, failure, champion=champion)
     try:
-        return IncidentStore(settings.incidents_path).add(incident)
-    except (sqlite3.Error, OSError) as exc:
-        log.error("could not store the incident in %s: %s", settings.incidents_path, exc)
+        return IncidentStore.of(settings).add(incident)
+    except (SQLAlchemyError, OSError) as exc:
+        log.error("could not store the incident in %s: %s", IncidentStore.of(settings), exc)
         return incident
 
 
@@ -377,109 +379,131 @@ _COLUMNS = (
     "runbook",
     "message",
 )
-_SCHEMA = """
-create table if not exists incidents (
-    id integer primary key autoincrement,
-    at text not null,
-    dag_id text not null,
-    task_id text not null,
-    run_id text not null,
-    interval_start text,
-    interval_end text,
-    try_number integer not null,
-    kind text not null,
-    error_type text not null,
-    root_cause text not null,
-    check_name text not null,
-    columns text not null,
-    observed text not null,
-    expected text not null,
-    evidence text not null,
-    blast_radius text not null,
-    what_to_do text not null,
-    runbook text not null,
-    message text not null
-);
-create index if not exists incidents_by_time on incidents (at);
-create index if not exists incidents_by_dag on incidents (dag_id, at);
-"""
 BUSY_TIMEOUT_S = 30.0
+_SCHEMA_LOCK = 0x7265_6366  # "recf": the advisory lock that serialises creating the table on PostgreSQL
+_TEXT_COLUMNS = frozenset(_COLUMNS) - {"try_number", "interval_start", "interval_end"}
+
+
+def _table(metadata: Any) -> Any:
+    from sqlalchemy import Column, Index, Integer, Table, Text
+
+    table = Table(
+        "incidents",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        *(Column(name, Text, nullable=False) for name in sorted(_TEXT_COLUMNS)),
+        Column("interval_start", Text),
+        Column("interval_end", Text),
+        Column("try_number", Integer, nullable=False),
+        sqlite_autoincrement=True,
+    )
+    Index("incidents_by_time", table.c.at)
+    Index("incidents_by_dag", table.c.dag_id, table.c.at)
+    return table
+
+
+def store_url(settings: Settings) -> str:
+    """Where ``settings`` keep incidents: ``RECFLOW_INCIDENTS_URL``, else the SQLite file under the home."""
+    return settings.incidents_url or f"sqlite:///{settings.incidents_path}"
 
 
 class IncidentStore:
-    """The incidents in a SQLite file (WAL journal; safe for concurrent writers in several processes)."""
+    """The incidents in a database that every worker reaches (SQLAlchemy: SQLite by default, PostgreSQL
+    in the production profile). Safe for concurrent writers in several processes: on SQLite through the
+    WAL journal, a busy timeout and one ``BEGIN IMMEDIATE`` transaction per write."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, where: Path | str) -> None:
+        self.url = f"sqlite:///{where}" if isinstance(where, Path) else where
+        self._sqlite_path = (
+            Path(self.url.removeprefix("sqlite:///")) if self.url.startswith("sqlite:///") else None
+        )
+
+    def __str__(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @classmethod
+    def of(cls, settings: Settings) -> IncidentStore:
+        return cls(store_url(settings))
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as db:
-            db.row_factory = sqlite3.Row
-            yield db
+    def _engine(self) -> Iterator[Any]:
+        from sqlalchemy import MetaData, create_engine, event
+        from sqlalchemy.pool import NullPool
+
+        if self._sqlite_path is None:
+            engine = create_engine(self.url, poolclass=NullPool)
+        else:
+            engine = create_engine(
+                self.url,
+                poolclass=NullPool,
+                connect_args={"timeout": BUSY_TIMEOUT_S, "isolation_level": None},
+            )
+
+            @event.listens_for(engine, "connect")
+            def _wal(dbapi_connection: Any, record: Any) -> None:
+                dbapi_connection.execute("pragma journal_mode=wal")
+
+            # pysqlite's own deferred BEGIN would let two writers deadlock on the lock upgrade
+            @event.listens_for(engine, "begin")
+            def _immediate(connection: Any) -> None:
+                connection.exec_driver_sql("begin immediate")
+
+        try:
+            yield engine, _table(MetaData())
+        finally:
+            engine.dispose()
+
+    def _absent(self) -> bool:
+        return self._sqlite_path is not None and not self._sqlite_path.exists()
 
     def add(self, incident: Incident) -> Incident:
         """Store ``incident``; returns it with its ``id``."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._sqlite_path is not None:
+            self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         row = incident.as_dict()
         row["check_name"] = row.pop("check")
         row["columns"] = json.dumps(row["columns"])
         row["blast_radius"] = json.dumps(row["blast_radius"])
-        with self._connect() as db:
-            db.execute("pragma journal_mode=wal")
-            db.execute("begin immediate")
-            try:
-                for statement in _SCHEMA.split(";"):  # executescript() would commit first
-                    if statement.strip():
-                        db.execute(statement)
-                cursor = db.execute(
-                    f"insert into incidents ({', '.join(_COLUMNS)}) "
-                    f"values ({', '.join('?' for _ in _COLUMNS)})",
-                    [row[name] for name in _COLUMNS],
-                )
-                db.execute("commit")
-            except BaseException:
-                db.execute("rollback")
-                raise
-        return replace(incident, id=cursor.lastrowid)
+        with self._engine() as (engine, table), engine.begin() as con:
+            if engine.dialect.name == "postgresql":  # writers that find no table must not all create it
+                con.exec_driver_sql(f"select pg_advisory_xact_lock({_SCHEMA_LOCK})")
+            table.metadata.create_all(con, checkfirst=True)
+            result = con.execute(table.insert().values({name: row[name] for name in _COLUMNS}))
+            new_id = int(result.inserted_primary_key[0])
+        return replace(incident, id=new_id)
 
     def get(self, incident_id: int) -> Incident | None:
-        if not self.path.exists():
+        if self._absent():
             return None
-        with self._connect() as db:
-            if not _has_table(db):
+        with self._engine() as (engine, table), engine.connect() as con:
+            if not engine.dialect.has_table(con, "incidents"):
                 return None
-            row = db.execute("select * from incidents where id = ?", (incident_id,)).fetchone()
+            row = con.execute(table.select().where(table.c.id == incident_id)).mappings().first()
         return _from_row(row) if row is not None else None
 
     def find(
         self, *, dag_id: str | None = None, since: datetime | None = None, limit: int | None = None
     ) -> list[Incident]:
         """Incidents, oldest first; ``limit`` keeps the most recent ones."""
-        if not self.path.exists():
+        if self._absent():
             return []
-        where, args = [], []
-        if dag_id:
-            where.append("dag_id = ?")
-            args.append(dag_id)
-        if since is not None:
-            where.append("at >= ?")
-            args.append(since.astimezone(UTC).isoformat(timespec="seconds"))
-        query = "select * from incidents" + (f" where {' and '.join(where)}" if where else "")
-        query += " order by id desc" + (f" limit {int(limit)}" if limit else "")
-        with self._connect() as db:
-            if not _has_table(db):
+        with self._engine() as (engine, table), engine.connect() as con:
+            if not engine.dialect.has_table(con, "incidents"):
                 return []
-            rows = db.execute(query, args).fetchall()
+            query = table.select().order_by(table.c.id.desc())
+            if dag_id:
+                query = query.where(table.c.dag_id == dag_id)
+            if since is not None:
+                query = query.where(table.c.at >= since.astimezone(UTC).isoformat(timespec="seconds"))
+            if limit:
+                query = query.limit(int(limit))
+            rows = con.execute(query).mappings().all()
         return [_from_row(row) for row in reversed(rows)]
 
 
-def _has_table(db: sqlite3.Connection) -> bool:
-    found = db.execute("select 1 from sqlite_master where type = 'table' and name = 'incidents'").fetchone()
-    return found is not None
-
-
-def _from_row(row: sqlite3.Row) -> Incident:
+def _from_row(row: Mapping[str, Any]) -> Incident:
     kind = row["kind"]
     return Incident(
         id=int(row["id"]),

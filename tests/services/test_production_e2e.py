@@ -46,7 +46,7 @@ def production(
     tmp_path: Path, pg_database_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Settings, Path]]:
     """The production profile's environment in this process (the components inherit it)."""
-    airflow_db, warehouse_db, mlflow_db = (pg_database_factory() for _ in range(3))
+    airflow_db, warehouse_db, mlflow_db, incidents_db = (pg_database_factory() for _ in range(4))
     # a password, as a real warehouse has (Cosmos's profile mapping requires one; trust auth ignores it)
     warehouse_db = warehouse_db.replace("//postgres@", "//postgres:unused-here@")
     broker = _redis_db()
@@ -63,6 +63,7 @@ def production(
             # tasks read the warehouse from the Airflow connection (dbt through Cosmos's mapping)
             "AIRFLOW_CONN_RECFLOW_WAREHOUSE": warehouse_db,
             "RECFLOW_MLFLOW_TRACKING_URI": mlflow_db,
+            "RECFLOW_INCIDENTS_URL": incidents_db,
             "RECFLOW_REGISTRY_BACKEND": "sagemaker",
             "RECFLOW_MODEL_NAME": MODEL,
             "RECFLOW_GATE_MIN_HR_AT_10": "0.05",

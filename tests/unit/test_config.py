@@ -150,6 +150,7 @@ PRODUCTION = {
     "RECFLOW_ARTIFACT_ROOT": "s3://bucket/recflow",
     "RECFLOW_MLFLOW_TRACKING_URI": "postgresql://mlflow@db/mlflow",
     "RECFLOW_DBT_TARGET": "postgres",
+    "RECFLOW_INCIDENTS_URL": "postgresql://recflow@db/recflow",
     "RECFLOW_TRAINING_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/recflow-ml:1.0",
     "RECFLOW_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/recflow-training",
 }
@@ -165,6 +166,7 @@ def test_production_refuses_to_start_and_lists_what_is_missing(tmp_path: Path) -
         "RECFLOW_ARTIFACT_ROOT",
         "RECFLOW_MLFLOW_TRACKING_URI",
         "RECFLOW_DBT_TARGET",
+        "RECFLOW_INCIDENTS_URL",
         "RECFLOW_TRAINING_IMAGE",
         "RECFLOW_SAGEMAKER_ROLE_ARN",
     ]

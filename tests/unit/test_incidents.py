@@ -304,8 +304,8 @@ def test_a_store_that_cannot_be_written_still_gives_the_incident(tmp_path: Path)
     assert incident.on_call_line().endswith("| incident: not stored")
 
 
-def _write_many(path: str, worker: int, count: int) -> None:
-    store = IncidentStore(Path(path))
+def _write_many(url: str, worker: int, count: int) -> None:
+    store = IncidentStore(url)
     for i in range(count):
         store.add(
             Incident(
@@ -326,7 +326,7 @@ def _write_many(path: str, worker: int, count: int) -> None:
 def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "incidents.db"
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_write_many, args=(str(path), w, 25)) for w in range(4)]
+    workers = [ctx.Process(target=_write_many, args=(f"sqlite:///{path}", w, 25)) for w in range(4)]
     for process in workers:
         process.start()
     for process in workers:

@@ -15,6 +15,7 @@ PRODUCTION = {
     "RECFLOW_ARTIFACT_ROOT": "s3://bucket/recflow",
     "RECFLOW_MLFLOW_TRACKING_URI": "postgresql://mlflow@db/mlflow",
     "RECFLOW_DBT_TARGET": "postgres",
+    "RECFLOW_INCIDENTS_URL": "postgresql://recflow@db/recflow",
     "RECFLOW_TRAINING_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/recflow-ml:1",
     "RECFLOW_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/recflow-training",
 }
