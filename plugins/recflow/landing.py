@@ -170,6 +170,7 @@ def _conform(table: pa.Table, schema: pa.Schema, source: Path, optional: frozens
             )
         if _is_string(column.type):
             _check_utf8(column, fld.name, source)
+            _check_no_nul(column, fld.name, source)
         if pa.types.is_timestamp(column.type) and column.type.tz is None:
             column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))  # naive = UTC, per the contract
         columns.append(column.cast(fld.type))
@@ -200,6 +201,25 @@ def _check_utf8(column: pa.ChunkedArray, name: str, source: Path) -> None:
                     ) from None
             raise
         offset += len(chunk)
+
+
+def _check_no_nul(column: pa.ChunkedArray, name: str, source: Path) -> None:
+    """No NUL character in text: PostgreSQL cannot store one, so the contract refuses it on every engine."""
+    import pyarrow.compute as pc
+
+    has_nul = pc.fill_null(pc.match_substring(column, "\x00"), False)
+    if not pc.any(has_nul).as_py():
+        return
+    row = int(pc.index(has_nul, True).as_py())
+    raise ContractViolation(
+        f"{source}: column {name!r} row {row} holds a NUL character (\\x00): "
+        f"{column[row].as_py()!r}; see {CONTRACT}",
+        check="nul_character",
+        columns=[name],
+        observed=f"a NUL character in row {row}",
+        expected="text without NUL characters",
+        evidence=str(source),
+    )
 
 
 def _read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Table:

@@ -142,6 +142,17 @@ def test_invalid_utf8_in_a_string_column(landed: Settings) -> None:
     assert (err.check, err.columns) == ("utf8", ("pin_id",))
 
 
+def test_a_nul_character_in_a_string_column(landed: Settings) -> None:
+    """PostgreSQL cannot store NUL in text: the contract refuses it on every engine, naming the row."""
+    table = pq.read_table(_part(landed))
+    ids = table.column("user_id").to_pylist()
+    ids[5] = "u\x0042"
+    _rewrite(landed, table.set_column(table.schema.get_field_index("user_id"), "user_id", pa.array(ids)))
+    err = _refused(landed, r"column 'user_id' row 5 holds a NUL character")
+    assert (err.check, err.columns) == ("nul_character", ("user_id",))
+    assert _nothing_staged(landed)
+
+
 @pytest.mark.parametrize("catalogue", ["pins", "users"])
 @pytest.mark.parametrize("fault", ["duplicate", "null"])
 def test_catalogue_keys_are_unique_and_not_null(landed: Settings, catalogue: str, fault: str) -> None:
