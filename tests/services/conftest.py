@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +17,14 @@ import pytest
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
+HERE = Path(__file__).parent
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark this folder's tests ``services`` (the hook sees the whole session's items: only ours)."""
     for item in items:
-        item.add_marker(pytest.mark.services)
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.hookimpl(hookwrapper=True)
