@@ -128,6 +128,23 @@ class S3ArtifactStore:
         return sorted(f"s3://{bucket}/{key}" for key in keys)
 
 
+def pack_directory(directory: Path, archive: Path) -> Path:
+    """``directory``'s entries (not the folder itself) in a ``.tar.gz``: the layout of SageMaker's
+    ``model.tar.gz``, which every consumer unpacks with ``recflow.evaluation.unpack_model``."""
+    import tarfile
+
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(directory.iterdir()):
+            tar.add(path, arcname=path.name)
+    return archive
+
+
+def aws_error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ``ClientError`` (``""`` for any other exception)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
 def aws_client(settings: Settings, service: str) -> Any:
     import boto3
 

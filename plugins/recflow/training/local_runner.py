@@ -33,14 +33,13 @@ import resource
 import signal
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any
 
-from recflow.artifacts import ArtifactStore, join, store_for
+from recflow.artifacts import ArtifactStore, join, pack_directory, store_for
 from recflow.config import Settings, subprocess_env
 from recflow.training.local import RunnerPid, now_iso, update_description
 from recflow.training.spec import CHECKPOINT_LOCAL_PATH
@@ -148,12 +147,6 @@ class CheckpointSync:
             return
         if sent:
             _say(f"checkpoints: {sent} file(s) to {self.uri} ({when})")
-
-
-def _tar(directory: Path, archive: Path) -> None:
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(directory.iterdir()):
-            tar.add(path, arcname=path.name)
 
 
 def _local_checkpoint_dir(base: Path, request: dict[str, Any]) -> Path:
@@ -314,12 +307,12 @@ def run(job_dir: Path) -> int:
     store = store_for(settings, output_prefix)
     with tempfile.TemporaryDirectory() as tmp:
         model_archive = Path(tmp) / "model.tar.gz"
-        _tar(base / "model", model_archive)
+        pack_directory(base / "model", model_archive)
         model_uri = store.put_file(model_archive, join(output_prefix, "model.tar.gz"))
         data_dir = base / "output" / "data"
         if data_dir.is_dir() and any(data_dir.iterdir()):
             output_archive = Path(tmp) / "output.tar.gz"
-            _tar(data_dir, output_archive)
+            pack_directory(data_dir, output_archive)
             store.put_file(output_archive, join(output_prefix, "output.tar.gz"))
     _say(f"uploaded {model_uri}; peak memory {peak_mb:.0f} MB, {seconds:.1f}s")
     record(

@@ -9,18 +9,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from recflow.artifacts import aws_client
+from recflow.artifacts import aws_client, aws_error_code
 from recflow.config import Settings
 from recflow.errors import TrainingJobExists, TrainingJobNotFound
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 MAX_LOG_PAGES = 100
 """Pages of one stream read in one call at most; the rest comes with the next call."""
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 class SageMakerTrainingBackend:
@@ -36,7 +31,10 @@ class SageMakerTrainingBackend:
         try:
             self.client.create_training_job(**request)
         except ClientError as exc:
-            if _error_code(exc) in ("ResourceInUse", "ValidationException") and "unique" in str(exc).lower():
+            if (
+                aws_error_code(exc) in ("ResourceInUse", "ValidationException")
+                and "unique" in str(exc).lower()
+            ):
                 raise TrainingJobExists(request["TrainingJobName"]) from exc
             raise
 
@@ -46,7 +44,7 @@ class SageMakerTrainingBackend:
         try:
             description: dict[str, Any] = self.client.describe_training_job(TrainingJobName=name)
         except ClientError as exc:
-            if _error_code(exc) in ("ValidationException", "ResourceNotFound"):
+            if aws_error_code(exc) in ("ValidationException", "ResourceNotFound"):
                 raise TrainingJobNotFound(name) from exc
             raise
         return description
@@ -68,7 +66,7 @@ class SageMakerTrainingBackend:
                 for stream in page.get("logStreams", [])
             ]
         except ClientError as exc:
-            if _error_code(exc) == "ResourceNotFoundException":
+            if aws_error_code(exc) == "ResourceNotFoundException":
                 return [], cursor
             raise
         tokens: dict[str, str] = json.loads(cursor) if cursor else {}
@@ -98,7 +96,7 @@ class SageMakerTrainingBackend:
         try:
             self.client.stop_training_job(TrainingJobName=name)
         except ClientError as exc:
-            code = _error_code(exc)
+            code = aws_error_code(exc)
             if code == "ResourceNotFound":
                 raise TrainingJobNotFound(name) from exc
             # SageMaker refuses to stop a job that is no longer InProgress: that one needs no stop
