@@ -41,9 +41,8 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tarfile
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,6 +246,96 @@ def publication(
     )
 
 
+def publish_step(name: str, job: str, on_step: OnStep | None) -> OnStep:
+    """The ``step(done)`` a publication calls after each of :data:`PUBLISH_STEPS`."""
+
+    def step(done: str) -> None:
+        log.debug("publish %s (%s): %s done", name, job, done)
+        if on_step is not None:
+            on_step(done)
+
+    return step
+
+
+def next_champion_move(
+    history: Sequence[Mapping[str, Any]],
+    current: int | None,
+    version: int,
+    *,
+    who: str,
+    reason: str,
+    once_per_who: bool,
+    step: OnStep,
+) -> dict[str, Any] | None:
+    """The move of ``champion`` to ``version`` to record next (its ``seq`` follows ``history``), or
+    ``None`` when there is none to make: ``version`` already is champion, or (``once_per_who``) ``who``
+    already moved it there once, so a retried publication never undoes a later rollback. The
+    champion steps of :data:`PUBLISH_STEPS` are reported done when nothing moves."""
+    if current == version or (
+        once_per_who and any(e["version"] == version and e["who"] == who for e in history)
+    ):
+        for skipped in PUBLISH_STEPS[PUBLISH_STEPS.index("champion_intent") :]:
+            step(skipped)
+        return None
+    return {
+        "seq": (int(history[-1]["seq"]) if history else 0) + 1,
+        "version": version,
+        "previous_version": current,
+        "who": who,
+        "at": _now(),
+        "reason": reason,
+    }
+
+
+def log_published(
+    name: str, info: ModelVersionInfo, job: str, moved: Mapping[str, Any] | None, reason: str
+) -> None:
+    if moved is None:
+        log.info(
+            "%s version %d is training job %s; champion not moved (%s)", name, info.version, job, info.aliases
+        )
+    else:
+        log.info(
+            "%s version %d is training job %s; champion moved from version %s (%s)",
+            name,
+            info.version,
+            job,
+            moved["previous_version"],
+            reason,
+        )
+
+
+def require_reason(name: str, version: int, reason: str) -> None:
+    """A move of the champion by hand says why: ``ValueError`` for an empty reason."""
+    if not reason.strip():
+        raise ValueError(f"moving the champion of {name} to version {version} needs a reason")
+
+
+def unknown_version(name: str, version: int, known: Iterable[int]) -> RegistryError:
+    listed = ", ".join(str(v) for v in sorted(known)) or "none"
+    return RegistryError(f"{name} has no version {version} (versions: {listed})")
+
+
+def incomplete_version(name: str, version: int, job: str) -> RegistryError:
+    return RegistryError(
+        f"{name} version {version} is incomplete (its publication did not finish): "
+        "it cannot be champion; retry the publication of its training job "
+        f"{job} to complete it"
+    )
+
+
+def log_promoted(name: str, version: int, who: str, reason: str, moved: Mapping[str, Any] | None) -> None:
+    if moved is not None:
+        log.info(
+            "%s champion moved from version %s to %s by %s: %s",
+            name,
+            moved["previous_version"],
+            version,
+            who,
+            reason,
+        )
+
+
 class MlflowRegistry:
     def __init__(self, settings: Settings) -> None:
         import mlflow
@@ -354,11 +443,7 @@ class MlflowRegistry:
         pub = publication(name, lineage, training_job, who, reason)
         job, lineage, who, reason = pub.job, pub.lineage, pub.who, pub.reason
 
-        def step(done: str) -> None:
-            log.debug("publish %s (%s): %s done", name, job, done)
-            if on_step is not None:
-                on_step(done)
-
+        step = publish_step(name, job, on_step)
         run = self._ensure_run(job)
         run_id = run.info.run_id
         step("run")
@@ -384,19 +469,7 @@ class MlflowRegistry:
         step("version_complete")
         moved = self._move_champion(name, version, who=who, reason=reason, once_per_who=True, on_step=step)
         info = self._info(self.client.get_model_version(name, str(version)))
-        if moved is None:
-            log.info(
-                "%s version %d is training job %s; champion not moved (%s)", name, version, job, info.aliases
-            )
-        else:
-            log.info(
-                "%s version %d is training job %s; champion moved from version %s (%s)",
-                name,
-                version,
-                job,
-                moved["previous_version"],
-                reason,
-            )
+        log_published(name, info, job, moved, reason)
         return info
 
     def _ensure_run(self, job: str) -> Any:
@@ -580,32 +653,18 @@ class MlflowRegistry:
         """
         from mlflow.exceptions import MlflowException
 
-        if not reason.strip():
-            raise ValueError(f"moving the champion of {name} to version {version} needs a reason")
+        require_reason(name, version, reason)
         self._registered_model(name)
         try:
             mv = self.client.get_model_version(name, str(version))
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            known = ", ".join(str(v.version) for v in self.list_versions(name)) or "none"
-            raise RegistryError(f"{name} has no version {version} (versions: {known})") from exc
+            raise unknown_version(name, version, (v.version for v in self.list_versions(name))) from exc
         if not self._info(mv).complete:
-            raise RegistryError(
-                f"{name} version {version} is incomplete (its publication did not finish): "
-                "it cannot be champion; retry the publication of its training job "
-                f"{mv.tags.get(JOB_TAG, '(unknown)')} to complete it"
-            )
+            raise incomplete_version(name, version, mv.tags.get(JOB_TAG, "(unknown)"))
         moved = self._move_champion(name, int(version), who=who, reason=reason, once_per_who=False)
-        if moved is not None:
-            log.info(
-                "%s champion moved from version %s to %s by %s: %s",
-                name,
-                moved["previous_version"],
-                version,
-                who,
-                reason,
-            )
+        log_promoted(name, version, who, reason, moved)
         return moved
 
     def _settle_pending(self, name: str) -> None:
@@ -637,23 +696,17 @@ class MlflowRegistry:
         step = on_step or (lambda _done: None)
         self._settle_pending(name)
         model = self._registered_model(name)
-        current = self._champion_of(model)
-        history = self._history_of(model)
-        done = current == version or (
-            once_per_who and any(e["version"] == version and e["who"] == who for e in history)
+        entry = next_champion_move(
+            self._history_of(model),
+            self._champion_of(model),
+            version,
+            who=who,
+            reason=reason,
+            once_per_who=once_per_who,
+            step=step,
         )
-        if done:
-            for skipped in PUBLISH_STEPS[PUBLISH_STEPS.index("champion_intent") :]:
-                step(skipped)
+        if entry is None:
             return None
-        entry: dict[str, Any] = {
-            "seq": (int(history[-1]["seq"]) if history else 0) + 1,
-            "version": version,
-            "previous_version": current,
-            "who": who,
-            "at": _now(),
-            "reason": reason,
-        }
         raw = json.dumps(entry, sort_keys=True)
         self.client.set_registered_model_tag(name, PENDING_TAG, raw)
         step("champion_intent")
@@ -714,7 +767,7 @@ def publish_training_job(
     loss per epoch of the job's ``metadata.json`` is logged as a curve, and the curve and
     the challenger-vs-``champion_metrics`` chart as pictures.
     """
-    from recflow.artifacts import join, store_for
+    from recflow.artifacts import join, pack_directory, store_for
     from recflow.evaluation import unpack_model
     from recflow.pictures import loss_curve, versus_chart
 
@@ -734,10 +787,7 @@ def publish_training_job(
             serving_uri = join(settings.artifacts_uri, "serving", training_job, "model.tar.gz")
             if not store.exists(serving_uri):
                 fresh = work / "serving.tar.gz"
-                with tarfile.open(fresh, "w:gz") as tar:
-                    for path in sorted((work / "serving").iterdir()):
-                        tar.add(path, arcname=path.name)
-                store.put_file(fresh, serving_uri)
+                store.put_file(pack_directory(work / "serving", fresh), serving_uri)
             model_dir = work / "serving"
             lineage = {
                 **lineage,

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import tarfile
 import tempfile
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -47,6 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from recflow.artifacts import aws_error_code, pack_directory
 from recflow.config import Settings
 from recflow.errors import ConfigError, RegistryError
 from recflow.registry import (
@@ -55,10 +55,16 @@ from recflow.registry import (
     NOT_A_METRIC,
     PICTURE_FILES,
     PICTURES,
-    PUBLISH_STEPS,
     ModelVersionInfo,
     OnStep,
+    incomplete_version,
+    log_promoted,
+    log_published,
+    next_champion_move,
     publication,
+    publish_step,
+    require_reason,
+    unknown_version,
 )
 
 log = logging.getLogger(__name__)
@@ -85,10 +91,6 @@ GROUP_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 """SageMaker's pattern for a model package group's name."""
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def _property_value(value: str) -> str:
     """``value`` as SageMaker accepts it in ``CustomerMetadataProperties`` (other characters become ``_``)."""
     kept = "".join(
@@ -98,31 +100,19 @@ def _property_value(value: str) -> str:
     return kept[:MAX_PROPERTY_VALUE] or "-"
 
 
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
 def _is_missing(exc: Exception) -> bool:
     """A SageMaker ``ValidationException`` saying that the group or package does not exist."""
     message = str(exc).lower()
-    return _error_code(exc) in ("ValidationException", "ResourceNotFound") and (
+    return aws_error_code(exc) in ("ValidationException", "ResourceNotFound") and (
         "does not exist" in message or "not found" in message
     )
-
-
-def _pack(model_dir: Path, archive: Path) -> Path:
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(model_dir.iterdir()):
-            tar.add(path, arcname=path.name)
-    return archive
 
 
 class SageMakerRegistry:
     """The registry on SageMaker's Model Registry; see the module's docstring for the mapping."""
 
     def __init__(self, settings: Settings) -> None:
-        from recflow.artifacts import aws_client
+        from recflow.artifacts import S3ArtifactStore, aws_client
 
         root = urlparse(settings.artifacts_uri)
         if root.scheme != "s3":
@@ -133,6 +123,7 @@ class SageMakerRegistry:
         self.settings = settings
         self.client = aws_client(settings, "sagemaker")
         self.s3 = aws_client(settings, "s3")
+        self.store = S3ArtifactStore(self.s3)
         self.bucket = root.netloc
         self.prefix = "/".join(p for p in (root.path.strip("/"), REGISTRY_PREFIX) if p)
 
@@ -146,25 +137,19 @@ class SageMakerRegistry:
 
     def _get_json(self, key: str) -> dict[str, Any] | None:
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            body = self.store.get_bytes(self._uri(key))
         except Exception as exc:
-            if _error_code(exc) in ("NoSuchKey", "404"):
+            if aws_error_code(exc) in ("NoSuchKey", "404"):
                 return None
             raise
         document: dict[str, Any] = json.loads(body)
         return document
 
     def _put_json(self, key: str, document: Mapping[str, Any]) -> None:
-        body = json.dumps(document, sort_keys=True, indent=1).encode()
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+        self.store.put_bytes(json.dumps(document, sort_keys=True, indent=1).encode(), self._uri(key))
 
     def _keys(self, prefix: str) -> list[str]:
-        paginator = self.s3.get_paginator("list_objects_v2")
-        return sorted(
-            obj["Key"]
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
-            for obj in page.get("Contents", [])
-        )
+        return [urlparse(uri).path.lstrip("/") for uri in self.store.list(self._uri(prefix))]
 
     def _record_key(self, name: str, job: str) -> str:
         return self._key(name, job, RECORD)
@@ -354,7 +339,6 @@ class SageMakerRegistry:
 
     def download(self, info: ModelVersionInfo, out: Path) -> Path:
         """The version's SavedModel, unpacked into ``out`` (which must not exist or be empty)."""
-        from recflow.artifacts import S3ArtifactStore
         from recflow.evaluation import unpack_model
 
         if out.exists() and any(out.iterdir()):
@@ -362,7 +346,7 @@ class SageMakerRegistry:
         if not info.source:
             raise RegistryError(f"{info.name} version {info.version} names no model archive")
         with tempfile.TemporaryDirectory() as tmp:
-            archive = S3ArtifactStore(self.s3).get_file(info.source, Path(tmp) / ARCHIVE)
+            archive = self.store.get_file(info.source, Path(tmp) / ARCHIVE)
             return unpack_model(archive, out)
 
     # -- publishing -----------------------------------------------------------------------------
@@ -393,11 +377,7 @@ class SageMakerRegistry:
         pub = publication(name, lineage, training_job, who, reason)
         job = pub.job
 
-        def step(done: str) -> None:
-            log.debug("publish %s (%s): %s done", name, job, done)
-            if on_step is not None:
-                on_step(done)
-
+        step = publish_step(name, job, on_step)
         record_key = self._record_key(name, job)
         record = self._get_json(record_key)
         step("run")
@@ -407,14 +387,11 @@ class SageMakerRegistry:
         step("logged")
         archive_uri = self._uri(self._key(name, job, ARCHIVE))
         if not record["complete"]:
-            from recflow.artifacts import S3ArtifactStore
-
-            store = S3ArtifactStore(self.s3)
             with tempfile.TemporaryDirectory() as tmp:
-                store.put_file(_pack(model_dir, Path(tmp) / ARCHIVE), archive_uri)
+                self.store.put_file(pack_directory(model_dir, Path(tmp) / ARCHIVE), archive_uri)
             files = sorted(p for p in (pictures_dir.iterdir() if pictures_dir else ()) if p.is_file())
             for path in files:
-                store.put_file(path, self._uri(self._key(name, job, PICTURES, path.name)))
+                self.store.put_file(path, self._uri(self._key(name, job, PICTURES, path.name)))
             record["pictures"] = [p.name for p in files]
         step("artifacts")
         if not record["complete"]:
@@ -433,19 +410,7 @@ class SageMakerRegistry:
             name, version, who=pub.who, reason=pub.reason, once_per_who=True, on_step=step, arn=arn
         )
         info = self.get_version(name, version, arn=arn)
-        if moved is None:
-            log.info(
-                "%s version %d is training job %s; champion not moved (%s)", name, version, job, info.aliases
-            )
-        else:
-            log.info(
-                "%s version %d is training job %s; champion moved from version %s (%s)",
-                name,
-                version,
-                job,
-                moved["previous_version"],
-                pub.reason,
-            )
+        log_published(name, info, job, moved, pub.reason)
         return info
 
     def _ensure_record(
@@ -581,30 +546,16 @@ class SageMakerRegistry:
         the champion; :class:`RegistryError` for an unknown model or version or an incomplete
         version; ``ValueError`` for an empty reason.
         """
-        if not reason.strip():
-            raise ValueError(f"moving the champion of {name} to version {version} needs a reason")
+        require_reason(name, version, reason)
         self.require_model(name)
         packages = self._packages(name)
         if version not in packages:
-            known = ", ".join(str(v) for v in sorted(packages)) or "none"
-            raise RegistryError(f"{name} has no version {version} (versions: {known})")
+            raise unknown_version(name, version, packages)
         properties = self._properties(packages[version])
         if properties.get(COMPLETE_PROPERTY) != "true":
-            raise RegistryError(
-                f"{name} version {version} is incomplete (its publication did not finish): "
-                "it cannot be champion; retry the publication of its training job "
-                f"{properties.get(JOB_PROPERTY, '(unknown)')} to complete it"
-            )
+            raise incomplete_version(name, version, properties.get(JOB_PROPERTY, "(unknown)"))
         moved = self._move_champion(name, int(version), who=who, reason=reason, once_per_who=False)
-        if moved is not None:
-            log.info(
-                "%s champion moved from version %s to %s by %s: %s",
-                name,
-                moved["previous_version"],
-                version,
-                who,
-                reason,
-            )
+        log_promoted(name, version, who, reason, moved)
         return moved
 
     def _approve(
@@ -663,23 +614,17 @@ class SageMakerRegistry:
         step = on_step or (lambda _done: None)
         self._settle_pending(name)
         packages = self._packages(name, also=arn)
-        current = self._champion_of(packages)
-        history = self._history(name, packages)
-        done = current == version or (
-            once_per_who and any(e["version"] == version and e["who"] == who for e in history)
+        entry = next_champion_move(
+            self._history(name, packages),
+            self._champion_of(packages),
+            version,
+            who=who,
+            reason=reason,
+            once_per_who=once_per_who,
+            step=step,
         )
-        if done:
-            for skipped in PUBLISH_STEPS[PUBLISH_STEPS.index("champion_intent") :]:
-                step(skipped)
+        if entry is None:
             return None
-        entry: dict[str, Any] = {
-            "seq": (int(history[-1]["seq"]) if history else 0) + 1,
-            "version": version,
-            "previous_version": current,
-            "who": who,
-            "at": _now(),
-            "reason": reason,
-        }
         self._put_json(self._pending_key(name), entry)
         step("champion_intent")
         self._approve(name, packages, entry)
