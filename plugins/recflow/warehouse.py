@@ -8,8 +8,8 @@ Every step that touches the warehouse (``land``, the audit, the quality suites,
   ``warehouse`` pool (one slot in the embedded profile);
 - :class:`PostgresWarehouse`, a server named by ``RECFLOW_WAREHOUSE_URL``
   (``postgresql://user:password@host:5432/db``), through psycopg2: bulk loads stream
-  Arrow as CSV into ``COPY ... FROM STDIN``, exports stream a server-side cursor into
-  pyarrow's Parquet writer batch by batch.
+  Arrow as CSV into ``COPY ... FROM STDIN``, fetches stream a server-side cursor into
+  Arrow batch by batch.
 
 The steps write their SQL once, in the subset both engines agree on (``exists`` /
 ``not exists`` for semi and anti joins, aliased sub-queries, ``cardinality``,
@@ -27,7 +27,6 @@ quarantine and the audit records; ``analytics`` holds dbt's models.
 from __future__ import annotations
 
 import io
-import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -52,7 +51,7 @@ RUN_METADATA_COLUMNS = frozenset(
 """Columns that say *when* or *by which run* a row was written: a rerun changes them, not the content."""
 
 EXPORT_BATCH_ROWS = 100_000
-"""Rows per batch when a query's result is streamed (a PostgreSQL export, a bulk load's CSV)."""
+"""Rows per batch when a query's result is streamed (a PostgreSQL fetch, a bulk load's CSV)."""
 _COPY_CHUNK = 1 << 20
 """Bytes psycopg2 reads at a time from a bulk load's CSV stream."""
 
@@ -140,7 +139,7 @@ POSTGRES = PostgresDialect()
 
 
 class Warehouse(ABC):
-    """A connection to the warehouse: statements, transactions, bulk loads and exports."""
+    """A connection to the warehouse: statements, transactions, bulk loads and Arrow fetches."""
 
     dialect: Dialect
     location: str
@@ -218,24 +217,9 @@ class Warehouse(ABC):
     def replace_table_with_arrow(self, table: str, data: pa.Table) -> None:
         """Replace ``table`` by a table of ``data``'s columns and types."""
 
-    def append_parquet(self, table: str, path: Path, constants: Mapping[str, object] | None = None) -> int:
-        """Insert a Parquet file's rows (by column name) into ``table``, a batch at a time; return the rows."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        rows = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=EXPORT_BATCH_ROWS):
-            self.append_arrow(table, pa.Table.from_batches([batch]), constants)
-            rows += batch.num_rows
-        return rows
-
     @abstractmethod
     def fetch_arrow(self, query: str, params: Sequence[object] | None = None) -> pa.Table:
         """The result of ``query`` as an Arrow table."""
-
-    @abstractmethod
-    def export_parquet(self, query: str, path: Path, params: Sequence[object] | None = None) -> int:
-        """Write the result of ``query`` to the Parquet file ``path``; return its rows."""
 
 
 class DuckDBWarehouse(Warehouse):
@@ -292,13 +276,6 @@ class DuckDBWarehouse(Warehouse):
     def fetch_arrow(self, query: str, params: Sequence[object] | None = None) -> pa.Table:
         self.connection.complete()  # a result of execute() left unread would refuse the query
         return self.connection.sql(query, params=params).to_arrow_table()
-
-    def export_parquet(self, query: str, path: Path, params: Sequence[object] | None = None) -> int:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        target = str(path).replace("'", "''")
-        row = self.connection.execute(f"copy ({query}) to '{target}' (format parquet)", params).fetchone()
-        assert row is not None
-        return int(row[0])
 
 
 def _pyformat(sql: str) -> str:
@@ -540,19 +517,6 @@ class PostgresWarehouse(Warehouse):
 
         batches = list(self._batches(query, params))
         return pa.Table.from_batches(batches)
-
-    def export_parquet(self, query: str, path: Path, params: Sequence[object] | None = None) -> int:
-        import pyarrow.parquet as pq
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        rows = 0
-        batches = self._batches(query, params)
-        first = next(batches)
-        with pq.ParquetWriter(path, first.schema) as writer:
-            for batch in itertools.chain([first], batches):
-                writer.write_batch(batch)
-                rows += batch.num_rows
-        return rows
 
 
 def _to_arrow(values: Sequence[object], kind: str) -> pa.Array:

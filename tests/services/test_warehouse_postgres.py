@@ -219,23 +219,21 @@ def test_a_refused_reland_on_postgres_leaves_the_staged_day_as_it_was(engines: d
     assert leftovers == []
 
 
-def test_bulk_load_and_export_round_trip_on_postgres(engines: dict[str, Settings], tmp_path: Path) -> None:
-    """An export streams out, and a Parquet load copies back in, the same rows on both engines."""
+def test_bulk_fetch_and_load_round_trip_on_postgres(engines: dict[str, Settings]) -> None:
+    """A fetch streams out, and a bulk load copies back in, the same rows on both engines."""
     query = "select event_id, user_id, value, event_ts, ds, _source_row from raw.events"
-    exported, reloaded = {}, {}
+    fetched, reloaded = {}, {}
     for engine, settings in engines.items():
         _land_and_audit(settings, "run-1")
-        path = tmp_path / f"{engine}.parquet"
         with connect(settings) as con:
-            rows = con.export_parquet(f"{query} where ds <> ?", path, [D4])
+            table = con.fetch_arrow(f"{query} where ds <> ?", [D4])
             con.execute(f"create table raw_staging.reloaded as {query} where false")
-            assert con.append_parquet("raw_staging.reloaded", path) == rows
-        table = pq.read_table(path)
-        assert rows == table.num_rows > 0
-        exported[engine] = sorted((tuple(_plain(v) for v in r.values()) for r in table.to_pylist()), key=repr)
+            con.append_arrow("raw_staging.reloaded", table)
+        assert table.num_rows > 0
+        fetched[engine] = sorted((tuple(_plain(v) for v in r.values()) for r in table.to_pylist()), key=repr)
         reloaded[engine] = _rows(settings, "raw_staging.reloaded")[1]
-    assert exported["postgresql"] == exported["duckdb"]
-    assert reloaded["postgresql"] == reloaded["duckdb"] == sorted(exported["duckdb"], key=repr)
+    assert fetched["postgresql"] == fetched["duckdb"]
+    assert reloaded["postgresql"] == reloaded["duckdb"] == sorted(fetched["duckdb"], key=repr)
 
 
 # -- marts: the suite and the snapshot, on tables the test writes --------------------------------------
