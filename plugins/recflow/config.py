@@ -329,9 +329,9 @@ class Settings:
         str,
         Env(
             "RECFLOW_WAREHOUSE_CONN_ID",
-            "Airflow connection of a server warehouse (PostgreSQL). Inside Airflow, when it exists, it gives "
-            "every task the warehouse (dbt through a Cosmos profile mapping) and wins over "
-            "`RECFLOW_WAREHOUSE_URL`, which serves processes outside Airflow.",
+            "Airflow connection of a server warehouse (PostgreSQL), read when `RECFLOW_DBT_TARGET=postgres`. "
+            "Inside Airflow, when it exists, it gives every task the warehouse (dbt through a Cosmos profile "
+            "mapping) and wins over `RECFLOW_WAREHOUSE_URL`, which serves processes outside Airflow.",
         ),
     ] = "recflow_warehouse"
     aws_endpoint_url: Annotated[

@@ -3,9 +3,10 @@
 A task calls :func:`task_settings` instead of ``Settings.from_env``. Two connections
 are read, each only when it exists, so the embedded profile needs neither:
 
-- ``RECFLOW_WAREHOUSE_CONN_ID`` (``recflow_warehouse``): a PostgreSQL connection; its URI
-  becomes ``Settings.warehouse_url`` for every warehouse step. dbt reads the same
-  connection through Cosmos's ``PostgresUserPasswordProfileMapping`` (``recflow.airflow.dbt``).
+- ``RECFLOW_WAREHOUSE_CONN_ID`` (``recflow_warehouse``), read when ``RECFLOW_DBT_TARGET=postgres``:
+  a PostgreSQL connection; its URI becomes ``Settings.warehouse_url`` for every warehouse step.
+  dbt reads the same connection through Cosmos's ``PostgresUserPasswordProfileMapping``
+  (``recflow.airflow.dbt``) under the same condition.
 - ``RECFLOW_AWS_CONN_ID`` (``aws_default``): the Amazon provider's ``AwsBaseHook`` builds
   a boto3 session from it (keys, a role to assume, a profile) and that session becomes
   boto3's default one in this process, so S3 and SageMaker clients made anywhere in
@@ -58,7 +59,9 @@ def use_aws_connection(settings: Settings) -> None:
 def task_settings() -> Settings:
     """``Settings.from_env()``, with the warehouse from its Airflow connection and AWS credentials set up."""
     settings = Settings.from_env()
-    uri = _connection_uri(settings.warehouse_conn_id)
+    # read exactly when dbt reads it (recflow.airflow.dbt): every step then sees the same warehouse,
+    # and a DuckDB task asks the API server for no connection
+    uri = _connection_uri(settings.warehouse_conn_id) if settings.dbt_target == "postgres" else None
     if uri is not None:
         uri = uri.replace("postgres://", "postgresql://", 1)
         if settings.warehouse_url and settings.warehouse_url != uri:

@@ -17,6 +17,14 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
 
 
+def test_the_warehouse_connection_is_read_only_for_the_postgres_target(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """dbt reads it only then (Cosmos's profile mapping): a DuckDB run never mixes in a server."""
+    monkeypatch.setenv("AIRFLOW_CONN_RECFLOW_WAREHOUSE", "postgres://rec:p%40ss@db.internal:6543/wh")
+    assert task_settings().warehouse_url is None
+
+
 def test_without_connections_the_environment_decides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECFLOW_WAREHOUSE_URL", "postgresql://postgres@127.0.0.1:5432/from_env")
     settings = task_settings()
@@ -29,6 +37,7 @@ def test_the_warehouse_connection_wins_and_aws_keys_come_from_aws_default(
 ) -> None:
     monkeypatch.setenv("RECFLOW_WAREHOUSE_URL", "postgresql://postgres@127.0.0.1:5432/from_env")
     monkeypatch.setenv("AIRFLOW_CONN_RECFLOW_WAREHOUSE", "postgres://rec:p%40ss@db.internal:6543/wh")
+    monkeypatch.setenv("RECFLOW_DBT_TARGET", "postgres")
     monkeypatch.setenv("RECFLOW_ARTIFACT_ROOT", "s3://bucket/recflow")
     monkeypatch.setenv(
         "AIRFLOW_CONN_AWS_DEFAULT",
