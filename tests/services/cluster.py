@@ -24,6 +24,7 @@ from pathlib import Path
 from recflow.config import Settings, subprocess_env
 from recflow.runtime import airflow_env
 from recflow.services import airflow_executable
+from tests import loopback
 
 SHARED_SECRETS = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY")
 """Every component must sign and read the same tokens and connections as the API server."""
@@ -40,9 +41,7 @@ def _bindable(port: int) -> bool:
 
 def free_port(avoid: range = range(0)) -> int:
     while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
+        port = loopback.free_port()
         if port not in avoid:
             return port
 

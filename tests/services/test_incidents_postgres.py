@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 from recflow import errors
 from recflow.config import Settings
 from recflow.incidents import IncidentStore, TaskFailure, record_failure
-from tests.unit.test_incidents import _champion, _refused, _warehouse_failure, _write_many
+from tests.unit.test_incidents import _champion, _refused, _warehouse_failure, write_concurrently
 
 
 def test_incidents_recorded_by_two_homes_are_one_list_in_postgresql(pg_database: str, tmp_path: Path) -> None:
@@ -31,12 +30,6 @@ def test_incidents_recorded_by_two_homes_are_one_list_in_postgresql(pg_database:
 
 
 def test_concurrent_writers_lose_nothing_in_postgresql(pg_database: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    processes = [ctx.Process(target=_write_many, args=(pg_database, w, 20)) for w in range(4)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=60)
-        assert process.exitcode == 0
+    write_concurrently(pg_database, 4, 20)
     found = IncidentStore(pg_database).find()
     assert len({i.id for i in found}) == len(found) == 80

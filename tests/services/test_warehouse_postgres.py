@@ -27,6 +27,7 @@ from recflow.landing import partition_dir, stage_partitions, staged_table
 from recflow.quality import check_training_marts, stage_and_audit
 from recflow.snapshot import take_snapshot
 from recflow.warehouse import PostgresWarehouse, connect, content_checksum
+from tests.integration.test_audit import _set
 
 START = dt.date(2026, 1, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(4)]
@@ -45,15 +46,6 @@ COMPARED = {
     staged_table(D3): ("_loaded_at",),
 }
 """The tables both engines must hold alike, and the columns that say only *when* a row was written."""
-
-
-def _set(table: pa.Table, column: str, rows: list[int], value: object) -> pa.Table:
-    values = table.column(column).to_pylist()
-    for i in rows:
-        values[i] = value
-    return table.set_column(
-        table.schema.get_field_index(column), column, pa.array(values, table.schema.field(column).type)
-    )
 
 
 def _day(landing: Path, day: dt.date) -> pa.Table:

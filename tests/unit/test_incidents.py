@@ -323,15 +323,20 @@ def _write_many(url: str, worker: int, count: int) -> None:
         )
 
 
-def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "incidents.db"
+def write_concurrently(url: str, workers: int, count: int) -> None:
+    """``workers`` processes each add ``count`` incidents to the store at ``url`` at the same time."""
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_write_many, args=(f"sqlite:///{path}", w, 25)) for w in range(4)]
-    for process in workers:
+    processes = [ctx.Process(target=_write_many, args=(url, w, count)) for w in range(workers)]
+    for process in processes:
         process.start()
-    for process in workers:
+    for process in processes:
         process.join(timeout=60)
         assert process.exitcode == 0
+
+
+def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "incidents.db"
+    write_concurrently(f"sqlite:///{path}", 4, 25)
     found = IncidentStore(path).find()
     assert len(found) == 100
     assert len({i.id for i in found}) == 100

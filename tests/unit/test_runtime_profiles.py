@@ -9,16 +9,7 @@ import pytest
 from recflow.config import Settings
 from recflow.errors import ConfigError
 from recflow.runtime import airflow_env
-
-PRODUCTION = {
-    "RECFLOW_PROFILE": "production",
-    "RECFLOW_ARTIFACT_ROOT": "s3://bucket/recflow",
-    "RECFLOW_MLFLOW_TRACKING_URI": "postgresql://mlflow@db/mlflow",
-    "RECFLOW_DBT_TARGET": "postgres",
-    "RECFLOW_INCIDENTS_URL": "postgresql://recflow@db/recflow",
-    "RECFLOW_TRAINING_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/recflow-ml:1",
-    "RECFLOW_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/recflow-training",
-}
+from tests.unit.test_config import PRODUCTION
 
 
 def test_embedded_airflow_is_sqlite_and_local_executor(tmp_path: Path) -> None:
