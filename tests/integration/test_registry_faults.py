@@ -25,6 +25,7 @@ from recflow.registry import (
     PENDING_TAG,
     PUBLISH_STEPS,
     MlflowRegistry,
+    Registry,
     publish_training_job,
 )
 
@@ -101,6 +102,21 @@ def publish(
     )
 
 
+def check_champion_after_crash(
+    registry: Registry, name: str, step: str, version: int, with_previous_champion: bool
+) -> None:
+    """After a crash right after ``step``: the new version is champion once the alias (or approval)
+    moved, else the previous champion stays (or there is none)."""
+    champion = registry.get_by_alias(name)
+    moved = step in PUBLISH_STEPS and PUBLISH_STEPS.index(step) >= PUBLISH_STEPS.index("champion")
+    if moved:
+        assert champion is not None and (champion.version, champion.complete) == (version, True)
+    elif with_previous_champion:
+        assert champion is not None and (champion.version, champion.complete) == (1, True)
+    else:
+        assert champion is None
+
+
 def runs_of(registry: MlflowRegistry, job: str) -> list[Any]:
     experiment = registry.client.get_experiment_by_name(EXPERIMENT)
     assert experiment is not None
@@ -152,14 +168,7 @@ def test_a_retry_after_a_crash_at_any_step_leaves_one_complete_version(
         publish(home, model_uri, name, job, "run-1", on_step=fail_after(step))
 
     registry = MlflowRegistry(home)
-    champion = registry.get_by_alias(name)
-    moved = step in PUBLISH_STEPS and PUBLISH_STEPS.index(step) >= PUBLISH_STEPS.index("champion")
-    if moved:
-        assert champion is not None and (champion.version, champion.complete) == (version, True)
-    elif with_previous_champion:
-        assert champion is not None and (champion.version, champion.complete) == (1, True)
-    else:
-        assert champion is None
+    check_champion_after_crash(registry, name, step, version, with_previous_champion)
     assert len(runs_of(registry, job)) <= 1
     assert len(registry.list_versions(name)) <= version
 

@@ -20,8 +20,6 @@ from recflow.artifacts import S3ArtifactStore, join, store_for
 from recflow.config import Settings
 from recflow.errors import ConfigError, RegistryError
 from recflow.registry import (
-    MODEL_FETCHED,
-    PUBLISH_STEPS,
     MlflowRegistry,
     model_card,
     publish_training_job,
@@ -35,11 +33,16 @@ from recflow.sagemaker_registry import (
     SEQ_PROPERTY,
     SageMakerRegistry,
 )
+from tests.integration.test_registry_faults import (
+    ALL_STEPS,
+    InjectedFault,
+    check_champion_after_crash,
+    fail_after,
+)
 from tests.loopback import moto_server
 
 BUCKET = "recflow-registry"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-ALL_STEPS = (MODEL_FETCHED, *PUBLISH_STEPS)
 MODEL_FILES = {
     "saved_model.pb": b"\x08\x01 a serialized graph",
     "variables/variables.index": b"index",
@@ -48,18 +51,6 @@ MODEL_FILES = {
         {"history": [{"loss": 2.5, "seconds": 1.0}, {"loss": 1.5, "seconds": 0.9}]}
     ).encode(),
 }
-
-
-class InjectedFault(RuntimeError):
-    pass
-
-
-def fail_after(step: str) -> Callable[[str], None]:
-    def on_step(done: str) -> None:
-        if done == step:
-            raise InjectedFault(f"crash right after step {done!r}")
-
-    return on_step
 
 
 @pytest.fixture(scope="module")
@@ -238,14 +229,7 @@ def test_a_retry_after_a_crash_at_any_step_leaves_one_complete_version(
         publish(aws, model_uri, name, job, "run-1", on_step=fail_after(step))
 
     registry = sagemaker(aws)
-    champion = registry.get_by_alias(name)
-    moved = step in PUBLISH_STEPS and PUBLISH_STEPS.index(step) >= PUBLISH_STEPS.index("champion")
-    if moved:
-        assert champion is not None and (champion.version, champion.complete) == (version, True)
-    elif with_previous_champion:
-        assert champion is not None and (champion.version, champion.complete) == (1, True)
-    else:
-        assert champion is None
+    check_champion_after_crash(registry, name, step, version, with_previous_champion)
     assert len(registry.list_versions(name)) <= version
 
     published = publish(aws, model_uri, name, job, "run-1")
