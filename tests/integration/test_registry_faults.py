@@ -7,7 +7,7 @@ each of its steps: the callback raises right after step k, as a crash there woul
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -125,10 +125,45 @@ def runs_of(registry: MlflowRegistry, job: str) -> list[Any]:
     )
 
 
-def moves(registry: MlflowRegistry, name: str) -> list[tuple[Any, ...]]:
+def moves(registry: Registry, name: str) -> list[tuple[Any, ...]]:
     return [
         (m["seq"], m["previous_version"], m["version"], m["who"]) for m in registry.champion_history(name)
     ]
+
+
+def check_recorded_moves(registry: Registry, back: Mapping[str, Any], forward: Mapping[str, Any]) -> None:
+    """The history of model ``moves``: two publications, then ``back`` (alice) and ``forward`` (bob)."""
+    history = registry.champion_history("moves")
+    assert [(m["seq"], m["previous_version"], m["version"], m["who"], m["reason"]) for m in history] == [
+        (1, None, 1, "dag/run-1", "promoted by the gate of run-1"),
+        (2, 1, 2, "dag/run-2", "promoted by the gate of run-2"),
+        (3, 2, 1, "alice", "version 2 recommends stale pins"),
+        (4, 1, 2, "bob", "the stale pins are fixed upstream"),
+    ]
+    times = [datetime.fromisoformat(m["at"]) for m in history]
+    assert times == sorted(times) and all(t.utcoffset() is not None for t in times)
+    assert history[2] == back and history[3] == forward
+
+
+def check_promote_refusals(settings: Settings, model_uri: str, registry: Registry) -> None:
+    """Model ``refuse``: version 1 champion, version 2 cut off after its ``version`` step; each refusal
+    of promote (unknown version or model, incomplete version, no reason) names what is wrong."""
+    publish(settings, model_uri, "refuse", "refuse-job-1", "run-1")
+    with pytest.raises(InjectedFault):
+        publish(settings, model_uri, "refuse", "refuse-job-2", "run-2", on_step=fail_after("version"))
+    assert [(v.version, v.complete) for v in registry.list_versions("refuse")] == [(1, True), (2, False)]
+
+    with pytest.raises(RegistryError, match=r"refuse has no version 7 \(versions: 1, 2\)"):
+        registry.promote("refuse", 7, "try", who="alice")
+    with pytest.raises(RegistryError, match=r"refuse version 2 is incomplete.*refuse-job-2"):
+        registry.promote("refuse", 2, "try", who="alice")
+    with pytest.raises(RegistryError, match="no registered model named 'nobody'"):
+        registry.promote("nobody", 1, "try", who="alice")
+    with pytest.raises(RegistryError, match="no registered model named 'nobody'"):
+        registry.champion_history("nobody")
+    with pytest.raises(ValueError, match="needs a reason"):
+        registry.promote("refuse", 1, " ", who="alice")
+    assert moves(registry, "refuse") == [(1, None, 1, "dag/run-1")]
 
 
 def test_a_clean_publication_runs_every_step_in_order(home: Settings, model_uri: str) -> None:
@@ -243,33 +278,8 @@ def test_promote_rolls_back_and_forward_and_history_records_every_move(
     forward = registry.promote("moves", 2, "the stale pins are fixed upstream", who="bob")
     assert forward is not None and forward["previous_version"] == 1
 
-    history = registry.champion_history("moves")
-    assert [(m["seq"], m["previous_version"], m["version"], m["who"], m["reason"]) for m in history] == [
-        (1, None, 1, "dag/run-1", "promoted by the gate of run-1"),
-        (2, 1, 2, "dag/run-2", "promoted by the gate of run-2"),
-        (3, 2, 1, "alice", "version 2 recommends stale pins"),
-        (4, 1, 2, "bob", "the stale pins are fixed upstream"),
-    ]
-    times = [datetime.fromisoformat(m["at"]) for m in history]
-    assert times == sorted(times) and all(t.utcoffset() is not None for t in times)
-    assert history[2] == back and history[3] == forward
+    check_recorded_moves(registry, back, forward)
 
 
 def test_promote_refuses_unknown_and_incomplete_versions(home: Settings, model_uri: str) -> None:
-    publish(home, model_uri, "refuse", "refuse-job-1", "run-1")
-    with pytest.raises(InjectedFault):
-        publish(home, model_uri, "refuse", "refuse-job-2", "run-2", on_step=fail_after("version"))
-    registry = MlflowRegistry(home)
-    assert [(v.version, v.complete) for v in registry.list_versions("refuse")] == [(1, True), (2, False)]
-
-    with pytest.raises(RegistryError, match=r"refuse has no version 7 \(versions: 1, 2\)"):
-        registry.promote("refuse", 7, "try", who="alice")
-    with pytest.raises(RegistryError, match=r"refuse version 2 is incomplete.*refuse-job-2"):
-        registry.promote("refuse", 2, "try", who="alice")
-    with pytest.raises(RegistryError, match="no registered model named 'nobody'"):
-        registry.promote("nobody", 1, "try", who="alice")
-    with pytest.raises(RegistryError, match="no registered model named 'nobody'"):
-        registry.champion_history("nobody")
-    with pytest.raises(ValueError, match="needs a reason"):
-        registry.promote("refuse", 1, " ", who="alice")
-    assert moves(registry, "refuse") == [(1, None, 1, "dag/run-1")]
+    check_promote_refusals(home, model_uri, MlflowRegistry(home))

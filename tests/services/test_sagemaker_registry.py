@@ -37,6 +37,8 @@ from tests.integration.test_registry_faults import (
     ALL_STEPS,
     InjectedFault,
     check_champion_after_crash,
+    check_promote_refusals,
+    check_recorded_moves,
     fail_after,
 )
 from tests.loopback import moto_server
@@ -315,38 +317,14 @@ def test_promote_rolls_back_and_forward_and_history_records_every_move(aws: Sett
     assert forward is not None and forward["previous_version"] == 1
     assert approvals(registry, "moves") == {1: REJECTED, 2: APPROVED}
 
-    history = registry.champion_history("moves")
-    assert [(m["seq"], m["previous_version"], m["version"], m["who"], m["reason"]) for m in history] == [
-        (1, None, 1, "dag/run-1", "promoted by the gate of run-1"),
-        (2, 1, 2, "dag/run-2", "promoted by the gate of run-2"),
-        (3, 2, 1, "alice", "version 2 recommends stale pins"),
-        (4, 1, 2, "bob", "the stale pins are fixed upstream"),
-    ]
-    times = [datetime.fromisoformat(m["at"]) for m in history]
-    assert times == sorted(times) and all(t.utcoffset() is not None for t in times)
-    assert history[2] == back and history[3] == forward
+    check_recorded_moves(registry, back, forward)
 
 
 def test_promote_refuses_unknown_and_incomplete_versions(aws: Settings, model_uri: str) -> None:
-    publish(aws, model_uri, "refuse", "refuse-job-1", "run-1")
-    with pytest.raises(InjectedFault):
-        publish(aws, model_uri, "refuse", "refuse-job-2", "run-2", on_step=fail_after("version"))
     registry = sagemaker(aws)
-    assert [(v.version, v.complete) for v in registry.list_versions("refuse")] == [(1, True), (2, False)]
-
-    with pytest.raises(RegistryError, match=r"refuse has no version 7 \(versions: 1, 2\)"):
-        registry.promote("refuse", 7, "try", who="alice")
-    with pytest.raises(RegistryError, match=r"refuse version 2 is incomplete.*refuse-job-2"):
-        registry.promote("refuse", 2, "try", who="alice")
-    with pytest.raises(RegistryError, match="no registered model named 'nobody'"):
-        registry.promote("nobody", 1, "try", who="alice")
-    with pytest.raises(RegistryError, match="no registered model named 'nobody'"):
-        registry.champion_history("nobody")
-    with pytest.raises(ValueError, match="needs a reason"):
-        registry.promote("refuse", 1, " ", who="alice")
+    check_promote_refusals(aws, model_uri, registry)
     with pytest.raises(ValueError, match="model package group name"):
         publish(aws, model_uri, "not_a_group_name", "job", "run-1")
-    assert moves(registry, "refuse") == [(1, None, 1, "dag/run-1")]
     assert approvals(registry, "refuse") == {1: APPROVED, 2: "PendingManualApproval"}
 
 
