@@ -236,9 +236,12 @@ class DuckDBWarehouse(Warehouse):
                 f"warehouse {path} does not exist yet: run the recsys_warehouse DAG first"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.connection: duckdb.DuckDBPyConnection = duckdb.connect(
-            str(path), read_only=read_only, config={"memory_limit": memory_limit}
-        )
+        # No ``config=``: DuckDB refuses a second connection to a file that this process already holds
+        # open with another configuration, and dbt-duckdb (in-process under Cosmos, and in
+        # ``airflow dags test``, which runs every task in one process) opens it with none. The memory
+        # limit is a setting of the database instance, so ``set`` gives it to both connections.
+        self.connection: duckdb.DuckDBPyConnection = duckdb.connect(str(path), read_only=read_only)
+        self.connection.execute(f"set memory_limit = '{memory_limit}'")
         self.location = str(path)
         self.sqlalchemy_url = f"duckdb:///{path}"
 
