@@ -311,40 +311,48 @@ def stage_partitions(settings: Settings, days: list[date]) -> list[StagedDay]:
     check_arrived(settings, days)
     pins = _read_catalogue(settings.landing_dir / "pins", PINS_SCHEMA)
     users = _read_catalogue(settings.landing_dir / "users", USERS_SCHEMA)
-    results = []
     with connect(settings) as con:
         con.execute(f"create schema if not exists {STAGING_SCHEMA}")
-        for ds in days:
-            files = _event_files(partition_dir(settings.landing_dir, ds))
-            table = staged_table(ds)
-            building = f"{table}__landing"
-            rows, loaded_at = 0, datetime.now(UTC)  # one load time for the day's rows
-            # each file is its own insert into a table no one reads: one transaction for the whole
-            # day would hold every row in DuckDB's transaction-local memory (12 GB at 100M events)
-            con.execute(f"drop table if exists {building}")
-            con.execute(f"create table {building} ({EVENT_COLUMNS_DDL})")
-            try:
-                for path in files:  # one file in memory at a time
-                    events = _read_file(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS)
-                    events = events.append_column("_source_row", pa.array(np.arange(events.num_rows)))
-                    con.append_arrow(
-                        building, events, {"ds": ds, "_source_file": str(path), "_loaded_at": loaded_at}
-                    )
-                    rows += events.num_rows
-                    del events
-            except BaseException:
-                con.execute(f"drop table if exists {building}")  # a refused file: nothing of the day
-                raise
-            with con.transaction():
-                con.execute(f"drop table if exists {table}")
-                con.execute(f"alter table {building} rename to {table.split('.', 1)[1]}")
-            results.append(
-                StagedDay(
-                    ds=ds, table=table, files=len(files), rows=rows, pins=pins.num_rows, users=users.num_rows
-                )
-            )
-            log.info("staged ds=%s: %d rows from %d file(s) into %s", ds, rows, len(files), table)
-        with con.transaction():
-            _stage_catalogues(con, pins, users)
+        results = _stage(con, settings, days, pins, users)
     log.info("catalogues staged: %d pins, %d users", pins.num_rows, users.num_rows)
+    return results
+
+
+def _stage(
+    con: Warehouse, settings: Settings, days: list[date], pins: pa.Table, users: pa.Table
+) -> list[StagedDay]:
+    """Write each day of ``days`` to its staging table, then the catalogues."""
+    results = []
+    for ds in days:
+        files = _event_files(partition_dir(settings.landing_dir, ds))
+        table = staged_table(ds)
+        building = f"{table}__landing"
+        rows, loaded_at = 0, datetime.now(UTC)  # one load time for the day's rows
+        # each file is its own insert into a table no one reads: one transaction for the whole
+        # day would hold every row in DuckDB's transaction-local memory (12 GB at 100M events)
+        con.execute(f"drop table if exists {building}")
+        con.execute(f"create table {building} ({EVENT_COLUMNS_DDL})")
+        try:
+            for path in files:  # one file in memory at a time
+                events = _read_file(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS)
+                events = events.append_column("_source_row", pa.array(np.arange(events.num_rows)))
+                con.append_arrow(
+                    building, events, {"ds": ds, "_source_file": str(path), "_loaded_at": loaded_at}
+                )
+                rows += events.num_rows
+                del events
+        except BaseException:
+            con.execute(f"drop table if exists {building}")  # a refused file: nothing of the day
+            raise
+        with con.transaction():
+            con.execute(f"drop table if exists {table}")
+            con.execute(f"alter table {building} rename to {table.split('.', 1)[1]}")
+        results.append(
+            StagedDay(
+                ds=ds, table=table, files=len(files), rows=rows, pins=pins.num_rows, users=users.num_rows
+            )
+        )
+        log.info("staged ds=%s: %d rows from %d file(s) into %s", ds, rows, len(files), table)
+    with con.transaction():
+        _stage_catalogues(con, pins, users)
     return results
