@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -29,21 +31,60 @@ def api_base_url(settings: Settings) -> str:
     return f"http://{API_HOST}:{settings.airflow_api_port}"
 
 
+PRIVATE_MODE = 0o600
+"""Files that hold a secret are readable by their owner only, from the first byte written."""
+
+
+def _keep_private(path: Path) -> None:
+    """Take group and other access from an existing secret file (one an older version left wider)."""
+    if path.stat().st_mode & 0o077:
+        path.chmod(PRIVATE_MODE)
+
+
+def _write_private_once(path: Path, content: str) -> bool:
+    """Create ``path`` holding ``content``, owner-only from the start: the content goes to a
+    ``tempfile.mkstemp`` file (mode 0600 whatever the umask) in the same folder, which is then
+    hard-linked to ``path``. The link is atomic and never replaces, so of two processes racing
+    to create the file exactly one wins and the other reads the winner's. False: it existed."""
+    descriptor, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(content)
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+    return True
+
+
 def _local_secrets(airflow_home: Path) -> dict[str, str]:
     """Secrets the embedded profile generates once and keeps in ``AIRFLOW_HOME`` (never in the repo)."""
     path = airflow_home / "recflow-secrets.json"
-    if path.exists():
-        stored: dict[str, str] = json.loads(path.read_text())
-        return stored
     airflow_home.mkdir(parents=True, exist_ok=True)
     generated = {
         "jwt_secret": secrets.token_urlsafe(32),
         "api_secret_key": secrets.token_urlsafe(32),
         "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
     }
-    path.write_text(json.dumps(generated))
-    path.chmod(0o600)
-    return generated
+    if _write_private_once(path, json.dumps(generated)):
+        return generated
+    _keep_private(path)
+    stored: dict[str, str] = json.loads(path.read_text())
+    return stored
+
+
+PASSWORDS_FILE = "simple_auth_manager_passwords.json"
+
+
+def _passwords_file(airflow_home: Path) -> Path:
+    """Where Airflow's simple auth manager keeps the generated UI passwords (in plain text). It opens
+    the file for appending, so a file that exists keeps its mode: created here, empty and owner-only,
+    the passwords it writes are never readable by others."""
+    path = airflow_home / PASSWORDS_FILE
+    if not _write_private_once(path, ""):
+        _keep_private(path)
+    return path
 
 
 def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str]:
@@ -63,7 +104,7 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(_passwords_file(home)),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__API__HOST": API_HOST,
         "AIRFLOW__API__PORT": str(port),
@@ -112,8 +153,9 @@ def _production_airflow(defaults: dict[str, str], current: Mapping[str, str]) ->
 
 def admin_password(settings: Settings) -> str | None:
     """The generated password of the ``admin`` UI user, once the API server has written it."""
-    path = settings.airflow_home / "simple_auth_manager_passwords.json"
-    if not path.exists():
+    try:
+        text = (settings.airflow_home / PASSWORDS_FILE).read_text()
+    except FileNotFoundError:
         return None
-    password = json.loads(path.read_text()).get(ADMIN_USER)
+    password = json.loads(text.strip() or "{}").get(ADMIN_USER)  # empty until the API server writes it
     return str(password) if password else None
