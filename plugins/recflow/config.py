@@ -397,6 +397,12 @@ class Settings:
                 env[setting.env.name] = str(value)
         return env
 
+    def child_env(self) -> dict[str, str]:
+        """``to_env``, and an empty value (unset, to ``from_env``) for every setting left unset: what a
+        child process's environment needs so that it rebuilds exactly these settings even where it
+        inherits others (a benchmark's own home, started from a shell that sets RECFLOW_WAREHOUSE_URL)."""
+        return {**{setting.env.name: "" for setting in declared_settings()}, **self.to_env()}
+
     @property
     def git_commit(self) -> str:
         """The deployed commit (``RECFLOW_GIT_COMMIT``, else read from ``.git``), for lineage."""
