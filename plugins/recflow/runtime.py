@@ -112,6 +112,7 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(port + 1),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(port + 2),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(port + 3),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": API_HOST,
         "AIRFLOW__API__BASE_URL": base_url,
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
@@ -129,7 +130,7 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
     }
     if settings.profile == "production":
         _production_airflow(defaults, current)
-    merged = {**defaults, **{k: v for k, v in current.items() if k in defaults}, **settings.child_env()}
+    merged = {**defaults, **{k: v for k, v in current.items() if k in defaults}, **settings.to_env()}
     return subprocess_env(merged)
 
 

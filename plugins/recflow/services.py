@@ -279,6 +279,38 @@ def check_ports_free(env: dict[str, str]) -> None:
         )
 
 
+LOG_SERVERS = (
+    ("worker-log-server", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"),
+    ("trigger-log-server", "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT"),
+)
+"""Airflow 3.3's scheduler and triggerer serve task logs on every interface (``serve_logs`` binds
+host ``""``, and no setting moves it). The embedded profile starts both with ``--skip-serve-logs``
+and runs Airflow's own log-server app under uvicorn on ``API_HOST`` instead, on the same ports."""
+
+
+def _commands(settings: Settings, env: dict[str, str]) -> dict[str, list[str]]:
+    """The command line of each process ``start_services`` starts, by name."""
+    commands = {component: [airflow_executable(), component] for component in COMPONENTS}
+    if settings.profile != "embedded":  # an API server on another machine fetches from these
+        return commands
+    commands["scheduler"].append("--skip-serve-logs")
+    commands["triggerer"].append("--skip-serve-logs")
+    for name, variable in LOG_SERVERS:
+        commands[name] = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "airflow.utils.serve_logs.log_server:get_app",
+            "--factory",
+            "--host",
+            API_HOST,
+            "--port",
+            env[variable],
+            "--no-access-log",
+        ]
+    return commands
+
+
 def start_services(settings: Settings, *, foreground: bool = False) -> Services:
     """Start each component in its own session; ``foreground`` sends their output to this terminal."""
     env = airflow_env(settings, subprocess_env({}))
@@ -286,10 +318,10 @@ def start_services(settings: Settings, *, foreground: bool = False) -> Services:
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     processes: dict[str, subprocess.Popen[bytes]] = {}
-    for component in COMPONENTS:
+    for component, command in _commands(settings, env).items():
         with (logs / f"{component}.log").open("ab") as log_file:
             processes[component] = subprocess.Popen(
-                [airflow_executable(), component],
+                command,
                 env=env,
                 stdout=None if foreground else log_file,
                 stderr=None if foreground else subprocess.STDOUT,
