@@ -130,7 +130,7 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
     }
     if settings.profile == "production":
         _production_airflow(defaults, current)
-    merged = {**defaults, **{k: v for k, v in current.items() if k in defaults}, **settings.to_env()}
+    merged = {**defaults, **{k: v for k, v in current.items() if k in defaults}, **settings.child_env()}
     return subprocess_env(merged)
 
 
