@@ -42,7 +42,9 @@ def _date(text: str) -> date:
 
 def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.generate import GeneratorConfig, generate
+    from recflow.ownership import claim, landing_store
 
+    claim([landing_store(settings)], "recflow generate")  # never a producers' landing zone
     end = args.end or datetime.now(UTC).date() - timedelta(days=1)
     cfg = GeneratorConfig(
         start=end - timedelta(days=args.days - 1),
@@ -121,6 +123,7 @@ def _fmt_seconds(seconds: float | None) -> str:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.demo import (
         PipelineFailed,
+        claim_demo_stores,
         demo_days,
         run_pipeline,
         say,
@@ -132,11 +135,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.registry import registry_for
     from recflow.runtime import admin_password, api_base_url
 
+    claim_demo_stores(settings)  # before anything is written
     started = time.monotonic()
     days = demo_days(args.days)
     summary = generate(
         settings.landing_dir,
         GeneratorConfig(start=days[0], days=len(days), users=args.users, pins=args.pins, seed=args.seed),
+        command="recflow demo",
     )
     say(f"data: {summary.events} synthetic events over {days[0]}..{days[-1]} in {settings.landing_dir}")
     setup(settings, echo=say)

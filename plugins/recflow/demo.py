@@ -9,6 +9,10 @@ first, one at a time) and lets the last day's asset event trigger
 trains once, on all days. Rerunning reprocesses the same intervals: the
 warehouse ends up the same, the snapshot id is the same, and the training job
 is not run again.
+
+``claim_demo_stores`` runs first: the demo writes synthetic data only into the embedded
+profile's own stores (``recflow.ownership``), never a producers' landing zone, a server
+warehouse or registry, or a folder recflow did not create.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.config import Settings, subprocess_env
+from recflow.ownership import StoreNotOwned, adopt_home_stores, claim, pipeline_stores
 from recflow.services import TERMINAL_RUN_STATES, AirflowClient, run_airflow, running_airflow, wait_for_dags
 from recflow.warehouse import WAREHOUSE_POOL
 
@@ -49,6 +54,9 @@ def compile_dbt_manifest(settings: Settings) -> None:
 def setup(settings: Settings, echo: Echo = say) -> None:
     for folder in (settings.home, settings.landing_dir, settings.duckdb_path.parent, settings.jobs_dir):
         folder.mkdir(parents=True, exist_ok=True)
+    # an embedded home's own stores are recflow's: mark them (a home made before markers existed
+    # too), never a store a setting points elsewhere
+    adopt_home_stores(settings, "recflow setup")
     echo(f"setup: Airflow metadata database in {settings.airflow_home}")
     run_airflow(settings, ["db", "migrate"], quiet=True)
     echo("setup: compiling the dbt manifest (dbt parse)")
@@ -64,6 +72,19 @@ def setup(settings: Settings, echo: Echo = say) -> None:
         ],
         quiet=True,
     )
+
+
+def claim_demo_stores(settings: Settings, command: str = "recflow demo") -> None:
+    """Refuse, before anything is written, a demo anywhere but in the embedded profile's own stores:
+    ``RECFLOW_PROFILE=production``, a server warehouse, registry or ``s3://`` root, or a local store
+    recflow did not create (``recflow.ownership``). Creates and marks the stores otherwise."""
+    if settings.profile != "embedded":
+        raise StoreNotOwned(
+            f"RECFLOW_PROFILE={settings.profile}: {command} writes synthetic data into every store of "
+            "the pipeline and runs only in the embedded profile (unset RECFLOW_PROFILE, and point "
+            "RECFLOW_HOME at a home of its own)"
+        )
+    claim(pipeline_stores(settings), command)
 
 
 @dataclass

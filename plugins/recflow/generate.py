@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recflow.landing import EVENTS_SCHEMA, PINS_SCHEMA, SUCCESS_MARKER, USERS_SCHEMA, partition_dir
+from recflow.ownership import claim, folder_store
 
 log = logging.getLogger(__name__)
 
@@ -272,11 +273,18 @@ def _day_parts(cfg: GeneratorConfig, world: World, day_index: int) -> Iterator[p
         yield events
 
 
-def generate(landing_dir: Path, cfg: GeneratorConfig) -> GeneratedSummary:
+def generate(
+    landing_dir: Path, cfg: GeneratorConfig, *, command: str = "recflow generate"
+) -> GeneratedSummary:
     """Write ``cfg.days`` daily event partitions and the pin/user catalogues under ``landing_dir``.
+
+    Only into a landing zone recflow made (``recflow.ownership``): ``landing_dir`` must not exist
+    yet, be empty, or carry the marker; anything else, a producers' zone, raises ``StoreNotOwned``
+    before a file is touched (the commands claim it first, naming its setting).
 
     A day is written in blocks of ``USERS_PER_CHUNK`` users, one part file each, so memory is
     bounded by a block whatever the volume (100M events is a matter of ``users`` and ``days``)."""
+    claim([folder_store(landing_dir)], command)
     world = _world(cfg)
     pins, users = _catalogues(cfg, world)
     write_parquet(pins, landing_dir / "pins" / "pins.parquet")

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import recflow.generate as generate_module
+from recflow.errors import ConfigError
 from recflow.generate import GeneratorConfig, generate
 from recflow.landing import EVENT_TYPES, EVENTS_SCHEMA
 
@@ -64,3 +65,16 @@ def test_a_day_is_written_in_blocks_of_users(tmp_path: Path, monkeypatch: pytest
     for block, table in enumerate(tables):
         users = {int(u[1:]) for u in table.column("user_id").to_pylist()}
         assert users and min(users) >= 25 * block and max(users) < 25 * (block + 1)
+
+
+def test_refuses_a_folder_it_did_not_create(tmp_path: Path) -> None:
+    """Someone else's files (a producer's day, its catalogue) are never replaced by synthetic ones."""
+    day = tmp_path / "events" / "ds=2026-01-01"
+    day.mkdir(parents=True)
+    (day / "part-00000.parquet").write_bytes(b"a producer's day")
+    (day / "_SUCCESS").touch()
+    with pytest.raises(ConfigError, match=f"{tmp_path} was not created by recflow"):
+        generate(tmp_path, SMALL)
+    assert sorted(p.name for p in day.iterdir()) == ["_SUCCESS", "part-00000.parquet"]
+    assert (day / "part-00000.parquet").read_bytes() == b"a producer's day"
+    assert not (tmp_path / "pins").exists()
