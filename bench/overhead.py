@@ -16,7 +16,9 @@ days (the demo's generator and volume):
   in the metadata DB; the backfill's is its first run's start to its last run's end.
 
 The two work in their own homes under ``$RECFLOW_HOME/benchmarks/overhead`` (wiped at
-the start), so neither reads what the other wrote. Ratios (scheduler ÷ bare):
+the start), so neither reads what the other wrote; each has its own landing zone, DuckDB
+warehouse, artifacts and MLflow store whatever the caller's settings point the pipeline at
+(``bench.report.bench_home``). Ratios (scheduler ÷ bare):
 
 * ``warehouse_day_ratio``: median warehouse run ÷ (imports + median bare day);
 * ``backfill_30d_ratio``: the backfill's wall time ÷ (imports + all bare days);

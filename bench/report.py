@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from recflow.config import Settings
+from recflow.ownership import private_home
 
 DOCS_INTRO = """# Benchmarks
 
@@ -21,15 +21,11 @@ rewritten by that command (between its markers), so edit the text outside the ma
 
 
 def bench_home(base: Settings, *parts: str) -> Settings:
-    """Settings whose state (warehouse, artifacts, MLflow) all lies under
-    ``$RECFLOW_HOME/benchmarks/<parts>``, apart from the user's own pipeline."""
-    return replace(
-        base,
-        home=base.home.joinpath("benchmarks", *parts),
-        warehouse_path=None,
-        artifact_root=None,
-        mlflow_tracking_uri=None,
-    )
+    """Settings whose every store (landing zone, DuckDB warehouse, artifacts, MLflow, Airflow) lies
+    under ``$RECFLOW_HOME/benchmarks/<parts>``, apart from the user's own pipeline: the caller's
+    ``RECFLOW_LANDING_DIR``, ``RECFLOW_WAREHOUSE_URL``, ``RECFLOW_ARTIFACT_ROOT``, registry are ignored
+    (``recflow.ownership.private_home``), in this process and in the children it starts."""
+    return private_home(base, base.home.joinpath("benchmarks", *parts))
 
 
 def machine() -> dict[str, Any]:

@@ -22,7 +22,8 @@ p50 and p99 latency.
 
 Writes ``bench/results/scale.json``, ``docs/img/scale.png`` and the scale section of
 ``docs/benchmarks.md``. Work happens under ``$RECFLOW_HOME/benchmarks/scale`` (wiped per
-volume), so it needs disk: about 60 bytes per event at 100M (warehouse and landing).
+volume; every store is there, whatever the caller's settings say: ``bench.report.bench_home``),
+so it needs disk: about 60 bytes per event at 100M (warehouse and landing).
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ def warehouse_at(base: Settings, events: int) -> dict[str, Any]:
     settings = bench_home(base, "scale", f"warehouse-{events}")
     shutil.rmtree(settings.home, ignore_errors=True)
     settings.home.mkdir(parents=True)
-    env = subprocess_env({**settings.to_env(), **settings.dbt_env()})
+    env = subprocess_env({**settings.child_env(), **settings.dbt_env()})
     cfg = _generator_config(events)
     generate = _child(
         [sys.executable, "-m", "bench.scale", "generate", "--users", str(cfg.users), "--pins", str(cfg.pins)],

@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from bench.movielens_split import leave_last_out
+from recflow.benchmark import benchmark_settings
 from recflow.config import Settings
 from recflow.evaluation import EVAL_SEED, build_eval_set, evaluate_champion
 from recflow.movielens import read_items
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if not data_dir.is_dir():
         print(f"verify_export: {data_dir} does not exist (see ../shared/data/README.md)", file=sys.stderr)
         return 2
-    registry = MlflowRegistry(Settings.from_env())
+    registry = MlflowRegistry(benchmark_settings(Settings.from_env()))  # the benchmark's own registry
     info = registry.get_by_alias(args.name, args.alias)
     if info is None:
         print(

@@ -1,9 +1,10 @@
 """``recflow benchmark movielens``: the real pipeline, through the scheduler, on MovieLens 100K.
 
-The benchmark keeps its own landing zone, warehouse, artifacts and Airflow
-under ``$RECFLOW_HOME/benchmarks/movielens-100k`` (so it never mixes with the
-demo's synthetic data) and registers into the same MLflow registry as model
-``movielens-100k``. One manual run of ``recsys_warehouse`` reloads the data's
+The benchmark keeps its own landing zone, warehouse, artifacts, MLflow registry
+and Airflow under ``$RECFLOW_HOME/benchmarks/movielens-100k``, whatever the
+caller's settings point the pipeline at (``recflow.ownership.private_home``), and
+registers its champion there as model ``movielens-100k``: it never writes a
+store it did not make. One manual run of ``recsys_warehouse`` reloads the data's
 whole span (params ``reload_from``/``reload_to``); its asset event triggers
 ``recsys_train_and_publish``, exactly as a daily run would. The data has a
 few days without a single rating and a spiky volume, so the reload runs with
@@ -31,6 +32,7 @@ from recflow.demo import (
     wait_for_train_run,
 )
 from recflow.movielens import load_movielens
+from recflow.ownership import claim, pipeline_stores, private_home
 from recflow.registry import registry_for
 from recflow.services import TERMINAL_RUN_STATES, AirflowClient, running_airflow, wait_for_dags
 
@@ -38,13 +40,8 @@ MODEL_NAME = "movielens-100k"
 
 
 def benchmark_settings(base: Settings) -> Settings:
-    return replace(
-        base,
-        home=base.home / "benchmarks" / MODEL_NAME,
-        model_name=MODEL_NAME,
-        mlflow_tracking_uri=base.mlflow_uri,
-        warehouse_path=None,
-    )
+    """The benchmark's own home: every store under ``$RECFLOW_HOME/benchmarks/movielens-100k``."""
+    return replace(private_home(base, base.home / "benchmarks" / MODEL_NAME), model_name=MODEL_NAME)
 
 
 def _wait_run(client: AirflowClient, dag_id: str, run_id: str, echo: Echo, timeout: float) -> dict[str, Any]:
@@ -69,6 +66,7 @@ def run_movielens(
     base: Settings, data_dir: Path, echo: Echo = say, timeout: float = 1800.0
 ) -> dict[str, Any]:
     settings = benchmark_settings(base)
+    claim(pipeline_stores(settings), "recflow benchmark movielens")
     started = time.monotonic()
     loaded = load_movielens(data_dir, settings.landing_dir)
     echo(
