@@ -35,9 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 
 from recflow.artifacts import ArtifactStore, join, pack_directory, store_for
 from recflow.config import Settings, subprocess_env
@@ -50,6 +51,29 @@ CHECKPOINT_SYNC_SECONDS = 2.0
 STOP_GRACE_SECONDS = 120.0
 """SageMaker's window between SIGTERM and the end of a stopped job."""
 OOM_HINT = "SIGKILL with no other cause is usually the kernel's out-of-memory killer"
+JOB_ENV_ALLOWED: Final[Mapping[str, str]] = {
+    "PATH": "where programs are found, as in any container",
+    "HOME": "where libraries keep caches and configuration (Keras under ~/.keras)",
+    "TMPDIR": "where temporary files go (TensorFlow's, pyarrow's)",
+    "LANG": "the locale: the encoding of the job's files and of its log",
+    "LC_ALL": "the locale, over LANG",
+    "LC_CTYPE": "the character encoding, over LANG",
+    "TZ": "the time zone of the log's timestamps",
+    "PYTHONPATH": "how the interpreter finds recflow_ml where it is not installed (a checkout)",
+    "OMP_NUM_THREADS": "the CPU threads of OpenMP (TensorFlow's oneDNN kernels) an operator capped",
+    "OPENBLAS_NUM_THREADS": "the CPU threads of NumPy's BLAS an operator capped",
+    "TF_NUM_INTRAOP_THREADS": "TensorFlow's threads within an operation",
+    "TF_NUM_INTEROP_THREADS": "TensorFlow's threads across operations",
+    "TF_CPP_MIN_LOG_LEVEL": "how much TensorFlow's C++ runtime logs (Airflow's environment sets 2)",
+    "CUDA_VISIBLE_DEVICES": "which GPUs the job may use",
+    "LD_LIBRARY_PATH": "where the CUDA libraries are found",
+}
+"""What the entrypoint takes from the runner's environment (the Airflow worker's), by name, and why.
+Besides these it gets only the contract's variables (``SAGEMAKER_BASE_DIR``, ``SM_*``,
+``TRAINING_JOB_NAME``) and ``PYTHONUNBUFFERED`` (its log streams line by line), as a SageMaker
+container does: none of the worker's secrets (AWS keys, ``AIRFLOW__*``, the warehouse password)
+reaches the training code. The runner itself, the platform, keeps the worker's environment: it
+reads the channels from, and writes the model to, the artifact store."""
 
 
 class _Stop:
@@ -209,6 +233,12 @@ def _follow(
     return code, ended_by
 
 
+def job_env(contract: Mapping[str, str]) -> dict[str, str]:
+    """The entrypoint's whole environment: the contract's variables and ``JOB_ENV_ALLOWED``."""
+    inherited = subprocess_env({})
+    return {**{name: inherited[name] for name in JOB_ENV_ALLOWED if name in inherited}, **contract}
+
+
 def killed_reason(code: int, peak_mb: float) -> str:
     sig = signal.Signals(-code)
     reason = (
@@ -271,7 +301,7 @@ def run(job_dir: Path) -> int:
     }
     update_description(job_dir, SecondaryStatus="Training")
     _say(f"starting {' '.join(ENTRYPOINT)} (max runtime {max_runtime}s)")
-    process = subprocess.Popen(ENTRYPOINT, env=subprocess_env(env), stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(ENTRYPOINT, env=job_env(env), stdin=subprocess.DEVNULL)
     code, ended_by = _follow(job_dir, process, deadline, checkpoints)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     seconds = time.monotonic() - started
