@@ -6,14 +6,30 @@ paths, so that any worker (or a SageMaker job) can read what another wrote.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from recflow.config import Settings
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object of the store, as a listing reports it (for accounting: what, how big, how old)."""
+
+    uri: str
+    size: int
+    modified: datetime
+    """When it was last written (UTC): a file's mtime, an S3 object's ``LastModified``."""
+
+
+StoredObjects = list[StoredObject]
+"""A listing with sizes and times (inside a store class, ``list`` names its method)."""
 
 
 class ArtifactStore(Protocol):
@@ -23,6 +39,13 @@ class ArtifactStore(Protocol):
     def put_bytes(self, data: bytes, uri: str) -> str: ...
     def get_bytes(self, uri: str) -> bytes: ...
     def list(self, prefix_uri: str) -> list[str]: ...
+    def list_objects(self, prefix_uri: str) -> StoredObjects:
+        """Every object under the folder ``prefix_uri`` (hidden files too), with its size and time."""
+        ...
+
+    def delete_tree(self, uri: str) -> int:
+        """Delete the object ``uri``, or every object under the folder ``uri``; how many were deleted."""
+        ...
 
 
 def join(base: str, *parts: str) -> str:
@@ -79,6 +102,26 @@ class LocalArtifactStore:
             return []
         return sorted(p.as_uri() for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
+    def list_objects(self, prefix_uri: str) -> StoredObjects:
+        found = []
+        for folder, _, files in os.walk(_local_path(prefix_uri)):  # symlinked folders are not followed
+            for name in files:
+                stat = (Path(folder) / name).lstat()
+                modified = datetime.fromtimestamp(stat.st_mtime, UTC)
+                found.append(StoredObject((Path(folder) / name).as_uri(), stat.st_size, modified))
+        return sorted(found, key=lambda o: o.uri)
+
+    def delete_tree(self, uri: str) -> int:
+        target = _local_path(uri)
+        if target.is_dir() and not target.is_symlink():
+            count = sum(len(files) for _, _, files in os.walk(target))
+            shutil.rmtree(target)
+            return count
+        if target.is_symlink() or target.exists():
+            target.unlink()
+            return 1
+        return 0
+
 
 @dataclass
 class S3ArtifactStore:
@@ -126,6 +169,35 @@ class S3ArtifactStore:
             for obj in page.get("Contents", [])
         ]
         return sorted(f"s3://{bucket}/{key}" for key in keys)
+
+    def list_objects(self, prefix_uri: str) -> StoredObjects:
+        bucket, prefix = self._split(prefix_uri.rstrip("/") + "/")
+        paginator = self.client.get_paginator("list_objects_v2")
+        return sorted(
+            (
+                StoredObject(
+                    f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), obj["LastModified"].astimezone(UTC)
+                )
+                for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+                for obj in page.get("Contents", [])
+            ),
+            key=lambda o: o.uri,
+        )
+
+    def delete_tree(self, uri: str) -> int:
+        bucket, key = self._split(uri)
+        keys = [key] if self.exists(uri) else [self._split(o.uri)[1] for o in self.list_objects(uri)]
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            response = self.client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            errors = response.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise OSError(
+                    f"S3 refused to delete {len(errors)} object(s) under {uri}, e.g. "
+                    f"s3://{bucket}/{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
+        return len(keys)
 
 
 def pack_directory(directory: Path, archive: Path) -> Path:
