@@ -348,6 +348,25 @@ class Settings:
             "The deployed commit recorded in lineage. Unset: read from `.git` in the checkout.",
         ),
     ] = None
+    retention_keep_last: Annotated[
+        Integer,
+        Field(ge=1),
+        Env(
+            "RECFLOW_RETENTION_KEEP_LAST",
+            "`recflow gc` keeps, of each kind (snapshots, checkpoints, model archives, serving archives, "
+            "evaluations, job folders), the N most recently modified that no registered version references, "
+            "besides every one a version references (docs/runbooks/recsys_train_and_publish.md).",
+        ),
+    ] = 5
+    retention_min_age_hours: Annotated[
+        Integer,
+        Field(ge=0),
+        Env(
+            "RECFLOW_RETENTION_MIN_AGE_HOURS",
+            "`recflow gc` never deletes anything modified less than this many hours ago (a run may be "
+            "using it before any version references it).",
+        ),
+    ] = 24
     gate: GateSettings = Field(default_factory=GateSettings)
 
     @classmethod

@@ -77,6 +77,8 @@ def test_embedded_profile_is_the_old_default(tmp_path: Path) -> None:
         "AWS_DEFAULT_REGION": "us-east-1",
         "RECFLOW_AWS_CONN_ID": "aws_default",
         "RECFLOW_WAREHOUSE_CONN_ID": "recflow_warehouse",
+        "RECFLOW_RETENTION_KEEP_LAST": "5",
+        "RECFLOW_RETENTION_MIN_AGE_HOURS": "24",
         "RECFLOW_GATE_MIN_HR_AT_10": "0.15",
         "RECFLOW_GATE_MIN_NDCG_AT_10": "0.07",
         "RECFLOW_GATE_TOLERANCE": "0.01",
