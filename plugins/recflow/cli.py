@@ -14,6 +14,7 @@ recflow models show --name NAME [--version V | --alias champion] [--json]   the 
 recflow mlflow ui [--port 5000]               the MLflow UI on the registry's store (curves, pictures)
 recflow incidents list [--dag DAG] [--since TIME] [--json]    failed tasks, one line each
 recflow incidents show ID [--json]            one incident: why, blast radius, what to do
+recflow gc [--dry-run] [--json] [--show-kept]  delete unreferenced snapshots, checkpoints, archives, job folders
 """
 
 from __future__ import annotations
@@ -412,6 +413,20 @@ def cmd_incidents_show(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.retention import collect, plan, report_lines
+
+    decided = plan(settings)
+    if not args.dry_run:
+        collect(settings, decided, allow_empty_registry=args.allow_empty_registry)
+    if args.json:
+        shown = decided.items if args.show_kept else decided.deletable
+        print(json.dumps([i.as_dict(decided.now) for i in shown], indent=2))
+    else:
+        print("\n".join(report_lines(decided, deleted=not args.dry_run, show_kept=args.show_kept)))
+    return 0
+
+
 def cmd_load_movielens(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.movielens import load_movielens
 
@@ -538,6 +553,21 @@ def build_parser() -> argparse.ArgumentParser:
     ish.add_argument("id", type=int)
     ish.add_argument("--json", action="store_true")
     ish.set_defaults(func=cmd_incidents_show)
+
+    gc = sub.add_parser(
+        "gc",
+        help="delete the snapshots, checkpoints, model and serving archives, evaluations and job folders "
+        "that no registered version references, beyond the most recent (RECFLOW_RETENTION_KEEP_LAST)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    gc.add_argument("--json", action="store_true", help="the items as JSON (kind, uri, bytes, age, why)")
+    gc.add_argument("--show-kept", action="store_true", help="also list what is kept, and why")
+    gc.add_argument(
+        "--allow-empty-registry",
+        action="store_true",
+        help="delete even though the registry has no version (refused by default: a wrong tracking URI?)",
+    )
+    gc.set_defaults(func=cmd_gc)
     return parser
 
 
