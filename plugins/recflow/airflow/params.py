@@ -13,21 +13,29 @@ CLI, backfills and the task itself. Draft 4 writes an exclusive bound as ``minim
 param epochs: 5.0 is not of type 'integer'`` (HTTP 400 from the REST API).
 
 Keys that are not params: Airflow 3.3 merges them into the params with an empty
-schema and accepts them. ``StrictConfMiddleware`` refuses them in the API server
-(the REST API, which the UI's trigger form uses too), before Airflow creates the
-run, once a plugin in the plugins folder lists it in ``fastapi_root_middlewares``.
-The CLI (``airflow dags trigger``) creates runs in-process, past the API server;
-``unknown_conf_keys`` is the same check for such callers.
+schema and accepts them. :func:`check_conf` is the one rule for a run's conf (no key
+that is not a param, every value valid for its param's schema), applied twice:
+
+- ``StrictConfMiddleware`` in the API server (the REST API, which the UI's trigger form
+  uses too) answers HTTP 400 before Airflow creates the run, once a plugin in the plugins
+  folder lists it in ``fastapi_root_middlewares``;
+- :func:`refuse_bad_params`, every recsys task's ``pre_execute`` hook
+  (``recflow.airflow.defaults.DEFAULT_ARGS``), fails the task with ``ParamsError`` before it
+  does anything, whatever created the run: the CLI (``airflow dags trigger``, ``airflow dags
+  test``) creates runs in-process, past the API server. ``ParamsError`` is a verdict: the task
+  is not retried.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param
+from recflow.errors import ParamsError
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -169,19 +177,53 @@ def unknown_conf_keys(conf: Mapping[str, Any], declared: Collection[str]) -> lis
     return sorted(key for key in conf if key not in declared)
 
 
-def unknown_conf_message(dag_id: str, unknown: list[str]) -> str:
+def unknown_conf_message(
+    dag_id: str, unknown: list[str], conf: Mapping[str, Any], declared: Collection[str]
+) -> str:
+    given = ", ".join(f"{key}={conf[key]!r}" for key in unknown)
     return (
         f"Invalid conf for Dag {dag_id!r}: {', '.join(unknown)} "
-        f"{'is not a param' if len(unknown) == 1 else 'are not params'} of this Dag "
-        "(its params are listed on its trigger form and in its details)"
+        f"{'is not a param' if len(unknown) == 1 else 'are not params'} of this Dag (given {given}); "
+        f"its params are {', '.join(sorted(declared))} (each with its rule on its trigger form and in its details)"
     )
 
 
-DeclaredParams = Callable[[str], Collection[str] | None]
-"""dag id -> its params' names; None when the Dag is unknown or declares no params (no check)."""
+def check_conf(dag_id: str, declared: Mapping[str, Param], conf: Mapping[str, Any]) -> None:
+    """Refuse a run's ``conf`` for the Dag whose params are ``declared``: a key that is not a param,
+    or a value its param's schema refuses (``ParamsError`` naming the key, the value and the rule)."""
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    unknown = unknown_conf_keys(conf, declared)
+    if unknown:
+        raise ParamsError(unknown_conf_message(dag_id, unknown, conf, declared))
+    params = ParamsDict(copy.deepcopy(dict(declared)))  # resolving a Param keeps the value: work on copies
+    for key, value in conf.items():
+        try:
+            params[key] = value
+        except ParamValidationError as exc:
+            raise ParamsError(str(exc)) from None
 
 
-def declared_params_in_metadata_db(dag_id: str) -> frozenset[str] | None:
+def params_of(params: Any) -> dict[str, Param]:
+    """A Dag's ``ParamsDict`` as the ``Param`` of each name."""
+    return {name: params.get_param(name) for name in params}
+
+
+def refuse_bad_params(context: Mapping[str, Any]) -> None:
+    """Every recsys task's ``pre_execute`` hook: the run's conf passes :func:`check_conf` or the task
+    fails now with ``ParamsError`` (no retry), before it reads a param or touches anything."""
+    dag, dag_run = context["dag"], context.get("dag_run")
+    conf = getattr(dag_run, "conf", None) or {}
+    if conf and dag.params:  # as the API server: a Dag that declares no params takes any conf
+        check_conf(dag.dag_id, params_of(dag.params), conf)
+
+
+DeclaredParams = Callable[[str], Mapping[str, Param] | None]
+"""dag id -> its params; None when the Dag is unknown or declares no params (no check)."""
+
+
+def declared_params_in_metadata_db(dag_id: str) -> dict[str, Param] | None:
     """The params of the latest serialized version of ``dag_id`` (what the API server triggers)."""
     from airflow.models.dagbag import DBDagBag
     from airflow.utils.session import create_session
@@ -190,7 +232,7 @@ def declared_params_in_metadata_db(dag_id: str) -> frozenset[str] | None:
         dag = DBDagBag().get_latest_version_of_dag(dag_id, session=session)
         if dag is None or not dag.params:
             return None
-        return frozenset(dag.params)
+        return params_of(dag.params)
 
 
 _TRIGGER_PATH = re.compile(r"/api/v2/dags/(?P<dag_id>[^/]+)/dagRuns/?$")
@@ -217,12 +259,12 @@ def _conf_of_request(path: str, body: Any) -> tuple[str, Mapping[str, Any]] | No
 
 
 class StrictConfMiddleware:
-    """API-server middleware: a trigger or backfill whose conf has keys that are not params gets HTTP 400.
+    """API-server middleware: a trigger or backfill whose conf :func:`check_conf` refuses gets HTTP 400.
 
     Only ``POST .../api/v2/dags/{dag_id}/dagRuns`` and ``POST .../api/v2/backfills[/dry_run]``
     with a non-empty conf are looked at, and only when they carry credentials
     (otherwise Airflow answers 401 as usual); a Dag that declares no params accepts
-    any conf. Everything else, the values' validation included, is Airflow's.
+    any conf. Everything else is Airflow's (which validates the values again).
     """
 
     def __init__(self, app: ASGIApp, declared_params: DeclaredParams | None = None) -> None:
@@ -250,9 +292,11 @@ class StrictConfMiddleware:
 
             dag_id, conf = request
             declared = await anyio.to_thread.run_sync(self.declared_params, dag_id)
-            unknown = unknown_conf_keys(conf, declared) if declared else []
-            if unknown:
-                await _send_json(send, 400, {"detail": unknown_conf_message(dag_id, unknown)})
+            try:
+                if declared:
+                    check_conf(dag_id, declared, conf)
+            except ParamsError as refused:
+                await _send_json(send, 400, {"detail": str(refused)})
                 return
         await self.app(scope, replay, send)
 

@@ -12,10 +12,13 @@ from recflow.airflow.params import (
     TRAIN_PARAMS,
     WAREHOUSE_PARAMS,
     StrictConfMiddleware,
+    check_conf,
     hyperparameters_from_params,
+    refuse_bad_params,
     strict_param,
     unknown_conf_keys,
 )
+from recflow.errors import ParamsError
 from recflow_ml.hyperparameters import Hyperparameters
 
 ALL_PARAMS = {**TRAIN_PARAMS, **WAREHOUSE_PARAMS}
@@ -187,6 +190,40 @@ def test_unknown_conf_keys() -> None:
     assert unknown_conf_keys({}, TRAIN_PARAMS) == []
 
 
+def test_check_conf_names_the_key_the_value_and_the_params() -> None:
+    with pytest.raises(ParamsError) as refused:
+        check_conf("recsys_train_and_publish", TRAIN_PARAMS, {"eppochs": 3, "epochs": 5})
+    message = str(refused.value)
+    assert message.startswith("Invalid conf for Dag 'recsys_train_and_publish': eppochs is not a param")
+    assert "given eppochs=3" in message
+    assert ", ".join(sorted(TRAIN_PARAMS)) in message
+    with pytest.raises(ParamsError, match=r"^Invalid input for param epochs: 5\.0 is not of type 'integer'"):
+        check_conf("recsys_train_and_publish", TRAIN_PARAMS, {"epochs": 5.0})
+    with pytest.raises(ParamsError, match="Invalid input for param reload_from"):
+        check_conf("recsys_warehouse", WAREHOUSE_PARAMS, {"reload_from": "2026-13-01"})
+    before = {name: param.value for name, param in TRAIN_PARAMS.items()}
+    check_conf("recsys_train_and_publish", TRAIN_PARAMS, {"epochs": 5, "dry_run": True, "model_name": None})
+    after = {name: param.value for name, param in TRAIN_PARAMS.items()}
+    assert after == before, "checking a conf leaves the declared params' values alone"
+
+
+def test_each_task_refuses_the_runs_conf_before_it_starts() -> None:
+    """``pre_execute`` of every task: the run's conf against the Dag's own params, as Airflow's context has them."""
+    from types import SimpleNamespace
+
+    from airflow.sdk import DAG
+
+    dag = DAG("recsys_train_and_publish", schedule=None, params=TRAIN_PARAMS)
+    with pytest.raises(ParamsError, match="eppochs is not a param"):
+        refuse_bad_params({"dag": dag, "dag_run": SimpleNamespace(conf={"eppochs": 3})})
+    with pytest.raises(ParamsError, match="Invalid input for param dry_run"):
+        refuse_bad_params({"dag": dag, "dag_run": SimpleNamespace(conf={"dry_run": "yes"})})
+    refuse_bad_params({"dag": dag, "dag_run": SimpleNamespace(conf={"epochs": 3})})
+    refuse_bad_params({"dag": dag, "dag_run": SimpleNamespace(conf=None)})
+    no_params = DAG("other", schedule=None)
+    refuse_bad_params({"dag": no_params, "dag_run": SimpleNamespace(conf={"anything": 1})})
+
+
 # --- StrictConfMiddleware, in front of a stand-in for Airflow's API -----------------------------------
 
 
@@ -205,7 +242,7 @@ def api() -> Any:
         except ValueError:
             return JSONResponse({"received": body.decode()})
 
-    declared = {"recsys_train_and_publish": frozenset(TRAIN_PARAMS), "no_params": None}
+    declared = {"recsys_train_and_publish": dict(TRAIN_PARAMS), "no_params": None}
     app = Starlette(
         routes=[
             Route("/api/v2/dags/{dag_id}/dagRuns", echo, methods=["POST"]),
@@ -227,6 +264,14 @@ def test_middleware_refuses_a_key_that_is_no_param(api: Any) -> None:
     assert response.status_code == 400
     detail = response.json()["detail"]
     assert "eppochs, no_such_param are not params" in detail and "recsys_train_and_publish" in detail
+
+
+def test_middleware_refuses_a_bad_value_as_the_task_would(api: Any) -> None:
+    response = api.post("/api/v2/dags/recsys_train_and_publish/dagRuns", json={"conf": {"epochs": 0}})
+    assert response.status_code == 400
+    with pytest.raises(ParamsError) as task_refusal:
+        check_conf("recsys_train_and_publish", TRAIN_PARAMS, {"epochs": 0})
+    assert response.json()["detail"] == str(task_refusal.value)
 
 
 def test_middleware_passes_declared_keys_and_the_whole_body_on(api: Any) -> None:
