@@ -16,6 +16,7 @@ from airflow.sdk import task
 from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.connections import task_settings
 from recflow.config import Settings
+from recflow.errors import ParamsError
 from recflow.warehouse import WAREHOUSE_POOL
 
 log = logging.getLogger(__name__)
@@ -42,16 +43,17 @@ def days_to_process(
     it processes ``ds=D``. A manual run for a logical date D (``airflow dags test
     recsys_warehouse D``, or the UI with a date) processes ``ds=D`` too, although the
     timetable infers it the interval ending at D; without a logical date it processes
-    its interval's day. Params ``reload_from``/``reload_to`` make it a historical reload.
+    its interval's day. Params ``reload_from``/``reload_to`` make it a historical reload
+    (``ParamsError`` when only one is given, or the range is reversed).
     """
     params = params or {}
     first, last = params.get("reload_from"), params.get("reload_to")
     if first or last:
         if not (first and last):
-            raise ValueError(f"reload_from={first!r} and reload_to={last!r}: give both days or neither")
+            raise ParamsError(f"reload_from={first!r} and reload_to={last!r}: give both days or neither")
         lo, hi = date.fromisoformat(str(first)), date.fromisoformat(str(last))
         if hi < lo:
-            raise ValueError(f"reload_to={hi} is before reload_from={lo}")
+            raise ParamsError(f"reload_to={hi} is before reload_from={lo}")
         return [lo + timedelta(days=i) for i in range((hi - lo).days + 1)]
     if logical_date is not None:
         return [logical_date.astimezone(UTC).date()]
