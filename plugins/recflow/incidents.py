@@ -60,8 +60,14 @@ class TaskFailure:
     interval_end: datetime | None = None
     error: BaseException | str | None = None
     model_name: str | None = None
-    day: date | None = None
-    """The one landing partition the run processes (``D`` in the runbook's commands), if one."""
+    days: tuple[date, ...] = ()
+    """The landing partitions the run processes, in order (``recflow.airflow.tasks.days_to_process``);
+    empty when unknown (its params are refused) or for a run of another DAG."""
+
+    @property
+    def day(self) -> date | None:
+        """The one landing partition the run processes (``D`` in the runbook's commands), if exactly one."""
+        return self.days[0] if len(self.days) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class Incident:
             "run_id": self.run_id,
             "interval_start": self.interval_start,
             "interval_end": self.interval_end,
+            "days": self.days,
             "try_number": self.try_number,
             "kind": self.kind,
             "error_type": self.error_type,
@@ -115,8 +122,22 @@ class Incident:
         }
 
     @property
+    def days(self) -> str:
+        """``recsys_warehouse``: the days its run processed, ``D`` or ``D1..D2`` (inclusive); else empty.
+
+        Its incidents' interval is those days' (see :func:`build_incident`), never the interval
+        Airflow infers for a manual run."""
+        if self.dag_id != WAREHOUSE_DAG or not self.interval_start or not self.interval_end:
+            return ""
+        return days_text(
+            datetime.fromisoformat(self.interval_start).date(),
+            (datetime.fromisoformat(self.interval_end) - timedelta(days=1)).date(),
+        )
+
+    @property
     def what(self) -> str:
-        return f"{self.dag_id}.{self.task_id} failed (try {self.try_number}, run {self.run_id})"
+        processed = f" for ds={self.days}" if self.days else ""
+        return f"{self.dag_id}.{self.task_id} failed{processed} (try {self.try_number}, run {self.run_id})"
 
     @property
     def title(self) -> str:
@@ -250,17 +271,32 @@ def champion_of(settings: Settings, name: str, timeout_s: float = REGISTRY_TIMEO
     return answer[0] if answer else f"unknown: the registry did not answer within {timeout_s:g} s ({uri})"
 
 
+def days_text(first: date, last: date) -> str:
+    """Days ``first`` to ``last`` (inclusive) in words: ``2026-03-04``, or ``2026-01-01..2026-01-07``."""
+    return first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
+
+
+def _processed_interval(failure: TaskFailure) -> tuple[datetime | None, datetime | None]:
+    """The incident's interval: for ``recsys_warehouse``, its days ``[first, last + 1)`` (none when
+    unknown); for another DAG, the run's data interval."""
+    if failure.dag_id != WAREHOUSE_DAG:
+        return failure.interval_start, failure.interval_end
+    if not failure.days:
+        return None, None
+    first, last = failure.days[0], failure.days[-1] + timedelta(days=1)
+    return (
+        datetime(first.year, first.month, first.day, tzinfo=UTC),
+        datetime(last.year, last.month, last.day, tzinfo=UTC),
+    )
+
+
 def blast_radius(failure: TaskFailure, model_name: str, champion: str) -> dict[str, str]:
     """What the failure leaves stale, and which model keeps serving."""
     if failure.dag_id == WAREHOUSE_DAG:
-        start, end = failure.interval_start, failure.interval_end
-        if failure.day is not None:
-            interval = f"ds={failure.day.isoformat()}"
-        elif start is not None and end is not None and start < end:
-            interval = f"[{_iso(start)}, {_iso(end)})"
-        else:
-            interval = f"run {failure.run_id}"
-        stale = f"asset {TRAINING_ASSET} is not updated for {interval}: no training starts from it"
+        processed = (
+            f"ds={days_text(failure.days[0], failure.days[-1])}" if failure.days else f"run {failure.run_id}"
+        )
+        stale = f"asset {TRAINING_ASSET} is not updated for {processed}: no training starts from it"
     elif failure.dag_id == TRAINING_DAG:
         stale = f"no new version of {model_name} is published by run {failure.run_id}"
     else:
@@ -315,13 +351,14 @@ def build_incident(
         root_cause = one_line(error) if error else NO_EXCEPTION
         message = error or ""
         anchor = runbooks.anchor_for(failure.task_id, None)
+    start, end = _processed_interval(failure)
     return Incident(
         at=(now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds"),
         dag_id=failure.dag_id,
         task_id=failure.task_id,
         run_id=failure.run_id,
-        interval_start=_iso(failure.interval_start),
-        interval_end=_iso(failure.interval_end),
+        interval_start=_iso(start),
+        interval_end=_iso(end),
         try_number=failure.try_number,
         kind=kind,
         error_type=error_type,

@@ -42,7 +42,7 @@ def _warehouse_failure(error: BaseException | str | None, task_id: str = "audit"
         interval_start=D,
         interval_end=D1,
         error=error,
-        day=date(2026, 1, 3),
+        days=(date(2026, 1, 3),),
         **kw,
     )
 
@@ -144,20 +144,15 @@ def test_a_training_failure_says_no_model_is_published(settings: Settings) -> No
     assert incident.check == "" and incident.columns == ()
 
 
-def test_without_a_day_the_stale_asset_names_the_interval_or_the_run(settings: Settings) -> None:
+def test_without_its_days_a_warehouse_incident_names_the_run(settings: Settings) -> None:
+    """Days unknown (the run's params are refused): no interval, rather than one the run did not process."""
     failure = TaskFailure(
         "recsys_warehouse", "audit", "r1", 1, interval_start=D, interval_end=D1, error=_refused()
     )
     incident = build_incident(settings, failure, champion=_champion)
-    assert incident.blast_radius["stale_asset"] == (
-        "asset training_interactions is not updated for "
-        "[2026-01-03T00:00:00+00:00, 2026-01-04T00:00:00+00:00): no training starts from it"
-    )
-    failure = TaskFailure(
-        "recsys_warehouse", "audit", "r1", 1, interval_start=D, interval_end=D, error=_refused()
-    )
-    incident = build_incident(settings, failure, champion=_champion)
     assert "not updated for run r1:" in incident.blast_radius["stale_asset"]
+    assert (incident.interval_start, incident.interval_end, incident.days) == (None, None, "")
+    assert incident.what == "recsys_warehouse.audit failed (try 1, run r1)"
     assert "-s D -e D" in incident.what_to_do, "no day: the runbook's placeholder stays"
 
 
@@ -200,7 +195,7 @@ def test_the_on_call_line_and_the_notification(settings: Settings) -> None:
     incident = record_failure(settings, _warehouse_failure(_refused()), champion=_champion)
     line = incident.on_call_line()
     assert line.startswith(
-        "ON-CALL: recsys_warehouse.audit failed (try 2, run scheduled__2026-01-03T00:00:00+00:00) "
+        "ON-CALL: recsys_warehouse.audit failed for ds=2026-01-03 (try 2, run scheduled__2026-01-03T00:00:00+00:00) "
         "| why: PartitionRefused: partition ds=2026-01-03 refused"
     )
     assert "| what to do: look at the refused rows" in line

@@ -39,19 +39,19 @@ def failure_from_context(context: Mapping[str, Any]) -> TaskFailure:
         interval_end=end,
         error=context.get("exception"),
         model_name=str(model_name) if model_name else None,
-        day=_day(params, _moment(context.get("logical_date")), start, end),
+        days=_days(params, _moment(context.get("logical_date")), start, end),
     )
 
 
-def _day(
+def _days(
     params: Mapping[str, Any], logical_date: datetime | None, start: datetime | None, end: datetime | None
-) -> date | None:
-    """The one landing partition a run processes (the tasks' own rule), or None for a reload or no interval."""
+) -> tuple[date, ...]:
+    """The landing partitions the run processes (the tasks' own rule); none when its params are refused
+    or it has no interval."""
     try:
-        days = days_to_process(dict(params), logical_date, start, end)
+        return tuple(days_to_process(dict(params), logical_date, start, end))
     except ValueError:
-        return None
-    return days[0] if len(days) == 1 else None
+        return ()
 
 
 def _moment(value: Any) -> datetime | None:
