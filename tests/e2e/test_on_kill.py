@@ -1,0 +1,196 @@
+"""End to end: a person marking a deferred ``train`` failed stops its training job.
+
+A real Airflow (API server, scheduler, DAG processor, triggerer) on free ports runs
+``recsys_train_and_publish`` on the tiny warehouse with a job long enough to be caught
+running. Once ``train`` waits deferred in the triggerer and the job's entrypoint runs,
+the test marks ``train`` failed through the REST API, as the UI's "Mark as failed" does.
+It then checks, apart from anything the operator or the backend reports, that every
+process of the job's process group is gone and that the job's own ``description.json``
+reads ``Stopped``: only the trigger's ``on_kill``, called by the triggerer, can have
+stopped it.
+
+The window in which ``train`` runs on a worker before it defers (the operator's own
+``on_kill``) lasts milliseconds: it is not caught here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+
+from recflow.config import Settings
+from recflow.demo import TRAIN_DAG, setup
+from recflow.services import AirflowClient, running_airflow, wait_for_dags
+from recflow.training.local import RunnerPid
+from tests.integration.conftest import home_with_warehouse_of, warehouse  # noqa: F401 - a pytest fixture
+from tests.loopback import free_port
+
+pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
+LONG = {"epochs": 200, "batch_size": 16, "dry_run": True}
+"""Minutes of training on the tiny warehouse: the job is stopped long before it ends."""
+STARTUP = 300.0
+"""Seconds from the trigger until the job's entrypoint runs (snapshot, launch), on a loaded machine."""
+STOP_WITHIN = 60.0
+"""Seconds the job may take to end after ``train`` is marked failed (the triggerer's loop, SIGTERM)."""
+
+
+@dataclass
+class Airflow:
+    settings: Settings
+    client: AirflowClient
+
+
+def _wait_for(what: str, probe: Callable[[], T | None], timeout: float, why: Callable[[], str]) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found is not None and found is not False:
+            return found
+        time.sleep(0.5)
+    pytest.fail(f"no {what} within {timeout:.0f}s; {why()}")
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Still running (a zombie has ended: nothing is left of it but its exit status)."""
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _group(pgid: int) -> list[psutil.Process]:
+    """The processes of process group ``pgid`` (the job's runner started it: runner + entrypoint)."""
+    members = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == pgid and _alive(process):
+                members.append(process)
+    return members
+
+
+def _jobs(settings: Settings) -> list[Path]:
+    return sorted(p for p in settings.jobs_dir.glob("[!.]*") if p.is_dir())
+
+
+def _kill_jobs(settings: Settings) -> None:
+    """Whatever happened, no job outlives the test: SIGKILL each live runner's process group."""
+    if not settings.jobs_dir.is_dir():
+        return
+    for job_dir in _jobs(settings):
+        runner = RunnerPid.read(job_dir)
+        if runner is not None and runner.state() == "alive":
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(runner.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def airflow(warehouse: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Airflow]:  # noqa: F811
+    fresh = home_with_warehouse_of(warehouse, tmp_path_factory.mktemp("on_kill"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECFLOW_HOME", str(fresh.home))
+        mp.setenv("RECFLOW_WAREHOUSE_PATH", str(fresh.duckdb_path))
+        mp.setenv("RECFLOW_AIRFLOW_API_PORT", str(free_port()))
+        settings = Settings.from_env()
+        setup(settings, echo=print)
+        try:
+            with running_airflow(settings) as client:
+                wait_for_dags(client, [TRAIN_DAG])
+                yield Airflow(settings, client)
+        finally:
+            _kill_jobs(settings)
+
+
+def _train(client: AirflowClient, run_id: str) -> dict[str, Any]:
+    return next(t for t in client.task_instances(TRAIN_DAG, run_id) if t["task_id"] == "train")
+
+
+def _trigger_logs(settings: Settings, run_id: str) -> list[Path]:
+    """What the triggerer wrote for ``train``'s trigger (its copy of the job's log): it runs the wait."""
+    folder = settings.airflow_home / "logs" / f"dag_id={TRAIN_DAG}" / f"run_id={run_id}" / "task_id=train"
+    return [p for p in folder.glob("attempt=1.log.trigger.*.log") if p.stat().st_size > 0]
+
+
+def _triggerer_log(settings: Settings, lines: int = 30) -> str:
+    path = settings.home / "logs" / "triggerer.log"
+    text = path.read_text(errors="replace") if path.exists() else "(no triggerer log)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _description(job_dir: Path) -> dict[str, Any]:
+    description: dict[str, Any] = json.loads((job_dir / "description.json").read_text())
+    return description
+
+
+def test_marking_a_deferred_train_failed_stops_its_job(airflow: Airflow) -> None:
+    settings, client = airflow.settings, airflow.client
+    client.set_paused(TRAIN_DAG, False)
+    try:
+        run_id = client.trigger(TRAIN_DAG, LONG)["dag_run_id"]
+
+        def why() -> str:
+            return f"train is {_train(client, run_id)}, jobs {[p.name for p in _jobs(settings)]}"
+
+        def waiting_in_the_triggerer() -> tuple[Path, list[psutil.Process]] | None:
+            train = _train(client, run_id)
+            if train["state"] in ("success", "failed", "upstream_failed"):
+                pytest.fail(
+                    f"train ended {train['state']} before it could be marked; see {settings.home}/logs"
+                )
+            triggerer = (train.get("trigger") or {}).get("triggerer_id")
+            if train["state"] != "deferred" or triggerer is None or not _trigger_logs(settings, run_id):
+                return None  # a trigger no triggerer runs yet is removed with no on_kill: not this case
+            if not _jobs(settings):
+                return None
+            job_dir = _jobs(settings)[0]
+            runner = RunnerPid.read(job_dir)
+            members = _group(runner.pid) if runner is not None else []
+            return (job_dir, members) if len(members) >= 2 else None  # the runner and its entrypoint
+
+        job_dir, processes = _wait_for(
+            "train waiting deferred in the triggerer, its job training",
+            waiting_in_the_triggerer,
+            STARTUP,
+            why,
+        )
+        assert [p.name for p in _jobs(settings)] == [job_dir.name]
+        assert _description(job_dir)["TrainingJobStatus"] == "InProgress"
+
+        before_mark = datetime.now(UTC)
+        marked = client.mark_task(TRAIN_DAG, run_id, "train", "failed")
+        assert [(t["task_id"], t["state"]) for t in marked] == [("train", "failed")]
+
+        def stopped() -> bool:
+            return not any(_alive(p) for p in processes) and (
+                _description(job_dir)["TrainingJobStatus"] == "Stopped"
+            )
+
+        _wait_for(
+            "stop of the job",
+            stopped,
+            STOP_WITHIN,
+            lambda: (
+                f"alive: {[p.pid for p in processes if _alive(p)]}, job {_description(job_dir)}; "
+                f"triggerer log:\n{_triggerer_log(settings)}"
+            ),
+        )
+        description = _description(job_dir)
+        assert description["SecondaryStatus"] == "Stopped", description
+        ended = datetime.fromisoformat(description["TrainingEndTime"])
+        assert before_mark <= ended <= datetime.now(UTC), "the job ended after the mark, not before it"
+        assert "job stopped" in (job_dir / "logs.txt").read_text(), "the runner was told to stop"
+        assert _train(client, run_id)["state"] == "failed", "the task stays as the person marked it"
+    finally:
+        client.set_paused(TRAIN_DAG, True)
