@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import stat
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -44,13 +46,23 @@ def _listeners(services: Services) -> dict[int, set[str]]:
     return found
 
 
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
 def test_every_embedded_server_listens_on_loopback_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RECFLOW_AIRFLOW_API_PORT", str(free_port()))
     settings = Settings.from_env()
-    ports = {int(airflow_env(settings, {})[variable]) for variable, _ in LISTENING_PORTS}
+    env = airflow_env(settings, {})
+    ports = {int(env[variable]) for variable, _ in LISTENING_PORTS}
+    log_servers = [int(env[f"AIRFLOW__LOGGING__{kind}_LOG_SERVER_PORT"]) for kind in ("WORKER", "TRIGGER")]
     run_airflow(settings, ["db", "migrate"], quiet=True)
     services = start_services(settings)
     try:
@@ -60,8 +72,10 @@ def test_every_embedded_server_listens_on_loopback_only(
         while not ports <= listeners.keys() and time.monotonic() < deadline:
             time.sleep(1)
             listeners = _listeners(services)
+        answers = {port: _status(f"http://127.0.0.1:{port}/log/any.log") for port in log_servers}
     finally:
         services.stop()
+    assert answers == dict.fromkeys(log_servers, 403), "Airflow's log server asks the API server's token"
     assert ports <= listeners.keys(), f"not listened on: {sorted(ports - listeners.keys())}"
     wider = {port: sorted(ips) for port, ips in listeners.items() if ips != {"127.0.0.1"}}
     assert not wider, f"listening beyond 127.0.0.1 (port: addresses): {wider}"
