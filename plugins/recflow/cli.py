@@ -6,6 +6,7 @@ recflow demo [--days N]                       the whole pipeline through the sch
 recflow up                                    Airflow in the foreground on 127.0.0.1:8080
 recflow down                                  stop it (from another terminal)
 recflow airflow ARGS...                       the airflow CLI with the project's settings
+recflow clear DAG -t REGEX (-s DAY [-e DAY] | --run ID|latest) [-d] [--dry-run]   run again from a task
 recflow models list [--name NAME] [--json]
 recflow models export --name NAME --alias champion --out DIR
 recflow models promote --name NAME --version V --reason TEXT   move `champion` (a rollback), recorded
@@ -76,6 +77,43 @@ def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.services import run_airflow
 
     return run_airflow(settings, args.args, check=False)
+
+
+def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
+    import urllib.error
+
+    from recflow.rerun import clear_days, clear_run
+    from recflow.runtime import api_base_url
+    from recflow.services import AirflowApiError, AirflowClient
+
+    try:
+        client = AirflowClient.login(settings)
+    except (AirflowApiError, urllib.error.URLError) as exc:
+        raise ConfigError(
+            f"cannot reach Airflow's API server at {api_base_url(settings)} ({exc}): is it running "
+            "(`recflow up`)? RECFLOW_AIRFLOW_API_PORT sets its port"
+        ) from exc
+    how = {"downstream": args.downstream, "only_failed": args.only_failed, "dry_run": args.dry_run}
+    if args.run is not None:
+        if args.start_date or args.end_date:
+            raise ConfigError("give the days (-s/-e) or --run, not both")
+        cleared = [clear_run(client, args.dag_id, args.task_regex, args.run, **how)]
+    elif args.start_date is None:
+        raise ConfigError(
+            "say which runs to clear: the days they processed (-s D [-e D]) or --run RUN_ID|latest"
+        )
+    else:
+        first, last = args.start_date, args.end_date or args.start_date
+        cleared = clear_days(client, args.dag_id, args.task_regex, first, last, **how)
+    verb = "would clear" if args.dry_run else "cleared"
+    for run in cleared:
+        tasks = ", ".join(run.task_ids) or "nothing (no task instance matched in this run)"
+        day = f" ds={run.day}" if run.day else ""
+        print(f"{args.dag_id}{day} run {run.run_id} ({run.state_before}): {verb} {tasks}")
+    if not any(run.task_ids for run in cleared):
+        print(f"recflow: nothing was cleared for {args.task_regex!r}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
@@ -484,6 +522,22 @@ def build_parser() -> argparse.ArgumentParser:
     af = sub.add_parser("airflow", help="the airflow CLI with the project's environment", add_help=False)
     af.add_argument("args", nargs=argparse.REMAINDER)
     af.set_defaults(func=cmd_airflow)
+
+    clear = sub.add_parser(
+        "clear",
+        help="run days again from a task: clear it (and downstream) in the runs that processed those days",
+    )
+    clear.add_argument("dag_id")
+    clear.add_argument(
+        "-t", "--task-regex", required=True, help="regular expression searched in task ids, e.g. '^land$'"
+    )
+    clear.add_argument("-s", "--start-date", type=_date, default=None, help="first day (ds) to run again")
+    clear.add_argument("-e", "--end-date", type=_date, default=None, help="last day (default: the first)")
+    clear.add_argument("--run", default=None, help="instead of days: one run's id, or `latest`")
+    clear.add_argument("-d", "--downstream", action="store_true", help="also clear every task after them")
+    clear.add_argument("--only-failed", action="store_true", help="only task instances that failed")
+    clear.add_argument("--dry-run", action="store_true", help="list what would be cleared; clear nothing")
+    clear.set_defaults(func=cmd_clear)
 
     load = sub.add_parser("load", help="load a public data set into the landing zone").add_subparsers(
         dest="dataset", required=True

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,55 @@ class AirflowClient:
         from urllib.parse import quote
 
         body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")
+        instances: list[dict[str, Any]] = body["task_instances"]
+        return instances
+
+    def task_ids(self, dag_id: str) -> list[str]:
+        """Every task id of the DAG's latest version."""
+        body = self._request("GET", f"/api/v2/dags/{dag_id}/tasks")
+        return [str(t["task_id"]) for t in body["tasks"]]
+
+    def runs_of_logical_dates(self, dag_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """The DAG's runs whose logical date lies in ``[start, end)``, oldest first."""
+        from urllib.parse import urlencode
+
+        query = urlencode(
+            {
+                "logical_date_gte": start.isoformat(),
+                "logical_date_lt": end.isoformat(),
+                "order_by": "logical_date",
+                "limit": 1000,
+            }
+        )
+        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")
+        runs: list[dict[str, Any]] = body["dag_runs"]
+        return runs
+
+    def clear_task_instances(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_ids: list[str],
+        *,
+        downstream: bool,
+        only_failed: bool,
+        dry_run: bool,
+    ) -> list[dict[str, Any]]:
+        """Clear the given tasks of one run, as "Clear" on a task instance in the UI does (the run goes
+        again from them); returns the task instances cleared (or that would be, with ``dry_run``)."""
+        body = self._request(
+            "POST",
+            f"/api/v2/dags/{dag_id}/clearTaskInstances",
+            {
+                "dry_run": dry_run,
+                "dag_run_id": run_id,
+                "task_ids": task_ids,
+                "include_downstream": downstream,
+                "include_upstream": False,
+                "only_failed": only_failed,
+                "reset_dag_runs": True,
+            },
+        )
         instances: list[dict[str, Any]] = body["task_instances"]
         return instances
 

@@ -1,0 +1,126 @@
+"""Re-run days: clear tasks of the runs that processed them, through Airflow's REST API.
+
+What the runbooks tell on-call to do once a cause is fixed (``recflow clear``). Airflow 3.3's
+``airflow tasks clear -t REGEX`` does not do it: its help says regex, but it matches ``-t`` as
+a substring of the task id (``SerializedDAG.partial_subset``), so ``-t '^land$'`` matches no
+task, clears nothing, and exits 0. Here the regex is matched against the DAG's task ids with
+:func:`re.search`, the runs are chosen by the day they processed (a warehouse run of day D has
+logical date D: scheduled, backfilled, or triggered by hand with that logical date), and each
+run is cleared with ``clearTaskInstances``, the request the UI's "Clear" sends. Nothing matched
+is an error, never a silent success.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from recflow.errors import ConfigError
+from recflow.services import AirflowClient
+
+
+@dataclass(frozen=True)
+class Cleared:
+    """One run's cleared task instances."""
+
+    run_id: str
+    day: date | None
+    state_before: str
+    task_ids: list[str]
+
+
+def matching_tasks(task_ids: list[str], pattern: str) -> list[str]:
+    """The task ids that ``pattern`` (a regular expression, searched) matches; refuse a pattern that
+    matches none, naming the DAG's tasks."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"--task-regex {pattern!r} is not a regular expression: {exc}") from exc
+    matched = [t for t in task_ids if regex.search(t)]
+    if not matched:
+        raise ConfigError(
+            f"--task-regex {pattern!r} matches no task; the tasks are: {', '.join(sorted(task_ids))}"
+        )
+    return matched
+
+
+def clear_days(
+    client: AirflowClient,
+    dag_id: str,
+    pattern: str,
+    first: date,
+    last: date,
+    *,
+    downstream: bool,
+    only_failed: bool = False,
+    dry_run: bool = False,
+) -> list[Cleared]:
+    """Clear the tasks ``pattern`` matches (and, with ``downstream``, what follows them) in every run of
+    ``dag_id`` that processed a day in ``[first, last]``; the scheduler then runs them again."""
+    if last < first:
+        raise ConfigError(f"--end-date {last} is before --start-date {first}")
+    tasks = _tasks(client, dag_id, pattern)
+    start = datetime.combine(first, time(), tzinfo=UTC)
+    runs = client.runs_of_logical_dates(
+        dag_id, start, datetime.combine(last, time(), UTC) + timedelta(days=1)
+    )
+    if not runs:
+        raise ConfigError(
+            f"no run of {dag_id} processed a day in {first}..{last}: nothing to clear. To run such a day "
+            f"for the first time: recflow airflow dags trigger {dag_id} --logical-date {first}T00:00:00+00:00"
+        )
+    return [_clear(client, dag_id, run, tasks, downstream, only_failed, dry_run) for run in runs]
+
+
+def clear_run(
+    client: AirflowClient,
+    dag_id: str,
+    pattern: str,
+    run_id: str,
+    *,
+    downstream: bool,
+    only_failed: bool = False,
+    dry_run: bool = False,
+) -> Cleared:
+    """Clear the tasks ``pattern`` matches in one run (``latest``: the DAG's most recent run)."""
+    tasks = _tasks(client, dag_id, pattern)
+    runs = client.runs(dag_id)
+    chosen = runs[:1] if run_id == "latest" else [r for r in runs if r["dag_run_id"] == run_id]
+    if not chosen:
+        recent = ", ".join(r["dag_run_id"] for r in runs[:5]) or "none"
+        raise ConfigError(f"{dag_id} has no run {run_id!r}; its most recent runs: {recent}")
+    return _clear(client, dag_id, chosen[0], tasks, downstream, only_failed, dry_run)
+
+
+def _tasks(client: AirflowClient, dag_id: str, pattern: str) -> list[str]:
+    if client.dag(dag_id) is None:
+        raise ConfigError(f"there is no DAG {dag_id!r} in this Airflow")
+    return matching_tasks(client.task_ids(dag_id), pattern)
+
+
+def _clear(
+    client: AirflowClient,
+    dag_id: str,
+    run: dict[str, Any],
+    tasks: list[str],
+    downstream: bool,
+    only_failed: bool,
+    dry_run: bool,
+) -> Cleared:
+    instances = client.clear_task_instances(
+        dag_id, run["dag_run_id"], tasks, downstream=downstream, only_failed=only_failed, dry_run=dry_run
+    )
+    return Cleared(
+        run_id=run["dag_run_id"],
+        day=_day(run),
+        state_before=str(run.get("state")),
+        task_ids=sorted(str(ti["task_id"]) for ti in instances),
+    )
+
+
+def _day(run: dict[str, Any]) -> date | None:
+    """The day a run processed: its logical date's (none for a run triggered by an asset event)."""
+    logical = run.get("logical_date")
+    return datetime.fromisoformat(str(logical)).astimezone(UTC).date() if logical else None
