@@ -10,12 +10,15 @@ Five days of synthetic events; day 3 has 0.5% rows with a null ``user_id``, day 
   reuses the job and publishes nothing;
 - days 4-5 run next: day 4 is refused (an incident names the column, no asset event,
   nothing of it reaches the marts, the champion stays), day 5 succeeds;
-- for every day, accepted + quarantined = landed.
+- for every day, accepted + quarantined = landed;
+- once day 4's export is fixed upstream, the runbook's command (`recflow clear recsys_warehouse
+  -t '^land$' -s D -e D -d`) runs the day again and publishes all of it.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -79,6 +82,8 @@ class World:
     client: AirflowClient
     bad_rows: dict[date, list[int]]
     runs: dict[date, dict[str, Any]]
+    originals: Path
+    """Day 4's export as the producer first wrote it, before rows were broken: its fix upstream."""
 
 
 def _since() -> datetime:
@@ -109,6 +114,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         mp.setenv("RECFLOW_GATE_MIN_NDCG_AT_10", "0.02")
         settings = Settings.from_env()
         generate(settings.landing_dir, CFG)
+        originals = root / "originals"
+        shutil.copytree(partition_dir(settings.landing_dir, DAYS[3]), originals)
         bad = {
             DAYS[2]: _null_user_ids(settings, DAYS[2], 200),
             DAYS[3]: _null_user_ids(settings, DAYS[3], 20),
@@ -118,7 +125,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             wait_for_dags(client, [WAREHOUSE_DAG, TRAIN_DAG])
             client.set_paused(TRAIN_DAG, True)
             client.set_paused(WAREHOUSE_DAG, False)
-            yield World(settings, client, bad, {})
+            yield World(settings, client, bad, {}, originals)
             client.set_paused(WAREHOUSE_DAG, True)
 
 
@@ -267,3 +274,42 @@ def test_accepted_plus_quarantined_is_landed_for_every_day(world: World, last_tw
         assert accepted + quarantined == landed, day
     assert audit[DAYS[3]][3] == "refused"
     assert audit[DAYS[3]][2] == len(world.bad_rows[DAYS[3]])
+
+
+def test_the_runbooks_clear_command_publishes_a_refused_day_once_it_is_fixed(
+    world: World, last_two: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/runbooks/recsys_warehouse.md#partition-refused: fix the export upstream, then
+    `recflow clear recsys_warehouse -t '^land$' -s D -e D -d` (Airflow's own `tasks clear -t`
+    matches a substring, so the regex there clears nothing)."""
+    day = DAYS[3]
+    partition = partition_dir(world.settings.landing_dir, day)
+    shutil.rmtree(partition)
+    shutil.copytree(world.originals, partition)  # the producer re-exports the day, _SUCCESS last
+    landed = sum(pq.read_metadata(p).num_rows for p in partition.glob("*.parquet"))
+    since = _since()
+    capsys.readouterr()
+    command = ["clear", WAREHOUSE_DAG, "-t", "^land$", "-s", day.isoformat(), "-e", day.isoformat(), "-d"]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert f"ds={day}" in printed and "audit" in printed and "land" in printed, printed
+    again = wait_for_warehouse_runs(world.client, [day], since, print, TIMEOUT, fail_fast=False)
+    assert again[day]["state"] == "success"
+    with connect(world.settings, read_only=True) as con:
+        published = con.execute("select count(*) from raw.events where ds = ?", [day]).fetchone()
+        in_marts = con.execute(
+            "select count(*) from analytics.fct_engagements where ds = ?", [day]
+        ).fetchone()
+    assert published == (landed,), "every row of the fixed export is published"
+    assert in_marts is not None and in_marts[0] > 0
+    assert _audit(world.settings)[day][3] == "published"
+
+
+def test_clear_refuses_a_pattern_that_matches_no_task(
+    world: World, last_two: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    day = DAYS[3].isoformat()
+    assert main(["clear", WAREHOUSE_DAG, "-t", "^lands$", "-s", day, "-d"]) == 2
+    error = capsys.readouterr().err
+    assert "matches no task" in error and "wait_for_landing" in error, error
