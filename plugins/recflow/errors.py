@@ -16,12 +16,6 @@ The failure callback classifies a failed task by the *type* of its exception
 
 What to do about each is written once, in ``docs/runbooks/<dag>.md``; an error
 names its section (``runbook``), the failure callback quotes it.
-
-``retryable`` says whether another try of the same task can end otherwise. A verdict
-(a data verdict, refused params, an unusable setting, a training job that failed for a
-reason of its own) is not: the task fails at once and pages, instead of repeating the
-same refusal ``retries`` times later (``recflow.airflow.defaults.RETRY_POLICY``). Every
-other failure keeps the task's retries.
 """
 
 from __future__ import annotations
@@ -38,8 +32,6 @@ class RecflowError(Exception):
     """
 
     runbook: str = ""
-    retryable: bool = True
-    """Whether another try of the task may succeed without anyone changing anything."""
 
     def __init__(self, message: str, *, runbook: str | None = None) -> None:
         super().__init__(message)
@@ -62,14 +54,12 @@ class ConfigError(RecflowError, ValueError):
     """A setting has a value recflow cannot use; the message names the variable."""
 
     runbook = "configuration"
-    retryable = False  # the workers must be restarted with a fixed environment first
 
 
 class ParamsError(RecflowError, ValueError):
     """A run's params break their schema; the message names the param, the value and the rule."""
 
     runbook = "params-refused"
-    retryable = False
 
 
 class DataVerdict(RecflowError):
@@ -77,10 +67,8 @@ class DataVerdict(RecflowError):
 
     ``check`` is the rule's name, ``columns`` the columns it is about, ``observed``
     and ``expected`` the figures in words, ``evidence`` where to look (a SQL query on
-    the quarantine, a file path). Never retried: the same data gets the same verdict.
+    the quarantine, a file path).
     """
-
-    retryable = False
 
     def __init__(
         self,
@@ -129,6 +117,18 @@ class LandingLate(RecflowError):
     runbook = "landing-late"
 
 
+class ConservationBroken(RecflowError):
+    """The rows written for a day (published and quarantined) are not exactly the rows it landed: the
+    audit's transaction was rolled back and nothing was published. A fault of the pipeline, not of the data."""
+
+    def __init__(self, message: str, *, ds: str, landed: int, accepted: int, quarantined: int) -> None:
+        super().__init__(message, runbook="infrastructure")
+        self.ds = ds
+        self.landed = landed
+        self.accepted = accepted
+        self.quarantined = quarantined
+
+
 TrainingFailureKind = Literal["algorithm", "killed", "max_runtime", "stopped", "client", "internal"]
 
 
@@ -148,22 +148,12 @@ class TrainingJobFailed(TrainingJobError):
         "internal": "job-internal-error",
     }
 
-    RETRYABLE: ClassVar[frozenset[str]] = frozenset({"internal", "max_runtime"})
-    """The kinds another attempt may end otherwise: the platform's own failure, and a job stopped at its
-    maximum runtime (the next attempt resumes from its checkpoints). An exception in the algorithm,
-    a kill (the OOM killer, on the same data, params and instance), a refused request (image, role,
-    quota) and a person's stop repeat or must not be undone: they page at once."""
-
     def __init__(self, name: str, status: str, reason: str, kind: TrainingFailureKind = "internal") -> None:
         super().__init__(f"training job {name} {status}: {reason}", runbook=self.RUNBOOKS[kind])
         self.name = name
         self.status = status
         self.reason = reason
         self.kind = kind
-
-    @property
-    def retryable(self) -> bool:  # type: ignore[override]
-        return self.kind in self.RETRYABLE
 
 
 class TrainingJobNotFound(TrainingJobError, LookupError):

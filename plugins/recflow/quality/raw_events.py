@@ -5,17 +5,28 @@ here every row is checked against the row rules of the data contract (:func:`row
 each written once, as SQL that DuckDB and PostgreSQL read alike), in the warehouse:
 
 - rows that break one or more rules go to ``quality.quarantine_events``: one row per
-  rejected event, with every rule it broke, its source file and row, and the run id;
+  rejected event, with every rule it broke, its source file and row, the run id and the
+  verdict of the audit that quarantined it;
 - the day is then judged by Great Expectations (suite ``raw_events``): the share of
   quarantined rows must not exceed ``max_quarantine_share`` (default 1%, a setting and a
   per-run param), and the day's volume must lie within ``RECFLOW_VOLUME_MAX_RATIO``
   times the median of the recent published days (when there are at least three);
 - if the day passes, its accepted rows replace the day in ``raw.events`` (all that dbt
-  reads), the catalogues replace ``raw.pins``/``raw.users``, and the counts are recorded
-  in ``quality.partition_audit`` — in one transaction that also checks
-  ``accepted + quarantined = landed``; if it does not, nothing is published, the
-  quarantined rows and the refusal are recorded, the staged day is kept for inspection,
-  and :class:`~recflow.errors.PartitionRefused` says why.
+  reads), its quarantined rows replace the day's quarantine, the catalogues replace
+  ``raw.pins``/``raw.users``, and the counts are recorded in ``quality.partition_audit``
+  — in one transaction; if it does not, nothing is published, the quarantined rows
+  (verdict ``refused``, beside those of the day's publication) and the refusal are
+  recorded, the staged day is kept for inspection, and
+  :class:`~recflow.errors.PartitionRefused` says why.
+
+Conservation: the recorded ``accepted`` and ``quarantined`` are counted from what was
+written, and before the transaction commits :func:`_conserved` checks that the rows
+written (``raw.events[ds]``, or the accepted staged rows of a refused day, and the
+quarantine rows of this audit's verdict) are exactly the staged rows, each once; if not,
+:class:`~recflow.errors.ConservationBroken` rolls everything back. The invariant it keeps:
+``raw.events[ds]`` + the day's quarantine rows of verdict ``published`` = ``landed`` of
+the day's latest ``published`` record in ``quality.partition_audit``, whatever refusals
+came after.
 
 Every step replaces the day's rows, so a rerun is idempotent for its interval.
 """
@@ -30,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from recflow.config import Settings
-from recflow.errors import PartitionRefused, RecflowError
+from recflow.errors import ConservationBroken, PartitionRefused, RecflowError
 from recflow.landing import EVENT_COLUMNS, EVENT_COLUMNS_DDL, EVENT_TYPES, staged_table
 from recflow.quality._gx import Asset, import_gx, report_of, rule, run_suite
 from recflow.warehouse import QUALITY_SCHEMA, RAW_SCHEMA, STAGING_SCHEMA, Warehouse, connect
@@ -58,9 +69,17 @@ create table if not exists {QUARANTINE_TABLE} (
     source_file varchar not null,
     source_row bigint not null,
     run_id varchar not null,
-    quarantined_at timestamptz not null
+    quarantined_at timestamptz not null,
+    verdict varchar not null
 )
 """
+QUARANTINE_COLUMNS = (
+    "ds, event_id, user_id, pin_id, event_type, event_ts, surface, value, broken_rules, source_file, "
+    "source_row, run_id, quarantined_at, verdict"
+)
+"""``verdict`` is that of the audit that quarantined the row: ``published`` (the row is of the day's
+publication: the day's other rows are in ``raw.events``) or ``refused`` (of the latest refusal of the
+day since: evidence)."""
 
 AUDIT_DDL = f"""
 create table if not exists {AUDIT_TABLE} (
@@ -291,8 +310,42 @@ def _ensure_tables(con: Warehouse) -> None:
     con.execute(f"create table if not exists {EVENTS_TABLE} ({EVENT_COLUMNS_DDL})")
     con.execute(QUARANTINE_DDL)
     con.execute(AUDIT_DDL)
+    if "verdict" not in con.columns(QUARANTINE_TABLE):
+        _add_verdict(con)
     for table in (EVENTS_TABLE, QUARANTINE_TABLE):  # a day is replaced and counted in each
         con.execute_all(con.dialect.day_index(table, "ds"))
+
+
+def _add_verdict(con: Warehouse) -> None:
+    """A quarantine written before rows had a verdict: each day's rows were those of its latest audit,
+    so each row takes the verdict of its run's latest audit of the day."""
+    with con.transaction():
+        con.execute(f"alter table {QUARANTINE_TABLE} add column verdict varchar")
+        con.execute(
+            f"""
+            update {QUARANTINE_TABLE} as q set verdict = coalesce((
+                select a.verdict from {AUDIT_TABLE} a where a.ds = q.ds and a.run_id = q.run_id
+                order by a.audited_at desc limit 1
+            ), 'refused')
+            """
+        )
+
+
+def _quarantine(con: Warehouse, ds: dt.date, run_id: str, verdict: str) -> None:
+    """The audited day's rows that break a rule, into the quarantine: a publication replaces the day's
+    quarantine, a refusal replaces only the rows of the day's previous refusal."""
+    if verdict == "published":
+        con.execute(f"delete from {QUARANTINE_TABLE} where ds = ?", [ds])
+    else:
+        con.execute(f"delete from {QUARANTINE_TABLE} where ds = ? and verdict = ?", [ds, verdict])
+    con.execute(
+        f"""
+        insert into {QUARANTINE_TABLE} ({QUARANTINE_COLUMNS})
+        select ds, {_EVENT_COLUMNS}, _broken_rules, _source_file, _source_row, ?, now(), ?
+        from {audit_table(ds)}
+        """,
+        [run_id, verdict],
+    )
 
 
 def _record(
@@ -302,16 +355,6 @@ def _record(
     share: float,
     bounds: tuple[int, int | None],
 ) -> None:
-    con.execute(f"delete from {QUARANTINE_TABLE} where ds = ?", [result.ds])
-    con.execute(
-        f"""
-        insert into {QUARANTINE_TABLE}
-        select ds, {_EVENT_COLUMNS}, _broken_rules, _source_file,
-               _source_row, ? as run_id, now() as quarantined_at
-        from {audit_table(result.ds)}
-        """,
-        [run_id],
-    )
     con.execute(
         f"insert into {AUDIT_TABLE} values (?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -346,22 +389,54 @@ def _publish(con: Warehouse, ds: dt.date) -> None:
         )
 
 
-def _conserved(con: Warehouse, ds: dt.date, landed: int, published: bool) -> tuple[int, int]:
-    """(accepted, quarantined) as written; raise unless they add up to the landed rows."""
-    quarantined = con.execute(f"select count(*) from {QUARANTINE_TABLE} where ds = ?", [ds]).fetchone()
-    if published:
-        accepted = con.execute(f"select count(*) from {EVENTS_TABLE} where ds = ?", [ds]).fetchone()
-    else:
-        accepted = con.execute(f"select count(*) from ({_accepted_rows(ds)}) as accepted").fetchone()
-    assert quarantined is not None and accepted is not None
-    a, q = int(accepted[0]), int(quarantined[0])
-    if a + q != landed:
-        raise RecflowError(
-            f"ds={ds}: accepted {a} + quarantined {q} != landed {landed}: rows would be lost or doubled; "
-            "nothing was published",
-            runbook="infrastructure",
+def _conserved(con: Warehouse, ds: dt.date, landed: int, verdict: str) -> tuple[int, int]:
+    """(accepted, quarantined) as written by this audit; raise :class:`ConservationBroken` unless the rows
+    written are exactly the ``landed`` staged rows, each once (matched by source file and row).
+
+    Accepted: ``raw.events[ds]`` once published, the staged rows outside the quarantine when refused;
+    quarantined: the day's quarantine rows of this audit's verdict."""
+    published = verdict == "published"
+    accepted = (
+        f"select _source_file as f, _source_row as r from {EVENTS_TABLE} where ds = ?"
+        if published
+        else f"select _source_file as f, _source_row as r from ({_accepted_rows(ds)}) as accepted"
+    )
+    row = con.execute(
+        f"""
+        with a as ({accepted}),
+        q as (select source_file as f, source_row as r from {QUARANTINE_TABLE} where ds = ? and verdict = ?),
+        written as (select f, r from a union all select f, r from q)
+        select (select count(*) from a), (select count(*) from q),
+               (select count(*) from (select distinct f, r from written) as d),
+               (select count(*) from written w where not exists (
+                   select 1 from {staged_table(ds)} s where s._source_file = w.f and s._source_row = w.r))
+        """,
+        [*([ds] if published else []), ds, verdict],
+    ).fetchone()
+    assert row is not None
+    a, q, distinct, strays = (int(v) for v in row)
+    if a + q == distinct == landed and strays == 0:
+        return a, q
+    found = [
+        f"{n} {what}"
+        for n, what in (
+            (landed - distinct + strays, "landed row(s) in neither"),
+            (a + q - distinct, "row(s) written twice"),
+            (strays, "row(s) that are not of the staged day"),
         )
-    return a, q
+        if n > 0
+    ]
+    raise ConservationBroken(
+        f"ds={ds}: {landed} rows landed in {staged_table(ds)}, but this audit wrote {a} to "
+        f"{EVENTS_TABLE if published else 'the accepted side'} and {q} to {QUARANTINE_TABLE} "
+        f"(verdict {verdict}): {', '.join(found) or 'the counts disagree'}. The transaction was rolled "
+        f"back: nothing was published or recorded and the day stays staged. A fault of the pipeline, not "
+        f"of the data: open an issue with this message, and clear the task once it is fixed.",
+        ds=ds.isoformat(),
+        landed=landed,
+        accepted=a,
+        quarantined=q,
+    )
 
 
 def _describe_broken(broken: dict[str, int], rules: Sequence[RowRule]) -> str:
@@ -382,7 +457,8 @@ def audit_day(
     """Audit the staged day ``ds``, quarantine its bad rows, and publish it or refuse it.
 
     Raises :class:`PartitionRefused` when the day is refused (after recording the
-    quarantined rows and the refusal).
+    quarantined rows and the refusal), :class:`ConservationBroken` when the rows written
+    are not the rows landed (nothing is then published or recorded).
     """
     started = time.monotonic()
     share = settings.max_quarantine_share if max_quarantine_share is None else max_quarantine_share
@@ -413,6 +489,7 @@ def audit_day(
     failures = _judge(settings, ds, landed, (low, high), share)
     span = f"{low:,} .. {'inf' if high is None else f'{high:,}'}"
     evidence = f"select * from {QUARANTINE_TABLE} where ds = '{day}'"
+    refused_rows = f"{evidence} and verdict = 'refused'"
     if failures:
         reasons, check, columns = [], "", []
         if "row_count" in failures:
@@ -426,21 +503,23 @@ def audit_day(
                 f"max_quarantine_share={share:.2%}: {_describe_broken(broken, rules)}"
             )
         reason = "; ".join(reasons)
-        result = AuditResult(ds, landed, landed - quarantined, quarantined, "refused", reason, broken)
         with connect(settings) as con, con.transaction():
-            _record(con, result, run_id, share, (low, high))
-            _conserved(con, ds, landed, published=False)
+            _quarantine(con, ds, run_id, "refused")
+            counted = _conserved(con, ds, landed, "refused")
+            _record(
+                con, AuditResult(ds, landed, *counted, "refused", reason, broken), run_id, share, (low, high)
+            )
         raise PartitionRefused(
             f"ds={day} refused: {reason}. Nothing was published: raw.events and the marts keep what they "
-            f"had for ds={day}. The quarantined rows: `{evidence}`; the whole day stays in {staged_table(ds)}.",
+            f"had for ds={day}. The quarantined rows: `{refused_rows}`; the whole day stays in "
+            f"{staged_table(ds)}.",
             check=check,
             columns=columns,
             observed=reason,
             expected=f"at most {share:.2%} quarantined; {span} rows",
-            evidence=f"{evidence}; select * from {staged_table(ds)}",
+            evidence=f"{refused_rows}; select * from {staged_table(ds)}",
         )
 
-    result = AuditResult(ds, landed, landed - quarantined, quarantined, "published", "accepted", broken)
     with connect(settings) as con, con.transaction():
         # rechecked inside the transaction, other publishers held off: another day published since
         # the check cannot slip a cross-day duplicate through (every other rule depends on the day alone)
@@ -454,8 +533,10 @@ def audit_day(
                 runbook="infrastructure",
             )
         _publish(con, ds)
+        _quarantine(con, ds, run_id, "published")
+        accepted, kept = _conserved(con, ds, landed, "published")
+        result = AuditResult(ds, landed, accepted, kept, "published", "accepted", broken)
         _record(con, result, run_id, share, (low, high))
-        accepted, kept = _conserved(con, ds, landed, published=True)
         con.execute(f"drop table {staged_table(ds)}")
         con.execute(f"drop table {audit_table(ds)}")
     log.info(
