@@ -16,6 +16,12 @@ The failure callback classifies a failed task by the *type* of its exception
 
 What to do about each is written once, in ``docs/runbooks/<dag>.md``; an error
 names its section (``runbook``), the failure callback quotes it.
+
+``retryable`` says whether another try of the same task can end otherwise. A verdict
+(a data verdict, refused params, an unusable setting, a training job that failed for a
+reason of its own) is not: the task fails at once and pages, instead of repeating the
+same refusal ``retries`` times later (``recflow.airflow.defaults.RETRY_POLICY``). Every
+other failure keeps the task's retries.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class RecflowError(Exception):
     """
 
     runbook: str = ""
+    retryable: bool = True
+    """Whether another try of the task may succeed without anyone changing anything."""
 
     def __init__(self, message: str, *, runbook: str | None = None) -> None:
         super().__init__(message)
@@ -54,12 +62,14 @@ class ConfigError(RecflowError, ValueError):
     """A setting has a value recflow cannot use; the message names the variable."""
 
     runbook = "configuration"
+    retryable = False  # the workers must be restarted with a fixed environment first
 
 
 class ParamsError(RecflowError, ValueError):
     """A run's params break their schema; the message names the param, the value and the rule."""
 
     runbook = "params-refused"
+    retryable = False
 
 
 class DataVerdict(RecflowError):
@@ -67,8 +77,10 @@ class DataVerdict(RecflowError):
 
     ``check`` is the rule's name, ``columns`` the columns it is about, ``observed``
     and ``expected`` the figures in words, ``evidence`` where to look (a SQL query on
-    the quarantine, a file path).
+    the quarantine, a file path). Never retried: the same data gets the same verdict.
     """
+
+    retryable = False
 
     def __init__(
         self,
@@ -148,12 +160,22 @@ class TrainingJobFailed(TrainingJobError):
         "internal": "job-internal-error",
     }
 
+    RETRYABLE: ClassVar[frozenset[str]] = frozenset({"internal", "max_runtime"})
+    """The kinds another attempt may end otherwise: the platform's own failure, and a job stopped at its
+    maximum runtime (the next attempt resumes from its checkpoints). An exception in the algorithm,
+    a kill (the OOM killer, on the same data, params and instance), a refused request (image, role,
+    quota) and a person's stop repeat or must not be undone: they page at once."""
+
     def __init__(self, name: str, status: str, reason: str, kind: TrainingFailureKind = "internal") -> None:
         super().__init__(f"training job {name} {status}: {reason}", runbook=self.RUNBOOKS[kind])
         self.name = name
         self.status = status
         self.reason = reason
         self.kind = kind
+
+    @property
+    def retryable(self) -> bool:  # type: ignore[override]
+        return self.kind in self.RETRYABLE
 
 
 class TrainingJobNotFound(TrainingJobError, LookupError):
