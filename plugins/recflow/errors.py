@@ -129,6 +129,17 @@ class LandingLate(RecflowError):
     runbook = "landing-late"
 
 
+class DayClaimed(RecflowError):
+    """Another run holds the day, between its ``land`` and the end of its ``audit``: one run of a day
+    at a time, so that no run lands over, or publishes, another's staged day. ``holder`` is that run.
+    The message says what to do; the runbook's generic section (it is no fault of the data)."""
+
+    def __init__(self, message: str, *, ds: str, holder: str) -> None:
+        super().__init__(message, runbook="infrastructure")
+        self.ds = ds
+        self.holder = holder
+
+
 class ConservationBroken(RecflowError):
     """The rows written for a day (published and quarantined) are not exactly the rows it landed: the
     audit's transaction was rolled back and nothing was published. A fault of the pipeline, not of the data."""

@@ -21,10 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from recflow.config import Settings
-from recflow.errors import ContractViolation, DataQualityError, PartitionRefused
+from recflow.errors import ContractViolation, DataQualityError, DayClaimed, PartitionRefused
 from recflow.generate import GeneratorConfig, generate, write_partition
 from recflow.landing import partition_dir, stage_partitions, staged_table
-from recflow.quality import check_training_marts, stage_and_audit
+from recflow.quality import audit_days, check_training_marts, stage_and_audit
 from recflow.snapshot import take_snapshot
 from recflow.warehouse import PostgresWarehouse, connect, content_checksum
 from tests.integration.test_audit import _set
@@ -209,6 +209,27 @@ def test_a_refused_reland_on_postgres_leaves_the_staged_day_as_it_was(engines: d
             "select table_name from information_schema.tables where table_name like ?", ["%landing%"]
         ).fetchall()
     assert leftovers == []
+
+
+def test_one_run_of_a_day_at_a_time_on_postgres(engines: dict[str, Settings]) -> None:
+    """The claims under PostgreSQL's locks: a second run of a day is refused at ``land``; a run that
+    took a stale claim over publishes its own staging, and the late audit of the other is refused."""
+    pg = engines["postgresql"]
+    stage_partitions(pg, [D1], run_id="scheduled")
+    with pytest.raises(DayClaimed, match=r"ds=2026-01-01 by run 'scheduled'"):
+        stage_partitions(pg, [D1, D2], run_id="reload")
+    with connect(pg) as con:
+        con.execute("update raw_staging.day_claims set claimed_at = claimed_at - interval '7 hours'")
+    stage_partitions(pg, [D1], run_id="reload")
+
+    with pytest.raises(DayClaimed, match=r"ds=2026-01-01 was landed by run 'reload'"):
+        audit_days(pg, [D1], run_id="scheduled")
+    audit_days(pg, [D1], run_id="reload")
+
+    with connect(pg, read_only=True) as con:
+        published = con.execute("select count(*) from raw.events where ds = ?", [D1]).fetchone()
+        claims = con.execute("select count(*) from raw_staging.day_claims").fetchone()
+    assert (published, claims) == ((_day(pg.landing_dir, D1).num_rows,), (0,))
 
 
 def test_bulk_fetch_and_load_round_trip_on_postgres(engines: dict[str, Settings]) -> None:

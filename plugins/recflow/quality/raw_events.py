@@ -28,6 +28,10 @@ quarantine rows of this audit's verdict) are exactly the staged rows, each once;
 the day's latest ``published`` record in ``quality.partition_audit``, whatever refusals
 came after.
 
+One run of a day at a time: the audit refuses (:class:`~recflow.errors.DayClaimed`) a
+day another run claimed when it landed it (:func:`recflow.landing.claim_days`), and
+releases its own claim once the day is published or refused.
+
 Every step replaces the day's rows, so a rerun is idempotent for its interval.
 """
 
@@ -41,8 +45,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from recflow.config import Settings
-from recflow.errors import ConservationBroken, PartitionRefused, RecflowError
-from recflow.landing import EVENT_COLUMNS, EVENT_COLUMNS_DDL, EVENT_TYPES, staged_table
+from recflow.errors import ConservationBroken, DayClaimed, PartitionRefused, RecflowError
+from recflow.landing import (
+    CLAIMS_DDL,
+    CLAIMS_TABLE,
+    EVENT_COLUMNS,
+    EVENT_COLUMNS_DDL,
+    EVENT_TYPES,
+    claims,
+    release_claim,
+    release_statement,
+    staged_table,
+)
 from recflow.quality._gx import Asset, import_gx, report_of, rule, run_suite
 from recflow.warehouse import QUALITY_SCHEMA, RAW_SCHEMA, STAGING_SCHEMA, Warehouse, connect
 
@@ -310,6 +324,7 @@ def _ensure_tables(con: Warehouse) -> None:
     con.execute(f"create table if not exists {EVENTS_TABLE} ({EVENT_COLUMNS_DDL})")
     con.execute(QUARANTINE_DDL)
     con.execute(AUDIT_DDL)
+    con.execute(CLAIMS_DDL)
     if "verdict" not in con.columns(QUARANTINE_TABLE):
         _add_verdict(con)
     for table in (EVENTS_TABLE, QUARANTINE_TABLE):  # a day is replaced and counted in each
@@ -439,6 +454,24 @@ def _conserved(con: Warehouse, ds: dt.date, landed: int, verdict: str) -> tuple[
     )
 
 
+def _hold_claim(con: Warehouse, ds: dt.date, run_id: str) -> None:
+    """Raise :class:`DayClaimed` when another run claimed ``ds`` (then the staged day is that run's);
+    inside a transaction, no other run claims it until the transaction ends."""
+    con.execute_all(con.dialect.serialize_writers(CLAIMS_TABLE))
+    claim = claims(con).get(ds)
+    if claim is None or claim.run_id == run_id:
+        return  # ours, or landed without a claim (a bare land)
+    raise DayClaimed(
+        f"ds={ds} was landed by run {claim.run_id!r} (its claim taken {claim.claimed_at}) after this run "
+        f"({run_id!r}) landed it: {staged_table(ds)} holds that run's rows, and this run will not publish "
+        f"them as its own; nothing was published. Run {claim.run_id!r}'s audit publishes them. To publish "
+        f"this run's data instead, clear this run's `land` once that run has finished (if it is no longer "
+        f"running, release the day first: `{release_statement(ds)}`).",
+        ds=ds.isoformat(),
+        holder=claim.run_id,
+    )
+
+
 def _describe_broken(broken: dict[str, int], rules: Sequence[RowRule]) -> str:
     column = {r.name: r.column for r in rules}
     return ", ".join(f"{name} ({column.get(name, '?')}): {n}" for name, n in broken.items())
@@ -457,8 +490,9 @@ def audit_day(
     """Audit the staged day ``ds``, quarantine its bad rows, and publish it or refuse it.
 
     Raises :class:`PartitionRefused` when the day is refused (after recording the
-    quarantined rows and the refusal), :class:`ConservationBroken` when the rows written
-    are not the rows landed (nothing is then published or recorded).
+    quarantined rows and the refusal), :class:`DayClaimed` when another run landed the day
+    since this one did, :class:`ConservationBroken` when the rows written are not the rows
+    landed (nothing is then published or recorded).
     """
     started = time.monotonic()
     share = settings.max_quarantine_share if max_quarantine_share is None else max_quarantine_share
@@ -472,6 +506,8 @@ def audit_day(
                 "then this task",
                 runbook="partition-refused",
             )
+        with con.transaction():
+            _hold_claim(con, ds, run_id)
         _build_audit_table(con, ds, rules)
         landed, quarantined, broken = _counts(con, ds)
         low, high, volume_rule = _volume_bounds(con, settings, ds)
@@ -504,11 +540,13 @@ def audit_day(
             )
         reason = "; ".join(reasons)
         with connect(settings) as con, con.transaction():
+            _hold_claim(con, ds, run_id)
             _quarantine(con, ds, run_id, "refused")
             counted = _conserved(con, ds, landed, "refused")
             _record(
                 con, AuditResult(ds, landed, *counted, "refused", reason, broken), run_id, share, (low, high)
             )
+            release_claim(con, ds, run_id)
         raise PartitionRefused(
             f"ds={day} refused: {reason}. Nothing was published: raw.events and the marts keep what they "
             f"had for ds={day}. The quarantined rows: `{refused_rows}`; the whole day stays in "
@@ -532,11 +570,13 @@ def audit_day(
                 "published day holds); nothing was published: retry the task",
                 runbook="infrastructure",
             )
+        _hold_claim(con, ds, run_id)
         _publish(con, ds)
         _quarantine(con, ds, run_id, "published")
         accepted, kept = _conserved(con, ds, landed, "published")
         result = AuditResult(ds, landed, accepted, kept, "published", "accepted", broken)
         _record(con, result, run_id, share, (low, high))
+        release_claim(con, ds, run_id)
         con.execute(f"drop table {staged_table(ds)}")
         con.execute(f"drop table {audit_table(ds)}")
     log.info(
@@ -659,7 +699,7 @@ def stage_and_audit(
     """``land`` then ``audit`` for ``days``, in one call: the warehouse DAG's first two steps, bare."""
     from recflow.landing import stage_partitions
 
-    stage_partitions(settings, list(days))
+    stage_partitions(settings, list(days), run_id=run_id)
     return audit_days(
         settings,
         days,

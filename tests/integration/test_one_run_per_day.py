@@ -1,0 +1,109 @@
+"""One run of a day at a time, through ``land`` and ``audit``: two runs of one day (a reload over a
+scheduled day, a run that died and one that took the day over) never publish each other's staging.
+
+What each run published is checked against the rows of the landing files it read (pyarrow), by a
+DuckDB connection of the test's own.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from recflow import errors
+from recflow.config import Settings
+from recflow.generate import GeneratorConfig, generate, write_partition
+from recflow.landing import partition_dir, stage_partitions
+from recflow.quality import audit_days, stage_and_audit
+
+pytestmark = pytest.mark.integration
+
+D1, D2 = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Settings:
+    settings = Settings.from_env({"RECFLOW_HOME": str(tmp_path / "home")})
+    generate(settings.landing_dir, GeneratorConfig(start=D1, days=2, users=60, pins=200, topics=6, seed=3))
+    return settings
+
+
+def _reexport(settings: Settings, day: dt.date) -> int:
+    """The producer rewrites the day with a tenth fewer events; the rows now in its files."""
+    path = partition_dir(settings.landing_dir, day) / "part-00000.parquet"
+    table = pq.read_table(path)
+    write_partition(path.parent, [table.slice(0, table.num_rows * 9 // 10)])
+    return int(pq.read_table(path).num_rows)
+
+
+def _files_rows(settings: Settings, day: dt.date) -> int:
+    return int(pq.read_table(partition_dir(settings.landing_dir, day) / "part-00000.parquet").num_rows)
+
+
+def _sql(settings: Settings, sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def _published(settings: Settings, day: dt.date) -> int:
+    if not _sql(
+        settings,
+        "select 1 from information_schema.tables where table_name = 'events' and table_schema = 'raw'",
+    ):
+        return 0
+    return int(_sql(settings, "select count(*) from raw.events where ds = ?", [day])[0][0])
+
+
+def _audits(settings: Settings, day: dt.date) -> list[tuple[object, ...]]:
+    return _sql(
+        settings,
+        "select run_id, landed, verdict from quality.partition_audit where ds = ? order by audited_at",
+        [day],
+    )
+
+
+def test_a_reload_over_a_scheduled_day_waits_for_it_and_each_publishes_its_own(home: Settings) -> None:
+    scheduled_read = _files_rows(home, D1)
+    stage_partitions(home, [D1], run_id="scheduled__2026-01-01")
+    reload_read = _reexport(home, D1)
+
+    with pytest.raises(errors.RecflowError) as caught:
+        stage_partitions(home, [D1, D2], run_id="manual__reload")
+    err = caught.value
+    assert isinstance(err, errors.DayClaimed), f"{type(err).__name__}: {err}"
+    assert err.holder == "scheduled__2026-01-01" and "ds=2026-01-01" in str(err)
+
+    audit_days(home, [D1], run_id="scheduled__2026-01-01")
+    assert _published(home, D1) == scheduled_read, "the scheduled run published the files it read"
+
+    stage_and_audit(home, [D1, D2], run_id="manual__reload")  # the claim was released by the audit
+    assert _published(home, D1) == reload_read
+    assert _audits(home, D1) == [
+        ("scheduled__2026-01-01", scheduled_read, "published"),
+        ("manual__reload", reload_read, "published"),
+    ]
+    assert _sql(home, "select count(*) from raw_staging.day_claims") == [(0,)]
+
+
+def test_the_audit_refuses_to_publish_a_day_another_run_staged(home: Settings) -> None:
+    stage_partitions(home, [D1], run_id="died")
+    _sql(home, "update raw_staging.day_claims set claimed_at = claimed_at - interval '7 hours'")
+    taken_over = _reexport(home, D1)
+    stage_partitions(home, [D1], run_id="took-over")  # the stale claim is taken over
+
+    with pytest.raises(errors.RecflowError) as caught:
+        audit_days(home, [D1], run_id="died")  # the late audit of the run that lost the day
+    err = caught.value
+    assert isinstance(err, errors.DayClaimed), f"{type(err).__name__}: {err}"
+    assert err.holder == "took-over"
+    assert "was landed by run 'took-over'" in str(err) and "nothing was published" in str(err)
+    assert _published(home, D1) == 0
+    assert _audits(home, D1) == []
+
+    audit_days(home, [D1], run_id="took-over")
+    assert _published(home, D1) == taken_over
+    assert _audits(home, D1) == [("took-over", taken_over, "published")]
