@@ -28,7 +28,6 @@ that is not a param, every value valid for its param's schema), applied twice:
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -188,25 +187,30 @@ def unknown_conf_message(
     )
 
 
-def check_conf(dag_id: str, declared: Mapping[str, Param], conf: Mapping[str, Any]) -> None:
-    """Refuse a run's ``conf`` for the Dag whose params are ``declared``: a key that is not a param,
-    or a value its param's schema refuses (``ParamsError`` naming the key, the value and the rule)."""
-    from airflow.sdk.definitions.param import ParamsDict
-    from airflow.sdk.exceptions import ParamValidationError
+def check_conf(dag_id: str, declared: Mapping[str, Any], conf: Mapping[str, Any]) -> None:
+    """Refuse a run's ``conf`` for the Dag whose params are ``declared`` (name -> its ``Param``, the SDK's
+    or the API server's serialized one: anything with a JSON ``schema``): a key that is not a param, or
+    a value its param's schema refuses (``ParamsError`` naming the key, the value and the rule).
+
+    Values are validated as Airflow validates them (``jsonschema.validate``, the dialect from the
+    schema's ``$schema``, with a format checker), and the message starts as Airflow's does."""
+    from jsonschema import FormatChecker, validate
+    from jsonschema.exceptions import ValidationError
 
     unknown = unknown_conf_keys(conf, declared)
     if unknown:
         raise ParamsError(unknown_conf_message(dag_id, unknown, conf, declared))
-    params = ParamsDict(copy.deepcopy(dict(declared)))  # resolving a Param keeps the value: work on copies
     for key, value in conf.items():
         try:
-            params[key] = value
-        except ParamValidationError as exc:
-            raise ParamsError(str(exc)) from None
+            validate(value, declared[key].schema, format_checker=FormatChecker())
+        except ValidationError as exc:
+            raise ParamsError(
+                f"Invalid input for param {key}: {exc.message} (given {key}={value!r})"
+            ) from None
 
 
-def params_of(params: Any) -> dict[str, Param]:
-    """A Dag's ``ParamsDict`` as the ``Param`` of each name."""
+def params_of(params: Any) -> dict[str, Any]:
+    """A Dag's params (the SDK's ``ParamsDict`` or the API server's serialized one) by name."""
     return {name: params.get_param(name) for name in params}
 
 
@@ -219,11 +223,11 @@ def refuse_bad_params(context: Mapping[str, Any]) -> None:
         check_conf(dag.dag_id, params_of(dag.params), conf)
 
 
-DeclaredParams = Callable[[str], Mapping[str, Param] | None]
+DeclaredParams = Callable[[str], Mapping[str, Any] | None]
 """dag id -> its params; None when the Dag is unknown or declares no params (no check)."""
 
 
-def declared_params_in_metadata_db(dag_id: str) -> dict[str, Param] | None:
+def declared_params_in_metadata_db(dag_id: str) -> dict[str, Any] | None:
     """The params of the latest serialized version of ``dag_id`` (what the API server triggers)."""
     from airflow.models.dagbag import DBDagBag
     from airflow.utils.session import create_session

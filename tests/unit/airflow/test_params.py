@@ -14,6 +14,7 @@ from recflow.airflow.params import (
     StrictConfMiddleware,
     check_conf,
     hyperparameters_from_params,
+    params_of,
     refuse_bad_params,
     strict_param,
     unknown_conf_keys,
@@ -183,6 +184,11 @@ def test_the_api_servers_serialized_dag_refuses_the_same() -> None:
     assert accepted["epochs"] == 5 and accepted["dry_run"] is True
     # Airflow itself lets a key that is no param through; StrictConfMiddleware refuses it.
     assert "no_such_param" in served.params.deep_merge({"no_such_param": 1}).validate()
+    # ... with the same check as the task, on the API server's own (serialized) params
+    for conf in [*refused, {"no_such_param": 1}]:
+        with pytest.raises(ParamsError, match=next(iter(conf))):
+            check_conf("params_roundtrip", params_of(served.params), conf)
+    check_conf("params_roundtrip", params_of(served.params), {"epochs": 5, "dry_run": True})
 
 
 def test_unknown_conf_keys() -> None:
