@@ -23,8 +23,17 @@ a small JSON document); :meth:`MlflowRegistry.champion_history` reads them back.
 A move is written ahead as ``recflow.champion_pending`` before the alias moves,
 so a move interrupted between the alias and its record is completed (or, if the
 alias never moved, discarded) by the next move or publication of that model.
-The registry assumes one writer per model at a time (the publish task of one
-DAG run, or a person promoting), which is how the DAG and the CLI use it.
+
+Moves of one model are serialized, whoever makes them (publications of several DAG runs,
+people promoting, on any machine): MLflow's tags have no compare-and-set, so each move
+(settle an interrupted one, read the history and the champion, write the intent, move the
+alias, record) runs under a lock of the model, :func:`champion_lock`, a leased object of
+the artifact store (:mod:`recflow.locks`), which the SageMaker backend takes too. A
+publication moves ``champion`` only if it still is the version it expected (the one the
+gate compared the challenger against, :func:`publish_evaluated`; else the one when the
+publication began): if someone moved it since, the version is registered and the alias
+stays (``champion_not_moved`` says who moved it). A person's promotion always moves it.
+A recorded move is never overwritten.
 
 What a publication of the DAG puts on a version (:func:`publish_evaluated`): the gate's
 metrics (scored on the artifact that never saw the holdout), the SavedModel that is
@@ -38,21 +47,27 @@ reads it all back (``recflow models show``).
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 from recflow.config import Settings
 from recflow.errors import RegistryError
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
+
+    from recflow.locks import Lease
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +109,17 @@ MODEL_FETCHED = "model_fetched"
 """The step :func:`publish_training_job` runs before :data:`PUBLISH_STEPS`."""
 
 OnStep = Callable[[str], None]
+
+
+class _AtStart(enum.Enum):
+    AT_START = "the champion when the publication begins"
+
+
+AT_START = _AtStart.AT_START
+"""``expected_champion`` of a publication that was not told which champion its gate saw: it
+expects the one that is champion when it begins."""
+ExpectedChampion = int | None | _AtStart
+"""The version a publication expects to find as champion when it moves it (``None``: no champion)."""
 
 
 def to_mlflow_key(metric: str) -> str:
@@ -143,6 +169,9 @@ class ModelVersionInfo:
     """The run's model-card tags (:data:`CARD_TAG_PREFIXES`)."""
     artifact_uri: str = field(default="")
     """The run's artifact root (the pictures are under ``pictures/``)."""
+    champion_not_moved: str = field(default="")
+    """Set by a publication that left ``champion`` alone because it moved since the expected
+    version (see :meth:`MlflowRegistry.publish`): who moved it, when; empty otherwise."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -192,6 +221,7 @@ class Registry(Protocol):
         curves: Mapping[str, Sequence[float]] | None = None,
         run_tags: Mapping[str, str] | None = None,
         pictures_dir: Path | None = None,
+        expected_champion: ExpectedChampion = AT_START,
     ) -> ModelVersionInfo: ...
 
     def promote(self, name: str, version: int, reason: str, who: str) -> dict[str, Any] | None: ...
@@ -257,6 +287,63 @@ def publish_step(name: str, job: str, on_step: OnStep | None) -> OnStep:
     return step
 
 
+def _skip_champion_steps(step: OnStep) -> None:
+    for skipped in PUBLISH_STEPS[PUBLISH_STEPS.index("champion_intent") :]:
+        step(skipped)
+
+
+LOCKS = ("registry", "locks")
+"""Under the artifact root: ``registry/locks/<name>``, the lock of each model's champion moves."""
+
+
+@contextmanager
+def champion_lock(settings: Settings, name: str, who: str) -> Iterator[Lease]:
+    """Hold the lock of ``name``'s champion moves for the block (both backends take it).
+
+    ``registry/locks/<name>`` under the artifact root, a lease of :data:`recflow.locks.LEASE_SECONDS`
+    (a holder that crashed blocks moves that long at most) waited for up to
+    :data:`recflow.locks.WAIT_SECONDS`. :class:`RegistryError` when it cannot be had in time (naming
+    its holder), or when this holder's lease ran out and another took the lock before a write.
+    """
+    from recflow.artifacts import join
+    from recflow.locks import LockLost, LockTimeout, lease
+
+    uri = join(settings.artifacts_uri, *LOCKS, quote(name, safe=""))
+    with ExitStack() as stack:
+        try:
+            held = stack.enter_context(lease(settings, uri, f"{who}, moving the champion of {name}"))
+        except LockTimeout as exc:
+            raise RegistryError(
+                f"the champion of {name} cannot be moved now: another move holds its lock. {exc}"
+            ) from exc
+        try:
+            yield held
+        except LockLost as exc:
+            raise RegistryError(
+                f"moving the champion of {name} took longer than its lock's lease: {exc}. Nothing more "
+                "was written; check the champion and its history, then retry"
+            ) from exc
+
+
+def champion_moved_since(
+    history: Sequence[Mapping[str, Any]], current: int | None, version: int, expected: int | None
+) -> str:
+    """Why a publication of ``version`` expecting ``expected`` as champion must leave it alone, or ``""``
+    when it may move it: the champion still is ``expected``, or already is ``version``."""
+    if current in (expected, version):
+        return ""
+    last = history[-1] if history and history[-1]["version"] == current else None
+    by = (
+        f"moved by {last['who']} at move {last['seq']} ({last['at']}: {last['reason']})"
+        if last is not None
+        else "moved outside recflow (no recorded move put it there)"
+    )
+    return (
+        f"champion is version {current}, {by}, since the evaluation compared against "
+        f"{'no champion' if expected is None else f'version {expected}'}; version {version} not promoted"
+    )
+
+
 def next_champion_move(
     history: Sequence[Mapping[str, Any]],
     current: int | None,
@@ -266,17 +353,22 @@ def next_champion_move(
     reason: str,
     once_per_who: bool,
     step: OnStep,
-) -> dict[str, Any] | None:
+    expected: ExpectedChampion = AT_START,
+) -> tuple[dict[str, Any] | None, str]:
     """The move of ``champion`` to ``version`` to record next (its ``seq`` follows ``history``), or
-    ``None`` when there is none to make: ``version`` already is champion, or (``once_per_who``) ``who``
-    already moved it there once, so a retried publication never undoes a later rollback. The
-    champion steps of :data:`PUBLISH_STEPS` are reported done when nothing moves."""
-    if current == version or (
-        once_per_who and any(e["version"] == version and e["who"] == who for e in history)
+    ``None`` when there is none to make, with why when that is news: the champion is not ``expected``
+    (a publication's compare-and-set, :func:`champion_moved_since`; ``AT_START``: no check), or
+    ``version`` already is champion, or (``once_per_who``) ``who`` already moved it there once, so a
+    retried publication never undoes a later rollback. The champion steps of :data:`PUBLISH_STEPS`
+    are reported done when nothing moves. Called under the model's lock (:func:`champion_lock`)."""
+    not_moved = "" if expected is AT_START else champion_moved_since(history, current, version, expected)
+    if (
+        not_moved
+        or current == version
+        or (once_per_who and any(e["version"] == version and e["who"] == who for e in history))
     ):
-        for skipped in PUBLISH_STEPS[PUBLISH_STEPS.index("champion_intent") :]:
-            step(skipped)
-        return None
+        _skip_champion_steps(step)
+        return None, not_moved
     return {
         "seq": (int(history[-1]["seq"]) if history else 0) + 1,
         "version": version,
@@ -284,13 +376,64 @@ def next_champion_move(
         "who": who,
         "at": _now(),
         "reason": reason,
-    }
+    }, ""
+
+
+def move_champion(
+    settings: Settings,
+    name: str,
+    version: int,
+    *,
+    who: str,
+    reason: str,
+    once_per_who: bool,
+    expected: ExpectedChampion,
+    step: OnStep,
+    settle: Callable[[], None],
+    state: Callable[[], tuple[Sequence[Mapping[str, Any]], int | None]],
+    intend: Callable[[dict[str, Any]], None],
+    move: Callable[[dict[str, Any]], None],
+    record: Callable[[dict[str, Any]], None],
+    clear: Callable[[], None],
+) -> tuple[dict[str, Any] | None, str]:
+    """Move ``champion`` of ``name`` to ``version`` under the model's lock, as both backends do: the move
+    recorded (``None``: none), and why none was made when that is news (see :func:`next_champion_move`).
+
+    The backend's records: ``settle`` finishes or discards an interrupted move, ``state`` reads the
+    history and the champion, ``intend`` writes the move ahead, ``move`` moves the alias (or approval),
+    ``record`` adds the move to the history (never over another), ``clear`` removes the intent."""
+    with champion_lock(settings, name, who) as held:
+        settle()
+        history, current = state()
+        entry, not_moved = next_champion_move(
+            history,
+            current,
+            version,
+            who=who,
+            reason=reason,
+            once_per_who=once_per_who,
+            step=step,
+            expected=expected,
+        )
+        if entry is None:
+            return None, not_moved
+        intend(entry)
+        step("champion_intent")
+        held.check()
+        move(entry)
+        step("champion")
+        record(entry)
+        step("champion_recorded")
+        clear()
+        return entry, ""
 
 
 def log_published(
     name: str, info: ModelVersionInfo, job: str, moved: Mapping[str, Any] | None, reason: str
 ) -> None:
-    if moved is None:
+    if info.champion_not_moved:
+        log.warning("%s version %d is training job %s; %s", name, info.version, job, info.champion_not_moved)
+    elif moved is None:
         log.info(
             "%s version %d is training job %s; champion not moved (%s)", name, info.version, job, info.aliases
         )
@@ -422,6 +565,7 @@ class MlflowRegistry:
         curves: Mapping[str, Sequence[float]] | None = None,
         run_tags: Mapping[str, str] | None = None,
         pictures_dir: Path | None = None,
+        expected_champion: ExpectedChampion = AT_START,
     ) -> ModelVersionInfo:
         """Publish a training job's SavedModel as the one version of ``name`` for that job; move ``champion`` to it.
 
@@ -436,12 +580,19 @@ class MlflowRegistry:
         publication does not move it again, so it never undoes a rollback made in between.
         The move is recorded with ``who`` and ``reason`` (see :meth:`champion_history`).
 
+        ``champion`` moves only if it still is ``expected_champion`` (``None``: there was none;
+        default: the champion when this call began), checked under the model's lock
+        (:func:`champion_lock`) with the move: when someone moved it in between, the version is
+        registered, the alias stays, and the returned ``champion_not_moved`` says who moved it.
+
         ``curves`` (name → one value per epoch) are logged as step-indexed metrics
         ``train/<name>``, step = epoch; ``run_tags`` on the run; the files of ``pictures_dir``
         under the run's ``pictures/``. Like metrics, they are written once.
         """
         pub = publication(name, lineage, training_job, who, reason)
         job, lineage, who, reason = pub.job, pub.lineage, pub.who, pub.reason
+        if expected_champion is AT_START:
+            expected_champion = self._champion_now(name)
 
         step = publish_step(name, job, on_step)
         run = self._ensure_run(job)
@@ -467,8 +618,11 @@ class MlflowRegistry:
         version = int(mv.version)
         self._ensure_version_complete(name, mv, lineage)
         step("version_complete")
-        moved = self._move_champion(name, version, who=who, reason=reason, once_per_who=True, on_step=step)
+        moved, not_moved = self._move_champion(
+            name, version, who=who, reason=reason, once_per_who=True, on_step=step, expected=expected_champion
+        )
         info = self._info(self.client.get_model_version(name, str(version)))
+        info = dataclasses.replace(info, champion_not_moved=not_moved)
         log_published(name, info, job, moved, reason)
         return info
 
@@ -587,6 +741,12 @@ class MlflowRegistry:
         version = (model.aliases or {}).get(CHAMPION)
         return None if version is None else int(version)
 
+    def _champion_now(self, name: str) -> int | None:
+        try:
+            return self._champion_of(self._registered_model(name))
+        except RegistryError:
+            return None
+
     @classmethod
     def _history_of(cls, model: Any) -> list[dict[str, Any]]:
         entries = {
@@ -663,12 +823,14 @@ class MlflowRegistry:
             raise unknown_version(name, version, (v.version for v in self.list_versions(name))) from exc
         if not self._info(mv).complete:
             raise incomplete_version(name, version, mv.tags.get(JOB_TAG, "(unknown)"))
-        moved = self._move_champion(name, int(version), who=who, reason=reason, once_per_who=False)
+        moved, _ = self._move_champion(name, int(version), who=who, reason=reason, once_per_who=False)
         log_promoted(name, version, who, reason, moved)
         return moved
 
     def _settle_pending(self, name: str) -> None:
-        """Finish a champion move interrupted after its intent was written, or discard it if the alias never moved."""
+        """Finish a champion move interrupted after its intent was written, or discard it if the alias never moved.
+
+        Under the model's lock (:func:`champion_lock`): the move it finds was not made by a live writer."""
         model = self._registered_model(name)
         raw = model.tags.get(PENDING_TAG)
         if raw is None:
@@ -692,30 +854,44 @@ class MlflowRegistry:
         reason: str,
         once_per_who: bool,
         on_step: OnStep | None = None,
-    ) -> dict[str, Any] | None:
-        step = on_step or (lambda _done: None)
-        self._settle_pending(name)
-        model = self._registered_model(name)
-        entry = next_champion_move(
-            self._history_of(model),
-            self._champion_of(model),
+        expected: ExpectedChampion = AT_START,
+    ) -> tuple[dict[str, Any] | None, str]:
+        """:func:`move_champion` on the registered model's alias and tags."""
+
+        def state() -> tuple[list[dict[str, Any]], int | None]:
+            model = self._registered_model(name)
+            return self._history_of(model), self._champion_of(model)
+
+        return move_champion(
+            self.settings,
+            name,
             version,
             who=who,
             reason=reason,
             once_per_who=once_per_who,
-            step=step,
+            expected=expected,
+            step=on_step or (lambda _done: None),
+            settle=lambda: self._settle_pending(name),
+            state=state,
+            intend=lambda entry: self.client.set_registered_model_tag(
+                name, PENDING_TAG, json.dumps(entry, sort_keys=True)
+            ),
+            move=lambda entry: self.client.set_registered_model_alias(name, CHAMPION, str(entry["version"])),
+            record=lambda entry: self._record_move(name, entry),
+            clear=lambda: self.client.delete_registered_model_tag(name, PENDING_TAG),
         )
-        if entry is None:
-            return None
-        raw = json.dumps(entry, sort_keys=True)
-        self.client.set_registered_model_tag(name, PENDING_TAG, raw)
-        step("champion_intent")
-        self.client.set_registered_model_alias(name, CHAMPION, str(version))
-        step("champion")
-        self.client.set_registered_model_tag(name, _history_key(entry["seq"]), raw)
-        step("champion_recorded")
-        self.client.delete_registered_model_tag(name, PENDING_TAG)
-        return entry
+
+    def _record_move(self, name: str, entry: Mapping[str, Any]) -> None:
+        """Tag the move ``recflow.champion_history.<seq>``; a different move under that number refuses."""
+        key, raw = _history_key(int(entry["seq"])), json.dumps(dict(entry), sort_keys=True)
+        recorded = self._registered_model(name).tags.get(key)
+        if recorded is not None and recorded != raw:
+            raise RegistryError(
+                f"{name}: move {entry['seq']} is already recorded ({recorded}); not overwriting it with "
+                f"{raw}. Another writer moved the champion without its lock: check `recflow models "
+                f"history --name {name}` and the alias"
+            )
+        self.client.set_registered_model_tag(name, key, raw)
 
     def download(self, info: ModelVersionInfo, out: Path) -> Path:
         """The version's SavedModel, copied into ``out`` (which must not exist or be empty)."""
@@ -750,6 +926,7 @@ def publish_training_job(
     history_uris: Sequence[str] = (),
     champion_metrics: Mapping[str, float] | None = None,
     run_tags: Mapping[str, str] | None = None,
+    expected_champion: ExpectedChampion = AT_START,
 ) -> dict[str, Any]:
     """Fetch a training job's ``model.tar.gz`` from the artifact store, unpack it and publish it as ``name``.
 
@@ -757,7 +934,9 @@ def publish_training_job(
     count is not logged), ``reason`` the gate's decision; see :meth:`MlflowRegistry.publish`
     for idempotency and ``who``. ``on_step`` is called after :data:`MODEL_FETCHED`, then
     after each of :data:`PUBLISH_STEPS`. Returns ``{"name": str, "version": int,
-    "aliases": list[str]}`` of the job's version.
+    "aliases": list[str]}`` of the job's version, with ``"not_promoted": str`` when ``champion``
+    was not moved because it is no longer ``expected_champion`` (default: the champion when
+    this call begins, before the archive is fetched; see :meth:`MlflowRegistry.publish`).
 
     With ``history_uris`` (the snapshot's train and holdout interaction files), what is
     published is the job's model with every user's vector recomputed from those
@@ -771,6 +950,10 @@ def publish_training_job(
     from recflow.evaluation import unpack_model
     from recflow.pictures import loss_curve, versus_chart
 
+    registry = registry_for(settings)
+    if expected_champion is AT_START:
+        champion = registry.get_by_alias(name)
+        expected_champion = None if champion is None else champion.version
     store = store_for(settings, model_uri)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -815,7 +998,7 @@ def publish_training_job(
         )
         if on_step is not None:
             on_step(MODEL_FETCHED)
-        info = registry_for(settings).publish(
+        info = registry.publish(
             name,
             model_dir,
             metrics,
@@ -828,8 +1011,12 @@ def publish_training_job(
             curves={"loss": [h["loss"] for h in history], "epoch_seconds": [h["seconds"] for h in history]},
             run_tags=tags,
             pictures_dir=pictures,
+            expected_champion=expected_champion,
         )
-    return {"name": info.name, "version": info.version, "aliases": info.aliases}
+    published: dict[str, Any] = {"name": info.name, "version": info.version, "aliases": info.aliases}
+    if info.champion_not_moved:
+        published["not_promoted"] = info.champion_not_moved
+    return published
 
 
 def _epoch_history(model_dir: Path) -> list[dict[str, float]]:
@@ -858,6 +1045,9 @@ def publish_evaluated(
     ``snapshot``, ``training``, ``evaluation`` and ``decision`` are the XComs of the
     tasks of those names. The registry's metrics are the evaluation's (the artifact
     that never saw the holdout); what is served is refreshed from train + holdout.
+    ``champion`` moves only if it still is the version the gate compared against
+    (``evaluation["champion_version"]``): a rollback made since stands, and the result's
+    ``not_promoted`` says who made it.
     """
     gate = settings.gate
     lineage = {
@@ -894,7 +1084,14 @@ def publish_evaluated(
         history_uris=(str(snapshot["train_uri"]), str(snapshot["holdout_uri"])),
         champion_metrics=evaluation.get("champion"),
         run_tags=tags,
+        expected_champion=(
+            _gate_champion(evaluation["champion_version"]) if "champion_version" in evaluation else AT_START
+        ),
     )
+
+
+def _gate_champion(version: Any) -> int | None:
+    return None if version is None else int(version)
 
 
 def _local_path(uri: str) -> str:

@@ -23,6 +23,13 @@ mapped onto SageMaker:
   removed; the next move or publication of the model completes (or discards, when the approval
   never moved) a move interrupted in between. The history is kept in S3 rather than in tags or
   metadata properties because it is free text (reasons) and unbounded (SageMaker keeps 50 of each).
+  A history entry is created only if its number is free (a conditional ``PutObject``), so no
+  recorded move is ever overwritten.
+- moves are serialized as MLflow's are: each runs under the model's lock
+  (:func:`recflow.registry.champion_lock`, ``registry/locks/<name>`` under the same root), and a
+  publication moves the approval only if the champion still is the version it expected
+  (:meth:`recflow.registry.MlflowRegistry.publish`). An approval made in the console takes no
+  lock: recflow's next move rejects it.
 
 Publishing runs the same steps as MLflow's, under the same names (:data:`recflow.registry.PUBLISH_STEPS`),
 each finding what an earlier attempt wrote: ``run`` (the job's record read, if any), ``logged``
@@ -35,6 +42,7 @@ The artifact root must be ``s3://`` (the model archive is what SageMaker deploys
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -49,18 +57,21 @@ from urllib.parse import urlparse
 from recflow.artifacts import aws_error_code, pack_directory
 from recflow.config import Settings
 from recflow.errors import ConfigError, RegistryError
+from recflow.locks import create_if_absent
 from recflow.registry import (
+    AT_START,
     CHAMPION,
     JOB_KEY,
     NOT_A_METRIC,
     PICTURE_FILES,
     PICTURES,
+    ExpectedChampion,
     ModelVersionInfo,
     OnStep,
     incomplete_version,
     log_promoted,
     log_published,
-    next_champion_move,
+    move_champion,
     publication,
     publish_step,
     require_reason,
@@ -98,6 +109,10 @@ def _property_value(value: str) -> str:
         for ch in value
     )
     return kept[:MAX_PROPERTY_VALUE] or "-"
+
+
+def _json_bytes(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, indent=1).encode()
 
 
 def _is_missing(exc: Exception) -> bool:
@@ -146,7 +161,20 @@ class SageMakerRegistry:
         return document
 
     def _put_json(self, key: str, document: Mapping[str, Any]) -> None:
-        self.store.put_bytes(json.dumps(document, sort_keys=True, indent=1).encode(), self._uri(key))
+        self.store.put_bytes(_json_bytes(document), self._uri(key))
+
+    def _record_move(self, name: str, entry: Mapping[str, Any]) -> None:
+        """Write ``history/<seq>.json`` only if that number is free; a different move there refuses."""
+        key = self._history_key(name, int(entry["seq"]))
+        if create_if_absent(self.settings, self._uri(key), _json_bytes(entry)):
+            return
+        recorded = self._get_json(key)
+        if recorded != dict(entry):
+            raise RegistryError(
+                f"{name}: move {entry['seq']} is already recorded ({self._uri(key)}: {recorded}); not "
+                f"overwriting it with {dict(entry)}. Another writer moved the champion without its lock: "
+                f"check `recflow models history --name {name}` and the approvals"
+            )
 
     def _keys(self, prefix: str) -> list[str]:
         return [urlparse(uri).path.lstrip("/") for uri in self.store.list(self._uri(prefix))]
@@ -366,16 +394,20 @@ class SageMakerRegistry:
         curves: Mapping[str, Sequence[float]] | None = None,
         run_tags: Mapping[str, str] | None = None,
         pictures_dir: Path | None = None,
+        expected_champion: ExpectedChampion = AT_START,
     ) -> ModelVersionInfo:
         """Publish a training job's SavedModel as the one package of group ``name`` for that job; approve it.
 
         The guarantees of :meth:`recflow.registry.MlflowRegistry.publish`: idempotent, keyed by
         the training job; the first publication fixes the record, a later one adds what is
-        missing; ``champion`` moves once per ``who``, so a retry never undoes a rollback.
+        missing; ``champion`` moves once per ``who``, so a retry never undoes a rollback, and
+        only if it still is ``expected_champion`` (default: the champion when this call began).
         """
         self._check_name(name)
         pub = publication(name, lineage, training_job, who, reason)
         job = pub.job
+        if expected_champion is AT_START:
+            expected_champion = self._champion_of(self._packages(name)) if self._group_exists(name) else None
 
         step = publish_step(name, job, on_step)
         record_key = self._record_key(name, job)
@@ -406,10 +438,17 @@ class SageMakerRegistry:
         self._ensure_package_complete(package)
         step("version_complete")
         arn = str(package["ModelPackageArn"])
-        moved = self._move_champion(
-            name, version, who=pub.who, reason=pub.reason, once_per_who=True, on_step=step, arn=arn
+        moved, not_moved = self._move_champion(
+            name,
+            version,
+            who=pub.who,
+            reason=pub.reason,
+            once_per_who=True,
+            on_step=step,
+            arn=arn,
+            expected=expected_champion,
         )
-        info = self.get_version(name, version, arn=arn)
+        info = dataclasses.replace(self.get_version(name, version, arn=arn), champion_not_moved=not_moved)
         log_published(name, info, job, moved, pub.reason)
         return info
 
@@ -554,7 +593,7 @@ class SageMakerRegistry:
         properties = self._properties(packages[version])
         if properties.get(COMPLETE_PROPERTY) != "true":
             raise incomplete_version(name, version, properties.get(JOB_PROPERTY, "(unknown)"))
-        moved = self._move_champion(name, int(version), who=who, reason=reason, once_per_who=False)
+        moved, _ = self._move_champion(name, int(version), who=who, reason=reason, once_per_who=False)
         log_promoted(name, version, who, reason, moved)
         return moved
 
@@ -585,16 +624,17 @@ class SageMakerRegistry:
                 )
 
     def _settle_pending(self, name: str) -> None:
-        """Finish a champion move interrupted after its intent was written, or discard it if the approval never moved."""
+        """Finish a champion move interrupted after its intent was written, or discard it if the approval never moved.
+
+        Under the model's lock (:func:`recflow.registry.champion_lock`): the move it finds was not made by a
+        live writer."""
         entry = self._get_json(self._pending_key(name))
         if entry is None:
             return
         packages = self._packages(name)
         if self._moved(entry, packages):
             self._approve(name, packages, entry)
-            key = self._history_key(name, int(entry["seq"]))
-            if self._get_json(key) is None:
-                self._put_json(key, entry)
+            self._record_move(name, entry)
             log.warning("%s: recorded an interrupted champion move %s", name, entry)
         else:
             log.warning("%s: discarded an interrupted champion move that did not happen %s", name, entry)
@@ -610,26 +650,28 @@ class SageMakerRegistry:
         once_per_who: bool,
         on_step: OnStep | None = None,
         arn: str | None = None,
-    ) -> dict[str, Any] | None:
-        step = on_step or (lambda _done: None)
-        self._settle_pending(name)
-        packages = self._packages(name, also=arn)
-        entry = next_champion_move(
-            self._history(name, packages),
-            self._champion_of(packages),
+        expected: ExpectedChampion = AT_START,
+    ) -> tuple[dict[str, Any] | None, str]:
+        """:func:`recflow.registry.move_champion` on the approvals and the history in S3."""
+        packages: dict[int, dict[str, Any]] = {}
+
+        def state() -> tuple[list[dict[str, Any]], int | None]:
+            packages.update(self._packages(name, also=arn))
+            return self._history(name, packages), self._champion_of(packages)
+
+        return move_champion(
+            self.settings,
+            name,
             version,
             who=who,
             reason=reason,
             once_per_who=once_per_who,
-            step=step,
+            expected=expected,
+            step=on_step or (lambda _done: None),
+            settle=lambda: self._settle_pending(name),
+            state=state,
+            intend=lambda entry: self._put_json(self._pending_key(name), entry),
+            move=lambda entry: self._approve(name, packages, entry),
+            record=lambda entry: self._record_move(name, entry),
+            clear=lambda: self.s3.delete_object(Bucket=self.bucket, Key=self._pending_key(name)),
         )
-        if entry is None:
-            return None
-        self._put_json(self._pending_key(name), entry)
-        step("champion_intent")
-        self._approve(name, packages, entry)
-        step("champion")
-        self._put_json(self._history_key(name, int(entry["seq"])), entry)
-        step("champion_recorded")
-        self.s3.delete_object(Bucket=self.bucket, Key=self._pending_key(name))
-        return entry

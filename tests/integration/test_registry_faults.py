@@ -1,16 +1,20 @@
 """Publishing under faults, and the recorded moves of ``champion``: real MLflow (SQLite), a real SavedModel.
 
 A failure is injected through ``on_step``, the callback publishing calls after
-each of its steps: the callback raises right after step k, as a crash there would.
+each of its steps: the callback raises right after step k, as a crash there would;
+a person's rollback is made there the same way, while the publication goes on.
 """
 
 from __future__ import annotations
 
+import json
 import tarfile
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pytest
@@ -81,6 +85,18 @@ def model_uri(home: Settings, tmp_path_factory: pytest.TempPathFactory) -> str:
     )
 
 
+class Publish(Protocol):
+    def __call__(
+        self,
+        settings: Settings,
+        model_uri: str,
+        name: str,
+        job: str,
+        run: str,
+        on_step: Callable[[str], None],
+    ) -> dict[str, Any]: ...
+
+
 def publish(
     home: Settings,
     model_uri: str,
@@ -143,6 +159,107 @@ def check_recorded_moves(registry: Registry, back: Mapping[str, Any], forward: M
     times = [datetime.fromisoformat(m["at"]) for m in history]
     assert times == sorted(times) and all(t.utcoffset() is not None for t in times)
     assert history[2] == back and history[3] == forward
+
+
+def check_a_rollback_during_a_publication(
+    settings: Settings,
+    model_uri: str,
+    publish: Publish,
+    registry: Callable[[], Registry],
+    recorded: Callable[[str], list[dict[str, Any]]],
+    champion: Callable[[str], int | None],
+    step: str,
+) -> None:
+    """Version 2 is champion; while version 3 is published, alice rolls back to version 1 right after
+    ``step``. Whatever the step, alice's move is the last: the champion is version 1, the history has
+    unique consecutive move numbers, each move starting where the one before ended, and the
+    publication's move, if it made one, comes before alice's.
+
+    ``recorded`` (every recorded move, read from the backend's own records) and ``champion`` (read
+    from the alias or the approvals) do not go through the code under test. When the publication
+    holds the model's lock (``registry/locks/<name>`` in the artifact store) at ``step``, alice's
+    rollback runs in a thread (it waits for the lock); else it runs there and then.
+    """
+    name = f"race-{step}".replace("_", "-")
+    for k in (1, 2):
+        publish(settings, model_uri, name, f"{name}-job-{k}", f"run-{k}", on_step=lambda _done: None)
+    assert champion(name) == 2
+    lock = join(settings.artifacts_uri, "registry", "locks", name)
+    errors: list[BaseException] = []
+    rollbacks: list[threading.Thread] = []
+
+    def roll_back() -> None:
+        try:
+            registry().promote(name, 1, "version 2 recommends stale pins", who="alice")
+        except BaseException as exc:  # reported below: a thread's exception is otherwise lost
+            errors.append(exc)
+
+    def on_step(done: str) -> None:
+        if done != step:
+            return
+        if store_for(settings).exists(lock):
+            rollbacks.append(threading.Thread(target=roll_back, name=f"rollback-{step}"))
+            rollbacks[-1].start()
+        else:
+            roll_back()
+
+    published = publish(settings, model_uri, name, f"{name}-job-3", "run-3", on_step=on_step)
+    for thread in rollbacks:
+        thread.join(120)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in rollbacks), "the rollback is still waiting"
+
+    assert published["version"] == 3
+    moves = recorded(name)
+    assert [m["seq"] for m in moves] == list(range(1, len(moves) + 1)), "unique, consecutive move numbers"
+    assert all(m["previous_version"] == before["version"] for before, m in pairwise(moves))
+    assert (moves[-1]["who"], moves[-1]["version"]) == ("alice", 1), moves
+    assert champion(name) == 1
+    by_publication = [m for m in moves if m["who"] == "dag/run-3"]
+    assert [m["seq"] for m in moves[:2]] == [1, 2] and len(moves) == 3 + len(by_publication), moves
+    if by_publication:
+        assert by_publication[0]["version"] == 3 and by_publication[0]["seq"] < moves[-1]["seq"]
+    else:
+        assert "moved by alice at move 3" in published["not_promoted"], published
+
+
+def check_a_publication_expecting_another_champion(
+    settings: Settings, model_uri: str, registry: Registry, champion: Callable[[str], int | None]
+) -> None:
+    """Model ``expect``: versions 1 and 2 published, alice rolled back to 1. A publication whose gate
+    compared against version 2 registers version 3 and leaves the alias; one that compared against
+    version 1 (the champion) moves it."""
+    publish(settings, model_uri, "expect", "expect-job-1", "run-1")
+    publish(settings, model_uri, "expect", "expect-job-2", "run-2")
+    registry.promote("expect", 1, "version 2 recommends stale pins", who="alice")
+
+    def publish_expecting(job: str, run: str, expected: int) -> dict[str, Any]:
+        return publish_training_job(
+            settings,
+            name="expect",
+            model_uri=model_uri,
+            training_job=job,
+            metrics={"hr@10": 0.5, "ndcg@10": 0.25},
+            params={"epochs": "1"},
+            lineage={"snapshot_id": "s1", "airflow_dag_id": "dag", "airflow_run_id": run},
+            reason=f"promoted by the gate of {run}",
+            expected_champion=expected,
+        )
+
+    stale = publish_expecting("expect-job-3", "run-3", 2)
+    assert (stale["version"], stale["aliases"], champion("expect")) == (3, [], 1)
+    assert stale["not_promoted"].startswith("champion is version 1, moved by alice at move 3 (")
+    assert "since the evaluation compared against version 2; version 3 not promoted" in stale["not_promoted"]
+    assert registry.get_version("expect", 3).complete
+    fresh = publish_expecting("expect-job-4", "run-4", 1)
+    assert (fresh["version"], fresh["aliases"], champion("expect")) == (4, ["champion"], 4)
+    assert "not_promoted" not in fresh
+    assert [(m["seq"], m["version"], m["who"]) for m in registry.champion_history("expect")] == [
+        (1, 1, "dag/run-1"),
+        (2, 2, "dag/run-2"),
+        (3, 1, "alice"),
+        (4, 4, "dag/run-4"),
+    ]
 
 
 def check_promote_refusals(settings: Settings, model_uri: str, registry: Registry) -> None:
@@ -283,3 +400,39 @@ def test_promote_rolls_back_and_forward_and_history_records_every_move(
 
 def test_promote_refuses_unknown_and_incomplete_versions(home: Settings, model_uri: str) -> None:
     check_promote_refusals(home, model_uri, MlflowRegistry(home))
+
+
+def recorded_moves(registry: MlflowRegistry, name: str) -> list[dict[str, Any]]:
+    """The moves recorded as the registered model's tags, by number (read with MLflow's client)."""
+    tags = registry.client.get_registered_model(name).tags
+    assert PENDING_TAG not in tags, "no move left half done"
+    return sorted(
+        (json.loads(v) for k, v in tags.items() if k.startswith("recflow.champion_history.")),
+        key=lambda m: int(m["seq"]),
+    )
+
+
+def alias_of(registry: MlflowRegistry, name: str) -> int | None:
+    version = registry.client.get_registered_model(name).aliases.get("champion")
+    return None if version is None else int(version)
+
+
+@pytest.mark.parametrize("step", ALL_STEPS)
+def test_a_rollback_during_a_publication_is_the_last_move(home: Settings, model_uri: str, step: str) -> None:
+    registry = MlflowRegistry(home)
+    check_a_rollback_during_a_publication(
+        home,
+        model_uri,
+        publish,
+        lambda: MlflowRegistry(home),
+        lambda name: recorded_moves(registry, name),
+        lambda name: alias_of(registry, name),
+        step,
+    )
+
+
+def test_a_publication_leaves_a_champion_moved_since_its_evaluation(home: Settings, model_uri: str) -> None:
+    registry = MlflowRegistry(home)
+    check_a_publication_expecting_another_champion(
+        home, model_uri, registry, lambda name: alias_of(registry, name)
+    )

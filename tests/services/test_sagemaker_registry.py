@@ -36,6 +36,8 @@ from recflow.sagemaker_registry import (
 from tests.integration.test_registry_faults import (
     ALL_STEPS,
     InjectedFault,
+    check_a_publication_expecting_another_champion,
+    check_a_rollback_during_a_publication,
     check_champion_after_crash,
     check_promote_refusals,
     check_recorded_moves,
@@ -400,3 +402,61 @@ def test_mlflow_on_postgresql_keeps_its_run_artifacts_under_the_s3_root(
     assert champion is not None and champion.version == 1
     fetched = registry.download(champion, tmp_path / "fetched")
     assert (fetched / "saved_model.pb").read_bytes() == MODEL_FILES["saved_model.pb"]
+
+
+def recorded_moves(settings: Settings, name: str) -> list[dict[str, Any]]:
+    """The moves recorded under ``registry/<name>/champion/history/``, by number (read from S3)."""
+    store = store_for(settings)
+    champion = f"s3://{BUCKET}/recflow/registry/{name}/champion"
+    assert not store.exists(f"{champion}/pending.json"), "no move left half done"
+    moves = [json.loads(store.get_bytes(uri)) for uri in store.list(f"{champion}/history/")]
+    return sorted(moves, key=lambda m: int(m["seq"]))
+
+
+def approved(registry: SageMakerRegistry, name: str) -> int | None:
+    """The one approved package's version (asserting there is at most one)."""
+    versions = [v for v, status in approvals(registry, name).items() if status == APPROVED]
+    assert len(versions) <= 1, approvals(registry, name)
+    return versions[0] if versions else None
+
+
+@pytest.mark.parametrize("step", ALL_STEPS)
+def test_a_rollback_during_a_publication_is_the_last_move(aws: Settings, model_uri: str, step: str) -> None:
+    registry = sagemaker(aws)
+    check_a_rollback_during_a_publication(
+        aws,
+        model_uri,
+        publish,
+        lambda: sagemaker(aws),
+        lambda name: recorded_moves(aws, name),
+        lambda name: approved(registry, name),
+        step,
+    )
+
+
+def test_a_publication_leaves_a_champion_moved_since_its_evaluation(aws: Settings, model_uri: str) -> None:
+    registry = sagemaker(aws)
+    check_a_publication_expecting_another_champion(aws, model_uri, registry, lambda n: approved(registry, n))
+    assert approvals(registry, "expect") == {
+        1: REJECTED,
+        2: REJECTED,
+        3: "PendingManualApproval",
+        4: APPROVED,
+    }
+
+
+LOCK_CHECKS = (
+    "a_held_lock_refuses_in_time_naming_its_holder",
+    "a_crashed_holders_lease_runs_out",
+    "holders_exclude_each_other",
+    "create_if_absent_writes_once",
+)
+
+
+@pytest.mark.parametrize("check", LOCK_CHECKS)
+def test_the_lock_on_s3(aws: Settings, check: str) -> None:
+    """The lock's checks of ``tests/integration/test_registry_lock.py`` with conditional writes to S3
+    (imported here, so that the rest of this module does not need ``recflow.locks``)."""
+    from tests.integration import test_registry_lock
+
+    getattr(test_registry_lock, f"check_{check}")(aws)
