@@ -89,12 +89,14 @@ def land(
     logical_date: datetime | None = None,
     data_interval_start: datetime | None = None,
     data_interval_end: datetime | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Check the day's landing files against the contract and write them to a staging table of its own."""
+    """Claim the run's days, check their landing files against the contract and write each day to a staging
+    table of its own; a day another run holds (until its audit ends) fails this task with ``DayClaimed``."""
     from recflow.landing import stage_partitions
 
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
-    staged = stage_partitions(task_settings(), days)
+    staged = stage_partitions(task_settings(), days, run_id=run_id or "manual")
     return {
         "days": len(staged),
         "first": str(days[0]),
