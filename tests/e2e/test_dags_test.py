@@ -1,0 +1,125 @@
+"""The README's `recflow airflow dags test` on a fresh home: both DAGs, every task in one process.
+
+`airflow dags test` runs each task in the calling process, so the warehouse DAG's dbt (DuckDB
+in-process, under Cosmos) and the Great Expectations checks share one process: a
+configuration that only a scheduler's one-process-per-task hid. The days are the bad-input
+case the faults suite runs through the scheduler: a day with 0.5% null `user_id`
+(quarantined exactly, published), a day with 5% (refused, an incident, no retry), then a
+clean day (published); then the training DAG on what was published.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from recflow.config import Settings, subprocess_env
+from recflow.demo import TRAIN_DAG, WAREHOUSE_DAG
+from recflow.generate import GeneratorConfig, generate
+from recflow.incidents import IncidentStore
+from recflow.landing import partition_dir
+from recflow.registry import MlflowRegistry
+from recflow.warehouse import connect
+from tests.e2e.test_faults import _null_user_ids
+
+pytestmark = pytest.mark.e2e
+
+START = date(2026, 3, 1)
+DAYS = [START + timedelta(days=i) for i in range(3)]
+CFG = GeneratorConfig(start=START, days=3, users=200, pins=150, topics=6, seed=11)
+MODEL = "recsys-dags-test"
+RECFLOW = str(Path(sys.executable).parent / "recflow")
+
+
+@dataclass
+class Home:
+    settings: Settings
+    env: dict[str, str]
+    bad_rows: dict[date, list[int]]
+    outcomes: dict[date, subprocess.CompletedProcess[str]]
+
+
+def _recflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([RECFLOW, *args], env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def _landed(settings: Settings, day: date) -> int:
+    return sum(
+        pq.read_metadata(p).num_rows for p in partition_dir(settings.landing_dir, day).glob("*.parquet")
+    )
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Home]:
+    root = tmp_path_factory.mktemp("dags-test")
+    env = subprocess_env(
+        {
+            "RECFLOW_HOME": str(root / "home"),
+            "RECFLOW_MODEL_NAME": MODEL,
+            "RECFLOW_GATE_MIN_HR_AT_10": "0.05",
+            "RECFLOW_GATE_MIN_NDCG_AT_10": "0.02",
+        }
+    )
+    settings = Settings.from_env(env)
+    generate(settings.landing_dir, CFG)
+    bad = {DAYS[0]: _null_user_ids(settings, DAYS[0], 200), DAYS[1]: _null_user_ids(settings, DAYS[1], 20)}
+    setup = _recflow(env, "setup")
+    assert setup.returncode == 0, setup.stderr[-3000:]
+    outcomes = {day: _recflow(env, "airflow", "dags", "test", WAREHOUSE_DAG, day.isoformat()) for day in DAYS}
+    yield Home(settings, env, bad, outcomes)
+
+
+def _tail(result: subprocess.CompletedProcess[str]) -> str:
+    return (result.stdout + result.stderr)[-4000:]
+
+
+def test_the_slightly_bad_and_the_clean_days_succeed(home: Home) -> None:
+    for day in (DAYS[0], DAYS[2]):
+        result = home.outcomes[day]
+        assert result.returncode == 0, f"ds={day}:\n{_tail(result)}"
+    with connect(home.settings, read_only=True) as con:
+        for day in (DAYS[0], DAYS[2]):
+            published = con.execute("select count(*) from raw.events where ds = ?", [day]).fetchone()
+            kept = [
+                r[0]
+                for r in con.execute(
+                    "select source_row from quality.quarantine_events where ds = ? order by 1", [day]
+                ).fetchall()
+            ]
+            assert kept == home.bad_rows.get(day, []), day
+            assert published == (_landed(home.settings, day) - len(kept),), day
+            marts = con.execute(
+                "select count(*) from analytics.fct_engagements where ds = ?", [day]
+            ).fetchone()
+            assert marts is not None and marts[0] > 0, day
+
+
+def test_the_refused_day_fails_once_with_an_incident_and_reaches_nothing(home: Home) -> None:
+    day = DAYS[1]
+    result = home.outcomes[day]
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, _tail(result)
+    assert "PartitionRefused" in output
+    assert "try 2" not in output, "a data verdict is not retried"
+    with connect(home.settings, read_only=True) as con:
+        raw = con.execute("select count(*) from raw.events where ds = ?", [day]).fetchone()
+        marts = con.execute("select count(*) from analytics.fct_engagements where ds = ?", [day]).fetchone()
+    assert raw == (0,) and marts == (0,)
+    incidents = [i for i in IncidentStore.of(home.settings).find() if i.task_id == "audit"]
+    assert len(incidents) == 1, incidents
+    assert incidents[0].kind == "data" and list(incidents[0].columns) == ["user_id"]
+
+
+def test_the_training_dag_trains_and_publishes_what_the_warehouse_published(home: Home) -> None:
+    result = _recflow(home.env, "airflow", "dags", "test", TRAIN_DAG)
+    assert result.returncode == 0, _tail(result)
+    assert "try 2" not in result.stdout + result.stderr
+    champion = MlflowRegistry(home.settings).get_by_alias(MODEL)
+    assert champion is not None and champion.complete
