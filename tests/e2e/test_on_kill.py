@@ -11,6 +11,11 @@ stopped it.
 
 The window in which ``train`` runs on a worker before it defers (the operator's own
 ``on_kill``) lasts milliseconds: it is not caught here.
+
+The same Airflow also shows that the embedded profile listens on 127.0.0.1 only, and that the
+UI passwords it writes stay private: what listens is read from the kernel (``psutil``: the
+sockets of every process ``start_services`` started and of their children), not from the
+settings that ask for it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,7 +39,15 @@ import pytest
 
 from recflow.config import Settings
 from recflow.demo import TRAIN_DAG, setup
-from recflow.services import AirflowClient, running_airflow, wait_for_dags
+from recflow.runtime import airflow_env
+from recflow.services import (
+    LISTENING_PORTS,
+    AirflowClient,
+    Services,
+    start_services,
+    wait_for_api,
+    wait_for_dags,
+)
 from recflow.training.local import RunnerPid
 from tests.integration.conftest import home_with_warehouse_of, warehouse  # noqa: F401 - a pytest fixture
 from tests.loopback import free_port
@@ -51,6 +67,7 @@ STOP_WITHIN = 60.0
 class Airflow:
     settings: Settings
     client: AirflowClient
+    services: Services
 
 
 def _wait_for(what: str, probe: Callable[[], T | None], timeout: float, why: Callable[[], str]) -> T:
@@ -105,11 +122,13 @@ def airflow(warehouse: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         mp.setenv("RECFLOW_AIRFLOW_API_PORT", str(free_port()))
         settings = Settings.from_env()
         setup(settings, echo=print)
+        services = start_services(settings)
         try:
-            with running_airflow(settings) as client:
-                wait_for_dags(client, [TRAIN_DAG])
-                yield Airflow(settings, client)
+            client = wait_for_api(settings, services)
+            wait_for_dags(client, [TRAIN_DAG])
+            yield Airflow(settings, client, services)
         finally:
+            services.stop()
             _kill_jobs(settings)
 
 
@@ -194,3 +213,53 @@ def test_marking_a_deferred_train_failed_stops_its_job(airflow: Airflow) -> None
         assert _train(client, run_id)["state"] == "failed", "the task stays as the person marked it"
     finally:
         client.set_paused(TRAIN_DAG, True)
+
+
+LISTEN_TIMEOUT = 120.0
+"""Seconds for every port in ``LISTENING_PORTS`` to be listened on, once the API answers."""
+
+
+def _listeners(services: Services) -> dict[int, set[str]]:
+    """Port → the addresses it is listened on, over every process of the services' trees."""
+    found: dict[int, set[str]] = {}
+    for process in services.processes.values():
+        try:
+            tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+        for member in tree:
+            try:
+                sockets = member.net_connections(kind="inet")
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+            for sock in sockets:
+                if sock.status == psutil.CONN_LISTEN:
+                    found.setdefault(sock.laddr.port, set()).add(sock.laddr.ip)
+    return found
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_every_embedded_server_listens_on_loopback_only(airflow: Airflow) -> None:
+    env = airflow_env(airflow.settings, {})
+    ports = {int(env[variable]) for variable, _ in LISTENING_PORTS}
+    log_servers = [int(env[f"AIRFLOW__LOGGING__{kind}_LOG_SERVER_PORT"]) for kind in ("WORKER", "TRIGGER")]
+    deadline = time.monotonic() + LISTEN_TIMEOUT
+    listeners = _listeners(airflow.services)
+    while not ports <= listeners.keys() and time.monotonic() < deadline:
+        time.sleep(1)
+        listeners = _listeners(airflow.services)
+    answers = {port: _status(f"http://127.0.0.1:{port}/log/any.log") for port in log_servers}
+    assert answers == dict.fromkeys(log_servers, 403), "Airflow's log server asks the API server's token"
+    assert ports <= listeners.keys(), f"not listened on: {sorted(ports - listeners.keys())}"
+    wider = {port: sorted(ips) for port, ips in listeners.items() if ips != {"127.0.0.1"}}
+    assert not wider, f"listening beyond 127.0.0.1 (port: addresses): {wider}"
+    passwords = airflow.settings.airflow_home / "simple_auth_manager_passwords.json"
+    assert "admin" in passwords.read_text(), "the API server writes the admin password here"
+    assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
