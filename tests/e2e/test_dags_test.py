@@ -10,6 +10,8 @@ clean day (published); then the training DAG on what was published.
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -123,3 +125,67 @@ def test_the_training_dag_trains_and_publishes_what_the_warehouse_published(home
     assert "try 2" not in result.stdout + result.stderr
     champion = MlflowRegistry(home.settings).get_by_alias(MODEL)
     assert champion is not None and champion.complete
+
+
+ELSEWHERE = {
+    ("generate",): "tests/unit/test_store_ownership.py runs it through the CLI",
+    ("airflow", "dags", "test"): "this module",
+    ("clear",): "tests/e2e/test_faults.py, after a refused day is fixed",
+    (
+        "mlflow",
+        "ui",
+    ): "a server that runs until Ctrl-C; tests/e2e/test_on_kill.py checks what the embedded Airflow binds",
+}
+"""README commands run by another test, and why there."""
+
+
+def _readme_commands() -> list[list[str]]:
+    from tests.unit.test_documented_commands import ROOT, _shell_lines
+
+    return [shlex.split(line, comments=True)[1:] for line in _shell_lines((ROOT / "README.md").read_text())]
+
+
+def test_the_readmes_other_commands_do_what_it_says_on_this_home(
+    home: Home, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each command of README.md's list, as written there (its model name, version, incident and
+    folder swapped for this home's), on the home the `dags test` runs above made."""
+    from recflow.cli import main
+
+    champion = MlflowRegistry(home.settings).get_by_alias(MODEL)
+    incident = IncidentStore.of(home.settings).find()[-1]
+    assert champion is not None
+    out_dir = tmp_path / "champion"
+    swap = {
+        "recsys-demo": MODEL,
+        "3": str(champion.version),
+        "12": str(incident.id),
+        "/tmp/champion": str(out_dir),
+    }
+    ran: list[str] = []
+    for words in _readme_commands():
+        if any(tuple(words[: len(k)]) == k for k in ELSEWHERE):
+            continue
+        argv = [swap.get(w, w) for w in words]
+        if argv[0] == "airflow":  # Airflow's CLI, with this home's settings, in its own process
+            result = _recflow(home.env, *argv)
+            assert result.returncode == 0, f"{' '.join(words)}:\n{_tail(result)}"
+        else:
+            capsys.readouterr()
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("RECFLOW_HOME", home.env["RECFLOW_HOME"])
+                mp.setenv("RECFLOW_MODEL_NAME", MODEL)
+                assert main(argv) == 0, " ".join(words)
+            out = capsys.readouterr().out
+            if argv[:2] == ["models", "list"]:
+                assert [v["version"] for v in json.loads(out)] == [champion.version]
+            if argv[:2] == ["models", "export"]:
+                assert any(out_dir.rglob("saved_model.pb")), out
+            if argv[:2] == ["models", "show"]:
+                assert f"{MODEL} version {champion.version}" in out and "metrics" in out, out
+            if argv[:2] == ["incidents", "show"]:
+                assert "audit" in out and "user_id" in out, out
+        ran.append(" ".join(words[:2]))
+    assert {"models list", "models export", "models promote", "incidents show", "airflow backfill"} <= set(
+        ran
+    )
