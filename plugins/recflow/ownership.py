@@ -116,8 +116,10 @@ def _local_path(uri: str) -> Path | None:
     """The local folder or file of a ``file://`` URI, a SQLite URL or a bare path; ``None`` for a server."""
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///"))
-    if uri.startswith("file://"):
-        return Path(uri.removeprefix("file://"))
+    if uri.startswith("file://"):  # the artifact store's reading: percent-escapes decoded
+        from recflow.artifacts import _local_path as file_uri_path
+
+        return file_uri_path(uri)
     return None if "://" in uri else Path(uri)
 
 
