@@ -52,7 +52,7 @@ lock: venv
 	  $(BIN)/pip freeze --exclude-editable | grep -v '^recflow' ) > constraints.txt
 
 docs-config: venv
-	$(BIN)/python -m recflow.config_docs docs/configuration.md
+	$(BIN)/python -m recflow.core.config_docs docs/configuration.md
 
 # SASRec's rectools needs numpy<2 and pandas<3: it gets its own venv, so the main one keeps its pins
 BENCH_VENV := .venv-bench

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from recflow.movielens import read_ratings
+from recflow.producers.movielens import read_ratings
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import bench_home, machine, write_section
-from recflow.config import PROJECT_ROOT, Settings
+from recflow.core.config import PROJECT_ROOT, Settings
 
 log = logging.getLogger("bench.overhead")
 
@@ -60,7 +60,7 @@ RUN_ID = "bench-overhead"
 
 
 def _generate(settings: Settings, days: Sequence[dt.date]) -> int:
-    from recflow.generate import GeneratorConfig, generate
+    from recflow.producers.generate import GeneratorConfig, generate
 
     return generate(settings.landing_dir, GeneratorConfig(start=days[0], days=len(days))).events
 
@@ -71,8 +71,9 @@ def _timed_imports() -> float:
     import dbt.adapters.duckdb
     import dbt.cli.main  # noqa: F401
 
-    from recflow.landing import stage_partitions  # noqa: F401
-    from recflow.quality import audit_days, check_training_marts  # noqa: F401
+    from recflow.ingest.land import stage_partitions  # noqa: F401
+    from recflow.ingest.audit import audit_days
+    from recflow.quality import check_training_marts  # noqa: F401
     from recflow.quality._gx import import_gx
 
     import_gx()
@@ -116,8 +117,9 @@ def _timed(steps: dict[str, float], step: str) -> Iterator[None]:
 
 def bare_day(settings: Settings, ds: dt.date) -> dict[str, float]:
     """One warehouse day, step by step, in this process: seconds per step."""
-    from recflow.landing import stage_partitions
-    from recflow.quality import audit_days, check_training_marts
+    from recflow.ingest.land import stage_partitions
+    from recflow.ingest.audit import audit_days
+    from recflow.quality import check_training_marts
 
     steps: dict[str, float] = {}
     with _timed(steps, "land"):
@@ -179,7 +181,7 @@ def run_bare(settings: Settings, days: Sequence[dt.date]) -> dict[str, Any]:
 
 
 def run_scheduler(settings: Settings, days: Sequence[dt.date]) -> dict[str, Any]:
-    from recflow.demo import PipelineFailed, run_pipeline, setup
+    from recflow.stack.demo import PipelineFailed, run_pipeline, setup
 
     setup(settings, echo=log.info)
     result = run_pipeline(settings, list(days), echo=log.info, timeout=6 * 3600.0, collect_tasks=True)
@@ -380,7 +382,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from recflow.demo import demo_days
+    from recflow.stack.demo import demo_days
 
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -44,7 +44,7 @@ from typing import Any
 
 from bench.report import machine as machine_info
 from bench.report import write_section
-from recflow.config import PROJECT_ROOT, Settings, subprocess_env
+from recflow.core.config import PROJECT_ROOT, Settings, subprocess_env
 
 log = logging.getLogger("bench.quality")
 
@@ -119,7 +119,7 @@ class MethodResult:
 
 
 def check_data(data_dir: Path) -> None:
-    from recflow.movielens import REQUIRED_FILES
+    from recflow.producers.movielens import REQUIRED_FILES
 
     if not data_dir.is_dir():
         raise DataMissing(
@@ -244,7 +244,7 @@ def write_sagemaker_layout(base: Path, train: Any, holdout: Any, data_dir: Path)
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from recflow.movielens import read_items, read_users
+    from recflow.producers.movielens import read_items, read_users
 
     def interactions(table: Any) -> Any:
         n = table.num_rows
@@ -338,7 +338,7 @@ def prepare(data_dir: Path) -> Context:
     from bench.baselines import Index, interaction_matrix
     from bench.movielens_split import leave_last_out
     from recflow.evaluation import build_eval_set
-    from recflow.movielens import read_items
+    from recflow.producers.movielens import read_items
 
     split = leave_last_out(data_dir)
     catalogue = read_items(data_dir).column("pin_id").to_pylist()

@@ -8,8 +8,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from recflow.config import Settings
-from recflow.ownership import private_home
+from recflow.core.config import Settings
+from recflow.core.ownership import private_home
 
 DOCS_INTRO = """# Benchmarks
 
@@ -24,7 +24,7 @@ def bench_home(base: Settings, *parts: str) -> Settings:
     """Settings whose every store (landing zone, DuckDB warehouse, artifacts, MLflow, Airflow) lies
     under ``$RECFLOW_HOME/benchmarks/<parts>``, apart from the user's own pipeline: the caller's
     ``RECFLOW_LANDING_DIR``, ``RECFLOW_WAREHOUSE_URL``, ``RECFLOW_ARTIFACT_ROOT``, registry are ignored
-    (``recflow.ownership.private_home``), in this process and in the children it starts."""
+    (``recflow.core.ownership.private_home``), in this process and in the children it starts."""
     return private_home(base, base.home.joinpath("benchmarks", *parts))
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report import bench_home, machine, write_section
-from recflow.config import PROJECT_ROOT, Settings, subprocess_env
+from recflow.core.config import PROJECT_ROOT, Settings, subprocess_env
 
 log = logging.getLogger("bench.scale")
 
@@ -83,11 +83,11 @@ def _child(args: Sequence[str], env: Mapping[str, str] | None = None) -> dict[st
 def run_step(settings: Settings, step: str) -> None:
     """What the warehouse DAG's task for ``step`` calls (``python -m bench.scale step <step>``)."""
     if step == "land":
-        from recflow.landing import stage_partitions
+        from recflow.ingest.land import stage_partitions
 
         stage_partitions(settings, [DAY])
     elif step == "audit":
-        from recflow.quality import audit_days
+        from recflow.ingest.audit import audit_days
 
         audit_days(settings, [DAY], run_id="bench-scale")
     elif step == "dbt build":
@@ -108,7 +108,7 @@ def run_step(settings: Settings, step: str) -> None:
 
 
 def _generator_config(events: int) -> Any:
-    from recflow.generate import GeneratorConfig
+    from recflow.producers.generate import GeneratorConfig
 
     users = max(400, round(events / EVENTS_PER_USER_DAY))
     return GeneratorConfig(start=DAY, days=1, users=users, pins=max(1200, events // 100))
@@ -154,7 +154,7 @@ def warehouse_at(base: Settings, events: int) -> dict[str, Any]:
 
 
 def _landed_events(settings: Settings) -> int:
-    from recflow.landing import partition_dir
+    from recflow.ingest.land import partition_dir
 
     return sum(_parquet_rows(p) for p in partition_dir(settings.landing_dir, DAY).glob("*.parquet"))
 
@@ -170,7 +170,7 @@ def write_train_channel(channel: Path, interactions: int, users: int, pins: int)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recflow.generate import USERS_PER_CHUNK, GeneratorConfig, _catalogues, _ids, _impressions, _world
+    from recflow.producers.generate import USERS_PER_CHUNK, GeneratorConfig, _catalogues, _ids, _impressions, _world
 
     cfg = GeneratorConfig(
         start=DAY,
@@ -454,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_step(settings, args.name)
         return 0
     if args.command == "generate":
-        from recflow.generate import GeneratorConfig, generate
+        from recflow.producers.generate import GeneratorConfig, generate
 
         generate(settings.landing_dir, GeneratorConfig(start=DAY, days=1, users=args.users, pins=args.pins))
         return 0

@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 
 from bench.movielens_split import leave_last_out
 from recflow.evaluation import build_eval_set, evaluate, savedmodel_scorer
-from recflow.movielens import read_items, read_users
+from recflow.producers.movielens import read_items, read_users
 from recflow_ml.hyperparameters import Hyperparameters
 
 log = logging.getLogger("sweep")

@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 
 from bench.movielens_split import leave_last_out
-from recflow.benchmark import benchmark_settings
-from recflow.config import Settings
+from recflow.stack.benchmark import benchmark_settings
+from recflow.core.config import Settings
 from recflow.evaluation import EVAL_SEED, build_eval_set, evaluate_champion
-from recflow.movielens import read_items
+from recflow.producers.movielens import read_items
 from recflow.registry import MlflowRegistry
 
 

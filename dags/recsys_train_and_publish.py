@@ -5,7 +5,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG
 
-from recflow import runbooks
+from recflow.oncall import runbooks
 from recflow.airflow import tasks
 from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.defaults import DEFAULT_ARGS, Tag

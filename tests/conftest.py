@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from recflow.config import Settings
+from recflow.core.config import Settings
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from recflow.config import GateSettings, Settings
+from recflow.core.config import GateSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -171,12 +171,12 @@ def evaluate_champion(
     """Score the champion on the challenger's footing: its user vectors recomputed from the
     snapshot's *train* rows only, as the challenger's are.
 
-    The champion serves fresh histories (:mod:`recflow.serving`): on the snapshot it was
+    The champion serves fresh histories (:mod:`recflow.publishing.serving`): on the snapshot it was
     published from, they hold the very holdout being scored. Rebased on the train rows,
     both models see the same history and neither sees the holdout. A champion exported
     before the ``user_tower`` signature existed is scored as it is.
     """
-    from recflow.serving import has_user_tower, refresh_user_vectors
+    from recflow.publishing.serving import has_user_tower, refresh_user_vectors
 
     if not has_user_tower(model_dir):
         log.warning("the champion has no user_tower signature: scored with the user vectors it serves")
@@ -236,7 +236,7 @@ def evaluate_challenger(
     written to the artifact store (``report_uri``)."""
     import json
 
-    from recflow.artifacts import join, store_for
+    from recflow.core.artifacts import join, store_for
     from recflow.registry import registry_for
     from recflow.snapshot import Snapshot, load_eval_set
 

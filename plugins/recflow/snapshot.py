@@ -26,8 +26,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recflow.artifacts import ArtifactStore, join, store_for
-from recflow.config import Settings
+from recflow.core.artifacts import ArtifactStore, join, store_for
+from recflow.core.config import Settings
 from recflow.evaluation import EvalSet, build_eval_set
 from recflow.warehouse import ANALYTICS_SCHEMA, connect
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from recflow.config import PROJECT_ROOT, Settings
-from recflow.runtime import airflow_env
+from recflow.core.config import PROJECT_ROOT, Settings
+from recflow.stack.runtime import airflow_env
 
 DAG_FILES = sorted((PROJECT_ROOT / "dags").glob("*.py"))
 
@@ -20,7 +20,7 @@ DAG_FILES = sorted((PROJECT_ROOT / "dags").glob("*.py"))
 def airflow_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     settings = Settings.from_env({"RECFLOW_HOME": str(tmp_path_factory.mktemp("home"))})
     if not settings.dbt_manifest_path.exists():
-        from recflow.demo import compile_dbt_manifest
+        from recflow.stack.demo import compile_dbt_manifest
 
         compile_dbt_manifest(settings)
     env = airflow_env(settings, {})

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from recflow import errors
+from recflow.core import errors
 
 
 def _refused() -> errors.PartitionRefused:

@@ -22,11 +22,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.config import Settings, subprocess_env
-from recflow.demo import TRAIN_DAG, WAREHOUSE_DAG
-from recflow.generate import GeneratorConfig, generate
-from recflow.incidents import IncidentStore
-from recflow.landing import partition_dir
+from recflow.core.config import Settings, subprocess_env
+from recflow.stack.demo import TRAIN_DAG, WAREHOUSE_DAG
+from recflow.producers.generate import GeneratorConfig, generate
+from recflow.oncall.incidents import IncidentStore
+from recflow.ingest.land import partition_dir
 from recflow.registry import MlflowRegistry
 from recflow.warehouse import connect
 from tests.e2e.test_faults import _null_user_ids

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from recflow.cli import main
-from recflow.config import Settings
+from recflow.core.config import Settings
 from recflow.registry import MlflowRegistry
 from recflow.warehouse import connect
 

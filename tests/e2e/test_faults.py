@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from recflow.cli import main
-from recflow.config import Settings
-from recflow.demo import (
+from recflow.core.config import Settings
+from recflow.stack.demo import (
     TRAIN_DAG,
     WAREHOUSE_DAG,
     close_backfill,
@@ -40,11 +40,11 @@ from recflow.demo import (
     wait_for_warehouse_runs,
     warehouse_checksums,
 )
-from recflow.generate import GeneratorConfig, generate, write_partition
-from recflow.landing import partition_dir
-from recflow.quality import stage_and_audit
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.ingest.land import partition_dir
+from recflow.ingest.audit import stage_and_audit
 from recflow.registry import MlflowRegistry
-from recflow.services import AirflowClient, running_airflow, wait_for_dags
+from recflow.stack.services import AirflowClient, running_airflow, wait_for_dags
 from recflow.warehouse import connect
 from tests.integration.conftest import build_marts
 

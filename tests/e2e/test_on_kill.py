@@ -37,10 +37,10 @@ from typing import Any, TypeVar
 import psutil
 import pytest
 
-from recflow.config import Settings
-from recflow.demo import TRAIN_DAG, setup
-from recflow.runtime import airflow_env
-from recflow.services import (
+from recflow.core.config import Settings
+from recflow.stack.demo import TRAIN_DAG, setup
+from recflow.stack.runtime import airflow_env
+from recflow.stack.services import (
     LISTENING_PORTS,
     AirflowClient,
     Services,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from recflow.config import PROJECT_ROOT, Settings
-from recflow.demo import TRAIN_DAG, WAREHOUSE_DAG, setup
-from recflow.services import AirflowApiError, AirflowClient, start_services, wait_for_api, wait_for_dags
+from recflow.core.config import PROJECT_ROOT, Settings
+from recflow.stack.demo import TRAIN_DAG, WAREHOUSE_DAG, setup
+from recflow.stack.services import AirflowApiError, AirflowClient, start_services, wait_for_api, wait_for_dags
 
 pytestmark = pytest.mark.e2e
 

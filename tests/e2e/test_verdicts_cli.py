@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from recflow.cli import main
-from recflow.config import Settings
-from recflow.demo import TRAIN_DAG, WAREHOUSE_DAG, setup
-from recflow.landing import SUCCESS_MARKER, partition_dir
+from recflow.core.config import Settings
+from recflow.stack.demo import TRAIN_DAG, WAREHOUSE_DAG, setup
+from recflow.ingest.land import SUCCESS_MARKER, partition_dir
 
 pytestmark = pytest.mark.e2e
 

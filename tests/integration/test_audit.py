@@ -16,11 +16,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.config import Settings
-from recflow.errors import PartitionRefused
-from recflow.generate import GeneratorConfig, generate, write_partition
-from recflow.landing import partition_dir, stage_partitions, staged_table
-from recflow.quality import stage_and_audit
+from recflow.core.config import Settings
+from recflow.core.errors import PartitionRefused
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.ingest.land import partition_dir, stage_partitions, staged_table
+from recflow.ingest.audit import stage_and_audit
 from recflow.warehouse import connect, content_checksum, table_exists
 from tests.integration.conftest import build_marts
 

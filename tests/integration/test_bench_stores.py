@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import scale
-from recflow.config import Settings, declared_settings
+from recflow.core.config import Settings, declared_settings
 from tests.unit.test_bench_report import caller_env
 from tests.unit.test_store_ownership import checksums, producers_zone
 

@@ -17,11 +17,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from recflow import errors
-from recflow.config import Settings
-from recflow.generate import GeneratorConfig, generate, write_partition
-from recflow.landing import partition_dir
-from recflow.quality import stage_and_audit
+from recflow.core import errors
+from recflow.core.config import Settings
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.ingest.land import partition_dir
+from recflow.ingest.audit import stage_and_audit
 from recflow.warehouse import DuckDBWarehouse
 from tests.integration.test_audit import _set
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from recflow.config import Settings
+from recflow.core.config import Settings
 
 duckdb = pytest.importorskip("duckdb")
 dbt_main = pytest.importorskip("dbt.cli.main")

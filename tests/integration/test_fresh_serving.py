@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.artifacts import join, store_for
+from recflow.core.artifacts import join, store_for
 from recflow.cli import main as cli_main
-from recflow.config import Settings
+from recflow.core.config import Settings
 from recflow.evaluation import (
     build_eval_set,
     evaluate_champion,
@@ -30,7 +30,7 @@ from recflow.evaluation import (
     unpack_model,
 )
 from recflow.registry import CURVE_PREFIX, MlflowRegistry, model_card, publish_evaluated, publish_training_job
-from recflow.serving import latest_histories, refresh_user_vectors
+from recflow.publishing.serving import latest_histories, refresh_user_vectors
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.config import Settings
-from recflow.demo import warehouse_checksums
-from recflow.generate import GeneratorConfig, generate, write_partition
-from recflow.landing import partition_dir, stage_partitions
-from recflow.quality import audit_days, stage_and_audit
+from recflow.core.config import Settings
+from recflow.stack.demo import warehouse_checksums
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.ingest.land import partition_dir, stage_partitions
+from recflow.ingest.audit import audit_days, stage_and_audit
 from recflow.warehouse import connect
 from tests.integration.conftest import build_marts
 

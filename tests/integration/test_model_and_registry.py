@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recflow.config import Settings
+from recflow.core.config import Settings
 from recflow.registry import MlflowRegistry
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from recflow.airflow.alerts import failure_from_context, notify, on_task_failure
-from recflow.config import Settings
-from recflow.errors import PartitionRefused
-from recflow.incidents import IncidentStore
+from recflow.core.config import Settings
+from recflow.core.errors import PartitionRefused
+from recflow.oncall.incidents import IncidentStore
 
 pytestmark = pytest.mark.integration
 
@@ -148,7 +148,7 @@ def test_a_broken_connection_or_context_never_raises(
 
 
 def test_the_champion_comes_from_the_real_registry(settings: Settings) -> None:
-    from recflow.incidents import champion_of
+    from recflow.oncall.incidents import champion_of
     from recflow.registry import MlflowRegistry
 
     MlflowRegistry(settings).client.search_registered_models()  # creates the empty SQLite registry
@@ -156,7 +156,7 @@ def test_the_champion_comes_from_the_real_registry(settings: Settings) -> None:
 
 
 def test_a_corrupt_registry_makes_the_champion_unknown(settings: Settings) -> None:
-    from recflow.incidents import champion_of
+    from recflow.oncall.incidents import champion_of
 
     db = Path(settings.mlflow_uri.removeprefix("sqlite:///"))
     db.parent.mkdir(parents=True)
@@ -166,6 +166,6 @@ def test_a_corrupt_registry_makes_the_champion_unknown(settings: Settings) -> No
 
 def test_the_incident_names_the_asset_the_warehouse_updates() -> None:
     from recflow.airflow.assets import TRAINING_MART
-    from recflow.incidents import TRAINING_ASSET
+    from recflow.oncall.incidents import TRAINING_ASSET
 
     assert TRAINING_MART.name == TRAINING_ASSET

@@ -14,11 +14,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from recflow import errors
-from recflow.config import Settings
-from recflow.generate import GeneratorConfig, generate, write_partition
-from recflow.landing import partition_dir, stage_partitions
-from recflow.quality import audit_days, stage_and_audit
+from recflow.core import errors
+from recflow.core.config import Settings
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.ingest.land import partition_dir, stage_partitions
+from recflow.ingest.audit import audit_days, stage_and_audit
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from recflow.config import Settings
-from recflow.errors import DataQualityError, DataVerdict
+from recflow.core.config import Settings
+from recflow.core.errors import DataQualityError, DataVerdict
 from recflow.quality import ExpectationFailure, check_training_marts
 from recflow.warehouse import connect
 

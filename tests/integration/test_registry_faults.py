@@ -19,9 +19,9 @@ from typing import Any, Protocol
 import numpy as np
 import pytest
 
-from recflow.artifacts import join, store_for
-from recflow.config import Settings
-from recflow.errors import RegistryError
+from recflow.core.artifacts import join, store_for
+from recflow.core.config import Settings
+from recflow.core.errors import RegistryError
 from recflow.registry import (
     EXPERIMENT,
     JOB_TAG,

@@ -1,4 +1,4 @@
-"""The leased lock champion moves take (``recflow.locks``), on a local artifact root.
+"""The leased lock champion moves take (``recflow.core.locks``), on a local artifact root.
 
 ``tests/services/test_sagemaker_registry.py`` runs the same checks on S3 (moto's server, the
 names of :data:`CHECKS`). What
@@ -16,9 +16,9 @@ from collections.abc import Callable
 
 import pytest
 
-from recflow.artifacts import join, store_for
-from recflow.config import Settings
-from recflow.locks import LockTimeout, create_if_absent, lease
+from recflow.core.artifacts import join, store_for
+from recflow.core.config import Settings
+from recflow.core.locks import LockTimeout, create_if_absent, lease
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from recflow.cli import main as cli_main
-from recflow.config import Settings
+from recflow.core.config import Settings
 from recflow.evaluation import evaluate_challenger
 from recflow.registry import MlflowRegistry, publish_evaluated
 from recflow.snapshot import take_snapshot

@@ -5,8 +5,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.artifacts import LocalArtifactStore
-from recflow.config import Settings
+from recflow.core.artifacts import LocalArtifactStore
+from recflow.core.config import Settings
 from recflow.snapshot import load_eval_set, take_snapshot
 from tests.integration.conftest import home_with_warehouse_of
 

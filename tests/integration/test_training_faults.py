@@ -24,9 +24,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from recflow.artifacts import join, store_for
-from recflow.config import Settings
-from recflow.errors import TrainingJobFailed, TrainingJobNotFound
+from recflow.core.artifacts import join, store_for
+from recflow.core.config import Settings
+from recflow.core.errors import TrainingJobFailed, TrainingJobNotFound
 from recflow.snapshot import Snapshot, channel_prefix, take_snapshot
 from recflow.training.jobs import job_failed, run_training_job
 from recflow.training.local import LocalTrainingBackend, RunnerPid, process_start_time
@@ -254,7 +254,7 @@ def test_a_stopping_job_whose_runner_died_ends_stopped(home: tuple[Settings, Sna
 
 _KILLED_WHILE_CREATING = """
 import json, os, signal, sys
-from recflow.config import Settings
+from recflow.core.config import Settings
 from recflow.training import local
 
 write = local.write_json

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from recflow.artifacts import join
-from recflow.config import Settings
-from recflow.errors import TrainingJobFailed
+from recflow.core.artifacts import join
+from recflow.core.config import Settings
+from recflow.core.errors import TrainingJobFailed
 from recflow.snapshot import Snapshot, channel_prefix, take_snapshot
 from recflow.training.jobs import run_training_job
 from recflow.training.local import LocalTrainingBackend

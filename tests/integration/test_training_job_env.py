@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from recflow.config import Settings, subprocess_env
+from recflow.core.config import Settings, subprocess_env
 from recflow.snapshot import take_snapshot
 from recflow.training import local_runner
 from recflow.training.jobs import run_training_job

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from recflow.artifacts import S3ArtifactStore, join, store_for
-from recflow.config import Settings, subprocess_env
-from recflow.errors import TrainingJobNotFound
+from recflow.core.artifacts import S3ArtifactStore, join, store_for
+from recflow.core.config import Settings, subprocess_env
+from recflow.core.errors import TrainingJobNotFound
 from recflow.training.jobs import launch_or_attach
 from recflow.training.sagemaker import SageMakerTrainingBackend
 from recflow.training.spec import TrainingJobSpec

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from recflow.artifacts import S3ArtifactStore, store_for
+from recflow.core.artifacts import S3ArtifactStore, store_for
 from recflow.cli import main as cli_main
-from recflow.config import Settings
+from recflow.core.config import Settings
 from tests.loopback import moto_server
 
 pytestmark = pytest.mark.production

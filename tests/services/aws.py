@@ -24,7 +24,7 @@ from types import TracebackType
 
 import pytest
 
-from recflow.config import Settings, subprocess_env
+from recflow.core.config import Settings, subprocess_env
 
 SERVER_SCRIPT = Path(__file__).with_name("sagemaker_server.py")
 CREDENTIALS = {

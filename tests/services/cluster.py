@@ -1,7 +1,7 @@
 """A production-shaped Airflow on this machine: PostgreSQL metadata, CeleryExecutor on Redis, two workers.
 
-The API server, scheduler, DAG processor and triggerer are started by ``recflow.demo.run_pipeline``
-(``recflow.services``) with the caller's environment; this module adds what a deployment's Helm
+The API server, scheduler, DAG processor and triggerer are started by ``recflow.stack.demo.run_pipeline``
+(``recflow.stack.services``) with the caller's environment; this module adds what a deployment's Helm
 chart would run beside them: Celery workers. Each worker gets its own working directory, its own
 temporary directory, its own ``RECFLOW_HOME`` and ``AIRFLOW_HOME`` (logs included), so a task that
 read a local file written by a task on the other worker would fail. Nothing but the metadata
@@ -21,9 +21,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from recflow.config import Settings, subprocess_env
-from recflow.runtime import airflow_env
-from recflow.services import airflow_executable
+from recflow.core.config import Settings, subprocess_env
+from recflow.stack.runtime import airflow_env
+from recflow.stack.services import airflow_executable
 from tests import loopback
 
 SHARED_SECRETS = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY")

@@ -44,7 +44,7 @@ from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.server import ThreadedMotoServer
 
-from recflow.config import Settings
+from recflow.core.config import Settings
 from recflow.training.backend import TERMINAL_STATES
 from recflow.training.local import LocalTrainingBackend, RunnerPid, write_json
 from recflow.training.sagemaker import LOG_GROUP

@@ -4,7 +4,7 @@ The warehouse DAG's first steps (generate, land, audit) run as the integration t
 on the embedded DuckDB warehouse; then what they published (the tables dbt's sources read,
 dbt/models/staging/_sources.yml) is copied into a fresh PostgreSQL database, the publication
 step of a server warehouse, and ``dbt build`` runs on each with the settings' target. Every
-mart must have the same rows and the same content digest (recflow.table_digest) on both:
+mart must have the same rows and the same content digest (recflow.warehouse.checksum) on both:
 after a first build from two days, and after a third day is published and the incremental
 marts are built again. The crafted edge cases of tests/integration/test_dbt_build.py go through
 both engines too, and the digest itself is shown to see content, not the engine's types.
@@ -23,10 +23,10 @@ from typing import Any
 import duckdb
 import yaml  # type: ignore[import-untyped]
 
-from recflow.config import Settings, subprocess_env
-from recflow.generate import GeneratorConfig, generate
-from recflow.quality import stage_and_audit
-from recflow.table_digest import TableDigest, arrow_digest, table_digest
+from recflow.core.config import Settings, subprocess_env
+from recflow.producers.generate import GeneratorConfig, generate
+from recflow.ingest.audit import stage_and_audit
+from recflow.warehouse.checksum import TableDigest, arrow_digest, table_digest
 from recflow.warehouse import ANALYTICS_SCHEMA
 
 DBT_DIR = Path(__file__).resolve().parents[2] / "dbt"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from recflow import errors
-from recflow.config import Settings
-from recflow.incidents import IncidentStore, TaskFailure, record_failure
+from recflow.core import errors
+from recflow.core.config import Settings
+from recflow.oncall.incidents import IncidentStore, TaskFailure, record_failure
 from tests.unit.test_incidents import _champion, _refused, _warehouse_failure, write_concurrently
 
 

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from recflow.config import subprocess_env
+from recflow.core.config import subprocess_env
 from recflow.evaluation import build_eval_set, evaluate, savedmodel_scorer
 from recflow_ml.contract import ContractError, TrainingEnv
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from recflow.config import Settings
+from recflow.core.config import Settings
 from tests.services.aws import create_bucket, production_env, start_sagemaker_server
 from tests.services.cluster import celery_workers, describe, free_port_block
 
@@ -95,7 +95,7 @@ class TaskStates:
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def _watch(self) -> None:
-        from recflow.services import AirflowClient
+        from recflow.stack.services import AirflowClient
 
         client = None
         while not self._stop.is_set():
@@ -121,8 +121,8 @@ def _embedded_marts(tmp_path: Path, landing: Path) -> dict[str, Any]:
     """The same landing files through the embedded profile's steps (DuckDB), without Airflow."""
     import duckdb
 
-    from recflow.quality import stage_and_audit
-    from recflow.table_digest import table_digest
+    from recflow.ingest.audit import stage_and_audit
+    from recflow.warehouse.checksum import table_digest
     from tests.integration.conftest import build_marts
 
     settings = Settings.from_env(
@@ -144,9 +144,9 @@ def test_both_dags_run_in_the_production_profile_on_two_celery_workers(
     import boto3
     import sqlalchemy
 
-    from recflow.demo import run_pipeline, setup
-    from recflow.generate import GeneratorConfig, generate
-    from recflow.table_digest import table_digest
+    from recflow.stack.demo import run_pipeline, setup
+    from recflow.producers.generate import GeneratorConfig, generate
+    from recflow.warehouse.checksum import table_digest
 
     settings, root = production
     generate(settings.landing_dir, GeneratorConfig(start=DAYS[0], days=len(DAYS), seed=11))

@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from recflow.artifacts import S3ArtifactStore, join, store_for
-from recflow.config import Settings
-from recflow.errors import ConfigError, RegistryError
+from recflow.core.artifacts import S3ArtifactStore, join, store_for
+from recflow.core.config import Settings
+from recflow.core.errors import ConfigError, RegistryError
 from recflow.registry import (
     MlflowRegistry,
     model_card,
     publish_training_job,
     registry_for,
 )
-from recflow.sagemaker_registry import (
+from recflow.registry.sagemaker import (
     APPROVED,
     COMPLETE_PROPERTY,
     JOB_PROPERTY,
@@ -456,7 +456,7 @@ LOCK_CHECKS = (
 @pytest.mark.parametrize("check", LOCK_CHECKS)
 def test_the_lock_on_s3(aws: Settings, check: str) -> None:
     """The lock's checks of ``tests/integration/test_registry_lock.py`` with conditional writes to S3
-    (imported here, so that the rest of this module does not need ``recflow.locks``)."""
+    (imported here, so that the rest of this module does not need ``recflow.core.locks``)."""
     from tests.integration import test_registry_lock
 
     getattr(test_registry_lock, f"check_{check}")(aws)

@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 
 import pytest
 
-from recflow.artifacts import aws_client, join, store_for
-from recflow.config import Settings
-from recflow.errors import TrainingJobExists, TrainingJobFailed, TrainingJobNotFound
+from recflow.core.artifacts import aws_client, join, store_for
+from recflow.core.config import Settings
+from recflow.core.errors import TrainingJobExists, TrainingJobFailed, TrainingJobNotFound
 from recflow.snapshot import Snapshot, channel_prefix, take_snapshot
 from recflow.training.jobs import (
     failure_kind,

@@ -20,11 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.config import Settings
-from recflow.errors import ContractViolation, DataQualityError, DayClaimed, PartitionRefused
-from recflow.generate import GeneratorConfig, generate, write_partition
-from recflow.landing import partition_dir, stage_partitions, staged_table
-from recflow.quality import audit_days, check_training_marts, stage_and_audit
+from recflow.core.config import Settings
+from recflow.core.errors import ContractViolation, DataQualityError, DayClaimed, PartitionRefused
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.ingest.land import partition_dir, stage_partitions, staged_table
+from recflow.ingest.audit import audit_days, stage_and_audit
+from recflow.quality import check_training_marts
 from recflow.snapshot import take_snapshot
 from recflow.warehouse import PostgresWarehouse, connect, content_checksum
 from tests.integration.test_audit import _set

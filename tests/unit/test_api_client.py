@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import pytest
 
-from recflow.services import AirflowApiError, AirflowClient
+from recflow.stack.services import AirflowApiError, AirflowClient
 
 
 class _Airflow(BaseHTTPRequestHandler):

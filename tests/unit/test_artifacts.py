@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from recflow.artifacts import LocalArtifactStore, join, store_for
-from recflow.config import Settings
+from recflow.core.artifacts import LocalArtifactStore, join, store_for
+from recflow.core.config import Settings
 
 
 def test_local_store_round_trip(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from recflow.config import PROJECT_ROOT, ConfigError, Settings, declared_settings
+from recflow.core.config import PROJECT_ROOT, ConfigError, Settings, declared_settings
 
 
 def test_defaults_put_all_state_under_home(tmp_path: Path) -> None:

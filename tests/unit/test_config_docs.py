@@ -4,8 +4,8 @@ import re
 
 import yaml
 
-from recflow.config import PROJECT_ROOT, declared_settings
-from recflow.config_docs import DOC_PATH, render
+from recflow.core.config import PROJECT_ROOT, declared_settings
+from recflow.core.config_docs import DOC_PATH, render
 
 
 def test_the_committed_page_is_what_the_declaration_renders() -> None:

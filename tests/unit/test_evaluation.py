@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from recflow.config import GateSettings
+from recflow.core.config import GateSettings
 from recflow.evaluation import build_eval_set, decide, evaluate, hit_and_ndcg, rank_of_positive
 
 CATALOGUE = [f"p{i:03d}" for i in range(200)]

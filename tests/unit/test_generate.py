@@ -6,10 +6,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-import recflow.generate as generate_module
-from recflow.errors import ConfigError
-from recflow.generate import GeneratorConfig, generate
-from recflow.landing import EVENT_TYPES, EVENTS_SCHEMA
+import recflow.producers.generate as generate_module
+from recflow.core.errors import ConfigError
+from recflow.producers.generate import GeneratorConfig, generate
+from recflow.ingest.land import EVENT_TYPES, EVENTS_SCHEMA
 
 SMALL = GeneratorConfig(start=date(2026, 1, 1), days=2, users=40, pins=150, topics=6, seed=3)
 

@@ -13,9 +13,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from recflow import cli, errors, incidents
-from recflow.config import PROJECT_ROOT, Settings
-from recflow.incidents import Incident, IncidentStore, TaskFailure, build_incident, classify, record_failure
+from recflow import cli
+from recflow.core import errors
+from recflow.oncall import incidents
+from recflow.core.config import PROJECT_ROOT, Settings
+from recflow.oncall.incidents import Incident, IncidentStore, TaskFailure, build_incident, classify, record_failure
 
 D = datetime(2026, 1, 3, tzinfo=UTC)
 D1 = datetime(2026, 1, 4, tzinfo=UTC)

@@ -11,10 +11,10 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from recflow import errors
-from recflow.config import Settings
-from recflow.generate import GeneratorConfig, generate, write_partition
-from recflow.landing import partition_dir, stage_partitions
+from recflow.core import errors
+from recflow.core.config import Settings
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.ingest.land import partition_dir, stage_partitions
 
 DAY, NEXT = date(2026, 1, 1), date(2026, 1, 2)
 
@@ -71,7 +71,7 @@ def test_a_second_run_cannot_land_a_day_another_run_holds(landed: Settings) -> N
 def test_a_stale_claim_is_taken_over(landed: Settings, caplog: pytest.LogCaptureFixture) -> None:
     stage_partitions(landed, [DAY], run_id="died")
     _sql(landed, "update raw_staging.day_claims set claimed_at = claimed_at - interval '7 hours'")
-    with caplog.at_level(logging.WARNING, logger="recflow.landing"):
+    with caplog.at_level(logging.WARNING, logger="recflow.ingest.land"):
         stage_partitions(landed, [DAY], run_id="next")
     assert _claims(landed) == [(DAY, "next")]
     assert (

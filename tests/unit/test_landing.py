@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.config import Settings
-from recflow.errors import ContractViolation, LandingLate
-from recflow.generate import GeneratorConfig, generate, write_partition
-from recflow.landing import SUCCESS_MARKER, partition_complete, partition_dir, stage_partitions, staged_table
+from recflow.core.config import Settings
+from recflow.core.errors import ContractViolation, LandingLate
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.ingest.land import SUCCESS_MARKER, partition_complete, partition_dir, stage_partitions, staged_table
 from recflow.warehouse import connect, content_checksum, table_exists
 
 DAY = date(2026, 1, 1)

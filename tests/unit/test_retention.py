@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from recflow.artifacts import LocalArtifactStore, join
+from recflow.core.artifacts import LocalArtifactStore, join
 from recflow.cli import main as cli_main
-from recflow.config import ConfigError, Settings
+from recflow.core.config import ConfigError, Settings
 
 DAY = 86400.0
 

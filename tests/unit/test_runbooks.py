@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from recflow import errors, runbooks
-from recflow.config import PROJECT_ROOT
+from recflow.core import errors
+from recflow.oncall import runbooks
+from recflow.core.config import PROJECT_ROOT
 
 WAREHOUSE = "recsys_warehouse"
 TRAINING = "recsys_train_and_publish"
@@ -192,7 +193,7 @@ def test_the_docs_index_links_both_runbooks() -> None:
 def test_importing_runbooks_and_incidents_stays_light() -> None:
     """DAG files import them (doc_md, the failure callback) while they are parsed."""
     code = (
-        "import sys, recflow.runbooks, recflow.incidents\n"
+        "import sys, recflow.oncall.runbooks, recflow.oncall.incidents\n"
         "heavy = [m for m in ('airflow', 'mlflow', 'pyarrow', 'pandas', 'duckdb', 'tensorflow') if m in sys.modules]\n"
         "print(','.join(heavy))"
     )

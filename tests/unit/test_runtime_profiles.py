@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from recflow.config import Settings
-from recflow.errors import ConfigError
-from recflow.runtime import airflow_env
+from recflow.core.config import Settings
+from recflow.core.errors import ConfigError
+from recflow.stack.runtime import airflow_env
 from tests.unit.test_config import PRODUCTION
 
 

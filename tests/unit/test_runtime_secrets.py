@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from recflow.config import Settings
-from recflow.runtime import airflow_env
+from recflow.core.config import Settings
+from recflow.stack.runtime import airflow_env
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from recflow import cli
-from recflow.errors import ConfigError
-from recflow.runtime import API_HOST
-from recflow.services import LISTENING_PORTS, check_ports_free
+from recflow.core.errors import ConfigError
+from recflow.stack.runtime import API_HOST
+from recflow.stack.services import LISTENING_PORTS, check_ports_free
 
 
 def _free_port() -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from recflow.cli import main
-from recflow.config import Settings, declared_settings
+from recflow.core.config import Settings, declared_settings
 
 DAY = date(2026, 1, 1)
 GENERATE = [
@@ -33,7 +33,7 @@ GENERATE = [
 ]
 DEMO = ["demo", "--days", "1", "--users", "20", "--pins", "30"]
 MARKER = ".recflow-owned"
-"""What recflow leaves in a store it made (``recflow.ownership.MARKER``)."""
+"""What recflow leaves in a store it made (``recflow.core.ownership.MARKER``)."""
 
 
 def checksums(folder: Path) -> dict[str, str]:
@@ -99,7 +99,7 @@ def test_generate_creates_its_own_landing_zone_and_writes_it_again(
 
 def test_a_home_made_before_markers_keeps_working(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """An embedded home's own landing zone (no setting moves it) is recflow's, marker or not."""
-    from recflow.demo import claim_demo_stores
+    from recflow.stack.demo import claim_demo_stores
 
     landing = tmp_path / "home" / "landing"
     producers_zone(landing)  # what an older `recflow generate` left there

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recflow.errors import ParamsError, TrainingJobFailed
+from recflow.core.errors import ParamsError, TrainingJobFailed
 from recflow.training.jobs import failure_kind, hyperparameters_of, job_failed
 from recflow.training.spec import (
     MAX_RUNTIME_SECONDS,
@@ -64,8 +64,8 @@ def test_request_has_the_create_training_job_shape() -> None:
 
 
 def test_a_multi_host_job_asks_for_its_instances_and_replicates_every_channel(tmp_path: Path) -> None:
-    from recflow.config import Settings
-    from recflow.errors import ConfigError
+    from recflow.core.config import Settings
+    from recflow.core.errors import ConfigError
     from recflow.training.local import LocalTrainingBackend
 
     spec = TrainingJobSpec(

@@ -2,7 +2,7 @@
 
 :func:`on_task_failure` (every task's ``on_failure_callback``, through
 ``recflow.airflow.defaults.DEFAULT_ARGS``) unpacks Airflow's context and calls
-:func:`recflow.incidents.record_failure`, which stores the incident
+:func:`recflow.oncall.incidents.record_failure`, which stores the incident
 (``recflow incidents show ID``). The task log then ends with one
 ``ON-CALL: <what> | why: … | what to do: … | runbook: … | incident: …`` line, and a
 notification goes through the Apprise provider's notifier to whatever the Airflow
@@ -18,8 +18,8 @@ from datetime import date, datetime
 from typing import Any
 
 from recflow.airflow.tasks import days_to_process
-from recflow.config import Settings
-from recflow.incidents import Incident, TaskFailure, record_failure
+from recflow.core.config import Settings
+from recflow.oncall.incidents import Incident, TaskFailure, record_failure
 
 log = logging.getLogger(__name__)
 

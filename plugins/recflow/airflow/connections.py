@@ -10,7 +10,7 @@ are read, each only when it exists, so the embedded profile needs neither:
 - ``RECFLOW_AWS_CONN_ID`` (``aws_default``): the Amazon provider's ``AwsBaseHook`` builds
   a boto3 session from it (keys, a role to assume, a profile) and that session becomes
   boto3's default one in this process, so S3 and SageMaker clients made anywhere in
-  ``recflow`` (``recflow.artifacts.aws_client``) use it. Without the connection the hook
+  ``recflow`` (``recflow.core.artifacts.aws_client``) use it. Without the connection the hook
   falls back to boto3's own chain (environment, instance or pod role).
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from recflow.config import Settings
+from recflow.core.config import Settings
 
 log = logging.getLogger(__name__)
 

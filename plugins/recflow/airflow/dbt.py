@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from recflow.config import Settings
+from recflow.core.config import Settings
 from recflow.warehouse import ANALYTICS_SCHEMA, WAREHOUSE_POOL
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
 from recflow.airflow.alerts import on_task_failure
 from recflow.airflow.params import refuse_bad_params
-from recflow.runbooks import recflow_cause
+from recflow.oncall.runbooks import recflow_cause
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context

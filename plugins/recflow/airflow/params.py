@@ -34,7 +34,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param
-from recflow.errors import ParamsError
+from recflow.core.errors import ParamsError
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -15,8 +15,8 @@ from typing import Any
 from airflow.sdk import task
 from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.connections import task_settings
-from recflow.config import Settings
-from recflow.errors import ParamsError
+from recflow.core.config import Settings
+from recflow.core.errors import ParamsError
 from recflow.warehouse import WAREHOUSE_POOL
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def wait_for_landing(
     data_interval_end: datetime | None = None,
 ) -> bool:
     """Wait (without holding a worker) until the day's partition is complete (``_SUCCESS``); fail after 6 hours."""
-    from recflow.landing import SUCCESS_MARKER, partition_complete, partition_dir
+    from recflow.ingest.land import SUCCESS_MARKER, partition_complete, partition_dir
 
     settings = task_settings()
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
@@ -93,7 +93,7 @@ def land(
 ) -> dict[str, Any]:
     """Claim the run's days, check their landing files against the contract and write each day to a staging
     table of its own; a day another run holds (until its audit ends) fails this task with ``DayClaimed``."""
-    from recflow.landing import stage_partitions
+    from recflow.ingest.land import stage_partitions
 
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
     staged = stage_partitions(task_settings(), days, run_id=run_id or "manual")
@@ -114,7 +114,7 @@ def audit(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Quarantine rows that break a row rule; publish the day to ``raw.events`` or refuse it."""
-    from recflow.quality import audit_days
+    from recflow.ingest.audit import audit_days
 
     params = params or {}
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)

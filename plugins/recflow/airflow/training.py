@@ -33,8 +33,8 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from recflow.airflow.connections import task_settings
-from recflow.config import Settings
-from recflow.errors import ParamsError
+from recflow.core.config import Settings
+from recflow.core.errors import ParamsError
 from recflow.training.spec import MAX_RUNTIME_SECONDS
 
 if TYPE_CHECKING:

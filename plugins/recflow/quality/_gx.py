@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from recflow.config import Settings
+from recflow.core.config import Settings
 from recflow.quality.report import MAX_OFFENDING_ROWS, ExpectationFailure, QualityReport, format_value
 from recflow.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, connect
 

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from recflow.errors import DataQualityError
+from recflow.core.errors import DataQualityError
 
 MAX_OFFENDING_ROWS = 5
 """How many offending rows a failure keeps (and the error message shows)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 
-from recflow.config import Settings
+from recflow.core.config import Settings
 from recflow.quality._gx import Asset, import_gx, report_of, rule, run_suite
 from recflow.quality.report import QualityReport, missing_tables_report, quality_error
 from recflow.warehouse import ANALYTICS_SCHEMA, connect
@@ -167,7 +167,7 @@ def _assets() -> list[Asset]:
 
 
 def check_training_marts(settings: Settings) -> QualityReport:
-    """Validate the training marts in ``analytics``; raise :class:`~recflow.errors.DataQualityError` on any breach."""
+    """Validate the training marts in ``analytics``; raise :class:`~recflow.core.errors.DataQualityError` on any breach."""
     started = time.monotonic()
     target = TRAINING_INTERACTIONS
     with connect(settings) as con:

@@ -4,6 +4,6 @@
 ``ml/`` entrypoint in a subprocess that honours the container contract,
 ``sagemaker`` calls the real service) takes it and answers
 ``DescribeTrainingJob``-shaped status; ``jobs.run_training_job`` launches or
-re-attaches, streams the log, waits and raises ``recflow.errors.TrainingJobFailed``
+re-attaches, streams the log, waits and raises ``recflow.core.errors.TrainingJobFailed``
 with the failure's kind; ``jobs.train_on_snapshot`` is the whole train step.
 """

@@ -1,6 +1,6 @@
 """What a training backend answers to: SageMaker's create/describe/stop, plus log reading.
 
-Its errors are ``recflow.errors.TrainingJobNotFound`` (describe, stop) and
+Its errors are ``recflow.core.errors.TrainingJobNotFound`` (describe, stop) and
 ``TrainingJobExists`` (create).
 """
 

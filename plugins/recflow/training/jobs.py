@@ -8,7 +8,7 @@ the next attempt (``<name>-r2``, ...), which resumes from the checkpoints the
 earlier attempts left (``CheckpointConfig`` is shared by every attempt). The
 Amazon provider's operator starts a new, timestamped job on every retry instead.
 
-An outcome other than ``Completed`` raises ``recflow.errors.TrainingJobFailed``
+An outcome other than ``Completed`` raises ``recflow.core.errors.TrainingJobFailed``
 with a ``kind`` read from the description (``failure_kind``), the same way for
 both backends.
 """
@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from recflow.config import Settings
-from recflow.errors import ParamsError, TrainingFailureKind, TrainingJobFailed, TrainingJobNotFound
+from recflow.core.config import Settings
+from recflow.core.errors import ParamsError, TrainingFailureKind, TrainingJobFailed, TrainingJobNotFound
 from recflow.training.backend import TERMINAL_STATES, TrainingBackend
 from recflow.training.spec import TrainingJobSpec, attempt_name, code_version, job_name
 
@@ -216,7 +216,7 @@ def snapshot_spec(
     settings: Settings, snapshot: Mapping[str, Any], hyperparameters: Mapping[str, str], code: str
 ) -> TrainingJobSpec:
     """The ``CreateTrainingJob`` request for training on ``snapshot`` (its XCom dict)."""
-    from recflow.artifacts import join
+    from recflow.core.artifacts import join
     from recflow.snapshot import Snapshot, channel_prefix
 
     snap = Snapshot.from_xcom(dict(snapshot))

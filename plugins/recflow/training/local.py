@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recflow.config import Settings, subprocess_env
-from recflow.errors import ConfigError, TrainingJobExists, TrainingJobNotFound
+from recflow.core.config import Settings, subprocess_env
+from recflow.core.errors import ConfigError, TrainingJobExists, TrainingJobNotFound
 
 log = logging.getLogger(__name__)
 

@@ -40,8 +40,8 @@ from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Any, Final
 
-from recflow.artifacts import ArtifactStore, join, pack_directory, store_for
-from recflow.config import Settings, subprocess_env
+from recflow.core.artifacts import ArtifactStore, join, pack_directory, store_for
+from recflow.core.config import Settings, subprocess_env
 from recflow.training.local import RunnerPid, now_iso, update_description
 from recflow.training.spec import CHECKPOINT_LOCAL_PATH
 

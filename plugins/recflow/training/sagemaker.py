@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from recflow.artifacts import aws_client, aws_error_code
-from recflow.config import Settings
-from recflow.errors import TrainingJobExists, TrainingJobNotFound
+from recflow.core.artifacts import aws_client, aws_error_code
+from recflow.core.config import Settings
+from recflow.core.errors import TrainingJobExists, TrainingJobNotFound
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 MAX_LOG_PAGES = 100

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recflow.config import PROJECT_ROOT
+from recflow.core.config import PROJECT_ROOT
 
 ML_PACKAGE = PROJECT_ROOT / "ml" / "recflow_ml"
 JOB_NAME_MAX = 63

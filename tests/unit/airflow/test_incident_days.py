@@ -15,10 +15,11 @@ from typing import Any
 import pendulum
 import pytest
 
-from recflow import cli, errors
+from recflow import cli
+from recflow.core import errors
 from recflow.airflow.alerts import on_task_failure
-from recflow.config import Settings
-from recflow.incidents import IncidentStore
+from recflow.core.config import Settings
+from recflow.oncall.incidents import IncidentStore
 
 NO_RELOAD = {"reload_from": None, "reload_to": None, "max_quarantine_share": None, "check_volume": True}
 

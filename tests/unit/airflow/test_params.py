@@ -19,7 +19,7 @@ from recflow.airflow.params import (
     strict_param,
     unknown_conf_keys,
 )
-from recflow.errors import ParamsError
+from recflow.core.errors import ParamsError
 from recflow_ml.hyperparameters import Hyperparameters
 
 ALL_PARAMS = {**TRAIN_PARAMS, **WAREHOUSE_PARAMS}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recflow.config import PROJECT_ROOT
+from recflow.core.config import PROJECT_ROOT
 
 
 def _pins(path: str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The model registry: MLflow (embedded default: a SQLite file and a local artifact root).
 
 Two backends keep the same contract (:class:`Registry`): :class:`MlflowRegistry` here, and
-:class:`recflow.sagemaker_registry.SageMakerRegistry` (SageMaker's Model Registry, a model
+:class:`recflow.registry.sagemaker.SageMakerRegistry` (SageMaker's Model Registry, a model
 package group per model name); :func:`registry_for` picks one from ``RECFLOW_REGISTRY_BACKEND``.
 What follows describes the MLflow one; the SageMaker one maps each piece onto its own records.
 
@@ -28,7 +28,7 @@ Moves of one model are serialized, whoever makes them (publications of several D
 people promoting, on any machine): MLflow's tags have no compare-and-set, so each move
 (settle an interrupted one, read the history and the champion, write the intent, move the
 alias, record) runs under a lock of the model, :func:`champion_lock`, a leased object of
-the artifact store (:mod:`recflow.locks`), which the SageMaker backend takes too. A
+the artifact store (:mod:`recflow.core.locks`), which the SageMaker backend takes too. A
 publication moves ``champion`` only if it still is the version it expected (the one the
 gate compared the challenger against, :func:`publish_evaluated`; else the one when the
 publication began): if someone moved it since, the version is registered and the alias
@@ -38,7 +38,7 @@ A recorded move is never overwritten.
 What a publication of the DAG puts on a version (:func:`publish_evaluated`): the gate's
 metrics (scored on the artifact that never saw the holdout), the SavedModel that is
 served (same weights, every user's vector refreshed from train *and* holdout, see
-:mod:`recflow.serving`; lineage names both artifacts), the loss per epoch as
+:mod:`recflow.publishing.serving`; lineage names both artifacts), the loss per epoch as
 step-indexed metrics (``train/loss``: the MLflow UI draws the curve), two pictures under
 the run's ``pictures/`` (the curve, and the challenger against the champion), and the
 gate's decision, thresholds and the job's time and memory as run tags. :func:`model_card`
@@ -61,13 +61,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-from recflow.config import Settings
-from recflow.errors import RegistryError
+from recflow.core.config import Settings
+from recflow.core.errors import RegistryError
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from recflow.locks import Lease
+    from recflow.core.locks import Lease
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,7 @@ class Registry(Protocol):
 def registry_for(settings: Settings) -> Registry:
     """The registry backend ``settings.registry_backend`` names (``RECFLOW_REGISTRY_BACKEND``)."""
     if settings.registry_backend == "sagemaker":
-        from recflow.sagemaker_registry import SageMakerRegistry
+        from recflow.registry.sagemaker import SageMakerRegistry
 
         return SageMakerRegistry(settings)
     return MlflowRegistry(settings)
@@ -300,13 +300,13 @@ LOCKS = ("registry", "locks")
 def champion_lock(settings: Settings, name: str, who: str) -> Iterator[Lease]:
     """Hold the lock of ``name``'s champion moves for the block (both backends take it).
 
-    ``registry/locks/<name>`` under the artifact root, a lease of :data:`recflow.locks.LEASE_SECONDS`
+    ``registry/locks/<name>`` under the artifact root, a lease of :data:`recflow.core.locks.LEASE_SECONDS`
     (a holder that crashed blocks moves that long at most) waited for up to
-    :data:`recflow.locks.WAIT_SECONDS`. :class:`RegistryError` when it cannot be had in time (naming
+    :data:`recflow.core.locks.WAIT_SECONDS`. :class:`RegistryError` when it cannot be had in time (naming
     its holder), or when this holder's lease ran out and another took the lock before a write.
     """
-    from recflow.artifacts import join
-    from recflow.locks import LockLost, LockTimeout, lease
+    from recflow.core.artifacts import join
+    from recflow.core.locks import LockLost, LockTimeout, lease
 
     uri = join(settings.artifacts_uri, *LOCKS, quote(name, safe=""))
     with ExitStack() as stack:
@@ -940,15 +940,15 @@ def publish_training_job(
 
     With ``history_uris`` (the snapshot's train and holdout interaction files), what is
     published is the job's model with every user's vector recomputed from those
-    interactions (:func:`recflow.serving.refresh_user_vectors`); its archive is kept at
+    interactions (:func:`recflow.publishing.serving.refresh_user_vectors`); its archive is kept at
     ``<artifacts>/serving/<job>/model.tar.gz`` and the lineage names it
     (``serving_model_uri``) beside the evaluated one (``evaluated_model_uri``). The
     loss per epoch of the job's ``metadata.json`` is logged as a curve, and the curve and
     the challenger-vs-``champion_metrics`` chart as pictures.
     """
-    from recflow.artifacts import join, pack_directory, store_for
+    from recflow.core.artifacts import join, pack_directory, store_for
     from recflow.evaluation import unpack_model
-    from recflow.pictures import loss_curve, versus_chart
+    from recflow.publishing.pictures import loss_curve, versus_chart
 
     registry = registry_for(settings)
     if expected_champion is AT_START:
@@ -961,7 +961,7 @@ def publish_training_job(
         model_dir = unpack_model(archive, work / "model")
         tags = dict(run_tags or {})
         if history_uris:
-            from recflow.serving import refresh_user_vectors
+            from recflow.publishing.serving import refresh_user_vectors
 
             files = [
                 store.get_file(uri, work / "history" / f"{k}.parquet") for k, uri in enumerate(history_uris)

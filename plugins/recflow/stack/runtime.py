@@ -19,8 +19,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from recflow.config import Settings, subprocess_env
-from recflow.errors import ConfigError
+from recflow.core.config import Settings, subprocess_env
+from recflow.core.errors import ConfigError
 
 API_HOST = "127.0.0.1"
 ADMIN_USER = "admin"

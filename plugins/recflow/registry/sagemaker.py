@@ -54,10 +54,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from recflow.artifacts import aws_error_code, pack_directory
-from recflow.config import Settings
-from recflow.errors import ConfigError, RegistryError
-from recflow.locks import create_if_absent
+from recflow.core.artifacts import aws_error_code, pack_directory
+from recflow.core.config import Settings
+from recflow.core.errors import ConfigError, RegistryError
+from recflow.core.locks import create_if_absent
 from recflow.registry import (
     AT_START,
     CHAMPION,
@@ -127,7 +127,7 @@ class SageMakerRegistry:
     """The registry on SageMaker's Model Registry; see the module's docstring for the mapping."""
 
     def __init__(self, settings: Settings) -> None:
-        from recflow.artifacts import S3ArtifactStore, aws_client
+        from recflow.core.artifacts import S3ArtifactStore, aws_client
 
         root = urlparse(settings.artifacts_uri)
         if root.scheme != "s3":

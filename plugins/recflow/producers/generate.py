@@ -24,8 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recflow.landing import EVENTS_SCHEMA, PINS_SCHEMA, SUCCESS_MARKER, USERS_SCHEMA, partition_dir
-from recflow.ownership import claim, folder_store
+from recflow.ingest.land import EVENTS_SCHEMA, PINS_SCHEMA, SUCCESS_MARKER, USERS_SCHEMA, partition_dir
+from recflow.core.ownership import claim, folder_store
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +278,7 @@ def generate(
 ) -> GeneratedSummary:
     """Write ``cfg.days`` daily event partitions and the pin/user catalogues under ``landing_dir``.
 
-    Only into a landing zone recflow made (``recflow.ownership``): ``landing_dir`` must not exist
+    Only into a landing zone recflow made (``recflow.core.ownership``): ``landing_dir`` must not exist
     yet, be empty, or carry the marker; anything else, a producers' zone, raises ``StoreNotOwned``
     before a file is touched (the commands claim it first, naming its setting).
 

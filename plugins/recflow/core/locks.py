@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from recflow.artifacts import aws_client, aws_error_code
-from recflow.config import Settings
+from recflow.core.artifacts import aws_client, aws_error_code
+from recflow.core.config import Settings
 
 log = logging.getLogger(__name__)
 LEASE_SECONDS = 120.0

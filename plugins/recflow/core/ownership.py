@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recflow.config import Settings
-from recflow.errors import ConfigError
+from recflow.core.config import Settings
+from recflow.core.errors import ConfigError
 
 MARKER = ".recflow-owned"
 """The file a store's folder holds when recflow created the store for synthetic data."""
@@ -117,7 +117,7 @@ def _local_path(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///"))
     if uri.startswith("file://"):  # the artifact store's reading: percent-escapes decoded
-        from recflow.artifacts import _local_path as file_uri_path
+        from recflow.core.artifacts import _local_path as file_uri_path
 
         return file_uri_path(uri)
     return None if "://" in uri else Path(uri)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
 
-from recflow.config import Settings
+from recflow.core.config import Settings
 
 
 @dataclass(frozen=True)

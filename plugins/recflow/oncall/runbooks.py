@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from recflow.config import PROJECT_ROOT
-from recflow.errors import RecflowError
+from recflow.core.config import PROJECT_ROOT
+from recflow.core.errors import RecflowError
 
 RUNBOOKS_DIR = PROJECT_ROOT / "docs" / "runbooks"
 INFRASTRUCTURE = "infrastructure"
@@ -154,7 +154,7 @@ def task_default(task_id: str) -> str | None:
 def anchor_for(task_id: str, error: BaseException | None) -> str:
     """The section for ``error`` raised by ``task_id``.
 
-    The error's own ``runbook`` when it is a :class:`~recflow.errors.RecflowError`
+    The error's own ``runbook`` when it is a :class:`~recflow.core.errors.RecflowError`
     naming one (or is raised ``from`` one, as ``AirflowFailException`` wrappers are);
     ``warehouse-locked`` for DuckDB's lock error; else the task's default; else
     ``infrastructure``.

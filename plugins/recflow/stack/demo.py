@@ -11,7 +11,7 @@ warehouse ends up the same, the snapshot id is the same, and the training job
 is not run again.
 
 ``claim_demo_stores`` runs first: the demo writes synthetic data only into the embedded
-profile's own stores (``recflow.ownership``), never a producers' landing zone, a server
+profile's own stores (``recflow.core.ownership``), never a producers' landing zone, a server
 warehouse or registry, or a folder recflow did not create.
 """
 
@@ -26,9 +26,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from recflow.config import Settings, subprocess_env
-from recflow.ownership import StoreNotOwned, adopt_home_stores, claim, pipeline_stores
-from recflow.services import TERMINAL_RUN_STATES, AirflowClient, run_airflow, running_airflow, wait_for_dags
+from recflow.core.config import Settings, subprocess_env
+from recflow.core.ownership import StoreNotOwned, adopt_home_stores, claim, pipeline_stores
+from recflow.stack.services import TERMINAL_RUN_STATES, AirflowClient, run_airflow, running_airflow, wait_for_dags
 from recflow.warehouse import WAREHOUSE_POOL
 
 WAREHOUSE_DAG = "recsys_warehouse"
@@ -77,7 +77,7 @@ def setup(settings: Settings, echo: Echo = say) -> None:
 def claim_demo_stores(settings: Settings, command: str = "recflow demo") -> None:
     """Refuse, before anything is written, a demo anywhere but in the embedded profile's own stores:
     ``RECFLOW_PROFILE=production``, a server warehouse, registry or ``s3://`` root, or a local store
-    recflow did not create (``recflow.ownership``). Creates and marks the stores otherwise."""
+    recflow did not create (``recflow.core.ownership``). Creates and marks the stores otherwise."""
     if settings.profile != "embedded":
         raise StoreNotOwned(
             f"RECFLOW_PROFILE={settings.profile}: {command} writes synthetic data into every store of "

@@ -25,9 +25,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from recflow.config import Settings, subprocess_env
-from recflow.errors import ConfigError
-from recflow.runtime import ADMIN_USER, API_HOST, admin_password, airflow_env, api_base_url
+from recflow.core.config import Settings, subprocess_env
+from recflow.core.errors import ConfigError
+from recflow.stack.runtime import ADMIN_USER, API_HOST, admin_password, airflow_env, api_base_url
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The benchmark keeps its own landing zone, warehouse, artifacts, MLflow registry
 and Airflow under ``$RECFLOW_HOME/benchmarks/movielens-100k``, whatever the
-caller's settings point the pipeline at (``recflow.ownership.private_home``), and
+caller's settings point the pipeline at (``recflow.core.ownership.private_home``), and
 registers its champion there as model ``movielens-100k``: it never writes a
 store it did not make. One manual run of ``recsys_warehouse`` reloads the data's
 whole span (params ``reload_from``/``reload_to``); its asset event triggers
@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from recflow.config import Settings
-from recflow.demo import (
+from recflow.core.config import Settings
+from recflow.stack.demo import (
     TRAIN_DAG,
     WAREHOUSE_DAG,
     Echo,
@@ -31,10 +31,10 @@ from recflow.demo import (
     setup,
     wait_for_train_run,
 )
-from recflow.movielens import load_movielens
-from recflow.ownership import claim, pipeline_stores, private_home
+from recflow.producers.movielens import load_movielens
+from recflow.core.ownership import claim, pipeline_stores, private_home
 from recflow.registry import registry_for
-from recflow.services import TERMINAL_RUN_STATES, AirflowClient, running_airflow, wait_for_dags
+from recflow.stack.services import TERMINAL_RUN_STATES, AirflowClient, running_airflow, wait_for_dags
 
 MODEL_NAME = "movielens-100k"
 

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from recflow.config import Settings
+from recflow.core.config import Settings
 
 if TYPE_CHECKING:
     import duckdb

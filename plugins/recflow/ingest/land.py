@@ -5,20 +5,20 @@ is complete when its ``_SUCCESS`` marker exists (written last by the producer, t
 Spark/Hadoop convention). Landing checks the *shape* of every file strictly: a
 missing, extra or renamed column, a column of another type (even one that could be
 cast, such as integer ids), a file that is not Parquet, an empty file or invalid
-UTF-8 refuses the whole day with a :class:`~recflow.errors.ContractViolation`
+UTF-8 refuses the whole day with a :class:`~recflow.core.errors.ContractViolation`
 naming the file, the column, the type found and the type expected. The catalogues
 (pins, users) must have unique, non-null ids.
 
 Nothing here touches what dbt reads: the day's rows go to
 ``raw_staging.events__<yyyymmdd>`` (replaced on every run of that day, so landing is
 idempotent for its interval) and the catalogues to ``raw_staging.pins`` /
-``raw_staging.users``. :mod:`recflow.quality.raw_events` audits the staged day and
+``raw_staging.users``. :mod:`recflow.ingest.audit` audits the staged day and
 publishes it to ``raw.events``.
 
 One run of a day at a time: ``land`` claims each of its days in ``raw_staging.day_claims``
 (one row per day: the run id and when it was taken) before it writes anything, and the
 audit releases the claim once it has published or refused the day. A second run of a day
-that is claimed is refused with :class:`~recflow.errors.DayClaimed` naming the run that
+that is claimed is refused with :class:`~recflow.core.errors.DayClaimed` naming the run that
 holds it, so that no run lands over another's staged day, and the audit refuses to
 publish a day another run staged. The same run may land again (a retried or cleared
 run); a claim expires :data:`CLAIM_EXPIRES_AFTER_HOURS` after it was taken (a run that
@@ -37,8 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recflow.config import Settings
-from recflow.errors import ContractViolation, DayClaimed, LandingLate
+from recflow.core.config import Settings
+from recflow.core.errors import ContractViolation, DayClaimed, LandingLate
 from recflow.warehouse import STAGING_SCHEMA, Warehouse, connect
 
 log = logging.getLogger(__name__)

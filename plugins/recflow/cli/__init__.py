@@ -31,8 +31,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from recflow.config import Settings
-from recflow.errors import ConfigError
+from recflow.core.config import Settings
+from recflow.core.errors import ConfigError
 
 
 def _date(text: str) -> date:
@@ -43,8 +43,8 @@ def _date(text: str) -> date:
 
 
 def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.generate import GeneratorConfig, generate
-    from recflow.ownership import claim, landing_store
+    from recflow.producers.generate import GeneratorConfig, generate
+    from recflow.core.ownership import claim, landing_store
 
     claim([landing_store(settings)], "recflow generate")  # never a producers' landing zone
     end = args.end or datetime.now(UTC).date() - timedelta(days=1)
@@ -66,7 +66,7 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.demo import setup
+    from recflow.stack.demo import setup
 
     setup(settings)
     print(f"ready: RECFLOW_HOME={settings.home}")
@@ -74,7 +74,7 @@ def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.services import run_airflow
+    from recflow.stack.services import run_airflow
 
     return run_airflow(settings, args.args, check=False)
 
@@ -82,9 +82,9 @@ def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
     import urllib.error
 
-    from recflow.rerun import clear_days, clear_run
-    from recflow.runtime import api_base_url
-    from recflow.services import AirflowApiError, AirflowClient
+    from recflow.stack.rerun import clear_days, clear_run
+    from recflow.stack.runtime import api_base_url
+    from recflow.stack.services import AirflowApiError, AirflowClient
 
     try:
         client = AirflowClient.login(settings)
@@ -117,8 +117,8 @@ def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.runtime import api_base_url
-    from recflow.services import record_foreground, start_services
+    from recflow.stack.runtime import api_base_url
+    from recflow.stack.services import record_foreground, start_services
 
     pid_file = record_foreground(settings)
     services = start_services(settings, foreground=True)
@@ -148,7 +148,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.services import stop_recorded
+    from recflow.stack.services import stop_recorded
 
     stopped = stop_recorded(settings)
     print("Airflow stopped" if stopped else "nothing to stop: no `recflow up` is running")
@@ -160,7 +160,7 @@ def _fmt_seconds(seconds: float | None) -> str:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.demo import (
+    from recflow.stack.demo import (
         PipelineFailed,
         claim_demo_stores,
         demo_days,
@@ -170,9 +170,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         warehouse_checksums,
         warehouse_counts,
     )
-    from recflow.generate import GeneratorConfig, generate
+    from recflow.producers.generate import GeneratorConfig, generate
     from recflow.registry import registry_for
-    from recflow.runtime import admin_password, api_base_url
+    from recflow.stack.runtime import admin_password, api_base_url
 
     claim_demo_stores(settings)  # before anything is written
     started = time.monotonic()
@@ -268,7 +268,7 @@ def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_models_promote(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.errors import RegistryError
+    from recflow.core.errors import RegistryError
     from recflow.registry import registry_for
 
     try:
@@ -319,7 +319,7 @@ def _card_text(card: dict[str, Any]) -> list[str]:
 
 
 def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.errors import RegistryError
+    from recflow.core.errors import RegistryError
     from recflow.registry import model_card
 
     try:
@@ -359,7 +359,7 @@ def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.errors import RegistryError
+    from recflow.core.errors import RegistryError
     from recflow.registry import registry_for
 
     try:
@@ -382,7 +382,7 @@ def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _since(text: str) -> datetime:
-    from recflow.incidents import parse_since
+    from recflow.oncall.incidents import parse_since
 
     try:
         return parse_since(text)
@@ -391,7 +391,7 @@ def _since(text: str) -> datetime:
 
 
 def cmd_incidents_list(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.incidents import IncidentStore
+    from recflow.oncall.incidents import IncidentStore
 
     found = IncidentStore.of(settings).find(dag_id=args.dag, since=args.since, limit=args.limit)
     if args.json:
@@ -418,7 +418,7 @@ def _field(label: str, value: str | None, width: int = 100) -> list[str]:
 
 
 def cmd_incidents_show(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.incidents import IncidentStore
+    from recflow.oncall.incidents import IncidentStore
 
     incident = IncidentStore.of(settings).get(args.id)
     if incident is None:
@@ -452,7 +452,7 @@ def cmd_incidents_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.retention import collect, plan, report_lines
+    from recflow.stack.retention import collect, plan, report_lines
 
     decided = plan(settings)
     if not args.dry_run:
@@ -466,7 +466,7 @@ def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_load_movielens(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.movielens import load_movielens
+    from recflow.producers.movielens import load_movielens
 
     summary = load_movielens(Path(args.data_dir), settings.landing_dir)
     print(
@@ -477,8 +477,8 @@ def cmd_load_movielens(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark_movielens(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.benchmark import run_movielens
-    from recflow.demo import PipelineFailed
+    from recflow.stack.benchmark import run_movielens
+    from recflow.stack.demo import PipelineFailed
 
     try:
         result = run_movielens(settings, Path(args.data_dir))

@@ -33,7 +33,7 @@ Everything else is a candidate. A SageMaker job leaves no local folder: until it
 checkpoint, only rules 4 and 5 keep the snapshot it reads. Nothing outside those six folders is
 listed or deleted (MLflow's run artifacts, the SageMaker registry's records and the locks are their
 owners'), nor their hidden entries (a write in progress, a launch's lock), and a registry with no version at all stops a deletion
-(a :class:`~recflow.errors.ConfigError`): it more likely means a wrong ``RECFLOW_MLFLOW_TRACKING_URI`` than
+(a :class:`~recflow.core.errors.ConfigError`): it more likely means a wrong ``RECFLOW_MLFLOW_TRACKING_URI`` than
 a project that never published.
 """
 
@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlparse
 
-from recflow.artifacts import ArtifactStore, LocalArtifactStore, StoredObject, join, store_for
-from recflow.config import Settings
-from recflow.errors import ConfigError, RecflowError
+from recflow.core.artifacts import ArtifactStore, LocalArtifactStore, StoredObject, join, store_for
+from recflow.core.config import Settings
+from recflow.core.errors import ConfigError, RecflowError
 from recflow.registry import JOB_KEY, ModelVersionInfo, registry_for
 from recflow.training.backend import TERMINAL_STATES
 from recflow.training.spec import base_name

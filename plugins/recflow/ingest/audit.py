@@ -17,19 +17,19 @@ each written once, as SQL that DuckDB and PostgreSQL read alike), in the warehou
   — in one transaction; if it does not, nothing is published, the quarantined rows
   (verdict ``refused``, beside those of the day's publication) and the refusal are
   recorded, the staged day is kept for inspection, and
-  :class:`~recflow.errors.PartitionRefused` says why.
+  :class:`~recflow.core.errors.PartitionRefused` says why.
 
 Conservation: the recorded ``accepted`` and ``quarantined`` are counted from what was
 written, and before the transaction commits :func:`_conserved` checks that the rows
 written (``raw.events[ds]``, or the accepted staged rows of a refused day, and the
 quarantine rows of this audit's verdict) are exactly the staged rows, each once; if not,
-:class:`~recflow.errors.ConservationBroken` rolls everything back. The invariant it keeps:
+:class:`~recflow.core.errors.ConservationBroken` rolls everything back. The invariant it keeps:
 ``raw.events[ds]`` + the day's quarantine rows of verdict ``published`` = ``landed`` of
 the day's latest ``published`` record in ``quality.partition_audit``, whatever refusals
 came after.
 
-One run of a day at a time: the audit refuses (:class:`~recflow.errors.DayClaimed`) a
-day another run claimed when it landed it (:func:`recflow.landing.claim_days`), and
+One run of a day at a time: the audit refuses (:class:`~recflow.core.errors.DayClaimed`) a
+day another run claimed when it landed it (:func:`recflow.ingest.land.claim_days`), and
 releases its own claim once the day is published or refused.
 
 Every step replaces the day's rows, so a rerun is idempotent for its interval.
@@ -44,9 +44,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from recflow.config import Settings
-from recflow.errors import ConservationBroken, DayClaimed, PartitionRefused, RecflowError
-from recflow.landing import (
+from recflow.core.config import Settings
+from recflow.core.errors import ConservationBroken, DayClaimed, PartitionRefused, RecflowError
+from recflow.ingest.land import (
     CLAIMS_DDL,
     CLAIMS_TABLE,
     EVENT_COLUMNS,
@@ -697,7 +697,7 @@ def stage_and_audit(
     check_volume: bool = True,
 ) -> list[AuditResult]:
     """``land`` then ``audit`` for ``days``, in one call: the warehouse DAG's first two steps, bare."""
-    from recflow.landing import stage_partitions
+    from recflow.ingest.land import stage_partitions
 
     stage_partitions(settings, list(days), run_id=run_id)
     return audit_days(

@@ -30,7 +30,7 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Validat
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
-from recflow.errors import ConfigError
+from recflow.core.errors import ConfigError
 
 __all__ = [
     "PROFILES",
@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-"""The repository root: ``plugins/recflow/config.py`` lives two levels below it."""
+"""The repository root: ``plugins/recflow/core/config.py`` lives two levels below it."""
 
 Profile = Literal["embedded", "production"]
 PROFILES: Final[tuple[Profile, ...]] = get_args(Profile)

@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recflow.errors import RegistryError
+from recflow.core.errors import RegistryError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from recflow.errors import ConfigError
-from recflow.services import AirflowClient
+from recflow.core.errors import ConfigError
+from recflow.stack.services import AirflowClient
 
 
 @dataclass(frozen=True)
