@@ -72,7 +72,6 @@ def _timed_imports() -> float:
     import dbt.cli.main  # noqa: F401
 
     from recflow.ingest.land import stage_partitions  # noqa: F401
-    from recflow.ingest.audit import audit_days
     from recflow.quality import check_training_marts  # noqa: F401
     from recflow.quality._gx import import_gx
 
@@ -117,8 +116,8 @@ def _timed(steps: dict[str, float], step: str) -> Iterator[None]:
 
 def bare_day(settings: Settings, ds: dt.date) -> dict[str, float]:
     """One warehouse day, step by step, in this process: seconds per step."""
-    from recflow.ingest.land import stage_partitions
     from recflow.ingest.audit import audit_days
+    from recflow.ingest.land import stage_partitions
     from recflow.quality import check_training_marts
 
     steps: dict[str, float] = {}
@@ -136,7 +135,7 @@ def bare_day(settings: Settings, ds: dt.date) -> dict[str, float]:
 def bare_training(settings: Settings) -> dict[str, float]:
     """The training DAG's steps in this process: seconds per step."""
     from recflow.evaluation import decide, evaluate_challenger
-    from recflow.registry import publish_evaluated
+    from recflow.publishing.publish import publish_evaluated
     from recflow.snapshot import take_snapshot
     from recflow.training.jobs import train_on_snapshot
 

@@ -170,7 +170,14 @@ def write_train_channel(channel: Path, interactions: int, users: int, pins: int)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recflow.producers.generate import USERS_PER_CHUNK, GeneratorConfig, _catalogues, _ids, _impressions, _world
+    from recflow.producers.generate import (
+        USERS_PER_CHUNK,
+        GeneratorConfig,
+        _catalogues,
+        _ids,
+        _impressions,
+        _world,
+    )
 
     cfg = GeneratorConfig(
         start=DAY,

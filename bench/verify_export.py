@@ -22,11 +22,11 @@ import tempfile
 from pathlib import Path
 
 from bench.movielens_split import leave_last_out
-from recflow.stack.benchmark import benchmark_settings
 from recflow.core.config import Settings
 from recflow.evaluation import EVAL_SEED, build_eval_set, evaluate_champion
 from recflow.producers.movielens import read_items
 from recflow.registry import MlflowRegistry
+from recflow.stack.benchmark import benchmark_settings
 
 
 def _pairs(table: object) -> list[tuple[str, str]]:

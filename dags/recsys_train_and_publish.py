@@ -5,12 +5,12 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG
 
-from recflow.oncall import runbooks
 from recflow.airflow import tasks
 from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.defaults import DEFAULT_ARGS, Tag
 from recflow.airflow.params import TRAIN_PARAMS
 from recflow.airflow.training import TrainingJobOperator
+from recflow.oncall import runbooks
 
 with DAG(
     dag_id="recsys_train_and_publish",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
-from recflow.oncall import runbooks
 from recflow.airflow import tasks
 from recflow.airflow.dbt import dbt_task_group
 from recflow.airflow.defaults import DEFAULT_ARGS, Tag
 from recflow.airflow.params import WAREHOUSE_PARAMS
 from recflow.core.config import Settings
+from recflow.oncall import runbooks
 
 with DAG(
     dag_id="recsys_warehouse",

@@ -10,9 +10,9 @@ A random ranker scores hr@10 ≈ 0.10.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import tarfile
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
+from recflow.core.artifacts import ArtifactStore, join, store_for, unpack_model
 from recflow.core.config import GateSettings, Settings
+from recflow.registry import registry_for
+from recflow.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -151,14 +155,6 @@ def savedmodel_scorer(model_dir: Path) -> Scorer:
     return score
 
 
-def unpack_model(archive: Path, target: Path) -> Path:
-    """Unpack a training job's ``model.tar.gz`` (refusing paths that escape ``target``)."""
-    target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
-    return target
-
-
 def evaluate_model_archive(archive: Path, data: EvalSet) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = unpack_model(archive, Path(tmp) / "model")
@@ -234,12 +230,6 @@ def evaluate_challenger(
     """The ``evaluate`` step: score the training job's model and the registry's champion of
     ``model_name`` on the snapshot's holdout with the same sampled negatives; the report is also
     written to the artifact store (``report_uri``)."""
-    import json
-
-    from recflow.core.artifacts import join, store_for
-    from recflow.registry import registry_for
-    from recflow.snapshot import Snapshot, load_eval_set
-
     snap = Snapshot.from_xcom(dict(snapshot))
     store = store_for(settings, snap.uri)
     with tempfile.TemporaryDirectory() as tmp:
@@ -271,3 +261,20 @@ def evaluate_challenger(
         join(settings.artifacts_uri, "evaluations", f"{training['job_name']}.json"),
     )
     return report
+
+
+def load_eval_set(store: ArtifactStore, snapshot: Snapshot, workdir: Path, seed: int) -> EvalSet:
+    """The snapshot's holdout with seeded negatives, for scoring any model on the same candidates."""
+
+    def pairs(uri: str, name: str) -> list[tuple[str, str]]:
+        table = pq.read_table(store.get_file(uri, workdir / f"{name}.parquet"), columns=["user_id", "pin_id"])
+        return list(zip(table.column("user_id").to_pylist(), table.column("pin_id").to_pylist(), strict=True))
+
+    pins = (
+        pq.read_table(store.get_file(snapshot.pins_uri, workdir / "pins.parquet"))
+        .column("pin_id")
+        .to_pylist()
+    )
+    return build_eval_set(
+        pairs(snapshot.holdout_uri, "holdout"), pairs(snapshot.train_uri, "train"), pins, seed=seed
+    )

@@ -26,9 +26,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recflow.core.artifacts import ArtifactStore, join, store_for
+from recflow.core.artifacts import join, store_for
 from recflow.core.config import Settings
-from recflow.evaluation import EvalSet, build_eval_set
 from recflow.warehouse import ANALYTICS_SCHEMA, connect
 
 log = logging.getLogger(__name__)
@@ -145,20 +144,3 @@ def take_snapshot(settings: Settings) -> Snapshot:
 def channel_prefix(file_uri: str) -> str:
     """The ``S3Prefix`` of a channel: the folder holding the file."""
     return file_uri.rsplit("/", 1)[0]
-
-
-def load_eval_set(store: ArtifactStore, snapshot: Snapshot, workdir: Path, seed: int) -> EvalSet:
-    """The snapshot's holdout with seeded negatives, for scoring any model on the same candidates."""
-
-    def pairs(uri: str, name: str) -> list[tuple[str, str]]:
-        table = pq.read_table(store.get_file(uri, workdir / f"{name}.parquet"), columns=["user_id", "pin_id"])
-        return list(zip(table.column("user_id").to_pylist(), table.column("pin_id").to_pylist(), strict=True))
-
-    pins = (
-        pq.read_table(store.get_file(snapshot.pins_uri, workdir / "pins.parquet"))
-        .column("pin_id")
-        .to_pylist()
-    )
-    return build_eval_set(
-        pairs(snapshot.holdout_uri, "holdout"), pairs(snapshot.train_uri, "train"), pins, seed=seed
-    )

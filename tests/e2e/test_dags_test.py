@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from recflow.core.config import Settings, subprocess_env
-from recflow.stack.demo import TRAIN_DAG, WAREHOUSE_DAG
-from recflow.producers.generate import GeneratorConfig, generate
-from recflow.oncall.incidents import IncidentStore
 from recflow.ingest.land import partition_dir
+from recflow.oncall.incidents import IncidentStore
+from recflow.producers.generate import GeneratorConfig, generate
 from recflow.registry import MlflowRegistry
+from recflow.stack.demo import TRAIN_DAG, WAREHOUSE_DAG
 from recflow.warehouse import connect
 from tests.e2e.test_faults import _null_user_ids
 

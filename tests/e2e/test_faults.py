@@ -31,6 +31,10 @@ import pytest
 
 from recflow.cli import main
 from recflow.core.config import Settings
+from recflow.ingest.audit import stage_and_audit
+from recflow.ingest.land import partition_dir
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.registry import MlflowRegistry
 from recflow.stack.demo import (
     TRAIN_DAG,
     WAREHOUSE_DAG,
@@ -40,10 +44,6 @@ from recflow.stack.demo import (
     wait_for_warehouse_runs,
     warehouse_checksums,
 )
-from recflow.producers.generate import GeneratorConfig, generate, write_partition
-from recflow.ingest.land import partition_dir
-from recflow.ingest.audit import stage_and_audit
-from recflow.registry import MlflowRegistry
 from recflow.stack.services import AirflowClient, running_airflow, wait_for_dags
 from recflow.warehouse import connect
 from tests.integration.conftest import build_marts

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recflow.core.artifacts import join, store_for
 from recflow.cli import main as cli_main
+from recflow.core.artifacts import join, store_for
 from recflow.core.config import Settings
 from recflow.evaluation import (
     build_eval_set,
@@ -29,8 +29,10 @@ from recflow.evaluation import (
     savedmodel_scorer,
     unpack_model,
 )
-from recflow.registry import CURVE_PREFIX, MlflowRegistry, model_card, publish_evaluated, publish_training_job
+from recflow.publishing.card import model_card
+from recflow.publishing.publish import publish_evaluated, publish_training_job
 from recflow.publishing.serving import latest_histories, refresh_user_vectors
+from recflow.registry import CURVE_PREFIX, MlflowRegistry
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from recflow.core.config import Settings
-from recflow.stack.demo import warehouse_checksums
-from recflow.producers.generate import GeneratorConfig, generate, write_partition
-from recflow.ingest.land import partition_dir, stage_partitions
 from recflow.ingest.audit import audit_days, stage_and_audit
+from recflow.ingest.land import partition_dir, stage_partitions
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.stack.demo import warehouse_checksums
 from recflow.warehouse import connect
 from tests.integration.conftest import build_marts
 

@@ -13,8 +13,8 @@ import pytest
 
 from bench.movielens_split import leave_last_out
 from recflow.core.config import Settings
-from recflow.producers.movielens import MovieLensError, load_movielens, read_ratings
 from recflow.ingest.audit import stage_and_audit
+from recflow.producers.movielens import MovieLensError, load_movielens, read_ratings
 from recflow.warehouse import connect
 from tests.conftest import SHARED_DATA
 from tests.integration.conftest import build_marts

@@ -22,6 +22,7 @@ import pytest
 from recflow.core.artifacts import join, store_for
 from recflow.core.config import Settings
 from recflow.core.errors import RegistryError
+from recflow.publishing.publish import publish_training_job
 from recflow.registry import (
     EXPERIMENT,
     JOB_TAG,
@@ -30,7 +31,6 @@ from recflow.registry import (
     PUBLISH_STEPS,
     MlflowRegistry,
     Registry,
-    publish_training_job,
 )
 
 pytestmark = pytest.mark.integration

@@ -23,7 +23,8 @@ import pytest
 from recflow.cli import main as cli_main
 from recflow.core.config import Settings
 from recflow.evaluation import evaluate_challenger
-from recflow.registry import MlflowRegistry, publish_evaluated
+from recflow.publishing.publish import publish_evaluated
+from recflow.registry import MlflowRegistry
 from recflow.snapshot import take_snapshot
 from recflow.training.jobs import train_on_snapshot
 from tests.integration.conftest import home_with_warehouse_of

@@ -7,7 +7,8 @@ import pytest
 
 from recflow.core.artifacts import LocalArtifactStore
 from recflow.core.config import Settings
-from recflow.snapshot import load_eval_set, take_snapshot
+from recflow.evaluation import load_eval_set
+from recflow.snapshot import take_snapshot
 from tests.integration.conftest import home_with_warehouse_of
 
 pytestmark = pytest.mark.integration

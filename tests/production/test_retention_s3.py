@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from recflow.core.artifacts import S3ArtifactStore, store_for
 from recflow.cli import main as cli_main
+from recflow.core.artifacts import S3ArtifactStore, store_for
 from recflow.core.config import Settings
 from tests.loopback import moto_server
 

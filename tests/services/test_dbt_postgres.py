@@ -24,10 +24,10 @@ import duckdb
 import yaml  # type: ignore[import-untyped]
 
 from recflow.core.config import Settings, subprocess_env
-from recflow.producers.generate import GeneratorConfig, generate
 from recflow.ingest.audit import stage_and_audit
-from recflow.warehouse.checksum import TableDigest, arrow_digest, table_digest
+from recflow.producers.generate import GeneratorConfig, generate
 from recflow.warehouse import ANALYTICS_SCHEMA
+from recflow.warehouse.checksum import TableDigest, arrow_digest, table_digest
 
 DBT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 CFG = GeneratorConfig(start=date(2026, 2, 1), days=3, users=60, pins=200, topics=6, seed=23)

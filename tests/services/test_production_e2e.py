@@ -144,8 +144,8 @@ def test_both_dags_run_in_the_production_profile_on_two_celery_workers(
     import boto3
     import sqlalchemy
 
-    from recflow.stack.demo import run_pipeline, setup
     from recflow.producers.generate import GeneratorConfig, generate
+    from recflow.stack.demo import run_pipeline, setup
     from recflow.warehouse.checksum import table_digest
 
     settings, root = production

@@ -19,12 +19,9 @@ import pytest
 from recflow.core.artifacts import S3ArtifactStore, join, store_for
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
-from recflow.registry import (
-    MlflowRegistry,
-    model_card,
-    publish_training_job,
-    registry_for,
-)
+from recflow.publishing.card import model_card
+from recflow.publishing.publish import publish_training_job
+from recflow.registry import MlflowRegistry, registry_for
 from recflow.registry.sagemaker import (
     APPROVED,
     COMPLETE_PROPERTY,

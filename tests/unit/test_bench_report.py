@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.report import bench_home
-from recflow.stack.benchmark import benchmark_settings
 from recflow.core.config import Settings
+from recflow.stack.benchmark import benchmark_settings
 
 
 def caller_env(tmp_path: Path) -> dict[str, str]:

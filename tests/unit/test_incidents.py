@@ -15,9 +15,16 @@ import pytest
 
 from recflow import cli
 from recflow.core import errors
-from recflow.oncall import incidents
 from recflow.core.config import PROJECT_ROOT, Settings
-from recflow.oncall.incidents import Incident, IncidentStore, TaskFailure, build_incident, classify, record_failure
+from recflow.oncall import incidents
+from recflow.oncall.incidents import (
+    Incident,
+    IncidentStore,
+    TaskFailure,
+    build_incident,
+    classify,
+    record_failure,
+)
 
 D = datetime(2026, 1, 3, tzinfo=UTC)
 D1 = datetime(2026, 1, 4, tzinfo=UTC)

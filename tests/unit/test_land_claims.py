@@ -13,8 +13,8 @@ import pytest
 
 from recflow.core import errors
 from recflow.core.config import Settings
-from recflow.producers.generate import GeneratorConfig, generate, write_partition
 from recflow.ingest.land import partition_dir, stage_partitions
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
 
 DAY, NEXT = date(2026, 1, 1), date(2026, 1, 2)
 

@@ -12,8 +12,14 @@ import pytest
 
 from recflow.core.config import Settings
 from recflow.core.errors import ContractViolation, LandingLate
+from recflow.ingest.land import (
+    SUCCESS_MARKER,
+    partition_complete,
+    partition_dir,
+    stage_partitions,
+    staged_table,
+)
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
-from recflow.ingest.land import SUCCESS_MARKER, partition_complete, partition_dir, stage_partitions, staged_table
 from recflow.warehouse import connect, content_checksum, table_exists
 
 DAY = date(2026, 1, 1)

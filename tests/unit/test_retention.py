@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from recflow.core.artifacts import LocalArtifactStore, join
 from recflow.cli import main as cli_main
+from recflow.core.artifacts import LocalArtifactStore, join
 from recflow.core.config import ConfigError, Settings
 
 DAY = 86400.0

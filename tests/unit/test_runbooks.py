@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from recflow.core import errors
-from recflow.oncall import runbooks
 from recflow.core.config import PROJECT_ROOT
+from recflow.oncall import runbooks
 
 WAREHOUSE = "recsys_warehouse"
 TRAINING = "recsys_train_and_publish"

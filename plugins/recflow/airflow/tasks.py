@@ -193,7 +193,7 @@ def publish(
     """Register the challenger, serving fresh histories, and move ``champion`` to it, unless the gate
     said no or this is a dry run."""
     from airflow.exceptions import AirflowSkipException
-    from recflow.registry import publish_evaluated
+    from recflow.publishing.publish import publish_evaluated
 
     if not decision["promote"]:
         raise AirflowSkipException(f"{decision['reason']}; the champion stays")

@@ -43,8 +43,8 @@ def _date(text: str) -> date:
 
 
 def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.producers.generate import GeneratorConfig, generate
     from recflow.core.ownership import claim, landing_store
+    from recflow.producers.generate import GeneratorConfig, generate
 
     claim([landing_store(settings)], "recflow generate")  # never a producers' landing zone
     end = args.end or datetime.now(UTC).date() - timedelta(days=1)
@@ -160,6 +160,8 @@ def _fmt_seconds(seconds: float | None) -> str:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.producers.generate import GeneratorConfig, generate
+    from recflow.registry import registry_for
     from recflow.stack.demo import (
         PipelineFailed,
         claim_demo_stores,
@@ -170,8 +172,6 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         warehouse_checksums,
         warehouse_counts,
     )
-    from recflow.producers.generate import GeneratorConfig, generate
-    from recflow.registry import registry_for
     from recflow.stack.runtime import admin_password, api_base_url
 
     claim_demo_stores(settings)  # before anything is written
@@ -320,7 +320,7 @@ def _card_text(card: dict[str, Any]) -> list[str]:
 
 def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.core.errors import RegistryError
-    from recflow.registry import model_card
+    from recflow.publishing.card import model_card
 
     try:
         card = model_card(settings, args.name, version=args.version, alias=args.alias)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -202,7 +203,7 @@ class S3ArtifactStore:
 
 def pack_directory(directory: Path, archive: Path) -> Path:
     """``directory``'s entries (not the folder itself) in a ``.tar.gz``: the layout of SageMaker's
-    ``model.tar.gz``, which every consumer unpacks with ``recflow.evaluation.unpack_model``."""
+    ``model.tar.gz``, which every consumer unpacks with :func:`unpack_model`."""
     import tarfile
 
     with tarfile.open(archive, "w:gz") as tar:
@@ -231,3 +232,11 @@ def store_for(settings: Settings, uri: str | None = None) -> ArtifactStore:
     if scheme == "s3":
         return S3ArtifactStore(aws_client(settings, "s3"))
     raise ValueError(f"artifact URI {uri or settings.artifacts_uri!r}: scheme {scheme!r} is not file or s3")
+
+
+def unpack_model(archive: Path, target: Path) -> Path:
+    """Unpack a training job's ``model.tar.gz`` (refusing paths that escape ``target``)."""
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    return target

@@ -26,9 +26,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from recflow.oncall import runbooks
 from recflow.core.config import Settings
 from recflow.core.errors import DataVerdict, RecflowError, TrainingJobFailed
+from recflow.oncall import runbooks
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recflow.producers.generate import write_parquet, write_partition
 from recflow.ingest.land import EVENTS_SCHEMA, PINS_SCHEMA, USERS_SCHEMA, partition_dir
+from recflow.producers.generate import write_parquet, write_partition
 
 log = logging.getLogger(__name__)
 

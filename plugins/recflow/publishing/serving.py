@@ -9,7 +9,7 @@ the item table and the signatures are unchanged, only the user-side vectors move
 is one forward pass of the user tower per user (seconds), against a whole retraining.
 
 The evaluated artifact (the job's ``model.tar.gz``) and the refreshed one are different
-files; the registry's lineage names both (:func:`recflow.registry.publish_training_job`).
+files; the registry's lineage names both (:func:`recflow.publishing.publish.publish_training_job`).
 """
 
 from __future__ import annotations

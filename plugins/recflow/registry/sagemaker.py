@@ -367,7 +367,7 @@ class SageMakerRegistry:
 
     def download(self, info: ModelVersionInfo, out: Path) -> Path:
         """The version's SavedModel, unpacked into ``out`` (which must not exist or be empty)."""
-        from recflow.evaluation import unpack_model
+        from recflow.core.artifacts import unpack_model
 
         if out.exists() and any(out.iterdir()):
             raise FileExistsError(f"{out} is not empty: refusing to overwrite it")

@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from recflow.core.config import Settings
+from recflow.core.ownership import claim, pipeline_stores, private_home
+from recflow.producers.movielens import load_movielens
+from recflow.registry import registry_for
 from recflow.stack.demo import (
     TRAIN_DAG,
     WAREHOUSE_DAG,
@@ -31,9 +34,6 @@ from recflow.stack.demo import (
     setup,
     wait_for_train_run,
 )
-from recflow.producers.movielens import load_movielens
-from recflow.core.ownership import claim, pipeline_stores, private_home
-from recflow.registry import registry_for
 from recflow.stack.services import TERMINAL_RUN_STATES, AirflowClient, running_airflow, wait_for_dags
 
 MODEL_NAME = "movielens-100k"

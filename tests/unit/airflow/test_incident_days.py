@@ -16,8 +16,8 @@ import pendulum
 import pytest
 
 from recflow import cli
-from recflow.core import errors
 from recflow.airflow.alerts import on_task_failure
+from recflow.core import errors
 from recflow.core.config import Settings
 from recflow.oncall.incidents import IncidentStore
 
