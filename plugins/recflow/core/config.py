@@ -44,7 +44,7 @@ __all__ = [
     "subprocess_env",
 ]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 """The repository root: ``plugins/recflow/core/config.py`` lives two levels below it."""
 
 Profile = Literal["embedded", "production"]
