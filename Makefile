@@ -29,9 +29,11 @@ up: setup
 down: venv
 	$(BIN)/recflow down
 
+# ruff, then the architecture's contracts (layers, Airflow only in recflow.airflow, ml/ standalone)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: venv
 	$(BIN)/mypy plugins ml dags

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from recflow.core.artifacts import ArtifactStore, join, store_for, unpack_model
 from recflow.core.config import GateSettings, Settings
+from recflow.publishing.serving import has_user_tower, refresh_user_vectors
 from recflow.registry import registry_for
 from recflow.snapshot import Snapshot
 
@@ -142,7 +143,7 @@ def _score_batched(scorer: Scorer, users: np.ndarray, items: np.ndarray, batch: 
 
 def savedmodel_scorer(model_dir: Path) -> Scorer:
     """A scorer calling the exported ``score`` signature with raw string ids."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow takes seconds to import; only the scoring path needs it)
 
     loaded = tf.saved_model.load(str(model_dir))
     signature = loaded.signatures["score"]
@@ -172,8 +173,6 @@ def evaluate_champion(
     both models see the same history and neither sees the holdout. A champion exported
     before the ``user_tower`` signature existed is scored as it is.
     """
-    from recflow.publishing.serving import has_user_tower, refresh_user_vectors
-
     if not has_user_tower(model_dir):
         log.warning("the champion has no user_tower signature: scored with the user vectors it serves")
         return evaluate(savedmodel_scorer(model_dir), data)

@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def _connection_uri(conn_id: str) -> str | None:
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow.sdk import BaseHook  # noqa: PLC0415 (Airflow's hooks and providers load when a task runs, not at DAG parse)
+    from airflow.sdk.exceptions import AirflowNotFoundException  # noqa: PLC0415 (Airflow's hooks and providers load when a task runs, not at DAG parse)
 
     try:
         connection = BaseHook.get_connection(conn_id)
@@ -47,9 +47,9 @@ def use_aws_connection(settings: Settings) -> None:
     """Make the AWS connection's session boto3's default in this process (when AWS is in use at all)."""
     if not _uses_aws(settings):
         return
-    import boto3
+    import boto3  # noqa: PLC0415 (Airflow's hooks and providers load when a task runs, not at DAG parse)
 
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook  # noqa: PLC0415 (Airflow's hooks and providers load when a task runs, not at DAG parse)
 
     boto3.DEFAULT_SESSION = AwsBaseHook(aws_conn_id=settings.aws_conn_id).get_session(
         region_name=settings.aws_region

@@ -19,8 +19,8 @@ from recflow.warehouse import ANALYTICS_SCHEMA, WAREHOUSE_POOL
 
 
 def dbt_task_group(settings: Settings, group_id: str = "transform", **kwargs: Any) -> Any:
-    from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig
-    from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
+    from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig  # noqa: PLC0415 (Cosmos loads dbt's adapters (seconds): only when a DAG file draws the task group)
+    from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection  # noqa: PLC0415 (Cosmos loads dbt's adapters (seconds): only when a DAG file draws the task group)
 
     project_dir = settings.dbt_project_dir
     project = ProjectConfig(
@@ -63,10 +63,10 @@ def dbt_task_group(settings: Settings, group_id: str = "transform", **kwargs: An
 def _profile(settings: Settings) -> Any:
     """DuckDB: the committed ``dbt/profiles.yml``. PostgreSQL: Cosmos maps the Airflow connection
     ``RECFLOW_WAREHOUSE_CONN_ID`` onto the profile when the task runs (``docs/deploy.md``)."""
-    from cosmos import ProfileConfig
+    from cosmos import ProfileConfig  # noqa: PLC0415 (Cosmos loads dbt's adapters (seconds): only when a DAG file draws the task group)
 
     if settings.dbt_target == "postgres":
-        from cosmos.profiles import PostgresUserPasswordProfileMapping
+        from cosmos.profiles import PostgresUserPasswordProfileMapping  # noqa: PLC0415 (Cosmos loads dbt's adapters (seconds): only when a DAG file draws the task group)
 
         return ProfileConfig(
             profile_name="recflow",

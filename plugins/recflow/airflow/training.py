@@ -67,7 +67,7 @@ class TrainingJobTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from recflow.training.jobs import JobFollower, backend_for, finished
+        from recflow.training.jobs import JobFollower, backend_for, finished  # noqa: PLC0415 (the job machinery (boto3, recflow_ml) stays out of DAG parsing)
 
         follower = JobFollower(backend_for(task_settings()), self.job_name, self.log.info)
         while True:
@@ -82,7 +82,7 @@ class TrainingJobTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """A person marked the deferred task failed or success, or cleared it: stop the job."""
-        from recflow.training.jobs import backend_for
+        from recflow.training.jobs import backend_for  # noqa: PLC0415 (the job machinery (boto3, recflow_ml) stays out of DAG parsing)
 
         self.log.warning("task killed while deferred: stopping training job %s", self.job_name)
         backend = backend_for(task_settings())
@@ -115,7 +115,7 @@ class TrainingJobOperator(BaseOperator):
         self._settings: Settings | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from recflow.training.jobs import finished, start_on_snapshot
+        from recflow.training.jobs import finished, start_on_snapshot  # noqa: PLC0415 (the job machinery (boto3, recflow_ml) stays out of DAG parsing)
 
         self._settings = task_settings()
         try:
@@ -136,7 +136,7 @@ class TrainingJobOperator(BaseOperator):
     def execute_complete(
         self, context: Any, event: dict[str, Any] | None = None, started: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        from recflow.training.jobs import StartedJob, start_on_snapshot
+        from recflow.training.jobs import StartedJob, start_on_snapshot  # noqa: PLC0415 (the job machinery (boto3, recflow_ml) stays out of DAG parsing)
 
         self._settings = task_settings()
         if started is not None:
@@ -150,7 +150,7 @@ class TrainingJobOperator(BaseOperator):
         return self._finish(job)
 
     def _finish(self, started: StartedJob) -> dict[str, Any]:
-        from recflow.training.jobs import finish_training
+        from recflow.training.jobs import finish_training  # noqa: PLC0415 (the job machinery (boto3, recflow_ml) stays out of DAG parsing)
 
         assert self._settings is not None
         return finish_training(self._settings, started)
@@ -159,7 +159,7 @@ class TrainingJobOperator(BaseOperator):
         """Stop the job this task follows (none yet: nothing to stop)."""
         if self.job_name is None:
             return
-        from recflow.training.jobs import backend_for
+        from recflow.training.jobs import backend_for  # noqa: PLC0415 (the job machinery (boto3, recflow_ml) stays out of DAG parsing)
 
         self.log.warning("task killed: stopping training job %s", self.job_name)
         backend_for(self._settings or task_settings()).stop_training_job(self.job_name)

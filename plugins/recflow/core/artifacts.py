@@ -204,8 +204,6 @@ class S3ArtifactStore:
 def pack_directory(directory: Path, archive: Path) -> Path:
     """``directory``'s entries (not the folder itself) in a ``.tar.gz``: the layout of SageMaker's
     ``model.tar.gz``, which every consumer unpacks with :func:`unpack_model`."""
-    import tarfile
-
     with tarfile.open(archive, "w:gz") as tar:
         for path in sorted(directory.iterdir()):
             tar.add(path, arcname=path.name)
@@ -219,7 +217,7 @@ def aws_error_code(exc: Exception) -> str:
 
 
 def aws_client(settings: Settings, service: str) -> Any:
-    import boto3
+    import boto3  # noqa: PLC0415 (boto3 only on the production profile's s3:// store)
 
     return boto3.client(service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
 

@@ -11,6 +11,7 @@ the lock itself because an OS lock neither reaches S3 nor names its holder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -24,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlparse
+
+from filelock import FileLock
 
 from recflow.core.artifacts import aws_client, aws_error_code
 from recflow.core.config import Settings
@@ -67,8 +70,6 @@ class _LocalObject:
 
     @staticmethod
     def _tag(data: bytes) -> str:
-        import hashlib
-
         return hashlib.sha256(data).hexdigest()
 
     def _staged(self, data: bytes) -> Path:
@@ -78,8 +79,6 @@ class _LocalObject:
         return staged
 
     def _guard(self) -> Any:
-        from filelock import FileLock
-
         return FileLock(str(self.path.with_name(f".{self.path.name}.guard")))
 
     def create(self, data: bytes) -> str | None:

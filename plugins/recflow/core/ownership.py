@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from recflow.core.artifacts import _local_path as file_uri_path
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 
@@ -117,8 +118,6 @@ def _local_path(uri: str) -> Path | None:
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///"))
     if uri.startswith("file://"):  # the artifact store's reading: percent-escapes decoded
-        from recflow.core.artifacts import _local_path as file_uri_path
-
         return file_uri_path(uri)
     return None if "://" in uri else Path(uri)
 
@@ -194,7 +193,7 @@ def _embedded(settings: Settings) -> bool:
 
 def _redacted(url: str) -> str:
     """``url`` without its password, for an error message."""
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 (SQLAlchemy only to word a refusal)
 
     try:
         return make_url(url).render_as_string(hide_password=True)

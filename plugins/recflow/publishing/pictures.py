@@ -12,7 +12,7 @@ from typing import Any
 
 
 def _save(fig: Any, out: Path) -> Path:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (matplotlib only when a picture is drawn)
 
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -23,10 +23,10 @@ def _save(fig: Any, out: Path) -> Path:
 
 def loss_curve(losses: Sequence[float], out: Path, title: str = "") -> Path:
     """Training loss per epoch (epoch 1 first) as a line chart."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (matplotlib only when a picture is drawn)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (matplotlib only when a picture is drawn)
 
     if not losses:
         raise ValueError("no loss values: the training job recorded no epoch")
@@ -51,11 +51,11 @@ def versus_chart(
     title: str = "",
 ) -> Path:
     """Grouped bars of ``metrics`` for the challenger and (when there is one) the champion."""
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (matplotlib only when a picture is drawn)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (matplotlib only when a picture is drawn)
+    import numpy as np  # noqa: PLC0415 (matplotlib only when a picture is drawn)
 
     series = [("challenger", challenger, "#DD8452")]
     if champion:

@@ -78,7 +78,7 @@ def _padded(history: list[str], length: int) -> list[str]:
 
 def has_user_tower(model_dir: Path) -> bool:
     """Whether the SavedModel can recompute its user vectors (exported with ``user_tower``)."""
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow takes seconds to import; only the scoring path needs it)
 
     return "user_tower" in tf.saved_model.load(str(model_dir)).signatures
 
@@ -92,7 +92,7 @@ def refresh_user_vectors(
     ``sources`` names those files in the report (their URIs). Files beside the SavedModel
     (``metadata.json``) are copied; :data:`SERVING_FILE` records the refresh.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # noqa: PLC0415 (TensorFlow takes seconds to import; only the scoring path needs it)
 
     started = time.monotonic()
     loaded = tf.saved_model.load(str(model_dir))
