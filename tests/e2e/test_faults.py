@@ -35,6 +35,7 @@ from recflow.ingest.audit import stage_and_audit
 from recflow.ingest.land import partition_dir
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 from recflow.registry import MlflowRegistry
+from recflow.stack.api import AirflowClient, wait_for_dags
 from recflow.stack.demo import (
     TRAIN_DAG,
     WAREHOUSE_DAG,
@@ -44,7 +45,7 @@ from recflow.stack.demo import (
     wait_for_warehouse_runs,
     warehouse_checksums,
 )
-from recflow.stack.services import AirflowClient, running_airflow, wait_for_dags
+from recflow.stack.services import running_airflow
 from recflow.warehouse import connect
 from tests.integration.conftest import build_marts
 

@@ -38,16 +38,10 @@ import psutil
 import pytest
 
 from recflow.core.config import Settings
+from recflow.stack.api import AirflowClient, wait_for_dags
 from recflow.stack.demo import TRAIN_DAG, setup
 from recflow.stack.runtime import airflow_env
-from recflow.stack.services import (
-    LISTENING_PORTS,
-    AirflowClient,
-    Services,
-    start_services,
-    wait_for_api,
-    wait_for_dags,
-)
+from recflow.stack.services import LISTENING_PORTS, Services, start_services, wait_for_api
 from recflow.training.local import RunnerPid
 from tests.integration.conftest import home_with_warehouse_of, warehouse  # noqa: F401 - a pytest fixture
 from tests.loopback import free_port

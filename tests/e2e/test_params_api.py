@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from recflow.core.config import PROJECT_ROOT, Settings
+from recflow.stack.api import AirflowApiError, AirflowClient, wait_for_dags
 from recflow.stack.demo import TRAIN_DAG, WAREHOUSE_DAG, setup
-from recflow.stack.services import AirflowApiError, AirflowClient, start_services, wait_for_api, wait_for_dags
+from recflow.stack.services import start_services, wait_for_api
 
 pytestmark = pytest.mark.e2e
 

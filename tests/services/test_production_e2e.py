@@ -95,7 +95,7 @@ class TaskStates:
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def _watch(self) -> None:
-        from recflow.stack.services import AirflowClient
+        from recflow.stack.api import AirflowClient
 
         client = None
         while not self._stop.is_set():

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import pytest
 
-from recflow.stack.services import AirflowApiError, AirflowClient
+from recflow.stack.api import AirflowApiError, AirflowClient
 
 
 class _Airflow(BaseHTTPRequestHandler):

@@ -82,9 +82,9 @@ def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
     import urllib.error
 
+    from recflow.stack.api import AirflowApiError, AirflowClient
     from recflow.stack.rerun import clear_days, clear_run
     from recflow.stack.runtime import api_base_url
-    from recflow.stack.services import AirflowApiError, AirflowClient
 
     try:
         client = AirflowClient.login(settings)

@@ -24,6 +24,7 @@ from recflow.core.config import Settings
 from recflow.core.ownership import claim, pipeline_stores, private_home
 from recflow.producers.movielens import load_movielens
 from recflow.registry import registry_for
+from recflow.stack.api import TERMINAL_RUN_STATES, AirflowClient, wait_for_dags
 from recflow.stack.demo import (
     TRAIN_DAG,
     WAREHOUSE_DAG,
@@ -34,7 +35,7 @@ from recflow.stack.demo import (
     setup,
     wait_for_train_run,
 )
-from recflow.stack.services import TERMINAL_RUN_STATES, AirflowClient, running_airflow, wait_for_dags
+from recflow.stack.services import running_airflow
 
 MODEL_NAME = "movielens-100k"
 

@@ -28,13 +28,8 @@ from typing import Any
 
 from recflow.core.config import Settings, subprocess_env
 from recflow.core.ownership import StoreNotOwned, adopt_home_stores, claim, pipeline_stores
-from recflow.stack.services import (
-    TERMINAL_RUN_STATES,
-    AirflowClient,
-    run_airflow,
-    running_airflow,
-    wait_for_dags,
-)
+from recflow.stack.api import TERMINAL_RUN_STATES, AirflowClient, wait_for_dags
+from recflow.stack.services import run_airflow, running_airflow
 from recflow.warehouse import WAREHOUSE_POOL
 
 WAREHOUSE_DAG = "recsys_warehouse"

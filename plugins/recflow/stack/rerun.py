@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from recflow.core.errors import ConfigError
-from recflow.stack.services import AirflowClient
+from recflow.stack.api import AirflowClient
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,259 @@
+"""A client of the embedded Airflow's public REST API (``/api/v2``), and waiting on it.
+
+Used by ``recflow clear``, ``recflow demo``, the benchmark and the end-to-end tests: the same
+calls the UI makes, with a JWT from ``/auth/token``. The processes that serve it are
+``recflow.stack.services``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from recflow.core.config import Settings
+from recflow.stack.runtime import ADMIN_USER, admin_password, api_base_url
+
+log = logging.getLogger(__name__)
+
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+
+
+API_ATTEMPTS = 5
+"""SQLite (the embedded metadata DB) allows one writer: a request that meets the scheduler's
+write lock gets 503 ("Database is locked", e.g. creating a backfill) or a 500 "Database error";
+those are retried with a growing pause, and only where a retry cannot do a thing twice."""
+
+
+def _locked(method: str, status: int, detail: str) -> bool:
+    if status == 503:  # Airflow's own answer when the write could not start: nothing happened
+        return True
+    return status == 500 and "Database error" in detail and method in {"GET", "PATCH", "PUT", "DELETE"}
+
+
+class AirflowApiError(RuntimeError):
+    pass
+
+
+@dataclass
+class AirflowClient:
+    """A small client of Airflow 3's public REST API (``/api/v2``) with a JWT from ``/auth/token``."""
+
+    base_url: str
+    token: str = ""
+    retry_pause: float = 2.0
+    """Seconds before the second try of a request that met the DB's write lock; grows by try."""
+
+    @classmethod
+    def login(cls, settings: Settings, base_url: str | None = None) -> AirflowClient:
+        password = admin_password(settings)
+        if password is None:
+            raise AirflowApiError("the API server has not written the admin password yet")
+        client = cls(base_url or api_base_url(settings))
+        body = client._request(
+            "POST", "/auth/token", {"username": ADMIN_USER, "password": password}, auth=False
+        )
+        client.token = body["access_token"]
+        return client
+
+    def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if auth:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        for attempt in range(1, API_ATTEMPTS + 1):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    payload = response.read()
+                return json.loads(payload) if payload else None
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")[:500]
+                if attempt < API_ATTEMPTS and _locked(method, exc.code, detail):
+                    log.warning(
+                        "%s %s: HTTP %s (metadata DB busy), try %d of %d",
+                        method,
+                        path,
+                        exc.code,
+                        attempt,
+                        API_ATTEMPTS,
+                    )
+                    time.sleep(self.retry_pause * attempt)
+                    continue
+                raise AirflowApiError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
+        raise AssertionError("unreachable")
+
+    def dag(self, dag_id: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self._request("GET", f"/api/v2/dags/{dag_id}")
+        except AirflowApiError as exc:
+            if "HTTP 404" in str(exc):
+                return None
+            raise
+        return result
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        self._request("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": paused})
+
+    def backfill(
+        self,
+        dag_id: str,
+        from_date: str,
+        to_date: str,
+        *,
+        reprocess: str = "none",
+        max_active_runs: int = 1,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "POST",
+            "/api/v2/backfills",
+            {
+                "dag_id": dag_id,
+                "from_date": from_date,
+                "to_date": to_date,
+                "max_active_runs": max_active_runs,
+                "reprocess_behavior": reprocess,
+            },
+        )
+        return result
+
+    def backfills(self, dag_id: str) -> list[dict[str, Any]]:
+        body = self._request("GET", f"/api/v2/backfills?dag_id={dag_id}")
+        backfills: list[dict[str, Any]] = body["backfills"]
+        return backfills
+
+    def get_backfill(self, backfill_id: int) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/api/v2/backfills/{backfill_id}")
+        return result
+
+    def cancel_backfill(self, backfill_id: int) -> None:
+        self._request("PUT", f"/api/v2/backfills/{backfill_id}/cancel")
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}}
+        )
+        return result
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        from urllib.parse import quote
+
+        body = self._request(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+            "/xcomEntries/return_value?deserialize=true",
+        )
+        return body.get("value")
+
+    def delete_run(self, dag_id: str, run_id: str) -> None:
+        """Delete a run; an unfinished one is marked failed first (Airflow refuses to delete it running)."""
+        from urllib.parse import quote
+
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
+        self._request("PATCH", path, {"state": "failed"})
+        self._request("DELETE", path)
+
+    def clear_run(self, dag_id: str, run_id: str) -> None:
+        """Clear every task of a run (what "Clear" on a run does in the UI): the run goes again."""
+        from urllib.parse import quote
+
+        self._request(
+            "POST",
+            f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/clear",
+            {"dry_run": False, "only_failed": False},
+        )
+
+    def asset_events(self, source_dag_id: str, source_run_id: str) -> list[dict[str, Any]]:
+        """The asset events a run emitted."""
+        from urllib.parse import quote
+
+        body = self._request(
+            "GET",
+            f"/api/v2/assets/events?source_dag_id={source_dag_id}&source_run_id={quote(source_run_id, safe='')}",
+        )
+        events: list[dict[str, Any]] = body["asset_events"]
+        return events
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=-run_after")
+        runs: list[dict[str, Any]] = body["dag_runs"]
+        return runs
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        from urllib.parse import quote
+
+        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")
+        instances: list[dict[str, Any]] = body["task_instances"]
+        return instances
+
+    def task_ids(self, dag_id: str) -> list[str]:
+        """Every task id of the DAG's latest version."""
+        body = self._request("GET", f"/api/v2/dags/{dag_id}/tasks")
+        return [str(t["task_id"]) for t in body["tasks"]]
+
+    def runs_of_logical_dates(self, dag_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """The DAG's runs whose logical date lies in ``[start, end)``, oldest first."""
+        from urllib.parse import urlencode
+
+        query = urlencode(
+            {
+                "logical_date_gte": start.isoformat(),
+                "logical_date_lt": end.isoformat(),
+                "order_by": "logical_date",
+                "limit": 1000,
+            }
+        )
+        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")
+        runs: list[dict[str, Any]] = body["dag_runs"]
+        return runs
+
+    def clear_task_instances(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_ids: list[str],
+        *,
+        downstream: bool,
+        only_failed: bool,
+        dry_run: bool,
+    ) -> list[dict[str, Any]]:
+        """Clear the given tasks of one run, as "Clear" on a task instance in the UI does (the run goes
+        again from them); returns the task instances cleared (or that would be, with ``dry_run``)."""
+        body = self._request(
+            "POST",
+            f"/api/v2/dags/{dag_id}/clearTaskInstances",
+            {
+                "dry_run": dry_run,
+                "dag_run_id": run_id,
+                "task_ids": task_ids,
+                "include_downstream": downstream,
+                "include_upstream": False,
+                "only_failed": only_failed,
+                "reset_dag_runs": True,
+            },
+        )
+        instances: list[dict[str, Any]] = body["task_instances"]
+        return instances
+
+    def mark_task(self, dag_id: str, run_id: str, task_id: str, state: str) -> list[dict[str, Any]]:
+        """Set one task instance's state (``failed``, ``success`` or ``skipped``) as "Mark as" in the UI
+        does: that task only (Airflow's ``include_*`` default to false). Returns the instances changed."""
+        from urllib.parse import quote
+
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+        instances: list[dict[str, Any]] = self._request("PATCH", path, {"new_state": state})["task_instances"]
+        return instances
+
+
+def wait_for_dags(client: AirflowClient, dag_ids: list[str], timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(client.dag(d) is not None for d in dag_ids):
+            return
+        time.sleep(2)
+    raise TimeoutError(f"DAGs {dag_ids} were not parsed within {timeout:.0f}s: check the dag-processor log")
