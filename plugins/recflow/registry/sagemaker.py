@@ -58,7 +58,17 @@ from recflow.core.artifacts import aws_error_code, pack_directory
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
 from recflow.core.locks import create_if_absent
-from recflow.registry import (
+from recflow.registry.base import (
+    incomplete_version,
+    log_promoted,
+    log_published,
+    publication,
+    publish_step,
+    require_reason,
+    unknown_version,
+)
+from recflow.registry.champion import move_champion
+from recflow.registry.model import (
     AT_START,
     CHAMPION,
     JOB_KEY,
@@ -68,14 +78,6 @@ from recflow.registry import (
     ExpectedChampion,
     ModelVersionInfo,
     OnStep,
-    incomplete_version,
-    log_promoted,
-    log_published,
-    move_champion,
-    publication,
-    publish_step,
-    require_reason,
-    unknown_version,
 )
 
 log = logging.getLogger(__name__)

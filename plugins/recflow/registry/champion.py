@@ -1,0 +1,176 @@
+"""The rules of a move of ``champion``, the same on both backends.
+
+Moves of one model are serialized, whoever makes them (publications of several DAG runs,
+people promoting, on any machine): MLflow's tags have no compare-and-set, so each move
+(settle an interrupted one, read the history and the champion, write the intent, move the
+alias, record) runs under a lock of the model, :func:`champion_lock`, a leased object of
+the artifact store (:mod:`recflow.core.locks`), which the SageMaker backend takes too. A
+publication moves ``champion`` only if it still is the version it expected (the one the
+gate compared the challenger against, :func:`publish_evaluated`; else the one when the
+publication began): if someone moved it since, the version is registered and the alias
+stays (``champion_not_moved`` says who moved it). A person's promotion always moves it.
+A recorded move is never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from recflow.core.config import Settings
+from recflow.core.errors import RegistryError
+from recflow.registry.model import AT_START, PUBLISH_STEPS, ExpectedChampion, OnStep
+
+if TYPE_CHECKING:
+    from recflow.core.locks import Lease
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _skip_champion_steps(step: OnStep) -> None:
+    for skipped in PUBLISH_STEPS[PUBLISH_STEPS.index("champion_intent") :]:
+        step(skipped)
+
+
+LOCKS = ("registry", "locks")
+"""Under the artifact root: ``registry/locks/<name>``, the lock of each model's champion moves."""
+
+
+@contextmanager
+def champion_lock(settings: Settings, name: str, who: str) -> Iterator[Lease]:
+    """Hold the lock of ``name``'s champion moves for the block (both backends take it).
+
+    ``registry/locks/<name>`` under the artifact root, a lease of :data:`recflow.core.locks.LEASE_SECONDS`
+    (a holder that crashed blocks moves that long at most) waited for up to
+    :data:`recflow.core.locks.WAIT_SECONDS`. :class:`RegistryError` when it cannot be had in time (naming
+    its holder), or when this holder's lease ran out and another took the lock before a write.
+    """
+    from recflow.core.artifacts import join
+    from recflow.core.locks import LockLost, LockTimeout, lease
+
+    uri = join(settings.artifacts_uri, *LOCKS, quote(name, safe=""))
+    with ExitStack() as stack:
+        try:
+            held = stack.enter_context(lease(settings, uri, f"{who}, moving the champion of {name}"))
+        except LockTimeout as exc:
+            raise RegistryError(
+                f"the champion of {name} cannot be moved now: another move holds its lock. {exc}"
+            ) from exc
+        try:
+            yield held
+        except LockLost as exc:
+            raise RegistryError(
+                f"moving the champion of {name} took longer than its lock's lease: {exc}. Nothing more "
+                "was written; check the champion and its history, then retry"
+            ) from exc
+
+
+def champion_moved_since(
+    history: Sequence[Mapping[str, Any]], current: int | None, version: int, expected: int | None
+) -> str:
+    """Why a publication of ``version`` expecting ``expected`` as champion must leave it alone, or ``""``
+    when it may move it: the champion still is ``expected``, or already is ``version``."""
+    if current in (expected, version):
+        return ""
+    last = history[-1] if history and history[-1]["version"] == current else None
+    by = (
+        f"moved by {last['who']} at move {last['seq']} ({last['at']}: {last['reason']})"
+        if last is not None
+        else "moved outside recflow (no recorded move put it there)"
+    )
+    return (
+        f"champion is version {current}, {by}, since the evaluation compared against "
+        f"{'no champion' if expected is None else f'version {expected}'}; version {version} not promoted"
+    )
+
+
+def next_champion_move(
+    history: Sequence[Mapping[str, Any]],
+    current: int | None,
+    version: int,
+    *,
+    who: str,
+    reason: str,
+    once_per_who: bool,
+    step: OnStep,
+    expected: ExpectedChampion = AT_START,
+) -> tuple[dict[str, Any] | None, str]:
+    """The move of ``champion`` to ``version`` to record next (its ``seq`` follows ``history``), or
+    ``None`` when there is none to make, with why when that is news: the champion is not ``expected``
+    (a publication's compare-and-set, :func:`champion_moved_since`; ``AT_START``: no check), or
+    ``version`` already is champion, or (``once_per_who``) ``who`` already moved it there once, so a
+    retried publication never undoes a later rollback. The champion steps of :data:`PUBLISH_STEPS`
+    are reported done when nothing moves. Called under the model's lock (:func:`champion_lock`)."""
+    not_moved = "" if expected is AT_START else champion_moved_since(history, current, version, expected)
+    if (
+        not_moved
+        or current == version
+        or (once_per_who and any(e["version"] == version and e["who"] == who for e in history))
+    ):
+        _skip_champion_steps(step)
+        return None, not_moved
+    return {
+        "seq": (int(history[-1]["seq"]) if history else 0) + 1,
+        "version": version,
+        "previous_version": current,
+        "who": who,
+        "at": _now(),
+        "reason": reason,
+    }, ""
+
+
+def move_champion(
+    settings: Settings,
+    name: str,
+    version: int,
+    *,
+    who: str,
+    reason: str,
+    once_per_who: bool,
+    expected: ExpectedChampion,
+    step: OnStep,
+    settle: Callable[[], None],
+    state: Callable[[], tuple[Sequence[Mapping[str, Any]], int | None]],
+    intend: Callable[[dict[str, Any]], None],
+    move: Callable[[dict[str, Any]], None],
+    record: Callable[[dict[str, Any]], None],
+    clear: Callable[[], None],
+) -> tuple[dict[str, Any] | None, str]:
+    """Move ``champion`` of ``name`` to ``version`` under the model's lock, as both backends do: the move
+    recorded (``None``: none), and why none was made when that is news (see :func:`next_champion_move`).
+
+    The backend's records: ``settle`` finishes or discards an interrupted move, ``state`` reads the
+    history and the champion, ``intend`` writes the move ahead, ``move`` moves the alias (or approval),
+    ``record`` adds the move to the history (never over another), ``clear`` removes the intent."""
+    with champion_lock(settings, name, who) as held:
+        settle()
+        history, current = state()
+        entry, not_moved = next_champion_move(
+            history,
+            current,
+            version,
+            who=who,
+            reason=reason,
+            once_per_who=once_per_who,
+            step=step,
+            expected=expected,
+        )
+        if entry is None:
+            return None, not_moved
+        intend(entry)
+        step("champion_intent")
+        held.check()
+        move(entry)
+        step("champion")
+        record(entry)
+        step("champion_recorded")
+        clear()
+        return entry, ""
