@@ -17,6 +17,7 @@ from bench.baselines import (
     interaction_matrix,
     popularity_scores,
 )
+from bench.quality_report import MARK_END, MARK_START
 from bench.report import write_section
 
 
@@ -103,17 +104,15 @@ def test_quality_exits_2_when_files_are_missing(tmp_path: Path, capsys: pytest.C
 
 def test_docs_section_replaces_only_between_the_markers(tmp_path: Path) -> None:
     docs = tmp_path / "benchmarks.md"
-    docs.write_text(
-        f"# Benchmarks\n\nintro\n\n{quality.MARK_START}\nold\n{quality.MARK_END}\n\n## Other\nkept\n"
-    )
-    write_section(docs, f"{quality.MARK_START}\nnew\n{quality.MARK_END}", "quality")
+    docs.write_text(f"# Benchmarks\n\nintro\n\n{MARK_START}\nold\n{MARK_END}\n\n## Other\nkept\n")
+    write_section(docs, f"{MARK_START}\nnew\n{MARK_END}", "quality")
     text = docs.read_text()
     assert "old" not in text
     assert "new" in text
     assert text.startswith("# Benchmarks\n\nintro\n")
     assert text.endswith("## Other\nkept\n")
     fresh = tmp_path / "fresh.md"
-    write_section(fresh, f"{quality.MARK_START}\nnew\n{quality.MARK_END}", "quality")
+    write_section(fresh, f"{MARK_START}\nnew\n{MARK_END}", "quality")
     assert fresh.read_text().startswith("# Benchmarks")
     with pytest.raises(ValueError, match="overhead:start"):
         write_section(docs, "no markers", "overhead")
