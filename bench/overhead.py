@@ -116,7 +116,7 @@ def _timed(steps: dict[str, float], step: str) -> Iterator[None]:
 
 def bare_day(settings: Settings, ds: dt.date) -> dict[str, float]:
     """One warehouse day, step by step, in this process: seconds per step."""
-    from recflow.ingest.audit import audit_days
+    from recflow.ingest.days import audit_days
     from recflow.ingest.land import stage_partitions
     from recflow.quality import check_training_marts
 

@@ -87,7 +87,7 @@ def run_step(settings: Settings, step: str) -> None:
 
         stage_partitions(settings, [DAY])
     elif step == "audit":
-        from recflow.ingest.audit import audit_days
+        from recflow.ingest.days import audit_days
 
         audit_days(settings, [DAY], run_id="bench-scale")
     elif step == "dbt build":
@@ -154,7 +154,7 @@ def warehouse_at(base: Settings, events: int) -> dict[str, Any]:
 
 
 def _landed_events(settings: Settings) -> int:
-    from recflow.ingest.land import partition_dir
+    from recflow.ingest.contract import partition_dir
 
     return sum(_parquet_rows(p) for p in partition_dir(settings.landing_dir, DAY).glob("*.parquet"))
 

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recflow.core.config import Settings, subprocess_env
-from recflow.ingest.land import partition_dir
+from recflow.ingest.contract import partition_dir
 from recflow.oncall.incidents import IncidentStore
 from recflow.producers.generate import GeneratorConfig, generate
 from recflow.registry import MlflowRegistry

@@ -31,8 +31,8 @@ import pytest
 
 from recflow.cli import main
 from recflow.core.config import Settings
-from recflow.ingest.audit import stage_and_audit
-from recflow.ingest.land import partition_dir
+from recflow.ingest.contract import partition_dir
+from recflow.ingest.days import stage_and_audit
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 from recflow.registry import MlflowRegistry
 from recflow.stack.api import AirflowClient, wait_for_dags

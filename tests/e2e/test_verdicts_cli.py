@@ -21,7 +21,7 @@ import pytest
 
 from recflow.cli import main
 from recflow.core.config import Settings
-from recflow.ingest.land import SUCCESS_MARKER, partition_dir
+from recflow.ingest.contract import SUCCESS_MARKER, partition_dir
 from recflow.stack.demo import TRAIN_DAG, WAREHOUSE_DAG, setup
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from recflow.core.config import Settings, subprocess_env
-from recflow.ingest.audit import stage_and_audit
+from recflow.ingest.days import stage_and_audit
 from recflow.producers.generate import GeneratorConfig, generate
 
 TINY = GeneratorConfig(start=date(2026, 1, 1), days=3, users=60, pins=200, topics=6, seed=11)

@@ -18,8 +18,9 @@ import pytest
 
 from recflow.core.config import Settings
 from recflow.core.errors import PartitionRefused
-from recflow.ingest.audit import stage_and_audit
-from recflow.ingest.land import partition_dir, stage_partitions, staged_table
+from recflow.ingest.contract import partition_dir, staged_table
+from recflow.ingest.days import stage_and_audit
+from recflow.ingest.land import stage_partitions
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 from recflow.warehouse import connect, content_checksum, table_exists
 from tests.integration.conftest import build_marts

@@ -19,8 +19,8 @@ import pytest
 
 from recflow.core import errors
 from recflow.core.config import Settings
-from recflow.ingest.audit import stage_and_audit
-from recflow.ingest.land import partition_dir
+from recflow.ingest.contract import partition_dir
+from recflow.ingest.days import stage_and_audit
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 from recflow.warehouse import DuckDBWarehouse
 from tests.integration.test_audit import _set

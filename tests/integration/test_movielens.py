@@ -13,7 +13,7 @@ import pytest
 
 from bench.movielens_split import leave_last_out
 from recflow.core.config import Settings
-from recflow.ingest.audit import stage_and_audit
+from recflow.ingest.days import stage_and_audit
 from recflow.producers.movielens import MovieLensError, load_movielens, read_ratings
 from recflow.warehouse import connect
 from tests.conftest import SHARED_DATA

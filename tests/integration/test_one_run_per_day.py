@@ -16,8 +16,9 @@ import pytest
 
 from recflow.core import errors
 from recflow.core.config import Settings
-from recflow.ingest.audit import audit_days, stage_and_audit
-from recflow.ingest.land import partition_dir, stage_partitions
+from recflow.ingest.contract import partition_dir
+from recflow.ingest.days import audit_days, stage_and_audit
+from recflow.ingest.land import stage_partitions
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 
 pytestmark = pytest.mark.integration

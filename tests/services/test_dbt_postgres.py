@@ -24,7 +24,7 @@ import duckdb
 import yaml  # type: ignore[import-untyped]
 
 from recflow.core.config import Settings, subprocess_env
-from recflow.ingest.audit import stage_and_audit
+from recflow.ingest.days import stage_and_audit
 from recflow.producers.generate import GeneratorConfig, generate
 from recflow.warehouse import ANALYTICS_SCHEMA
 from recflow.warehouse.checksum import TableDigest, arrow_digest, table_digest

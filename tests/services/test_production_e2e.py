@@ -121,7 +121,7 @@ def _embedded_marts(tmp_path: Path, landing: Path) -> dict[str, Any]:
     """The same landing files through the embedded profile's steps (DuckDB), without Airflow."""
     import duckdb
 
-    from recflow.ingest.audit import stage_and_audit
+    from recflow.ingest.days import stage_and_audit
     from recflow.warehouse.checksum import table_digest
     from tests.integration.conftest import build_marts
 

@@ -22,8 +22,9 @@ import pytest
 
 from recflow.core.config import Settings
 from recflow.core.errors import ContractViolation, DataQualityError, DayClaimed, PartitionRefused
-from recflow.ingest.audit import audit_days, stage_and_audit
-from recflow.ingest.land import partition_dir, stage_partitions, staged_table
+from recflow.ingest.contract import partition_dir, staged_table
+from recflow.ingest.days import audit_days, stage_and_audit
+from recflow.ingest.land import stage_partitions
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 from recflow.quality import check_training_marts
 from recflow.snapshot import take_snapshot

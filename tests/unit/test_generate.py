@@ -8,7 +8,7 @@ import pytest
 
 import recflow.producers.generate as generate_module
 from recflow.core.errors import ConfigError
-from recflow.ingest.land import EVENT_TYPES, EVENTS_SCHEMA
+from recflow.ingest.contract import EVENT_TYPES, EVENTS_SCHEMA
 from recflow.producers.generate import GeneratorConfig, generate
 
 SMALL = GeneratorConfig(start=date(2026, 1, 1), days=2, users=40, pins=150, topics=6, seed=3)

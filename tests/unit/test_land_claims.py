@@ -13,7 +13,8 @@ import pytest
 
 from recflow.core import errors
 from recflow.core.config import Settings
-from recflow.ingest.land import partition_dir, stage_partitions
+from recflow.ingest.contract import partition_dir
+from recflow.ingest.land import stage_partitions
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 
 DAY, NEXT = date(2026, 1, 1), date(2026, 1, 2)
@@ -71,7 +72,7 @@ def test_a_second_run_cannot_land_a_day_another_run_holds(landed: Settings) -> N
 def test_a_stale_claim_is_taken_over(landed: Settings, caplog: pytest.LogCaptureFixture) -> None:
     stage_partitions(landed, [DAY], run_id="died")
     _sql(landed, "update raw_staging.day_claims set claimed_at = claimed_at - interval '7 hours'")
-    with caplog.at_level(logging.WARNING, logger="recflow.ingest.land"):
+    with caplog.at_level(logging.WARNING, logger="recflow.ingest.claims"):
         stage_partitions(landed, [DAY], run_id="next")
     assert _claims(landed) == [(DAY, "next")]
     assert (

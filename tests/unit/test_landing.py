@@ -12,13 +12,8 @@ import pytest
 
 from recflow.core.config import Settings
 from recflow.core.errors import ContractViolation, LandingLate
-from recflow.ingest.land import (
-    SUCCESS_MARKER,
-    partition_complete,
-    partition_dir,
-    stage_partitions,
-    staged_table,
-)
+from recflow.ingest.contract import SUCCESS_MARKER, partition_complete, partition_dir, staged_table
+from recflow.ingest.land import stage_partitions
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 from recflow.warehouse import connect, content_checksum, table_exists
 

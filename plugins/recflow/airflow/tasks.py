@@ -69,7 +69,7 @@ def wait_for_landing(
     data_interval_end: datetime | None = None,
 ) -> bool:
     """Wait (without holding a worker) until the day's partition is complete (``_SUCCESS``); fail after 6 hours."""
-    from recflow.ingest.land import SUCCESS_MARKER, partition_complete, partition_dir
+    from recflow.ingest.contract import SUCCESS_MARKER, partition_complete, partition_dir
 
     settings = task_settings()
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
@@ -114,7 +114,7 @@ def audit(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Quarantine rows that break a row rule; publish the day to ``raw.events`` or refuse it."""
-    from recflow.ingest.audit import audit_days
+    from recflow.ingest.days import audit_days
 
     params = params or {}
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recflow.ingest.land import EVENTS_SCHEMA, PINS_SCHEMA, USERS_SCHEMA, partition_dir
+from recflow.ingest.contract import EVENTS_SCHEMA, PINS_SCHEMA, USERS_SCHEMA, partition_dir
 from recflow.producers.generate import write_parquet, write_partition
 
 log = logging.getLogger(__name__)

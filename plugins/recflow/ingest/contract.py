@@ -1,0 +1,278 @@
+"""The landing contract: the zone's schemas, its partition paths, and the checks every file must pass.
+
+The landing zone's format is the contract in ``docs/data-contract.md``. A partition
+is complete when its ``_SUCCESS`` marker exists (written last by the producer, the
+Spark/Hadoop convention). Landing checks the *shape* of every file strictly: a
+missing, extra or renamed column, a column of another type (even one that could be
+cast, such as integer ids), a file that is not Parquet, an empty file or invalid
+UTF-8 refuses the whole day with a :class:`~recflow.core.errors.ContractViolation`
+naming the file, the column, the type found and the type expected. The catalogues
+(pins, users) must have unique, non-null ids.
+
+Also here: the columns of ``raw.events`` and of a staged day (:data:`EVENT_COLUMNS`), and the
+name of a day's staging table (:func:`staged_table`).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recflow.core.config import Settings
+from recflow.core.errors import ContractViolation, LandingLate
+from recflow.warehouse import STAGING_SCHEMA
+
+SUCCESS_MARKER = "_SUCCESS"
+"""Written last by the producer: its presence says the partition is complete."""
+
+EVENT_TYPES = ("impression", "closeup", "click", "save", "hide")
+
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("user_id", pa.string()),
+        ("pin_id", pa.string()),
+        ("event_type", pa.string()),
+        ("event_ts", pa.timestamp("us", tz="UTC")),
+        ("surface", pa.string()),
+        ("value", pa.float64()),
+    ]
+)
+OPTIONAL_EVENT_COLUMNS = frozenset({"value"})
+
+PINS_SCHEMA = pa.schema(
+    [
+        ("pin_id", pa.string()),
+        ("board_id", pa.string()),
+        ("title", pa.string()),
+        ("topics", pa.list_(pa.string())),
+    ]
+)
+USERS_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("country", pa.string()),
+        ("age", pa.int32()),
+        ("gender", pa.string()),
+        ("occupation", pa.string()),
+    ]
+)
+
+EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "varchar"),
+    ("user_id", "varchar"),
+    ("pin_id", "varchar"),
+    ("event_type", "varchar"),
+    ("event_ts", "timestamptz"),
+    ("surface", "varchar"),
+    ("value", "double precision"),
+    ("ds", "date not null"),
+    ("_source_file", "varchar not null"),
+    ("_source_row", "bigint not null"),
+    ("_loaded_at", "timestamptz not null"),
+)
+"""The columns of ``raw.events`` and of a staged day: the contract's, then where each row came from
+(types both warehouse engines read alike)."""
+EVENT_COLUMNS_DDL = ", ".join(f"{name} {sql_type}" for name, sql_type in EVENT_COLUMNS)
+
+CONTRACT = "docs/data-contract.md"
+
+
+def partition_dir(landing_dir: Path, ds: date) -> Path:
+    return landing_dir / "events" / f"ds={ds.isoformat()}"
+
+
+def partition_complete(landing_dir: Path, ds: date) -> bool:
+    """True when the producer has finished the partition (its ``_SUCCESS`` marker exists)."""
+    return (partition_dir(landing_dir, ds) / SUCCESS_MARKER).is_file()
+
+
+def staged_table(ds: date) -> str:
+    return f"{STAGING_SCHEMA}.events__{ds:%Y%m%d}"
+
+
+def _is_string(t: pa.DataType) -> bool:
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
+
+
+def _same_type(found: pa.DataType, expected: pa.DataType) -> bool:
+    """The same logical type: string encodings, timestamp units (UTC or naive) and list layouts may differ."""
+    if pa.types.is_null(found):
+        return True  # a column with no values at all carries no type to disagree with
+    if _is_string(expected):
+        return _is_string(found)
+    if pa.types.is_timestamp(expected):
+        return bool(pa.types.is_timestamp(found)) and found.tz in (None, "UTC", "+00:00", "Etc/UTC")
+    if pa.types.is_list(expected):
+        return bool(
+            pa.types.is_list(found) or pa.types.is_large_list(found) or pa.types.is_list_view(found)
+        ) and _same_type(found.value_type, expected.value_type)
+    return bool(found.equals(expected))
+
+
+def _conform(table: pa.Table, schema: pa.Schema, source: Path, optional: frozenset[str]) -> pa.Table:
+    """The contract's columns in the contract's types, or a refusal naming file, column and types."""
+    expected = set(schema.names)
+    extra = [name for name in table.column_names if name not in expected]
+    missing = [f.name for f in schema if f.name not in table.column_names and f.name not in optional]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"required column(s) {', '.join(repr(c) for c in missing)} missing")
+        if extra:
+            parts.append(f"column(s) {', '.join(repr(c) for c in extra)} not in the contract")
+        raise ContractViolation(
+            f"{source}: {'; '.join(parts)} (found columns: {', '.join(table.column_names)}; "
+            f"expected: {', '.join(schema.names)}); see {CONTRACT}",
+            check="columns",
+            columns=missing + extra,
+            observed=", ".join(table.column_names),
+            expected=", ".join(schema.names),
+            evidence=str(source),
+        )
+    columns = []
+    for fld in schema:
+        if fld.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, fld.type))
+            continue
+        column = table.column(fld.name)
+        if not _same_type(column.type, fld.type):
+            raise ContractViolation(
+                f"{source}: column {fld.name!r} has type {column.type}, expected {fld.type}; values are "
+                f"never cast into the contract's type (see {CONTRACT})",
+                check="column_type",
+                columns=[fld.name],
+                observed=str(column.type),
+                expected=str(fld.type),
+                evidence=str(source),
+            )
+        if _is_string(column.type):
+            _check_utf8(column, fld.name, source)
+            _check_no_nul(column, fld.name, source)
+        if pa.types.is_timestamp(column.type) and column.type.tz is None:
+            column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))  # naive = UTC, per the contract
+        columns.append(column.cast(fld.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _check_utf8(column: pa.ChunkedArray, name: str, source: Path) -> None:
+    offset = 0
+    for chunk in column.chunks:
+        try:
+            chunk.validate(full=True)
+        except pa.ArrowInvalid:
+            binary = chunk.cast(pa.binary()) if not pa.types.is_string_view(chunk.type) else chunk
+            for i, raw in enumerate(binary.to_pylist()):
+                if raw is None:
+                    continue
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ContractViolation(
+                        f"{source}: column {name!r} row {offset + i} is not valid UTF-8 ({exc.reason} at "
+                        f"byte {exc.start}: {raw[: exc.start + 4]!r}); see {CONTRACT}",
+                        check="utf8",
+                        columns=[name],
+                        observed=f"invalid UTF-8 in row {offset + i}",
+                        expected="UTF-8 strings",
+                        evidence=str(source),
+                    ) from None
+            raise
+        offset += len(chunk)
+
+
+def _check_no_nul(column: pa.ChunkedArray, name: str, source: Path) -> None:
+    """No NUL character in text: PostgreSQL cannot store one, so the contract refuses it on every engine."""
+    import pyarrow.compute as pc
+
+    has_nul = pc.fill_null(pc.match_substring(column, "\x00"), False)
+    if not pc.any(has_nul).as_py():
+        return
+    row = int(pc.index(has_nul, True).as_py())
+    raise ContractViolation(
+        f"{source}: column {name!r} row {row} holds a NUL character (\\x00): "
+        f"{column[row].as_py()!r}; see {CONTRACT}",
+        check="nul_character",
+        columns=[name],
+        observed=f"a NUL character in row {row}",
+        expected="text without NUL characters",
+        evidence=str(source),
+    )
+
+
+def _read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Table:
+    if path.stat().st_size == 0:
+        raise ContractViolation(
+            f"{path}: the file is empty (0 bytes), not a Parquet file; see {CONTRACT}",
+            check="parquet",
+            observed="0 bytes",
+            expected="a Parquet file",
+            evidence=str(path),
+        )
+    try:
+        raw = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ContractViolation(
+            f"{path}: not a readable Parquet file ({exc}); see {CONTRACT}",
+            check="parquet",
+            observed=str(exc),
+            expected="a Parquet file",
+            evidence=str(path),
+        ) from None
+    return _conform(raw, schema, path, optional)
+
+
+def _read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
+    files = sorted(directory.glob("*.parquet"))
+    if not files:
+        raise ContractViolation(
+            f"{directory}: no Parquet snapshot of the catalogue; see {CONTRACT}",
+            check="catalogue_present",
+            expected="one or more Parquet files",
+            evidence=str(directory),
+        )
+    table = pa.concat_tables([_read_file(path, schema, frozenset()) for path in files])
+    key = schema.names[0]
+    ids = table.column(key)
+    empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids), ""), True)
+    nulls = np.flatnonzero(empty.to_numpy(zero_copy_only=False)).tolist()
+    counts = pc.value_counts(ids.drop_null())
+    duplicates = sorted(counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist())
+    if nulls or duplicates:
+        found = []
+        if nulls:
+            found.append(f"{len(nulls)} null or empty {key}(s) (rows {nulls[:5]})")
+        if duplicates:
+            found.append(f"{len(duplicates)} duplicated {key}(s) (e.g. {duplicates[:5]})")
+        raise ContractViolation(
+            f"{directory}: the catalogue's key {key!r} must be unique and not null: {'; '.join(found)}; "
+            f"see {CONTRACT}",
+            check="catalogue_key",
+            columns=[key],
+            observed="; ".join(found),
+            expected=f"unique, non-null {key}",
+            evidence=", ".join(str(f) for f in files),
+        )
+    return table
+
+
+def _event_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(("_", ".")))
+
+
+def check_arrived(settings: Settings, days: list[date]) -> None:
+    """Raise :class:`LandingLate` unless every day's partition is complete (has ``_SUCCESS``)."""
+    late = [d for d in days if not partition_complete(settings.landing_dir, d)]
+    if late:
+        shown = ", ".join(str(d) for d in late[:5]) + (" ..." if len(late) > 5 else "")
+        first = partition_dir(settings.landing_dir, late[0])
+        state = "has no _SUCCESS marker (still being written?)" if first.is_dir() else "does not exist"
+        raise LandingLate(
+            f"landing partition {first} {state}: the upstream export is not complete for "
+            f"{len(late)} day(s): {shown}"
+        )
