@@ -36,7 +36,7 @@ from tests.integration.conftest import home_with_warehouse_of
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
-LONG = {"epochs": "500", "batch_size": "16"}
+LONG = {"epochs": "200", "batch_size": "16"}  # the most epochs, the smallest batches
 """A job that would run for minutes: every test ends it long before."""
 STARTUP = 180.0
 """Seconds a job may take to reach its first epoch (TensorFlow's import, on a loaded machine)."""
@@ -324,7 +324,7 @@ def test_the_train_task_waits_deferred_and_a_kill_while_deferred_stops_the_job(
     assert Settings.from_env().jobs_dir == settings.jobs_dir
     backend = LocalTrainingBackend(settings)
     operator = TrainingJobOperator(task_id="train", snapshot=snap.to_xcom(), poll_seconds=0.5)
-    params = {"epochs": 500, "batch_size": 16, "dry_run": False, "model_name": None}
+    params = {"epochs": 200, "batch_size": 16, "dry_run": False, "model_name": None}
     with pytest.raises(TaskDeferred) as deferred:
         operator.execute({"params": params})
     trigger = deferred.value.trigger

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Param
 from recflow.core.errors import ParamsError
+from recflow_ml.hyperparameters import DECLARATIONS, Declaration
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,75 +55,34 @@ def strict_param(default: Any, description: str, **schema: Any) -> Param:
     return Param(default, description=description, schema=full)
 
 
-HYPERPARAMETERS: dict[str, Param] = {
-    "embedding_dim": strict_param(64, "Width of both towers.", type="integer", minimum=4, maximum=512),
-    "epochs": strict_param(10, "Passes over the train split.", type="integer", minimum=1, maximum=200),
-    "batch_size": strict_param(256, "Examples per step.", type="integer", minimum=16, maximum=65536),
-    "learning_rate": strict_param(
-        0.003,
-        "AdamW's peak step size (cosine decay).",
-        type="number",
-        minimum=0,
-        exclusiveMinimum=True,
-        maximum=1,
-    ),
-    "temperature": strict_param(
-        1.0, "Softmax temperature.", type="number", minimum=0, exclusiveMinimum=True, maximum=10
-    ),
-    "oov_rate": strict_param(
-        0.02,
-        "Share of users trained as unknown.",
-        type="number",
-        minimum=0,
-        maximum=1,
-        exclusiveMaximum=True,
-    ),
-    "seed": strict_param(7, "Seed of the training job.", type="integer", minimum=0, maximum=2**31 - 1),
-    "history_length": strict_param(
-        20,
-        "Recent engagements pooled into the user tower.",
-        type="integer",
-        minimum=1,
-        maximum=500,
-    ),
-    "history_decay": strict_param(
-        0.6,
-        "Recency weight per step back (1 = mean).",
-        type="number",
-        minimum=0,
-        exclusiveMinimum=True,
-        maximum=1,
-    ),
-    "hidden_dim": strict_param(128, "User tower's hidden layer.", type="integer", minimum=4, maximum=4096),
-    "dropout": strict_param(
-        0.1,
-        "Dropout in the user tower.",
-        type="number",
-        minimum=0,
-        maximum=1,
-        exclusiveMaximum=True,
-    ),
-    "weight_decay": strict_param(0.01, "AdamW decoupled weight decay.", type="number", minimum=0, maximum=1),
-    "mask_history": strict_param(
-        1, "1 = never score a user's history items as targets.", type="integer", enum=[0, 1]
-    ),
-    "sampled_softmax_min_items": strict_param(
-        100000,
-        "Catalogues of at least this many pins train on a sampled softmax with logQ correction; "
-        "smaller ones on the full softmax.",
-        type="integer",
-        minimum=1,
-        maximum=1_000_000_000,
-    ),
-    "num_negatives": strict_param(
-        1024,
-        "Uniform negatives shared by a batch (sampled softmax only).",
-        type="integer",
-        minimum=1,
-        maximum=65536,
-    ),
-}
-"""Defaults equal ``recflow_ml.hyperparameters.Hyperparameters`` (chosen on validation, docs/model.md)."""
+def hyperparameter_schema(declared: Declaration) -> dict[str, Any]:
+    """The JSON schema (draft 4, without ``$schema``) of a hyperparameter's declared type and bounds."""
+    bounds = declared.bounds
+    schema: dict[str, Any] = {"type": "integer" if declared.kind is int else "number"}
+    if bounds.choices:
+        return {**schema, "enum": list(bounds.choices)}
+    if bounds.minimum is not None:
+        schema["minimum"] = bounds.minimum
+        if bounds.exclusive_minimum:
+            schema["exclusiveMinimum"] = True
+    if bounds.maximum is not None:
+        schema["maximum"] = bounds.maximum
+        if bounds.exclusive_maximum:
+            schema["exclusiveMaximum"] = True
+    return schema
+
+
+def hyperparameter_params() -> dict[str, Param]:
+    """A param for each of the model's hyperparameters, as ``recflow_ml.hyperparameters`` declares
+    it (default, help, type, bounds): the job and the DAG accept the same values."""
+    return {
+        name: strict_param(declared.default, declared.help, **hyperparameter_schema(declared))
+        for name, declared in DECLARATIONS.items()
+    }
+
+
+HYPERPARAMETERS: dict[str, Param] = hyperparameter_params()
+"""The hyperparameters' params, derived from their one declaration (``recflow_ml.hyperparameters``)."""
 
 TRAIN_PARAMS: dict[str, Param] = {
     **HYPERPARAMETERS,
@@ -134,11 +94,6 @@ TRAIN_PARAMS: dict[str, Param] = {
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
     ),
 }
-
-
-def hyperparameters_from_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """The hyperparameters of a run as SageMaker wants them: every value a string."""
-    return {name: str(params.get(name, param.value)) for name, param in HYPERPARAMETERS.items()}
 
 
 WAREHOUSE_PARAMS: dict[str, Param] = {

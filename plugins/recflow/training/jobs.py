@@ -25,6 +25,8 @@ from recflow.core.config import Settings
 from recflow.core.errors import ParamsError, TrainingFailureKind, TrainingJobFailed, TrainingJobNotFound
 from recflow.training.backend import TERMINAL_STATES, TrainingBackend
 from recflow.training.spec import TrainingJobSpec, attempt_name, code_version, job_name
+from recflow_ml.contract import ContractError
+from recflow_ml.hyperparameters import Hyperparameters
 
 log = logging.getLogger(__name__)
 
@@ -195,9 +197,6 @@ def hyperparameters_of(params: Mapping[str, Any]) -> dict[str, str]:
     Every field of ``recflow_ml.hyperparameters.Hyperparameters`` comes from ``params`` or its
     default; other params (``dry_run``, ``model_name``) are not hyperparameters. A value the job
     would refuse (``epochs=5.0``) raises ``ParamsError`` naming the param, before any job starts."""
-    from recflow_ml.contract import ContractError
-    from recflow_ml.hyperparameters import Hyperparameters
-
     defaults = Hyperparameters()
     hps = {f.name: str(params.get(f.name, getattr(defaults, f.name))) for f in fields(Hyperparameters)}
     for name, text in hps.items():

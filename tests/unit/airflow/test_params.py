@@ -13,14 +13,16 @@ from recflow.airflow.params import (
     WAREHOUSE_PARAMS,
     StrictConfMiddleware,
     check_conf,
-    hyperparameters_from_params,
+    hyperparameter_params,
     params_of,
     refuse_bad_params,
     strict_param,
     unknown_conf_keys,
 )
 from recflow.core.errors import ParamsError
-from recflow_ml.hyperparameters import Hyperparameters
+from recflow.training.jobs import hyperparameters_of
+from recflow_ml.contract import ContractError
+from recflow_ml.hyperparameters import DECLARATIONS, Hyperparameters
 
 ALL_PARAMS = {**TRAIN_PARAMS, **WAREHOUSE_PARAMS}
 INTEGERS = sorted(name for name, p in ALL_PARAMS.items() if p.schema["type"] == "integer")
@@ -47,13 +49,62 @@ def test_params_mirror_the_models_hyperparameters() -> None:
     defaults = Hyperparameters()
     assert set(HYPERPARAMETERS) == {f.name for f in dataclasses.fields(Hyperparameters)}
     assert {name: param.value for name, param in HYPERPARAMETERS.items()} == dataclasses.asdict(defaults)
-    assert Hyperparameters.from_strings(hyperparameters_from_params({})) == defaults
+    assert Hyperparameters.from_strings(hyperparameters_of({})) == defaults
 
 
 def test_overrides_become_strings() -> None:
-    hps = hyperparameters_from_params({"epochs": 3, "learning_rate": 0.05})
+    hps = hyperparameters_of({"epochs": 3, "learning_rate": 0.05})
     assert hps["epochs"] == "3" and hps["learning_rate"] == "0.05"
     assert Hyperparameters.from_strings(hps).epochs == 3
+
+
+def test_a_bound_changed_in_its_declaration_moves_the_dag_param_and_the_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Hyperparameters are declared once (recflow_ml.hyperparameters): the Dag's params follow."""
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    declared = DECLARATIONS["embedding_dim"]
+    assert hyperparameter_params()["embedding_dim"].schema["maximum"] == declared.bounds.maximum == 512
+    tighter = dataclasses.replace(declared, bounds=dataclasses.replace(declared.bounds, maximum=128))
+    monkeypatch.setitem(DECLARATIONS, "embedding_dim", tighter)
+
+    params = ParamsDict(hyperparameter_params())
+    assert params["embedding_dim"] == 64
+    params["embedding_dim"] = 128
+    with pytest.raises(ParamValidationError, match=r"256 is greater than the maximum of 128"):
+        params["embedding_dim"] = 256
+    assert Hyperparameters.from_strings({"embedding_dim": "128"}).embedding_dim == 128
+    with pytest.raises(ContractError, match=r"^hyperparameter embedding_dim=256 must be <= 128$"):
+        Hyperparameters.from_strings({"embedding_dim": "256"})
+
+
+def test_the_dag_refuses_what_the_job_refuses_and_accepts_what_it_accepts() -> None:
+    """At each declared bound, and just past it, the Dag's param and the job agree."""
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    for name, declared in DECLARATIONS.items():
+        bounds, step = declared.bounds, 1 if declared.kind is int else 1e-9
+        edges = [
+            *bounds.choices,
+            *([bounds.minimum, bounds.minimum - step] if bounds.minimum is not None else []),
+            *([bounds.maximum, bounds.maximum + step] if bounds.maximum is not None else []),
+        ]
+        for edge in edges:
+            value = declared.kind(edge)
+            try:
+                Hyperparameters(**{name: value})  # type: ignore[arg-type]
+                job_accepts = True
+            except ContractError:
+                job_accepts = False
+            try:
+                ParamsDict(dict(HYPERPARAMETERS))[name] = value
+                dag_accepts = True
+            except ParamValidationError:
+                dag_accepts = False
+            assert job_accepts == dag_accepts, (name, value)
 
 
 def test_every_schema_is_draft_4_and_typed_and_its_default_valid() -> None:
