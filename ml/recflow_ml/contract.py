@@ -1,17 +1,6 @@
 """The SageMaker training-container contract, read once into a typed object.
 
-Layout under the base directory (``/opt/ml`` on SageMaker, movable with
-``SAGEMAKER_BASE_DIR`` for local runs and tests)::
-
-    input/config/hyperparameters.json   hyperparameters, all values strings
-    input/config/inputdataconfig.json   the channels
-    input/config/resourceconfig.json    the job's hosts: ``current_host``, ``hosts``
-    input/data/<channel>/               each channel's files
-    model/                              what we save; the platform tars it to model.tar.gz
-    output/failure                      why the job failed, read by DescribeTrainingJob
-    output/data/                        extra outputs (plots, metrics)
-    checkpoints/                        CheckpointConfig.LocalPath: what an earlier attempt of
-                                        the job saved is here at start; synced to S3 while it runs
+The layout under the base directory (``/opt/ml``) is ``recflow_ml.layout``'s.
 
 The training toolkit also exports ``SM_MODEL_DIR``, ``SM_CHANNEL_<NAME>``,
 ``SM_HPS``, ``SM_OUTPUT_DATA_DIR``, ``SM_HOSTS`` and ``SM_CURRENT_HOST``; they win
@@ -33,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_BASE_DIR = Path("/opt/ml")
+from recflow_ml.layout import DEFAULT_BASE_DIR
+
 FAILURE_REASON_LIMIT = 1024
 DEFAULT_WORKER_PORT = 2222
 """The port every worker's collective-ops server listens on, unless its host entry names one."""
