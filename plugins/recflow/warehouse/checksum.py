@@ -49,7 +49,7 @@ import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from recflow.warehouse import RUN_METADATA_COLUMNS
+from recflow.warehouse.base import RUN_METADATA_COLUMNS, Warehouse
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -244,3 +244,25 @@ def _inexact_number_text(value: float | decimal.Decimal, digits: int) -> str:
     if rounded == rounded.to_integral_value():
         return str(int(rounded))
     return str(rounded.normalize())
+
+
+def content_checksum(
+    con: Warehouse, table: str, exclude: Sequence[str] = tuple(RUN_METADATA_COLUMNS)
+) -> tuple[int, str]:
+    """(rows, checksum) of a table's content, independent of row order and of run metadata columns.
+
+    Two tables with the same multiset of rows (over the kept columns) have the same
+    checksum; it is how reruns prove they changed nothing. The values are the engine's
+    own: compare checksums taken on the same engine only.
+    """
+    columns = [c for c in con.columns(table) if c not in exclude]
+    if not columns:
+        raise ValueError(f"{table} does not exist or has no columns besides {sorted(exclude)}")
+    kept = ", ".join(f'"{c}"' for c in columns)
+    row_hash = con.dialect.row_hash(kept)
+    row = con.execute(
+        f"select count(*), coalesce(sum({row_hash} % 1000000007), 0), "
+        f"coalesce(bit_xor({row_hash}), 0) from {table}"
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), f"{int(row[1]):x}-{int(row[2]):x}"

@@ -1,0 +1,163 @@
+"""The warehouse interface that every engine implements, and what the engines share.
+
+:class:`Warehouse` (statements, transactions, bulk loads, Arrow fetches), :class:`Rows` (what
+:meth:`Warehouse.execute` returns), :class:`Dialect` (the SQL that differs between engines), the
+schema and pool names, and :func:`table_exists`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+WAREHOUSE_POOL = "warehouse"
+STAGING_SCHEMA = "raw_staging"
+RAW_SCHEMA = "raw"
+ANALYTICS_SCHEMA = "analytics"
+QUALITY_SCHEMA = "quality"
+
+RUN_METADATA_COLUMNS = frozenset(
+    {"_loaded_at", "loaded_at", "run_id", "quarantined_at", "audited_at", "dbt_invocation_id"}
+)
+"""Columns that say *when* or *by which run* a row was written: a rerun changes them, not the content."""
+
+EXPORT_BATCH_ROWS = 100_000
+"""Rows per batch when a query's result is streamed (a PostgreSQL fetch, a bulk load's CSV)."""
+
+
+class Rows(Protocol):
+    """The result of :meth:`Warehouse.execute` (a DuckDB connection, a DB-API cursor)."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Dialect:
+    """The SQL that differs between the engines, each difference named once (DuckDB's here)."""
+
+    name = "duckdb"
+
+    def replace_table_as(self, table: str, query: str) -> list[str]:
+        """Statements that replace ``table`` by the result of ``query``."""
+        return [f"create or replace table {table} as {query}"]
+
+    def overwrite_table(self, table: str, query: str) -> list[str]:
+        """Statements that make the rows of ``table`` those of ``query`` (creating it if needed), for
+        tables that views read (dbt's staging models)."""
+        return self.replace_table_as(table, query)
+
+    def serialize_writers(self, table: str) -> list[str]:
+        """Statements, inside a transaction, after which no other transaction writes ``table`` until it
+        ends (DuckDB: none needed, one process writes the file at a time)."""
+        return []
+
+    def day_index(self, table: str, column: str) -> list[str]:
+        """Statements that let a query of one value of ``column`` (a day) skip the rest of ``table``
+        (DuckDB: none, its min-max zone maps already skip the row groups of other days)."""
+        return []
+
+    def non_null_array(self, expressions: Sequence[str]) -> str:
+        """An array of the non-null values of ``expressions`` (in their order)."""
+        return f"list_filter([{', '.join(expressions)}], lambda r: r is not null)"
+
+    def bytewise(self, expression: str) -> str:
+        """A string expression that sorts by code point (as Python does), whatever the database's collation."""
+        return expression
+
+    def row_hash(self, columns: str) -> str:
+        """A 64-bit hash of a row of ``columns`` (for :func:`content_checksum`; engine-specific values)."""
+        return f"hash({columns})"
+
+
+class Warehouse(ABC):
+    """A connection to the warehouse: statements, transactions, bulk loads and Arrow fetches."""
+
+    dialect: Dialect
+    location: str
+    """Where the warehouse is, for messages (the file, or the URL without its password)."""
+    sqlalchemy_url: str
+    """The SQLAlchemy URL of the warehouse, for tools that speak SQLAlchemy (Great Expectations)."""
+
+    def __init__(self) -> None:
+        self._depth = 0
+
+    @abstractmethod
+    def execute(self, sql: str, params: Sequence[object] | None = None) -> Rows:
+        """Run one statement (``?`` placeholders), or several without parameters; fetch from the result."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all; a nested ``transaction`` joins the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._begin()
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self._end(commit=False)
+            raise
+        self._depth = 0
+        self._end(commit=True)
+
+    def _begin(self) -> None:
+        self.execute("begin transaction")
+
+    def _end(self, *, commit: bool) -> None:
+        self.execute("commit" if commit else "rollback")
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        row = self.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [schema, table],
+        ).fetchone()
+        return bool(row and row[0])
+
+    def columns(self, table: str) -> list[str]:
+        """The column names of ``schema.table``, in order (empty when it does not exist)."""
+        schema, name = table.split(".", 1)
+        return [
+            str(row[0])
+            for row in self.execute(
+                "select column_name from information_schema.columns "
+                "where table_schema = ? and table_name = ? order by ordinal_position",
+                [schema, name],
+            ).fetchall()
+        ]
+
+    def execute_all(self, statements: Iterable[str]) -> None:
+        """Run ``statements`` (a :class:`Dialect`'s pieces) one after the other."""
+        for statement in statements:
+            self.execute(statement)
+
+    @abstractmethod
+    def append_arrow(self, table: str, data: pa.Table, constants: Mapping[str, object] | None = None) -> None:
+        """Insert ``data``'s columns (by name) into the existing ``table``; ``constants`` fill further
+        columns with one value for every row."""
+
+    @abstractmethod
+    def replace_table_with_arrow(self, table: str, data: pa.Table) -> None:
+        """Replace ``table`` by a table of ``data``'s columns and types."""
+
+    @abstractmethod
+    def fetch_arrow(self, query: str, params: Sequence[object] | None = None) -> pa.Table:
+        """The result of ``query`` as an Arrow table."""
+
+
+def table_exists(con: Warehouse, schema: str, table: str) -> bool:
+    return con.table_exists(schema, table)

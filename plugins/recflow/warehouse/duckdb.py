@@ -1,0 +1,74 @@
+"""The DuckDB engine: the embedded profile's warehouse file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from recflow.warehouse.base import Dialect, Rows, Warehouse
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+DUCKDB = Dialect()
+
+
+class DuckDBWarehouse(Warehouse):
+    """The embedded warehouse: a DuckDB file."""
+
+    dialect = DUCKDB
+
+    def __init__(self, path: Path, *, read_only: bool, memory_limit: str) -> None:
+        import duckdb
+
+        super().__init__()
+        if read_only and not path.exists():
+            raise FileNotFoundError(
+                f"warehouse {path} does not exist yet: run the recsys_warehouse DAG first"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # No ``config=``: DuckDB refuses a second connection to a file that this process already holds
+        # open with another configuration, and dbt-duckdb (in-process under Cosmos, and in
+        # ``airflow dags test``, which runs every task in one process) opens it with none. The memory
+        # limit is a setting of the database instance, so ``set`` gives it to both connections.
+        self.connection: duckdb.DuckDBPyConnection = duckdb.connect(str(path), read_only=read_only)
+        self.connection.execute(f"set memory_limit = '{memory_limit}'")
+        self.location = str(path)
+        self.sqlalchemy_url = f"duckdb:///{path}"
+
+    def execute(self, sql: str, params: Sequence[object] | None = None) -> Rows:
+        return self.connection.execute(sql, params)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _view(self, data: pa.Table) -> str:
+        name = f"_recflow_arrow_{id(data):x}"
+        self.connection.register(name, data)
+        return name
+
+    def append_arrow(self, table: str, data: pa.Table, constants: Mapping[str, object] | None = None) -> None:
+        constants = constants or {}
+        view = self._view(data)
+        try:
+            names = [f'"{c}"' for c in data.column_names]
+            columns = ", ".join([*names, *(f'"{c}"' for c in constants)])
+            values = ", ".join([*names, *("?" for _ in constants)])
+            self.connection.execute(
+                f"insert into {table} ({columns}) select {values} from {view}", list(constants.values())
+            )
+        finally:
+            self.connection.unregister(view)
+
+    def replace_table_with_arrow(self, table: str, data: pa.Table) -> None:
+        view = self._view(data)
+        try:
+            self.execute_all(self.dialect.replace_table_as(table, f"select * from {view}"))
+        finally:
+            self.connection.unregister(view)
+
+    def fetch_arrow(self, query: str, params: Sequence[object] | None = None) -> pa.Table:
+        self.connection.complete()  # a result of execute() left unread would refuse the query
+        return self.connection.sql(query, params=params).to_arrow_table()
