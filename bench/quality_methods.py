@@ -22,8 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from bench import baselines
+from bench.baselines import MatrixScorer
 from bench.quality_prepare import SEED, Context
 from recflow.core.config import PROJECT_ROOT, subprocess_env
+from recflow.evaluation import evaluate, savedmodel_scorer
+from recflow.producers.movielens import read_items, read_users
 
 log = logging.getLogger("bench.quality")
 
@@ -91,8 +101,6 @@ def _fmt(metrics: Mapping[str, float]) -> str:
 
 
 def _score_fn(name: str) -> Callable[..., Any]:
-    from bench import baselines
-
     if name == "popularity":
         return baselines.popularity_scores
     if name == "ease":
@@ -107,9 +115,6 @@ def _score_fn(name: str) -> Callable[..., Any]:
 def sasrec_fit(ctx: Context, pairs_with_time: Any, params: Mapping[str, Any]) -> Any:
     """Scores of SASRec fitted on ``pairs_with_time`` (user_id, item_id, ts), by ``bench/sasrec.py``
     in the benchmark venv; rows and columns in ``ctx.index`` order."""
-    import numpy as np
-    import pyarrow.csv as pcsv
-
     with tempfile.TemporaryDirectory(prefix="recflow-sasrec-") as tmp:
         work = Path(tmp)
         pcsv.write_csv(pairs_with_time.select(["user_id", "item_id", "ts"]), work / "train.csv")
@@ -136,12 +141,7 @@ def sasrec_fit(ctx: Context, pairs_with_time: Any, params: Mapping[str, Any]) ->
 
 
 def run_baseline(name: str, ctx: Context) -> MethodResult:
-    from bench.baselines import MatrixScorer
-    from recflow.evaluation import evaluate
-
     if name == "sasrec":
-        import pyarrow as pa
-
         full = pa.concat_tables([ctx.split.train, ctx.split.validation])
 
         def fit(x: Any, **params: Any) -> Any:  # the same call as the baselines': x says which rows
@@ -186,11 +186,6 @@ def _clean(metrics: Mapping[str, float]) -> dict[str, float]:
 
 def write_sagemaker_layout(base: Path, train: Any, holdout: Any, data_dir: Path) -> None:
     """The training job's input, as SageMaker lays it out under /opt/ml."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from recflow.producers.movielens import read_items, read_users
 
     def interactions(table: Any) -> Any:
         n = table.num_rows
@@ -218,10 +213,6 @@ def write_sagemaker_layout(base: Path, train: Any, holdout: Any, data_dir: Path)
 
 
 def run_ours(ctx: Context) -> MethodResult:
-    import pyarrow as pa
-
-    from recflow.evaluation import evaluate, savedmodel_scorer
-
     with tempfile.TemporaryDirectory(prefix="recflow-bench-") as tmp:
         base = Path(tmp)
         write_sagemaker_layout(

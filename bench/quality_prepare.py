@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.baselines import Index, interaction_matrix
+from bench.movielens_split import leave_last_out
 from recflow.core.config import PROJECT_ROOT
+from recflow.evaluation import build_eval_set
+from recflow.producers.movielens import REQUIRED_FILES, read_items
 
 log = logging.getLogger("bench.quality")
 
@@ -30,8 +34,6 @@ class DataMissing(Exception):
 
 
 def check_data(data_dir: Path) -> None:
-    from recflow.producers.movielens import REQUIRED_FILES
-
     if not data_dir.is_dir():
         raise DataMissing(
             f"MovieLens 100K not found: {data_dir} does not exist. Put the ml-100k files there "
@@ -59,11 +61,6 @@ class Context:
 
 
 def prepare(data_dir: Path) -> Context:
-    from bench.baselines import Index, interaction_matrix
-    from bench.movielens_split import leave_last_out
-    from recflow.evaluation import build_eval_set
-    from recflow.producers.movielens import read_items
-
     split = leave_last_out(data_dir)
     catalogue = read_items(data_dir).column("pin_id").to_pylist()
     train, validation, holdout = _pairs(split.train), _pairs(split.validation), _pairs(split.holdout)

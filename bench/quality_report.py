@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench.quality_methods import LABELS, SELECTION_METRIC, TARGETS, THREADS, MethodResult
 from bench.quality_prepare import SEED
@@ -31,8 +34,6 @@ def machine() -> dict[str, Any]:
 
 
 def _versions(bench_python: Path | None = None) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {}
     if bench_python is not None:
         probe = "import json, rectools, torch; print(json.dumps({'rectools': rectools.__version__, 'torch': torch.__version__}))"
@@ -76,11 +77,10 @@ PROTOCOL = {
 
 
 def plot(results: Sequence[MethodResult], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # noqa: PLC0415 (matplotlib takes seconds to import; only writing the plot needs it)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
+    import matplotlib.pyplot as plt  # noqa: PLC0415 (after choosing the Agg backend; as above)
 
     labels = [LABELS[r.name] for r in results]
     hr = [r.holdout["hr@10"] for r in results]
