@@ -21,7 +21,7 @@ import pytest
 from recflow.airflow.alerts import failure_from_context, notify, on_task_failure
 from recflow.core.config import Settings
 from recflow.core.errors import PartitionRefused
-from recflow.oncall.incidents import IncidentStore
+from recflow.oncall.store import IncidentStore
 
 pytestmark = pytest.mark.integration
 
@@ -166,6 +166,6 @@ def test_a_corrupt_registry_makes_the_champion_unknown(settings: Settings) -> No
 
 def test_the_incident_names_the_asset_the_warehouse_updates() -> None:
     from recflow.airflow.assets import TRAINING_MART
-    from recflow.oncall.incidents import TRAINING_ASSET
+    from recflow.oncall.record import TRAINING_ASSET
 
     assert TRAINING_MART.name == TRAINING_ASSET

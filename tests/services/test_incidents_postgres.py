@@ -6,7 +6,8 @@ from pathlib import Path
 
 from recflow.core import errors
 from recflow.core.config import Settings
-from recflow.oncall.incidents import IncidentStore, TaskFailure, record_failure
+from recflow.oncall.incidents import TaskFailure, record_failure
+from recflow.oncall.store import IncidentStore
 from tests.unit.test_incidents import _champion, _refused, _warehouse_failure, write_concurrently
 
 

@@ -18,13 +18,13 @@ from recflow.core import errors
 from recflow.core.config import PROJECT_ROOT, Settings
 from recflow.oncall import incidents
 from recflow.oncall.incidents import (
-    Incident,
-    IncidentStore,
     TaskFailure,
     build_incident,
     classify,
     record_failure,
 )
+from recflow.oncall.record import Incident
+from recflow.oncall.store import IncidentStore, parse_since
 
 D = datetime(2026, 1, 3, tzinfo=UTC)
 D1 = datetime(2026, 1, 4, tzinfo=UTC)
@@ -359,12 +359,12 @@ def test_concurrent_writers_in_several_processes_lose_nothing(tmp_path: Path) ->
     ],
 )
 def test_since_takes_dates_and_durations(text: str, expected: datetime) -> None:
-    assert incidents.parse_since(text, now=datetime(2026, 1, 3, 12, tzinfo=UTC)) == expected
+    assert parse_since(text, now=datetime(2026, 1, 3, 12, tzinfo=UTC)) == expected
 
 
 def test_since_refuses_anything_else() -> None:
     with pytest.raises(ValueError, match="neither an ISO date"):
-        incidents.parse_since("yesterday")
+        parse_since("yesterday")
 
 
 # -- the CLI -------------------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from typing import Any
 
 from recflow.airflow.tasks import days_to_process
 from recflow.core.config import Settings
-from recflow.oncall.incidents import Incident, TaskFailure, record_failure
+from recflow.oncall.incidents import TaskFailure, record_failure
+from recflow.oncall.record import Incident
 
 log = logging.getLogger(__name__)
 

@@ -4,41 +4,41 @@ The failure callback (``recflow.airflow.alerts``) unpacks Airflow's context into
 :class:`TaskFailure` and calls :func:`record_failure`, which classifies the error by
 its type, says what the failure leaves stale and which model stays champion, quotes
 the runbook's "What to do" and stores an :class:`Incident` in the store
-``RECFLOW_INCIDENTS_URL`` names (a SQLite file under ``RECFLOW_HOME`` by default; a database
-every worker reaches in the production profile). ``recflow incidents list`` / ``show`` read the store; the
-JSON keys are documented in ``docs/incidents.md``.
-
-Several task processes may fail at once: on SQLite the store uses the WAL journal, a
-busy timeout and one ``BEGIN IMMEDIATE`` transaction per write.
+``RECFLOW_INCIDENTS_URL`` names (:mod:`recflow.oncall.store`). The record itself is
+:mod:`recflow.oncall.record`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, get_args
 
 from recflow.core.config import Settings
 from recflow.core.errors import DataVerdict, RecflowError, TrainingJobFailed
 from recflow.oncall import runbooks
+from recflow.oncall.record import TRAINING_ASSET, TRAINING_DAG, WAREHOUSE_DAG, Incident, Kind, days_text
+from recflow.oncall.store import IncidentStore, parse_since
+
+__all__ = [  # IncidentStore and parse_since: recflow.cli still imports them from here
+    "ChampionLookup",
+    "IncidentStore",
+    "TaskFailure",
+    "blast_radius",
+    "build_incident",
+    "champion_of",
+    "classify",
+    "one_line",
+    "parse_since",
+    "record_failure",
+]
 
 log = logging.getLogger(__name__)
-
-Kind = Literal["data", "training_job", "sensor_timeout", "transform", "pipeline", "infrastructure"]
-KINDS: tuple[str, ...] = get_args(Kind)
-
-WAREHOUSE_DAG = "recsys_warehouse"
-TRAINING_DAG = "recsys_train_and_publish"
-TRAINING_ASSET = "training_interactions"
-"""The name of the asset ``recsys_warehouse`` updates (``recflow.airflow.assets.TRAINING_MART``)."""
 
 ROOT_CAUSE_CHARS = 300
 REGISTRY_TIMEOUT_S = 20.0
@@ -68,100 +68,6 @@ class TaskFailure:
     def day(self) -> date | None:
         """The one landing partition the run processes (``D`` in the runbook's commands), if exactly one."""
         return self.days[0] if len(self.days) == 1 else None
-
-
-@dataclass(frozen=True)
-class Incident:
-    """One failed task: what, why, what it leaves stale, what to do. ``id`` is set once stored."""
-
-    at: str
-    dag_id: str
-    task_id: str
-    run_id: str
-    interval_start: str | None
-    interval_end: str | None
-    try_number: int
-    kind: Kind
-    error_type: str
-    root_cause: str
-    check: str = ""
-    columns: tuple[str, ...] = ()
-    observed: str = ""
-    expected: str = ""
-    evidence: str = ""
-    blast_radius: dict[str, str] = field(default_factory=dict)
-    what_to_do: str = ""
-    runbook: str = ""
-    message: str = ""
-    id: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form (``recflow incidents … --json``); every key is described in ``docs/incidents.md``."""
-        return {
-            "id": self.id,
-            "at": self.at,
-            "dag_id": self.dag_id,
-            "task_id": self.task_id,
-            "run_id": self.run_id,
-            "interval_start": self.interval_start,
-            "interval_end": self.interval_end,
-            "days": self.days,
-            "try_number": self.try_number,
-            "kind": self.kind,
-            "error_type": self.error_type,
-            "root_cause": self.root_cause,
-            "check": self.check,
-            "columns": list(self.columns),
-            "observed": self.observed,
-            "expected": self.expected,
-            "evidence": self.evidence,
-            "blast_radius": dict(self.blast_radius),
-            "what_to_do": self.what_to_do,
-            "runbook": self.runbook,
-            "message": self.message,
-        }
-
-    @property
-    def days(self) -> str:
-        """``recsys_warehouse``: the days its run processed, ``D`` or ``D1..D2`` (inclusive); else empty.
-
-        Its incidents' interval is those days' (see :func:`build_incident`), never the interval
-        Airflow infers for a manual run."""
-        if self.dag_id != WAREHOUSE_DAG or not self.interval_start or not self.interval_end:
-            return ""
-        return days_text(
-            datetime.fromisoformat(self.interval_start).date(),
-            (datetime.fromisoformat(self.interval_end) - timedelta(days=1)).date(),
-        )
-
-    @property
-    def what(self) -> str:
-        processed = f" for ds={self.days}" if self.days else ""
-        return f"{self.dag_id}.{self.task_id} failed{processed} (try {self.try_number}, run {self.run_id})"
-
-    @property
-    def title(self) -> str:
-        """The notification's title."""
-        return f"[recflow] {self.dag_id}.{self.task_id} failed"
-
-    @property
-    def reference(self) -> str:
-        return f"{self.id} (recflow incidents show {self.id})" if self.id is not None else "not stored"
-
-    def on_call_line(self) -> str:
-        """The one line the task log ends with."""
-        return (
-            f"ON-CALL: {self.what} | why: {self.root_cause} | what to do: {self.what_to_do} "
-            f"| runbook: {self.runbook} | incident: {self.reference}"
-        )
-
-    def notification_body(self) -> str:
-        return (
-            f"{self.root_cause}\n"
-            f"What to do: {self.what_to_do}\n"
-            f"Runbook: {self.runbook}\n"
-            f"Incident: {self.reference}"
-        )
 
 
 # -- classification ------------------------------------------------------------------------------
@@ -269,11 +175,6 @@ def champion_of(settings: Settings, name: str, timeout_s: float = REGISTRY_TIMEO
     worker.start()
     worker.join(timeout_s)
     return answer[0] if answer else f"unknown: the registry did not answer within {timeout_s:g} s ({uri})"
-
-
-def days_text(first: date, last: date) -> str:
-    """Days ``first`` to ``last`` (inclusive) in words: ``2026-03-04``, or ``2026-01-01..2026-01-07``."""
-    return first.isoformat() if first == last else f"{first.isoformat()}..{last.isoformat()}"
 
 
 def _processed_interval(failure: TaskFailure) -> tuple[datetime | None, datetime | None]:
@@ -391,196 +292,3 @@ def record_failure(
     except (SQLAlchemyError, OSError) as exc:
         log.error("could not store the incident in %s: %s", IncidentStore.of(settings), exc)
         return incident
-
-
-# -- the store -----------------------------------------------------------------------------------
-
-_COLUMNS = (
-    "at",
-    "dag_id",
-    "task_id",
-    "run_id",
-    "interval_start",
-    "interval_end",
-    "try_number",
-    "kind",
-    "error_type",
-    "root_cause",
-    "check_name",
-    "columns",
-    "observed",
-    "expected",
-    "evidence",
-    "blast_radius",
-    "what_to_do",
-    "runbook",
-    "message",
-)
-BUSY_TIMEOUT_S = 30.0
-_SCHEMA_LOCK = 0x7265_6366  # "recf": the advisory lock that serialises creating the table on PostgreSQL
-_TEXT_COLUMNS = frozenset(_COLUMNS) - {"try_number", "interval_start", "interval_end"}
-
-
-def _table(metadata: Any) -> Any:
-    from sqlalchemy import Column, Index, Integer, Table, Text
-
-    table = Table(
-        "incidents",
-        metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        *(Column(name, Text, nullable=False) for name in sorted(_TEXT_COLUMNS)),
-        Column("interval_start", Text),
-        Column("interval_end", Text),
-        Column("try_number", Integer, nullable=False),
-        sqlite_autoincrement=True,
-    )
-    Index("incidents_by_time", table.c.at)
-    Index("incidents_by_dag", table.c.dag_id, table.c.at)
-    return table
-
-
-def store_url(settings: Settings) -> str:
-    """Where ``settings`` keep incidents: ``RECFLOW_INCIDENTS_URL``, else the SQLite file under the home."""
-    return settings.incidents_url or f"sqlite:///{settings.incidents_path}"
-
-
-class IncidentStore:
-    """The incidents in a database that every worker reaches (SQLAlchemy: SQLite by default, PostgreSQL
-    in the production profile). Safe for concurrent writers in several processes: on SQLite through the
-    WAL journal, a busy timeout and one ``BEGIN IMMEDIATE`` transaction per write."""
-
-    def __init__(self, where: Path | str) -> None:
-        self.url = f"sqlite:///{where}" if isinstance(where, Path) else where
-        self._sqlite_path = (
-            Path(self.url.removeprefix("sqlite:///")) if self.url.startswith("sqlite:///") else None
-        )
-
-    def __str__(self) -> str:
-        from sqlalchemy.engine import make_url
-
-        return make_url(self.url).render_as_string(hide_password=True)
-
-    @classmethod
-    def of(cls, settings: Settings) -> IncidentStore:
-        return cls(store_url(settings))
-
-    @contextmanager
-    def _engine(self) -> Iterator[Any]:
-        from sqlalchemy import MetaData, create_engine, event
-        from sqlalchemy.pool import NullPool
-
-        if self._sqlite_path is None:
-            engine = create_engine(self.url, poolclass=NullPool)
-        else:
-            engine = create_engine(
-                self.url,
-                poolclass=NullPool,
-                connect_args={"timeout": BUSY_TIMEOUT_S, "isolation_level": None},
-            )
-
-            @event.listens_for(engine, "connect")
-            def _wal(dbapi_connection: Any, record: Any) -> None:
-                dbapi_connection.execute("pragma journal_mode=wal")
-
-            # pysqlite's own deferred BEGIN would let two writers deadlock on the lock upgrade
-            @event.listens_for(engine, "begin")
-            def _immediate(connection: Any) -> None:
-                connection.exec_driver_sql("begin immediate")
-
-        try:
-            yield engine, _table(MetaData())
-        finally:
-            engine.dispose()
-
-    def _absent(self) -> bool:
-        return self._sqlite_path is not None and not self._sqlite_path.exists()
-
-    def add(self, incident: Incident) -> Incident:
-        """Store ``incident``; returns it with its ``id``."""
-        if self._sqlite_path is not None:
-            self._sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-        row = incident.as_dict()
-        row["check_name"] = row.pop("check")
-        row["columns"] = json.dumps(row["columns"])
-        row["blast_radius"] = json.dumps(row["blast_radius"])
-        with self._engine() as (engine, table), engine.begin() as con:
-            if engine.dialect.name == "postgresql":  # writers that find no table must not all create it
-                con.exec_driver_sql(f"select pg_advisory_xact_lock({_SCHEMA_LOCK})")
-            table.metadata.create_all(con, checkfirst=True)
-            result = con.execute(table.insert().values({name: row[name] for name in _COLUMNS}))
-            new_id = int(result.inserted_primary_key[0])
-        return replace(incident, id=new_id)
-
-    def get(self, incident_id: int) -> Incident | None:
-        if self._absent():
-            return None
-        with self._engine() as (engine, table), engine.connect() as con:
-            if not engine.dialect.has_table(con, "incidents"):
-                return None
-            row = con.execute(table.select().where(table.c.id == incident_id)).mappings().first()
-        return _from_row(row) if row is not None else None
-
-    def find(
-        self, *, dag_id: str | None = None, since: datetime | None = None, limit: int | None = None
-    ) -> list[Incident]:
-        """Incidents, oldest first; ``limit`` keeps the most recent ones."""
-        if self._absent():
-            return []
-        with self._engine() as (engine, table), engine.connect() as con:
-            if not engine.dialect.has_table(con, "incidents"):
-                return []
-            query = table.select().order_by(table.c.id.desc())
-            if dag_id:
-                query = query.where(table.c.dag_id == dag_id)
-            if since is not None:
-                query = query.where(table.c.at >= since.astimezone(UTC).isoformat(timespec="seconds"))
-            if limit:
-                query = query.limit(int(limit))
-            rows = con.execute(query).mappings().all()
-        return [_from_row(row) for row in reversed(rows)]
-
-
-def _from_row(row: Mapping[str, Any]) -> Incident:
-    kind = row["kind"]
-    return Incident(
-        id=int(row["id"]),
-        at=row["at"],
-        dag_id=row["dag_id"],
-        task_id=row["task_id"],
-        run_id=row["run_id"],
-        interval_start=row["interval_start"],
-        interval_end=row["interval_end"],
-        try_number=int(row["try_number"]),
-        kind=kind if kind in KINDS else "infrastructure",
-        error_type=row["error_type"],
-        root_cause=row["root_cause"],
-        check=row["check_name"],
-        columns=tuple(json.loads(row["columns"])),
-        observed=row["observed"],
-        expected=row["expected"],
-        evidence=row["evidence"],
-        blast_radius=dict(json.loads(row["blast_radius"])),
-        what_to_do=row["what_to_do"],
-        runbook=row["runbook"],
-        message=row["message"],
-    )
-
-
-_RELATIVE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """``--since``: an ISO date or date-time (UTC unless it says otherwise), or ``30m``/``24h``/``7d``/``2w`` ago."""
-    relative = _RELATIVE.match(text)
-    if relative:
-        amount, unit = int(relative.group(1)), relative.group(2)
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is neither an ISO date/date-time (2026-01-03, 2026-01-03T06:00) "
-            "nor a duration (30m, 24h, 7d, 2w)"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

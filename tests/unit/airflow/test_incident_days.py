@@ -19,7 +19,7 @@ from recflow import cli
 from recflow.airflow.alerts import on_task_failure
 from recflow.core import errors
 from recflow.core.config import Settings
-from recflow.oncall.incidents import IncidentStore
+from recflow.oncall.store import IncidentStore
 
 NO_RELOAD = {"reload_from": None, "reload_to": None, "max_quarantine_share": None, "check_volume": True}
 
