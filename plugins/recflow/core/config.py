@@ -19,17 +19,30 @@ must be given, and ``from_env`` refuses to start without them).
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 from pydantic.dataclasses import dataclass
-from pydantic_core import PydanticCustomError
 
+from recflow.core.declare import (
+    PROFILES,
+    REQUIRED,
+    SETTINGS_CONFIG,
+    AbsolutePath,
+    DeclaredSetting,
+    Env,
+    Integer,
+    Profile,
+    Share,
+    applies,
+    explain,
+    memory_size,
+    read_profile,
+    walk,
+)
 from recflow.core.errors import ConfigError
 
 __all__ = [
@@ -47,67 +60,11 @@ __all__ = [
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 """The repository root: ``plugins/recflow/core/config.py`` lives two levels below it."""
 
-Profile = Literal["embedded", "production"]
-PROFILES: Final[tuple[Profile, ...]] = get_args(Profile)
 TrainingBackendName = Literal["local", "sagemaker"]
 RegistryBackendName = Literal["mlflow", "sagemaker"]
 
 
-class _Required:
-    """The production default of a setting that production must be given explicitly."""
-
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-REQUIRED: Final = _Required()
-
-
-@dataclasses.dataclass(frozen=True)
-class Env:
-    """How a field is read from the environment; the field's type and default say the rest.
-
-    ``production`` is the field's default under ``RECFLOW_PROFILE=production``:
-    ``None`` keeps the embedded default, :data:`REQUIRED` makes the variable
-    mandatory (only while ``required_if`` holds, when given as ``(field, value)``),
-    anything else replaces the default. ``shown_default`` stands in for a default
-    that depends on the machine (a path) in the generated documentation.
-    """
-
-    name: str
-    help: str
-    production: object = None
-    required_if: tuple[str, str] | None = None
-    shown_default: str | None = None
-
-
-def _integer(value: object) -> object:
-    """Read an integer the way Python's ``int`` does: ``"5.0"`` is not one."""
-    if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            raise PydanticCustomError("not_an_integer", "not an integer") from None
-    return value
-
-
-def _memory_size(value: str) -> str:
-    """A size DuckDB reads: a number and a unit, ``4GB`` or ``512MiB``."""
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value):
-        raise PydanticCustomError("not_a_size", "not a memory size such as 4GB or 512MiB")
-    return value
-
-
-Integer = Annotated[int, BeforeValidator(_integer)]
-AbsolutePath = Annotated[Path, AfterValidator(Path.resolve)]
-Share = Annotated[float, Field(ge=0, le=1)]
-
-# Settings are built from the fields' own names; validation (defaults included) runs
-# on construction and again on ``dataclasses.replace``.
-_CONFIG = ConfigDict(extra="forbid", validate_default=True)
-
-
-@dataclass(frozen=True, config=_CONFIG)
+@dataclass(frozen=True, config=SETTINGS_CONFIG)
 class GateSettings:
     """Absolute floors a challenger must clear, and how much worse than the champion it may be."""
 
@@ -130,7 +87,7 @@ class GateSettings:
     ] = 0.01
 
 
-@dataclass(frozen=True, config=_CONFIG)
+@dataclass(frozen=True, config=SETTINGS_CONFIG)
 class Settings:
     """Where state lives and which backends the pipeline talks to."""
 
@@ -177,7 +134,7 @@ class Settings:
     ] = None
     duckdb_memory_limit: Annotated[
         str,
-        AfterValidator(_memory_size),
+        AfterValidator(memory_size),
         Env(
             "RECFLOW_DUCKDB_MEMORY_LIMIT",
             "Memory DuckDB may use in any process that opens the warehouse (land, the audits, dbt, "
@@ -378,7 +335,7 @@ class Settings:
         """
         env = os.environ if env is None else env
         given = {s.env.name: env[s.env.name] for s in declared_settings() if env.get(s.env.name)}
-        profile = _read_profile(given)
+        profile = read_profile(given)
         values: dict[str, Any] = {}
         unset_required: list[DeclaredSetting] = []
         for setting in declared_settings():
@@ -398,8 +355,8 @@ class Settings:
         try:
             settings = cls(**values)
         except ValidationError as error:
-            raise ConfigError(_explain(error)) from None
-        missing = [s for s in unset_required if _applies(s, settings)]
+            raise ConfigError(explain(error, declared_settings())) from None
+        missing = [s for s in unset_required if applies(s, settings)]
         if missing:
             raise ConfigError(
                 "RECFLOW_PROFILE=production needs these variables set (docs/configuration.md):\n"
@@ -503,104 +460,12 @@ class Settings:
         return env
 
 
-@dataclasses.dataclass(frozen=True)
-class DeclaredSetting:
-    """One field read from the environment: where it sits in ``Settings`` and how it is declared."""
-
-    path: tuple[str, ...]
-    env: Env
-    annotation: Any
-    default: Any
-    constraints: tuple[object, ...]
-
-    def value_in(self, settings: Settings) -> Any:
-        value: Any = settings
-        for part in self.path:
-            value = getattr(value, part)
-        return value
-
-
 def declared_settings() -> tuple[DeclaredSetting, ...]:
     """Every field of :class:`Settings` (nested groups included) that has an :class:`Env` marker."""
     return _DECLARED
 
 
-def _walk(cls: type, prefix: tuple[str, ...]) -> Iterator[DeclaredSetting]:
-    hints = get_type_hints(cls, include_extras=True)
-    fields = cls.__pydantic_fields__  # type: ignore[attr-defined]
-    for name, info in fields.items():
-        env = next((m for m in _metadata(hints[name]) if isinstance(m, Env)), None)
-        if env is not None:
-            yield DeclaredSetting(
-                path=(*prefix, name),
-                env=env,
-                annotation=info.annotation,
-                default=info.default,
-                constraints=tuple(m for m in info.metadata if not isinstance(m, Env)),
-            )
-        elif dataclasses.is_dataclass(info.annotation):
-            yield from _walk(info.annotation, (*prefix, name))  # type: ignore[arg-type]
-
-
-def _metadata(hint: Any) -> tuple[object, ...]:
-    """All ``Annotated`` metadata of ``hint``, through aliases such as ``Share``."""
-    found: list[object] = []
-    while get_origin(hint) is Annotated:
-        found.extend(hint.__metadata__)
-        hint = hint.__origin__
-    return tuple(found)
-
-
-_DECLARED: Final = tuple(_walk(Settings, ()))
-
-
-def _read_profile(given: Mapping[str, str]) -> Profile:
-    profile = given.get("RECFLOW_PROFILE", "embedded")
-    if profile not in PROFILES:
-        raise ConfigError(f"RECFLOW_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
-    return profile  # type: ignore[return-value]
-
-
-def _applies(setting: DeclaredSetting, settings: Settings) -> bool:
-    if setting.env.required_if is None:
-        return True
-    field, value = setting.env.required_if
-    return bool(getattr(settings, field) == value)
-
-
-_PROBLEMS: Final = {
-    "not_an_integer": "is not an integer",
-    "not_a_size": "is not a memory size such as 4GB or 512MiB",
-    "int_parsing": "is not an integer",
-    "int_from_float": "is not an integer",
-    "float_parsing": "is not a number",
-    "float_type": "is not a number",
-}
-
-
-def _explain(error: ValidationError) -> str:
-    """One line per invalid value, naming its variable: ``RECFLOW_X='abc' is not an integer``."""
-    by_path = {s.path: s for s in declared_settings()}
-    lines = []
-    for problem in error.errors(include_url=False):
-        path = tuple(str(part) for part in problem["loc"])
-        setting = by_path.get(path[:2]) or by_path.get(path[:1])
-        if setting is None:  # not a setting read from the environment
-            lines.append(f"{'.'.join(path)}: {problem['msg']}")
-            continue
-        name, value = setting.env.name, problem["input"]
-        if problem["type"] in _PROBLEMS:
-            lines.append(f"{name}={value!r} {_PROBLEMS[problem['type']]}")
-        elif problem["type"] == "literal_error":
-            allowed = get_args(setting.annotation)
-            lines.append(f"{name}={value!r} is not one of {', '.join(map(str, allowed))}")
-        elif problem["type"] == "greater_than_equal":
-            lines.append(f"{name}={value!r} is below the least allowed value, {problem['ctx']['ge']}")
-        elif problem["type"] == "less_than_equal":
-            lines.append(f"{name}={value!r} is above the greatest allowed value, {problem['ctx']['le']}")
-        else:
-            lines.append(f"{name}={value!r}: {problem['msg'][0].lower()}{problem['msg'][1:]}")
-    return "\n".join(lines)
+_DECLARED: Final = tuple(walk(Settings, ()))
 
 
 def subprocess_env(extra: Mapping[str, str]) -> dict[str, str]:

@@ -1,0 +1,171 @@
+"""How a setting is declared and read from the environment.
+
+A field of ``recflow.core.config.Settings`` carries an :class:`Env` marker (its variable,
+what it is for, what the production profile does with it) beside its type; the validated
+types (:data:`Integer`, :data:`AbsolutePath`, :data:`Share`) and :data:`REQUIRED` are
+declared here. :func:`walk` lists the declared fields as :class:`DeclaredSetting` rows,
+which ``Settings.from_env``, ``Settings.to_env`` and ``docs/configuration.md`` are derived
+from; :func:`explain` turns a validation error into one line per variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, get_args, get_origin, get_type_hints
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from recflow.core.errors import ConfigError
+
+Profile = Literal["embedded", "production"]
+PROFILES: Final[tuple[Profile, ...]] = get_args(Profile)
+
+
+class _Required:
+    """The production default of a setting that production must be given explicitly."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Final = _Required()
+
+
+@dataclasses.dataclass(frozen=True)
+class Env:
+    """How a field is read from the environment; the field's type and default say the rest.
+
+    ``production`` is the field's default under ``RECFLOW_PROFILE=production``:
+    ``None`` keeps the embedded default, :data:`REQUIRED` makes the variable
+    mandatory (only while ``required_if`` holds, when given as ``(field, value)``),
+    anything else replaces the default. ``shown_default`` stands in for a default
+    that depends on the machine (a path) in the generated documentation.
+    """
+
+    name: str
+    help: str
+    production: object = None
+    required_if: tuple[str, str] | None = None
+    shown_default: str | None = None
+
+
+def _integer(value: object) -> object:
+    """Read an integer the way Python's ``int`` does: ``"5.0"`` is not one."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise PydanticCustomError("not_an_integer", "not an integer") from None
+    return value
+
+
+def memory_size(value: str) -> str:
+    """A size DuckDB reads: a number and a unit, ``4GB`` or ``512MiB``."""
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value):
+        raise PydanticCustomError("not_a_size", "not a memory size such as 4GB or 512MiB")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integer)]
+AbsolutePath = Annotated[Path, AfterValidator(Path.resolve)]
+Share = Annotated[float, Field(ge=0, le=1)]
+
+# Settings are built from the fields' own names; validation (defaults included) runs
+# on construction and again on ``dataclasses.replace``.
+SETTINGS_CONFIG = ConfigDict(extra="forbid", validate_default=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeclaredSetting:
+    """One field read from the environment: where it sits in ``Settings`` and how it is declared."""
+
+    path: tuple[str, ...]
+    env: Env
+    annotation: Any
+    default: Any
+    constraints: tuple[object, ...]
+
+    def value_in(self, settings: object) -> Any:
+        value: Any = settings
+        for part in self.path:
+            value = getattr(value, part)
+        return value
+
+
+def walk(cls: type, prefix: tuple[str, ...]) -> Iterator[DeclaredSetting]:
+    hints = get_type_hints(cls, include_extras=True)
+    fields = cls.__pydantic_fields__  # type: ignore[attr-defined]
+    for name, info in fields.items():
+        env = next((m for m in _metadata(hints[name]) if isinstance(m, Env)), None)
+        if env is not None:
+            yield DeclaredSetting(
+                path=(*prefix, name),
+                env=env,
+                annotation=info.annotation,
+                default=info.default,
+                constraints=tuple(m for m in info.metadata if not isinstance(m, Env)),
+            )
+        elif dataclasses.is_dataclass(info.annotation):
+            yield from walk(info.annotation, (*prefix, name))  # type: ignore[arg-type]
+
+
+def _metadata(hint: Any) -> tuple[object, ...]:
+    """All ``Annotated`` metadata of ``hint``, through aliases such as ``Share``."""
+    found: list[object] = []
+    while get_origin(hint) is Annotated:
+        found.extend(hint.__metadata__)
+        hint = hint.__origin__
+    return tuple(found)
+
+
+def read_profile(given: Mapping[str, str]) -> Profile:
+    profile = given.get("RECFLOW_PROFILE", "embedded")
+    if profile not in PROFILES:
+        raise ConfigError(f"RECFLOW_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
+    return profile  # type: ignore[return-value]
+
+
+def applies(setting: DeclaredSetting, settings: object) -> bool:
+    if setting.env.required_if is None:
+        return True
+    field, value = setting.env.required_if
+    return bool(getattr(settings, field) == value)
+
+
+_PROBLEMS: Final = {
+    "not_an_integer": "is not an integer",
+    "not_a_size": "is not a memory size such as 4GB or 512MiB",
+    "int_parsing": "is not an integer",
+    "int_from_float": "is not an integer",
+    "float_parsing": "is not a number",
+    "float_type": "is not a number",
+}
+
+
+def explain(error: ValidationError, declared: tuple[DeclaredSetting, ...]) -> str:
+    """One line per invalid value, naming its variable: ``RECFLOW_X='abc' is not an integer``."""
+    by_path = {s.path: s for s in declared}
+    lines = []
+    for problem in error.errors(include_url=False):
+        path = tuple(str(part) for part in problem["loc"])
+        setting = by_path.get(path[:2]) or by_path.get(path[:1])
+        if setting is None:  # not a setting read from the environment
+            lines.append(f"{'.'.join(path)}: {problem['msg']}")
+            continue
+        name, value = setting.env.name, problem["input"]
+        if problem["type"] in _PROBLEMS:
+            lines.append(f"{name}={value!r} {_PROBLEMS[problem['type']]}")
+        elif problem["type"] == "literal_error":
+            allowed = get_args(setting.annotation)
+            lines.append(f"{name}={value!r} is not one of {', '.join(map(str, allowed))}")
+        elif problem["type"] == "greater_than_equal":
+            lines.append(f"{name}={value!r} is below the least allowed value, {problem['ctx']['ge']}")
+        elif problem["type"] == "less_than_equal":
+            lines.append(f"{name}={value!r} is above the greatest allowed value, {problem['ctx']['le']}")
+        else:
+            lines.append(f"{name}={value!r}: {problem['msg'][0].lower()}{problem['msg'][1:]}")
+    return "\n".join(lines)
