@@ -22,7 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recflow_ml.layout import DEFAULT_BASE_DIR
+from recflow_ml.layout import (
+    DEFAULT_BASE_DIR,
+    FAILURE_FILE,
+    HYPERPARAMETERS_FILE,
+    INPUT_DATA_CONFIG_FILE,
+    RESOURCE_CONFIG_FILE,
+    JobLayout,
+)
 
 FAILURE_REASON_LIMIT = 1024
 DEFAULT_WORKER_PORT = 2222
@@ -92,21 +99,20 @@ class TrainingEnv:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TrainingEnv:
         env = os.environ if env is None else env
-        base = Path(env.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR)
-        config_dir = Path(env.get("SM_INPUT_CONFIG_DIR") or base / "input" / "config")
+        layout = JobLayout(Path(env.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE_DIR))
+        config_dir = Path(env.get("SM_INPUT_CONFIG_DIR") or layout.config_dir)
         hps = _hyperparameters(env, config_dir)
         channel_names = _channel_names(env, config_dir)
         channels = {
-            name: Path(env.get(f"SM_CHANNEL_{name.upper()}") or base / "input" / "data" / name)
+            name: Path(env.get(f"SM_CHANNEL_{name.upper()}") or layout.channel_dir(name))
             for name in channel_names
         }
-        output = base / "output"
         return cls(
-            base_dir=base,
-            model_dir=Path(env.get("SM_MODEL_DIR") or base / "model"),
-            output_dir=output,
-            output_data_dir=Path(env.get("SM_OUTPUT_DATA_DIR") or output / "data"),
-            checkpoint_dir=base / "checkpoints",
+            base_dir=layout.base,
+            model_dir=Path(env.get("SM_MODEL_DIR") or layout.model_dir),
+            output_dir=layout.output_dir,
+            output_data_dir=Path(env.get("SM_OUTPUT_DATA_DIR") or layout.output_data_dir),
+            checkpoint_dir=layout.checkpoint_dir,
             channels=channels,
             hyperparameters=hps,
             job_name=env.get("TRAINING_JOB_NAME") or env.get("SM_TRAINING_JOB_NAME") or "local",
@@ -127,14 +133,14 @@ class TrainingEnv:
     def write_failure(self, reason: str) -> None:
         """Leave the reason where the platform (and our local backend) reads it."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.output_dir / "failure").write_text(reason[:FAILURE_REASON_LIMIT])
+        (self.output_dir / FAILURE_FILE).write_text(reason[:FAILURE_REASON_LIMIT])
 
 
 def _hyperparameters(env: Mapping[str, str], config_dir: Path) -> dict[str, str]:
     if env.get("SM_HPS"):
         decoded = json.loads(env["SM_HPS"])
         return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in decoded.items()}
-    path = config_dir / "hyperparameters.json"
+    path = config_dir / HYPERPARAMETERS_FILE
     if not path.exists():
         return {}
     return {str(k): str(v) for k, v in json.loads(path.read_text()).items()}
@@ -143,7 +149,7 @@ def _hyperparameters(env: Mapping[str, str], config_dir: Path) -> dict[str, str]
 def _channel_names(env: Mapping[str, str], config_dir: Path) -> list[str]:
     if env.get("SM_CHANNELS"):
         return [str(c) for c in json.loads(env["SM_CHANNELS"])]
-    path = config_dir / "inputdataconfig.json"
+    path = config_dir / INPUT_DATA_CONFIG_FILE
     if path.exists():
         return sorted(json.loads(path.read_text()))
     return sorted(key[len("SM_CHANNEL_") :].lower() for key in env if key.startswith("SM_CHANNEL_"))
@@ -151,7 +157,7 @@ def _channel_names(env: Mapping[str, str], config_dir: Path) -> list[str]:
 
 def _hosts(env: Mapping[str, str], config_dir: Path) -> Hosts:
     """``SM_HOSTS`` (a JSON list) and ``SM_CURRENT_HOST``, else ``resourceconfig.json``; none: one host."""
-    path = config_dir / "resourceconfig.json"
+    path = config_dir / RESOURCE_CONFIG_FILE
     resource = json.loads(path.read_text()) if path.exists() else {}
     hosts = json.loads(env["SM_HOSTS"]) if env.get("SM_HOSTS") else resource.get("hosts", [])
     current = env.get("SM_CURRENT_HOST") or resource.get("current_host", "")

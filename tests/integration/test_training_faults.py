@@ -113,7 +113,7 @@ def _entrypoint_pid(runner_pid: int) -> int | None:
 
 def _training(backend: LocalTrainingBackend, name: str) -> bool:
     """The job has trained an epoch and checkpointed it."""
-    return (backend.job_dir(name) / "opt_ml" / "checkpoints" / "checkpoint").exists()
+    return (backend.layout(name).checkpoint_dir / "checkpoint").exists()
 
 
 def _checkpoints(settings: Settings, uri: str) -> list[str]:
@@ -187,9 +187,7 @@ def test_a_retry_resumes_from_the_checkpoints_a_dead_attempt_uploaded(
     assert resumed, log[-3000:]
     assert 1 <= int(resumed.group(1)) < epochs
     assert f"epoch {int(resumed.group(1))}/{epochs} " not in log, "a restored epoch is not trained again"
-    metadata = json.loads(
-        (backend.job_dir("job-resume-r2") / "opt_ml" / "model" / "metadata.json").read_text()
-    )
+    metadata = json.loads((backend.layout("job-resume-r2").model_dir / "metadata.json").read_text())
     assert [h["epoch"] for h in metadata["history"]] == list(range(1, epochs + 1))
 
 

@@ -16,6 +16,7 @@ from recflow.snapshot import Snapshot, channel_prefix, take_snapshot
 from recflow.training.jobs import run_training_job
 from recflow.training.local import LocalTrainingBackend
 from recflow.training.spec import TrainingJobSpec
+from recflow_ml.layout import HYPERPARAMETERS_FILE
 from tests.integration.conftest import home_with_warehouse_of
 
 pytestmark = pytest.mark.integration
@@ -50,9 +51,9 @@ def test_success_writes_model_tar_gz_and_a_retry_reuses_the_job(warehouse: Setti
         names = tar.getnames()
     assert "saved_model.pb" in names and "metadata.json" in names
     assert any("epoch 2/2" in line for line in lines), "the job's log must be streamed"
-    opt_ml = backend.job_dir("job-ok") / "opt_ml"
-    assert (opt_ml / "input" / "config" / "hyperparameters.json").exists()
-    assert (opt_ml / "input" / "data" / "train" / "interactions.parquet").exists()
+    layout = backend.layout("job-ok")
+    assert (layout.config_dir / HYPERPARAMETERS_FILE).exists()
+    assert (layout.channel_dir("train") / "interactions.parquet").exists()
 
     again: list[str] = []
     second = run_training_job(backend, _spec(settings, snap, "job-ok"), poll_seconds=0.5, echo=again.append)
@@ -75,7 +76,7 @@ def test_failing_entrypoint_reports_failed_with_its_reason(warehouse: Settings, 
     assert description["FailureReason"].startswith(
         "AlgorithmError: ContractError: hyperparameter epochs='many'"
     )
-    assert (backend.job_dir("job-bad") / "opt_ml" / "output" / "failure").exists()
+    assert backend.layout("job-bad").failure_file.exists()
     assert info.value.status == "Failed"
     # a retry after a failure launches the next attempt, never re-runs the failed name
     with pytest.raises(TrainingJobFailed):

@@ -75,7 +75,7 @@ def test_the_job_sees_the_contract_and_the_allow_list_only(
     assert others <= allowed, f"not in the allow-list: {sorted(others - allowed)}"
     assert environ["TZ"] == "UTC"
     assert environ["PATH"] == subprocess_env({})["PATH"]
-    opt_ml = backend.job_dir("job-env") / "opt_ml"
-    assert environ["SAGEMAKER_BASE_DIR"] == str(opt_ml)
-    assert environ["SM_CHANNEL_TRAIN"] == str(opt_ml / "input" / "data" / "train")
+    layout = backend.layout("job-env")
+    assert environ["SAGEMAKER_BASE_DIR"] == str(layout.base)
+    assert environ["SM_CHANNEL_TRAIN"] == str(layout.channel_dir("train"))
     assert environ["TRAINING_JOB_NAME"] == "job-env"

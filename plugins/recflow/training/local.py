@@ -38,6 +38,7 @@ from typing import Any
 
 from recflow.core.config import Settings, subprocess_env
 from recflow.core.errors import ConfigError, TrainingJobExists, TrainingJobNotFound
+from recflow_ml.layout import JobLayout
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ RUNNER_START_GRACE_SECONDS = 60.0
 and the runner never started) before it counts as failed."""
 DESCRIPTION = "description.json"
 RUNNER_PID = "runner.pid"
+OPT_ML = "opt_ml"
+"""In a job's directory: the container's ``/opt/ml``, laid out by ``recflow_ml.layout``."""
 _ACTIVE = frozenset({"InProgress", "Stopping"})
 
 
@@ -70,6 +73,11 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def job_layout(job_dir: Path) -> JobLayout:
+    """The ``/opt/ml`` of the job whose directory is ``job_dir``."""
+    return JobLayout(job_dir / OPT_ML)
 
 
 def update_description(job_dir: Path, **fields: Any) -> dict[str, Any]:
@@ -164,6 +172,10 @@ class LocalTrainingBackend:
 
     def job_dir(self, name: str) -> Path:
         return self.root / name
+
+    def layout(self, name: str) -> JobLayout:
+        """The job's ``/opt/ml``, under its directory."""
+        return job_layout(self.job_dir(name))
 
     def create_training_job(self, request: dict[str, Any]) -> None:
         name = request["TrainingJobName"]

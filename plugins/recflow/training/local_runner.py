@@ -36,14 +36,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
 from recflow.core.artifacts import ArtifactStore, join, pack_directory, store_for
 from recflow.core.config import Settings, subprocess_env
-from recflow.training.local import RunnerPid, now_iso, update_description
+from recflow.training.local import RunnerPid, job_layout, now_iso, update_description
 from recflow.training.spec import CHECKPOINT_LOCAL_PATH
+from recflow_ml.layout import JobLayout
 
 ENTRYPOINT = [sys.executable, "-m", "recflow_ml.train", "train"]
 POLL_SECONDS = 0.5
@@ -97,13 +98,13 @@ def _say(message: str) -> None:
     print(f"[local-runner {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def _download_channels(settings: Settings, request: dict[str, Any], base: Path) -> dict[str, Path]:
+def _download_channels(settings: Settings, request: dict[str, Any], layout: JobLayout) -> dict[str, Path]:
     channels = {}
     for channel in request["InputDataConfig"]:
         name = channel["ChannelName"]
         prefix = channel["DataSource"]["S3DataSource"]["S3Uri"]
         store = store_for(settings, prefix)
-        target = base / "input" / "data" / name
+        target = layout.channel_dir(name)
         target.mkdir(parents=True, exist_ok=True)
         uris = store.list(prefix)
         if not uris:
@@ -173,27 +174,18 @@ class CheckpointSync:
             _say(f"checkpoints: {sent} file(s) to {self.uri} ({when})")
 
 
-def _local_checkpoint_dir(base: Path, request: dict[str, Any]) -> Path:
-    local_path = PurePosixPath(request["CheckpointConfig"].get("LocalPath") or CHECKPOINT_LOCAL_PATH)
+def _local_checkpoint_dir(layout: JobLayout, request: dict[str, Any]) -> Path:
     try:
-        return base / local_path.relative_to("/opt/ml")
+        return layout.container_path(request["CheckpointConfig"].get("LocalPath") or CHECKPOINT_LOCAL_PATH)
     except ValueError:
-        return base / "checkpoints"
+        return layout.checkpoint_dir
 
 
-def _write_config(base: Path, request: dict[str, Any]) -> Path:
-    config_dir = base / "input" / "config"
-    config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "hyperparameters.json").write_text(json.dumps(request["HyperParameters"]))
-    (config_dir / "inputdataconfig.json").write_text(
-        json.dumps(
-            {c["ChannelName"]: {"ContentType": c.get("ContentType")} for c in request["InputDataConfig"]}
-        )
+def _write_config(layout: JobLayout, request: dict[str, Any]) -> Path:
+    return layout.write_config(
+        request["HyperParameters"],
+        {c["ChannelName"]: {"ContentType": c.get("ContentType")} for c in request["InputDataConfig"]},
     )
-    (config_dir / "resourceconfig.json").write_text(
-        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
-    )
-    return config_dir
 
 
 def _follow(
@@ -254,8 +246,8 @@ def run(job_dir: Path) -> int:
     settings = Settings.from_env()
     request = json.loads((job_dir / "request.json").read_text())
     name = request["TrainingJobName"]
-    base = job_dir / "opt_ml"
-    config_dir = _write_config(base, request)
+    layout = job_layout(job_dir)
+    config_dir = _write_config(layout, request)
     started = time.monotonic()
     max_runtime = int(request["StoppingCondition"]["MaxRuntimeInSeconds"])
     deadline = started + max_runtime
@@ -266,10 +258,12 @@ def run(job_dir: Path) -> int:
 
     checkpoints = None
     try:
-        channels = _download_channels(settings, request, base)
+        channels = _download_channels(settings, request, layout)
         if "CheckpointConfig" in request:
             uri = request["CheckpointConfig"]["S3Uri"]
-            checkpoints = CheckpointSync(store_for(settings, uri), uri, _local_checkpoint_dir(base, request))
+            checkpoints = CheckpointSync(
+                store_for(settings, uri), uri, _local_checkpoint_dir(layout, request)
+            )
             checkpoints.local.mkdir(parents=True, exist_ok=True)
             restored = checkpoints.download()
             _say(
@@ -289,9 +283,9 @@ def run(job_dir: Path) -> int:
         record(TrainingJobStatus="Stopped", SecondaryStatus="Stopped")
         return 1
     env = {
-        "SAGEMAKER_BASE_DIR": str(base),
-        "SM_MODEL_DIR": str(base / "model"),
-        "SM_OUTPUT_DATA_DIR": str(base / "output" / "data"),
+        "SAGEMAKER_BASE_DIR": str(layout.base),
+        "SM_MODEL_DIR": str(layout.model_dir),
+        "SM_OUTPUT_DATA_DIR": str(layout.output_data_dir),
         "SM_INPUT_CONFIG_DIR": str(config_dir),
         "SM_CHANNELS": json.dumps(sorted(channels)),
         "SM_HPS": json.dumps(request["HyperParameters"]),
@@ -320,7 +314,7 @@ def run(job_dir: Path) -> int:
         )
         return 1
     if code != 0:
-        failure = base / "output" / "failure"
+        failure = layout.failure_file
         extra: dict[str, Any] = {}
         if code < 0:
             reason = killed_reason(code, peak_mb)
@@ -337,9 +331,9 @@ def run(job_dir: Path) -> int:
     store = store_for(settings, output_prefix)
     with tempfile.TemporaryDirectory() as tmp:
         model_archive = Path(tmp) / "model.tar.gz"
-        pack_directory(base / "model", model_archive)
+        pack_directory(layout.model_dir, model_archive)
         model_uri = store.put_file(model_archive, join(output_prefix, "model.tar.gz"))
-        data_dir = base / "output" / "data"
+        data_dir = layout.output_data_dir
         if data_dir.is_dir() and any(data_dir.iterdir()):
             output_archive = Path(tmp) / "output.tar.gz"
             pack_directory(data_dir, output_archive)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.core.config import PROJECT_ROOT
+from recflow_ml.layout import CONTAINER_CHECKPOINT_DIR
 
 ML_PACKAGE = PROJECT_ROOT / "ml" / "recflow_ml"
 JOB_NAME_MAX = 63
@@ -19,7 +20,7 @@ _ATTEMPT_SUFFIX = re.compile(r"-r[0-9]+$")
 
 MAX_RUNTIME_SECONDS = 3600
 """``StoppingCondition.MaxRuntimeInSeconds`` of every training job; the train task's timeout derives from it."""
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+CHECKPOINT_LOCAL_PATH = CONTAINER_CHECKPOINT_DIR.as_posix()
 """``CheckpointConfig.LocalPath``: where the container finds (and writes) its checkpoints."""
 
 

@@ -7,14 +7,32 @@ import pytest
 
 from recflow_ml.contract import ContractError, TrainingEnv
 from recflow_ml.hyperparameters import Hyperparameters
+from recflow_ml.layout import CONTAINER_CHECKPOINT_DIR, JobLayout
+
+
+def test_the_layout_is_sagemakers(tmp_path: Path) -> None:
+    """The paths SageMaker documents for /opt/ml, which every writer and the reader share."""
+    layout = JobLayout(tmp_path)
+    config = layout.write_config({"epochs": "3"}, {"train": {"ContentType": None}})
+    assert config == tmp_path / "input" / "config"
+    assert json.loads((config / "hyperparameters.json").read_text()) == {"epochs": "3"}
+    assert json.loads((config / "inputdataconfig.json").read_text()) == {"train": {"ContentType": None}}
+    resource = json.loads((config / "resourceconfig.json").read_text())
+    assert resource == {"current_host": "algo-1", "hosts": ["algo-1"]}
+    assert layout.channel_dir("train") == tmp_path / "input" / "data" / "train"
+    assert (layout.model_dir, layout.checkpoint_dir) == (tmp_path / "model", tmp_path / "checkpoints")
+    assert layout.failure_file == tmp_path / "output" / "failure"
+    assert layout.output_data_dir == tmp_path / "output" / "data"
+    assert CONTAINER_CHECKPOINT_DIR.as_posix() == "/opt/ml/checkpoints"
+    assert layout.container_path("/opt/ml/checkpoints") == layout.checkpoint_dir
+    with pytest.raises(ValueError):
+        layout.container_path("/elsewhere/checkpoints")
 
 
 def test_reads_the_layout_under_a_movable_base_dir(tmp_path: Path) -> None:
-    config = tmp_path / "input" / "config"
-    config.mkdir(parents=True)
-    (config / "hyperparameters.json").write_text(json.dumps({"epochs": "3"}))
-    (config / "inputdataconfig.json").write_text(json.dumps({"train": {}, "holdout": {}}))
-    (tmp_path / "input" / "data" / "train").mkdir(parents=True)
+    layout = JobLayout(tmp_path)
+    layout.write_config({"epochs": "3"}, {"train": {}, "holdout": {}})
+    layout.channel_dir("train").mkdir(parents=True)
     env = TrainingEnv.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)})
     assert env.model_dir == tmp_path / "model"
     assert env.hyperparameters == {"epochs": "3"}
@@ -43,7 +61,7 @@ def test_toolkit_variables_win(tmp_path: Path) -> None:
 def test_failure_reason_is_written_and_truncated(tmp_path: Path) -> None:
     env = TrainingEnv.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)})
     env.write_failure("x" * 5000)
-    assert len((tmp_path / "output" / "failure").read_text()) == 1024
+    assert len(JobLayout(tmp_path).failure_file.read_text()) == 1024
 
 
 def test_hyperparameters_parse_and_refuse_clearly() -> None:
