@@ -15,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from recflow.core.config import Settings
 from recflow.stack.runtime import ADMIN_USER, admin_password, api_base_url
@@ -141,8 +142,6 @@ class AirflowClient:
         return result
 
     def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
-        from urllib.parse import quote
-
         body = self._request(
             "GET",
             f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
@@ -152,16 +151,12 @@ class AirflowClient:
 
     def delete_run(self, dag_id: str, run_id: str) -> None:
         """Delete a run; an unfinished one is marked failed first (Airflow refuses to delete it running)."""
-        from urllib.parse import quote
-
         path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
         self._request("PATCH", path, {"state": "failed"})
         self._request("DELETE", path)
 
     def clear_run(self, dag_id: str, run_id: str) -> None:
         """Clear every task of a run (what "Clear" on a run does in the UI): the run goes again."""
-        from urllib.parse import quote
-
         self._request(
             "POST",
             f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/clear",
@@ -170,8 +165,6 @@ class AirflowClient:
 
     def asset_events(self, source_dag_id: str, source_run_id: str) -> list[dict[str, Any]]:
         """The asset events a run emitted."""
-        from urllib.parse import quote
-
         body = self._request(
             "GET",
             f"/api/v2/assets/events?source_dag_id={source_dag_id}&source_run_id={quote(source_run_id, safe='')}",
@@ -185,8 +178,6 @@ class AirflowClient:
         return runs
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        from urllib.parse import quote
-
         body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")
         instances: list[dict[str, Any]] = body["task_instances"]
         return instances
@@ -198,8 +189,6 @@ class AirflowClient:
 
     def runs_of_logical_dates(self, dag_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """The DAG's runs whose logical date lies in ``[start, end)``, oldest first."""
-        from urllib.parse import urlencode
-
         query = urlencode(
             {
                 "logical_date_gte": start.isoformat(),
@@ -243,8 +232,6 @@ class AirflowClient:
     def mark_task(self, dag_id: str, run_id: str, task_id: str, state: str) -> list[dict[str, Any]]:
         """Set one task instance's state (``failed``, ``success`` or ``skipped``) as "Mark as" in the UI
         does: that task only (Airflow's ``include_*`` default to false). Returns the instances changed."""
-        from urllib.parse import quote
-
         path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
         instances: list[dict[str, Any]] = self._request("PATCH", path, {"new_state": state})["task_instances"]
         return instances

@@ -1,4 +1,4 @@
-"""Set up the embedded profile and run the whole pipeline through the real Airflow scheduler.
+"""Setup and the demo: set up the embedded profile, run the whole pipeline through the scheduler.
 
 ``setup`` migrates the Airflow metadata DB, compiles the dbt manifest
 (``dbt parse``: the DAG file reads it, it never runs dbt) and creates the
@@ -30,7 +30,7 @@ from recflow.core.config import Settings, subprocess_env
 from recflow.core.ownership import StoreNotOwned, adopt_home_stores, claim, pipeline_stores
 from recflow.stack.api import TERMINAL_RUN_STATES, AirflowClient, wait_for_dags
 from recflow.stack.services import run_airflow, running_airflow
-from recflow.warehouse import WAREHOUSE_POOL
+from recflow.warehouse import WAREHOUSE_POOL, connect, content_checksum
 
 WAREHOUSE_DAG = "recsys_warehouse"
 TRAIN_DAG = "recsys_train_and_publish"
@@ -305,8 +305,6 @@ CHECKSUMMED_TABLES = (
 
 def warehouse_checksums(settings: Settings, tables: tuple[str, ...] = CHECKSUMMED_TABLES) -> dict[str, str]:
     """``{table: "<rows> rows, <checksum>"}`` of the content (run metadata aside) of ``tables``."""
-    from recflow.warehouse import connect, content_checksum
-
     with connect(settings, read_only=True) as con:
         sums = {table: content_checksum(con, table) for table in tables}
     return {table: f"{rows} rows, {digest}" for table, (rows, digest) in sums.items()}
@@ -314,8 +312,6 @@ def warehouse_checksums(settings: Settings, tables: tuple[str, ...] = CHECKSUMME
 
 def warehouse_counts(settings: Settings) -> dict[str, int]:
     """Row counts of the warehouse tables the pipeline writes: equal before and after a rerun."""
-    from recflow.warehouse import connect
-
     queries = {
         "raw.events": "select count(*) from raw.events",
         "analytics.fct_engagements": "select count(*) from analytics.fct_engagements",

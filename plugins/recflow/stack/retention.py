@@ -43,11 +43,13 @@ import json
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlparse
+
+import humanize
 
 from recflow.core.artifacts import ArtifactStore, LocalArtifactStore, StoredObject, join, store_for
 from recflow.core.config import Settings
@@ -313,8 +315,6 @@ def _decide(item: Item, rank: int, keep_last: int, young: timedelta, now: dateti
 
 
 def _with(item: Item, *, keep: bool, why: str) -> Item:
-    from dataclasses import replace
-
     return replace(item, keep=keep, why=why)
 
 
@@ -354,7 +354,6 @@ def totals(items: Iterable[Item]) -> Mapping[str, tuple[int, int]]:
 def report_lines(decided: Plan, *, deleted: bool, show_kept: bool = False) -> list[str]:
     """What ``recflow gc`` prints: one line per deletable item (kind, location, size, age, why), the
     totals, and with ``show_kept`` every kept item and why."""
-    import humanize
 
     def line(item: Item) -> str:
         age = humanize.naturaldelta(item.age(decided.now))

@@ -1,4 +1,4 @@
-"""The environment Airflow, dbt and the tasks run with, derived from ``Settings``.
+"""Airflow's environment: the variables Airflow, dbt and the tasks run with, derived from ``Settings``.
 
 ``recflow airflow ...`` and ``make up``/``make demo`` start every Airflow
 process with this environment, so the scheduler, the DAG processor, the API

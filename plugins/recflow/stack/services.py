@@ -1,15 +1,18 @@
-"""Run the embedded Airflow (API server, scheduler, DAG processor) and talk to its REST API.
+"""The embedded Airflow's processes: start them (API server, scheduler, DAG processor,
+triggerer, log servers), check their ports, stop them, and ``airflow ARGS`` in the foreground.
 
 Used by ``recflow up`` (foreground, for people who want to click), ``recflow
 demo`` and the end-to-end tests (background, driven through the public REST
-API: the same calls the UI makes). The processes run ``airflow`` from this
-venv with ``runtime.airflow_env``; their logs go to ``$RECFLOW_HOME/logs``.
+API with ``recflow.stack.api``: the same calls the UI makes). The processes run
+``airflow`` from this venv with ``runtime.airflow_env``; their logs go to
+``$RECFLOW_HOME/logs``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -55,8 +58,6 @@ class Services:
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM each component's whole process group (workers, log server), then SIGKILL stragglers."""
-        import os
-
         groups = {p.pid for p in self.processes.values()}
         for process in self.processes.values():
             if process.poll() is None:
@@ -161,8 +162,6 @@ def start_services(settings: Settings, *, foreground: bool = False) -> Services:
 
 def record_foreground(settings: Settings) -> Path:
     """Note this ``recflow up`` process, so that ``recflow down`` elsewhere can stop it."""
-    import os
-
     path = settings.home / "run" / "up.pid"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(str(os.getpid()))
@@ -171,8 +170,6 @@ def record_foreground(settings: Settings) -> Path:
 
 def stop_recorded(settings: Settings, timeout: float = 60.0) -> bool:
     """Ask the ``recflow up`` recorded in ``$RECFLOW_HOME/run`` to stop, and wait until it has."""
-    import os
-
     path = settings.home / "run" / "up.pid"
     if not path.exists():
         return False
