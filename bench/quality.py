@@ -29,29 +29,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import importlib.util
-import json
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from bench.quality_methods import GRIDS, LABELS, METHODS, SELECTION_METRIC, _fmt, run_baseline, run_ours
+from bench.quality_methods import LABELS, METHODS, metrics_text, run_baseline, run_ours
 from bench.quality_prepare import BENCH_PYTHON, DEFAULT_DATA_DIR, DataMissing, check_data, prepare
-from bench.quality_report import (
-    COMMAND,
-    DOCS_PATH,
-    PLOT_PATH,
-    PROTOCOL,
-    RESULTS_PATH,
-    _versions,
-    docs_section,
-    machine,
-    plot,
-)
-from bench.report import write_section
-from recflow.core.config import Settings
+from bench.quality_report import DOCS_PATH, PLOT_PATH, RESULTS_PATH, results_report, write_report
 
 log = logging.getLogger("bench.quality")
 
@@ -120,32 +106,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if name in args.methods
     ]
     total = time.perf_counter() - started
-    report: dict[str, Any] = {
-        "benchmark": "quality-movielens-100k",
-        "date": date,
-        "command": COMMAND,
-        "git_commit": Settings.from_env().git_commit,
-        "total_seconds": round(total, 1),
-        "machine": machine(),
-        "versions": _versions(args.bench_python if "sasrec" in args.methods else None),
-        "protocol": PROTOCOL,
-        "selection_metric": SELECTION_METRIC,
-        "grids": {
-            name: {k: list(v) for k, v in GRIDS[name].items()} for name in GRIDS if name in args.methods
-        },
-        "methods": {r.name: r.as_dict() for r in results},
-    }
-    if "ours" in report["methods"]:
-        report["targets"] = report["methods"]["ours"]["targets"]
+    report = results_report(results, args.methods, args.bench_python, date, total)
     for r in results:
-        log.info("%-18s %s train=%.1fs params=%s", LABELS[r.name], _fmt(r.holdout), r.train_seconds, r.params)
+        log.info(
+            "%-18s %s train=%.1fs params=%s",
+            LABELS[r.name],
+            metrics_text(r.holdout),
+            r.train_seconds,
+            r.params,
+        )
     log.info("total %.1fs", total)
     if args.no_write:
         return 0
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(report, indent=2) + "\n")
-    plot(results, args.plot)
-    write_section(args.docs, docs_section(report, results), "quality")
+    write_report(report, results, args.results, args.plot, args.docs)
     log.info("wrote %s, %s, %s", args.results, args.plot, args.docs)
     return 0
 

@@ -96,7 +96,7 @@ def _grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def _fmt(metrics: Mapping[str, float]) -> str:
+def metrics_text(metrics: Mapping[str, float]) -> str:
     return " ".join(f"{k}={metrics[k]:.4f}" for k in ("hr@10", "ndcg@10", "recall@50"))
 
 
@@ -165,7 +165,7 @@ def run_baseline(name: str, ctx: Context) -> MethodResult:
                 n,
                 len(points),
                 params,
-                _fmt(metrics),
+                metrics_text(metrics),
                 seconds,
             )
         best = max(grid, key=lambda g: (g["validation"][SELECTION_METRIC], g["validation"]["hr@10"]))[
@@ -176,7 +176,7 @@ def run_baseline(name: str, ctx: Context) -> MethodResult:
     scores = fit(ctx.x_full, **best)
     seconds = time.perf_counter() - started
     metrics = evaluate(MatrixScorer(scores, ctx.index), ctx.holdout_eval)
-    log.info("%s: holdout %s (train %.1fs)", name, _fmt(metrics), seconds)
+    log.info("%s: holdout %s (train %.1fs)", name, metrics_text(metrics), seconds)
     return MethodResult(name, metrics, seconds, best, grid)
 
 
@@ -236,7 +236,7 @@ def run_ours(ctx: Context) -> MethodResult:
         metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
         log.info("ours: trained in %.1fs (peak RSS %.0f MiB); scoring the SavedModel", seconds, peak_mib)
         metrics = evaluate(savedmodel_scorer(base / "model"), ctx.holdout_eval)
-    log.info("ours: holdout %s", _fmt(metrics))
+    log.info("ours: holdout %s", metrics_text(metrics))
     targets = {
         metric: {"target": floor, "value": round(metrics[metric], 6), "met": metrics[metric] >= floor}
         for metric, floor in TARGETS.items()

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.quality_methods import LABELS, SELECTION_METRIC, TARGETS, THREADS, MethodResult
+from bench.quality_methods import GRIDS, LABELS, SELECTION_METRIC, TARGETS, THREADS, MethodResult
 from bench.quality_prepare import SEED
 from bench.report import machine as machine_info
-from recflow.core.config import PROJECT_ROOT
+from bench.report import write_section
+from recflow.core.config import PROJECT_ROOT, Settings
 
 RESULTS_PATH = PROJECT_ROOT / "bench" / "results" / "quality-movielens-100k.json"
 PLOT_PATH = PROJECT_ROOT / "docs" / "img" / "quality-movielens-100k.png"
@@ -220,3 +221,39 @@ def docs_section(report: Mapping[str, Any], results: Sequence[MethodResult]) -> 
         ]
     lines.append(MARK_END)
     return "\n".join(lines)
+
+
+def results_report(
+    results: Sequence[MethodResult], methods: Sequence[str], bench_python: Path, date: str, total: float
+) -> dict[str, Any]:
+    """The results JSON of a run of ``methods`` (the chosen subset) started at ``date``."""
+    report: dict[str, Any] = {
+        "benchmark": "quality-movielens-100k",
+        "date": date,
+        "command": COMMAND,
+        "git_commit": Settings.from_env().git_commit,
+        "total_seconds": round(total, 1),
+        "machine": machine(),
+        "versions": _versions(bench_python if "sasrec" in methods else None),
+        "protocol": PROTOCOL,
+        "selection_metric": SELECTION_METRIC,
+        "grids": {name: {k: list(v) for k, v in GRIDS[name].items()} for name in GRIDS if name in methods},
+        "methods": {r.name: r.as_dict() for r in results},
+    }
+    if "ours" in report["methods"]:
+        report["targets"] = report["methods"]["ours"]["targets"]
+    return report
+
+
+def write_report(
+    report: Mapping[str, Any],
+    results: Sequence[MethodResult],
+    results_path: Path,
+    plot_path: Path,
+    docs_path: Path,
+) -> None:
+    """Writes the results JSON, the plot and the section of the docs page."""
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(report, indent=2) + "\n")
+    plot(results, plot_path)
+    write_section(docs_path, docs_section(report, results), "quality")
