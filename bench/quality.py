@@ -22,6 +22,11 @@ scores every method under the same protocol:
 Writes ``bench/results/quality-movielens-100k.json``, the plot
 ``docs/img/quality-movielens-100k.png`` and the section between the quality
 markers of ``docs/benchmarks.md``. Exits 2 when the data directory is absent.
+
+This module holds the entry point: the arguments, the checks before a run, and the
+run itself. The parts it runs: ``bench.quality_prepare`` (the data, the split, the
+evaluation sets), ``bench.quality_methods`` (the baselines, SASRec and ours) and
+``bench.quality_report`` (the results JSON, the plot, the docs section).
 """
 
 from __future__ import annotations
