@@ -4,17 +4,12 @@ Every knob of the pipeline is read here, from the environment, once. Nothing
 else in the package (or in the DAGs) reads environment variables: code asks for
 ``Settings`` and passes the values it needs down.
 
-Each setting is declared once, as a field: its type (with its bounds), its
-embedded default, and an :class:`Env` marker that names its variable, says what
-it is for and what the production profile does with it. ``from_env``, ``to_env``
-and ``docs/configuration.md`` (``make docs-config``) are all derived from those
-fields.
+Each setting is declared once, as a field: its type (with its bounds), its embedded
+default and an ``Env`` marker (:mod:`recflow.core.declare`, which derives ``from_env``,
+``to_env`` and ``docs/configuration.md`` from those fields).
 
-``RECFLOW_PROFILE`` picks the defaults: ``embedded`` (DuckDB, SQLite, local files,
-local training jobs, MLflow on SQLite, all state under ``RECFLOW_HOME``, default
-``./.recflow``) or ``production`` (SageMaker training; the artifact root, the
-MLflow tracking URI, the dbt target, the training image and the SageMaker role
-must be given, and ``from_env`` refuses to start without them).
+``RECFLOW_PROFILE`` picks the defaults: ``embedded`` (one machine, all state under ``RECFLOW_HOME``) or
+``production`` (shared services; ``from_env`` refuses to start without the settings it requires).
 """
 
 from __future__ import annotations
@@ -22,69 +17,33 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import Field
 from pydantic.dataclasses import dataclass
 
+from recflow.core.checkout import PROJECT_ROOT, read_git_commit
 from recflow.core.declare import (
-    PROFILES,
     REQUIRED,
     SETTINGS_CONFIG,
     AbsolutePath,
     DeclaredSetting,
     Env,
     Integer,
+    MemorySize,
     Profile,
     Share,
-    applies,
-    explain,
-    memory_size,
-    read_profile,
+    env_of,
+    read_env,
     walk,
 )
 from recflow.core.errors import ConfigError
+from recflow.core.gate import GateSettings
 
-__all__ = [
-    "PROFILES",
-    "REQUIRED",
-    "ConfigError",
-    "DeclaredSetting",
-    "Env",
-    "GateSettings",
-    "Settings",
-    "declared_settings",
-    "subprocess_env",
-]
-
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-"""The repository root: ``plugins/recflow/core/config.py`` lives two levels below it."""
+__all__ = ["PROJECT_ROOT", "ConfigError", "GateSettings", "Settings", "declared_settings", "subprocess_env"]
 
 TrainingBackendName = Literal["local", "sagemaker"]
 RegistryBackendName = Literal["mlflow", "sagemaker"]
-
-
-@dataclass(frozen=True, config=SETTINGS_CONFIG)
-class GateSettings:
-    """Absolute floors a challenger must clear, and how much worse than the champion it may be."""
-
-    min_hr_at_10: Annotated[
-        Share,
-        Env(
-            "RECFLOW_GATE_MIN_HR_AT_10", "Floor on the challenger's hit rate at 10; below it, no publication."
-        ),
-    ] = 0.15
-    min_ndcg_at_10: Annotated[
-        Share,
-        Env("RECFLOW_GATE_MIN_NDCG_AT_10", "Floor on the challenger's NDCG at 10; below it, no publication."),
-    ] = 0.07
-    tolerance: Annotated[
-        Share,
-        Env(
-            "RECFLOW_GATE_TOLERANCE",
-            "How much lower than the champion's a challenger's metrics may be and still be published.",
-        ),
-    ] = 0.01
 
 
 @dataclass(frozen=True, config=SETTINGS_CONFIG)
@@ -133,8 +92,7 @@ class Settings:
         ),
     ] = None
     duckdb_memory_limit: Annotated[
-        str,
-        AfterValidator(memory_size),
+        MemorySize,
         Env(
             "RECFLOW_DUCKDB_MEMORY_LIMIT",
             "Memory DuckDB may use in any process that opens the warehouse (land, the audits, dbt, "
@@ -184,6 +142,7 @@ class Settings:
     ] = "duckdb"
     airflow_api_port: Annotated[
         Integer,
+        MemorySize,
         Field(ge=1024, le=65532),
         Env(
             "RECFLOW_AIRFLOW_API_PORT",
@@ -193,6 +152,7 @@ class Settings:
     ] = 8080
     warehouse_pool_slots: Annotated[
         Integer,
+        MemorySize,
         Field(ge=1),
         Env("RECFLOW_WAREHOUSE_POOL_SLOTS", "Slots of the Airflow pool that every warehouse task runs in."),
     ] = 1
@@ -215,6 +175,7 @@ class Settings:
     ] = 5.0
     volume_history_days: Annotated[
         Integer,
+        MemorySize,
         Field(ge=1),
         Env("RECFLOW_VOLUME_HISTORY_DAYS", "How many recent days the volume check compares a day with."),
     ] = 7
@@ -254,6 +215,7 @@ class Settings:
     ] = "ml.m5.xlarge"
     training_instance_count: Annotated[
         Integer,
+        MemorySize,
         Field(ge=1, le=16),
         Env(
             "RECFLOW_TRAINING_INSTANCE_COUNT",
@@ -307,6 +269,7 @@ class Settings:
     ] = None
     retention_keep_last: Annotated[
         Integer,
+        MemorySize,
         Field(ge=1),
         Env(
             "RECFLOW_RETENTION_KEEP_LAST",
@@ -317,6 +280,7 @@ class Settings:
     ] = 5
     retention_min_age_hours: Annotated[
         Integer,
+        MemorySize,
         Field(ge=0),
         Env(
             "RECFLOW_RETENTION_MIN_AGE_HOURS",
@@ -329,49 +293,12 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``env`` alone (``os.environ`` when not given); an empty value counts as unset.
-
-        Raises :class:`ConfigError` naming every variable whose value is invalid, or,
-        in the production profile, every variable that must be set and is not.
-        """
-        env = os.environ if env is None else env
-        given = {s.env.name: env[s.env.name] for s in declared_settings() if env.get(s.env.name)}
-        profile = read_profile(given)
-        values: dict[str, Any] = {}
-        unset_required: list[DeclaredSetting] = []
-        for setting in declared_settings():
-            if setting.env.name in given:
-                value: object = given[setting.env.name]
-            elif profile == "production" and setting.env.production is REQUIRED:
-                unset_required.append(setting)
-                continue
-            elif profile == "production" and setting.env.production is not None:
-                value = setting.env.production
-            else:
-                continue
-            group = values
-            for part in setting.path[:-1]:
-                group = group.setdefault(part, {})
-            group[setting.path[-1]] = value
-        try:
-            settings = cls(**values)
-        except ValidationError as error:
-            raise ConfigError(explain(error, declared_settings())) from None
-        missing = [s for s in unset_required if applies(s, settings)]
-        if missing:
-            raise ConfigError(
-                "RECFLOW_PROFILE=production needs these variables set (docs/configuration.md):\n"
-                + "\n".join(f"  {s.env.name}: {s.env.help}" for s in missing)
-            )
-        return settings
+        Raises :class:`ConfigError` naming every invalid variable, or every required one unset."""
+        return read_env(cls, declared_settings(), os.environ if env is None else env)
 
     def to_env(self) -> dict[str, str]:
         """The variables that make ``from_env`` rebuild these settings in a child process."""
-        env = {}
-        for setting in declared_settings():
-            value = setting.value_in(self)
-            if value is not None:
-                env[setting.env.name] = str(value)
-        return env
+        return env_of(self, declared_settings())
 
     def child_env(self) -> dict[str, str]:
         """``to_env``, and an empty value (unset, to ``from_env``) for every setting left unset: what a
@@ -382,7 +309,7 @@ class Settings:
     @property
     def git_commit(self) -> str:
         """The deployed commit (``RECFLOW_GIT_COMMIT``, else read from ``.git``), for lineage."""
-        return self.git_commit_override or _git_commit(self.project_root)
+        return self.git_commit_override or read_git_commit(self.project_root)
 
     @property
     def landing_dir(self) -> Path:
@@ -445,7 +372,7 @@ class Settings:
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
         }
         if self.warehouse_url:
-            from sqlalchemy.engine import make_url
+            from sqlalchemy.engine import make_url  # noqa: PLC0415 (sqlalchemy: only a server warehouse needs it)
 
             url = make_url(self.warehouse_url)
             env.update(
@@ -471,23 +398,3 @@ _DECLARED: Final = tuple(walk(Settings, ()))
 def subprocess_env(extra: Mapping[str, str]) -> dict[str, str]:
     """This process's environment plus ``extra``, for a child process (Airflow, dbt, a training job)."""
     return {**os.environ, **extra}
-
-
-def _git_commit(root: Path) -> str:
-    """The checked-out commit, read from ``.git`` without running git."""
-    head = root / ".git" / "HEAD"
-    try:
-        ref = head.read_text().strip()
-    except OSError:
-        return "unknown"
-    if not ref.startswith("ref: "):
-        return ref[:40]
-    ref_path = root / ".git" / ref[5:]
-    if ref_path.exists():
-        return ref_path.read_text().strip()[:40]
-    packed = root / ".git" / "packed-refs"
-    if packed.exists():
-        for line in packed.read_text().splitlines():
-            if line.endswith(ref[5:]):
-                return line.split()[0][:40]
-    return "unknown"

@@ -12,7 +12,8 @@ import types
 from pathlib import Path
 from typing import Any, Final, Literal, Union, get_args, get_origin
 
-from recflow.core.config import REQUIRED, DeclaredSetting, declared_settings
+from recflow.core.config import declared_settings
+from recflow.core.declare import REQUIRED, DeclaredSetting
 
 DOC_PATH: Final = Path("docs") / "configuration.md"
 

@@ -3,18 +3,19 @@
 A field of ``recflow.core.config.Settings`` carries an :class:`Env` marker (its variable,
 what it is for, what the production profile does with it) beside its type; the validated
 types (:data:`Integer`, :data:`AbsolutePath`, :data:`Share`) and :data:`REQUIRED` are
-declared here. :func:`walk` lists the declared fields as :class:`DeclaredSetting` rows,
-which ``Settings.from_env``, ``Settings.to_env`` and ``docs/configuration.md`` are derived
-from; :func:`explain` turns a validation error into one line per variable.
+declared here. :func:`walk` lists the declared fields as :class:`DeclaredSetting` rows, which
+:func:`read_env` (``Settings.from_env``), :func:`env_of` (``Settings.to_env``) and
+``docs/configuration.md`` are derived from. ``RECFLOW_PROFILE`` picks the defaults; a value
+that does not validate is reported as one line naming its variable.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Final, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
@@ -23,6 +24,7 @@ from recflow.core.errors import ConfigError
 
 Profile = Literal["embedded", "production"]
 PROFILES: Final[tuple[Profile, ...]] = get_args(Profile)
+T = TypeVar("T")
 
 
 class _Required:
@@ -63,7 +65,7 @@ def _integer(value: object) -> object:
     return value
 
 
-def memory_size(value: str) -> str:
+def _memory_size(value: str) -> str:
     """A size DuckDB reads: a number and a unit, ``4GB`` or ``512MiB``."""
     if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value):
         raise PydanticCustomError("not_a_size", "not a memory size such as 4GB or 512MiB")
@@ -72,6 +74,7 @@ def memory_size(value: str) -> str:
 
 Integer = Annotated[int, BeforeValidator(_integer)]
 AbsolutePath = Annotated[Path, AfterValidator(Path.resolve)]
+MemorySize = Annotated[str, AfterValidator(_memory_size)]
 Share = Annotated[float, Field(ge=0, le=1)]
 
 # Settings are built from the fields' own names; validation (defaults included) runs
@@ -122,14 +125,14 @@ def _metadata(hint: Any) -> tuple[object, ...]:
     return tuple(found)
 
 
-def read_profile(given: Mapping[str, str]) -> Profile:
+def _read_profile(given: Mapping[str, str]) -> Profile:
     profile = given.get("RECFLOW_PROFILE", "embedded")
     if profile not in PROFILES:
         raise ConfigError(f"RECFLOW_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
     return profile  # type: ignore[return-value]
 
 
-def applies(setting: DeclaredSetting, settings: object) -> bool:
+def _applies(setting: DeclaredSetting, settings: object) -> bool:
     if setting.env.required_if is None:
         return True
     field, value = setting.env.required_if
@@ -146,7 +149,7 @@ _PROBLEMS: Final = {
 }
 
 
-def explain(error: ValidationError, declared: tuple[DeclaredSetting, ...]) -> str:
+def _explain(error: ValidationError, declared: tuple[DeclaredSetting, ...]) -> str:
     """One line per invalid value, naming its variable: ``RECFLOW_X='abc' is not an integer``."""
     by_path = {s.path: s for s in declared}
     lines = []
@@ -169,3 +172,51 @@ def explain(error: ValidationError, declared: tuple[DeclaredSetting, ...]) -> st
         else:
             lines.append(f"{name}={value!r}: {problem['msg'][0].lower()}{problem['msg'][1:]}")
     return "\n".join(lines)
+
+
+def read_env(build: Callable[..., T], declared: tuple[DeclaredSetting, ...], env: Mapping[str, str]) -> T:
+    """``build`` called with the values of ``declared`` that ``env`` gives (an empty value counts as unset)
+    and, in the production profile, the production defaults.
+
+    Raises :class:`ConfigError` naming every variable whose value is invalid, or,
+    in the production profile, every variable that must be set and is not.
+    """
+    given = {s.env.name: env[s.env.name] for s in declared if env.get(s.env.name)}
+    profile = _read_profile(given)
+    values: dict[str, Any] = {}
+    unset_required: list[DeclaredSetting] = []
+    for setting in declared:
+        if setting.env.name in given:
+            value: object = given[setting.env.name]
+        elif profile == "production" and setting.env.production is REQUIRED:
+            unset_required.append(setting)
+            continue
+        elif profile == "production" and setting.env.production is not None:
+            value = setting.env.production
+        else:
+            continue
+        group = values
+        for part in setting.path[:-1]:
+            group = group.setdefault(part, {})
+        group[setting.path[-1]] = value
+    try:
+        settings = build(**values)
+    except ValidationError as error:
+        raise ConfigError(_explain(error, declared)) from None
+    missing = [s for s in unset_required if _applies(s, settings)]
+    if missing:
+        raise ConfigError(
+            "RECFLOW_PROFILE=production needs these variables set (docs/configuration.md):\n"
+            + "\n".join(f"  {s.env.name}: {s.env.help}" for s in missing)
+        )
+    return settings
+
+
+def env_of(settings: object, declared: tuple[DeclaredSetting, ...]) -> dict[str, str]:
+    """The variables that make :func:`read_env` rebuild ``settings``: each declared value that is set."""
+    env = {}
+    for setting in declared:
+        value = setting.value_in(settings)
+        if value is not None:
+            env[setting.env.name] = str(value)
+    return env
