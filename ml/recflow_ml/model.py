@@ -30,10 +30,10 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 import keras
 import numpy as np
@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
 
+from recflow_ml.checkpoints import EpochCheckpoints
 from recflow_ml.hyperparameters import Hyperparameters
 
 if TYPE_CHECKING:
@@ -83,6 +84,14 @@ class EpochLog:
     epoch: int
     loss: float
     seconds: float
+
+
+class _Steps(NamedTuple):
+    """A softmax's training steps: ``local`` trains a whole batch, ``distributed`` this worker's
+    shard of a global batch (``recflow_ml.distributed``); each returns the loss."""
+
+    local: Callable[..., tf.Tensor]
+    distributed: Callable[..., tf.Tensor]
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -370,9 +379,35 @@ class TwoTowerModel:
             hp.learning_rate, decay_steps=steps_per_epoch * hp.epochs, alpha=0.05
         )
         optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=hp.weight_decay)
+        steps = self._full_softmax_steps(optimizer, workers)
+        trackables: dict[str, object] = {"optimizer": optimizer}
+        dense = list(self.variables)
+        if self.sampled:
+            steps, dense = self._sampled_softmax_steps(
+                examples, log_q, schedule, optimizer, workers, trackables
+            )
+        history_log: list[EpochLog] = []
+        checkpoints = None
+        done = 0
+        if checkpoint_dir is not None:
+            checkpoints, done, history_log = self._restore_checkpoints(
+                checkpoint_dir, examples, optimizer, dense, trackables, workers
+            )
+        for epoch in range(done + 1, hp.epochs + 1):
+            entry = self._train_epoch(epoch, examples, steps, steps_per_epoch, workers)
+            history_log.append(entry)
+            log.info("epoch %d/%d loss=%.4f (%.1fs)", epoch, hp.epochs, entry.loss, entry.seconds)
+            if checkpoints is not None:
+                checkpoints.save(epoch, [dataclasses.asdict(h) for h in history_log])
+        return history_log
+
+    def _full_softmax_steps(self, optimizer: keras.optimizers.Optimizer, workers: Workers | None) -> _Steps:
+        """The full softmax's training steps (small catalogues): every item row is a candidate, and one
+        AdamW updates every variable. ``local`` trains a batch, ``distributed`` this worker's shard
+        of a global batch (gradients summed across the workers before the update)."""
+        hp = self.hp
         n_items = len(self.item_vocab) + 1
         n_hist = hp.history_length
-        sampled = self.sampled
 
         def gradients(
             u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor, w_total: tf.Tensor | None = None
@@ -417,162 +452,185 @@ class TwoTowerModel:
             optimizer.apply_gradients(zip(grads, self.variables, strict=True))
             return loss
 
-        trackables: dict[str, object] = {"optimizer": optimizer}
-        if sampled:
-            if log_q is None:
-                counts = np.bincount(examples.items, minlength=n_items)
-                log_q = np.log(np.maximum(counts, 1) / len(examples))
-            label_prob = tf.constant(np.exp(np.asarray(log_q, np.float64)).astype(np.float32))
-            tables = [self.user_emb, self.item_emb, self.item_bias]
-            dense = [v for v in self.variables if all(v is not t for t in tables)]
-            lazy = LazyAdamW(tables, schedule, weight_decay=hp.weight_decay)
-            trackables["lazy_optimizer"] = lazy
-            n_uniform = len(self.item_vocab)
+        return _Steps(step, distributed_step)
 
-            def sampled_gradients(
-                u: tf.Tensor,
-                i: tf.Tensor,
-                w: tf.Tensor,
-                hist: tf.Tensor,
-                negatives: tf.Tensor,
-                w_total: tf.Tensor | None = None,
-                in_batch: tf.Tensor | None = None,
-                offset: tf.Tensor | None = None,
-            ) -> tuple[tf.Tensor, list[tf.Tensor | tf.IndexedSlices]]:
-                """(loss, gradients of ``dense + tables``); a shard of a global batch passes the global
-                batch's weight, its labels (``in_batch``, the in-batch candidates) and its first row."""
-                drop = tf.random.uniform(tf.shape(u)) < hp.oov_rate
-                u = tf.where(drop, tf.zeros_like(u), u)
-                with tf.GradientTape() as tape:
-                    user_vec = self.user_vectors(u, hist, training=True)
-                    logits = self.sampled_logits(
-                        user_vec, i, hist, negatives, label_prob, n_uniform, in_batch, offset
-                    )
-                    labels = tf.range(tf.shape(u)[0])  # row b's positive is candidate b
-                    if offset is not None:  # ... of the global batch, whose row ``offset`` is our first
-                        labels += offset
-                    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-                    loss = tf.reduce_sum(losses * w) / (tf.reduce_sum(w) if w_total is None else w_total)
-                return loss, tape.gradient(loss, dense + tables)
+    def _sampled_softmax_steps(
+        self,
+        examples: Examples,
+        log_q: np.ndarray | None,
+        schedule: keras.optimizers.schedules.LearningRateSchedule,
+        optimizer: keras.optimizers.Optimizer,
+        workers: Workers | None,
+        trackables: dict[str, object],
+    ) -> tuple[_Steps, list[tf.Variable]]:
+        """The sampled softmax's training steps (large catalogues, ``sampled_logits``) and the dense
+        variables ``optimizer`` updates: the embedding tables get a ``LazyAdamW`` of their own (added
+        to ``trackables``, so checkpoints hold it), which updates only the rows a step touched."""
+        hp = self.hp
+        n_items = len(self.item_vocab) + 1
+        if log_q is None:
+            counts = np.bincount(examples.items, minlength=n_items)
+            log_q = np.log(np.maximum(counts, 1) / len(examples))
+        label_prob = tf.constant(np.exp(np.asarray(log_q, np.float64)).astype(np.float32))
+        tables = [self.user_emb, self.item_emb, self.item_bias]
+        dense = [v for v in self.variables if all(v is not t for t in tables)]
+        lazy = LazyAdamW(tables, schedule, weight_decay=hp.weight_decay)
+        trackables["lazy_optimizer"] = lazy
+        n_uniform = len(self.item_vocab)
 
-            def sampled_apply(grads: Sequence[tf.Tensor | tf.IndexedSlices]) -> None:
-                iteration = tf.identity(optimizer.iterations)  # the step before this one's update
-                optimizer.apply_gradients(zip(grads[: len(dense)], dense, strict=True))
-                lazy.apply(grads[len(dense) :], iteration)
+        def sampled_gradients(
+            u: tf.Tensor,
+            i: tf.Tensor,
+            w: tf.Tensor,
+            hist: tf.Tensor,
+            negatives: tf.Tensor,
+            w_total: tf.Tensor | None = None,
+            in_batch: tf.Tensor | None = None,
+            offset: tf.Tensor | None = None,
+        ) -> tuple[tf.Tensor, list[tf.Tensor | tf.IndexedSlices]]:
+            """(loss, gradients of ``dense + tables``); a shard of a global batch passes the global
+            batch's weight, its labels (``in_batch``, the in-batch candidates) and its first row."""
+            drop = tf.random.uniform(tf.shape(u)) < hp.oov_rate
+            u = tf.where(drop, tf.zeros_like(u), u)
+            with tf.GradientTape() as tape:
+                user_vec = self.user_vectors(u, hist, training=True)
+                logits = self.sampled_logits(
+                    user_vec, i, hist, negatives, label_prob, n_uniform, in_batch, offset
+                )
+                labels = tf.range(tf.shape(u)[0])  # row b's positive is candidate b
+                if offset is not None:  # ... of the global batch, whose row ``offset`` is our first
+                    labels += offset
+                losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+                loss = tf.reduce_sum(losses * w) / (tf.reduce_sum(w) if w_total is None else w_total)
+            return loss, tape.gradient(loss, dense + tables)
 
-            @tf.function(reduce_retracing=True)
-            def sampled_step(
-                u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor, negatives: tf.Tensor
-            ) -> tf.Tensor:
-                loss, grads = sampled_gradients(u, i, w, hist, negatives)
-                sampled_apply(grads)
-                return loss
+        def sampled_apply(grads: Sequence[tf.Tensor | tf.IndexedSlices]) -> None:
+            iteration = tf.identity(optimizer.iterations)  # the step before this one's update
+            optimizer.apply_gradients(zip(grads[: len(dense)], dense, strict=True))
+            lazy.apply(grads[len(dense) :], iteration)
 
-            @tf.function(reduce_retracing=True)
-            def distributed_sampled_step(
-                u: tf.Tensor,
-                i: tf.Tensor,
-                w: tf.Tensor,
-                hist: tf.Tensor,
-                negatives: tf.Tensor,
-                w_total: tf.Tensor,
-                in_batch: tf.Tensor,
-                offset: tf.Tensor,
-            ) -> tf.Tensor:
-                assert workers is not None
+        @tf.function(reduce_retracing=True)
+        def sampled_step(
+            u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor, negatives: tf.Tensor
+        ) -> tf.Tensor:
+            loss, grads = sampled_gradients(u, i, w, hist, negatives)
+            sampled_apply(grads)
+            return loss
 
-                def replica(*args: tf.Tensor) -> list[tf.Tensor | tf.IndexedSlices]:
-                    loss, grads = sampled_gradients(*args)
-                    return workers.all_reduce([loss, *grads])
+        @tf.function(reduce_retracing=True)
+        def distributed_sampled_step(
+            u: tf.Tensor,
+            i: tf.Tensor,
+            w: tf.Tensor,
+            hist: tf.Tensor,
+            negatives: tf.Tensor,
+            w_total: tf.Tensor,
+            in_batch: tf.Tensor,
+            offset: tf.Tensor,
+        ) -> tf.Tensor:
+            assert workers is not None
 
-                loss, *grads = workers.run(replica, u, i, w, hist, negatives, w_total, in_batch, offset)
-                sampled_apply(grads)
-                return loss
+            def replica(*args: tf.Tensor) -> list[tf.Tensor | tf.IndexedSlices]:
+                loss, grads = sampled_gradients(*args)
+                return workers.all_reduce([loss, *grads])
 
-        history_log: list[EpochLog] = []
-        checkpoints = None
-        done = 0
-        if checkpoint_dir is not None:
-            from recflow_ml.checkpoints import EpochCheckpoints
+            loss, *grads = workers.run(replica, u, i, w, hist, negatives, w_total, in_batch, offset)
+            sampled_apply(grads)
+            return loss
 
-            # the slots must exist before a restore fills them
-            optimizer.build(dense if sampled else self.variables)
-            hyperparameters = hp.as_strings()
-            if not sampled:  # what the full softmax never reads does not tell jobs apart
-                hyperparameters = {
-                    k: v for k, v in hyperparameters.items() if k not in SAMPLING_HYPERPARAMETERS
-                }
-            fingerprint = {
-                "hyperparameters": hyperparameters,
-                "users": len(self.user_vocab),
-                "items": len(self.item_vocab),
-                "interactions": len(examples),
-            }
-            checkpoints = EpochCheckpoints(
-                checkpoint_dir, fingerprint, **trackables, **self.named_variables()
-            )
-            done, logged = checkpoints.restore()
-            if workers is not None:
-                workers.agree(done, "the epochs their checkpoints hold")
-            history_log = [EpochLog(int(e["epoch"]), float(e["loss"]), float(e["seconds"])) for e in logged]
-            history_log = [h for h in history_log if h.epoch <= done]
-            if done:
-                log.info("resumed from checkpoint at epoch %d (of %d)", done, hp.epochs)
-        for epoch in range(done + 1, hp.epochs + 1):
-            started = time.monotonic()
-            total, batches = 0.0, 0
-            order = epoch_order(len(examples), hp.seed, epoch)
-            negatives = negative_rng(hp.seed, epoch)
-            for start in range(0, len(order), hp.batch_size):
-                rows = order[start : start + hp.batch_size]
-                if workers is None:
-                    batch = (
-                        examples.users[rows],
-                        examples.items[rows],
-                        examples.weights[rows],
-                        examples.history(rows),
-                    )
-                    if sampled:
-                        drawn = negatives.integers(1, n_items, size=hp.num_negatives, dtype=np.int32)
-                        total += float(sampled_step(*batch, drawn))
-                    else:
-                        total += float(step(*batch))
+        return _Steps(sampled_step, distributed_sampled_step), dense
+
+    def _restore_checkpoints(
+        self,
+        checkpoint_dir: Path,
+        examples: Examples,
+        optimizer: keras.optimizers.Optimizer,
+        dense: list[tf.Variable],
+        trackables: dict[str, object],
+        workers: Workers | None,
+    ) -> tuple[EpochCheckpoints, int, list[EpochLog]]:
+        """The job's checkpoints in ``checkpoint_dir``, restored: (them, the epochs done, their log).
+
+        A checkpoint is this job's when its fingerprint (the hyperparameters that change training,
+        the vocabularies' and the examples' sizes) matches; with ``workers``, all agree first."""
+        hp = self.hp
+        sampled = self.sampled
+        # the slots must exist before a restore fills them
+        optimizer.build(dense)
+        hyperparameters = hp.as_strings()
+        if not sampled:  # what the full softmax never reads does not tell jobs apart
+            hyperparameters = {k: v for k, v in hyperparameters.items() if k not in SAMPLING_HYPERPARAMETERS}
+        fingerprint = {
+            "hyperparameters": hyperparameters,
+            "users": len(self.user_vocab),
+            "items": len(self.item_vocab),
+            "interactions": len(examples),
+        }
+        checkpoints = EpochCheckpoints(checkpoint_dir, fingerprint, **trackables, **self.named_variables())
+        done, logged = checkpoints.restore()
+        if workers is not None:
+            workers.agree(done, "the epochs their checkpoints hold")
+        history_log = [EpochLog(int(e["epoch"]), float(e["loss"]), float(e["seconds"])) for e in logged]
+        history_log = [h for h in history_log if h.epoch <= done]
+        if done:
+            log.info("resumed from checkpoint at epoch %d (of %d)", done, hp.epochs)
+        return checkpoints, done, history_log
+
+    def _train_epoch(
+        self, epoch: int, examples: Examples, steps: _Steps, steps_per_epoch: int, workers: Workers | None
+    ) -> EpochLog:
+        """One pass over the examples in ``epoch_order``, a step per batch (and, when sampled, the
+        epoch's ``negative_rng`` draws); its mean batch loss and duration."""
+        hp = self.hp
+        sampled = self.sampled
+        n_items = len(self.item_vocab) + 1
+        started = time.monotonic()
+        total, batches = 0.0, 0
+        order = epoch_order(len(examples), hp.seed, epoch)
+        negatives = negative_rng(hp.seed, epoch)
+        for start in range(0, len(order), hp.batch_size):
+            rows = order[start : start + hp.batch_size]
+            if workers is None:
+                batch = (
+                    examples.users[rows],
+                    examples.items[rows],
+                    examples.weights[rows],
+                    examples.history(rows),
+                )
+                if sampled:
+                    drawn = negatives.integers(1, n_items, size=hp.num_negatives, dtype=np.int32)
+                    total += float(steps.local(*batch, drawn))
                 else:
-                    lo, hi = workers.shard(len(rows))
-                    mine = rows[lo:hi]
-                    shard = (
-                        examples.users[mine],
-                        examples.items[mine],
-                        examples.weights[mine],
-                        examples.history(mine),
+                    total += float(steps.local(*batch))
+            else:
+                lo, hi = workers.shard(len(rows))
+                mine = rows[lo:hi]
+                shard = (
+                    examples.users[mine],
+                    examples.items[mine],
+                    examples.weights[mine],
+                    examples.history(mine),
+                )
+                w_total = tf.constant(examples.weights[rows].sum(dtype=np.float32))
+                if sampled:
+                    drawn = negatives.integers(1, n_items, size=hp.num_negatives, dtype=np.int32)
+                    in_batch = examples.items[rows]
+                    total += float(
+                        steps.distributed(*shard, drawn, w_total, in_batch, tf.constant(lo, tf.int32))
                     )
-                    w_total = tf.constant(examples.weights[rows].sum(dtype=np.float32))
-                    if sampled:
-                        drawn = negatives.integers(1, n_items, size=hp.num_negatives, dtype=np.int32)
-                        in_batch = examples.items[rows]
-                        total += float(
-                            distributed_sampled_step(
-                                *shard, drawn, w_total, in_batch, tf.constant(lo, tf.int32)
-                            )
-                        )
-                    else:
-                        total += float(distributed_step(*shard, w_total))
-                batches += 1
-                if batches % PROGRESS_STEPS == 0:
-                    log.info(
-                        "epoch %d: step %d/%d loss=%.4f (%.0f examples/s)",
-                        epoch,
-                        batches,
-                        steps_per_epoch,
-                        total / batches,
-                        (start + len(rows)) / (time.monotonic() - started),
-                    )
-            entry = EpochLog(epoch, total / max(batches, 1), time.monotonic() - started)
-            history_log.append(entry)
-            log.info("epoch %d/%d loss=%.4f (%.1fs)", epoch, hp.epochs, entry.loss, entry.seconds)
-            if checkpoints is not None:
-                checkpoints.save(epoch, [dataclasses.asdict(h) for h in history_log])
-        return history_log
+                else:
+                    total += float(steps.distributed(*shard, w_total))
+            batches += 1
+            if batches % PROGRESS_STEPS == 0:
+                log.info(
+                    "epoch %d: step %d/%d loss=%.4f (%.0f examples/s)",
+                    epoch,
+                    batches,
+                    steps_per_epoch,
+                    total / batches,
+                    (start + len(rows)) / (time.monotonic() - started),
+                )
+        return EpochLog(epoch, total / max(batches, 1), time.monotonic() - started)
 
     def candidate_vectors(self, candidates: tf.Tensor) -> tf.Tensor:
         """The item vectors of rows ``candidates`` only (what ``item_vectors`` holds at those rows)."""
