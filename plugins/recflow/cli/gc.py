@@ -1,0 +1,41 @@
+"""``recflow gc``: delete the pipeline's artifacts that no registered version references
+(the policy is ``recflow.stack.retention``'s)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from recflow.cli.args import Subcommands
+from recflow.core.config import Settings
+
+
+def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.stack.retention import collect, plan, report_lines
+
+    decided = plan(settings)
+    if not args.dry_run:
+        collect(settings, decided, allow_empty_registry=args.allow_empty_registry)
+    if args.json:
+        shown = decided.items if args.show_kept else decided.deletable
+        print(json.dumps([i.as_dict(decided.now) for i in shown], indent=2))
+    else:
+        print("\n".join(report_lines(decided, deleted=not args.dry_run, show_kept=args.show_kept)))
+    return 0
+
+
+def add_command(sub: Subcommands) -> None:
+    gc = sub.add_parser(
+        "gc",
+        help="delete the snapshots, checkpoints, model and serving archives, evaluations and job folders "
+        "that no registered version references, beyond the most recent (RECFLOW_RETENTION_KEEP_LAST)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="list what would be deleted; delete nothing")
+    gc.add_argument("--json", action="store_true", help="the items as JSON (kind, uri, bytes, age, why)")
+    gc.add_argument("--show-kept", action="store_true", help="also list what is kept, and why")
+    gc.add_argument(
+        "--allow-empty-registry",
+        action="store_true",
+        help="delete even though the registry has no version (refused by default: a wrong tracking URI?)",
+    )
+    gc.set_defaults(func=cmd_gc)

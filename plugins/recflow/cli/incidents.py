@@ -1,0 +1,100 @@
+"""``recflow incidents list|show``: the failed tasks the failure callback recorded, one line
+each or one in full."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+
+from recflow.cli.args import Subcommands
+from recflow.core.config import Settings
+
+
+def _since(text: str) -> datetime:
+    from recflow.oncall.incidents import parse_since
+
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def cmd_incidents_list(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.oncall.incidents import IncidentStore
+
+    found = IncidentStore.of(settings).find(dag_id=args.dag, since=args.since, limit=args.limit)
+    if args.json:
+        print(json.dumps([incident.as_dict() for incident in found], indent=2))
+        return 0
+    if not found:
+        print(f"no incidents in {IncidentStore.of(settings)}")
+    for incident in found:
+        anchor = incident.runbook.rpartition("#")[2]
+        print(
+            f"{incident.id:>5}  {incident.at}  {incident.dag_id}.{incident.task_id}  "
+            f"{incident.kind}  {incident.root_cause}  [#{anchor}]"
+        )
+    return 0
+
+
+def _field(label: str, value: str | None, width: int = 100) -> list[str]:
+    import textwrap
+
+    if not value:
+        return []
+    lines = textwrap.wrap(value, width=width - 16, break_long_words=False, break_on_hyphens=False) or [""]
+    return [f"  {label:<14}{lines[0]}"] + [f"  {'':<14}{line}" for line in lines[1:]]
+
+
+def cmd_incidents_show(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.oncall.incidents import IncidentStore
+
+    incident = IncidentStore.of(settings).get(args.id)
+    if incident is None:
+        print(f"no incident {args.id} in {IncidentStore.of(settings)}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(incident.as_dict(), indent=2))
+        return 0
+    interval = f"[{incident.interval_start}, {incident.interval_end})" if incident.interval_start else None
+    lines = [
+        f"incident {incident.id}: {incident.dag_id}.{incident.task_id} failed (try {incident.try_number})",
+        *_field("at", incident.at),
+        *_field("run", incident.run_id),
+        *_field("interval", interval),
+        *_field("kind", f"{incident.kind}" + (f" ({incident.error_type})" if incident.error_type else "")),
+        *_field("root cause", incident.root_cause),
+        *_field("check", incident.check),
+        *_field("columns", ", ".join(incident.columns)),
+        *_field("observed", incident.observed),
+        *_field("expected", incident.expected),
+        *_field("evidence", incident.evidence),
+        *_field("stale", incident.blast_radius.get("stale_asset")),
+        *_field("champion", incident.blast_radius.get("champion")),
+        *_field("what to do", incident.what_to_do),
+        *_field("runbook", incident.runbook),
+    ]
+    if incident.message:
+        lines += ["", "  message:", *(f"    {line}" for line in incident.message.splitlines())]
+    print("\n".join(lines))
+    return 0
+
+
+def add_commands(sub: Subcommands) -> None:
+    incidents = sub.add_parser(
+        "incidents", help="failed tasks, as recorded by the failure callback"
+    ).add_subparsers(dest="incidents_command", required=True)
+    il = incidents.add_parser("list", help="incidents, oldest first, one line each")
+    il.add_argument("--dag", help="only this DAG's")
+    il.add_argument(
+        "--since", type=_since, help="an ISO date or date-time (UTC), or a duration ago: 30m, 24h, 7d, 2w"
+    )
+    il.add_argument("--limit", type=int, help="only the most recent N")
+    il.add_argument("--json", action="store_true")
+    il.set_defaults(func=cmd_incidents_list)
+    ish = incidents.add_parser("show", help="one incident in full")
+    ish.add_argument("id", type=int)
+    ish.add_argument("--json", action="store_true")
+    ish.set_defaults(func=cmd_incidents_show)

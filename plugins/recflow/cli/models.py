@@ -1,0 +1,198 @@
+"""``recflow models list|show|export|promote|history`` and ``recflow mlflow ui``: the model
+registry, each version's model card, the champion's moves, and the MLflow UI on its store."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from recflow.cli.args import Subcommands
+from recflow.core.config import Settings
+
+
+def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.registry import registry_for
+
+    versions = registry_for(settings).list_versions(args.name)
+    if args.json:
+        print(json.dumps([v.as_dict() for v in versions], indent=2))
+        return 0
+    if not versions:
+        print("no registered model versions" + (f" named {args.name}" if args.name else ""))
+    for v in versions:
+        metrics = " ".join(f"{k}={val:.4f}" for k, val in sorted(v.metrics.items()))
+        aliases = ",".join(v.aliases) or "-"
+        print(
+            f"{v.name} v{v.version} [{aliases}] {v.created_at} {metrics} job={v.lineage.get('training_job_name')}"
+        )
+    return 0
+
+
+def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.registry import registry_for
+
+    registry = registry_for(settings)
+    info = registry.get_by_alias(args.name, args.alias)
+    if info is None:
+        print(f"model {args.name!r} has no version with alias {args.alias!r}", file=sys.stderr)
+        return 1
+    out = registry.download(info, Path(args.out))
+    print(f"exported {info.name} version {info.version} ({args.alias}) SavedModel to {out}")
+    return 0
+
+
+def cmd_models_promote(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.core.errors import RegistryError
+    from recflow.registry import registry_for
+
+    try:
+        moved = registry_for(settings).promote(args.name, args.version, args.reason, getpass.getuser())
+    except (RegistryError, ValueError) as exc:
+        print(f"not promoted: {exc}", file=sys.stderr)
+        return 1
+    if moved is None:
+        print(f"{args.name} version {args.version} already is the champion: nothing moved")
+        return 0
+    previous = moved.get("previous_version")
+    print(
+        f"{args.name}: champion moved from version {previous if previous is not None else '(none)'} "
+        f"to {moved['version']} by {moved['who']} at {moved['at']} (move {moved['seq']}): {moved['reason']}"
+    )
+    return 0
+
+
+def _card_text(card: dict[str, Any]) -> list[str]:
+    gate, training, lineage = card["gate"], card["training"], card["lineage"]
+    thresholds = gate["thresholds"]
+    losses = training["loss_per_epoch"]
+    lines = [
+        f"{card['name']} version {card['version']} [{','.join(card['aliases']) or '-'}] "
+        f"created {card['created_at']}" + ("" if card["complete"] else "  (INCOMPLETE publication)"),
+        "metrics (gate's evaluation, holdout never in the history):  "
+        + "  ".join(f"{k}={v:.4f}" for k, v in sorted(card["metrics"].items())),
+        f"gate: {gate['reason'] or '(not recorded)'}",
+        f"  thresholds: hr@10 >= {thresholds['min_hr_at_10']}, ndcg@10 >= {thresholds['min_ndcg_at_10']}, "
+        f"tolerance {thresholds['tolerance']}; champion then: version {gate['champion_version']} "
+        + (
+            " ".join(f"{k}={v:.4f}" for k, v in sorted(gate["champion_metrics"].items()) if k != "users")
+            if gate["champion_metrics"]
+            else "(none)"
+        ),
+        "hyperparameters: " + " ".join(f"{k}={v}" for k, v in sorted(card["hyperparameters"].items())),
+        f"training: {training['seconds']} s, peak memory {training['peak_memory_mb']} MB; loss per epoch "
+        + (" ".join(f"{x:.4f}" for x in losses) if losses else "(not recorded)"),
+        "serving: " + (", ".join(f"{k}={v}" for k, v in sorted(card["serving"].items())) or "as trained"),
+        "lineage:",
+        *(f"  {k}: {v}" for k, v in sorted(lineage.items())),
+        "pictures:",
+        *(f"  {k}: {v}" for k, v in sorted(card["pictures"].items())),
+    ]
+    if not card["pictures"]:
+        lines.append("  (none: published before pictures were recorded)")
+    return lines
+
+
+def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.core.errors import RegistryError
+    from recflow.publishing.card import model_card
+
+    try:
+        card = model_card(settings, args.name, version=args.version, alias=args.alias)
+    except RegistryError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(card, indent=2))
+    else:
+        print("\n".join(_card_text(card)))
+    return 0
+
+
+def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
+    import subprocess
+
+    if settings.mlflow_uri.startswith("sqlite:///"):
+        Path(settings.mlflow_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        settings.mlflow_uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    print(f"MLflow UI on http://{args.host}:{args.port} (store {settings.mlflow_uri}); Ctrl-C stops it")
+    try:
+        return subprocess.run(command, check=False).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.core.errors import RegistryError
+    from recflow.registry import registry_for
+
+    try:
+        moves = registry_for(settings).champion_history(args.name)
+    except RegistryError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(moves, indent=2))
+        return 0
+    if not moves:
+        print(f"no move of champion recorded for {args.name}")
+    for move in moves:
+        previous = move.get("previous_version")
+        print(
+            f"{move['seq']:>4}  {move['at']}  v{previous if previous is not None else '-'} -> v{move['version']}"
+            f"  {move['who']}  {move['reason']}"
+        )
+    return 0
+
+
+def add_commands(sub: Subcommands) -> None:
+    models = sub.add_parser("models", help="the model registry").add_subparsers(
+        dest="models_command", required=True
+    )
+    ls = models.add_parser("list", help="registered model versions")
+    ls.add_argument("--name")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_models_list)
+    ex = models.add_parser("export", help="write a version's SavedModel to a directory")
+    ex.add_argument("--name", required=True)
+    ex.add_argument("--alias", default="champion")
+    ex.add_argument("--out", required=True)
+    ex.set_defaults(func=cmd_models_export)
+    pr = models.add_parser("promote", help="move the alias champion to a version (a rollback), recorded")
+    pr.add_argument("--name", required=True)
+    pr.add_argument("--version", type=int, required=True)
+    pr.add_argument("--reason", required=True, help="why: kept in the champion history")
+    pr.set_defaults(func=cmd_models_promote)
+    hi = models.add_parser("history", help="every move of the alias champion: who, when, why")
+    hi.add_argument("--name", required=True)
+    hi.add_argument("--json", action="store_true")
+    hi.set_defaults(func=cmd_models_history)
+    sh = models.add_parser("show", help="the model card of a version: metrics, gate, lineage, pictures")
+    sh.add_argument("--name", required=True)
+    which = sh.add_mutually_exclusive_group()
+    which.add_argument("--version", type=int)
+    which.add_argument("--alias", default="champion")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=cmd_models_show)
+
+    mlflow = sub.add_parser("mlflow", help="MLflow tools on the project's store").add_subparsers(
+        dest="mlflow_command", required=True
+    )
+    ui = mlflow.add_parser("ui", help="the MLflow UI on the embedded registry (Ctrl-C stops it)")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_mlflow_ui)

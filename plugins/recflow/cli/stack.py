@@ -1,0 +1,220 @@
+"""``recflow setup``, ``demo``, ``up``, ``down``, ``airflow`` and ``clear``: the embedded Airflow,
+set up, run in the foreground, stopped, driven by its own CLI, the whole pipeline through it,
+and days run again from a task."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from typing import Any
+
+from recflow.cli.args import Subcommands, iso_date
+from recflow.core.config import Settings
+from recflow.core.errors import ConfigError
+
+
+def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.stack.demo import setup
+
+    setup(settings)
+    print(f"ready: RECFLOW_HOME={settings.home}")
+    return 0
+
+
+def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.stack.services import run_airflow
+
+    return run_airflow(settings, args.args, check=False)
+
+
+def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
+    import urllib.error
+
+    from recflow.stack.api import AirflowApiError, AirflowClient
+    from recflow.stack.rerun import clear_days, clear_run
+    from recflow.stack.runtime import api_base_url
+
+    try:
+        client = AirflowClient.login(settings)
+    except (AirflowApiError, urllib.error.URLError) as exc:
+        raise ConfigError(
+            f"cannot reach Airflow's API server at {api_base_url(settings)} ({exc}): is it running "
+            "(`recflow up`)? RECFLOW_AIRFLOW_API_PORT sets its port"
+        ) from exc
+    how = {"downstream": args.downstream, "only_failed": args.only_failed, "dry_run": args.dry_run}
+    if args.run is not None:
+        if args.start_date or args.end_date:
+            raise ConfigError("give the days (-s/-e) or --run, not both")
+        cleared = [clear_run(client, args.dag_id, args.task_regex, args.run, **how)]
+    elif args.start_date is None:
+        raise ConfigError(
+            "say which runs to clear: the days they processed (-s D [-e D]) or --run RUN_ID|latest"
+        )
+    else:
+        first, last = args.start_date, args.end_date or args.start_date
+        cleared = clear_days(client, args.dag_id, args.task_regex, first, last, **how)
+    verb = "would clear" if args.dry_run else "cleared"
+    for run in cleared:
+        tasks = ", ".join(run.task_ids) or "nothing (no task instance matched in this run)"
+        day = f" ds={run.day}" if run.day else ""
+        print(f"{args.dag_id}{day} run {run.run_id} ({run.state_before}): {verb} {tasks}")
+    if not any(run.task_ids for run in cleared):
+        print(f"recflow: nothing was cleared for {args.task_regex!r}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.stack.runtime import api_base_url
+    from recflow.stack.services import record_foreground, start_services
+
+    pid_file = record_foreground(settings)
+    services = start_services(settings, foreground=True)
+    print(
+        f"Airflow on {api_base_url(settings)} (user admin, password in "
+        f"{settings.airflow_home / 'simple_auth_manager_passwords.json'}); Ctrl-C stops it",
+        flush=True,
+    )
+    stopping = False
+
+    def _stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stopping and all(services.alive().values()):
+        time.sleep(1)
+    dead = [name for name, ok in services.alive().items() if not ok]
+    services.stop()
+    pid_file.unlink(missing_ok=True)
+    if dead and not stopping:
+        print(f"airflow {', '.join(dead)} exited; stopped the others", file=sys.stderr)
+        return 1
+    print("Airflow stopped")
+    return 0
+
+
+def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.stack.services import stop_recorded
+
+    stopped = stop_recorded(settings)
+    print("Airflow stopped" if stopped else "nothing to stop: no `recflow up` is running")
+    return 0
+
+
+def _fmt_seconds(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.0f}s"
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from recflow.producers.generate import GeneratorConfig, generate
+    from recflow.registry import registry_for
+    from recflow.stack.demo import (
+        PipelineFailed,
+        claim_demo_stores,
+        demo_days,
+        run_pipeline,
+        say,
+        setup,
+        warehouse_checksums,
+        warehouse_counts,
+    )
+    from recflow.stack.runtime import admin_password, api_base_url
+
+    claim_demo_stores(settings)  # before anything is written
+    started = time.monotonic()
+    days = demo_days(args.days)
+    summary = generate(
+        settings.landing_dir,
+        GeneratorConfig(start=days[0], days=len(days), users=args.users, pins=args.pins, seed=args.seed),
+        command="recflow demo",
+    )
+    say(f"data: {summary.events} synthetic events over {days[0]}..{days[-1]} in {settings.landing_dir}")
+    setup(settings, echo=say)
+    before = warehouse_checksums(settings) if settings.duckdb_path.exists() else None
+    try:
+        result = run_pipeline(settings, days)
+    except (PipelineFailed, TimeoutError) as exc:
+        print(
+            f"\nDEMO FAILED: {exc}\nlogs: {settings.home / 'logs'}; incidents: `recflow incidents list`",
+            file=sys.stderr,
+        )
+        return 1
+    champion = registry_for(settings).get_by_alias(settings.model_name)
+    after = warehouse_counts(settings)
+    print("\n=== recflow demo summary ===")
+    for run in result.warehouse_runs + result.train_runs:
+        print(
+            f"  {run.dag_id:<26} {run.logical_date or run.run_id:<34} {run.state:<8} {_fmt_seconds(run.seconds)}"
+        )
+    if result.training:
+        print(
+            f"  training job: {result.training['job_name']} "
+            f"({_fmt_seconds(result.training.get('training_seconds'))}, "
+            f"peak {result.training.get('peak_memory_mb')} MB)"
+        )
+    if result.gate:
+        print(f"  gate: {result.gate['reason']}")
+    print("  warehouse rows: " + ", ".join(f"{k}={v}" for k, v in after.items()))
+    if before is not None:
+        changed = [
+            table for table, digest in warehouse_checksums(settings).items() if before.get(table) != digest
+        ]
+        print(
+            "  rerun of the same intervals changed the warehouse (content checksums): "
+            + ("no" if not changed else f"yes ({', '.join(changed)})")
+        )
+    if champion:
+        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(champion.metrics.items()))
+        print(f"  model {champion.name} version {champion.version} {champion.aliases}: {metrics}")
+        print("  (a random ranker scores hr@10 = 0.10)")
+    print("\nwhere to look:")
+    print(
+        f"  Airflow UI:  `make up`, then {api_base_url(settings)}  user admin, password "
+        f"{admin_password(settings) or '(see AIRFLOW_HOME/simple_auth_manager_passwords.json)'}"
+    )
+    print(f"  MLflow:      {settings.mlflow_uri} (artifacts in {settings.mlflow_artifact_root})")
+    print(f"  warehouse:   {settings.duckdb_path}")
+    print(f"  models:      .venv/bin/recflow models list --name {settings.model_name} --json")
+    print(
+        f"  export:      .venv/bin/recflow models export --name {settings.model_name} --alias champion --out DIR"
+    )
+    print(f"demo finished in {time.monotonic() - started:.0f}s")
+    return 0 if result.ok and champion is not None else 1
+
+
+def add_commands(sub: Subcommands) -> None:
+    sub.add_parser(
+        "setup", help="migrate the Airflow DB, compile the dbt manifest, create pools"
+    ).set_defaults(func=cmd_setup)
+    demo = sub.add_parser("demo", help="run the whole pipeline through the Airflow scheduler")
+    demo.add_argument("--days", type=int, default=4)
+    demo.add_argument("--users", type=int, default=400)
+    demo.add_argument("--pins", type=int, default=1200)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=cmd_demo)
+    sub.add_parser("up", help="run Airflow in the foreground").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop the Airflow started by `recflow up`").set_defaults(func=cmd_down)
+
+    af = sub.add_parser("airflow", help="the airflow CLI with the project's environment", add_help=False)
+    af.add_argument("args", nargs=argparse.REMAINDER)
+    af.set_defaults(func=cmd_airflow)
+
+    clear = sub.add_parser(
+        "clear",
+        help="run days again from a task: clear it (and downstream) in the runs that processed those days",
+    )
+    clear.add_argument("dag_id")
+    clear.add_argument(
+        "-t", "--task-regex", required=True, help="regular expression searched in task ids, e.g. '^land$'"
+    )
+    clear.add_argument("-s", "--start-date", type=iso_date, default=None, help="first day (ds) to run again")
+    clear.add_argument("-e", "--end-date", type=iso_date, default=None, help="last day (default: the first)")
+    clear.add_argument("--run", default=None, help="instead of days: one run's id, or `latest`")
+    clear.add_argument("-d", "--downstream", action="store_true", help="also clear every task after them")
+    clear.add_argument("--only-failed", action="store_true", help="only task instances that failed")
+    clear.add_argument("--dry-run", action="store_true", help="list what would be cleared; clear nothing")
+    clear.set_defaults(func=cmd_clear)
