@@ -132,8 +132,13 @@ def read_interactions(channel: Path) -> tuple[pa.ChunkedArray, pa.ChunkedArray, 
 
 
 def run(env: TrainingEnv) -> dict[str, object]:
-    from recflow_ml.distributed import Workers, checkpoint_directory, weights_digest
-    from recflow_ml.model import TrainingData, TwoTowerModel, export
+    # TensorFlow loads only when the job trains: the contract's checks and a refused input fail fast without it
+    from recflow_ml.distributed import (  # noqa: PLC0415 (TensorFlow)
+        Workers,
+        checkpoint_directory,
+        weights_digest,
+    )
+    from recflow_ml.model import TrainingData, TwoTowerModel, export  # noqa: PLC0415 (TensorFlow)
 
     started = time.monotonic()
     hp = Hyperparameters.from_strings(env.hyperparameters)

@@ -33,6 +33,10 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
+from jsonschema import Draft4Validator, FormatChecker, validate
+from jsonschema.exceptions import ValidationError
+
 from airflow.sdk import Param
 from recflow.core.errors import ParamsError
 from recflow_ml.hyperparameters import DECLARATIONS, Declaration
@@ -46,8 +50,6 @@ JSON_SCHEMA_DRAFT_4 = "http://json-schema.org/draft-04/schema#"
 
 def strict_param(default: Any, description: str, **schema: Any) -> Param:
     """A param whose JSON schema (``type`` required) is read as draft 4; the schema is checked now."""
-    from jsonschema import Draft4Validator
-
     if "type" not in schema:
         raise ValueError(f"a strict param declares its type: {schema}")
     full = {"$schema": JSON_SCHEMA_DRAFT_4, **schema}
@@ -149,9 +151,6 @@ def check_conf(dag_id: str, declared: Mapping[str, Any], conf: Mapping[str, Any]
 
     Values are validated as Airflow validates them (``jsonschema.validate``, the dialect from the
     schema's ``$schema``, with a format checker), and the message starts as Airflow's does."""
-    from jsonschema import FormatChecker, validate
-    from jsonschema.exceptions import ValidationError
-
     unknown = unknown_conf_keys(conf, declared)
     if unknown:
         raise ParamsError(unknown_conf_message(dag_id, unknown, conf, declared))
@@ -184,8 +183,8 @@ DeclaredParams = Callable[[str], Mapping[str, Any] | None]
 
 def declared_params_in_metadata_db(dag_id: str) -> dict[str, Any] | None:
     """The params of the latest serialized version of ``dag_id`` (what the API server triggers)."""
-    from airflow.models.dagbag import DBDagBag
-    from airflow.utils.session import create_session
+    from airflow.models.dagbag import DBDagBag  # noqa: PLC0415 (the metadata DB's models: only in the API server's check, not at DAG parse)
+    from airflow.utils.session import create_session  # noqa: PLC0415 (as above)
 
     with create_session() as session:
         dag = DBDagBag().get_latest_version_of_dag(dag_id, session=session)
@@ -247,8 +246,6 @@ class StrictConfMiddleware:
             body = None  # Airflow answers 422
         request = _conf_of_request(scope["path"], body)
         if request is not None:
-            import anyio.to_thread
-
             dag_id, conf = request
             declared = await anyio.to_thread.run_sync(self.declared_params, dag_id)
             try:

@@ -21,9 +21,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from recflow.core.artifacts import join
 from recflow.core.config import Settings
 from recflow.core.errors import ParamsError, TrainingFailureKind, TrainingJobFailed, TrainingJobNotFound
+from recflow.snapshot import Snapshot, channel_prefix
 from recflow.training.backend import TERMINAL_STATES, TrainingBackend
+from recflow.training.local import LocalTrainingBackend
 from recflow.training.spec import TrainingJobSpec, attempt_name, code_version, job_name
 from recflow_ml.contract import ContractError
 from recflow_ml.hyperparameters import Hyperparameters
@@ -38,11 +41,11 @@ _KILLED_MARKERS = ("killed by signal", "exit code 137", "exitcode 137", "out of 
 
 def backend_for(settings: Settings) -> TrainingBackend:
     if settings.training_backend == "sagemaker":
-        from recflow.training.sagemaker import SageMakerTrainingBackend
+        from recflow.training.sagemaker import (  # noqa: PLC0415 (botocore only for the SageMaker backend)
+            SageMakerTrainingBackend,
+        )
 
         return SageMakerTrainingBackend(settings)
-    from recflow.training.local import LocalTrainingBackend
-
     return LocalTrainingBackend(settings)
 
 
@@ -215,9 +218,6 @@ def snapshot_spec(
     settings: Settings, snapshot: Mapping[str, Any], hyperparameters: Mapping[str, str], code: str
 ) -> TrainingJobSpec:
     """The ``CreateTrainingJob`` request for training on ``snapshot`` (its XCom dict)."""
-    from recflow.core.artifacts import join
-    from recflow.snapshot import Snapshot, channel_prefix
-
     snap = Snapshot.from_xcom(dict(snapshot))
     return TrainingJobSpec(
         name=job_name(JOB_PREFIX, snap.snapshot_id, code, hyperparameters),

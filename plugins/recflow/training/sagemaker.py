@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from recflow.core.artifacts import aws_client, aws_error_code
 from recflow.core.config import Settings
 from recflow.core.errors import TrainingJobExists, TrainingJobNotFound
@@ -26,7 +28,6 @@ class SageMakerTrainingBackend:
         self.logs = logs_client or aws_client(settings, "logs")
 
     def create_training_job(self, request: dict[str, Any]) -> None:
-        from botocore.exceptions import ClientError
 
         try:
             self.client.create_training_job(**request)
@@ -39,7 +40,6 @@ class SageMakerTrainingBackend:
             raise
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
-        from botocore.exceptions import ClientError
 
         try:
             description: dict[str, Any] = self.client.describe_training_job(TrainingJobName=name)
@@ -55,7 +55,6 @@ class SageMakerTrainingBackend:
         SageMaker writes one stream per instance and per restart (``<job>/algo-1-<ts>``,
         ``<job>/algo-2-<ts>``...); ``cursor`` is a JSON map from stream to its ``nextForwardToken``,
         and each stream is read to its end, page after page (a page holds at most 10,000 events)."""
-        from botocore.exceptions import ClientError
 
         try:
             streams = [
@@ -91,7 +90,6 @@ class SageMakerTrainingBackend:
         return lines, json.dumps(tokens, sort_keys=True) if tokens else cursor
 
     def stop_training_job(self, name: str) -> None:
-        from botocore.exceptions import ClientError
 
         try:
             self.client.stop_training_job(TrainingJobName=name)
