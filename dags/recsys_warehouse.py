@@ -10,10 +10,11 @@ from recflow.airflow.dbt import dbt_task_group
 from recflow.airflow.defaults import DEFAULT_ARGS, Tag
 from recflow.airflow.params import WAREHOUSE_PARAMS
 from recflow.core.config import Settings
+from recflow.core.names import WAREHOUSE_DAG
 from recflow.oncall import runbooks
 
 with DAG(
-    dag_id="recsys_warehouse",
+    dag_id=WAREHOUSE_DAG,
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -23,7 +24,7 @@ with DAG(
     default_args=DEFAULT_ARGS,
     params=WAREHOUSE_PARAMS,
     tags=[Tag.RECSYS, Tag.WAREHOUSE, Tag.DBT, Tag.DATA_QUALITY],
-    doc_md=runbooks.dag_doc("recsys_warehouse"),
+    doc_md=runbooks.dag_doc(WAREHOUSE_DAG),
 ):
     (
         tasks.wait_for_landing()

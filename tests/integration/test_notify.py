@@ -166,6 +166,6 @@ def test_a_corrupt_registry_makes_the_champion_unknown(settings: Settings) -> No
 
 def test_the_incident_names_the_asset_the_warehouse_updates() -> None:
     from recflow.airflow.assets import TRAINING_MART
-    from recflow.oncall.record import TRAINING_ASSET
+    from recflow.core.names import TRAINING_ASSET
 
     assert TRAINING_MART.name == TRAINING_ASSET

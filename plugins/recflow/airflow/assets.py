@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from airflow.sdk import Asset
+from recflow.core.names import TRAINING_ASSET, WAREHOUSE_DAG
 
 TRAINING_MART = Asset(
-    name="training_interactions",
-    uri="warehouse://analytics/training_interactions",
+    name=TRAINING_ASSET,
+    uri=f"warehouse://analytics/{TRAINING_ASSET}",
     group="recsys",
-    extra={"owner": "recsys", "produced_by": "recsys_warehouse"},
+    extra={"owner": "recsys", "produced_by": WAREHOUSE_DAG},
 )

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from recflow.core.config import Settings
 from recflow.core.errors import DataVerdict, RecflowError, TrainingJobFailed
+from recflow.core.names import TRAINING_ASSET, TRAINING_DAG, WAREHOUSE_DAG
 from recflow.oncall import runbooks
-from recflow.oncall.record import TRAINING_ASSET, TRAINING_DAG, WAREHOUSE_DAG, Incident, Kind, days_text
+from recflow.oncall.record import Incident, Kind, days_text
 from recflow.oncall.store import IncidentStore, parse_since
 
 __all__ = [  # IncidentStore and parse_since: recflow.cli still imports them from here

@@ -11,13 +11,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, get_args
 
+from recflow.core.names import WAREHOUSE_DAG
+
 Kind = Literal["data", "training_job", "sensor_timeout", "transform", "pipeline", "infrastructure"]
 KINDS: tuple[str, ...] = get_args(Kind)
-
-WAREHOUSE_DAG = "recsys_warehouse"
-TRAINING_DAG = "recsys_train_and_publish"
-TRAINING_ASSET = "training_interactions"
-"""The name of the asset ``recsys_warehouse`` updates (``recflow.airflow.assets.TRAINING_MART``)."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from recflow.core import names
 from recflow.core.config import PROJECT_ROOT
 from recflow.core.errors import RecflowError
 
@@ -25,11 +26,11 @@ INFRASTRUCTURE = "infrastructure"
 WHAT_TO_DO = "**What to do:**"
 
 TASK_DEFAULTS: dict[str, str] = {
-    "wait_for_landing": "landing-late",
-    "transform": "dbt-failed",
-    "snapshot": "snapshot-empty",
-    "evaluate": "evaluate-failed",
-    "publish": "publish-failed",
+    names.WAIT_FOR_LANDING: "landing-late",
+    names.TRANSFORM: "dbt-failed",
+    names.SNAPSHOT: "snapshot-empty",
+    names.EVALUATE: "evaluate-failed",
+    names.PUBLISH: "publish-failed",
 }
 """The section for a task's failure when the error names none: a sensor timeout, a dbt error
 raised by Cosmos, an MLflow or artifact-store error. Keyed by the task id, or by its task group
@@ -37,7 +38,7 @@ raised by Cosmos, an MLflow or artifact-store error. Keyed by the task id, or by
 section; anything else there is an infrastructure fault.
 """
 
-NO_EXCEPTION: dict[str, str] = {"train": "job-stopped"}
+NO_EXCEPTION: dict[str, str] = {names.TRAIN: "job-stopped"}
 """The section when a task ended without an exception (killed, or marked failed by a person)."""
 
 
