@@ -1,4 +1,4 @@
-"""Warehouse access: one interface, a DuckDB and a PostgreSQL implementation.
+"""Warehouse access: one interface, one module per engine; this module opens the right one.
 
 Every step that touches the warehouse (``land``, the audit, the quality suites,
 ``snapshot``) goes through :class:`Warehouse`, opened by :func:`connect`:
@@ -16,8 +16,27 @@ The steps write their SQL once, in the subset both engines agree on (``exists`` 
 ``count(*) filter``, typed literals); what differs is named in :class:`Dialect`.
 Statements take ``?`` placeholders on both engines.
 
-``duckdb``, ``psycopg2`` and ``pyarrow`` are imported when a connection is opened,
-not when this module is (it is imported while DAG files are parsed).
+The package:
+
+- ``base``: the interface (:class:`Warehouse`, :class:`Rows`, :class:`Dialect`), the schema and
+  pool names, :func:`table_exists`;
+- ``duckdb``, ``postgres``: one engine each, a :class:`Warehouse` subclass and its dialect;
+- ``checksum``: content checksums of a table (:func:`content_checksum` on one engine, the
+  engine-independent ``table_digest`` across engines);
+- this module: :func:`connect` and :func:`sqlalchemy_url` (which engine a profile's settings
+  name), and the names callers import from ``recflow.warehouse``.
+
+Adding an engine (Spark, say) is one module, ``spark.py``: a :class:`Warehouse` subclass
+that implements the engine-specific methods, each a named method of the class
+(``execute``, ``close``, ``append_arrow``, ``replace_table_with_arrow``, ``fetch_arrow``;
+``_begin``/``_end`` where a transaction is not ``begin``/``commit`` statements), and a
+:class:`Dialect` subclass that overrides the SQL it spells differently (the base class
+spells DuckDB's); then a branch in :func:`connect` and :func:`sqlalchemy_url`. An engine
+module imports ``base``, never this module (no import circle).
+
+The package imports ``recflow.core`` only, of recflow. ``duckdb``, ``psycopg2`` and
+``pyarrow`` are imported when a connection is opened, not when this package is (it is
+imported while DAG files are parsed).
 
 Schemas: ``raw_staging`` holds what ``land`` wrote and the audit has not published
 yet; ``raw`` holds published days only (all that dbt reads); ``quality`` holds the

@@ -39,7 +39,11 @@ class Rows(Protocol):
 
 
 class Dialect:
-    """The SQL that differs between the engines, each difference named once (DuckDB's here)."""
+    """The SQL that differs between the engines, each difference named once (DuckDB's here).
+
+    An engine whose SQL differs subclasses it and overrides those methods only
+    (:class:`~recflow.warehouse.postgres.PostgresDialect`).
+    """
 
     name = "duckdb"
 

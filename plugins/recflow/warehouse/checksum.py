@@ -1,9 +1,11 @@
-"""A content digest of a warehouse table that is the same on every engine.
+"""Content checksums of a warehouse table: one engine's own, and one that is the same on every engine.
 
-:func:`recflow.warehouse.content_checksum` hashes inside the engine with the engine's own hash
-function: fast, but comparable only with checksums taken on the same engine. This module proves that two warehouses hold the same
-content (the dbt project built on DuckDB and on PostgreSQL, say): rows are fetched through
-the driver, each value is brought to one canonical form, and the rows are hashed here.
+:func:`content_checksum` hashes inside the engine with the engine's own hash function: fast,
+but comparable only with checksums taken on the same engine (it is how reruns prove they
+changed nothing). :func:`table_digest` proves that two warehouses hold the same content (the
+dbt project built on DuckDB and on PostgreSQL, say): rows are fetched through the driver,
+each value is brought to one canonical form, and the rows are hashed here; the rest of this
+docstring is about it.
 
 What is normalised, and why (a difference these rules hide is one of engine or driver, not
 of content):
@@ -87,7 +89,7 @@ def table_digest(
     ``con`` is a SQLAlchemy ``Connection`` or ``Engine``, or a DB-API connection (psycopg2,
     duckdb). The table is read whole with ``select *``, in batches.
     """
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Connection, Engine  # noqa: PLC0415 (not at DAG parse time)
 
     sql = f"select * from {table}"
     if isinstance(con, Engine):
