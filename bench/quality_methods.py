@@ -34,6 +34,7 @@ from bench.quality_prepare import SEED, Context
 from recflow.core.config import PROJECT_ROOT, subprocess_env
 from recflow.evaluation import evaluate, savedmodel_scorer
 from recflow.producers.movielens import read_items, read_users
+from recflow_ml.layout import JobLayout
 
 log = logging.getLogger("bench.quality")
 
@@ -199,17 +200,15 @@ def write_sagemaker_layout(base: Path, train: Any, holdout: Any, data_dir: Path)
             }
         )
 
-    train_dir = base / "input" / "data" / "train"
-    holdout_dir = base / "input" / "data" / "holdout"
-    config_dir = base / "input" / "config"
-    for d in (train_dir, holdout_dir, config_dir):
+    layout = JobLayout(base)
+    train_dir, holdout_dir = layout.channel_dir("train"), layout.channel_dir("holdout")
+    for d in (train_dir, holdout_dir):
         d.mkdir(parents=True, exist_ok=True)
     pq.write_table(interactions(train), train_dir / "interactions.parquet")
     pq.write_table(read_items(data_dir).select(["pin_id", "topics"]), train_dir / "pins.parquet")
     pq.write_table(read_users(data_dir), train_dir / "users.parquet")
     pq.write_table(interactions(holdout), holdout_dir / "interactions.parquet")
-    (config_dir / "hyperparameters.json").write_text("{}")
-    (config_dir / "inputdataconfig.json").write_text(json.dumps({"train": {}, "holdout": {}}))
+    layout.write_config({}, {"train": {}, "holdout": {}})
 
 
 def run_ours(ctx: Context) -> MethodResult:
@@ -229,13 +228,13 @@ def run_ours(ctx: Context) -> MethodResult:
         seconds = time.perf_counter() - started
         peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         if proc.returncode != 0:
-            failure = base / "output" / "failure"
+            failure = JobLayout(base).failure_file
             reason = failure.read_text() if failure.exists() else "(no output/failure written)"
             raise RuntimeError(f"training job exited {proc.returncode}: {reason}")
-        metadata_path = base / "model" / "metadata.json"
+        metadata_path = JobLayout(base).model_dir / "metadata.json"
         metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
         log.info("ours: trained in %.1fs (peak RSS %.0f MiB); scoring the SavedModel", seconds, peak_mib)
-        metrics = evaluate(savedmodel_scorer(base / "model"), ctx.holdout_eval)
+        metrics = evaluate(savedmodel_scorer(JobLayout(base).model_dir), ctx.holdout_eval)
     log.info("ours: holdout %s", metrics_text(metrics))
     targets = {
         metric: {"target": floor, "value": round(metrics[metric], 6), "met": metrics[metric] >= floor}

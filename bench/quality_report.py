@@ -78,10 +78,10 @@ PROTOCOL = {
 
 
 def plot(results: Sequence[MethodResult], path: Path) -> None:
-    import matplotlib  # noqa: PLC0415 (matplotlib takes seconds to import; only writing the plot needs it)
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415 (after choosing the Agg backend; as above)
+    import matplotlib.pyplot as plt
 
     labels = [LABELS[r.name] for r in results]
     hr = [r.holdout["hr@10"] for r in results]

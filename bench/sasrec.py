@@ -2,7 +2,7 @@
 
 Runs in the benchmark's own venv (``.venv-bench``, from ``requirements-bench.txt``:
 rectools 0.19 and the CPU build of torch need numpy<2 and pandas<3, which the main venv's
-pins exclude), so it imports nothing from ``recflow``; ``bench/quality.py`` calls it as a
+pins exclude), so it imports nothing from ``recflow``; ``bench/quality_methods.py`` calls it as a
 subprocess, once per grid point and once for the final fit::
 
     .venv-bench/bin/python -m bench.sasrec --train train.csv --index index.json \\

@@ -44,6 +44,7 @@ from typing import Any
 
 from bench.report import bench_home, machine, write_section
 from recflow.core.config import PROJECT_ROOT, Settings, subprocess_env
+from recflow_ml.layout import JobLayout
 
 log = logging.getLogger("bench.scale")
 
@@ -220,10 +221,10 @@ def training_at(base: Settings, interactions: int, users: int, pins: int) -> dic
     settings = bench_home(base, "scale", "training")
     shutil.rmtree(settings.home, ignore_errors=True)
     root = settings.home / "job"
-    write_train_channel(root / "input" / "data" / "train", interactions, users, pins)
-    written = _parquet_rows(root / "input" / "data" / "train" / "interactions.parquet")
-    (root / "input" / "config").mkdir(parents=True)
-    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(TRAIN_HYPERPARAMETERS))
+    layout = JobLayout(root)
+    write_train_channel(layout.channel_dir("train"), interactions, users, pins)
+    written = _parquet_rows(layout.channel_dir("train") / "interactions.parquet")
+    layout.write_config(TRAIN_HYPERPARAMETERS, {"train": {}})
     env = subprocess_env(
         {
             "SAGEMAKER_BASE_DIR": str(root),

@@ -48,6 +48,7 @@ from bench.movielens_split import leave_last_out
 from recflow.evaluation import build_eval_set, evaluate, savedmodel_scorer
 from recflow.producers.movielens import read_items, read_users
 from recflow_ml.hyperparameters import Hyperparameters
+from recflow_ml.layout import JobLayout
 
 log = logging.getLogger("sweep")
 
@@ -111,10 +112,7 @@ def write_channel(directory: Path, ratings: pa.Table, data_dir: Path) -> None:
 
 def run_job(channel: Path, base: Path, hps: Mapping[str, str]) -> dict[str, Any]:
     """The training entrypoint in a subprocess; returns its metadata plus wall seconds and peak MB."""
-    config = base / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    (config / "hyperparameters.json").write_text(json.dumps(dict(hps)))
-    (config / "inputdataconfig.json").write_text(json.dumps({"train": {}}))
+    JobLayout(base).write_config(hps, {"train": {}})
     env = {
         **os.environ,  # noqa: TID251 - the subprocess needs PATH/PYTHONPATH
         "SAGEMAKER_BASE_DIR": str(base),
