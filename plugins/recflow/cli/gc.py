@@ -8,11 +8,10 @@ import json
 
 from recflow.cli.args import Subcommands
 from recflow.core.config import Settings
+from recflow.stack.retention import collect, plan, report_lines
 
 
 def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.stack.retention import collect, plan, report_lines
-
     decided = plan(settings)
     if not args.dry_run:
         collect(settings, decided, allow_empty_registry=args.allow_empty_registry)

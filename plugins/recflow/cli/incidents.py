@@ -6,15 +6,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from datetime import datetime
 
 from recflow.cli.args import Subcommands
 from recflow.core.config import Settings
+from recflow.oncall.incidents import IncidentStore, parse_since
 
 
 def _since(text: str) -> datetime:
-    from recflow.oncall.incidents import parse_since
-
     try:
         return parse_since(text)
     except ValueError as exc:
@@ -22,8 +22,6 @@ def _since(text: str) -> datetime:
 
 
 def cmd_incidents_list(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.oncall.incidents import IncidentStore
-
     found = IncidentStore.of(settings).find(dag_id=args.dag, since=args.since, limit=args.limit)
     if args.json:
         print(json.dumps([incident.as_dict() for incident in found], indent=2))
@@ -40,8 +38,6 @@ def cmd_incidents_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _field(label: str, value: str | None, width: int = 100) -> list[str]:
-    import textwrap
-
     if not value:
         return []
     lines = textwrap.wrap(value, width=width - 16, break_long_words=False, break_on_hyphens=False) or [""]
@@ -49,8 +45,6 @@ def _field(label: str, value: str | None, width: int = 100) -> list[str]:
 
 
 def cmd_incidents_show(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.oncall.incidents import IncidentStore
-
     incident = IncidentStore.of(settings).get(args.id)
     if incident is None:
         print(f"no incident {args.id} in {IncidentStore.of(settings)}", file=sys.stderr)

@@ -6,17 +6,19 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from recflow.cli.args import Subcommands
 from recflow.core.config import Settings
+from recflow.core.errors import RegistryError
+from recflow.publishing.card import model_card
+from recflow.registry import registry_for
 
 
 def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.registry import registry_for
-
     versions = registry_for(settings).list_versions(args.name)
     if args.json:
         print(json.dumps([v.as_dict() for v in versions], indent=2))
@@ -33,8 +35,6 @@ def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.registry import registry_for
-
     registry = registry_for(settings)
     info = registry.get_by_alias(args.name, args.alias)
     if info is None:
@@ -46,9 +46,6 @@ def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_models_promote(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.core.errors import RegistryError
-    from recflow.registry import registry_for
-
     try:
         moved = registry_for(settings).promote(args.name, args.version, args.reason, getpass.getuser())
     except (RegistryError, ValueError) as exc:
@@ -97,9 +94,6 @@ def _card_text(card: dict[str, Any]) -> list[str]:
 
 
 def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.core.errors import RegistryError
-    from recflow.publishing.card import model_card
-
     try:
         card = model_card(settings, args.name, version=args.version, alias=args.alias)
     except RegistryError as exc:
@@ -113,8 +107,6 @@ def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
-    import subprocess
-
     if settings.mlflow_uri.startswith("sqlite:///"):
         Path(settings.mlflow_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     command = [
@@ -137,9 +129,6 @@ def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.core.errors import RegistryError
-    from recflow.registry import registry_for
-
     try:
         moves = registry_for(settings).champion_history(args.name)
     except RegistryError as exc:

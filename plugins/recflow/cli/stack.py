@@ -8,34 +8,40 @@ import argparse
 import signal
 import sys
 import time
+import urllib.error
 from typing import Any
 
 from recflow.cli.args import Subcommands, iso_date
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
+from recflow.registry import registry_for
+from recflow.stack.api import AirflowApiError, AirflowClient
+from recflow.stack.demo import (
+    PipelineFailed,
+    claim_demo_stores,
+    demo_days,
+    run_pipeline,
+    say,
+    setup,
+    warehouse_checksums,
+    warehouse_counts,
+)
+from recflow.stack.rerun import clear_days, clear_run
+from recflow.stack.runtime import admin_password, api_base_url
+from recflow.stack.services import record_foreground, run_airflow, start_services, stop_recorded
 
 
 def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.stack.demo import setup
-
     setup(settings)
     print(f"ready: RECFLOW_HOME={settings.home}")
     return 0
 
 
 def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.stack.services import run_airflow
-
     return run_airflow(settings, args.args, check=False)
 
 
 def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
-    import urllib.error
-
-    from recflow.stack.api import AirflowApiError, AirflowClient
-    from recflow.stack.rerun import clear_days, clear_run
-    from recflow.stack.runtime import api_base_url
-
     try:
         client = AirflowClient.login(settings)
     except (AirflowApiError, urllib.error.URLError) as exc:
@@ -67,9 +73,6 @@ def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.stack.runtime import api_base_url
-    from recflow.stack.services import record_foreground, start_services
-
     pid_file = record_foreground(settings)
     services = start_services(settings, foreground=True)
     print(
@@ -98,8 +101,6 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.stack.services import stop_recorded
-
     stopped = stop_recorded(settings)
     print("Airflow stopped" if stopped else "nothing to stop: no `recflow up` is running")
     return 0
@@ -110,19 +111,7 @@ def _fmt_seconds(seconds: float | None) -> str:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.producers.generate import GeneratorConfig, generate
-    from recflow.registry import registry_for
-    from recflow.stack.demo import (
-        PipelineFailed,
-        claim_demo_stores,
-        demo_days,
-        run_pipeline,
-        say,
-        setup,
-        warehouse_checksums,
-        warehouse_counts,
-    )
-    from recflow.stack.runtime import admin_password, api_base_url
+    from recflow.producers.generate import GeneratorConfig, generate  # noqa: PLC0415 (pyarrow, numpy: not at start-up)
 
     claim_demo_stores(settings)  # before anything is written
     started = time.monotonic()
