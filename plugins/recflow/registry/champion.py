@@ -15,18 +15,17 @@ A recorded move is never overwritten.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
+from recflow.core.artifacts import join
 from recflow.core.config import Settings
 from recflow.core.errors import RegistryError
+from recflow.core.locks import Lease, LockLost, LockTimeout, lease
 from recflow.registry.model import AT_START, PUBLISH_STEPS, ExpectedChampion, OnStep
-
-if TYPE_CHECKING:
-    from recflow.core.locks import Lease
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +52,6 @@ def champion_lock(settings: Settings, name: str, who: str) -> Iterator[Lease]:
     :data:`recflow.core.locks.WAIT_SECONDS`. :class:`RegistryError` when it cannot be had in time (naming
     its holder), or when this holder's lease ran out and another took the lock before a write.
     """
-    from recflow.core.artifacts import join
-    from recflow.core.locks import LockLost, LockTimeout, lease
-
     uri = join(settings.artifacts_uri, *LOCKS, quote(name, safe=""))
     with ExitStack() as stack:
         try:
@@ -127,50 +123,32 @@ def next_champion_move(
     }, ""
 
 
-def move_champion(
-    settings: Settings,
-    name: str,
-    version: int,
-    *,
-    who: str,
-    reason: str,
-    once_per_who: bool,
-    expected: ExpectedChampion,
-    step: OnStep,
-    settle: Callable[[], None],
-    state: Callable[[], tuple[Sequence[Mapping[str, Any]], int | None]],
-    intend: Callable[[dict[str, Any]], None],
-    move: Callable[[dict[str, Any]], None],
-    record: Callable[[dict[str, Any]], None],
-    clear: Callable[[], None],
-) -> tuple[dict[str, Any] | None, str]:
-    """Move ``champion`` of ``name`` to ``version`` under the model's lock, as both backends do: the move
-    recorded (``None``: none), and why none was made when that is news (see :func:`next_champion_move`).
+def require_reason(name: str, version: int, reason: str) -> None:
+    """A move of the champion by hand says why: ``ValueError`` for an empty reason."""
+    if not reason.strip():
+        raise ValueError(f"moving the champion of {name} to version {version} needs a reason")
 
-    The backend's records: ``settle`` finishes or discards an interrupted move, ``state`` reads the
-    history and the champion, ``intend`` writes the move ahead, ``move`` moves the alias (or approval),
-    ``record`` adds the move to the history (never over another), ``clear`` removes the intent."""
-    with champion_lock(settings, name, who) as held:
-        settle()
-        history, current = state()
-        entry, not_moved = next_champion_move(
-            history,
-            current,
+
+def unknown_version(name: str, version: int, known: Iterable[int]) -> RegistryError:
+    listed = ", ".join(str(v) for v in sorted(known)) or "none"
+    return RegistryError(f"{name} has no version {version} (versions: {listed})")
+
+
+def incomplete_version(name: str, version: int, job: str) -> RegistryError:
+    return RegistryError(
+        f"{name} version {version} is incomplete (its publication did not finish): "
+        "it cannot be champion; retry the publication of its training job "
+        f"{job} to complete it"
+    )
+
+
+def log_promoted(name: str, version: int, who: str, reason: str, moved: Mapping[str, Any] | None) -> None:
+    if moved is not None:
+        log.info(
+            "%s champion moved from version %s to %s by %s: %s",
+            name,
+            moved["previous_version"],
             version,
-            who=who,
-            reason=reason,
-            once_per_who=once_per_who,
-            step=step,
-            expected=expected,
+            who,
+            reason,
         )
-        if entry is None:
-            return None, not_moved
-        intend(entry)
-        step("champion_intent")
-        held.check()
-        move(entry)
-        step("champion")
-        record(entry)
-        step("champion_recorded")
-        clear()
-        return entry, ""

@@ -1,52 +1,27 @@
 """The model registry on MLflow (embedded default: a SQLite file and a local artifact root).
 
-A published model is an MLflow run (metrics, hyperparameters, the SavedModel
-as artifacts) plus a registered model version tagged with its lineage; the
-alias ``champion`` points at the version serving traffic. MLflow metric names
-cannot contain ``@``, so ``hr@10`` is stored as ``hr_at_10`` and mapped back.
-
-Every move of ``champion`` (publication, rollback, promotion) is recorded on the
-registered model itself, as one tag per move (``recflow.champion_history.<seq>``,
-a small JSON document); :meth:`MlflowRegistry.champion_history` reads them back.
-A move is written ahead as ``recflow.champion_pending`` before the alias moves,
-so a move interrupted between the alias and its record is completed (or, if the
-alias never moved, discarded) by the next move or publication of that model.
-
-What a publication of the DAG puts on a version (:func:`publish_evaluated`): the gate's
-metrics (scored on the artifact that never saw the holdout), the SavedModel that is
-served (same weights, every user's vector refreshed from train *and* holdout, see
-:mod:`recflow.publishing.serving`; lineage names both artifacts), the loss per epoch as
-step-indexed metrics (``train/loss``: the MLflow UI draws the curve), two pictures under
-the run's ``pictures/`` (the curve, and the challenger against the champion), and the
-gate's decision, thresholds and the job's time and memory as run tags. :func:`model_card`
-reads it all back (``recflow models show``).
+A published model is an MLflow run (metrics as ``hr_at_10`` for ``hr@10``, hyperparameters, the
+SavedModel) plus a registered model version tagged with its lineage; the alias ``champion`` points at
+the served version. Each move of it is a tag of the registered model, ``recflow.champion_history.<seq>``
+(JSON), written ahead as ``recflow.champion_pending``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 from recflow.core.config import Settings
 from recflow.core.errors import RegistryError
-from recflow.registry.base import (
-    incomplete_version,
-    log_promoted,
-    log_published,
-    publication,
-    publish_step,
-    require_reason,
-    unknown_version,
-)
-from recflow.registry.champion import move_champion
+from recflow.registry.base import BaseRegistry, ChampionState
+from recflow.registry.champion import unknown_version
 from recflow.registry.model import (
-    AT_START,
     CARD_TAG_PREFIXES,
     CHAMPION,
     COMPLETE_TAG,
@@ -60,9 +35,7 @@ from recflow.registry.model import (
     PENDING_TAG,
     PICTURE_FILES,
     PICTURES,
-    ExpectedChampion,
     ModelVersionInfo,
-    OnStep,
 )
 
 if TYPE_CHECKING:
@@ -98,10 +71,12 @@ def _complete(tags: Mapping[str, str], run: Any | None) -> bool:
     return run is not None and run.info.status == "FINISHED"
 
 
-class MlflowRegistry:
+class MlflowRegistry(BaseRegistry):
+    """The registry on MLflow: the primitives of :class:`~recflow.registry.base.BaseRegistry`."""
+
     def __init__(self, settings: Settings) -> None:
-        import mlflow
-        from mlflow.tracking import MlflowClient
+        import mlflow  # noqa: PLC0415 (mlflow takes seconds to import: not at DAG parse time)
+        from mlflow.tracking import MlflowClient  # noqa: PLC0415 (mlflow takes seconds to import: not at DAG parse time)
 
         if settings.mlflow_uri.startswith("sqlite:///"):
             Path(settings.mlflow_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +128,7 @@ class MlflowRegistry:
         )
 
     def get_by_alias(self, name: str, alias: str = CHAMPION) -> ModelVersionInfo | None:
-        from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException  # noqa: PLC0415 (mlflow takes seconds to import: not at DAG parse time)
 
         try:
             return self._info(self.client.get_model_version_by_alias(name, alias))
@@ -169,83 +144,28 @@ class MlflowRegistry:
         infos = [self._info(self.client.get_model_version(mv.name, mv.version)) for mv in versions]
         return sorted(infos, key=lambda i: (i.name, i.version))
 
-    def publish(
-        self,
-        name: str,
-        model_dir: Path,
-        metrics: Mapping[str, float],
-        params: Mapping[str, str],
-        lineage: Mapping[str, str],
-        *,
-        training_job: str | None = None,
-        reason: str = "",
-        who: str | None = None,
-        on_step: OnStep | None = None,
-        curves: Mapping[str, Sequence[float]] | None = None,
-        run_tags: Mapping[str, str] | None = None,
-        pictures_dir: Path | None = None,
-        expected_champion: ExpectedChampion = AT_START,
-    ) -> ModelVersionInfo:
-        """Publish a training job's SavedModel as the one version of ``name`` for that job; move ``champion`` to it.
+    def _run_complete(self, run: Any) -> bool:
+        return bool(run.data.tags.get(COMPLETE_TAG) == "true")
 
-        Idempotent, keyed by ``training_job`` (default ``lineage["training_job_name"]``):
-        the steps of :data:`PUBLISH_STEPS` each find what an earlier attempt wrote before
-        writing, and ``on_step(step)`` is called after each (also when it had nothing to do).
-        The first publication of a job fixes its record; a later one adds what is missing and
-        changes nothing (metrics, params and lineage already there are kept).
+    def _log_artifacts(
+        self, name: str, job: str, run: Any, model_dir: Path, pictures_dir: Path | None
+    ) -> None:
+        self.client.log_artifacts(run.info.run_id, str(model_dir), artifact_path="model")
+        if pictures_dir is not None and any(pictures_dir.iterdir()):
+            self.client.log_artifacts(run.info.run_id, str(pictures_dir), artifact_path=PICTURES)
 
-        ``champion`` moves once per publication, ``who`` being its key (default
-        ``"<airflow_dag_id>/<airflow_run_id>"`` from ``lineage``): a retry of the same
-        publication does not move it again, so it never undoes a rollback made in between.
-        The move is recorded with ``who`` and ``reason`` (see :meth:`champion_history`).
+    def _complete_run(self, name: str, job: str, run: Any) -> None:
+        if run.info.status != "FINISHED":
+            self.client.set_terminated(run.info.run_id)
+        self.client.set_tag(run.info.run_id, COMPLETE_TAG, "true")
 
-        ``champion`` moves only if it still is ``expected_champion`` (``None``: there was none;
-        default: the champion when this call began), checked under the model's lock
-        (:func:`champion_lock`) with the move: when someone moved it in between, the version is
-        registered, the alias stays, and the returned ``champion_not_moved`` says who moved it.
+    def _version_of(self, handle: Any) -> int:
+        return int(handle.version)
 
-        ``curves`` (name → one value per epoch) are logged as step-indexed metrics
-        ``train/<name>``, step = epoch; ``run_tags`` on the run; the files of ``pictures_dir``
-        under the run's ``pictures/``. Like metrics, they are written once.
-        """
-        pub = publication(name, lineage, training_job, who, reason)
-        job, lineage, who, reason = pub.job, pub.lineage, pub.who, pub.reason
-        if expected_champion is AT_START:
-            expected_champion = self._champion_now(name)
+    def _published(self, name: str, handle: Any) -> ModelVersionInfo:
+        return self._info(self.client.get_model_version(name, str(handle.version)))
 
-        step = publish_step(name, job, on_step)
-        run = self._ensure_run(job)
-        run_id = run.info.run_id
-        step("run")
-        self._ensure_logged(run, metrics, params, lineage, curves or {}, run_tags or {})
-        step("logged")
-        run_complete = run.data.tags.get(COMPLETE_TAG) == "true"
-        if not run_complete:
-            self.client.log_artifacts(run_id, str(model_dir), artifact_path="model")
-            if pictures_dir is not None and any(pictures_dir.iterdir()):
-                self.client.log_artifacts(run_id, str(pictures_dir), artifact_path=PICTURES)
-        step("artifacts")
-        if not run_complete:
-            if run.info.status != "FINISHED":
-                self.client.set_terminated(run_id)
-            self.client.set_tag(run_id, COMPLETE_TAG, "true")
-        step("run_complete")
-        self._ensure_registered_model(name)
-        step("registered_model")
-        mv = self._ensure_version(name, run_id, f"{run.info.artifact_uri}/model", lineage)
-        step("version")
-        version = int(mv.version)
-        self._ensure_version_complete(name, mv, lineage)
-        step("version_complete")
-        moved, not_moved = self._move_champion(
-            name, version, who=who, reason=reason, once_per_who=True, on_step=step, expected=expected_champion
-        )
-        info = self._info(self.client.get_model_version(name, str(version)))
-        info = dataclasses.replace(info, champion_not_moved=not_moved)
-        log_published(name, info, job, moved, reason)
-        return info
-
-    def _ensure_run(self, job: str) -> Any:
+    def _ensure_run(self, name: str, job: str) -> Any:
         experiment_id = self._experiment_id()
         runs = self.client.search_runs([experiment_id], filter_string=f"tags.`{JOB_TAG}` = {_quoted(job)}")
         if len(runs) > 1:
@@ -263,14 +183,16 @@ class MlflowRegistry:
 
     def _ensure_logged(
         self,
+        name: str,
+        job: str,
         run: Any,
         metrics: Mapping[str, float],
         params: Mapping[str, str],
         lineage: Mapping[str, str],
         curves: Mapping[str, Sequence[float]],
         run_tags: Mapping[str, str],
-    ) -> None:
-        from mlflow.entities import Metric, Param, RunTag
+    ) -> Any:
+        from mlflow.entities import Metric, Param, RunTag  # noqa: PLC0415 (mlflow takes seconds to import: not at DAG parse time)
 
         have = run.data
         now = int(datetime.now(UTC).timestamp() * 1000)
@@ -304,9 +226,10 @@ class MlflowRegistry:
         new_tags += [RunTag(k, str(v)) for k, v in run_tags.items() if k not in have.tags]
         if new_metrics or new_params or new_tags:
             self.client.log_batch(run.info.run_id, metrics=new_metrics, params=new_params, tags=new_tags)
+        return run
 
     def _ensure_registered_model(self, name: str) -> None:
-        from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException  # noqa: PLC0415 (mlflow takes seconds to import: not at DAG parse time)
 
         try:
             self.client.get_registered_model(name)
@@ -320,7 +243,8 @@ class MlflowRegistry:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
 
-    def _ensure_version(self, name: str, run_id: str, source: str, lineage: Mapping[str, str]) -> Any:
+    def _ensure_version(self, name: str, job: str, run: Any, lineage: Mapping[str, str]) -> Any:
+        run_id, source = run.info.run_id, f"{run.info.artifact_uri}/model"
         found = self.client.search_model_versions(f"name = {_quoted(name)} and run_id = {_quoted(run_id)}")
         if len(found) > 1:
             versions = ", ".join(sorted(str(v.version) for v in found))
@@ -346,7 +270,7 @@ class MlflowRegistry:
         self.client.set_model_version_tag(name, str(mv.version), COMPLETE_TAG, "true")
 
     def _registered_model(self, name: str) -> Any:
-        from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException  # noqa: PLC0415 (mlflow takes seconds to import: not at DAG parse time)
 
         try:
             return self.client.get_registered_model(name)
@@ -382,16 +306,21 @@ class MlflowRegistry:
     def require_model(self, name: str) -> None:
         self._registered_model(name)
 
-    def get_version(self, name: str, version: int) -> ModelVersionInfo:
-        from mlflow.exceptions import MlflowException
+    def _model_version(self, name: str, version: int, unknown: Callable[[], RegistryError]) -> Any:
+        from mlflow.exceptions import MlflowException  # noqa: PLC0415 (mlflow takes seconds to import: not at DAG parse time)
 
-        self._registered_model(name)
         try:
-            return self._info(self.client.get_model_version(name, str(version)))
+            return self.client.get_model_version(name, str(version))
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            raise RegistryError(f"{name} has no version {version}") from exc
+            raise unknown() from exc
+
+    def get_version(self, name: str, version: int) -> ModelVersionInfo:
+        self._registered_model(name)
+        return self._info(
+            self._model_version(name, version, lambda: RegistryError(f"{name} has no version {version}"))
+        )
 
     def curve(self, info: ModelVersionInfo, name: str) -> list[float]:
         if not info.run_id:
@@ -409,96 +338,39 @@ class MlflowRegistry:
             if file in names
         }
 
-    def champion_history(self, name: str) -> list[dict[str, Any]]:
-        """Every move of ``champion`` on ``name``, oldest first; raises :class:`RegistryError` for an unknown model.
-
-        Each move is ``{"seq": int, "version": int, "previous_version": int | None,
-        "who": str, "at": str, "reason": str}``: ``seq`` counts the moves from 1,
-        ``previous_version`` is the champion before the move (``None``: there was none),
-        ``who`` is the Airflow ``<dag_id>/<run_id>`` for a publication and the person for
-        :meth:`promote`, ``at`` is an ISO-8601 UTC time, ``reason`` the gate's decision or
-        the person's words. A model published before moves were recorded has an empty history.
-        Read-only: a move interrupted after its alias moved is listed, and recorded by the next write.
-        """
-        return self._history_of(self._registered_model(name))
-
-    def promote(self, name: str, version: int, reason: str, who: str) -> dict[str, Any] | None:
-        """Move ``champion`` of ``name`` to ``version`` (a rollback or a promotion) and record who, when and why.
-
-        Returns the recorded move, shaped as in :meth:`champion_history`, or ``None`` when
-        ``version`` already is the champion (nothing moves, nothing is recorded). Raises
-        :class:`RegistryError` for an unknown model or version, or a version whose
-        publication did not finish (``complete`` false), and ``ValueError`` for an empty reason.
-        """
-        from mlflow.exceptions import MlflowException
-
-        require_reason(name, version, reason)
-        self._registered_model(name)
-        try:
-            mv = self.client.get_model_version(name, str(version))
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            raise unknown_version(name, version, (v.version for v in self.list_versions(name))) from exc
-        if not self._info(mv).complete:
-            raise incomplete_version(name, version, mv.tags.get(JOB_TAG, "(unknown)"))
-        moved, _ = self._move_champion(name, int(version), who=who, reason=reason, once_per_who=False)
-        log_promoted(name, version, who, reason, moved)
-        return moved
-
-    def _settle_pending(self, name: str) -> None:
-        """Finish a champion move interrupted after its intent was written, or discard it if the alias never moved.
-
-        Under the model's lock (:func:`champion_lock`): the move it finds was not made by a live writer."""
-        model = self._registered_model(name)
-        raw = model.tags.get(PENDING_TAG)
-        if raw is None:
-            return
-        entry = json.loads(raw)
-        if self._champion_of(model) == entry["version"]:
-            key = _history_key(int(entry["seq"]))
-            if key not in model.tags:
-                self.client.set_registered_model_tag(name, key, raw)
-            log.warning("%s: recorded an interrupted champion move %s", name, raw)
-        else:
-            log.warning("%s: discarded an interrupted champion move that did not happen %s", name, raw)
-        self.client.delete_registered_model_tag(name, PENDING_TAG)
-
-    def _move_champion(
-        self,
-        name: str,
-        version: int,
-        *,
-        who: str,
-        reason: str,
-        once_per_who: bool,
-        on_step: OnStep | None = None,
-        expected: ExpectedChampion = AT_START,
-    ) -> tuple[dict[str, Any] | None, str]:
-        """:func:`move_champion` on the registered model's alias and tags."""
-
-        def state() -> tuple[list[dict[str, Any]], int | None]:
-            model = self._registered_model(name)
-            return self._history_of(model), self._champion_of(model)
-
-        return move_champion(
-            self.settings,
-            name,
-            version,
-            who=who,
-            reason=reason,
-            once_per_who=once_per_who,
-            expected=expected,
-            step=on_step or (lambda _done: None),
-            settle=lambda: self._settle_pending(name),
-            state=state,
-            intend=lambda entry: self.client.set_registered_model_tag(
-                name, PENDING_TAG, json.dumps(entry, sort_keys=True)
-            ),
-            move=lambda entry: self.client.set_registered_model_alias(name, CHAMPION, str(entry["version"])),
-            record=lambda entry: self._record_move(name, entry),
-            clear=lambda: self.client.delete_registered_model_tag(name, PENDING_TAG),
+    def _completeness(self, name: str, version: int) -> tuple[bool, str]:
+        versions = self.list_versions
+        mv = self._model_version(
+            name, version, lambda: unknown_version(name, version, (v.version for v in versions(name)))
         )
+        return self._info(mv).complete, mv.tags.get(JOB_TAG, "(unknown)")
+
+    def _champion_state(self, name: str, handle: Any = None) -> ChampionState:
+        model = self._registered_model(name)
+        return ChampionState(self._history_of(model), self._champion_of(model))
+
+    def _intend(self, name: str, entry: Mapping[str, Any]) -> None:
+        self.client.set_registered_model_tag(name, PENDING_TAG, json.dumps(dict(entry), sort_keys=True))
+
+    def _move(self, name: str, entry: Mapping[str, Any], state: ChampionState) -> None:
+        self.client.set_registered_model_alias(name, CHAMPION, str(entry["version"]))
+
+    def _pending(self, name: str) -> dict[str, Any] | None:
+        raw = self._registered_model(name).tags.get(PENDING_TAG)
+        return None if raw is None else dict(json.loads(raw))
+
+    def _finish_pending(self, name: str, entry: Mapping[str, Any]) -> bool:
+        """Tag the move ``recflow.champion_history.<seq>`` (unless a move is) if the alias moved."""
+        model = self._registered_model(name)
+        if self._champion_of(model) != entry["version"]:
+            return False
+        key = _history_key(int(entry["seq"]))
+        if key not in model.tags:
+            self.client.set_registered_model_tag(name, key, json.dumps(dict(entry), sort_keys=True))
+        return True
+
+    def _clear_pending(self, name: str) -> None:
+        self.client.delete_registered_model_tag(name, PENDING_TAG)
 
     def _record_move(self, name: str, entry: Mapping[str, Any]) -> None:
         """Tag the move ``recflow.champion_history.<seq>``; a different move under that number refuses."""
@@ -512,12 +384,10 @@ class MlflowRegistry:
             )
         self.client.set_registered_model_tag(name, key, raw)
 
-    def download(self, info: ModelVersionInfo, out: Path) -> Path:
-        """The version's SavedModel, copied into ``out`` (which must not exist or be empty)."""
-        import mlflow.artifacts
+    def _download(self, info: ModelVersionInfo, out: Path) -> Path:
+        """The version's SavedModel, copied into ``out``."""
+        import mlflow.artifacts  # noqa: PLC0415 (mlflow takes seconds to import: not at DAG parse time)
 
-        if out.exists() and any(out.iterdir()):
-            raise FileExistsError(f"{out} is not empty: refusing to overwrite it")
         out.mkdir(parents=True, exist_ok=True)
         with_files = Path(
             mlflow.artifacts.download_artifacts(
@@ -531,7 +401,5 @@ class MlflowRegistry:
 
 
 def _local_path(uri: str) -> str:
-    from urllib.parse import unquote, urlparse
-
     parsed = urlparse(uri)
     return unquote(parsed.path) if parsed.scheme == "file" else uri

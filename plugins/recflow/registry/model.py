@@ -1,5 +1,15 @@
 """The registry's contract: the :class:`Registry` protocol both backends keep, :class:`ModelVersionInfo`,
-the names of the records and the steps of a publication (:data:`PUBLISH_STEPS`)."""
+the names of the records and the steps of a publication (:data:`PUBLISH_STEPS`).
+
+What a publication of the DAG puts on a version (:func:`publish_evaluated`): the gate's
+metrics (scored on the artifact that never saw the holdout), the SavedModel that is
+served (same weights, every user's vector refreshed from train *and* holdout, see
+:mod:`recflow.publishing.serving`; lineage names both artifacts), the loss per epoch as
+step-indexed metrics (``train/loss``: the MLflow UI draws the curve), two pictures under
+the run's ``pictures/`` (the curve, and the challenger against the champion), and the
+gate's decision, thresholds and the job's time and memory as run tags. :func:`model_card`
+reads it all back (``recflow models show``).
+"""
 
 from __future__ import annotations
 

@@ -42,7 +42,6 @@ The artifact root must be ``s3://`` (the model archive is what SageMaker deploys
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -54,31 +53,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from recflow.core.artifacts import aws_error_code, pack_directory
+from recflow.core.artifacts import S3ArtifactStore, aws_client, aws_error_code, pack_directory, unpack_model
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
 from recflow.core.locks import create_if_absent
-from recflow.registry.base import (
-    incomplete_version,
-    log_promoted,
-    log_published,
-    publication,
-    publish_step,
-    require_reason,
-    unknown_version,
-)
-from recflow.registry.champion import move_champion
-from recflow.registry.model import (
-    AT_START,
-    CHAMPION,
-    JOB_KEY,
-    NOT_A_METRIC,
-    PICTURE_FILES,
-    PICTURES,
-    ExpectedChampion,
-    ModelVersionInfo,
-    OnStep,
-)
+from recflow.registry.base import BaseRegistry, ChampionState
+from recflow.registry.champion import unknown_version
+from recflow.registry.model import CHAMPION, JOB_KEY, NOT_A_METRIC, PICTURE_FILES, PICTURES, ModelVersionInfo
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +106,11 @@ def _is_missing(exc: Exception) -> bool:
     )
 
 
-class SageMakerRegistry:
-    """The registry on SageMaker's Model Registry; see the module's docstring for the mapping."""
+class SageMakerRegistry(BaseRegistry):
+    """The registry on SageMaker's Model Registry: the primitives of
+    :class:`~recflow.registry.base.BaseRegistry`; see the module's docstring for the mapping."""
 
     def __init__(self, settings: Settings) -> None:
-        from recflow.core.artifacts import S3ArtifactStore, aws_client
-
         root = urlparse(settings.artifacts_uri)
         if root.scheme != "s3":
             raise ConfigError(
@@ -214,7 +194,7 @@ class SageMakerRegistry:
         if not self._group_exists(name):
             raise RegistryError(f"there is no registered model named {name!r}")
 
-    def _ensure_group(self, name: str) -> None:
+    def _ensure_registered_model(self, name: str) -> None:
         if self._group_exists(name):
             return
         try:
@@ -367,12 +347,8 @@ class SageMakerRegistry:
         job = info.lineage.get(JOB_KEY)
         return (self._get_json(self._record_key(info.name, job)) if job else None) or {}
 
-    def download(self, info: ModelVersionInfo, out: Path) -> Path:
-        """The version's SavedModel, unpacked into ``out`` (which must not exist or be empty)."""
-        from recflow.core.artifacts import unpack_model
-
-        if out.exists() and any(out.iterdir()):
-            raise FileExistsError(f"{out} is not empty: refusing to overwrite it")
+    def _download(self, info: ModelVersionInfo, out: Path) -> Path:
+        """The version's SavedModel, unpacked into ``out``."""
         if not info.source:
             raise RegistryError(f"{info.name} version {info.version} names no model archive")
         with tempfile.TemporaryDirectory() as tmp:
@@ -381,84 +357,43 @@ class SageMakerRegistry:
 
     # -- publishing -----------------------------------------------------------------------------
 
-    def publish(
+    def _champion_now(self, name: str) -> int | None:
+        return self._champion_of(self._packages(name)) if self._group_exists(name) else None
+
+    def _ensure_run(self, name: str, job: str) -> Any:
+        return self._get_json(self._record_key(name, job))
+
+    def _run_complete(self, run: Any) -> bool:
+        return bool(run["complete"])
+
+    def _archive_uri(self, name: str, job: str) -> str:
+        return self._uri(self._key(name, job, ARCHIVE))
+
+    def _log_artifacts(
+        self, name: str, job: str, run: Any, model_dir: Path, pictures_dir: Path | None
+    ) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            self.store.put_file(pack_directory(model_dir, Path(tmp) / ARCHIVE), self._archive_uri(name, job))
+        files = sorted(p for p in (pictures_dir.iterdir() if pictures_dir else ()) if p.is_file())
+        for path in files:
+            self.store.put_file(path, self._uri(self._key(name, job, PICTURES, path.name)))
+        run["pictures"] = [p.name for p in files]
+
+    def _complete_run(self, name: str, job: str, run: Any) -> None:
+        run["complete"] = True
+        self._put_json(self._record_key(name, job), run)
+
+    def _version_of(self, handle: Any) -> int:
+        return int(handle["ModelPackageVersion"])
+
+    def _published(self, name: str, handle: Any) -> ModelVersionInfo:
+        return self.get_version(name, self._version_of(handle), arn=str(handle["ModelPackageArn"]))
+
+    def _ensure_logged(
         self,
         name: str,
-        model_dir: Path,
-        metrics: Mapping[str, float],
-        params: Mapping[str, str],
-        lineage: Mapping[str, str],
-        *,
-        training_job: str | None = None,
-        reason: str = "",
-        who: str | None = None,
-        on_step: OnStep | None = None,
-        curves: Mapping[str, Sequence[float]] | None = None,
-        run_tags: Mapping[str, str] | None = None,
-        pictures_dir: Path | None = None,
-        expected_champion: ExpectedChampion = AT_START,
-    ) -> ModelVersionInfo:
-        """Publish a training job's SavedModel as the one package of group ``name`` for that job; approve it.
-
-        The guarantees of :meth:`recflow.registry.MlflowRegistry.publish`: idempotent, keyed by
-        the training job; the first publication fixes the record, a later one adds what is
-        missing; ``champion`` moves once per ``who``, so a retry never undoes a rollback, and
-        only if it still is ``expected_champion`` (default: the champion when this call began).
-        """
-        self._check_name(name)
-        pub = publication(name, lineage, training_job, who, reason)
-        job = pub.job
-        if expected_champion is AT_START:
-            expected_champion = self._champion_of(self._packages(name)) if self._group_exists(name) else None
-
-        step = publish_step(name, job, on_step)
-        record_key = self._record_key(name, job)
-        record = self._get_json(record_key)
-        step("run")
-        record = self._ensure_record(
-            record_key, record, job, metrics, params, pub.lineage, curves or {}, run_tags or {}
-        )
-        step("logged")
-        archive_uri = self._uri(self._key(name, job, ARCHIVE))
-        if not record["complete"]:
-            with tempfile.TemporaryDirectory() as tmp:
-                self.store.put_file(pack_directory(model_dir, Path(tmp) / ARCHIVE), archive_uri)
-            files = sorted(p for p in (pictures_dir.iterdir() if pictures_dir else ()) if p.is_file())
-            for path in files:
-                self.store.put_file(path, self._uri(self._key(name, job, PICTURES, path.name)))
-            record["pictures"] = [p.name for p in files]
-        step("artifacts")
-        if not record["complete"]:
-            record["complete"] = True
-            self._put_json(record_key, record)
-        step("run_complete")
-        self._ensure_group(name)
-        step("registered_model")
-        package = self._ensure_package(name, job, record, archive_uri)
-        step("version")
-        version = int(package["ModelPackageVersion"])
-        self._ensure_package_complete(package)
-        step("version_complete")
-        arn = str(package["ModelPackageArn"])
-        moved, not_moved = self._move_champion(
-            name,
-            version,
-            who=pub.who,
-            reason=pub.reason,
-            once_per_who=True,
-            on_step=step,
-            arn=arn,
-            expected=expected_champion,
-        )
-        info = dataclasses.replace(self.get_version(name, version, arn=arn), champion_not_moved=not_moved)
-        log_published(name, info, job, moved, pub.reason)
-        return info
-
-    def _ensure_record(
-        self,
-        key: str,
-        record: dict[str, Any] | None,
         job: str,
+        record: Any,
         metrics: Mapping[str, float],
         params: Mapping[str, str],
         lineage: Mapping[str, str],
@@ -466,6 +401,7 @@ class SageMakerRegistry:
         run_tags: Mapping[str, str],
     ) -> dict[str, Any]:
         """The job's record, with what it lacked added (what it holds is kept; other params refuse)."""
+        key = self._record_key(name, job)
         have = record or {"training_job_name": job, "complete": False, "pictures": []}
         clashes = {
             k: (have.get("params", {})[k], str(v))
@@ -505,9 +441,8 @@ class SageMakerRegistry:
             properties[_property_value(key)[:128]] = _property_value(value)
         return properties
 
-    def _ensure_package(
-        self, name: str, job: str, record: Mapping[str, Any], archive_uri: str
-    ) -> dict[str, Any]:
+    def _ensure_version(self, name: str, job: str, record: Any, lineage: Mapping[str, str]) -> Any:
+        archive_uri = self._archive_uri(name, job)
         found = [p for p in self._packages(name).values() if self._properties(p).get(JOB_PROPERTY) == job]
         if len(found) > 1:
             versions = ", ".join(sorted(str(p["ModelPackageVersion"]) for p in found))
@@ -519,7 +454,7 @@ class SageMakerRegistry:
             log.info("training job %s: found %s version %s", job, name, found[0]["ModelPackageVersion"])
             return found[0]
         record_uri = self._uri(self._record_key(name, job))
-        lineage = record["lineage"]
+        lineage = record["lineage"]  # the record's: what the first publication wrote
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(record["metrics"].items()))
         metadata = {"GeneratedBy": job[:1024]}
         if lineage.get("git_commit"):
@@ -545,7 +480,7 @@ class SageMakerRegistry:
         log.info("training job %s: created %s version %s", job, name, package["ModelPackageVersion"])
         return package
 
-    def _ensure_package_complete(self, package: Mapping[str, Any]) -> None:
+    def _ensure_version_complete(self, name: str, package: Any, lineage: Mapping[str, str]) -> None:
         properties = self._properties(package)
         if properties.get(COMPLETE_PROPERTY) == "true":
             return
@@ -574,30 +509,22 @@ class SageMakerRegistry:
             and cls._seq_of(target) == int(entry["seq"])
         )
 
-    def champion_history(self, name: str) -> list[dict[str, Any]]:
-        """Every move of ``champion`` on ``name``, oldest first, shaped as MLflow's
-        (:meth:`recflow.registry.MlflowRegistry.champion_history`); :class:`RegistryError` for an unknown model."""
-        self.require_model(name)
-        return self._history(name, self._packages(name))
-
-    def promote(self, name: str, version: int, reason: str, who: str) -> dict[str, Any] | None:
-        """Approve ``version`` of ``name`` as champion (a rollback or a promotion), record who, when and why.
-
-        As :meth:`recflow.registry.MlflowRegistry.promote`: ``None`` when ``version`` already is
-        the champion; :class:`RegistryError` for an unknown model or version or an incomplete
-        version; ``ValueError`` for an empty reason.
-        """
-        require_reason(name, version, reason)
-        self.require_model(name)
+    def _completeness(self, name: str, version: int) -> tuple[bool, str]:
         packages = self._packages(name)
         if version not in packages:
             raise unknown_version(name, version, packages)
         properties = self._properties(packages[version])
-        if properties.get(COMPLETE_PROPERTY) != "true":
-            raise incomplete_version(name, version, properties.get(JOB_PROPERTY, "(unknown)"))
-        moved, _ = self._move_champion(name, int(version), who=who, reason=reason, once_per_who=False)
-        log_promoted(name, version, who, reason, moved)
-        return moved
+        return properties.get(COMPLETE_PROPERTY) == "true", properties.get(JOB_PROPERTY, "(unknown)")
+
+    def _champion_state(self, name: str, handle: Any = None) -> ChampionState:
+        packages = self._packages(name, also=None if handle is None else str(handle["ModelPackageArn"]))
+        return ChampionState(self._history(name, packages), self._champion_of(packages), packages)
+
+    def _intend(self, name: str, entry: Mapping[str, Any]) -> None:
+        self._put_json(self._pending_key(name), entry)
+
+    def _move(self, name: str, entry: Mapping[str, Any], state: ChampionState) -> None:
+        self._approve(name, state.records, entry)
 
     def _approve(
         self, name: str, packages: Mapping[int, Mapping[str, Any]], entry: Mapping[str, Any]
@@ -625,55 +552,17 @@ class SageMakerRegistry:
                     description=f"superseded as champion by version {version} (move {seq})",
                 )
 
-    def _settle_pending(self, name: str) -> None:
-        """Finish a champion move interrupted after its intent was written, or discard it if the approval never moved.
+    def _pending(self, name: str) -> dict[str, Any] | None:
+        return self._get_json(self._pending_key(name))
 
-        Under the model's lock (:func:`recflow.registry.champion_lock`): the move it finds was not made by a
-        live writer."""
-        entry = self._get_json(self._pending_key(name))
-        if entry is None:
-            return
+    def _finish_pending(self, name: str, entry: Mapping[str, Any]) -> bool:
+        """Approve and record the interrupted ``entry`` again if its approval moved."""
         packages = self._packages(name)
-        if self._moved(entry, packages):
-            self._approve(name, packages, entry)
-            self._record_move(name, entry)
-            log.warning("%s: recorded an interrupted champion move %s", name, entry)
-        else:
-            log.warning("%s: discarded an interrupted champion move that did not happen %s", name, entry)
+        if not self._moved(entry, packages):
+            return False
+        self._approve(name, packages, entry)
+        self._record_move(name, entry)
+        return True
+
+    def _clear_pending(self, name: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=self._pending_key(name))
-
-    def _move_champion(
-        self,
-        name: str,
-        version: int,
-        *,
-        who: str,
-        reason: str,
-        once_per_who: bool,
-        on_step: OnStep | None = None,
-        arn: str | None = None,
-        expected: ExpectedChampion = AT_START,
-    ) -> tuple[dict[str, Any] | None, str]:
-        """:func:`recflow.registry.move_champion` on the approvals and the history in S3."""
-        packages: dict[int, dict[str, Any]] = {}
-
-        def state() -> tuple[list[dict[str, Any]], int | None]:
-            packages.update(self._packages(name, also=arn))
-            return self._history(name, packages), self._champion_of(packages)
-
-        return move_champion(
-            self.settings,
-            name,
-            version,
-            who=who,
-            reason=reason,
-            once_per_who=once_per_who,
-            expected=expected,
-            step=on_step or (lambda _done: None),
-            settle=lambda: self._settle_pending(name),
-            state=state,
-            intend=lambda entry: self._put_json(self._pending_key(name), entry),
-            move=lambda entry: self._approve(name, packages, entry),
-            record=lambda entry: self._record_move(name, entry),
-            clear=lambda: self.s3.delete_object(Bucket=self.bucket, Key=self._pending_key(name)),
-        )
