@@ -16,6 +16,7 @@ import pytest
 
 from recflow.cli import main
 from recflow.core.config import Settings, declared_settings
+from recflow.stack.demo import claim_demo_stores
 
 DAY = date(2026, 1, 1)
 GENERATE = [
@@ -99,8 +100,6 @@ def test_generate_creates_its_own_landing_zone_and_writes_it_again(
 
 def test_a_home_made_before_markers_keeps_working(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """An embedded home's own landing zone (no setting moves it) is recflow's, marker or not."""
-    from recflow.stack.demo import claim_demo_stores
-
     landing = tmp_path / "home" / "landing"
     producers_zone(landing)  # what an older `recflow generate` left there
     assert main(GENERATE) == 0
