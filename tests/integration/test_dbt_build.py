@@ -10,7 +10,9 @@ the catalogues, and catalogue rows without any event.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,40 +89,52 @@ from (values
 """
 
 
+def _dbt(warehouse: Path, workdir: Path, *args: str) -> Any:
+    """``dbt <args>`` of the project on the DuckDB file ``warehouse``, in process; its result."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, value in Settings(warehouse_path=warehouse).dbt_env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        return dbt_main.dbtRunner().invoke(
+            [
+                *args,
+                "--project-dir", str(DBT_DIR),
+                "--profiles-dir", str(DBT_DIR),
+                "--target-path", str(workdir / "target"),
+                "--log-path", str(workdir / "logs"),
+                "--no-use-colors",
+            ]
+        )  # fmt: skip
+
+
 @pytest.fixture(scope="module")
-def built_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A DuckDB file with the crafted raw tables, after a successful `dbt build` (run once)."""
+def build(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A DuckDB file with the crafted raw tables after a successful `dbt build` (run once), and
+    the status of every node the build ran, by unique id."""
     tmp_path = tmp_path_factory.mktemp("dbt_build")
     warehouse = tmp_path / "recflow.duckdb"
     with duckdb.connect(str(warehouse)) as con:
         con.execute(RAW_SQL)
 
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        for name, value in Settings(warehouse_path=warehouse).dbt_env().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
-        result = dbt_main.dbtRunner().invoke(
-            [
-                "build",
-                "--project-dir", str(DBT_DIR),
-                "--profiles-dir", str(DBT_DIR),
-                "--target-path", str(tmp_path / "target"),
-                "--log-path", str(tmp_path / "logs"),
-                "--no-use-colors",
-            ]
-        )  # fmt: skip
+    result = _dbt(warehouse, tmp_path, "build")
     failed = [
         f"{r.node.unique_id}: {r.status} {r.message}"
         for r in (result.result or [])
         if str(r.status) not in ("success", "pass", "warn")
     ]
     assert result.success, f"dbt build failed: {result.exception or failed}"
-    return warehouse
+    return warehouse, {r.node.unique_id: str(r.status) for r in result.result}
 
 
-def _rows(warehouse: Path, sql: str) -> list[tuple]:
+@pytest.fixture(scope="module")
+def built_warehouse(build: tuple[Path, dict[str, str]]) -> Path:
+    return build[0]
+
+
+def _rows(warehouse: Path, sql: str) -> list[tuple[Any, ...]]:
     with duckdb.connect(str(warehouse)) as con:
-        return con.execute(sql).fetchall()
+        rows: list[tuple[Any, ...]] = con.execute(sql).fetchall()
+    return rows
 
 
 def test_training_interactions_split_and_weights(built_warehouse: Path) -> None:
@@ -210,3 +224,96 @@ def test_fct_engagements_has_one_weighted_row_per_event(built_warehouse: Path) -
         ("impression", 2, 0.0, False),
         ("save", 4, 4.0, True),
     ]
+
+
+def test_the_unit_tests_run_in_the_build_and_pass(build: tuple[Path, dict[str, str]]) -> None:
+    _, statuses = build
+    unit_tests = {node: status for node, status in statuses.items() if node.startswith("unit_test.")}
+    assert unit_tests == {
+        "unit_test.recflow.int_user_pin_engagement.int_user_pin_engagement_sums_positive_weights_and_drops_hidden_pairs": "pass",
+        "unit_test.recflow.training_interactions.training_interactions_holds_out_each_users_latest_pair": "pass",
+    }
+
+
+# -- the marts' invariants: a broken mart fails the dbt test that owns the invariant ---------------
+
+TI = "analytics.training_interactions"
+BREAKS_SQL = f"""
+-- u1: a second holdout (its '9', at the time of its holdout '10'); u3: no holdout left
+update {TI} set split = 'holdout' where user_id = 'u1' and pin_id = '9';
+update {TI} set split = 'train' where user_id = 'u3';
+-- u4: the holdout '1' moved before its train pair 'p_x' (14:00)
+update {TI} set event_ts = '2024-01-02 13:00:00+00' where user_id = 'u4' and pin_id = '1';
+-- ids missing from the dimensions
+delete from analytics.dim_pins where pin_id = 'p_x';
+delete from analytics.dim_users where user_id = 'u2';
+-- a weight that is no positive, a missing weight, a split that is neither train nor holdout
+update {TI} set weight = 0 where user_id = 'u1' and pin_id = '1';
+update {TI} set weight = null where user_id = 'u3' and pin_id = '2';
+update {TI} set split = 'test' where user_id = 'u2';
+-- u2 hides its only positive pin after the mart was built
+insert into raw.events (event_id, user_id, pin_id, event_type, event_ts, ds, _source_file, _loaded_at)
+values ('e99', 'u2', '1', 'hide', '2024-01-02 16:00:00+00', '2024-01-02', 'ds=2024-01-02/part-x.parquet',
+        '2024-01-03 00:10:00');
+"""
+
+# the test that must refuse each break, with what it stores of the offending rows
+REFUSALS: dict[str, tuple[str, list[tuple[Any, ...]]]] = {
+    "assert_training_interactions_one_holdout_per_user": (
+        "user_id, n_pairs, n_holdout",
+        [("u1", 3, 2), ("u3", 2, 0)],
+    ),
+    "assert_training_interactions_holdout_is_latest": (
+        "user_id, holdout_pin_id, train_pin_id",
+        [("u4", "1", "p_x")],
+    ),
+    "assert_training_interactions_has_no_hidden_pair": ("user_id, pin_id", [("u2", "1")]),
+    "relationships_training_interactions_pin_id__pin_id__ref_dim_pins_": ("*", [("p_x",)]),
+    "relationships_training_interactions_user_id__user_id__ref_dim_users_": ("*", [("u2",)]),
+    "positive_training_interactions_weight": ("*", [(0.0,)]),
+    "not_null_training_interactions_weight": ("user_id, pin_id", [("u3", "2")]),
+    "accepted_values_training_interactions_split__train__holdout": ("*", [("test", 1)]),
+}
+
+
+@pytest.fixture(scope="module")
+def broken_marts(
+    built_warehouse: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any]]:
+    """A copy of the built warehouse with BREAKS_SQL applied, and the results, by test name, of
+    `dbt test --store-failures` of training_interactions' tests (its unit tests aside)."""
+    tmp_path = tmp_path_factory.mktemp("broken_marts")
+    warehouse = tmp_path / "recflow.duckdb"
+    with duckdb.connect(str(built_warehouse)) as con:
+        con.execute("checkpoint")  # dbt's last writes may still be in the write-ahead log
+    shutil.copyfile(built_warehouse, warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(BREAKS_SQL)
+    result = _dbt(
+        warehouse,
+        tmp_path,
+        "test",
+        "--select", "training_interactions",
+        "--exclude-resource-type", "unit_test",
+        "--store-failures",
+    )  # fmt: skip
+    assert not result.success
+    return warehouse, {r.node.name: r for r in result.result}
+
+
+def test_each_break_fails_exactly_the_test_that_owns_it(broken_marts: tuple[Path, dict[str, Any]]) -> None:
+    _, results = broken_marts
+    failed = {name for name, r in results.items() if str(r.status) != "pass"}
+    assert failed == set(REFUSALS)
+    assert all(str(results[name].status) == "fail" for name in REFUSALS)
+
+
+@pytest.mark.parametrize("test_name", sorted(REFUSALS))
+def test_a_broken_mart_is_refused_with_its_offending_rows(
+    broken_marts: tuple[Path, dict[str, Any]], test_name: str
+) -> None:
+    warehouse, results = broken_marts
+    columns, expected = REFUSALS[test_name]
+    result = results[test_name]
+    assert result.failures == len(expected)
+    assert sorted(_rows(warehouse, f"select {columns} from {result.node.relation_name}")) == expected
