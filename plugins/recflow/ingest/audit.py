@@ -1,8 +1,9 @@
 """Audit a staged day of engagement events, quarantine bad rows, and publish the rest atomically.
 
 The audit of write-audit-publish. ``land`` staged the day in ``raw_staging.events__<day>``;
-here every row is checked against the row rules of the data contract (:func:`row_rules`,
-each written once, as SQL that DuckDB and PostgreSQL read alike), in the warehouse:
+here every row is checked against the row rules of the data contract
+(:func:`~recflow.ingest.rules.row_rules`, each written once, as SQL that DuckDB and PostgreSQL
+read alike), in the warehouse:
 
 - rows that break one or more rules go to ``quality.quarantine_events``: one row per
   rejected event, with every rule it broke, its source file and row, the run id and the
@@ -19,7 +20,7 @@ each written once, as SQL that DuckDB and PostgreSQL read alike), in the warehou
   recorded, the staged day is kept for inspection, and
   :class:`~recflow.core.errors.PartitionRefused` says why.
 
-Conservation: before either transaction commits, :func:`recflow.ingest.publish._conserved` checks
+Conservation: before either transaction commits, :func:`recflow.ingest.publish.conserved` checks
 that the rows written are exactly the staged rows, each once (see :mod:`recflow.ingest.publish`).
 
 One run of a day at a time: the audit refuses (:class:`~recflow.core.errors.DayClaimed`) a
@@ -39,18 +40,18 @@ from collections.abc import Sequence
 
 from recflow.core.config import Settings
 from recflow.core.errors import PartitionRefused, RecflowError
-from recflow.ingest.claims import _hold_claim, release_claim
+from recflow.ingest.claims import hold_claim, release_claim
 from recflow.ingest.contract import staged_table
-from recflow.ingest.publish import AuditResult, _conserved, _publish, _quarantine, _record
+from recflow.ingest.publish import AuditResult, conserved, publish_day, quarantine, record_audit
 from recflow.ingest.rules import (
     RowRule,
-    _build_audit_table,
-    _counts,
-    _seen_on_other_days,
+    audit_counts,
     audit_table,
+    build_audit_table,
     row_rules,
+    seen_on_other_days,
 )
-from recflow.ingest.tables import AUDIT_TABLE, EVENTS_TABLE, QUARANTINE_TABLE, _ensure_tables
+from recflow.ingest.tables import AUDIT_TABLE, EVENTS_TABLE, QUARANTINE_TABLE, ensure_tables
 from recflow.quality._gx import Asset, import_gx, report_of, rule, run_suite
 from recflow.warehouse import STAGING_SCHEMA, Warehouse, connect
 
@@ -124,7 +125,7 @@ def audit_day(
     day = ds.isoformat()
     rules = row_rules(_utc(interval_start), _utc(interval_end), dt.datetime.now(dt.UTC))
     with connect(settings) as con:
-        _ensure_tables(con)
+        ensure_tables(con)
         if not con.table_exists(STAGING_SCHEMA, staged_table(ds).split(".")[1]):
             raise RecflowError(
                 f"ds={day} is not staged ({staged_table(ds)} does not exist): clear `land` for this run too, "
@@ -132,9 +133,9 @@ def audit_day(
                 runbook="partition-refused",
             )
         with con.transaction():
-            _hold_claim(con, ds, run_id)
-        _build_audit_table(con, ds, rules)
-        landed, quarantined, broken = _counts(con, ds)
+            hold_claim(con, ds, run_id)
+        build_audit_table(con, ds, rules)
+        landed, quarantined, broken = audit_counts(con, ds)
         low, high, volume_rule = _volume_bounds(con, settings, ds)
     if not check_volume:
         low, high, volume_rule = 0, None, "not checked (check_volume=false)"
@@ -165,10 +166,10 @@ def audit_day(
             )
         reason = "; ".join(reasons)
         with connect(settings) as con, con.transaction():
-            _hold_claim(con, ds, run_id)
-            _quarantine(con, ds, run_id, "refused")
-            counted = _conserved(con, ds, landed, "refused")
-            _record(
+            hold_claim(con, ds, run_id)
+            quarantine(con, ds, run_id, "refused")
+            counted = conserved(con, ds, landed, "refused")
+            record_audit(
                 con, AuditResult(ds, landed, *counted, "refused", reason, broken), run_id, share, (low, high)
             )
             release_claim(con, ds, run_id)
@@ -187,7 +188,7 @@ def audit_day(
         # rechecked inside the transaction, other publishers held off: another day published since
         # the check cannot slip a cross-day duplicate through (every other rule depends on the day alone)
         con.execute_all(con.dialect.serialize_writers(EVENTS_TABLE))
-        seen = _seen_on_other_days(con, ds)
+        seen = seen_on_other_days(con, ds)
         if seen != broken.get("event_id_seen_on_other_day", 0):
             raise RecflowError(
                 f"ds={day}: the warehouse changed while the day was audited ("
@@ -195,12 +196,12 @@ def audit_day(
                 "published day holds); nothing was published: retry the task",
                 runbook="infrastructure",
             )
-        _hold_claim(con, ds, run_id)
-        _publish(con, ds)
-        _quarantine(con, ds, run_id, "published")
-        accepted, kept = _conserved(con, ds, landed, "published")
+        hold_claim(con, ds, run_id)
+        publish_day(con, ds)
+        quarantine(con, ds, run_id, "published")
+        accepted, kept = conserved(con, ds, landed, "published")
         result = AuditResult(ds, landed, accepted, kept, "published", "accepted", broken)
-        _record(con, result, run_id, share, (low, high))
+        record_audit(con, result, run_id, share, (low, high))
         release_claim(con, ds, run_id)
         con.execute(f"drop table {staged_table(ds)}")
         con.execute(f"drop table {audit_table(ds)}")
@@ -224,10 +225,10 @@ def _judge(
     settings: Settings, ds: dt.date, landed: int, bounds: tuple[int, int | None], share: float
 ) -> set[str]:
     """Great Expectations on the audited day: its volume, and the share of rows that break a rule."""
-    from great_expectations.expectations.core.expect_column_values_to_be_null import (
+    from great_expectations.expectations.core.expect_column_values_to_be_null import (  # noqa: PLC0415 (Great Expectations takes seconds to import; only the judge of a day needs it)
         ExpectColumnValuesToBeNull,
     )
-    from great_expectations.expectations.core.expect_table_row_count_to_be_between import (
+    from great_expectations.expectations.core.expect_table_row_count_to_be_between import (  # noqa: PLC0415 (Great Expectations takes seconds to import; only the judge of a day needs it)
         ExpectTableRowCountToBeBetween,
     )
 

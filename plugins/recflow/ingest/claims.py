@@ -5,14 +5,13 @@ when it was taken) before it writes anything, and the audit releases the claim o
 published or refused the day. A second run of a day that is claimed is refused with
 :class:`~recflow.core.errors.DayClaimed` naming the run that holds it, so that no run lands over
 another's staged day, and the audit refuses to publish a day another run staged
-(:func:`_hold_claim`). The same run may land again (a retried or cleared run); a claim expires
+(:func:`hold_claim`). The same run may land again (a retried or cleared run); a claim expires
 :data:`CLAIM_EXPIRES_AFTER_HOURS` after it was taken (a run that died between ``land`` and
 ``audit``), or is released by hand (:func:`release_statement`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass
 from datetime import date
@@ -104,7 +103,7 @@ def release_claim(con: Warehouse, ds: date, run_id: str) -> None:
     con.execute(f"delete from {CLAIMS_TABLE} where ds = ? and run_id = ?", [ds, run_id])
 
 
-def _hold_claim(con: Warehouse, ds: dt.date, run_id: str) -> None:
+def hold_claim(con: Warehouse, ds: date, run_id: str) -> None:
     """Raise :class:`DayClaimed` when another run claimed ``ds`` (then the staged day is that run's);
     inside a transaction, no other run claims it until the transaction ends."""
     con.execute_all(con.dialect.serialize_writers(CLAIMS_TABLE))

@@ -188,8 +188,6 @@ def _check_utf8(column: pa.ChunkedArray, name: str, source: Path) -> None:
 
 def _check_no_nul(column: pa.ChunkedArray, name: str, source: Path) -> None:
     """No NUL character in text: PostgreSQL cannot store one, so the contract refuses it on every engine."""
-    import pyarrow.compute as pc
-
     has_nul = pc.fill_null(pc.match_substring(column, "\x00"), False)
     if not pc.any(has_nul).as_py():
         return
@@ -205,7 +203,7 @@ def _check_no_nul(column: pa.ChunkedArray, name: str, source: Path) -> None:
     )
 
 
-def _read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Table:
+def read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Table:
     if path.stat().st_size == 0:
         raise ContractViolation(
             f"{path}: the file is empty (0 bytes), not a Parquet file; see {CONTRACT}",
@@ -227,7 +225,7 @@ def _read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Ta
     return _conform(raw, schema, path, optional)
 
 
-def _read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
+def read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
     files = sorted(directory.glob("*.parquet"))
     if not files:
         raise ContractViolation(
@@ -236,7 +234,7 @@ def _read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
             expected="one or more Parquet files",
             evidence=str(directory),
         )
-    table = pa.concat_tables([_read_file(path, schema, frozenset()) for path in files])
+    table = pa.concat_tables([read_file(path, schema, frozenset()) for path in files])
     key = schema.names[0]
     ids = table.column(key)
     empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids), ""), True)
@@ -261,7 +259,7 @@ def _read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
     return table
 
 
-def _event_files(directory: Path) -> list[Path]:
+def event_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(("_", ".")))
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from recflow.core.config import Settings
 from recflow.core.errors import PartitionRefused
 from recflow.ingest.audit import audit_day
+from recflow.ingest.land import stage_partitions
 from recflow.ingest.publish import AuditResult
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,6 @@ def stage_and_audit(
     check_volume: bool = True,
 ) -> list[AuditResult]:
     """``land`` then ``audit`` for ``days``, in one call: the warehouse DAG's first two steps, bare."""
-    from recflow.ingest.land import stage_partitions
-
     stage_partitions(settings, list(days), run_id=run_id)
     return audit_days(
         settings,

@@ -28,11 +28,11 @@ from recflow.ingest.contract import (
     OPTIONAL_EVENT_COLUMNS,
     PINS_SCHEMA,
     USERS_SCHEMA,
-    _event_files,
-    _read_catalogue,
-    _read_file,
     check_arrived,
+    event_files,
     partition_dir,
+    read_catalogue,
+    read_file,
     staged_table,
 )
 from recflow.warehouse import STAGING_SCHEMA, Warehouse, connect
@@ -66,8 +66,8 @@ def stage_partitions(settings: Settings, days: list[date], *, run_id: str | None
     table is replaced whole, so a rerun is idempotent.
     """
     check_arrived(settings, days)
-    pins = _read_catalogue(settings.landing_dir / "pins", PINS_SCHEMA)
-    users = _read_catalogue(settings.landing_dir / "users", USERS_SCHEMA)
+    pins = read_catalogue(settings.landing_dir / "pins", PINS_SCHEMA)
+    users = read_catalogue(settings.landing_dir / "users", USERS_SCHEMA)
     with connect(settings) as con:
         con.execute(f"create schema if not exists {STAGING_SCHEMA}")
         claim_days(con, days, run_id)
@@ -92,7 +92,7 @@ def _stage(
     """Write each day of ``days`` to its staging table, then the catalogues."""
     results = []
     for ds in days:
-        files = _event_files(partition_dir(settings.landing_dir, ds))
+        files = event_files(partition_dir(settings.landing_dir, ds))
         table = staged_table(ds)
         building = f"{table}__landing"
         rows, loaded_at = 0, datetime.now(UTC)  # one load time for the day's rows
@@ -102,7 +102,7 @@ def _stage(
         con.execute(f"create table {building} ({EVENT_COLUMNS_DDL})")
         try:
             for path in files:  # one file in memory at a time
-                events = _read_file(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS)
+                events = read_file(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS)
                 events = events.append_column("_source_row", pa.array(np.arange(events.num_rows)))
                 con.append_arrow(
                     building, events, {"ds": ds, "_source_file": str(path), "_loaded_at": loaded_at}

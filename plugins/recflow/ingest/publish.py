@@ -2,7 +2,7 @@
 conservation guard.
 
 Conservation: the recorded ``accepted`` and ``quarantined`` are counted from what was
-written, and before the transaction commits :func:`_conserved` checks that the rows
+written, and before the transaction commits :func:`conserved` checks that the rows
 written (``raw.events[ds]``, or the accepted staged rows of a refused day, and the
 quarantine rows of this audit's verdict) are exactly the staged rows, each once; if not,
 :class:`~recflow.core.errors.ConservationBroken` rolls everything back. The invariant it keeps:
@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 
 from recflow.core.errors import ConservationBroken
 from recflow.ingest.contract import staged_table
-from recflow.ingest.rules import _accepted_rows, audit_table
+from recflow.ingest.rules import accepted_rows, audit_table
 from recflow.ingest.tables import (
-    _EVENT_COLUMNS,
     AUDIT_TABLE,
     EVENTS_TABLE,
     QUARANTINE_COLUMNS,
     QUARANTINE_TABLE,
 )
 from recflow.warehouse import RAW_SCHEMA, STAGING_SCHEMA, Warehouse
+
+_EVENT_COLUMNS = "event_id, user_id, pin_id, event_type, event_ts, surface, value"
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class AuditResult:
         }
 
 
-def _quarantine(con: Warehouse, ds: dt.date, run_id: str, verdict: str) -> None:
+def quarantine(con: Warehouse, ds: dt.date, run_id: str, verdict: str) -> None:
     """The audited day's rows that break a rule, into the quarantine: a publication replaces the day's
     quarantine, a refusal replaces only the rows of the day's previous refusal."""
     if verdict == "published":
@@ -68,7 +69,7 @@ def _quarantine(con: Warehouse, ds: dt.date, run_id: str, verdict: str) -> None:
     )
 
 
-def _record(
+def record_audit(
     con: Warehouse,
     result: AuditResult,
     run_id: str,
@@ -92,13 +93,13 @@ def _record(
     )
 
 
-def _publish(con: Warehouse, ds: dt.date) -> None:
+def publish_day(con: Warehouse, ds: dt.date) -> None:
     con.execute(f"delete from {EVENTS_TABLE} where ds = ?", [ds])
     con.execute(
         f"""
         insert into {EVENTS_TABLE}
         select {_EVENT_COLUMNS}, ds, _source_file, _source_row, _loaded_at
-        from ({_accepted_rows(ds)}) as accepted
+        from ({accepted_rows(ds)}) as accepted
         """
     )
     for catalogue in ("pins", "users"):
@@ -109,7 +110,7 @@ def _publish(con: Warehouse, ds: dt.date) -> None:
         )
 
 
-def _conserved(con: Warehouse, ds: dt.date, landed: int, verdict: str) -> tuple[int, int]:
+def conserved(con: Warehouse, ds: dt.date, landed: int, verdict: str) -> tuple[int, int]:
     """(accepted, quarantined) as written by this audit; raise :class:`ConservationBroken` unless the rows
     written are exactly the ``landed`` staged rows, each once (matched by source file and row).
 
@@ -119,7 +120,7 @@ def _conserved(con: Warehouse, ds: dt.date, landed: int, verdict: str) -> tuple[
     accepted = (
         f"select _source_file as f, _source_row as r from {EVENTS_TABLE} where ds = ?"
         if published
-        else f"select _source_file as f, _source_row as r from ({_accepted_rows(ds)}) as accepted"
+        else f"select _source_file as f, _source_row as r from ({accepted_rows(ds)}) as accepted"
     )
     row = con.execute(
         f"""

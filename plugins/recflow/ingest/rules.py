@@ -1,8 +1,8 @@
 """The row rules of the data contract, and the SQL that applies them to a staged day.
 
 Every rule is written once (:func:`row_rules`), as SQL that DuckDB and PostgreSQL read alike.
-:func:`_build_audit_table` writes the staged rows that break one or more rules to
-``raw_staging.audit__<day>``; the day's other rows are the accepted ones (:func:`_accepted_rows`).
+:func:`build_audit_table` writes the staged rows that break one or more rules to
+``raw_staging.audit__<day>``; the day's other rows are the accepted ones (:func:`accepted_rows`).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def _held_by_other_days(ds: dt.date) -> str:
 _STAGED_COLUMNS = tuple(name for name, _ in EVENT_COLUMNS)
 
 
-def _build_audit_table(con: Warehouse, ds: dt.date, rules: Sequence[RowRule]) -> None:
+def build_audit_table(con: Warehouse, ds: dt.date, rules: Sequence[RowRule]) -> None:
     """``raw_staging.audit__<day>``: the staged rows that break a rule, each with the rules it breaks.
 
     Only those rows are written: the day's other rows are the staged rows not in it (matched
@@ -130,7 +130,7 @@ def _build_audit_table(con: Warehouse, ds: dt.date, rules: Sequence[RowRule]) ->
     con.execute_all(dialect.replace_table_as(audit_table(ds), query))
 
 
-def _accepted_rows(ds: dt.date) -> str:
+def accepted_rows(ds: dt.date) -> str:
     """The staged rows of ``ds`` that break no rule (SQL: an anti join)."""
     return (
         f"select * from {staged_table(ds)} st where not exists (select 1 from {audit_table(ds)} a "
@@ -138,7 +138,7 @@ def _accepted_rows(ds: dt.date) -> str:
     )
 
 
-def _counts(con: Warehouse, ds: dt.date) -> tuple[int, int, dict[str, int]]:
+def audit_counts(con: Warehouse, ds: dt.date) -> tuple[int, int, dict[str, int]]:
     """(landed, quarantined, rows per broken rule) of the audited day."""
     landed = con.execute(f"select count(*) from {staged_table(ds)}").fetchone()
     quarantined = con.execute(f"select count(*) from {audit_table(ds)}").fetchone()
@@ -152,7 +152,7 @@ def _counts(con: Warehouse, ds: dt.date) -> tuple[int, int, dict[str, int]]:
     return int(landed[0]), int(quarantined[0]), {str(k): int(v) for k, v in broken.items()}
 
 
-def _seen_on_other_days(con: Warehouse, ds: dt.date) -> int:
+def seen_on_other_days(con: Warehouse, ds: dt.date) -> int:
     """Staged rows of ``ds`` whose event_id is in another published day (the only rule that
     depends on anything but the day itself)."""
     row = con.execute(

@@ -57,10 +57,8 @@ create table if not exists {AUDIT_TABLE} (
 )
 """
 
-_EVENT_COLUMNS = "event_id, user_id, pin_id, event_type, event_ts, surface, value"
 
-
-def _ensure_tables(con: Warehouse) -> None:
+def ensure_tables(con: Warehouse) -> None:
     for schema in (RAW_SCHEMA, QUALITY_SCHEMA, STAGING_SCHEMA):
         con.execute(f"create schema if not exists {schema}")
     con.execute(f"create table if not exists {EVENTS_TABLE} ({EVENT_COLUMNS_DDL})")
