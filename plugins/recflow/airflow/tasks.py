@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from airflow.exceptions import AirflowSkipException
 from airflow.sdk import task
 from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.connections import task_settings
@@ -69,7 +70,7 @@ def wait_for_landing(
     data_interval_end: datetime | None = None,
 ) -> bool:
     """Wait (without holding a worker) until the day's partition is complete (``_SUCCESS``); fail after 6 hours."""
-    from recflow.ingest.contract import SUCCESS_MARKER, partition_complete, partition_dir
+    from recflow.ingest.contract import SUCCESS_MARKER, partition_complete, partition_dir  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
     settings = task_settings()
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
@@ -93,7 +94,7 @@ def land(
 ) -> dict[str, Any]:
     """Claim the run's days, check their landing files against the contract and write each day to a staging
     table of its own; a day another run holds (until its audit ends) fails this task with ``DayClaimed``."""
-    from recflow.ingest.land import stage_partitions
+    from recflow.ingest.land import stage_partitions  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
     staged = stage_partitions(task_settings(), days, run_id=run_id or "manual")
@@ -114,7 +115,7 @@ def audit(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """Quarantine rows that break a row rule; publish the day to ``raw.events`` or refuse it."""
-    from recflow.ingest.days import audit_days
+    from recflow.ingest.days import audit_days  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
     params = params or {}
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
@@ -136,7 +137,7 @@ def audit(
 @task(pool=WAREHOUSE_POOL, outlets=[TRAINING_MART], execution_timeout=timedelta(minutes=30))
 def check_marts() -> dict[str, Any]:
     """Great Expectations on the training mart; on success the mart's asset event triggers training."""
-    from recflow.quality import check_training_marts
+    from recflow.quality import check_training_marts  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
     report = check_training_marts(task_settings())
     return {"suite": report.suite, "rows": report.rows, "expectations": report.evaluated}
@@ -145,7 +146,7 @@ def check_marts() -> dict[str, Any]:
 @task(pool=WAREHOUSE_POOL, execution_timeout=timedelta(minutes=30))
 def snapshot() -> dict[str, Any]:
     """Freeze the training mart into a content-addressed snapshot in the artifact store."""
-    from recflow.snapshot import take_snapshot
+    from recflow.snapshot import take_snapshot  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
     return take_snapshot(task_settings()).to_xcom()
 
@@ -160,7 +161,7 @@ def evaluate(
     snapshot: dict[str, Any], training: dict[str, Any], params: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Score challenger and champion on the same holdout and the same sampled negatives."""
-    from recflow.evaluation import evaluate_challenger
+    from recflow.evaluation import evaluate_challenger  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
     settings = task_settings()
     return evaluate_challenger(settings, snapshot, training, _model_name(settings, params))
@@ -169,7 +170,7 @@ def evaluate(
 @task(execution_timeout=timedelta(minutes=5))
 def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
     """Decide promotion: absolute floors, then not worse than the champion beyond the tolerance."""
-    from recflow.evaluation import decide
+    from recflow.evaluation import decide  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
     decision = decide(
         evaluation["challenger"],
@@ -192,8 +193,7 @@ def publish(
 ) -> dict[str, Any]:
     """Register the challenger, serving fresh histories, and move ``champion`` to it, unless the gate
     said no or this is a dry run."""
-    from airflow.exceptions import AirflowSkipException
-    from recflow.publishing.publish import publish_evaluated
+    from recflow.publishing.publish import publish_evaluated  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
     if not decision["promote"]:
         raise AirflowSkipException(f"{decision['reason']}; the champion stays")
