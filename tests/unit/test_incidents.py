@@ -64,9 +64,7 @@ def _champion(name: str) -> str:
 
 
 def test_kinds_follow_the_error_type() -> None:
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
-    from cosmos.exceptions import CosmosDbtRunError
-
+    """recflow's own classifier; Airflow's and Cosmos's errors: tests/unit/airflow/test_classify.py."""
     assert classify(_refused()) == "data"
     assert classify(errors.ContractViolation("x", check="columns")) == "data"
     assert classify(errors.DataQualityError("x", report=None, check="suite")) == "data"
@@ -76,16 +74,12 @@ def test_kinds_follow_the_error_type() -> None:
     )
     assert classify(errors.ConfigError("RECFLOW_X='a' is not a number")) == "pipeline"
     assert classify(errors.LandingLate("no _SUCCESS")) == "pipeline"
-    assert classify(AirflowSensorTimeout("Sensor has timed out")) == "sensor_timeout"
-    assert (
-        classify(CosmosDbtRunError("dbt invocation completed with errors: stg_events: boom")) == "transform"
-    )
     assert classify(KeyError("x")) == "infrastructure"
     assert classify(None) == "infrastructure"
     assert classify("a string") == "infrastructure"
     try:
-        raise AirflowFailException("audit refused the day") from _refused()
-    except AirflowFailException as wrapped:
+        raise RuntimeError("audit refused the day") from _refused()
+    except RuntimeError as wrapped:
         assert classify(wrapped) == "data"
 
 
@@ -185,9 +179,11 @@ def test_without_an_exception_the_incident_says_so(settings: Settings) -> None:
 def test_a_dbt_node_points_to_dbt_failed(settings: Settings) -> None:
     from cosmos.exceptions import CosmosDbtRunError
 
+    from recflow.airflow import classify as airflow
+
     error = CosmosDbtRunError("dbt invocation completed with errors: stg_events: Database Error\n  syntax")
     failure = _warehouse_failure(error, task_id="transform.stg_events_model_build")
-    incident = build_incident(settings, failure, champion=_champion)
+    incident = build_incident(settings, failure, champion=_champion, classifier=airflow.classify)
     assert (incident.kind, incident.runbook.rpartition("#")[2]) == ("transform", "dbt-failed")
     assert incident.root_cause == (
         "CosmosDbtRunError: dbt invocation completed with errors: stg_events: Database Error; syntax"

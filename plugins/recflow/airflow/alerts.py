@@ -2,7 +2,8 @@
 
 :func:`on_task_failure` (every task's ``on_failure_callback``, through
 ``recflow.airflow.defaults.DEFAULT_ARGS``) unpacks Airflow's context and calls
-:func:`recflow.oncall.incidents.record_failure`, which stores the incident
+:func:`recflow.oncall.incidents.record_failure` with :func:`recflow.airflow.classify.classify`
+(Airflow's and Cosmos's errors have kinds too), which stores the incident
 (``recflow incidents show ID``). The task log then ends with one
 ``ON-CALL: <what> | why: … | what to do: … | runbook: … | incident: …`` line, and a
 notification goes through the Apprise provider's notifier to whatever the Airflow
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
+from recflow.airflow.classify import classify
 from recflow.airflow.tasks import days_to_process
 from recflow.core.config import Settings
 from recflow.oncall.incidents import TaskFailure, record_failure
@@ -65,11 +67,12 @@ def notify(incident: Incident, conn_id: str) -> bool:
     Returns whether it was handed to Apprise; ``False`` (and nothing sent) when the
     connection does not exist.
     """
-    from apprise import NotifyType
+    # Apprise and the providers load when a task fails, not when the DAG files are parsed
+    from apprise import NotifyType  # noqa: PLC0415 (as above)
 
-    from airflow.providers.apprise.notifications.apprise import AppriseNotifier
-    from airflow.providers.common.compat.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow.providers.apprise.notifications.apprise import AppriseNotifier  # noqa: PLC0415 (as above)
+    from airflow.providers.common.compat.sdk import BaseHook  # noqa: PLC0415 (as above)
+    from airflow.sdk.exceptions import AirflowNotFoundException  # noqa: PLC0415 (as above)
 
     try:
         BaseHook.get_connection(conn_id)
@@ -92,7 +95,7 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
     """``on_failure_callback`` of every recsys task: record, log, notify; never raises."""
     try:
         settings = Settings.from_env()
-        incident = record_failure(settings, failure_from_context(context))
+        incident = record_failure(settings, failure_from_context(context), classifier=classify)
     except Exception:  # a callback that raises hides the task's own failure
         log.exception("ON-CALL: the failure callback could not build the incident; read the task log")
         return

@@ -1,4 +1,6 @@
-"""What on-call reads: the runbooks, incidents (built, stored, listed). No Airflow import: classifying Airflow's own exceptions lives in recflow.airflow.
+"""What on-call reads: the runbooks, and incidents (the record, building one from a failed task, the store).
 
-Imports recflow.core and the registry (the champion a failure leaves serving).
+No Airflow import: the kinds of Airflow's and Cosmos's own errors are given by recflow.airflow.classify,
+which the failure callback passes in. Imports recflow.core and the registry (the champion a failure
+leaves serving).
 """

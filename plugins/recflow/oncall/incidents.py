@@ -1,9 +1,10 @@
 """Incidents: one record per failed task, kept in a database that outlives the process.
 
 The failure callback (``recflow.airflow.alerts``) unpacks Airflow's context into a
-:class:`TaskFailure` and calls :func:`record_failure`, which classifies the error by
-its type, says what the failure leaves stale and which model stays champion, quotes
-the runbook's "What to do" and stores an :class:`Incident` in the store
+:class:`TaskFailure` and calls :func:`record_failure`, which classifies the error by its type
+(with the classifier its caller passes: the callback's, ``recflow.airflow.classify``, also knows
+Airflow's and Cosmos's errors), says what the failure leaves stale and which model stays champion,
+quotes the runbook's "What to do" and stores an :class:`Incident` in the store
 ``RECFLOW_INCIDENTS_URL`` names (:mod:`recflow.oncall.store`). The record itself is
 :mod:`recflow.oncall.record`.
 """
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from recflow.core.config import Settings
 from recflow.core.errors import DataVerdict, RecflowError, TrainingJobFailed
@@ -28,6 +30,7 @@ from recflow.oncall.store import IncidentStore, parse_since
 
 __all__ = [  # IncidentStore and parse_since: recflow.cli still imports them from here
     "ChampionLookup",
+    "Classifier",
     "IncidentStore",
     "TaskFailure",
     "blast_radius",
@@ -74,16 +77,18 @@ class TaskFailure:
 # -- classification ------------------------------------------------------------------------------
 
 
+Classifier = Callable[[BaseException | str | None], Kind]
+"""Gives an error its incident kind. The failure callback passes ``recflow.airflow.classify.classify``,
+which knows Airflow's and Cosmos's errors as well as recflow's."""
+
+
 def classify(error: BaseException | str | None) -> Kind:
-    """The incident's kind, by the error's type (an error raised ``from`` a RecflowError counts as it)."""
+    """The incident's kind, by the error's type (an error raised ``from`` a RecflowError counts as it);
+    an error recflow does not define is ``infrastructure`` here."""
     if error is None or isinstance(error, str):
         return "infrastructure"
     cause = runbooks.recflow_cause(error)
-    if cause is not None:
-        return _recflow_kind(cause)
-    if _is_sensor_timeout(error):
-        return "sensor_timeout"
-    return "transform" if _is_dbt_failure(error) else "infrastructure"
+    return _recflow_kind(cause) if cause is not None else "infrastructure"
 
 
 def _recflow_kind(error: RecflowError) -> Kind:
@@ -92,24 +97,6 @@ def _recflow_kind(error: RecflowError) -> Kind:
     if isinstance(error, TrainingJobFailed):
         return "training_job"
     return "pipeline"
-
-
-def _is_sensor_timeout(error: BaseException) -> bool:
-    # An instance of Airflow's exception exists only where Airflow is imported: outside a task
-    # (the CLI, unit tests) there is nothing to match, and importing Airflow would cost seconds.
-    if "airflow.sdk.exceptions" not in sys.modules:
-        return False
-    from airflow.sdk.exceptions import AirflowSensorTimeout
-
-    return isinstance(error, AirflowSensorTimeout)
-
-
-def _is_dbt_failure(error: BaseException) -> bool:
-    try:
-        from cosmos.exceptions import CosmosDbtRunError
-    except ImportError:
-        return False
-    return isinstance(error, CosmosDbtRunError)
 
 
 def one_line(text: str, limit: int = ROOT_CAUSE_CHARS) -> str:
@@ -160,7 +147,7 @@ def champion_of(settings: Settings, name: str, timeout_s: float = REGISTRY_TIMEO
 
     def look_up() -> None:
         try:
-            from recflow.registry import registry_for
+            from recflow.registry import registry_for  # noqa: PLC0415 (MLflow or boto3: seconds, and only on failure)
 
             info = registry_for(settings).get_by_alias(name)
         except Exception as exc:  # the registry may be what is broken; the incident is recorded anyway
@@ -233,13 +220,15 @@ def build_incident(
     failure: TaskFailure,
     *,
     champion: ChampionLookup | None = None,
+    classifier: Classifier = classify,
     now: datetime | None = None,
 ) -> Incident:
-    """The incident for ``failure`` (not stored). ``champion`` defaults to a look-up in the registry."""
+    """The incident for ``failure`` (not stored). ``champion`` defaults to a look-up in the registry;
+    ``classifier`` gives the error its kind (recflow's own :func:`classify` unless the caller knows more)."""
     error = failure.error
     model_name = failure.model_name or settings.model_name
     lookup = champion or (lambda name: champion_of(settings, name))
-    kind = classify(error)
+    kind = classifier(error)
     verdict: DataVerdict | None = None
     if isinstance(error, BaseException):
         cause: RecflowError | BaseException = runbooks.recflow_cause(error) or error
@@ -278,16 +267,18 @@ def build_incident(
 
 
 def record_failure(
-    settings: Settings, failure: TaskFailure, *, champion: ChampionLookup | None = None
+    settings: Settings,
+    failure: TaskFailure,
+    *,
+    champion: ChampionLookup | None = None,
+    classifier: Classifier = classify,
 ) -> Incident:
     """Build the incident for ``failure`` and store it; the one call of the failure callback.
 
     Storing may fail (a full disk, a read-only home): the incident is then returned
     with ``id`` None and the reason logged, so that the on-call line is still written.
     """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    incident = build_incident(settings, failure, champion=champion)
+    incident = build_incident(settings, failure, champion=champion, classifier=classifier)
     try:
         return IncidentStore.of(settings).add(incident)
     except (SQLAlchemyError, OSError) as exc:

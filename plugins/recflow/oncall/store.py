@@ -17,6 +17,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Column, Index, Integer, MetaData, Table, Text, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
 from recflow.core.config import Settings
 from recflow.oncall.record import KINDS, Incident
 
@@ -47,8 +51,6 @@ _TEXT_COLUMNS = frozenset(_COLUMNS) - {"try_number", "interval_start", "interval
 
 
 def _table(metadata: Any) -> Any:
-    from sqlalchemy import Column, Index, Integer, Table, Text
-
     table = Table(
         "incidents",
         metadata,
@@ -81,8 +83,6 @@ class IncidentStore:
         )
 
     def __str__(self) -> str:
-        from sqlalchemy.engine import make_url
-
         return make_url(self.url).render_as_string(hide_password=True)
 
     @classmethod
@@ -91,9 +91,6 @@ class IncidentStore:
 
     @contextmanager
     def _engine(self) -> Iterator[Any]:
-        from sqlalchemy import MetaData, create_engine, event
-        from sqlalchemy.pool import NullPool
-
         if self._sqlite_path is None:
             engine = create_engine(self.url, poolclass=NullPool)
         else:
