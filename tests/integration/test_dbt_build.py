@@ -230,8 +230,8 @@ def test_the_unit_tests_run_in_the_build_and_pass(build: tuple[Path, dict[str, s
     _, statuses = build
     unit_tests = {node: status for node, status in statuses.items() if node.startswith("unit_test.")}
     assert unit_tests == {
-        "unit_test.recflow.int_user_pin_engagement.int_user_pin_engagement_sums_positive_weights_and_drops_hidden_pairs": "pass",
-        "unit_test.recflow.training_interactions.training_interactions_holds_out_each_users_latest_pair": "pass",
+        "unit_test.recflow.int_user_pin_engagement.engagement_weights_and_hides": "pass",
+        "unit_test.recflow.training_interactions.leave_last_out_split": "pass",
     }
 
 
