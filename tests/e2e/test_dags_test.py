@@ -24,7 +24,7 @@ import pytest
 
 from recflow.core.config import Settings, subprocess_env
 from recflow.ingest.contract import partition_dir
-from recflow.oncall.incidents import IncidentStore
+from recflow.oncall.store import IncidentStore
 from recflow.producers.generate import GeneratorConfig, generate
 from recflow.registry import MlflowRegistry
 from recflow.stack.demo import TRAIN_DAG, WAREHOUSE_DAG

@@ -15,10 +15,11 @@ from datetime import timedelta
 from typing import Any
 
 from recflow.core.config import Settings
+from recflow.core.names import TRANSFORM
 from recflow.warehouse import ANALYTICS_SCHEMA, WAREHOUSE_POOL
 
 
-def dbt_task_group(settings: Settings, group_id: str = "transform", **kwargs: Any) -> Any:
+def dbt_task_group(settings: Settings, group_id: str = TRANSFORM, **kwargs: Any) -> Any:
     from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig  # noqa: PLC0415 (Cosmos loads dbt's adapters (seconds): only when a DAG file draws the task group)
     from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection  # noqa: PLC0415 (Cosmos loads dbt's adapters (seconds): only when a DAG file draws the task group)
 

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from recflow.cli.args import Subcommands
 from recflow.core.config import Settings
-from recflow.oncall.incidents import IncidentStore, parse_since
+from recflow.oncall.store import IncidentStore, parse_since
 
 
 def _since(text: str) -> datetime:

@@ -26,19 +26,17 @@ from recflow.core.errors import DataVerdict, RecflowError, TrainingJobFailed
 from recflow.core.names import TRAINING_ASSET, TRAINING_DAG, WAREHOUSE_DAG
 from recflow.oncall import runbooks
 from recflow.oncall.record import Incident, Kind, days_text
-from recflow.oncall.store import IncidentStore, parse_since
+from recflow.oncall.store import IncidentStore
 
-__all__ = [  # IncidentStore and parse_since: recflow.cli still imports them from here
+__all__ = [
     "ChampionLookup",
     "Classifier",
-    "IncidentStore",
     "TaskFailure",
     "blast_radius",
     "build_incident",
     "champion_of",
     "classify",
     "one_line",
-    "parse_since",
     "record_failure",
 ]
 

@@ -27,13 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from recflow.core.config import Settings, subprocess_env
+from recflow.core.names import EVALUATE, GATE, TRAIN, TRAINING_DAG, WAREHOUSE_DAG
 from recflow.core.ownership import StoreNotOwned, adopt_home_stores, claim, pipeline_stores
 from recflow.stack.api import TERMINAL_RUN_STATES, AirflowClient, wait_for_dags
 from recflow.stack.services import run_airflow, running_airflow
 from recflow.warehouse import WAREHOUSE_POOL, connect, content_checksum
-
-WAREHOUSE_DAG = "recsys_warehouse"
-TRAIN_DAG = "recsys_train_and_publish"
 
 Echo = Callable[[str], None]
 
@@ -213,17 +211,17 @@ def wait_for_train_run(client: AirflowClient, since: datetime, echo: Echo, timeo
     deadline = time.monotonic() + timeout
     seen: dict[str, str] = {}
     while time.monotonic() < deadline:
-        for run in client.runs(TRAIN_DAG):
+        for run in client.runs(TRAINING_DAG):
             queued = _queued_at(run)
             if queued is None or queued < since:
                 continue
             if seen.get(run["dag_run_id"]) != run["state"]:
                 seen[run["dag_run_id"]] = run["state"]
-                echo(f"  {TRAIN_DAG} {run['dag_run_id']} ({run.get('run_type')}): {run['state']}")
+                echo(f"  {TRAINING_DAG} {run['dag_run_id']} ({run.get('run_type')}): {run['state']}")
             if run["state"] in TERMINAL_RUN_STATES:
                 return run
         time.sleep(3)
-    raise TimeoutError(f"no {TRAIN_DAG} run triggered after the warehouse finished within {timeout:.0f}s")
+    raise TimeoutError(f"no {TRAINING_DAG} run triggered after the warehouse finished within {timeout:.0f}s")
 
 
 def close_backfill(client: AirflowClient, backfill_id: int, timeout: float = 90.0) -> None:
@@ -251,8 +249,8 @@ def run_pipeline(
     result = PipelineResult()
     with running_airflow(settings) as client:
         echo(f"airflow: API server, scheduler and DAG processor up ({time.monotonic() - started:.0f}s)")
-        wait_for_dags(client, [WAREHOUSE_DAG, TRAIN_DAG])
-        client.set_paused(TRAIN_DAG, True)
+        wait_for_dags(client, [WAREHOUSE_DAG, TRAINING_DAG])
+        client.set_paused(TRAINING_DAG, True)
         for stale in client.backfills(WAREHOUSE_DAG):
             if stale.get("completed_at") is None:
                 client.cancel_backfill(stale["id"])
@@ -268,8 +266,8 @@ def run_pipeline(
         budget = timeout - (time.monotonic() - started)
         if len(days) > 1:
             wait_for_warehouse_runs(client, days[:-1], since, echo, budget)
-        echo(f"unpausing {TRAIN_DAG}: the last day's asset event will trigger it")
-        client.set_paused(TRAIN_DAG, False)
+        echo(f"unpausing {TRAINING_DAG}: the last day's asset event will trigger it")
+        client.set_paused(TRAINING_DAG, False)
         wh = wait_for_warehouse_runs(client, days, since, echo, timeout - (time.monotonic() - started))
         last_end = max(datetime.fromisoformat(r["end_date"]) for r in wh.values())
         train = wait_for_train_run(
@@ -278,14 +276,14 @@ def run_pipeline(
         tasks_of = client if collect_tasks else None
         result.warehouse_runs = [_summary(wh[d], tasks_of) for d in days]
         result.train_runs = [_summary(train, tasks_of)]
-        for task_id, attr in (("train", "training"), ("evaluate", "evaluation"), ("gate", "gate")):
+        for task_id, attr in ((TRAIN, "training"), (EVALUATE, "evaluation"), (GATE, "gate")):
             try:
-                setattr(result, attr, client.xcom(TRAIN_DAG, train["dag_run_id"], task_id))
+                setattr(result, attr, client.xcom(TRAINING_DAG, train["dag_run_id"], task_id))
             except RuntimeError:
                 setattr(result, attr, None)
         close_backfill(client, backfill["id"])
         client.set_paused(WAREHOUSE_DAG, True)
-        client.set_paused(TRAIN_DAG, True)
+        client.set_paused(TRAINING_DAG, True)
     result.seconds = time.monotonic() - started
     return result
 
