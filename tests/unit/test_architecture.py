@@ -91,6 +91,7 @@ def _lint_copy(tmp_path: Path, extra: dict[str, str]) -> subprocess.CompletedPro
         capture_output=True,
         text=True,
         timeout=120,
+        check=False,
     )
 
 
@@ -107,7 +108,11 @@ def _lint_copy(tmp_path: Path, extra: dict[str, str]) -> subprocess.CompletedPro
             "from airflow.sdk import task\n",
             "recflow.warehouse._airflow -> airflow",
         ),
-        ("recflow_ml/_recflow.py", "import recflow.core.config\n", "recflow_ml._recflow -> recflow.core.config"),
+        (
+            "recflow_ml/_recflow.py",
+            "import recflow.core.config\n",
+            "recflow_ml._recflow -> recflow.core.config",
+        ),
     ],
     ids=["upward", "airflow-outside-recflow.airflow", "ml-imports-recflow"],
 )

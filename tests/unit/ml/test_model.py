@@ -18,7 +18,9 @@ from recflow_ml.model import PAD, TrainingData, TwoTowerModel
 pytestmark = pytest.mark.integration  # TensorFlow
 
 ITEMS = [f"p{i:02d}" for i in range(100)]  # p00 is row 1, p01 row 2, ...
-SMALL = Hyperparameters(embedding_dim=8, hidden_dim=16, history_length=3, epochs=1, batch_size=16, dropout=0.0)
+SMALL = Hyperparameters(
+    embedding_dim=8, hidden_dim=16, history_length=3, epochs=1, batch_size=16, dropout=0.0
+)
 
 # (user, pin, time): "zz" is not in the user vocabulary, "nope" not in the item vocabulary
 ROWS = [
