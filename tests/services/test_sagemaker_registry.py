@@ -22,14 +22,8 @@ from recflow.core.errors import ConfigError, RegistryError
 from recflow.publishing.card import model_card
 from recflow.publishing.publish import publish_training_job
 from recflow.registry import MlflowRegistry, registry_for
-from recflow.registry.sagemaker import (
-    APPROVED,
-    COMPLETE_PROPERTY,
-    JOB_PROPERTY,
-    REJECTED,
-    SEQ_PROPERTY,
-    SageMakerRegistry,
-)
+from recflow.registry.sagemaker import APPROVED, REJECTED, SEQ_PROPERTY, SageMakerRegistry
+from recflow.registry.sagemaker_records import COMPLETE_PROPERTY, JOB_PROPERTY
 from tests.integration.test_registry_faults import (
     ALL_STEPS,
     InjectedFault,

@@ -42,60 +42,40 @@ The artifact root must be ``s3://`` (the model archive is what SageMaker deploys
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import tempfile
-import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from recflow.core.artifacts import S3ArtifactStore, aws_client, aws_error_code, pack_directory, unpack_model
+from recflow.core.artifacts import S3ArtifactStore, aws_client, aws_error_code
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
-from recflow.core.locks import create_if_absent
-from recflow.registry.base import BaseRegistry, ChampionState
+from recflow.registry.base import ChampionState
 from recflow.registry.champion import unknown_version
-from recflow.registry.model import CHAMPION, JOB_KEY, NOT_A_METRIC, PICTURE_FILES, PICTURES, ModelVersionInfo
+from recflow.registry.model import CHAMPION, PICTURE_FILES, PICTURES, ModelVersionInfo
+from recflow.registry.sagemaker_records import (
+    COMPLETE_PROPERTY,
+    JOB_PROPERTY,
+    LINEAGE_PROPERTY_PREFIX,
+    METRIC_PROPERTY_PREFIX,
+    REGISTRY_PREFIX,
+    SageMakerRecords,
+    _property_value,
+)
 
 log = logging.getLogger(__name__)
 
-REGISTRY_PREFIX = "registry"
-"""Under the artifact root: ``registry/<name>/<job>/`` (a version's files), ``registry/<name>/champion/``."""
-RECORD = "record.json"
-ARCHIVE = "model.tar.gz"
 APPROVED = "Approved"
 REJECTED = "Rejected"
 PENDING_APPROVAL = "PendingManualApproval"
-JOB_PROPERTY = "recflow.training_job_name"
-COMPLETE_PROPERTY = "recflow.complete"
-RECORD_PROPERTY = "recflow.record"
 SEQ_PROPERTY = "recflow.champion_seq"
 CHAMPION_BY_PROPERTY = "recflow.champion_by"
 CHAMPION_AT_PROPERTY = "recflow.champion_at"
-LINEAGE_PROPERTY_PREFIX = "lineage."
-METRIC_PROPERTY_PREFIX = "metric."
-MAX_PROPERTIES = 50
-MAX_PROPERTY_VALUE = 256
 MAX_DESCRIPTION = 1024
 GROUP_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 """SageMaker's pattern for a model package group's name."""
-
-
-def _property_value(value: str) -> str:
-    """``value`` as SageMaker accepts it in ``CustomerMetadataProperties`` (other characters become ``_``)."""
-    kept = "".join(
-        ch if ch.isalnum() or ch in "_.:/=+-@" or unicodedata.category(ch).startswith("Z") else "_"
-        for ch in value
-    )
-    return kept[:MAX_PROPERTY_VALUE] or "-"
-
-
-def _json_bytes(document: Mapping[str, Any]) -> bytes:
-    return json.dumps(document, sort_keys=True, indent=1).encode()
 
 
 def _is_missing(exc: Exception) -> bool:
@@ -106,7 +86,7 @@ def _is_missing(exc: Exception) -> bool:
     )
 
 
-class SageMakerRegistry(BaseRegistry):
+class SageMakerRegistry(SageMakerRecords):
     """The registry on SageMaker's Model Registry: the primitives of
     :class:`~recflow.registry.base.BaseRegistry`; see the module's docstring for the mapping."""
 
@@ -123,52 +103,6 @@ class SageMakerRegistry(BaseRegistry):
         self.store = S3ArtifactStore(self.s3)
         self.bucket = root.netloc
         self.prefix = "/".join(p for p in (root.path.strip("/"), REGISTRY_PREFIX) if p)
-
-    # -- S3: a version's files and the champion's log -------------------------------------------
-
-    def _key(self, name: str, *parts: str) -> str:
-        return "/".join([self.prefix, name, *parts])
-
-    def _uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    def _get_json(self, key: str) -> dict[str, Any] | None:
-        try:
-            body = self.store.get_bytes(self._uri(key))
-        except Exception as exc:
-            if aws_error_code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise
-        document: dict[str, Any] = json.loads(body)
-        return document
-
-    def _put_json(self, key: str, document: Mapping[str, Any]) -> None:
-        self.store.put_bytes(_json_bytes(document), self._uri(key))
-
-    def _record_move(self, name: str, entry: Mapping[str, Any]) -> None:
-        """Write ``history/<seq>.json`` only if that number is free; a different move there refuses."""
-        key = self._history_key(name, int(entry["seq"]))
-        if create_if_absent(self.settings, self._uri(key), _json_bytes(entry)):
-            return
-        recorded = self._get_json(key)
-        if recorded != dict(entry):
-            raise RegistryError(
-                f"{name}: move {entry['seq']} is already recorded ({self._uri(key)}: {recorded}); not "
-                f"overwriting it with {dict(entry)}. Another writer moved the champion without its lock: "
-                f"check `recflow models history --name {name}` and the approvals"
-            )
-
-    def _keys(self, prefix: str) -> list[str]:
-        return [urlparse(uri).path.lstrip("/") for uri in self.store.list(self._uri(prefix))]
-
-    def _record_key(self, name: str, job: str) -> str:
-        return self._key(name, job, RECORD)
-
-    def _pending_key(self, name: str) -> str:
-        return self._key(name, CHAMPION, "pending.json")
-
-    def _history_key(self, name: str, seq: int) -> str:
-        return self._key(name, CHAMPION, "history", f"{seq:06d}.json")
 
     # -- SageMaker: groups and packages ----------------------------------------------------------
 
@@ -343,103 +277,16 @@ class SageMakerRegistry(BaseRegistry):
             if file in have
         }
 
-    def _version_record(self, info: ModelVersionInfo) -> dict[str, Any]:
-        job = info.lineage.get(JOB_KEY)
-        return (self._get_json(self._record_key(info.name, job)) if job else None) or {}
-
-    def _download(self, info: ModelVersionInfo, out: Path) -> Path:
-        """The version's SavedModel, unpacked into ``out``."""
-        if not info.source:
-            raise RegistryError(f"{info.name} version {info.version} names no model archive")
-        with tempfile.TemporaryDirectory() as tmp:
-            archive = self.store.get_file(info.source, Path(tmp) / ARCHIVE)
-            return unpack_model(archive, out)
-
     # -- publishing -----------------------------------------------------------------------------
 
     def _champion_now(self, name: str) -> int | None:
         return self._champion_of(self._packages(name)) if self._group_exists(name) else None
-
-    def _ensure_run(self, name: str, job: str) -> Any:
-        return self._get_json(self._record_key(name, job))
-
-    def _run_complete(self, run: Any) -> bool:
-        return bool(run["complete"])
-
-    def _archive_uri(self, name: str, job: str) -> str:
-        return self._uri(self._key(name, job, ARCHIVE))
-
-    def _log_artifacts(
-        self, name: str, job: str, run: Any, model_dir: Path, pictures_dir: Path | None
-    ) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            self.store.put_file(pack_directory(model_dir, Path(tmp) / ARCHIVE), self._archive_uri(name, job))
-        files = sorted(p for p in (pictures_dir.iterdir() if pictures_dir else ()) if p.is_file())
-        for path in files:
-            self.store.put_file(path, self._uri(self._key(name, job, PICTURES, path.name)))
-        run["pictures"] = [p.name for p in files]
-
-    def _complete_run(self, name: str, job: str, run: Any) -> None:
-        run["complete"] = True
-        self._put_json(self._record_key(name, job), run)
 
     def _version_of(self, handle: Any) -> int:
         return int(handle["ModelPackageVersion"])
 
     def _published(self, name: str, handle: Any) -> ModelVersionInfo:
         return self.get_version(name, self._version_of(handle), arn=str(handle["ModelPackageArn"]))
-
-    def _ensure_logged(
-        self,
-        name: str,
-        job: str,
-        record: Any,
-        metrics: Mapping[str, float],
-        params: Mapping[str, str],
-        lineage: Mapping[str, str],
-        curves: Mapping[str, Sequence[float]],
-        run_tags: Mapping[str, str],
-    ) -> dict[str, Any]:
-        """The job's record, with what it lacked added (what it holds is kept; other params refuse)."""
-        key = self._record_key(name, job)
-        have = record or {"training_job_name": job, "complete": False, "pictures": []}
-        clashes = {
-            k: (have.get("params", {})[k], str(v))
-            for k, v in params.items()
-            if k in have.get("params", {}) and have["params"][k] != str(v)
-        }
-        if clashes:
-            raise RegistryError(
-                f"the record of training job {job} ({self._uri(key)}) already has other values for params "
-                + ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in sorted(clashes.items()))
-            )
-        new: dict[str, dict[str, Any]] = {
-            "metrics": {k: float(v) for k, v in metrics.items() if k not in NOT_A_METRIC},
-            "params": {k: str(v) for k, v in params.items()},
-            "lineage": dict(lineage),
-            "run_tags": {k: str(v) for k, v in run_tags.items()},
-            "curves": {k: [float(x) for x in values] for k, values in curves.items()},
-        }
-        merged = dict(have)
-        for section, values in new.items():
-            merged[section] = {**values, **have.get(section, {})}
-        if record is None or merged != record:
-            self._put_json(key, merged)
-        return merged
-
-    def _package_properties(self, record: Mapping[str, Any], record_uri: str) -> dict[str, str]:
-        properties = {
-            JOB_PROPERTY: _property_value(str(record["training_job_name"])),
-            COMPLETE_PROPERTY: "false",
-            RECORD_PROPERTY: _property_value(record_uri),
-        }
-        extra = [(f"{LINEAGE_PROPERTY_PREFIX}{k}", str(v)) for k, v in sorted(record["lineage"].items())]
-        extra += [
-            (f"{METRIC_PROPERTY_PREFIX}{k}", repr(float(v))) for k, v in sorted(record["metrics"].items())
-        ]
-        for key, value in extra[: MAX_PROPERTIES - len(properties) - 3]:  # room for the champion's three
-            properties[_property_value(key)[:128]] = _property_value(value)
-        return properties
 
     def _ensure_version(self, name: str, job: str, record: Any, lineage: Mapping[str, str]) -> Any:
         archive_uri = self._archive_uri(name, job)
@@ -520,9 +367,6 @@ class SageMakerRegistry(BaseRegistry):
         packages = self._packages(name, also=None if handle is None else str(handle["ModelPackageArn"]))
         return ChampionState(self._history(name, packages), self._champion_of(packages), packages)
 
-    def _intend(self, name: str, entry: Mapping[str, Any]) -> None:
-        self._put_json(self._pending_key(name), entry)
-
     def _move(self, name: str, entry: Mapping[str, Any], state: ChampionState) -> None:
         self._approve(name, state.records, entry)
 
@@ -552,9 +396,6 @@ class SageMakerRegistry(BaseRegistry):
                     description=f"superseded as champion by version {version} (move {seq})",
                 )
 
-    def _pending(self, name: str) -> dict[str, Any] | None:
-        return self._get_json(self._pending_key(name))
-
     def _finish_pending(self, name: str, entry: Mapping[str, Any]) -> bool:
         """Approve and record the interrupted ``entry`` again if its approval moved."""
         packages = self._packages(name)
@@ -563,6 +404,3 @@ class SageMakerRegistry(BaseRegistry):
         self._approve(name, packages, entry)
         self._record_move(name, entry)
         return True
-
-    def _clear_pending(self, name: str) -> None:
-        self.s3.delete_object(Bucket=self.bucket, Key=self._pending_key(name))
