@@ -14,6 +14,7 @@ from typing import Any
 import pendulum
 import pytest
 
+from recflow.airflow.dbt import UNIT_TESTS_OFF
 from recflow.airflow.defaults import OWNER, Tag
 from tests.dags.conftest import DAG_FILES, file_id
 
@@ -105,6 +106,14 @@ def test_each_dbt_model_is_its_own_task(dagbag: Any) -> None:
     for upstream, downstream in itertools.pairwise(chain):
         assert upstream in dag.get_task(downstream).upstream_task_ids
     assert dag.get_task("check_marts").outlets
+
+
+def test_the_dbt_tasks_leave_unit_tests_to_ci(dagbag: Any) -> None:
+    dag = dagbag.dags["recsys_warehouse"]
+    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("transform.")]
+    assert dbt_tasks
+    name, value = UNIT_TESTS_OFF
+    assert all(t.env.get(name) == value for t in dbt_tasks), [t.task_id for t in dbt_tasks]
 
 
 @pytest.mark.parametrize("dag_id", ["recsys_warehouse", "recsys_train_and_publish"])

@@ -18,6 +18,9 @@ from recflow.core.config import Settings
 from recflow.core.names import TRANSFORM
 from recflow.warehouse import ANALYTICS_SCHEMA, WAREHOUSE_POOL
 
+UNIT_TESTS_OFF = ("DBT_EXCLUDE_RESOURCE_TYPES", "unit_test")
+"""The variable that keeps unit tests out of the DAG's ``dbt build`` (dbt's own flag, read from the env)."""
+
 
 def dbt_task_group(settings: Settings, group_id: str = TRANSFORM, **kwargs: Any) -> Any:
     from cosmos import DbtTaskGroup, ExecutionConfig, ProjectConfig, RenderConfig  # noqa: PLC0415 (Cosmos loads dbt's adapters (seconds): only when a DAG file draws the task group)
@@ -29,7 +32,12 @@ def dbt_task_group(settings: Settings, group_id: str = TRANSFORM, **kwargs: Any)
         manifest_path=settings.dbt_manifest_path,
         # the server warehouse's parts (its password) never go into the parsed DAG: the profile
         # mapping below reads them from the connection when a task runs
-        env_vars={k: v for k, v in settings.dbt_env().items() if not k.startswith("RECFLOW_WAREHOUSE_")},
+        env_vars={
+            **{k: v for k, v in settings.dbt_env().items() if not k.startswith("RECFLOW_WAREHOUSE_")},
+            # dbt's unit tests check the models' logic on fixed rows: `make test` runs them
+            # (tests/integration/test_dbt_build.py), a day's run need not pay ~2 s a model again
+            UNIT_TESTS_OFF[0]: UNIT_TESTS_OFF[1],
+        },
         install_dbt_deps=False,
     )
     # Cosmos wraps every manifest path in Airflow's ObjectStoragePath, whose first use
