@@ -47,11 +47,10 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlparse
 
-from recflow.core.artifacts import S3ArtifactStore, aws_client, aws_error_code
+from recflow.core.artifacts import aws_client, aws_error_code
 from recflow.core.config import Settings
-from recflow.core.errors import ConfigError, RegistryError
+from recflow.core.errors import RegistryError
 from recflow.registry.base import ChampionState
 from recflow.registry.champion import unknown_version
 from recflow.registry.model import CHAMPION, PICTURE_FILES, PICTURES, ModelVersionInfo
@@ -60,9 +59,8 @@ from recflow.registry.sagemaker_records import (
     JOB_PROPERTY,
     LINEAGE_PROPERTY_PREFIX,
     METRIC_PROPERTY_PREFIX,
-    REGISTRY_PREFIX,
     SageMakerRecords,
-    _property_value,
+    property_value,
 )
 
 log = logging.getLogger(__name__)
@@ -91,18 +89,8 @@ class SageMakerRegistry(SageMakerRecords):
     :class:`~recflow.registry.base.BaseRegistry`; see the module's docstring for the mapping."""
 
     def __init__(self, settings: Settings) -> None:
-        root = urlparse(settings.artifacts_uri)
-        if root.scheme != "s3":
-            raise ConfigError(
-                f"RECFLOW_REGISTRY_BACKEND=sagemaker keeps model archives in S3: RECFLOW_ARTIFACT_ROOT must be "
-                f"s3://bucket/prefix, not {settings.artifacts_uri!r}"
-            )
-        self.settings = settings
+        super().__init__(settings)
         self.client = aws_client(settings, "sagemaker")
-        self.s3 = aws_client(settings, "s3")
-        self.store = S3ArtifactStore(self.s3)
-        self.bucket = root.netloc
-        self.prefix = "/".join(p for p in (root.path.strip("/"), REGISTRY_PREFIX) if p)
 
     # -- SageMaker: groups and packages ----------------------------------------------------------
 
@@ -384,8 +372,8 @@ class SageMakerRegistry(SageMakerRecords):
                 properties={
                     **self._properties(target),
                     SEQ_PROPERTY: f"{seq:06d}",
-                    CHAMPION_BY_PROPERTY: _property_value(str(entry["who"])),
-                    CHAMPION_AT_PROPERTY: _property_value(str(entry["at"])),
+                    CHAMPION_BY_PROPERTY: property_value(str(entry["who"])),
+                    CHAMPION_AT_PROPERTY: property_value(str(entry["at"])),
                 },
             )
         for other, package in sorted(packages.items()):

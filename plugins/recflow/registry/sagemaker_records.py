@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from recflow.core.artifacts import S3ArtifactStore, aws_error_code, pack_directory, unpack_model
-from recflow.core.errors import RegistryError
+from recflow.core.artifacts import S3ArtifactStore, aws_client, aws_error_code, pack_directory, unpack_model
+from recflow.core.config import Settings
+from recflow.core.errors import ConfigError, RegistryError
 from recflow.core.locks import create_if_absent
 from recflow.registry.base import BaseRegistry
 from recflow.registry.model import CHAMPION, JOB_KEY, NOT_A_METRIC, PICTURES, ModelVersionInfo
@@ -36,7 +37,7 @@ MAX_PROPERTIES = 50
 MAX_PROPERTY_VALUE = 256
 
 
-def _property_value(value: str) -> str:
+def property_value(value: str) -> str:
     """``value`` as SageMaker accepts it in ``CustomerMetadataProperties`` (other characters become ``_``)."""
     kept = "".join(
         ch if ch.isalnum() or ch in "_.:/=+-@" or unicodedata.category(ch).startswith("Z") else "_"
@@ -53,10 +54,18 @@ class SageMakerRecords(BaseRegistry):
     """The primitives of :class:`~recflow.registry.base.BaseRegistry` that read and write S3: a version's
     record and archive, the champion's pending move and history."""
 
-    s3: Any
-    store: S3ArtifactStore
-    bucket: str
-    prefix: str
+    def __init__(self, settings: Settings) -> None:
+        root = urlparse(settings.artifacts_uri)
+        if root.scheme != "s3":
+            raise ConfigError(
+                f"RECFLOW_REGISTRY_BACKEND=sagemaker keeps model archives in S3: RECFLOW_ARTIFACT_ROOT must be "
+                f"s3://bucket/prefix, not {settings.artifacts_uri!r}"
+            )
+        self.settings = settings
+        self.s3 = aws_client(settings, "s3")
+        self.store = S3ArtifactStore(self.s3)
+        self.bucket = root.netloc
+        self.prefix = "/".join(p for p in (root.path.strip("/"), REGISTRY_PREFIX) if p)
 
     # -- S3: a version's files and the champion's log -------------------------------------------
 
@@ -169,16 +178,16 @@ class SageMakerRecords(BaseRegistry):
 
     def _package_properties(self, record: Mapping[str, Any], record_uri: str) -> dict[str, str]:
         properties = {
-            JOB_PROPERTY: _property_value(str(record["training_job_name"])),
+            JOB_PROPERTY: property_value(str(record["training_job_name"])),
             COMPLETE_PROPERTY: "false",
-            RECORD_PROPERTY: _property_value(record_uri),
+            RECORD_PROPERTY: property_value(record_uri),
         }
         extra = [(f"{LINEAGE_PROPERTY_PREFIX}{k}", str(v)) for k, v in sorted(record["lineage"].items())]
         extra += [
             (f"{METRIC_PROPERTY_PREFIX}{k}", repr(float(v))) for k, v in sorted(record["metrics"].items())
         ]
         for key, value in extra[: MAX_PROPERTIES - len(properties) - 3]:  # room for the champion's three
-            properties[_property_value(key)[:128]] = _property_value(value)
+            properties[property_value(key)[:128]] = property_value(value)
         return properties
 
     def _version_record(self, info: ModelVersionInfo) -> dict[str, Any]:
