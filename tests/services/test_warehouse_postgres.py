@@ -254,12 +254,10 @@ def test_bulk_fetch_and_load_round_trip_on_postgres(engines: dict[str, Settings]
 # -- marts: the suite and the snapshot, on tables the test writes --------------------------------------
 
 
-def _marts(holdouts_for_u1: int = 1) -> dict[str, pa.Table]:
+def _marts() -> dict[str, pa.Table]:
     ts = pa.timestamp("us", tz="UTC")
     at = [dt.datetime(2026, 1, d, 10, tzinfo=dt.UTC) for d in (1, 2, 3, 1, 2, 3)]
     split = ["train", "train", "holdout", "train", "train", "holdout"]
-    if holdouts_for_u1 == 2:
-        split[1] = "holdout"
     return {
         "dim_users": pa.table(
             {
@@ -312,16 +310,17 @@ def test_marts_suite_agrees_on_postgres_and_duckdb(mart_engines: dict[str, Setti
     reports = {engine: check_training_marts(settings) for engine, settings in mart_engines.items()}
     assert reports["postgresql"].success and reports["postgresql"].evaluated == reports["duckdb"].evaluated
 
+    # the rows' invariants are dbt's (test_dbt_postgres.py); what the suite still says is volume
     errors = {}
     for engine, settings in mart_engines.items():
-        _write_marts(settings, _marts(holdouts_for_u1=2))
+        _write_marts(settings, {name: table.slice(0, 0) for name, table in _marts().items()})
         with pytest.raises(DataQualityError) as caught:
             check_training_marts(settings)
         errors[engine] = caught.value
     pg_lines = [f.line() for f in errors["postgresql"].report.failures]
     assert pg_lines == [f.line() for f in errors["duckdb"].report.failures]
-    assert any("at most one holdout pair per user" in line for line in pg_lines)
-    assert errors["postgresql"].report.failures[0].offending_rows == [{"user_id": "u1", "n_holdout": 2}]
+    assert any("there is something to train on" in line for line in pg_lines)
+    assert errors["postgresql"].report.failures[0].expectation == "expect_table_row_count_to_be_between"
 
 
 def test_snapshot_on_postgres_holds_what_duckdb_holds(mart_engines: dict[str, Settings]) -> None:
