@@ -23,11 +23,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from recflow.core.config import Settings, subprocess_env
+from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
 from recflow.ingest.contract import partition_dir
 from recflow.oncall.store import IncidentStore
 from recflow.producers.generate import GeneratorConfig, generate
 from recflow.registry import MlflowRegistry
-from recflow.stack.demo import TRAIN_DAG, WAREHOUSE_DAG
 from recflow.warehouse import connect
 from tests.e2e.test_faults import _null_user_ids
 
@@ -120,7 +120,7 @@ def test_the_refused_day_fails_once_with_an_incident_and_reaches_nothing(home: H
 
 
 def test_the_training_dag_trains_and_publishes_what_the_warehouse_published(home: Home) -> None:
-    result = _recflow(home.env, "airflow", "dags", "test", TRAIN_DAG)
+    result = _recflow(home.env, "airflow", "dags", "test", TRAINING_DAG)
     assert result.returncode == 0, _tail(result)
     assert "try 2" not in result.stdout + result.stderr
     champion = MlflowRegistry(home.settings).get_by_alias(MODEL)

@@ -31,14 +31,13 @@ import pytest
 
 from recflow.cli import main
 from recflow.core.config import Settings
+from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
 from recflow.ingest.contract import partition_dir
 from recflow.ingest.days import stage_and_audit
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 from recflow.registry import MlflowRegistry
 from recflow.stack.api import AirflowClient, wait_for_dags
 from recflow.stack.demo import (
-    TRAIN_DAG,
-    WAREHOUSE_DAG,
     close_backfill,
     setup,
     wait_for_train_run,
@@ -123,8 +122,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         }
         setup(settings, echo=print)
         with running_airflow(settings) as client:
-            wait_for_dags(client, [WAREHOUSE_DAG, TRAIN_DAG])
-            client.set_paused(TRAIN_DAG, True)
+            wait_for_dags(client, [WAREHOUSE_DAG, TRAINING_DAG])
+            client.set_paused(TRAINING_DAG, True)
             client.set_paused(WAREHOUSE_DAG, False)
             yield World(settings, client, bad, {}, originals)
             client.set_paused(WAREHOUSE_DAG, True)
@@ -201,7 +200,7 @@ def test_a_cleared_run_changes_no_checksum_of_the_backfill(
 
 def _train(world: World, conf: dict[str, Any]) -> dict[str, Any]:
     since = _since()
-    world.client.trigger(TRAIN_DAG, conf)
+    world.client.trigger(TRAINING_DAG, conf)
     run = wait_for_train_run(world.client, since, print, TIMEOUT)
     assert run["state"] == "success"
     return run
@@ -209,14 +208,14 @@ def _train(world: World, conf: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def champion(world: World, rerun: dict[str, str]) -> int:
-    world.client.set_paused(TRAIN_DAG, False)
+    world.client.set_paused(TRAINING_DAG, False)
     _train(world, {"epochs": 3})
     info = MlflowRegistry(world.settings).get_by_alias(MODEL)
     assert info is not None
     jobs = sorted(p.name for p in world.settings.jobs_dir.iterdir())
     again = _train(world, {"epochs": 3})
-    gate = world.client.xcom(TRAIN_DAG, again["dag_run_id"], "gate")
-    world.client.set_paused(TRAIN_DAG, True)
+    gate = world.client.xcom(TRAINING_DAG, again["dag_run_id"], "gate")
+    world.client.set_paused(TRAINING_DAG, True)
     assert gate["reason"].startswith("not promoted: the challenger is the current champion"), gate
     assert sorted(p.name for p in world.settings.jobs_dir.iterdir()) == jobs, "the job is reused"
     assert [v.version for v in MlflowRegistry(world.settings).list_versions(MODEL)] == [info.version]

@@ -38,8 +38,9 @@ import psutil
 import pytest
 
 from recflow.core.config import Settings
+from recflow.core.names import TRAINING_DAG
 from recflow.stack.api import AirflowClient, wait_for_dags
-from recflow.stack.demo import TRAIN_DAG, setup
+from recflow.stack.demo import setup
 from recflow.stack.runtime import airflow_env
 from recflow.stack.services import LISTENING_PORTS, Services, start_services, wait_for_api
 from recflow.training.local import RunnerPid
@@ -119,7 +120,7 @@ def airflow(warehouse: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
         services = start_services(settings)
         try:
             client = wait_for_api(settings, services)
-            wait_for_dags(client, [TRAIN_DAG])
+            wait_for_dags(client, [TRAINING_DAG])
             yield Airflow(settings, client, services)
         finally:
             services.stop()
@@ -127,12 +128,12 @@ def airflow(warehouse: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def _train(client: AirflowClient, run_id: str) -> dict[str, Any]:
-    return next(t for t in client.task_instances(TRAIN_DAG, run_id) if t["task_id"] == "train")
+    return next(t for t in client.task_instances(TRAINING_DAG, run_id) if t["task_id"] == "train")
 
 
 def _trigger_logs(settings: Settings, run_id: str) -> list[Path]:
     """What the triggerer wrote for ``train``'s trigger (its copy of the job's log): it runs the wait."""
-    folder = settings.airflow_home / "logs" / f"dag_id={TRAIN_DAG}" / f"run_id={run_id}" / "task_id=train"
+    folder = settings.airflow_home / "logs" / f"dag_id={TRAINING_DAG}" / f"run_id={run_id}" / "task_id=train"
     return [p for p in folder.glob("attempt=1.log.trigger.*.log") if p.stat().st_size > 0]
 
 
@@ -149,9 +150,9 @@ def _description(job_dir: Path) -> dict[str, Any]:
 
 def test_marking_a_deferred_train_failed_stops_its_job(airflow: Airflow) -> None:
     settings, client = airflow.settings, airflow.client
-    client.set_paused(TRAIN_DAG, False)
+    client.set_paused(TRAINING_DAG, False)
     try:
-        run_id = client.trigger(TRAIN_DAG, LONG)["dag_run_id"]
+        run_id = client.trigger(TRAINING_DAG, LONG)["dag_run_id"]
 
         def why() -> str:
             return f"train is {_train(client, run_id)}, jobs {[p.name for p in _jobs(settings)]}"
@@ -182,7 +183,7 @@ def test_marking_a_deferred_train_failed_stops_its_job(airflow: Airflow) -> None
         assert _description(job_dir)["TrainingJobStatus"] == "InProgress"
 
         before_mark = datetime.now(UTC)
-        marked = client.mark_task(TRAIN_DAG, run_id, "train", "failed")
+        marked = client.mark_task(TRAINING_DAG, run_id, "train", "failed")
         assert [(t["task_id"], t["state"]) for t in marked] == [("train", "failed")]
 
         def stopped() -> bool:
@@ -206,7 +207,7 @@ def test_marking_a_deferred_train_failed_stops_its_job(airflow: Airflow) -> None
         assert "job stopped" in (job_dir / "logs.txt").read_text(), "the runner was told to stop"
         assert _train(client, run_id)["state"] == "failed", "the task stays as the person marked it"
     finally:
-        client.set_paused(TRAIN_DAG, True)
+        client.set_paused(TRAINING_DAG, True)
 
 
 LISTEN_TIMEOUT = 120.0

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from recflow.core.config import PROJECT_ROOT, Settings
+from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
 from recflow.stack.api import AirflowApiError, AirflowClient, wait_for_dags
-from recflow.stack.demo import TRAIN_DAG, WAREHOUSE_DAG, setup
+from recflow.stack.demo import setup
 from recflow.stack.services import start_services, wait_for_api
 
 pytestmark = pytest.mark.e2e
@@ -40,8 +41,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowClient]:
         services = start_services(settings)
         try:
             client = wait_for_api(settings, services)
-            wait_for_dags(client, [TRAIN_DAG, WAREHOUSE_DAG])
-            client.set_paused(TRAIN_DAG, True)
+            wait_for_dags(client, [TRAINING_DAG, WAREHOUSE_DAG])
+            client.set_paused(TRAINING_DAG, True)
             client.set_paused(WAREHOUSE_DAG, True)
             yield client
         finally:
@@ -63,11 +64,11 @@ def _refusal(client: AirflowClient, dag_id: str, conf: dict[str, Any]) -> tuple[
 @pytest.mark.parametrize(
     ("dag_id", "conf", "name"),
     [
-        (TRAIN_DAG, {"epochs": 5.0}, "epochs"),
-        (TRAIN_DAG, {"epochs": "5"}, "epochs"),
-        (TRAIN_DAG, {"epochs": 0}, "epochs"),
-        (TRAIN_DAG, {"epochs": 5, "learning_rate": 0}, "learning_rate"),
-        (TRAIN_DAG, {"dry_run": "yes"}, "dry_run"),
+        (TRAINING_DAG, {"epochs": 5.0}, "epochs"),
+        (TRAINING_DAG, {"epochs": "5"}, "epochs"),
+        (TRAINING_DAG, {"epochs": 0}, "epochs"),
+        (TRAINING_DAG, {"epochs": 5, "learning_rate": 0}, "learning_rate"),
+        (TRAINING_DAG, {"dry_run": "yes"}, "dry_run"),
         (WAREHOUSE_DAG, {"max_quarantine_share": 1.5}, "max_quarantine_share"),
         (WAREHOUSE_DAG, {"check_volume": "false"}, "check_volume"),
     ],
@@ -81,7 +82,7 @@ def test_a_bad_value_is_refused_with_the_params_name(
     assert f"Invalid input for param {name}: " in message, message
 
 
-@pytest.mark.parametrize("dag_id", [TRAIN_DAG, WAREHOUSE_DAG])
+@pytest.mark.parametrize("dag_id", [TRAINING_DAG, WAREHOUSE_DAG])
 def test_a_key_that_is_no_param_is_refused(api: AirflowClient, dag_id: str) -> None:
     status, message = _refusal(api, dag_id, {"no_such_param": 1})
     assert status == 400, message
@@ -92,11 +93,11 @@ def test_a_key_that_is_no_param_is_refused(api: AirflowClient, dag_id: str) -> N
 
 
 def test_good_params_are_accepted_and_become_the_runs_conf(api: AirflowClient) -> None:
-    run = api.trigger(TRAIN_DAG, {"epochs": 5, "dry_run": True})
+    run = api.trigger(TRAINING_DAG, {"epochs": 5, "dry_run": True})
     try:
         assert run["conf"] == {"epochs": 5, "dry_run": True}
         assert run["state"] == "queued"  # the DAG is paused: the run never starts
-        assert [r["dag_run_id"] for r in api.runs(TRAIN_DAG)] == [run["dag_run_id"]]
+        assert [r["dag_run_id"] for r in api.runs(TRAINING_DAG)] == [run["dag_run_id"]]
     finally:
-        api.delete_run(TRAIN_DAG, run["dag_run_id"])
-    assert api.runs(TRAIN_DAG) == []
+        api.delete_run(TRAINING_DAG, run["dag_run_id"])
+    assert api.runs(TRAINING_DAG) == []

@@ -21,8 +21,9 @@ import pytest
 
 from recflow.cli import main
 from recflow.core.config import Settings
+from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
 from recflow.ingest.contract import SUCCESS_MARKER, partition_dir
-from recflow.stack.demo import TRAIN_DAG, WAREHOUSE_DAG, setup
+from recflow.stack.demo import setup
 
 pytestmark = pytest.mark.e2e
 
@@ -66,12 +67,12 @@ def _incidents(capsys: pytest.CaptureFixture[str], dag_id: str) -> list[dict[str
 def test_a_key_that_is_no_param_fails_the_run_at_once_and_trains_nothing(
     home: Settings, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    code, log = _dags_test(capfd, TRAIN_DAG, "--conf", '{"eppochs": 3}')
+    code, log = _dags_test(capfd, TRAINING_DAG, "--conf", '{"eppochs": 3}')
     assert code != 0, log[-3000:]
-    states = _task_instances(home, TRAIN_DAG)
+    states = _task_instances(home, TRAINING_DAG)
     assert states["snapshot"] == ("failed", 1), states
     assert {state for task, (state, _) in states.items() if task != "snapshot"} == {"upstream_failed"}
-    [incident] = _incidents(capfd, TRAIN_DAG)
+    [incident] = _incidents(capfd, TRAINING_DAG)
     assert (incident["task_id"], incident["try_number"], incident["error_type"]) == (
         "snapshot",
         1,

@@ -21,20 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from recflow.core.config import Settings
+from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
 from recflow.core.ownership import claim, pipeline_stores, private_home
 from recflow.producers.movielens import load_movielens
 from recflow.registry import registry_for
 from recflow.stack.api import TERMINAL_RUN_STATES, AirflowClient, wait_for_dags
-from recflow.stack.demo import (
-    TRAIN_DAG,
-    WAREHOUSE_DAG,
-    Echo,
-    PipelineFailed,
-    run_seconds,
-    say,
-    setup,
-    wait_for_train_run,
-)
+from recflow.stack.demo import Echo, PipelineFailed, run_seconds, say, setup, wait_for_train_run
 from recflow.stack.services import running_airflow
 
 MODEL_NAME = "movielens-100k"
@@ -76,8 +68,8 @@ def run_movielens(
     )
     setup(settings, echo=echo)
     with running_airflow(settings) as client:
-        wait_for_dags(client, [WAREHOUSE_DAG, TRAIN_DAG])
-        client.set_paused(TRAIN_DAG, False)
+        wait_for_dags(client, [WAREHOUSE_DAG, TRAINING_DAG])
+        client.set_paused(TRAINING_DAG, False)
         since = datetime.now(UTC) - timedelta(seconds=1)
         run = client.trigger(
             WAREHOUSE_DAG,
@@ -95,14 +87,14 @@ def run_movielens(
         train = wait_for_train_run(client, since, echo, timeout - (time.monotonic() - started))
         if train["state"] != "success":
             raise PipelineFailed(
-                f"{TRAIN_DAG} run {train['dag_run_id']} failed: its failed task's log ends with an ON-CALL line"
+                f"{TRAINING_DAG} run {train['dag_run_id']} failed: its failed task's log ends with an ON-CALL line"
             )
-        training = client.xcom(TRAIN_DAG, train["dag_run_id"], "train")
-        evaluation = client.xcom(TRAIN_DAG, train["dag_run_id"], "evaluate")
-        gate = client.xcom(TRAIN_DAG, train["dag_run_id"], "gate")
-        snapshot = client.xcom(TRAIN_DAG, train["dag_run_id"], "snapshot")
+        training = client.xcom(TRAINING_DAG, train["dag_run_id"], "train")
+        evaluation = client.xcom(TRAINING_DAG, train["dag_run_id"], "evaluate")
+        gate = client.xcom(TRAINING_DAG, train["dag_run_id"], "gate")
+        snapshot = client.xcom(TRAINING_DAG, train["dag_run_id"], "snapshot")
         client.set_paused(WAREHOUSE_DAG, True)
-        client.set_paused(TRAIN_DAG, True)
+        client.set_paused(TRAINING_DAG, True)
         for leftover in client.runs(WAREHOUSE_DAG):
             if leftover["run_type"] == "scheduled" and leftover["state"] not in ("success", "failed"):
                 client.delete_run(WAREHOUSE_DAG, leftover["dag_run_id"])
