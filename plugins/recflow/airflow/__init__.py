@@ -2,5 +2,6 @@
 
 Everything here is thin: it turns the Airflow context (data interval, run ids,
 params) into arguments for the plain-Python modules of ``recflow`` and their
-results into small XCom values (URIs, ids, metrics), never data.
+results into small XCom values (URIs, ids, metrics), never data. It may import every other
+part of recflow; nothing of recflow imports it (import-linter's contracts in pyproject.toml).
 """

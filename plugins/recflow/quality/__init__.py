@@ -6,7 +6,8 @@
 
 Refusals raise subclasses of :class:`recflow.core.errors.DataVerdict`. Importing this
 package does not import Great Expectations (that takes seconds); the checks do,
-when they run.
+when they run. The marts' row invariants are dbt's (tests and unit tests beside the models);
+this package keeps only what dbt cannot say. Imports recflow.core and recflow.warehouse.
 """
 
 from recflow.quality.report import ExpectationFailure, QualityReport

@@ -6,4 +6,7 @@
 ``DescribeTrainingJob``-shaped status; ``jobs.run_training_job`` launches or
 re-attaches, streams the log, waits and raises ``recflow.core.errors.TrainingJobFailed``
 with the failure's kind; ``jobs.train_on_snapshot`` is the whole train step.
+
+Imports recflow.core, recflow.snapshot (the channels) and recflow_ml (the job's contract, its
+hyperparameters and the ``/opt/ml`` layout, declared once there).
 """
