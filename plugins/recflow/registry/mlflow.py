@@ -15,12 +15,19 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 from recflow.core.config import Settings
 from recflow.core.errors import RegistryError
 from recflow.registry.base import BaseRegistry, ChampionState
 from recflow.registry.champion import unknown_version
+from recflow.registry.mlflow_keys import (
+    _complete,
+    _history_key,
+    _local_path,
+    _quoted,
+    from_mlflow_key,
+    to_mlflow_key,
+)
 from recflow.registry.model import (
     CARD_TAG_PREFIXES,
     CHAMPION,
@@ -42,33 +49,6 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
-
-
-def to_mlflow_key(metric: str) -> str:
-    return metric.replace("@", "_at_")
-
-
-def from_mlflow_key(key: str) -> str:
-    return key.replace("_at_", "@")
-
-
-def _quoted(value: str) -> str:
-    if "'" in value:
-        raise ValueError(f"{value!r}: registry names and ids cannot contain a single quote")
-    return f"'{value}'"
-
-
-def _history_key(seq: int) -> str:
-    return f"{HISTORY_PREFIX}{seq:06d}"
-
-
-def _complete(tags: Mapping[str, str], run: Any | None) -> bool:
-    flag = tags.get(COMPLETE_TAG)
-    if flag is not None:
-        return flag == "true"
-    # versions registered before publishing was idempotent carry no flag: that code created
-    # a version only after the run's artifacts were logged and the run terminated
-    return run is not None and run.info.status == "FINISHED"
 
 
 class MlflowRegistry(BaseRegistry):
@@ -398,8 +378,3 @@ class MlflowRegistry(BaseRegistry):
             shutil.move(str(child), out / child.name)
         shutil.rmtree(out.parent / f".{out.name}.dl", ignore_errors=True)
         return out
-
-
-def _local_path(uri: str) -> str:
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme == "file" else uri
