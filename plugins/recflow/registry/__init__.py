@@ -9,9 +9,11 @@ Its modules: :mod:`~recflow.registry.model` (the contract: :class:`Registry`, :c
 the names of the records, :data:`PUBLISH_STEPS`), :mod:`~recflow.registry.champion` (the rules of a
 move of ``champion``, its lock), :mod:`~recflow.registry.base` (a publication, a promotion and a
 move written once, on :class:`~recflow.registry.base.BaseRegistry`), :mod:`~recflow.registry.mlflow`
-and :mod:`~recflow.registry.sagemaker` (one backend each: primitives only; the SageMaker backend's S3
-side, its records and the champion's log, in :mod:`~recflow.registry.sagemaker_records`). This package imports
-:mod:`recflow.core` and :mod:`recflow.training` only; the rest of recflow imports it from here.
+and :mod:`~recflow.registry.sagemaker` (one backend each: primitives only), with
+:mod:`~recflow.registry.mlflow_keys` (recflow's names as MLflow's) and
+:mod:`~recflow.registry.sagemaker_records` (the SageMaker backend's S3 side: records, archives, the
+champion's log). This package imports :mod:`recflow.core` and :mod:`recflow.training` only; the rest
+of recflow imports it from here.
 """
 
 from __future__ import annotations

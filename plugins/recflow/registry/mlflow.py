@@ -21,11 +21,11 @@ from recflow.core.errors import RegistryError
 from recflow.registry.base import BaseRegistry, ChampionState
 from recflow.registry.champion import unknown_version
 from recflow.registry.mlflow_keys import (
-    _complete,
-    _history_key,
-    _local_path,
-    _quoted,
     from_mlflow_key,
+    history_key,
+    is_complete,
+    local_path,
+    quoted,
     to_mlflow_key,
 )
 from recflow.registry.model import (
@@ -73,7 +73,7 @@ class MlflowRegistry(BaseRegistry):
             return str(experiment.experiment_id)
         location = self.settings.mlflow_artifact_root
         if location.startswith("file:"):
-            Path(_local_path(location)).mkdir(parents=True, exist_ok=True)
+            Path(local_path(location)).mkdir(parents=True, exist_ok=True)
         return str(self.client.create_experiment(EXPERIMENT, artifact_location=location))
 
     def _info(self, mv: Any) -> ModelVersionInfo:
@@ -102,7 +102,7 @@ class MlflowRegistry(BaseRegistry):
             created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).isoformat(),
             source=mv.source,
             run_id=mv.run_id or "",
-            complete=_complete(mv.tags, run),
+            complete=is_complete(mv.tags, run),
             run_tags=run_tags,
             artifact_uri=run.info.artifact_uri if run is not None else "",
         )
@@ -119,7 +119,7 @@ class MlflowRegistry(BaseRegistry):
 
     def list_versions(self, name: str | None = None) -> list[ModelVersionInfo]:
         """Every version (``complete`` says whether its publication finished), by name then version."""
-        query = f"name = {_quoted(name)}" if name else ""
+        query = f"name = {quoted(name)}" if name else ""
         versions = self.client.search_model_versions(query)
         infos = [self._info(self.client.get_model_version(mv.name, mv.version)) for mv in versions]
         return sorted(infos, key=lambda i: (i.name, i.version))
@@ -147,7 +147,7 @@ class MlflowRegistry(BaseRegistry):
 
     def _ensure_run(self, name: str, job: str) -> Any:
         experiment_id = self._experiment_id()
-        runs = self.client.search_runs([experiment_id], filter_string=f"tags.`{JOB_TAG}` = {_quoted(job)}")
+        runs = self.client.search_runs([experiment_id], filter_string=f"tags.`{JOB_TAG}` = {quoted(job)}")
         if len(runs) > 1:
             ids = ", ".join(r.info.run_id for r in runs)
             raise RegistryError(
@@ -225,7 +225,7 @@ class MlflowRegistry(BaseRegistry):
 
     def _ensure_version(self, name: str, job: str, run: Any, lineage: Mapping[str, str]) -> Any:
         run_id, source = run.info.run_id, f"{run.info.artifact_uri}/model"
-        found = self.client.search_model_versions(f"name = {_quoted(name)} and run_id = {_quoted(run_id)}")
+        found = self.client.search_model_versions(f"name = {quoted(name)} and run_id = {quoted(run_id)}")
         if len(found) > 1:
             versions = ", ".join(sorted(str(v.version) for v in found))
             raise RegistryError(
@@ -313,7 +313,7 @@ class MlflowRegistry(BaseRegistry):
             return {}
         names = {a.path.rsplit("/", 1)[-1] for a in self.client.list_artifacts(info.run_id, PICTURES)}
         return {
-            key: _local_path(f"{info.artifact_uri}/{PICTURES}/{file}")
+            key: local_path(f"{info.artifact_uri}/{PICTURES}/{file}")
             for key, file in PICTURE_FILES.items()
             if file in names
         }
@@ -344,7 +344,7 @@ class MlflowRegistry(BaseRegistry):
         model = self._registered_model(name)
         if self._champion_of(model) != entry["version"]:
             return False
-        key = _history_key(int(entry["seq"]))
+        key = history_key(int(entry["seq"]))
         if key not in model.tags:
             self.client.set_registered_model_tag(name, key, json.dumps(dict(entry), sort_keys=True))
         return True
@@ -354,7 +354,7 @@ class MlflowRegistry(BaseRegistry):
 
     def _record_move(self, name: str, entry: Mapping[str, Any]) -> None:
         """Tag the move ``recflow.champion_history.<seq>``; a different move under that number refuses."""
-        key, raw = _history_key(int(entry["seq"])), json.dumps(dict(entry), sort_keys=True)
+        key, raw = history_key(int(entry["seq"])), json.dumps(dict(entry), sort_keys=True)
         recorded = self._registered_model(name).tags.get(key)
         if recorded is not None and recorded != raw:
             raise RegistryError(

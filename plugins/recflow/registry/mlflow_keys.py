@@ -18,17 +18,17 @@ def from_mlflow_key(key: str) -> str:
     return key.replace("_at_", "@")
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
     if "'" in value:
         raise ValueError(f"{value!r}: registry names and ids cannot contain a single quote")
     return f"'{value}'"
 
 
-def _history_key(seq: int) -> str:
+def history_key(seq: int) -> str:
     return f"{HISTORY_PREFIX}{seq:06d}"
 
 
-def _complete(tags: Mapping[str, str], run: Any | None) -> bool:
+def is_complete(tags: Mapping[str, str], run: Any | None) -> bool:
     flag = tags.get(COMPLETE_TAG)
     if flag is not None:
         return flag == "true"
@@ -37,6 +37,6 @@ def _complete(tags: Mapping[str, str], run: Any | None) -> bool:
     return run is not None and run.info.status == "FINISHED"
 
 
-def _local_path(uri: str) -> str:
+def local_path(uri: str) -> str:
     parsed = urlparse(uri)
     return unquote(parsed.path) if parsed.scheme == "file" else uri
