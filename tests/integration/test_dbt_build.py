@@ -246,7 +246,8 @@ def test_the_dags_builds_leave_the_unit_tests_to_ci(
         con.execute("checkpoint")
     warehouse = tmp_path / "recflow.duckdb"
     shutil.copyfile(built_warehouse, warehouse)
-    monkeypatch.setenv(*UNIT_TESTS_OFF)
+    for name, value in UNIT_TESTS_OFF.items():
+        monkeypatch.setenv(name, value)
     result = _dbt(warehouse, tmp_path, "build", "--select", "int_user_pin_engagement")
     assert result.success, result.exception
     ran = {r.node.unique_id.split(".")[0] for r in result.result}

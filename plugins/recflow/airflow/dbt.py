@@ -18,7 +18,7 @@ from recflow.core.config import Settings
 from recflow.core.names import TRANSFORM
 from recflow.warehouse import ANALYTICS_SCHEMA, WAREHOUSE_POOL
 
-UNIT_TESTS_OFF = ("DBT_EXCLUDE_RESOURCE_TYPES", "unit_test")
+UNIT_TESTS_OFF = {"DBT_EXCLUDE_RESOURCE_TYPES": "unit_test"}
 """The variable that keeps unit tests out of the DAG's ``dbt build`` (dbt's own flag, read from the env)."""
 
 
@@ -36,7 +36,7 @@ def dbt_task_group(settings: Settings, group_id: str = TRANSFORM, **kwargs: Any)
             **{k: v for k, v in settings.dbt_env().items() if not k.startswith("RECFLOW_WAREHOUSE_")},
             # dbt's unit tests check the models' logic on fixed rows: `make test` runs them
             # (tests/integration/test_dbt_build.py), a day's run need not pay ~2 s a model again
-            UNIT_TESTS_OFF[0]: UNIT_TESTS_OFF[1],
+            **UNIT_TESTS_OFF,
         },
         install_dbt_deps=False,
     )
