@@ -82,6 +82,13 @@ def test_embedded_profile_is_the_old_default(tmp_path: Path) -> None:
         "RECFLOW_GATE_MIN_HR_AT_10": "0.15",
         "RECFLOW_GATE_MIN_NDCG_AT_10": "0.07",
         "RECFLOW_GATE_TOLERANCE": "0.01",
+        "RECFLOW_SPARK_WORKERS": "2",
+        "RECFLOW_SPARK_WORKER_CORES": "1",
+        "RECFLOW_SPARK_WORKER_MEMORY": "2g",
+        "RECFLOW_SPARK_DRIVER_MEMORY": "1g",
+        "RECFLOW_SPARK_MASTER_PORT": "7077",
+        "RECFLOW_SPARK_THRIFT_PORT": "10000",
+        "RECFLOW_SPARK_TABLE_FORMAT": "parquet",
     }
     assert Settings.from_env({}).home == (PROJECT_ROOT / ".recflow").resolve()
 
@@ -227,3 +234,23 @@ def test_mlflow_artifacts_follow_the_artifact_root(tmp_path: Path) -> None:
     assert local.mlflow_artifact_root == (tmp_path.resolve() / "mlflow" / "artifacts").as_uri()
     shared = Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_ARTIFACT_ROOT": "s3://b/p/"})
     assert shared.mlflow_artifact_root == "s3://b/p/mlflow"
+
+
+def test_dbt_env_splits_a_spark_thrift_url(tmp_path: Path) -> None:
+    """A ``hive://`` warehouse (Spark's Thrift server) gives dbt's spark output its host, port and user;
+    without a port, HiveServer2's 10000."""
+    env = Settings.from_env(
+        {"RECFLOW_HOME": str(tmp_path), "RECFLOW_WAREHOUSE_URL": "hive://etl@spark.internal/default"}
+    ).dbt_env()
+    assert (env["RECFLOW_WAREHOUSE_HOST"], env["RECFLOW_WAREHOUSE_PORT"], env["RECFLOW_WAREHOUSE_USER"]) == (
+        "spark.internal",
+        "10000",
+        "etl",
+    )
+    pg = Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_WAREHOUSE_URL": "postgresql://u@db/w"})
+    assert pg.dbt_env()["RECFLOW_WAREHOUSE_PORT"] == "5432"
+
+
+def test_a_spark_memory_size_is_spark_s_spelling(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="RECFLOW_SPARK_WORKER_MEMORY"):
+        Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_SPARK_WORKER_MEMORY": "2GB"})

@@ -39,8 +39,18 @@ from recflow.core.declare import (
 )
 from recflow.core.errors import ConfigError
 from recflow.core.gate import GateSettings
+from recflow.core.profiles import dbt_env
+from recflow.core.spark import SparkSettings
 
-__all__ = ["PROJECT_ROOT", "ConfigError", "GateSettings", "Settings", "declared_settings", "subprocess_env"]
+__all__ = [
+    "PROJECT_ROOT",
+    "ConfigError",
+    "GateSettings",
+    "Settings",
+    "SparkSettings",
+    "declared_settings",
+    "subprocess_env",
+]
 
 TrainingBackendName = Literal["local", "sagemaker"]
 RegistryBackendName = Literal["mlflow", "sagemaker"]
@@ -289,6 +299,7 @@ class Settings:
         ),
     ] = 24
     gate: GateSettings = Field(default_factory=GateSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -362,29 +373,8 @@ class Settings:
         return self.project_root / "dags"
 
     def dbt_env(self) -> dict[str, str]:
-        """The variables the committed ``dbt/profiles.yml`` reads through ``env_var()``.
-
-        With a server warehouse, its URL is split into the ``RECFLOW_WAREHOUSE_*`` parts the
-        ``postgres`` output reads (the password only travels in the environment)."""
-        env = {
-            "RECFLOW_DUCKDB_PATH": str(self.duckdb_path),
-            "RECFLOW_DUCKDB_MEMORY_LIMIT": self.duckdb_memory_limit,
-            "DBT_PROFILES_DIR": str(self.dbt_project_dir),
-        }
-        if self.warehouse_url:
-            from sqlalchemy.engine import make_url  # noqa: PLC0415 (sqlalchemy: only a server warehouse needs it)
-
-            url = make_url(self.warehouse_url)
-            env.update(
-                {
-                    "RECFLOW_WAREHOUSE_HOST": url.host or "127.0.0.1",
-                    "RECFLOW_WAREHOUSE_PORT": str(url.port or 5432),
-                    "RECFLOW_WAREHOUSE_USER": url.username or "",
-                    "RECFLOW_WAREHOUSE_PASSWORD": url.password or "",
-                    "RECFLOW_WAREHOUSE_DBNAME": url.database or "",
-                }
-            )
-        return env
+        """The variables the committed ``dbt/profiles.yml`` reads (:func:`recflow.core.profiles.dbt_env`)."""
+        return dbt_env(self)
 
 
 def declared_settings() -> tuple[DeclaredSetting, ...]:

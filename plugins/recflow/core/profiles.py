@@ -1,0 +1,41 @@
+"""The environment dbt's committed profile (``dbt/profiles.yml``) reads, derived from the settings.
+
+Callers set ``DBT_PROFILES_DIR`` to the dbt project and pick an output with ``--target``
+(``RECFLOW_DBT_TARGET``): ``duckdb`` reads the file's path and memory limit, ``postgres`` and
+``spark`` read the ``RECFLOW_WAREHOUSE_*`` parts of ``RECFLOW_WAREHOUSE_URL`` (the password only
+ever travels in the environment).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recflow.core.config import Settings
+
+DEFAULT_PORTS = {"postgresql": 5432, "hive": 10000}
+"""The port of a server warehouse whose URL names none, by the URL's scheme (without its driver)."""
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """The variables the committed ``dbt/profiles.yml`` reads through ``env_var()``; a server
+    warehouse's URL is split into the ``RECFLOW_WAREHOUSE_*`` parts its output reads."""
+    env = {
+        "RECFLOW_DUCKDB_PATH": str(settings.duckdb_path),
+        "RECFLOW_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
+        "DBT_PROFILES_DIR": str(settings.dbt_project_dir),
+    }
+    if settings.warehouse_url:
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 (sqlalchemy: only a server warehouse needs it)
+
+        url = make_url(settings.warehouse_url)
+        env.update(
+            {
+                "RECFLOW_WAREHOUSE_HOST": url.host or "127.0.0.1",
+                "RECFLOW_WAREHOUSE_PORT": str(url.port or DEFAULT_PORTS.get(url.get_backend_name(), 5432)),
+                "RECFLOW_WAREHOUSE_USER": url.username or "",
+                "RECFLOW_WAREHOUSE_PASSWORD": url.password or "",
+                "RECFLOW_WAREHOUSE_DBNAME": url.database or "",
+            }
+        )
+    return env

@@ -1,0 +1,88 @@
+"""The Spark engine's settings: the cluster ``recflow spark up`` starts here, and the tables it writes.
+
+A group of :class:`recflow.core.config.Settings` (``settings.spark``), declared like the others
+(:mod:`recflow.core.declare`). The warehouse is Spark when ``RECFLOW_WAREHOUSE_URL`` is a
+``hive://`` URL (the Thrift server, HiveServer2's protocol, as Kyuubi, EMR and Dataproc serve it)
+and ``RECFLOW_DBT_TARGET=spark``; these settings say how the local cluster is shaped and which
+table format the warehouse's own tables use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+
+from recflow.core.declare import SETTINGS_CONFIG, AbsolutePath, Env, Integer
+
+SparkMemory = Annotated[str, Field(pattern=r"^\d+[kmgt]$")]
+"""A JVM memory size as Spark reads it: a number and one of k, m, g, t (``2g``)."""
+
+TableFormat = Literal["parquet", "iceberg", "delta"]
+
+
+@dataclass(frozen=True, config=SETTINGS_CONFIG)
+class SparkSettings:
+    """The local standalone cluster (master, workers, Thrift server) and the warehouse's table format."""
+
+    cluster_dir: Annotated[
+        AbsolutePath | None,
+        Env(
+            "RECFLOW_SPARK_DIR",
+            "Folder the local Spark cluster owns: its warehouse directory, metastore, logs and process ids. "
+            "Unset: `$RECFLOW_HOME/spark`.",
+        ),
+    ] = None
+    workers: Annotated[
+        Integer,
+        Field(ge=1, le=8),
+        Env("RECFLOW_SPARK_WORKERS", "Standalone workers `recflow spark up` starts, one executor each."),
+    ] = 2
+    worker_cores: Annotated[
+        Integer,
+        Field(ge=1),
+        Env("RECFLOW_SPARK_WORKER_CORES", "Cores each worker offers its executor."),
+    ] = 1
+    worker_memory: Annotated[
+        SparkMemory,
+        Env(
+            "RECFLOW_SPARK_WORKER_MEMORY",
+            "Memory each worker offers its executor, as Spark writes it (`2g`).",
+        ),
+    ] = "2g"
+    driver_memory: Annotated[
+        SparkMemory,
+        Env("RECFLOW_SPARK_DRIVER_MEMORY", "Heap of the Thrift server, the driver of every query (`1g`)."),
+    ] = "1g"
+    master_port: Annotated[
+        Integer,
+        Field(ge=1024, le=65000),
+        Env(
+            "RECFLOW_SPARK_MASTER_PORT",
+            "Port of the standalone master on 127.0.0.1; its web UI takes the next port.",
+        ),
+    ] = 7077
+    thrift_port: Annotated[
+        Integer,
+        Field(ge=1024, le=65000),
+        Env(
+            "RECFLOW_SPARK_THRIFT_PORT",
+            "Port of the Thrift (HiveServer2) server `recflow spark up` starts on 127.0.0.1; the warehouse "
+            "URL then is `hive://recflow@127.0.0.1:<port>/default`.",
+        ),
+    ] = 10000
+    table_format: Annotated[
+        TableFormat,
+        Env(
+            "RECFLOW_SPARK_TABLE_FORMAT",
+            "Format of the tables recflow writes on Spark (`using <format>`). `parquet` (Hive-style "
+            "partitions by `ds`) runs anywhere; `iceberg` or `delta` need their jars on the cluster and are "
+            "not tested here.",
+        ),
+    ] = "parquet"
+
+    def directory(self, home: Path) -> Path:
+        """The cluster's folder under ``home`` (``RECFLOW_HOME``) unless set."""
+        return self.cluster_dir or home / "spark"
