@@ -3,10 +3,11 @@
 A task calls :func:`task_settings` instead of ``Settings.from_env``. Two connections
 are read, each only when it exists, so the embedded profile needs neither:
 
-- ``RECFLOW_WAREHOUSE_CONN_ID`` (``recflow_warehouse``), read when ``RECFLOW_DBT_TARGET=postgres``:
-  a PostgreSQL connection; its URI becomes ``Settings.warehouse_url`` for every warehouse step.
-  dbt reads the same connection through Cosmos's ``PostgresUserPasswordProfileMapping``
-  (``recflow.airflow.dbt``) under the same condition.
+- ``RECFLOW_WAREHOUSE_CONN_ID`` (``recflow_warehouse``), read when ``RECFLOW_DBT_TARGET`` is ``postgres``
+  (a PostgreSQL connection) or ``spark`` (a ``spark`` connection to the Thrift server: host, port,
+  login); it becomes ``Settings.warehouse_url`` (``postgresql://...``, ``hive://login@host:port/default``)
+  for every warehouse step. dbt reads the same connection through Cosmos's
+  ``PostgresUserPasswordProfileMapping`` or ``SparkThriftProfileMapping`` (``recflow.airflow.dbt``).
 - ``RECFLOW_AWS_CONN_ID`` (``aws_default``): the Amazon provider's ``AwsBaseHook`` builds
   a boto3 session from it (keys, a role to assume, a profile) and that session becomes
   boto3's default one in this process, so S3 and SageMaker clients made anywhere in
@@ -35,6 +36,20 @@ def _connection_uri(conn_id: str) -> str | None:
     return str(connection.get_uri())
 
 
+WAREHOUSE_SCHEMES = {"postgres": "postgresql", "spark": "hive"}
+"""The dbt targets whose warehouse is an Airflow connection, and the URL scheme recflow opens it with."""
+
+
+def warehouse_url_of(connection_uri: str, dbt_target: str) -> str:
+    """The warehouse URL of an Airflow connection's URI (``postgres://`` → ``postgresql://``; a ``spark``
+    connection to a Thrift server → ``hive://``, its schema, when none, ``default``)."""
+    rest = connection_uri.split("://", 1)[1]
+    url = f"{WAREHOUSE_SCHEMES[dbt_target]}://{rest}"
+    if dbt_target == "spark" and "/" not in rest.split("?", 1)[0]:
+        url = url.replace("?", "/default?", 1) if "?" in url else f"{url}/default"
+    return url
+
+
 def _uses_aws(settings: Settings) -> bool:
     return (
         settings.artifacts_uri.startswith("s3://")
@@ -61,9 +76,9 @@ def task_settings() -> Settings:
     settings = Settings.from_env()
     # read exactly when dbt reads it (recflow.airflow.dbt): every step then sees the same warehouse,
     # and a DuckDB task asks the API server for no connection
-    uri = _connection_uri(settings.warehouse_conn_id) if settings.dbt_target == "postgres" else None
+    uri = _connection_uri(settings.warehouse_conn_id) if settings.dbt_target in WAREHOUSE_SCHEMES else None
     if uri is not None:
-        uri = uri.replace("postgres://", "postgresql://", 1)
+        uri = warehouse_url_of(uri, settings.dbt_target)
         if settings.warehouse_url and settings.warehouse_url != uri:
             log.info(
                 "warehouse from Airflow connection %s, not RECFLOW_WAREHOUSE_URL", settings.warehouse_conn_id

@@ -70,7 +70,7 @@ def dbt_task_group(settings: Settings, group_id: str = TRANSFORM, **kwargs: Any)
 
 
 def _profile(settings: Settings) -> Any:
-    """DuckDB: the committed ``dbt/profiles.yml``. PostgreSQL: Cosmos maps the Airflow connection
+    """DuckDB: the committed ``dbt/profiles.yml``. PostgreSQL and Spark: Cosmos maps the Airflow connection
     ``RECFLOW_WAREHOUSE_CONN_ID`` onto the profile when the task runs (``docs/deploy.md``)."""
     from cosmos import ProfileConfig  # noqa: PLC0415 (Cosmos loads dbt's adapters (seconds): only when a DAG file draws the task group)
 
@@ -82,6 +82,19 @@ def _profile(settings: Settings) -> Any:
             target_name="postgres",
             profile_mapping=PostgresUserPasswordProfileMapping(
                 conn_id=settings.warehouse_conn_id, profile_args={"schema": ANALYTICS_SCHEMA, "threads": 1}
+            ),
+        )
+    if settings.dbt_target == "spark":
+        from cosmos.profiles import SparkThriftProfileMapping  # noqa: PLC0415 (Cosmos loads dbt's adapters (seconds): only when a DAG file draws the task group)
+
+        # a `spark` connection (host, port, login) of the Thrift server; one thread, as on PostgreSQL:
+        # the cluster parallelises each statement, the warehouse pool serialises the tasks
+        return ProfileConfig(
+            profile_name="recflow",
+            target_name="spark",
+            profile_mapping=SparkThriftProfileMapping(
+                conn_id=settings.warehouse_conn_id,
+                profile_args={"schema": ANALYTICS_SCHEMA, "threads": 1, "connect_retries": 3},
             ),
         )
     return ProfileConfig(

@@ -52,3 +52,17 @@ def test_the_warehouse_connection_wins_and_aws_keys_come_from_aws_default(
         boto3.client("s3", region_name=settings.aws_region)._request_signer._credentials.access_key
         == "AKIAEXAMPLE"
     )
+
+
+def test_a_spark_connection_becomes_the_thrift_servers_hive_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cosmos's SparkThriftProfileMapping reads a ``spark`` connection; every other warehouse step opens
+    the same Thrift server through its ``hive://`` URL (the ``default`` database when none is named)."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_RECFLOW_WAREHOUSE",
+        json.dumps({"conn_type": "spark", "host": "thrift.internal", "port": 10001, "login": "etl"}),
+    )
+    monkeypatch.setenv("RECFLOW_DBT_TARGET", "spark")
+    settings = task_settings()
+    assert settings.warehouse_url == "hive://etl@thrift.internal:10001/default"
+    env = settings.dbt_env()
+    assert (env["RECFLOW_WAREHOUSE_HOST"], env["RECFLOW_WAREHOUSE_PORT"]) == ("thrift.internal", "10001")
