@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export RECFLOW_HOME ?= $(CURDIR)/.recflow
 
-.PHONY: venv setup demo up down test test-services lint typecheck unit lock docs-config bench-quality bench-pipeline bench-overhead bench-scale clean
+.PHONY: venv spark-venv spark-up spark-down setup demo up down test test-services lint typecheck unit lock docs-config bench-quality bench-pipeline bench-overhead bench-scale clean
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,22 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	touch $@
 
 venv: $(STAMP)
+
+# the Spark engine's packages (pyspark is 455 MB): only the Spark targets and the services suite need them
+SPARK_STAMP := $(VENV)/.spark-installed-stamp
+
+$(SPARK_STAMP): $(STAMP) requirements-spark.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-spark.txt -c constraints.txt
+	touch $@
+
+spark-venv: $(SPARK_STAMP)
+
+# a Spark standalone master, two workers and the Thrift server on 127.0.0.1, under $$RECFLOW_HOME/spark
+spark-up: $(SPARK_STAMP)
+	$(BIN)/recflow spark up
+
+spark-down: venv
+	$(BIN)/recflow spark down
 
 setup: venv
 	$(BIN)/recflow setup
@@ -44,8 +60,9 @@ unit: venv
 test: venv lint typecheck
 	$(BIN)/pytest
 
-# the production profile on PostgreSQL, Celery workers and moto's server (S3, SageMaker, its registry)
-test-services: venv
+# the production profile on PostgreSQL, Celery workers and moto's server (S3, SageMaker, its registry),
+# and the warehouse on a two-worker Spark cluster
+test-services: venv $(SPARK_STAMP)
 	$(BIN)/pytest -m services tests/services
 
 lock: venv

@@ -70,3 +70,22 @@ def pg_database_factory() -> Iterator[Callable[[], str]]:
 def pg_database(pg_database_factory: Callable[[], str]) -> str:
     """A new, empty PostgreSQL database for one test (its SQLAlchemy URL), dropped afterwards."""
     return pg_database_factory()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Spark standalone master, two workers and the Thrift server, for the whole session
+    (``recflow.stack.spark_cluster``, what ``recflow spark up`` starts), stopped at its end."""
+    from tests.services.spark import running_cluster
+
+    with running_cluster(tmp_path_factory.mktemp("spark")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def spark_warehouse(spark_cluster: Any) -> Any:
+    """The session's Spark cluster with no recflow database on it (each test starts empty)."""
+    from tests.services.spark import drop_recflow_databases
+
+    drop_recflow_databases(spark_cluster)
+    return spark_cluster

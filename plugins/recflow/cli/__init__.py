@@ -16,6 +16,7 @@ recflow mlflow ui [--port 5000]               the MLflow UI on the registry's st
 recflow incidents list [--dag DAG] [--since TIME] [--json]    failed tasks, one line each
 recflow incidents show ID [--json]            one incident: why, blast radius, what to do
 recflow gc [--dry-run] [--json] [--show-kept]  delete unreferenced snapshots, checkpoints, archives, job folders
+recflow spark up|down|status                  a two-worker Spark cluster on 127.0.0.1 for the warehouse
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import argparse
 import logging
 import sys
 
-from recflow.cli import data, gc, incidents, models, stack
+from recflow.cli import data, gc, incidents, models, spark, stack
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_commands(sub)
     incidents.add_commands(sub)
     gc.add_command(sub)
+    spark.add_commands(sub)
     return parser
 
 

@@ -1,0 +1,393 @@
+"""A Spark standalone cluster on this machine: a master, ``RECFLOW_SPARK_WORKERS`` workers and the Thrift server.
+
+``recflow spark up`` (``make spark-up``) starts, from pyspark's own distribution
+(``requirements-spark.txt``), what a data platform runs for dbt and the warehouse steps:
+
+- the standalone **master** on ``127.0.0.1:<RECFLOW_SPARK_MASTER_PORT>``, its web UI on the next port;
+- **workers** (two by default), each offering ``RECFLOW_SPARK_WORKER_CORES`` cores and
+  ``RECFLOW_SPARK_WORKER_MEMORY`` to one executor, web UIs on the ports after the master's;
+- the **Hive Thrift server** (HiveServer2's protocol, what Kyuubi, EMR and Dataproc serve) on
+  ``127.0.0.1:<RECFLOW_SPARK_THRIFT_PORT>``, the driver of every query, submitting to the master:
+  its executors run on the workers, so a query's shuffle crosses processes as on a real cluster.
+
+Everything lives in one folder the command owns (``RECFLOW_SPARK_DIR``, default
+``$RECFLOW_HOME/spark``, marked as recflow's by :mod:`recflow.core.ownership`): the warehouse
+directory (``warehouse/``, Parquet tables), the Derby metastore, logs, scratch space and
+``cluster.json`` (the process ids and ports). Every process binds to 127.0.0.1 only
+(``SPARK_LOCAL_IP``; Spark's web UIs otherwise listen on every interface). ``up`` waits until
+the workers are registered, the Thrift server answers and its executors hold every core;
+``down`` stops exactly the processes ``up`` recorded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from recflow.core.config import Settings, subprocess_env
+from recflow.core.errors import ConfigError, RecflowError
+from recflow.core.ownership import Store, claim
+
+STATE_FILE = "cluster.json"
+THRIFT_USER = "recflow"
+START_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 30.0
+
+
+class SparkClusterError(RecflowError):
+    """The local Spark cluster did not start (a process died, or did not answer in time)."""
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """What ``up`` started: process ids by role, and where they listen."""
+
+    directory: str
+    master_port: int
+    thrift_port: int
+    pids: dict[str, int]
+
+    @property
+    def master_url(self) -> str:
+        return f"spark://127.0.0.1:{self.master_port}"
+
+    @property
+    def master_ui(self) -> str:
+        return f"http://127.0.0.1:{self.master_port + 1}"
+
+    @property
+    def warehouse_url(self) -> str:
+        return f"hive://{THRIFT_USER}@127.0.0.1:{self.thrift_port}/default"
+
+    def env(self) -> dict[str, str]:
+        """The two settings that point recflow's warehouse steps and dbt at this cluster."""
+        return {"RECFLOW_WAREHOUSE_URL": self.warehouse_url, "RECFLOW_DBT_TARGET": "spark"}
+
+
+def spark_home() -> Path:
+    """pyspark's distribution (bin/, jars/), or a :class:`ConfigError` saying how to install it."""
+    try:
+        import pyspark  # noqa: PLC0415 (a 455 MB optional package: only the Spark commands need it)
+    except ImportError:
+        raise ConfigError(
+            "pyspark is not installed: the Spark engine's packages are kept out of `make demo` and `make test`; "
+            "install them with `make spark-venv` (pip install -r requirements-spark.txt -c constraints.txt)"
+        ) from None
+    return Path(pyspark.__file__).parent
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise ConfigError(
+            "no `java` on the PATH: Spark needs a Java 17 runtime (Debian: apt-get install openjdk-17-jre-headless)"
+        )
+    return java
+
+
+def _state_path(directory: Path) -> Path:
+    return directory / STATE_FILE
+
+
+def read_state(settings: Settings) -> ClusterState | None:
+    """The cluster ``up`` recorded in the settings' folder, or ``None``."""
+    try:
+        return ClusterState(**json.loads(_state_path(settings.spark.directory(settings.home)).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def is_running(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (our own child, not yet reaped) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _environment(directory: Path, home: Path) -> dict[str, str]:
+    return subprocess_env(
+        {
+            "SPARK_HOME": str(home),
+            "SPARK_LOCAL_IP": "127.0.0.1",  # the RPC endpoints and the web UIs bind to it
+            "SPARK_LOG_DIR": str(directory / "logs"),
+            "SPARK_PID_DIR": str(directory / "run"),
+            "SPARK_WORKER_DIR": str(directory / "work"),
+            "SPARK_LOCAL_DIRS": str(directory / "scratch"),
+            "SPARK_CONF_DIR": str(directory / "conf"),
+            "SPARK_NO_DAEMONIZE": "1",
+        }
+    )
+
+
+LOG4J2 = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stdout.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.thrift.name = org.apache.spark.sql.hive.thriftserver
+logger.thrift.level = info
+logger.master.name = org.apache.spark.deploy
+logger.master.level = info
+"""
+"""Warnings, and the lines that say a server started or a worker registered (Spark's INFO is ~1 MB a query)."""
+
+
+def ui_port(settings: Settings) -> int:
+    """The Thrift server's Spark UI (its jobs, stages and executors): the port after the workers' UIs."""
+    return settings.spark.master_port + settings.spark.workers + 2
+
+
+def thrift_conf(settings: Settings, directory: Path) -> dict[str, str]:
+    """The Thrift server's Spark configuration: loopback, UTC sessions, a Derby metastore in the folder."""
+    spark = settings.spark
+    cores = spark.workers * spark.worker_cores
+    return {
+        "spark.master": f"spark://127.0.0.1:{spark.master_port}",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.driver.memory": spark.driver_memory,
+        "spark.executor.memory": spark.worker_memory,
+        "spark.executor.cores": str(spark.worker_cores),
+        "spark.cores.max": str(cores),
+        "spark.ui.port": str(ui_port(settings)),  # on 127.0.0.1 (SPARK_LOCAL_IP), like every port here
+        "spark.sql.catalogImplementation": "hive",
+        "spark.sql.warehouse.dir": str(directory / "warehouse"),
+        "spark.hadoop.javax.jdo.option.ConnectionURL": (
+            f"jdbc:derby:;databaseName={directory / 'metastore_db'};create=true"
+        ),
+        "spark.sql.session.timeZone": "UTC",
+        # a few partitions per core: the default 200 costs seconds of task overhead per shuffle here
+        "spark.sql.shuffle.partitions": str(2 * cores),
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    }
+
+
+def _commands(settings: Settings, directory: Path, home: Path) -> dict[str, list[str]]:
+    spark = settings.spark
+    master = f"spark://127.0.0.1:{spark.master_port}"
+    classes = home / "bin" / "spark-class"
+    commands = {
+        "master": [
+            str(classes),
+            "org.apache.spark.deploy.master.Master",
+            "--host", "127.0.0.1",
+            "--port", str(spark.master_port),
+            "--webui-port", str(spark.master_port + 1),
+        ],
+    }  # fmt: skip
+    for i in range(1, spark.workers + 1):
+        commands[f"worker-{i}"] = [
+            str(classes),
+            "org.apache.spark.deploy.worker.Worker",
+            master,
+            "--host", "127.0.0.1",
+            "--cores", str(spark.worker_cores),
+            "--memory", spark.worker_memory,
+            "--work-dir", str(directory / "work" / f"worker-{i}"),
+            "--webui-port", str(spark.master_port + 1 + i),
+        ]  # fmt: skip
+    confs = [
+        arg for key, value in thrift_conf(settings, directory).items() for arg in ("--conf", f"{key}={value}")
+    ]
+    commands["thrift"] = [
+        str(home / "bin" / "spark-submit"),
+        "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
+        "--name", "recflow-thrift",
+        *confs,
+        "--driver-java-options", f"-Dderby.system.home={directory}",
+        "--hiveconf", f"hive.server2.thrift.port={spark.thrift_port}",
+        "--hiveconf", "hive.server2.thrift.bind.host=127.0.0.1",
+        "spark-internal",
+    ]  # fmt: skip
+    return commands
+
+
+def _json(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        found = json.loads(response.read())
+    return found if isinstance(found, dict) else {}
+
+
+def _log_tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _thrift_answers(port: int) -> bool:
+    from pyhive import hive  # noqa: PLC0415 (an optional package: only the Spark commands need it)
+
+    quiet = logging.getLogger("thrift.transport.TSocket")  # logs an ERROR for each refused connection
+    level, quiet.level = quiet.level, logging.CRITICAL
+    try:
+        connection = hive.connect(host="127.0.0.1", port=port, username=THRIFT_USER)
+    except Exception:  # not listening yet, or the session is not ready
+        return False
+    finally:
+        quiet.setLevel(level)
+    try:
+        cursor = connection.cursor()
+        cursor.execute("select 1")
+        return bool(cursor.fetchall() == [(1,)])
+    finally:
+        connection.close()
+
+
+def _wait(
+    what: str,
+    ready: Callable[[], bool],
+    procs: dict[str, subprocess.Popen[bytes]],
+    directory: Path,
+    deadline: float,
+) -> None:
+    while True:
+        for role, proc in procs.items():
+            if proc.poll() is not None:
+                raise SparkClusterError(
+                    f"the Spark {role} exited with {proc.returncode} while waiting for {what}; the end of its log "
+                    f"({directory / 'logs' / f'{role}.log'}):\n{_log_tail(directory / 'logs' / f'{role}.log')}"
+                )
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise SparkClusterError(f"no {what} after {START_TIMEOUT_S:.0f} s; logs in {directory / 'logs'}")
+        time.sleep(1.0)
+
+
+def _master_view(state: ClusterState) -> dict[str, object]:
+    return _json(f"{state.master_ui}/json/")
+
+
+def alive_workers(state: ClusterState) -> list[dict[str, object]]:
+    workers = _master_view(state).get("workers", [])
+    return (
+        [w for w in workers if isinstance(w, dict) and w.get("state") == "ALIVE"]
+        if isinstance(workers, list)
+        else []
+    )
+
+
+def _executors_hold_every_core(state: ClusterState, cores: int) -> bool:
+    apps = _master_view(state).get("activeapps", [])
+    return (
+        any(isinstance(a, dict) and a.get("cores") == cores for a in apps)
+        if isinstance(apps, list)
+        else False
+    )
+
+
+def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterState:
+    """Start the cluster in the settings' folder and wait until it answers; the running one if it does."""
+    directory = settings.spark.directory(settings.home)
+    running = read_state(settings)
+    if running is not None and all(is_running(pid) for pid in running.pids.values()):
+        echo(f"the Spark cluster in {directory} is already running")
+        return running
+    if running is not None:
+        stop(settings, echo=echo)  # what is left of a cluster that died: stop the rest first
+    home, _ = spark_home(), _java()
+    setting = "RECFLOW_SPARK_DIR" if settings.spark.cluster_dir else "RECFLOW_HOME"
+    claim([Store("Spark cluster folder", setting, str(directory), directory)], "recflow spark up")
+    for sub in ("logs", "run", "work", "scratch", "conf", "warehouse"):
+        (directory / sub).mkdir(parents=True, exist_ok=True)
+    (directory / "conf" / "log4j2.properties").write_text(LOG4J2)
+    # the master's REST submission server listens on a fixed port (6066): a second cluster would collide
+    (directory / "conf" / "spark-defaults.conf").write_text("spark.master.rest.enabled false\n")
+    env = _environment(directory, home)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    state = ClusterState(str(directory), settings.spark.master_port, settings.spark.thrift_port, {})
+    deadline = time.monotonic() + START_TIMEOUT_S
+    try:
+        for role, command in _commands(settings, directory, home).items():
+            if role == "thrift":
+                echo(
+                    f"waiting for {settings.spark.workers} worker(s) to register with {state.master_url} ..."
+                )
+                _wait(
+                    "registered workers",
+                    lambda: len(alive_workers(state)) >= settings.spark.workers,
+                    procs,
+                    directory,
+                    deadline,
+                )
+            with (directory / "logs" / f"{role}.log").open("ab") as log:
+                procs[role] = subprocess.Popen(
+                    command,
+                    env=env,
+                    cwd=directory,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            state.pids[role] = procs[role].pid
+            _state_path(directory).write_text(json.dumps(asdict(state), indent=2))
+            echo(f"started the Spark {role} (pid {procs[role].pid})")
+        echo(f"waiting for the Thrift server on 127.0.0.1:{state.thrift_port} ...")
+        _wait(
+            "answer from the Thrift server",
+            lambda: _thrift_answers(state.thrift_port),
+            procs,
+            directory,
+            deadline,
+        )
+        cores = settings.spark.workers * settings.spark.worker_cores
+        _wait(
+            f"executors holding all {cores} cores",
+            lambda: _executors_hold_every_core(state, cores),
+            procs,
+            directory,
+            deadline,
+        )
+    except BaseException:
+        stop(settings, echo=echo)
+        raise
+    echo(
+        f"Spark cluster up: {state.master_url} ({settings.spark.workers} workers), Thrift on {state.warehouse_url}"
+    )
+    return state
+
+
+def stop(settings: Settings, echo: Callable[[str], None] = print) -> bool:
+    """Stop every process ``up`` recorded (SIGTERM to its group, then SIGKILL); whether any was running."""
+    state = read_state(settings)
+    if state is None:
+        return False
+    running = {role: pid for role, pid in state.pids.items() if is_running(pid)}
+    for pid in running.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while any(is_running(pid) for pid in running.values()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in running.values():
+        if is_running(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    _state_path(Path(state.directory)).unlink(missing_ok=True)
+    if running:
+        echo(f"stopped the Spark cluster in {state.directory}: {', '.join(running)}")
+    return bool(running)
