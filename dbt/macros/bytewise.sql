@@ -1,8 +1,8 @@
 {#
     A string expression that orders by code point, whatever the database's collation: the
     holdout tie-break (training_interactions) must pick the same pin on every warehouse.
-    DuckDB compares strings bytewise already; PostgreSQL follows the database's locale
-    (en_US.UTF-8 puts 'a_b' before 'ab') unless told "C".
+    DuckDB and Spark (its default UTF8_BINARY collation) compare strings bytewise already;
+    PostgreSQL follows the database's locale (en_US.UTF-8 puts 'a_b' before 'ab') unless told "C".
 #}
 
 {% macro bytewise(expression) %}

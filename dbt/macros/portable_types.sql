@@ -2,8 +2,8 @@
     Types that dbt's cross-database macros do not cover, one dispatched macro each.
 
     dbt.type_float() is not used for doubles: it renders `float`, a 4-byte REAL on DuckDB.
-    dbt has no time-zone-aware timestamp and no array macro. A warehouse other than DuckDB
-    and PostgreSQL adds its `<adapter>__` implementation here (docs/warehouses.md).
+    dbt has no time-zone-aware timestamp and no array macro. A warehouse other than DuckDB,
+    PostgreSQL and Spark adds its `<adapter>__` implementation here (docs/warehouses.md).
 #}
 
 {% macro type_double() %}
@@ -15,6 +15,10 @@
 {% endmacro %}
 
 {% macro duckdb__type_double() %}
+    {{ return('double') }}
+{% endmacro %}
+
+{% macro spark__type_double() %}
     {{ return('double') }}
 {% endmacro %}
 
@@ -33,6 +37,11 @@
 
 {% macro postgres__type_timestamptz() %}
     {{ return('timestamptz') }}
+{% endmacro %}
+
+{#- Spark's timestamp is an instant (shown in the session's time zone, UTC here): what timestamptz is elsewhere. -#}
+{% macro spark__type_timestamptz() %}
+    {{ return('timestamp') }}
 {% endmacro %}
 
 
@@ -54,4 +63,8 @@
 
 {% macro postgres__type_string_array() %}
     {{ return('text[]') }}
+{% endmacro %}
+
+{% macro spark__type_string_array() %}
+    {{ return('array<string>') }}
 {% endmacro %}
