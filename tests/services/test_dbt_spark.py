@@ -143,7 +143,7 @@ def test_marts_are_the_same_on_duckdb_and_spark(tmp_path: Path, spark_warehouse:
     _correct_day(duck.landing_dir, DAYS[0])
     stage_and_audit(duck, [DAYS[0]], run_id="correction")
     stage_and_audit(duck, DAYS[2:], run_id="second")
-    output = _build_both(duck, spark, cursor, exchange)
+    _build_both(duck, spark, cursor, exchange)
     after = _partition_files(spark_warehouse.warehouse_dir)
     assert sorted(after) == [f"ds={d}" for d in DAYS], after
     assert after[f"ds={DAYS[1]}"] == before[f"ds={DAYS[1]}"], "the untouched day's files were rewritten"

@@ -42,7 +42,14 @@ from recflow.core.config import Settings
 from recflow.core.errors import PartitionRefused, RecflowError
 from recflow.ingest.claims import hold_claim, release_claim
 from recflow.ingest.contract import staged_table
-from recflow.ingest.publish import AuditResult, conserved, publish_day, quarantine, record_audit
+from recflow.ingest.publish import (
+    AuditResult,
+    conserved,
+    conserved_before_writing,
+    publish_day,
+    quarantine,
+    record_audit,
+)
 from recflow.ingest.rules import (
     RowRule,
     audit_counts,
@@ -53,7 +60,7 @@ from recflow.ingest.rules import (
 )
 from recflow.ingest.tables import AUDIT_TABLE, EVENTS_TABLE, QUARANTINE_TABLE, ensure_tables
 from recflow.quality._gx import Asset, import_gx, report_of, rule, run_suite
-from recflow.warehouse import STAGING_SCHEMA, Warehouse, connect
+from recflow.warehouse import STAGING_SCHEMA, Dialect, Warehouse, connect
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +130,8 @@ def audit_day(
     started = time.monotonic()
     share = settings.max_quarantine_share if max_quarantine_share is None else max_quarantine_share
     day = ds.isoformat()
-    rules = row_rules(_utc(interval_start), _utc(interval_end), dt.datetime.now(dt.UTC))
     with connect(settings) as con:
+        rules = row_rules(_utc(interval_start), _utc(interval_end), dt.datetime.now(dt.UTC), con.dialect)
         ensure_tables(con)
         if not con.table_exists(STAGING_SCHEMA, staged_table(ds).split(".")[1]):
             raise RecflowError(
@@ -137,6 +144,7 @@ def audit_day(
         build_audit_table(con, ds, rules)
         landed, quarantined, broken = audit_counts(con, ds)
         low, high, volume_rule = _volume_bounds(con, settings, ds)
+        dialect = con.dialect
     if not check_volume:
         low, high, volume_rule = 0, None, "not checked (check_volume=false)"
     log.info(
@@ -148,7 +156,7 @@ def audit_day(
         volume_rule,
     )
 
-    failures = _judge(settings, ds, landed, (low, high), share)
+    failures = _judge(settings, ds, landed, (low, high), share, dialect)
     span = f"{low:,} .. {'inf' if high is None else f'{high:,}'}"
     evidence = f"select * from {QUARANTINE_TABLE} where ds = '{day}'"
     refused_rows = f"{evidence} and verdict = 'refused'"
@@ -197,6 +205,8 @@ def audit_day(
                 runbook="infrastructure",
             )
         hold_claim(con, ds, run_id)
+        if not con.transactional:  # nothing below can be rolled back: write only what conserves the day
+            conserved_before_writing(con, ds, landed)
         publish_day(con, ds)
         quarantine(con, ds, run_id, "published")
         accepted, kept = conserved(con, ds, landed, "published")
@@ -222,7 +232,12 @@ def _pct(part: int, whole: int) -> str:
 
 
 def _judge(
-    settings: Settings, ds: dt.date, landed: int, bounds: tuple[int, int | None], share: float
+    settings: Settings,
+    ds: dt.date,
+    landed: int,
+    bounds: tuple[int, int | None],
+    share: float,
+    dialect: Dialect,
 ) -> set[str]:
     """Great Expectations on the audited day: its volume, and the share of rows that break a rule."""
     from great_expectations.expectations.core.expect_column_values_to_be_null import (  # noqa: PLC0415 (Great Expectations takes seconds to import; only the judge of a day needs it)
@@ -238,7 +253,7 @@ def _judge(
         name="raw_events_audited_day",
         query=f"""
             select s.event_id, s._source_file, s._source_row,
-                   array_to_string(a._broken_rules, ',') as broken_rules
+                   {dialect.array_to_string("a._broken_rules", ",")} as broken_rules
             from {staged_table(ds)} s
             left join {audit_table(ds)} a using (_source_file, _source_row)
         """,

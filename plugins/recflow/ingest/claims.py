@@ -24,10 +24,18 @@ log = logging.getLogger(__name__)
 
 CLAIMS_TABLE = f"{STAGING_SCHEMA}.day_claims"
 """The days that a run holds, from its ``land`` until its ``audit`` has published or refused them."""
-CLAIMS_DDL = (
-    f"create table if not exists {CLAIMS_TABLE} "
-    "(ds date not null, run_id varchar not null, claimed_at timestamptz not null)"
+CLAIMS_TYPES = (
+    ("ds", "date not null"),
+    ("run_id", "varchar not null"),
+    ("claimed_at", "timestamptz not null"),
 )
+
+
+def claims_ddl(con: Warehouse) -> str:
+    """The claims table, partitioned by day where the engine partitions (a claim is released by day)."""
+    return con.dialect.create_table(CLAIMS_TABLE, CLAIMS_TYPES, partitioned_by=("ds",))
+
+
 CLAIM_EXPIRES_AFTER_HOURS = 6
 """A claim older than this is stale (its run died between ``land`` and ``audit``, or was cleared and not
 rerun) and another run may take the day over. Well past ``land`` + ``audit`` with their retries (30 min
@@ -45,15 +53,18 @@ class Claim:
     expired: bool
 
 
-def release_statement(ds: date) -> str:
-    """The SQL that releases the claim on ``ds`` by hand (a run that holds it is no longer running)."""
+def release_statement(ds: date, con: Warehouse | None = None) -> str:
+    """The SQL that releases the claim on ``ds`` by hand (a run that holds it is no longer running), on
+    ``con``'s engine (Spark drops the day's partition: it has no DELETE)."""
+    if con is not None and not con.transactional:
+        return f"alter table {CLAIMS_TABLE} drop if exists partition (ds = date '{ds.isoformat()}')"
     return f"delete from {CLAIMS_TABLE} where ds = '{ds.isoformat()}'"
 
 
 def claims(con: Warehouse) -> dict[date, Claim]:
     """The days held now (the table is small: only the days between a run's land and its audit)."""
     rows = con.execute(
-        f"select ds, run_id, cast(claimed_at as varchar), "
+        f"select ds, run_id, cast(claimed_at as {con.dialect.string_type()}), "
         f"claimed_at < now() - interval '{CLAIM_EXPIRES_AFTER_HOURS} hours' from {CLAIMS_TABLE}"
     ).fetchall()
     return {r[0]: Claim(r[0], str(r[1]), str(r[2]), bool(r[3])) for r in rows}
@@ -65,7 +76,7 @@ def claim_days(con: Warehouse, days: list[date], run_id: str | None) -> None:
 
     ``run_id=None`` (a bare ``land`` outside a DAG run, a test) takes no claim, but is refused a
     day that another run holds all the same."""
-    con.execute(CLAIMS_DDL)
+    con.execute(claims_ddl(con))
     with con.transaction():
         con.execute_all(con.dialect.serialize_writers(CLAIMS_TABLE))
         wanted = set(days)
@@ -79,7 +90,7 @@ def claim_days(con: Warehouse, days: list[date], run_id: str | None) -> None:
                 f"{shown}{' ...' if len(live) > 5 else ''}. One run of a day at a time: this run "
                 f"({run_id or 'a bare land'}) would land over that run's staged day, so nothing was landed. "
                 f"Let run {first.run_id!r} finish its audit, then clear this task. If it is no longer running "
-                f"(failed for good, or cleared and not rerun), release the day: `{release_statement(first.ds)}` "
+                f"(failed for good, or cleared and not rerun), release the day: `{release_statement(first.ds, con)}` "
                 f"(a claim also expires {CLAIM_EXPIRES_AFTER_HOURS} h after it was taken).",
                 ds=first.ds.isoformat(),
                 holder=first.run_id,
@@ -93,14 +104,19 @@ def claim_days(con: Warehouse, days: list[date], run_id: str | None) -> None:
                 run_id or "(a bare land)",
             )
         for ds in days:  # what is left of the days' claims is this run's own, or stale
-            con.execute(f"delete from {CLAIMS_TABLE} where ds = ?", [ds])
+            con.delete_where(CLAIMS_TABLE, {"ds": ds})
             if run_id is not None:
-                con.execute(f"insert into {CLAIMS_TABLE} values (?, ?, now())", [ds, run_id])
+                con.execute(
+                    f"insert into {CLAIMS_TABLE} (ds, run_id, claimed_at) values (?, ?, now())", [ds, run_id]
+                )
 
 
 def release_claim(con: Warehouse, ds: date, run_id: str) -> None:
-    """Release ``run_id``'s claim on ``ds`` (its audit published or refused the day)."""
-    con.execute(f"delete from {CLAIMS_TABLE} where ds = ? and run_id = ?", [ds, run_id])
+    """Release ``run_id``'s claim on ``ds`` (its audit published or refused the day); another run's
+    claim on it stays."""
+    claim = claims(con).get(ds)
+    if claim is not None and claim.run_id == run_id:
+        con.delete_where(CLAIMS_TABLE, {"ds": ds})
 
 
 def hold_claim(con: Warehouse, ds: date, run_id: str) -> None:
@@ -115,7 +131,7 @@ def hold_claim(con: Warehouse, ds: date, run_id: str) -> None:
         f"({run_id!r}) landed it: {staged_table(ds)} holds that run's rows, and this run will not publish "
         f"them as its own; nothing was published. Run {claim.run_id!r}'s audit publishes them. To publish "
         f"this run's data instead, clear this run's `land` once that run has finished (if it is no longer "
-        f"running, release the day first: `{release_statement(ds)}`).",
+        f"running, release the day first: `{release_statement(ds, con)}`).",
         ds=ds.isoformat(),
         holder=claim.run_id,
     )

@@ -15,6 +15,7 @@ name of a day's staging table (:func:`staged_table`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 
 from recflow.core.config import Settings
 from recflow.core.errors import ContractViolation, LandingLate
-from recflow.warehouse import STAGING_SCHEMA
+from recflow.warehouse import STAGING_SCHEMA, Dialect, Warehouse
 
 SUCCESS_MARKER = "_SUCCESS"
 """Written last by the producer: its presence says the partition is complete."""
@@ -77,8 +78,8 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_loaded_at", "timestamptz not null"),
 )
 """The columns of ``raw.events`` and of a staged day: the contract's, then where each row came from
-(types both warehouse engines read alike)."""
-EVENT_COLUMNS_DDL = ", ".join(f"{name} {sql_type}" for name, sql_type in EVENT_COLUMNS)
+(portable types: each engine's dialect spells them)."""
+_SQL_TYPES = dict(EVENT_COLUMNS)
 
 CONTRACT = "docs/data-contract.md"
 
@@ -115,11 +116,11 @@ def _same_type(found: pa.DataType, expected: pa.DataType) -> bool:
     return bool(found.equals(expected))
 
 
-def _conform(table: pa.Table, schema: pa.Schema, source: Path, optional: frozenset[str]) -> pa.Table:
-    """The contract's columns in the contract's types, or a refusal naming file, column and types."""
+def _check_schema(found: pa.Schema, schema: pa.Schema, source: Path, optional: frozenset[str]) -> None:
+    """Refuse (naming file, column and types) a file whose columns or types are not the contract's."""
     expected = set(schema.names)
-    extra = [name for name in table.column_names if name not in expected]
-    missing = [f.name for f in schema if f.name not in table.column_names and f.name not in optional]
+    extra = [name for name in found.names if name not in expected]
+    missing = [f.name for f in schema if f.name not in found.names and f.name not in optional]
     if missing or extra:
         parts = []
         if missing:
@@ -127,30 +128,36 @@ def _conform(table: pa.Table, schema: pa.Schema, source: Path, optional: frozens
         if extra:
             parts.append(f"column(s) {', '.join(repr(c) for c in extra)} not in the contract")
         raise ContractViolation(
-            f"{source}: {'; '.join(parts)} (found columns: {', '.join(table.column_names)}; "
+            f"{source}: {'; '.join(parts)} (found columns: {', '.join(found.names)}; "
             f"expected: {', '.join(schema.names)}); see {CONTRACT}",
             check="columns",
             columns=missing + extra,
-            observed=", ".join(table.column_names),
+            observed=", ".join(found.names),
             expected=", ".join(schema.names),
             evidence=str(source),
         )
+    for fld in schema:
+        if fld.name in found.names and not _same_type(found.field(fld.name).type, fld.type):
+            raise ContractViolation(
+                f"{source}: column {fld.name!r} has type {found.field(fld.name).type}, expected {fld.type}; "
+                f"values are never cast into the contract's type (see {CONTRACT})",
+                check="column_type",
+                columns=[fld.name],
+                observed=str(found.field(fld.name).type),
+                expected=str(fld.type),
+                evidence=str(source),
+            )
+
+
+def _conform(table: pa.Table, schema: pa.Schema, source: Path, optional: frozenset[str]) -> pa.Table:
+    """The contract's columns in the contract's types, or a refusal naming file, column and types."""
+    _check_schema(table.schema, schema, source, optional)
     columns = []
     for fld in schema:
         if fld.name not in table.column_names:
             columns.append(pa.nulls(table.num_rows, fld.type))
             continue
         column = table.column(fld.name)
-        if not _same_type(column.type, fld.type):
-            raise ContractViolation(
-                f"{source}: column {fld.name!r} has type {column.type}, expected {fld.type}; values are "
-                f"never cast into the contract's type (see {CONTRACT})",
-                check="column_type",
-                columns=[fld.name],
-                observed=str(column.type),
-                expected=str(fld.type),
-                evidence=str(source),
-            )
         if _is_string(column.type):
             _check_utf8(column, fld.name, source)
             _check_no_nul(column, fld.name, source)
@@ -203,26 +210,80 @@ def _check_no_nul(column: pa.ChunkedArray, name: str, source: Path) -> None:
     )
 
 
-def read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Table:
-    if path.stat().st_size == 0:
-        raise ContractViolation(
+def _not_parquet(path: Path, error: Exception | None) -> ContractViolation:
+    if error is None:
+        return ContractViolation(
             f"{path}: the file is empty (0 bytes), not a Parquet file; see {CONTRACT}",
             check="parquet",
             observed="0 bytes",
             expected="a Parquet file",
             evidence=str(path),
         )
+    return ContractViolation(
+        f"{path}: not a readable Parquet file ({error}); see {CONTRACT}",
+        check="parquet",
+        observed=str(error),
+        expected="a Parquet file",
+        evidence=str(path),
+    )
+
+
+def read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Table:
+    if path.stat().st_size == 0:
+        raise _not_parquet(path, None)
     try:
         raw = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ContractViolation(
-            f"{path}: not a readable Parquet file ({exc}); see {CONTRACT}",
-            check="parquet",
-            observed=str(exc),
-            expected="a Parquet file",
-            evidence=str(path),
-        ) from None
+        raise _not_parquet(path, exc) from None
     return _conform(raw, schema, path, optional)
+
+
+def check_footer(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Schema:
+    """The file's schema, read from its footer alone, after the checks :func:`read_file` makes of it
+    (the same refusals); the values' checks are :func:`value_checks`' on the engine that reads them."""
+    if path.stat().st_size == 0:
+        raise _not_parquet(path, None)
+    try:
+        found = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise _not_parquet(path, exc) from None
+    _check_schema(found, schema, path, optional)
+    return found
+
+
+def engine_columns(found: pa.Schema, schema: pa.Schema, dialect: Dialect) -> dict[str, str]:
+    """For an engine that reads a checked file itself: each contract column's expression over the file,
+    in the column's type (a missing optional column is a typed null; a naive timestamp is read as UTC,
+    the session's time zone)."""
+    return {
+        fld.name: f"cast({fld.name if fld.name in found.names else 'null'} as "
+        f"{dialect.column_type(_SQL_TYPES[fld.name])})"
+        for fld in schema
+    }
+
+
+def value_checks(con: Warehouse, table: str, columns: Sequence[str]) -> None:
+    """The contract's checks of text values (UTF-8, no NUL) on rows an engine loaded itself from files:
+    the first offending row refuses its file, as :func:`read_file` would have (``_source_file``,
+    ``_source_row``)."""
+    for column in columns:
+        row = con.execute(
+            f"select _source_file, _source_row, cast({column} as {con.dialect.string_type()}) from {table} "
+            f"where {con.dialect.invalid_text(column)} order by _source_file, _source_row limit 1"
+        ).fetchone()
+        if row is None:
+            continue
+        source, index, value = row
+        check = "nul_character" if value is not None and "\x00" in str(value) else "utf8"
+        what = "holds a NUL character (\\x00)" if check == "nul_character" else "is not valid UTF-8"
+        raise ContractViolation(
+            f"{source}: column {column!r} row {index} {what}: {value!r}; see {CONTRACT}",
+            check=check,
+            columns=[column],
+            observed=f"{'a NUL character' if check == 'nul_character' else 'invalid UTF-8'} in row {index}",
+            expected="UTF-8 text without NUL characters",
+            evidence=str(source),
+        )
 
 
 def read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:

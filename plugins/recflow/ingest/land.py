@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -23,17 +24,20 @@ import pyarrow as pa
 from recflow.core.config import Settings
 from recflow.ingest.claims import claim_days, release_claim
 from recflow.ingest.contract import (
-    EVENT_COLUMNS_DDL,
+    EVENT_COLUMNS,
     EVENTS_SCHEMA,
     OPTIONAL_EVENT_COLUMNS,
     PINS_SCHEMA,
     USERS_SCHEMA,
     check_arrived,
+    check_footer,
+    engine_columns,
     event_files,
     partition_dir,
     read_catalogue,
     read_file,
     staged_table,
+    value_checks,
 )
 from recflow.warehouse import STAGING_SCHEMA, Warehouse, connect
 
@@ -50,9 +54,45 @@ class StagedDay:
     users: int
 
 
-def _stage_catalogues(con: Warehouse, pins: pa.Table, users: pa.Table) -> None:
-    con.replace_table_with_arrow(f"{STAGING_SCHEMA}.pins", pins)
-    con.replace_table_with_arrow(f"{STAGING_SCHEMA}.users", users)
+def _stage_catalogues(con: Warehouse, settings: Settings, pins: pa.Table, users: pa.Table) -> None:
+    """``raw_staging.pins``/``users``: the checked catalogues (read from the landing zone by an engine that
+    reads files, else loaded from Arrow)."""
+    if not con.reads_files:
+        con.replace_table_with_arrow(f"{STAGING_SCHEMA}.pins", pins)
+        con.replace_table_with_arrow(f"{STAGING_SCHEMA}.users", users)
+        return
+    for name, table in (("pins", pins), ("users", users)):
+        folder = settings.landing_dir / name
+        columns = ", ".join(f.name for f in table.schema)
+        con.execute_all(
+            con.dialect.replace_table_as(
+                f"{STAGING_SCHEMA}.{name}", f"select {columns} from parquet.`file://{folder.resolve()}`"
+            )
+        )
+
+
+def _load_day_files(con: Warehouse, building: str, files: list[Path], constants: dict[str, object]) -> int:
+    """Every file of a day into ``building``, one file in memory at a time, or read by the engine itself
+    (only the footers are read here); the rows loaded."""
+    if con.reads_files:
+        footers = [check_footer(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS) for path in files]  # all, first
+        for path, found in zip(files, footers, strict=True):
+            selects = {
+                **engine_columns(found, EVENTS_SCHEMA, con.dialect),
+                "_source_row": "_metadata.row_index",
+            }
+            con.insert_parquet(building, path, selects, {**constants, "_source_file": str(path)})
+        value_checks(con, building, [f.name for f in EVENTS_SCHEMA if pa.types.is_string(f.type)])
+        row = con.execute(f"select count(*) from {building}").fetchone()
+        return int(row[0]) if row else 0
+    rows = 0
+    for path in files:  # one file in memory at a time
+        events = read_file(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS)
+        events = events.append_column("_source_row", pa.array(np.arange(events.num_rows)))
+        con.append_arrow(building, events, {**constants, "_source_file": str(path)})
+        rows += events.num_rows
+        del events
+    return rows
 
 
 def stage_partitions(settings: Settings, days: list[date], *, run_id: str | None = None) -> list[StagedDay]:
@@ -95,26 +135,19 @@ def _stage(
         files = event_files(partition_dir(settings.landing_dir, ds))
         table = staged_table(ds)
         building = f"{table}__landing"
-        rows, loaded_at = 0, datetime.now(UTC)  # one load time for the day's rows
+        loaded_at = datetime.now(UTC)  # one load time for the day's rows
         # each file is its own insert into a table no one reads: one transaction for the whole
         # day would hold every row in DuckDB's transaction-local memory (12 GB at 100M events)
         con.execute(f"drop table if exists {building}")
-        con.execute(f"create table {building} ({EVENT_COLUMNS_DDL})")
+        con.execute(con.dialect.create_table(building, EVENT_COLUMNS))
         try:
-            for path in files:  # one file in memory at a time
-                events = read_file(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS)
-                events = events.append_column("_source_row", pa.array(np.arange(events.num_rows)))
-                con.append_arrow(
-                    building, events, {"ds": ds, "_source_file": str(path), "_loaded_at": loaded_at}
-                )
-                rows += events.num_rows
-                del events
+            rows = _load_day_files(con, building, files, {"ds": ds, "_loaded_at": loaded_at})
         except BaseException:
             con.execute(f"drop table if exists {building}")  # a refused file: nothing of the day
             raise
         with con.transaction():
             con.execute(f"drop table if exists {table}")
-            con.execute(f"alter table {building} rename to {table.split('.', 1)[1]}")
+            con.execute(con.dialect.rename_table(building, table.split(".", 1)[1]))
         results.append(
             StagedDay(
                 ds=ds, table=table, files=len(files), rows=rows, pins=pins.num_rows, users=users.num_rows
@@ -122,5 +155,5 @@ def _stage(
         )
         log.info("staged ds=%s: %d rows from %d file(s) into %s", ds, rows, len(files), table)
     with con.transaction():
-        _stage_catalogues(con, pins, users)
+        _stage_catalogues(con, settings, pins, users)
     return results

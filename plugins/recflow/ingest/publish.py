@@ -17,13 +17,15 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from recflow.core.errors import ConservationBroken
-from recflow.ingest.contract import staged_table
+from recflow.ingest.contract import EVENT_COLUMNS, staged_table
 from recflow.ingest.rules import accepted_rows, audit_table
 from recflow.ingest.tables import (
+    AUDIT_COLUMNS,
     AUDIT_TABLE,
     EVENTS_TABLE,
     QUARANTINE_COLUMNS,
     QUARANTINE_TABLE,
+    VERDICTS,
 )
 from recflow.warehouse import RAW_SCHEMA, STAGING_SCHEMA, Warehouse
 
@@ -55,10 +57,8 @@ class AuditResult:
 def quarantine(con: Warehouse, ds: dt.date, run_id: str, verdict: str) -> None:
     """The audited day's rows that break a rule, into the quarantine: a publication replaces the day's
     quarantine, a refusal replaces only the rows of the day's previous refusal."""
-    if verdict == "published":
-        con.execute(f"delete from {QUARANTINE_TABLE} where ds = ?", [ds])
-    else:
-        con.execute(f"delete from {QUARANTINE_TABLE} where ds = ? and verdict = ?", [ds, verdict])
+    for replaced in VERDICTS if verdict == "published" else (verdict,):
+        con.delete_where(QUARANTINE_TABLE, {"ds": ds, "verdict": replaced})
     con.execute(
         f"""
         insert into {QUARANTINE_TABLE} ({QUARANTINE_COLUMNS})
@@ -77,7 +77,7 @@ def record_audit(
     bounds: tuple[int, int | None],
 ) -> None:
     con.execute(
-        f"insert into {AUDIT_TABLE} values (?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"insert into {AUDIT_TABLE} ({AUDIT_COLUMNS}) values (?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             result.ds,
             run_id,
@@ -94,14 +94,9 @@ def record_audit(
 
 
 def publish_day(con: Warehouse, ds: dt.date) -> None:
-    con.execute(f"delete from {EVENTS_TABLE} where ds = ?", [ds])
-    con.execute(
-        f"""
-        insert into {EVENTS_TABLE}
-        select {_EVENT_COLUMNS}, ds, _source_file, _source_row, _loaded_at
-        from ({accepted_rows(ds)}) as accepted
-        """
-    )
+    """The day's accepted rows replace the day in ``raw.events`` (on Spark: its partition, in one
+    ``insert overwrite``), the staged catalogues replace ``raw.pins``/``raw.users``."""
+    con.replace_day(EVENTS_TABLE, ds, [name for name, _ in EVENT_COLUMNS], accepted_rows(ds))
     for catalogue in ("pins", "users"):
         con.execute_all(
             con.dialect.overwrite_table(
@@ -122,17 +117,50 @@ def conserved(con: Warehouse, ds: dt.date, landed: int, verdict: str) -> tuple[i
         if published
         else f"select _source_file as f, _source_row as r from ({accepted_rows(ds)}) as accepted"
     )
+    quarantined = (
+        f"select source_file as f, source_row as r from {QUARANTINE_TABLE} where ds = ? and verdict = ?"
+    )
+    written = (
+        f"{EVENTS_TABLE} and {QUARANTINE_TABLE}" if published else f"the accepted side and {QUARANTINE_TABLE}"
+    )
+    return _conservation(
+        con, ds, landed, (accepted, quarantined), [*([ds] if published else []), ds, verdict], written
+    )
+
+
+def conserved_before_writing(con: Warehouse, ds: dt.date, landed: int) -> tuple[int, int]:
+    """The same check on what the audit is about to write (the staged rows outside and inside its
+    audit table): where a publication cannot be rolled back (Spark), nothing is written unless it holds."""
+    return _conservation(
+        con,
+        ds,
+        landed,
+        (
+            f"select _source_file as f, _source_row as r from ({accepted_rows(ds)}) as accepted",
+            f"select _source_file as f, _source_row as r from {audit_table(ds)}",
+        ),
+        [],
+        f"the accepted and quarantined sides of {audit_table(ds)} (before writing)",
+    )
+
+
+def _conservation(
+    con: Warehouse, ds: dt.date, landed: int, sides: tuple[str, str], params: list[object], written: str
+) -> tuple[int, int]:
+    """(accepted, quarantined) counted from the two ``sides`` (queries of ``f``, ``r``: source file and
+    row), or :class:`ConservationBroken` unless together they are the staged rows, each once."""
+    accepted, quarantined = sides
     row = con.execute(
         f"""
         with a as ({accepted}),
-        q as (select source_file as f, source_row as r from {QUARANTINE_TABLE} where ds = ? and verdict = ?),
+        q as ({quarantined}),
         written as (select f, r from a union all select f, r from q)
         select (select count(*) from a), (select count(*) from q),
                (select count(*) from (select distinct f, r from written) as d),
                (select count(*) from written w where not exists (
                    select 1 from {staged_table(ds)} s where s._source_file = w.f and s._source_row = w.r))
         """,
-        [*([ds] if published else []), ds, verdict],
+        params or None,
     ).fetchone()
     assert row is not None
     a, q, distinct, strays = (int(v) for v in row)
@@ -147,11 +175,15 @@ def conserved(con: Warehouse, ds: dt.date, landed: int, verdict: str) -> tuple[i
         )
         if n > 0
     ]
+    undone = (
+        "The transaction was rolled back: nothing was published or recorded and the day stays staged."
+        if con.transactional
+        else f"{con.dialect.name} has no transaction to roll back: what was written stays until the audit runs "
+        "again, nothing was recorded, and the day stays staged."
+    )
     raise ConservationBroken(
-        f"ds={ds}: {landed} rows landed in {staged_table(ds)}, but this audit wrote {a} to "
-        f"{EVENTS_TABLE if published else 'the accepted side'} and {q} to {QUARANTINE_TABLE} "
-        f"(verdict {verdict}): {', '.join(found) or 'the counts disagree'}. The transaction was rolled "
-        f"back: nothing was published or recorded and the day stays staged. A fault of the pipeline, not "
+        f"ds={ds}: {landed} rows landed in {staged_table(ds)}, but this audit wrote {a} and {q} rows to "
+        f"{written}: {', '.join(found) or 'the counts disagree'}. {undone} A fault of the pipeline, not "
         f"of the data: open an issue with this message, and clear the task once it is fixed.",
         ds=ds.isoformat(),
         landed=landed,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from recflow.ingest.contract import EVENT_COLUMNS, EVENT_TYPES, staged_table
 from recflow.ingest.tables import EVENTS_TABLE
-from recflow.warehouse import STAGING_SCHEMA, Warehouse
+from recflow.warehouse import STAGING_SCHEMA, Dialect, Warehouse
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,14 @@ def _blank(column: str) -> str:
     return f"(s.{column} is null or trim(s.{column}) = '')"
 
 
-def row_rules(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> tuple[RowRule, ...]:
+def row_rules(
+    start: dt.datetime, end: dt.datetime, now: dt.datetime, dialect: Dialect | None = None
+) -> tuple[RowRule, ...]:
     """The contract's row rules for a day whose ``event_ts`` must lie in ``[start, end)``, audited at ``now``
-    (in SQL that DuckDB and PostgreSQL read alike)."""
+    (in SQL every engine reads alike, but for the literals ``dialect`` spells: DuckDB's by default)."""
     types = ", ".join(f"'{t}'" for t in EVENT_TYPES)
+    sql = dialect or Dialect()
+    ts = sql.timestamp_literal
     return (
         *(
             RowRule(f"{c}_missing", c, f"{c} is required and not empty", _blank(c))
@@ -50,20 +54,19 @@ def row_rules(start: dt.datetime, end: dt.datetime, now: dt.datetime) -> tuple[R
             "event_ts_outside_interval",
             "event_ts",
             f"event_ts is inside the day [{start.isoformat()}, {end.isoformat()})",
-            f"(s.event_ts < timestamptz '{start.isoformat()}' or s.event_ts >= timestamptz '{end.isoformat()}')",
+            f"(s.event_ts < {ts(start.isoformat())} or s.event_ts >= {ts(end.isoformat())})",
         ),
         RowRule(
             "event_ts_in_future",
             "event_ts",
             "event_ts is not later than the audit",
-            f"s.event_ts > timestamptz '{now.isoformat()}'",
+            f"s.event_ts > {ts(now.isoformat())}",
         ),
         RowRule(
             "value_not_finite",
             "value",
             "value, when given, is a finite number",
-            "s.value in ('NaN'::double precision, 'Infinity'::double precision, "
-            "'-Infinity'::double precision)",
+            f"s.value in ({', '.join(sql.double_literal(v) for v in ('NaN', 'Infinity', '-Infinity'))})",
         ),
         RowRule(
             "event_id_duplicate_in_day",
@@ -145,7 +148,8 @@ def audit_counts(con: Warehouse, ds: dt.date) -> tuple[int, int, dict[str, int]]
     assert landed is not None and quarantined is not None
     broken = dict(
         con.execute(
-            f"select r, count(*) from (select unnest(_broken_rules) as r from {audit_table(ds)}) as broken "
+            f"select r, count(*) from (select {con.dialect.unnest('_broken_rules')} as r from {audit_table(ds)}) "
+            "as broken "
             f"group by r order by count(*) desc, {con.dialect.bytewise('r')}"
         ).fetchall()
     )

@@ -9,7 +9,11 @@ Every step that touches the warehouse (``land``, the audit, the quality suites,
 - :class:`PostgresWarehouse`, a server named by ``RECFLOW_WAREHOUSE_URL``
   (``postgresql://user:password@host:5432/db``), through psycopg2: bulk loads stream
   Arrow as CSV into ``COPY ... FROM STDIN``, fetches stream a server-side cursor into
-  Arrow batch by batch.
+  Arrow batch by batch;
+- :class:`SparkWarehouse`, a Spark Thrift server named by a ``hive://user@host:10000/default``
+  ``RECFLOW_WAREHOUSE_URL`` (``recflow spark up`` starts one on a local standalone cluster),
+  through PyHive: Spark reads the landing Parquet itself, a day is a partition, and there is no
+  multi-statement transaction (``spark.py`` says what replaces it).
 
 The steps write their SQL once, in the subset both engines agree on (``exists`` /
 ``not exists`` for semi and anti joins, aliased sub-queries, ``cardinality``,
@@ -20,13 +24,13 @@ The package:
 
 - ``base``: the interface (:class:`Warehouse`, :class:`Rows`, :class:`Dialect`), the schema and
   pool names, :func:`table_exists`;
-- ``duckdb``, ``postgres``: one engine each, a :class:`Warehouse` subclass and its dialect;
+- ``duckdb``, ``postgres``, ``spark``: one engine each, a :class:`Warehouse` subclass and its dialect;
 - ``checksum``: content checksums of a table (:func:`content_checksum` on one engine, the
   engine-independent ``table_digest`` across engines);
 - this module: :func:`connect` and :func:`sqlalchemy_url` (which engine a profile's settings
   name), and the names callers import from ``recflow.warehouse``.
 
-Adding an engine (Spark, say) is one module, ``spark.py``: a :class:`Warehouse` subclass
+Adding an engine is one module, as ``spark.py`` was: a :class:`Warehouse` subclass
 that implements the engine-specific methods, each a named method of the class
 (``execute``, ``close``, ``append_arrow``, ``replace_table_with_arrow``, ``fetch_arrow``;
 ``_begin``/``_end`` where a transaction is not ``begin``/``commit`` statements), and a
@@ -65,6 +69,7 @@ from recflow.warehouse.base import (
 from recflow.warehouse.checksum import content_checksum
 from recflow.warehouse.duckdb import DUCKDB, DuckDBWarehouse
 from recflow.warehouse.postgres import POSTGRES, PostgresDialect, PostgresWarehouse
+from recflow.warehouse.spark import SparkDialect, SparkWarehouse
 
 __all__ = [
     "ANALYTICS_SCHEMA",
@@ -81,9 +86,12 @@ __all__ = [
     "PostgresDialect",
     "PostgresWarehouse",
     "Rows",
+    "SparkDialect",
+    "SparkWarehouse",
     "Warehouse",
     "connect",
     "content_checksum",
+    "is_spark_url",
     "sqlalchemy_url",
     "table_exists",
 ]
@@ -91,10 +99,14 @@ __all__ = [
 
 @contextmanager
 def connect(settings: Settings, *, read_only: bool = False) -> Iterator[Warehouse]:
-    """The warehouse of ``settings`` (PostgreSQL when ``warehouse_url`` is set, else the DuckDB file),
-    closed on exit."""
+    """The warehouse of ``settings``, closed on exit: Spark's Thrift server for a ``hive://``
+    ``warehouse_url``, PostgreSQL for another, else the DuckDB file."""
     warehouse: Warehouse
-    if settings.warehouse_url:
+    if settings.warehouse_url and is_spark_url(settings.warehouse_url):
+        warehouse = SparkWarehouse(
+            settings.warehouse_url, read_only=read_only, table_format=settings.spark.table_format
+        )
+    elif settings.warehouse_url:
         warehouse = PostgresWarehouse(settings.warehouse_url, read_only=read_only)
     else:
         warehouse = DuckDBWarehouse(
@@ -104,6 +116,11 @@ def connect(settings: Settings, *, read_only: bool = False) -> Iterator[Warehous
         yield warehouse
     finally:
         warehouse.close()
+
+
+def is_spark_url(url: str) -> bool:
+    """Whether a warehouse URL names a Spark Thrift server (``hive://``, PyHive's SQLAlchemy scheme)."""
+    return url.split("://", 1)[0].split("+", 1)[0] == "hive"
 
 
 def sqlalchemy_url(settings: Settings) -> str:

@@ -7,9 +7,11 @@ schema and pool names, and :func:`table_exists`.
 
 from __future__ import annotations
 
+import datetime as dt
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -30,6 +32,22 @@ EXPORT_BATCH_ROWS = 100_000
 """Rows per batch when a query's result is streamed (a PostgreSQL fetch, a bulk load's CSV)."""
 
 
+def placeholders(sql: str, value: Callable[[], str], percent: str = "%") -> str:
+    """``sql`` with each ``?`` placeholder outside quotes replaced by ``value()`` (a driver's own marker,
+    or a literal), and each ``%`` by ``percent`` (``%%`` where the driver formats with ``%``)."""
+    out, quote = [], ""
+    for char in sql:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "?":
+            out.append(value())
+            continue
+        out.append(percent if char == "%" else char)
+    return "".join(out)
+
+
 class Rows(Protocol):
     """The result of :meth:`Warehouse.execute` (a DuckDB connection, a DB-API cursor)."""
 
@@ -46,6 +64,46 @@ class Dialect:
     """
 
     name = "duckdb"
+
+    def create_table(
+        self, table: str, columns: Sequence[tuple[str, str]], partitioned_by: Sequence[str] = ()
+    ) -> str:
+        """``create table if not exists`` of ``columns`` (name, portable type); ``partitioned_by`` names the
+        columns a day's rows are replaced by (a partitioned table where the engine has them)."""
+        return f"create table if not exists {table} ({', '.join(f'{n} {t}' for n, t in columns)})"
+
+    def column_type(self, sql_type: str) -> str:
+        """A portable column type (``varchar``, ``timestamptz``, ``double precision``, ``varchar[]``) as
+        this engine spells it, without its ``not null``."""
+        return sql_type.replace(" not null", "")
+
+    def timestamp_literal(self, iso: str) -> str:
+        """A literal instant (``iso`` with its offset)."""
+        return f"timestamptz '{iso}'"
+
+    def double_literal(self, text: str) -> str:
+        """A double from its text (``NaN``, ``Infinity``)."""
+        return f"'{text}'::double precision"
+
+    def unnest(self, expression: str) -> str:
+        """One row per element of the array ``expression`` (in a select list)."""
+        return f"unnest({expression})"
+
+    def array_to_string(self, expression: str, separator: str) -> str:
+        return f"array_to_string({expression}, '{separator}')"
+
+    def string_type(self) -> str:
+        """The type of text in a ``cast``."""
+        return "varchar"
+
+    def rename_table(self, table: str, new_name: str) -> str:
+        """The statement that renames ``schema.table`` to ``new_name`` in its schema."""
+        return f"alter table {table} rename to {new_name}"
+
+    def invalid_text(self, column: str) -> str:
+        """True for a text value the landing contract refuses that this engine can hold (Spark keeps
+        Parquet's bytes as they are; the Arrow path checks them before they reach DuckDB or PostgreSQL)."""
+        return "false"
 
     def replace_table_as(self, table: str, query: str) -> list[str]:
         """Statements that replace ``table`` by the result of ``query``."""
@@ -83,6 +141,11 @@ class Warehouse(ABC):
     """A connection to the warehouse: statements, transactions, bulk loads and Arrow fetches."""
 
     dialect: Dialect
+    transactional = True
+    """Whether :meth:`transaction` makes its statements one atomic change (Spark: no, see ``spark.py``)."""
+    reads_files = False
+    """Whether the engine reads the landing zone's Parquet itself (:meth:`insert_parquet`); else recflow
+    reads each file with pyarrow and loads it (:meth:`append_arrow`)."""
     location: str
     """Where the warehouse is, for messages (the file, or the URL without its password)."""
     sqlalchemy_url: str
@@ -148,6 +211,26 @@ class Warehouse(ABC):
         """Run ``statements`` (a :class:`Dialect`'s pieces) one after the other."""
         for statement in statements:
             self.execute(statement)
+
+    def delete_where(self, table: str, keys: Mapping[str, object]) -> None:
+        """Delete the rows whose columns equal ``keys`` (on Spark: the partition of those keys)."""
+        condition = " and ".join(f"{name} = ?" for name in keys)
+        self.execute(f"delete from {table} where {condition}", list(keys.values()))
+
+    def replace_day(self, table: str, ds: dt.date, columns: Sequence[str], query: str) -> int:
+        """The rows of ``table`` whose ``ds`` is ``ds`` become the rows of ``query`` (whose columns are
+        ``columns``, and all of whose rows are of ``ds``); how many that is."""
+        self.delete_where(table, {"ds": ds})
+        names = ", ".join(columns)
+        self.execute(f"insert into {table} ({names}) select {names} from ({query}) as q")
+        row = self.execute(f"select count(*) from {table} where ds = ?", [ds]).fetchone()
+        return int(row[0]) if row else 0
+
+    def insert_parquet(
+        self, table: str, path: Path, selects: Mapping[str, str], constants: Mapping[str, object]
+    ) -> None:
+        """Insert the rows of a Parquet file, read by the engine itself (only where :attr:`reads_files`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not read Parquet files itself")
 
     @abstractmethod
     def append_arrow(self, table: str, data: pa.Table, constants: Mapping[str, object] | None = None) -> None:

@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from recflow.warehouse.base import EXPORT_BATCH_ROWS, Dialect, Rows, Warehouse
+from recflow.warehouse.base import EXPORT_BATCH_ROWS, Dialect, Rows, Warehouse, placeholders
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -54,17 +54,7 @@ POSTGRES = PostgresDialect()
 
 def _pyformat(sql: str) -> str:
     """``?`` placeholders (outside quotes) as psycopg2's ``%s``; literal ``%`` doubled."""
-    out, quote = [], ""
-    for char in sql:
-        if quote:
-            quote = "" if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == "?":
-            out.append("%s")
-            continue
-        out.append("%%" if char == "%" else char)
-    return "".join(out)
+    return placeholders(sql, lambda: "%s", percent="%%")
 
 
 def _postgres_type(arrow_type: pa.DataType) -> str:

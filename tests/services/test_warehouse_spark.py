@@ -1,0 +1,185 @@
+"""The warehouse steps on Spark (a two-worker cluster) and on DuckDB, from one landing zone: one outcome.
+
+``land`` (Spark reads the landing Parquet itself) and ``audit`` (row rules → quarantine, Great
+Expectations' verdict, publication as partition replacements) run on generated days with bad
+rows, once on the Spark cluster and once on the DuckDB file. What they publish and record must
+agree, compared engine-independently (rows fetched as Arrow from both, values made plain, sorted
+in Python). The bad-input cases the issue names: 0.5% null ``user_id`` quarantined exactly, 5% bad
+rows refused, the next clean day published, nothing of the refused day in ``raw.events``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from recflow.core.config import Settings
+from recflow.core.errors import ContractViolation, DayClaimed, PartitionRefused
+from recflow.ingest.contract import partition_dir, staged_table
+from recflow.ingest.days import audit_days, stage_and_audit
+from recflow.ingest.land import stage_partitions
+from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.warehouse import SparkWarehouse, connect, content_checksum
+from tests.integration.test_audit import _set
+from tests.services.test_warehouse_postgres import _plain
+
+START = dt.date(2026, 1, 1)
+DAYS = [START + dt.timedelta(days=i) for i in range(4)]
+D1, D2, D3, D4 = DAYS
+CFG = GeneratorConfig(start=START, days=len(DAYS), users=60, pins=200, topics=6, seed=11)
+COMPARED = {
+    "raw.events": ("_loaded_at",),
+    "raw.pins": (),
+    "raw.users": (),
+    "quality.quarantine_events": ("quarantined_at",),
+    "quality.partition_audit": ("audited_at",),
+    staged_table(D3): ("_loaded_at",),
+}
+"""The tables both engines must hold alike, and the columns that say only *when* a row was written."""
+
+
+def _day(landing: Path, day: dt.date) -> Any:
+    return pq.read_table(partition_dir(landing, day) / "part-00000.parquet")
+
+
+def _write_faults(landing: Path) -> dict[str, list[int]]:
+    """D2: 0.5% null user_id and other bad rows (quarantined, published), in two files; D3: 5% unknown
+    event types (refused); D4: clean (published). The bad rows of each day, by fault."""
+    d2 = _day(landing, D2)
+    null_users = list(range(100, 100 + round(0.005 * d2.num_rows)))
+    d2 = _set(d2, "user_id", null_users, None)
+    d2 = _set(d2, "value", [3], float("nan"))
+    d2 = _set(d2, "event_type", [9], " Click ")  # accepted: case and spaces aside
+    write_partition(partition_dir(landing, D2), [d2.slice(0, 500), d2.slice(500)])
+    d3 = _day(landing, D3)
+    unknown = list(range(0, d3.num_rows, 20))  # 5%
+    write_partition(partition_dir(landing, D3), [_set(d3, "event_type", unknown, "clik")])
+    return {"null_users": null_users, "unknown": unknown}
+
+
+@pytest.fixture
+def engines(tmp_path: Path, spark_warehouse: Any) -> dict[str, Any]:
+    """The same landing zone (with faults), read by a DuckDB warehouse and by the Spark cluster."""
+    home = str(tmp_path / "home")
+    duckdb = Settings.from_env({"RECFLOW_HOME": home})
+    generate(duckdb.landing_dir, CFG)
+    faults = _write_faults(duckdb.landing_dir)
+    return {"duckdb": duckdb, "spark": spark_warehouse.settings(RECFLOW_HOME=home), "faults": faults}
+
+
+def _rows(settings: Settings, table: str, exclude: tuple[str, ...] = ()) -> tuple[list[str], list[Any]]:
+    """(sorted column names, sorted plain rows) of ``table`` without the ``exclude`` columns."""
+    with connect(settings, read_only=True) as con:
+        columns = sorted(c for c in con.columns(table) if c not in exclude)
+        assert columns, f"{table} does not exist in {con.location}"
+        fetched = con.fetch_arrow(f"select {', '.join(columns)} from {table}")
+    rows = zip(*(fetched.column(c).to_pylist() for c in columns), strict=True)
+    return columns, sorted((tuple(_plain(v) for v in row) for row in rows), key=repr)
+
+
+def _land_and_audit(settings: Settings, run_id: str) -> tuple[list[tuple[Any, ...]], PartitionRefused]:
+    with pytest.raises(PartitionRefused) as refused:
+        stage_and_audit(settings, DAYS, run_id=run_id)
+    with connect(settings, read_only=True) as con:
+        table = con.fetch_arrow(
+            "select ds, landed, accepted, quarantined, verdict from quality.partition_audit where run_id = ? "
+            "order by ds",
+            [run_id],
+        )
+    return [tuple(r.values()) for r in table.to_pylist()], refused.value
+
+
+def test_land_and_audit_agree_on_spark_and_duckdb(engines: dict[str, Any]) -> None:
+    spark, duck, faults = engines["spark"], engines["duckdb"], engines["faults"]
+    results, refused = _land_and_audit(spark, "run-1")
+    with connect(spark) as con:
+        assert isinstance(con, SparkWarehouse), "the hive:// URL selects Spark"
+
+    landed = {
+        day: sum(pq.read_table(p).num_rows for p in partition_dir(spark.landing_dir, day).glob("*.parquet"))
+        for day in DAYS
+    }
+    assert [(r[0], r[4]) for r in results] == [
+        (D1, "published"),
+        (D2, "published"),
+        (D3, "refused"),
+        (D4, "published"),
+    ]
+    assert [r[1] for r in results] == [landed[d] for d in DAYS], "landed counted from the files"
+    assert results[1][3] == len(faults["null_users"]) + 1, "0.5% null user_id (and one NaN value) quarantined"
+    assert results[2][3] == len(faults["unknown"]), "the 5% of unknown event types"
+    assert refused.check == "quarantine_share" and list(refused.columns) == ["event_type"]
+
+    duck_results, duck_refused = _land_and_audit(duck, "run-1")
+    assert results == duck_results, "the same counts and verdict per day"
+    assert str(refused) == str(duck_refused), "refused for the same reason, in the same words"
+    for table, exclude in COMPARED.items():
+        assert _rows(spark, table, exclude) == _rows(duck, table, exclude), f"{table}: the engines disagree"
+    with connect(spark, read_only=True) as con:
+        days = con.execute(
+            "select count(*), count(distinct ds) from raw.events where ds = ?", [D3]
+        ).fetchone()
+        nulls = con.execute("select count(*) from quality.quarantine_events where user_id is null").fetchone()
+    assert days is not None and int(days[0]) == 0, "nothing of the refused day is published"
+    assert nulls is not None and int(nulls[0]) == len(faults["null_users"])
+
+
+def test_a_rerun_on_spark_changes_nothing_but_run_metadata(engines: dict[str, Any]) -> None:
+    spark = engines["spark"]
+    _land_and_audit(spark, "run-1")
+    with connect(spark, read_only=True) as con:
+        before = {t: content_checksum(con, t) for t in ("raw.events", "raw.pins", "raw.users")}
+    quarantine = _rows(spark, "quality.quarantine_events", ("quarantined_at", "run_id"))
+
+    results, _ = _land_and_audit(spark, "run-2")
+
+    assert [r[4] for r in results] == ["published", "published", "refused", "published"]
+    with connect(spark, read_only=True) as con:
+        assert {t: content_checksum(con, t) for t in before} == before
+    assert _rows(spark, "quality.quarantine_events", ("quarantined_at", "run_id")) == quarantine
+
+
+def test_a_refused_reland_on_spark_leaves_the_staged_day_as_it_was(engines: dict[str, Any]) -> None:
+    spark = engines["spark"]
+    _land_and_audit(spark, "run-1")  # D3 refused: it stays staged
+    before = _rows(spark, staged_table(D3))
+    (partition_dir(spark.landing_dir, D3) / "part-00001.parquet").write_bytes(b"")
+
+    with pytest.raises(ContractViolation, match=r"part-00001.parquet: the file is empty"):
+        stage_partitions(spark, [D3])
+
+    assert _rows(spark, staged_table(D3)) == before
+    with connect(spark, read_only=True) as con:
+        leftovers = [r[1] for r in con.execute("show tables in raw_staging like '*landing*'").fetchall()]
+    assert leftovers == []
+
+
+def test_a_nul_character_refuses_its_file_on_spark_as_on_duckdb(engines: dict[str, Any]) -> None:
+    """Spark loads the file itself: the value checks run there, and name the same file, column and row."""
+    spark, duck = engines["spark"], engines["duckdb"]
+    d1 = _day(spark.landing_dir, D1)
+    write_partition(partition_dir(spark.landing_dir, D1), [_set(d1, "surface", [17], "home\x00feed")])
+    errors = []
+    for settings in (spark, duck):
+        with pytest.raises(ContractViolation) as refused:
+            stage_partitions(settings, [D1])
+        errors.append(refused.value)
+    assert [(e.check, list(e.columns)) for e in errors] == [("nul_character", ["surface"])] * 2
+    assert all("part-00000.parquet: column 'surface' row 17" in str(e) for e in errors), errors
+
+
+def test_one_run_of_a_day_at_a_time_on_spark(engines: dict[str, Any]) -> None:
+    spark = engines["spark"]
+    stage_partitions(spark, [D1], run_id="scheduled")
+    with pytest.raises(DayClaimed, match=r"ds=2026-01-01 by run 'scheduled'"):
+        stage_partitions(spark, [D1, D2], run_id="reload")
+    audit_days(spark, [D1], run_id="scheduled")
+    with connect(spark, read_only=True) as con:
+        published = con.execute("select count(*) from raw.events where ds = ?", [D1]).fetchone()
+        claims = con.execute("select count(*) from raw_staging.day_claims").fetchone()
+    assert published is not None and int(published[0]) == _day(spark.landing_dir, D1).num_rows
+    assert claims is not None and int(claims[0]) == 0
