@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,9 +27,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recflow.core.artifacts import _local_path as file_uri_path
 from recflow.core.artifacts import join, store_for
 from recflow.core.config import Settings
-from recflow.warehouse import ANALYTICS_SCHEMA, connect
+from recflow.warehouse import ANALYTICS_SCHEMA, Warehouse, connect
 
 log = logging.getLogger(__name__)
 
@@ -70,41 +72,80 @@ def content_id(tables: dict[str, pa.Table]) -> str:
     return digest.hexdigest()[:20]
 
 
-def read_mart(settings: Settings) -> tuple[dict[str, pa.Table], str]:
+def _queries(by_id: Callable[[str], str]) -> dict[str, str]:
+    """Each table of a snapshot as a sorted query over the marts (``by_id``: the engine's code-point order,
+    so that every engine writes the same rows in the same order)."""
     cols = ", ".join(INTERACTION_COLUMNS)
-    with connect(settings, read_only=True) as con:
-        by_id = con.dialect.bytewise  # the same order (and so the same snapshot id) on every engine
-        tables = {
-            split: con.fetch_arrow(
-                f"select {cols} from {ANALYTICS_SCHEMA}.training_interactions "
-                f"where split = ? order by {by_id('user_id')}, {by_id('pin_id')}",
-                [split],
-            )
+    return {
+        **{
+            split: f"select {cols} from {ANALYTICS_SCHEMA}.training_interactions "
+            f"where split = '{split}' order by {by_id('user_id')}, {by_id('pin_id')}"
             for split in ("train", "holdout")
+        },
+        "pins": f"select pin_id from {ANALYTICS_SCHEMA}.dim_pins order by {by_id('pin_id')}",
+        "pin_features": f"select pin_id, topics from {ANALYTICS_SCHEMA}.dim_pins order by {by_id('pin_id')}",
+        "user_features": f"select user_id, country, age, gender, occupation from {ANALYTICS_SCHEMA}.dim_users "
+        f"order by {by_id('user_id')}",
+    }
+
+
+def _invocation(con: Warehouse) -> str:
+    row = con.execute(
+        f"select max(dbt_invocation_id) from {ANALYTICS_SCHEMA}.training_interactions"
+    ).fetchone()
+    return str(row[0]) if row and row[0] else "unknown"
+
+
+def _written_by_the_engine(con: Warehouse, settings: Settings, folder: Path) -> dict[str, pa.Table] | None:
+    """On an engine that writes files itself (Spark) and an artifact root on a filesystem it shares:
+    each table written by the engine as one sorted Parquet file under ``folder`` (no row passes through
+    this process), read back here as Arrow (memory maps; for the content id). ``None`` elsewhere."""
+    if not con.reads_files or not settings.artifacts_uri.startswith("file://"):
+        return None
+    tables = {}
+    for name, query in _queries(con.dialect.bytewise).items():
+        out = folder / name
+        con.write_parquet(out, query)
+        (part,) = sorted(out.glob("part-*.parquet"))
+        tables[name] = pq.read_table(part, memory_map=True)
+        part.rename(folder / f"{name}.parquet")
+    return tables
+
+
+def read_mart(settings: Settings, folder: Path | None = None) -> tuple[dict[str, pa.Table], str]:
+    """The snapshot's tables and the dbt invocation that built the marts (written by the engine under
+    ``folder`` where it writes files itself, else fetched)."""
+    with connect(settings, read_only=True) as con:
+        written = None if folder is None else _written_by_the_engine(con, settings, folder)
+        tables = written or {
+            name: con.fetch_arrow(query) for name, query in _queries(con.dialect.bytewise).items()
         }
-        tables["pins"] = con.fetch_arrow(
-            f"select pin_id from {ANALYTICS_SCHEMA}.dim_pins order by {by_id('pin_id')}"
-        )
-        tables["pin_features"] = con.fetch_arrow(
-            f"select pin_id, topics from {ANALYTICS_SCHEMA}.dim_pins order by {by_id('pin_id')}"
-        )
-        tables["user_features"] = con.fetch_arrow(
-            f"select user_id, country, age, gender, occupation from {ANALYTICS_SCHEMA}.dim_users "
-            f"order by {by_id('user_id')}"
-        )
-        row = con.execute(
-            f"select max(dbt_invocation_id) from {ANALYTICS_SCHEMA}.training_interactions"
-        ).fetchone()
+        invocation = _invocation(con)
     if tables["train"].num_rows == 0:
         raise ValueError(
             f"{ANALYTICS_SCHEMA}.training_interactions has no train rows: nothing to train on "
             "(did the recsys_warehouse DAG run for any day with engagements?)"
         )
-    return tables, str(row[0]) if row and row[0] else "unknown"
+    return tables, invocation
 
 
 def take_snapshot(settings: Settings) -> Snapshot:
-    tables, invocation_id = read_mart(settings)
+    with tempfile.TemporaryDirectory(dir=_scratch(settings)) as tmp:
+        return _take(settings, Path(tmp))
+
+
+def _scratch(settings: Settings) -> Path | None:
+    """Where the engine writes the tables before they are published: beside the artifact root when it is
+    a local folder (a rename, not a copy, on the same filesystem), else the system's temporary folder."""
+    if not settings.artifacts_uri.startswith("file://"):
+        return None
+    root = file_uri_path(settings.artifacts_uri)
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _take(settings: Settings, tmp: Path) -> Snapshot:
+    tables, invocation_id = read_mart(settings, tmp)
     snapshot_id = content_id(tables)
     base = join(settings.artifacts_uri, "snapshots", snapshot_id)
     uris = {
@@ -121,11 +162,11 @@ def take_snapshot(settings: Settings) -> Snapshot:
         manifest = json.loads(store.get_bytes(manifest_uri))
         log.info("snapshot %s already exists (%s): reusing it, nothing written", snapshot_id, base)
         return Snapshot.from_xcom(manifest)
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, table in tables.items():
-            local = Path(tmp) / f"{name}.parquet"
+    for name, table in tables.items():
+        local = tmp / f"{name}.parquet"
+        if not local.exists():  # the engine wrote none: write what was fetched
             pq.write_table(table, local)
-            store.put_file(local, uris[name])
+        store.put_file(local, uris[name])
     snapshot = Snapshot(
         snapshot_id=snapshot_id,
         uri=base,

@@ -374,7 +374,7 @@ class Settings:
 
     def dbt_env(self) -> dict[str, str]:
         """The variables the committed ``dbt/profiles.yml`` reads (:func:`recflow.core.profiles.dbt_env`)."""
-        return dbt_env(self)
+        return dbt_env(self.duckdb_path, self.duckdb_memory_limit, self.dbt_project_dir, self.warehouse_url)
 
 
 def declared_settings() -> tuple[DeclaredSetting, ...]:

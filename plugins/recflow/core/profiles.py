@@ -8,27 +8,27 @@ ever travels in the environment).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from recflow.core.config import Settings
+from pathlib import Path
 
 DEFAULT_PORTS = {"postgresql": 5432, "hive": 10000}
 """The port of a server warehouse whose URL names none, by the URL's scheme (without its driver)."""
 
 
-def dbt_env(settings: Settings) -> dict[str, str]:
-    """The variables the committed ``dbt/profiles.yml`` reads through ``env_var()``; a server
-    warehouse's URL is split into the ``RECFLOW_WAREHOUSE_*`` parts its output reads."""
+def dbt_env(
+    duckdb_path: Path, memory_limit: str, project_dir: Path, warehouse_url: str | None
+) -> dict[str, str]:
+    """The variables the committed ``dbt/profiles.yml`` reads through ``env_var()`` (``Settings.dbt_env``
+    passes its values); a server warehouse's URL is split into the ``RECFLOW_WAREHOUSE_*`` parts its
+    output reads."""
     env = {
-        "RECFLOW_DUCKDB_PATH": str(settings.duckdb_path),
-        "RECFLOW_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
-        "DBT_PROFILES_DIR": str(settings.dbt_project_dir),
+        "RECFLOW_DUCKDB_PATH": str(duckdb_path),
+        "RECFLOW_DUCKDB_MEMORY_LIMIT": memory_limit,
+        "DBT_PROFILES_DIR": str(project_dir),
     }
-    if settings.warehouse_url:
+    if warehouse_url:
         from sqlalchemy.engine import make_url  # noqa: PLC0415 (sqlalchemy: only a server warehouse needs it)
 
-        url = make_url(settings.warehouse_url)
+        url = make_url(warehouse_url)
         env.update(
             {
                 "RECFLOW_WAREHOUSE_HOST": url.host or "127.0.0.1",

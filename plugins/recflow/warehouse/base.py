@@ -232,6 +232,11 @@ class Warehouse(ABC):
         """Insert the rows of a Parquet file, read by the engine itself (only where :attr:`reads_files`)."""
         raise NotImplementedError(f"{type(self).__name__} does not read Parquet files itself")
 
+    def write_parquet(self, folder: Path, query: str) -> None:
+        """The rows of ``query``, in its order, as one Parquet file (``part-*.parquet``) in ``folder``, written
+        by the engine itself (only where :attr:`reads_files`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not write Parquet files itself")
+
     @abstractmethod
     def append_arrow(self, table: str, data: pa.Table, constants: Mapping[str, object] | None = None) -> None:
         """Insert ``data``'s columns (by name) into the existing ``table``; ``constants`` fill further

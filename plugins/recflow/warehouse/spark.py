@@ -217,6 +217,15 @@ class SparkWarehouse(Warehouse):
             f"from parquet.`file://{path.resolve()}`"
         )
 
+    def write_parquet(self, folder: Path, query: str) -> None:
+        """One file, in the query's order (its sorted partitions coalesced, not shuffled), timestamps as
+        Parquet's microsecond instants (Spark's default INT96 is read as nanoseconds elsewhere)."""
+        self.execute("set spark.sql.parquet.outputTimestampType = TIMESTAMP_MICROS")
+        self.execute(
+            f"insert overwrite directory 'file://{folder.resolve()}' using parquet "
+            f"select /*+ COALESCE(1) */ * from ({query}) as q"
+        )
+
     def append_arrow(self, table: str, data: pa.Table, constants: Mapping[str, object] | None = None) -> None:
         """Rows as literal ``values`` (for small tables: tests, records; bulk loads read files instead)."""
         constants = dict(constants or {})
