@@ -95,8 +95,10 @@ bench-overhead: venv
 
 # the warehouse steps at 1M, 10M and 100M events, then training on 10M interactions over 1M pins
 # (about an hour on 2 cores; ~10 GB of disk under $$RECFLOW_HOME/benchmarks/scale while it runs)
-bench-scale: venv
-	$(BIN)/python -m bench.scale
+# ENGINES="duckdb spark": instead, the warehouse steps at 1M and 10M events on DuckDB and on a two-worker
+# Spark cluster side by side (~30 min), into the same results and section
+bench-scale: venv $(if $(findstring spark,$(ENGINES)),$(SPARK_STAMP))
+	$(BIN)/python -m bench.scale $(if $(ENGINES),engines --engines $(ENGINES))
 
 clean:
 	rm -rf .recflow dbt/target dbt/logs

@@ -90,6 +90,7 @@ def _dbt_build(settings: Settings) -> None:
             "build",
             "--project-dir", project,
             "--profiles-dir", project,
+            "--target", settings.dbt_target,
             "--target-path", str(settings.home / "dbt" / "target"),
             "--log-path", str(settings.home / "dbt" / "logs"),
             "--quiet",

@@ -29,6 +29,7 @@ so it needs disk: about 60 bytes per event at 100M (warehouse and landing).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -115,9 +116,16 @@ def _generator_config(events: int) -> Any:
     return GeneratorConfig(start=DAY, days=1, users=users, pins=max(1200, events // 100))
 
 
-def warehouse_at(base: Settings, events: int) -> dict[str, Any]:
-    """Generate one day of about ``events`` events, then run every step in its own process."""
-    settings = bench_home(base, "scale", f"warehouse-{events}")
+def warehouse_at(
+    base: Settings, events: int, *, label: str | None = None, sampler: Any = None
+) -> dict[str, Any]:
+    """Generate one day of about ``events`` events, then run every step in its own process (``sampler``:
+    a :class:`bench.engines.JvmSampler` measuring the Spark cluster's JVMs while each step runs)."""
+    settings = bench_home(base, "scale", label or f"warehouse-{events}")
+    if base.warehouse_url:  # the engines benchmark's own cluster (bench_home keeps only local stores)
+        settings = dataclasses.replace(
+            settings, warehouse_url=base.warehouse_url, dbt_target=base.dbt_target, spark=base.spark
+        )
     shutil.rmtree(settings.home, ignore_errors=True)
     settings.home.mkdir(parents=True)
     env = subprocess_env({**settings.child_env(), **settings.dbt_env()})
@@ -130,7 +138,12 @@ def warehouse_at(base: Settings, events: int) -> dict[str, Any]:
     log.info("%d events: generated %d in %.0fs", events, landed, generate["seconds"])
     steps: dict[str, dict[str, float]] = {}
     for step in STEPS:
-        steps[step] = _child([sys.executable, "-m", "bench.scale", "step", step], env)
+        if sampler is None:
+            steps[step] = _child([sys.executable, "-m", "bench.scale", "step", step], env)
+        else:
+            with sampler.sampling() as jvms:
+                steps[step] = _child([sys.executable, "-m", "bench.scale", "step", step], env)
+            steps[step].update(jvms)
         log.info(
             "%d events: %s %.1fs, peak %.0f MB",
             landed,
@@ -428,6 +441,10 @@ def docs_section(report: Mapping[str, Any]) -> str:
             "SavedModel (exact top-100 over every pin), after one warm-up call.",
             "",
         ]
+    if report.get("engines"):
+        from bench.engines import docs_lines
+
+        lines += docs_lines(report["engines"], STEPS)
     lines.append("<!-- scale:end -->")
     return "\n".join(lines) + "\n"
 
@@ -441,6 +458,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     gen.add_argument("--users", type=int, required=True)
     gen.add_argument("--pins", type=int, required=True)
     sub.add_parser("render", help="rewrite the summary, plot and docs section from --out's figures")
+    eng = sub.add_parser(
+        "engines", help="the warehouse steps on each engine side by side, into --out's `engines`"
+    )
+    eng.add_argument("--engines", nargs="+", choices=("duckdb", "spark"), default=["duckdb", "spark"])
+    eng.add_argument("--engine-events", type=int, nargs="+", default=[1_000_000, 10_000_000])
     rec = sub.add_parser("recommend", help="time `recommend` on a SavedModel; prints JSON")
     rec.add_argument("model_dir", type=Path)
     p.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000, 100_000_000])
@@ -468,6 +490,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "recommend":
         print(json.dumps(recommend_latency(args.model_dir)))
+        return 0
+    if args.command == "engines":
+        from bench.engines import compare
+
+        report = json.loads(args.out.read_text())
+        report["engines"] = compare(settings, args.engines, args.engine_events)
+        report["engines"]["git_commit"] = settings.git_commit
+        report["engines"]["finished_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        _write(report, args)
         return 0
     if args.command == "render":
         report = json.loads(args.out.read_text())

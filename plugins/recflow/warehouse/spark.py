@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -140,6 +141,9 @@ class SparkWarehouse(Warehouse):
         from sqlalchemy.engine import make_url  # noqa: PLC0415 (driver: not at DAG parse time)
 
         super().__init__()
+        quiet = logging.getLogger("pyhive")  # logs every statement at INFO: a task's log would be SQL
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.WARNING)
         parsed = make_url(url)
         self.dialect = self.spark_dialect = SparkDialect(table_format)
         self.sqlalchemy_url = url
