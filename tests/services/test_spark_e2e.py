@@ -111,5 +111,7 @@ def test_both_dags_run_with_the_warehouse_on_a_two_worker_spark_cluster(
     from recflow.warehouse import connect
 
     with connect(settings, read_only=True) as con:
-        row = con.execute("select count(*) from analytics.training_interactions where split = 'train'").fetchone()
+        row = con.execute(
+            "select count(*) from analytics.training_interactions where split = 'train'"
+        ).fetchone()
     assert row is not None and int(row[0]) == train.num_rows
