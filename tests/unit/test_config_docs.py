@@ -27,7 +27,6 @@ def test_warehouse_outputs_are_valid_profiles_that_hold_no_secret() -> None:
     assert {name: output["type"] for name, output in outputs.items()} == {
         "redshift": "redshift",
         "snowflake": "snowflake",
-        "spark": "spark",
     }
     for output in outputs.values():
         for key in ("password", "private_key", "user", "host", "account"):

@@ -53,21 +53,21 @@ PROFILE_INTRO = """\
 WAREHOUSE_PROFILES = """\
 ## dbt outputs for other warehouses (not run here)
 
-The committed `dbt/profiles.yml` holds the `duckdb` and `postgres` outputs; `RECFLOW_DBT_TARGET`
-names the one dbt runs. On Airflow the `postgres` target's credentials come from the
-connection `recflow_warehouse` through Cosmos's `PostgresUserPasswordProfileMapping`;
-Cosmos has mappings for the others too (`RedshiftUserPasswordProfileMapping`,
-`SnowflakePrivateKeyPemProfileMapping`, `SparkThriftProfileMapping`). An output helps only
+The committed `dbt/profiles.yml` holds the `duckdb`, `postgres` and `spark` outputs; `RECFLOW_DBT_TARGET`
+names the one dbt runs. On Airflow the `postgres` and `spark` targets' connection details come from the
+connection `recflow_warehouse` through Cosmos's `PostgresUserPasswordProfileMapping` and
+`SparkThriftProfileMapping`; Cosmos has mappings for the others too
+(`RedshiftUserPasswordProfileMapping`, `SnowflakePrivateKeyPemProfileMapping`). An output helps only
 once every model compiles for its adapter: what each lacks is in
 [warehouses](warehouses.md). These entries are examples: no test here runs them.
 
 Example outputs for `dbt/profiles.yml`, to paste under `recflow.outputs` with the adapter
 installed. Redshift takes the same `RECFLOW_WAREHOUSE_*` parts as PostgreSQL
 (`RECFLOW_WAREHOUSE_URL=redshift+psycopg2://user:password@cluster.example:5439/analytics`;
-write the port, since `Settings.dbt_env()` assumes 5432 when the URL has none). Snowflake and Spark need
-parts a URL does not carry: the `RECFLOW_SNOWFLAKE_*` / `RECFLOW_SPARK_*` names below are
-not settings today and would be added to `recflow.core.config.Settings` and `Settings.dbt_env()`
-first (it is the only reader of the environment).
+write the port, since `Settings.dbt_env()` assumes 5432 when the URL has none). Snowflake needs
+parts a URL does not carry: the `RECFLOW_SNOWFLAKE_*` names below are not settings today and would
+be added to `recflow.core.config.Settings` and `Settings.dbt_env()` first (it is the only reader of
+the environment).
 
 ```yaml
 recflow:
@@ -92,15 +92,6 @@ recflow:
       role: "{{ env_var('RECFLOW_SNOWFLAKE_ROLE') }}"
       warehouse: "{{ env_var('RECFLOW_SNOWFLAKE_WAREHOUSE') }}"
       database: "{{ env_var('RECFLOW_WAREHOUSE_DBNAME') }}"
-      schema: analytics
-      threads: 4
-    # dbt-spark through a Thrift server (Databricks has its own adapter, dbt-databricks)
-    spark:
-      type: spark
-      method: thrift
-      host: "{{ env_var('RECFLOW_WAREHOUSE_HOST') }}"
-      port: "{{ env_var('RECFLOW_WAREHOUSE_PORT') | as_number }}"
-      user: "{{ env_var('RECFLOW_WAREHOUSE_USER') }}"
       schema: analytics
       threads: 4
 ```

@@ -43,6 +43,17 @@ _TYPES = {
 """The portable column types recflow's DDL uses, as Spark spells them (others are the same)."""
 
 
+SESSION = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+}
+"""Each connection's session: timestamps read and written as UTC instants (rows come back as UTC wall
+times); ``insert overwrite ... partition (ds)`` replaces only the days it writes (in Spark's default,
+static, mode it would empty every other partition of the table); Parquet timestamps as microsecond
+instants (Spark's default INT96 is read as nanoseconds elsewhere)."""
+
+
 class SparkDialect(Dialect):
     name = "spark"
 
@@ -158,6 +169,8 @@ class SparkWarehouse(Warehouse):
             database=parsed.database or "default",
         )
         self._cursor = self.connection.cursor()
+        for key, value in SESSION.items():  # whatever the server's defaults
+            self._cursor.execute(f"set {key} = {value}")
 
     def _begin(self) -> None:
         """Nothing: Spark has no multi-statement transaction (see the module's docstring)."""
@@ -222,9 +235,7 @@ class SparkWarehouse(Warehouse):
         )
 
     def write_parquet(self, folder: Path, query: str) -> None:
-        """One file, in the query's order (its sorted partitions coalesced, not shuffled), timestamps as
-        Parquet's microsecond instants (Spark's default INT96 is read as nanoseconds elsewhere)."""
-        self.execute("set spark.sql.parquet.outputTimestampType = TIMESTAMP_MICROS")
+        """One file, in the query's order (its sorted partitions coalesced, not shuffled)."""
         self.execute(
             f"insert overwrite directory 'file://{folder.resolve()}' using parquet "
             f"select /*+ COALESCE(1) */ * from ({query}) as q"
