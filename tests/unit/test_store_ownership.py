@@ -168,3 +168,31 @@ def test_demo_refuses_a_store_it_did_not_create(
     assert [p.name for p in home.iterdir()] == ["airflow"]
     err = capsys.readouterr().err
     assert code == 2 and f"{name}=" in err and "s3cret" not in err
+
+
+def test_the_local_spark_cluster_is_a_store_recflow_made_and_another_thrift_server_is_not(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The demo may write to the Thrift server of the cluster `recflow spark up` runs from this home (its
+    folder carries the marker); any other Spark endpoint is a server recflow did not create."""
+    from recflow.core.ownership import StoreNotOwned, pipeline_stores
+
+    home = tmp_path / "home"
+    cluster = home / "spark"
+    cluster.mkdir(parents=True)
+    (cluster / MARKER).write_text(json.dumps({"created_by": "recflow spark up"}))
+    (cluster / "cluster.json").write_text("{}")
+    ours = Settings.from_env(
+        {"RECFLOW_HOME": str(home), "RECFLOW_WAREHOUSE_URL": "hive://recflow@127.0.0.1:10000/default"}
+    )
+    claim_demo_stores(ours)
+    (warehouse,) = [s for s in pipeline_stores(ours) if s.kind == "warehouse"]
+    assert warehouse.folder == cluster
+
+    for url in ("hive://recflow@spark.internal:10000/default", "hive://recflow@127.0.0.1:10001/default"):
+        theirs = Settings.from_env({"RECFLOW_HOME": str(home), "RECFLOW_WAREHOUSE_URL": url})
+        with pytest.raises(StoreNotOwned, match="RECFLOW_WAREHOUSE_URL"):
+            claim_demo_stores(theirs)
+    (cluster / "cluster.json").unlink()  # no cluster running from this home: a server like any other
+    with pytest.raises(StoreNotOwned, match="RECFLOW_WAREHOUSE_URL"):
+        claim_demo_stores(ours)

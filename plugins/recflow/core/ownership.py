@@ -8,7 +8,7 @@ writes into a folder that does not exist yet, an empty one, or one with the mark
 and refuses anything else with a :class:`StoreNotOwned` that names the setting, before
 it has touched a single store. A server store (a PostgreSQL warehouse, an MLflow
 server, an ``s3://`` root, SageMaker's registry) cannot carry a marker, so it is
-always refused.
+always refused; the Spark cluster ``recflow spark up`` runs on this machine is a folder it made.
 
 An embedded ``RECFLOW_HOME`` is recflow's own: the stores at their default places
 inside it (no setting moves them) are adopted, marker written, by ``recflow setup``
@@ -134,7 +134,11 @@ def pipeline_stores(settings: Settings) -> list[Store]:
     """Every store the pipeline writes under ``settings``: landing zone, warehouse, artifacts, registry."""
     home, in_home = str(settings.home), _embedded(settings)
     stores = [landing_store(settings)]
-    if settings.warehouse_url:
+    if settings.warehouse_url and settings.spark.serves(settings.home, settings.warehouse_url):
+        # the local Spark cluster `recflow spark up` runs: its folder (warehouse directory, metastore) is ours
+        folder = settings.spark.directory(settings.home)
+        stores.append(Store("warehouse", "RECFLOW_WAREHOUSE_URL", settings.warehouse_url, folder))
+    elif settings.warehouse_url:
         stores.append(Store("warehouse", "RECFLOW_WAREHOUSE_URL", _redacted(settings.warehouse_url), None))
     elif settings.warehouse_path is not None:
         path = settings.warehouse_path

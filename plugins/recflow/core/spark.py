@@ -17,6 +17,9 @@ from pydantic.dataclasses import dataclass
 
 from recflow.core.declare import SETTINGS_CONFIG, AbsolutePath, Env, Integer
 
+CLUSTER_STATE = "cluster.json"
+"""The file in the cluster's folder where ``recflow spark up`` records what it started (process ids, ports)."""
+
 SparkMemory = Annotated[str, Field(pattern=r"^\d+[kmgt]$")]
 """A JVM memory size as Spark reads it: a number and one of k, m, g, t (``2g``)."""
 
@@ -86,3 +89,16 @@ class SparkSettings:
     def directory(self, home: Path) -> Path:
         """The cluster's folder under ``home`` (``RECFLOW_HOME``) unless set."""
         return self.cluster_dir or home / "spark"
+
+    def serves(self, home: Path, warehouse_url: str) -> bool:
+        """Whether ``warehouse_url`` is the Thrift server of the cluster ``recflow spark up`` runs from the
+        folder of these settings (then its warehouse directory is that folder's, a store recflow made)."""
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 (sqlalchemy: only a warehouse URL needs it)
+
+        url = make_url(warehouse_url)
+        return (
+            url.get_backend_name() == "hive"
+            and url.host in ("127.0.0.1", "localhost")
+            and (url.port or 10000) == self.thrift_port
+            and (self.directory(home) / CLUSTER_STATE).is_file()
+        )

@@ -37,8 +37,8 @@ from pathlib import Path
 from recflow.core.config import Settings, subprocess_env
 from recflow.core.errors import ConfigError, RecflowError
 from recflow.core.ownership import Store, claim
+from recflow.core.spark import CLUSTER_STATE
 
-STATE_FILE = "cluster.json"
 THRIFT_USER = "recflow"
 START_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
@@ -96,7 +96,7 @@ def _java() -> str:
 
 
 def _state_path(directory: Path) -> Path:
-    return directory / STATE_FILE
+    return directory / CLUSTER_STATE
 
 
 def read_state(settings: Settings) -> ClusterState | None:
