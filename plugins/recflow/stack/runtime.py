@@ -128,10 +128,37 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
         "TF_CPP_MIN_LOG_LEVEL": "2",
         **settings.dbt_env(),
     }
+    defaults.update(warehouse_connection(settings))
     if settings.profile == "production":
         _production_airflow(defaults, current)
     merged = {**defaults, **{k: v for k, v in current.items() if k in defaults}, **settings.child_env()}
     return subprocess_env(merged)
+
+
+def warehouse_connection(settings: Settings) -> dict[str, str]:
+    """The embedded Airflow's ``recflow_warehouse`` connection, from ``RECFLOW_WAREHOUSE_URL``, when the dbt
+    target reads one (``postgres``, ``spark``: Cosmos's profile mappings) and the caller gave none:
+    ``RECFLOW_WAREHOUSE_URL`` and ``RECFLOW_DBT_TARGET`` alone then point a local stack's dbt at the same
+    warehouse as its other steps. A production deployment defines the connection itself (docs/deploy.md)."""
+    if (
+        settings.profile != "embedded"
+        or not settings.warehouse_url
+        or settings.dbt_target not in ("postgres", "spark")
+    ):
+        return {}
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 (sqlalchemy: only a server warehouse needs it)
+
+    url = make_url(settings.warehouse_url)
+    connection: dict[str, object] = {
+        "conn_type": settings.dbt_target,
+        "host": url.host or "127.0.0.1",
+        "port": int(settings.dbt_env()["RECFLOW_WAREHOUSE_PORT"]),
+        "login": url.username or "",
+        "password": url.password or "",
+        "schema": url.database or "",
+    }
+    connection = {key: value for key, value in connection.items() if value != ""}
+    return {f"AIRFLOW_CONN_{settings.warehouse_conn_id.upper()}": json.dumps(connection)}
 
 
 PRODUCTION_AIRFLOW_REQUIRED = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL")

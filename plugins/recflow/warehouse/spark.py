@@ -142,7 +142,10 @@ def _bind(sql: str, params: Sequence[object]) -> str:
 
 
 class SparkWarehouse(Warehouse):
-    """A Spark Thrift server, through PyHive (one session per connection; its own SQL dialect)."""
+    """A Spark Thrift server, through PyHive (one session per connection; its own SQL dialect).
+
+    ``read_only`` is recorded, not enforced: a Thrift session has no read-only mode (the callers that
+    ask for one only read)."""
 
     transactional = False
     reads_files = True

@@ -66,3 +66,31 @@ def test_a_spark_connection_becomes_the_thrift_servers_hive_url(monkeypatch: pyt
     assert settings.warehouse_url == "hive://etl@thrift.internal:10001/default"
     env = settings.dbt_env()
     assert (env["RECFLOW_WAREHOUSE_HOST"], env["RECFLOW_WAREHOUSE_PORT"]) == ("thrift.internal", "10001")
+
+
+@pytest.mark.parametrize(
+    ("target", "url"),
+    [
+        ("spark", "hive://recflow@127.0.0.1:10123/default"),
+        ("postgres", "postgresql://rec:p%40ss@db.internal:6543/wh"),
+    ],
+)
+def test_the_embedded_stack_gives_dbt_the_warehouse_of_its_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, target: str, url: str
+) -> None:
+    """`RECFLOW_WAREHOUSE_URL` and `RECFLOW_DBT_TARGET` alone (the README's Spark path) make the embedded
+    Airflow's `recflow_warehouse` connection; read back through Airflow, it is the same warehouse."""
+    from recflow.core.config import Settings
+    from recflow.stack.runtime import airflow_env
+
+    settings = Settings.from_env(
+        {"RECFLOW_HOME": str(tmp_path), "RECFLOW_WAREHOUSE_URL": url, "RECFLOW_DBT_TARGET": target}
+    )
+    env = airflow_env(settings, {})
+    monkeypatch.setenv("AIRFLOW_CONN_RECFLOW_WAREHOUSE", env["AIRFLOW_CONN_RECFLOW_WAREHOUSE"])
+    monkeypatch.setenv("RECFLOW_DBT_TARGET", target)
+    assert task_settings().warehouse_url == url
+    given = airflow_env(settings, {"AIRFLOW_CONN_RECFLOW_WAREHOUSE": "postgresql://other@h/db"})
+    assert given["AIRFLOW_CONN_RECFLOW_WAREHOUSE"] == "postgresql://other@h/db", (
+        "the caller's connection wins"
+    )
