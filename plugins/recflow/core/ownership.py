@@ -136,8 +136,8 @@ def pipeline_stores(settings: Settings) -> list[Store]:
     stores = [landing_store(settings)]
     if settings.warehouse_url and settings.spark.serves(settings.home, settings.warehouse_url):
         # the local Spark cluster `recflow spark up` runs: its folder (warehouse directory, metastore) is ours
-        folder = settings.spark.directory(settings.home)
-        stores.append(Store("warehouse", "RECFLOW_WAREHOUSE_URL", settings.warehouse_url, folder))
+        cluster = settings.spark.directory(settings.home)
+        stores.append(Store("warehouse", "RECFLOW_WAREHOUSE_URL", settings.warehouse_url, cluster))
     elif settings.warehouse_url:
         stores.append(Store("warehouse", "RECFLOW_WAREHOUSE_URL", _redacted(settings.warehouse_url), None))
     elif settings.warehouse_path is not None:
