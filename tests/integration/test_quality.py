@@ -146,3 +146,23 @@ def test_warehouse_is_writable_after_a_check(marts: Settings) -> None:
         con.execute("insert into analytics.dim_pins select * from analytics.dim_pins limit 0")
     finally:
         con.close()
+
+
+def test_an_expectation_that_cannot_be_evaluated_is_no_verdict_and_is_retried(marts: Settings) -> None:
+    """A query GX cannot run (here a column the asset lacks; on Spark, a driver out of memory) says nothing
+    about the data: no refusal, no data verdict, but a retryable infrastructure error naming it."""
+    from great_expectations.expectations.core.expect_column_values_to_be_null import ExpectColumnValuesToBeNull
+
+    from recflow.quality._gx import Asset, SuiteNotEvaluated, rule, run_suite
+
+    asset = Asset(
+        name="training_interactions",
+        query=f"select * from {TI}",
+        expectations=[ExpectColumnValuesToBeNull(column="no_such_column", **rule("nulls", "a check"))],
+    )
+    with pytest.raises(SuiteNotEvaluated) as caught:
+        run_suite(marts, "training_marts", [asset])
+    err = caught.value
+    assert not isinstance(err, DataVerdict) and err.retryable
+    assert err.runbook == "infrastructure"
+    assert "expect_column_values_to_be_null (nulls): could not be evaluated" in str(err)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from recflow.core.config import Settings
+from recflow.core.errors import RecflowError
 from recflow.quality.report import MAX_OFFENDING_ROWS, ExpectationFailure, QualityReport, format_value
 from recflow.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, connect
 
@@ -40,6 +41,11 @@ if TYPE_CHECKING:
     from great_expectations.expectations.expectation import Expectation
 
 log = logging.getLogger(__name__)
+
+
+class SuiteNotEvaluated(RecflowError):
+    """Great Expectations could not evaluate an expectation (a query failed): no verdict, retryable."""
+
 
 RULE_KEY = "recflow_rule"
 """The ``meta`` key under which an expectation carries its rule's key (see :class:`Asset`)."""
@@ -207,6 +213,19 @@ def run_suite(settings: Settings, suite: str, assets: Sequence[Asset]) -> SuiteR
                 sum(1 for r in result.results if not r.success),
             )
     seconds = time.monotonic() - started
+    unevaluated = [o for o in outcomes if not o.evaluated]
+    if unevaluated:
+        # the warehouse or GX failed, not the data: no verdict (a refusal would blame the data); retried
+        raise SuiteNotEvaluated(
+            f"suite {suite}: {len(unevaluated)} expectation(s) could not be evaluated, so no verdict was given "
+            "and nothing was published or recorded: "
+            + "; ".join(f"{o.failure.expectation} ({o.rule}): {o.failure.observed}" for o in unevaluated)[
+                :2000
+            ]
+            + ". An infrastructure failure (the warehouse or Great Expectations), not the data's: the task is "
+            "retried; if it fails again, look at the warehouse's own logs for the error above.",
+            runbook="infrastructure",
+        )
     log.info("%s: %d expectations evaluated in %.1f s", suite, evaluated, seconds)
     return SuiteRun(evaluated=evaluated, outcomes=tuple(outcomes), seconds=seconds)
 

@@ -179,6 +179,9 @@ def thrift_conf(settings: Settings, directory: Path) -> dict[str, str]:
         # a few partitions per core: the default 200 costs seconds of task overhead per shuffle here
         "spark.sql.shuffle.partitions": str(2 * cores),
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # rows go to the client a partition at a time, not collected whole in the driver first: Great
+        # Expectations runs a query asset bare to learn its columns, and a day of events would fill the heap
+        "spark.sql.thriftServer.incrementalCollect": "true",
     }
 
 
