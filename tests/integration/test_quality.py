@@ -151,7 +151,9 @@ def test_warehouse_is_writable_after_a_check(marts: Settings) -> None:
 def test_an_expectation_that_cannot_be_evaluated_is_no_verdict_and_is_retried(marts: Settings) -> None:
     """A query GX cannot run (here a column the asset lacks; on Spark, a driver out of memory) says nothing
     about the data: no refusal, no data verdict, but a retryable infrastructure error naming it."""
-    from great_expectations.expectations.core.expect_column_values_to_be_null import ExpectColumnValuesToBeNull
+    from great_expectations.expectations.core.expect_column_values_to_be_null import (
+        ExpectColumnValuesToBeNull,
+    )
 
     from recflow.quality._gx import Asset, SuiteNotEvaluated, rule, run_suite
 

@@ -1,14 +1,13 @@
 """The dbt project runs unchanged on Spark (a two-worker cluster) and builds the same marts as on DuckDB.
 
-As in ``test_dbt_postgres.py``: generate, land and audit run on the embedded DuckDB warehouse;
-what they published (the tables dbt's sources read) is copied to the Spark cluster, the test's
-stand-in for a publication (DuckDB writes Parquet, Spark makes its tables from the files,
-``raw.events`` partitioned by ``ds``); ``dbt build --target spark`` runs there. Every mart must
-have the same content digest on both engines, read independently of recflow's warehouse code
-(Spark writes each mart to Parquet itself; pyarrow reads it back). Then a new day is published
-and an earlier day is published again with corrected rows: the marts are equal again, and on
-Spark the incremental ``fct_engagements`` rewrote only those two days' partitions (the files of
-the untouched day are the same files).
+One landing zone, with bad rows in a day; ``land`` and ``audit`` run on each engine (Spark reads
+the landing files itself and publishes each day as a partition of ``raw.events``), then
+``dbt build`` on each (``--target spark`` there). Every mart must have the same content digest on
+both engines, read independently of recflow's warehouse code (Spark writes each mart to Parquet
+itself; pyarrow reads it back), and no quarantined event reaches the marts. Then a new day is
+landed and an earlier day is landed again with corrected rows (a republication): the marts are
+equal again, and on Spark the incremental ``fct_engagements`` rewrote only those two days'
+partitions (the files of the untouched day are the same files).
 """
 
 from __future__ import annotations
@@ -31,12 +30,11 @@ from recflow.producers.generate import GeneratorConfig, generate
 from recflow.warehouse import ANALYTICS_SCHEMA
 from recflow.warehouse.checksum import TableDigest, arrow_digest, table_digest
 from tests.services.spark import spark_cursor
-from tests.services.test_dbt_postgres import MARTS, _source_tables
+from tests.services.test_dbt_postgres import MARTS
 
 DBT_DIR = Path(__file__).resolve().parents[2] / "dbt"
 CFG = GeneratorConfig(start=date(2026, 2, 1), days=3, users=60, pins=200, topics=6, seed=23)
 DAYS = [CFG.start + timedelta(days=i) for i in range(CFG.days)]
-PARTITIONED = {"raw.events": "ds"}
 
 
 def _dbt_build(settings: Settings) -> str:
@@ -60,24 +58,6 @@ def _dbt_build(settings: Settings) -> str:
     return result.stdout
 
 
-def _publish_to_spark(duck: Settings, cursor: Any, exchange: Path) -> None:
-    """Replace each raw table on Spark by DuckDB's, through Parquet files Spark reads itself."""
-    with duckdb.connect(str(duck.duckdb_path), read_only=True) as con:
-        for table in _source_tables():
-            folder = exchange / table
-            folder.mkdir(parents=True, exist_ok=True)
-            for old in folder.glob("*.parquet"):
-                old.unlink()
-            con.execute(f"copy (select * from {table}) to '{folder / 'part-0.parquet'}' (format parquet)")
-            schema = table.split(".")[0]
-            partitioned = f"partitioned by ({PARTITIONED[table]})" if table in PARTITIONED else ""
-            cursor.execute(f"create database if not exists {schema}")
-            cursor.execute(f"drop table if exists {table}")
-            cursor.execute(
-                f"create table {table} using parquet {partitioned} as select * from parquet.`file://{folder}`"
-            )
-
-
 def _spark_digests(cursor: Any, exchange: Path) -> dict[str, TableDigest]:
     """Each mart as Spark writes it to Parquet, read back with pyarrow."""
     digests = {}
@@ -98,9 +78,12 @@ def _duckdb_digests(duck: Settings) -> dict[str, TableDigest]:
         return {mart: table_digest(con, f"{ANALYTICS_SCHEMA}.{mart}") for mart in MARTS}
 
 
-def _build_both(duck: Settings, spark: Settings, cursor: Any, exchange: Path) -> str:
+def _publish_and_build_both(
+    duck: Settings, spark: Settings, cursor: Any, exchange: Path, days: list[date], run: str
+) -> str:
+    for settings in (duck, spark):
+        stage_and_audit(settings, days, run_id=run)
     _dbt_build(duck)
-    _publish_to_spark(duck, cursor, exchange)
     output = _dbt_build(spark)
     on_duckdb, on_spark = _duckdb_digests(duck), _spark_digests(cursor, exchange)
     assert all(d.rows > 0 for d in on_duckdb.values()), on_duckdb
@@ -118,6 +101,20 @@ def _partition_files(warehouse_dir: Path) -> dict[str, set[tuple[str, int]]]:
     }
 
 
+def _null_users(landing: Path, day: date, rows: range) -> list[str]:
+    """``rows`` of the day's first file lose their user_id (quarantined at the audit); their event ids."""
+    path = sorted(partition_dir(landing, day).glob("*.parquet"))[0]
+    table = pq.read_table(path)
+    users = table.column("user_id").to_pylist()
+    for i in rows:
+        users[i] = None
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("user_id"), "user_id", pa.array(users, pa.string())),
+        path,
+    )
+    return [table.column("event_id")[i].as_py() for i in rows]
+
+
 def _correct_day(landing: Path, day: date) -> None:
     """The producer republishes ``day`` with its first 25 rows withdrawn (a correction)."""
     for path in sorted(partition_dir(landing, day).glob("*.parquet"))[:1]:
@@ -127,23 +124,28 @@ def _correct_day(landing: Path, day: date) -> None:
 
 
 def test_marts_are_the_same_on_duckdb_and_spark(tmp_path: Path, spark_warehouse: Any) -> None:
-    duck = Settings.from_env({"RECFLOW_HOME": str(tmp_path / "home")})
-    spark = spark_warehouse.settings(RECFLOW_HOME=str(tmp_path / "home"))
+    duck = Settings.from_env({"RECFLOW_HOME": str(tmp_path / "duck")})
+    spark = spark_warehouse.settings(
+        RECFLOW_HOME=str(tmp_path / "spark"), RECFLOW_LANDING_DIR=str(duck.landing_dir)
+    )
     assert spark.dbt_target == "spark"
     cursor = spark_cursor(spark_warehouse.warehouse_url)
     exchange = tmp_path / "exchange"
     generate(duck.landing_dir, CFG)
+    quarantined = _null_users(duck.landing_dir, DAYS[1], range(100, 105))  # 0.5% of the day
 
-    stage_and_audit(duck, DAYS[:2], run_id="first")
-    _build_both(duck, spark, cursor, exchange)
+    _publish_and_build_both(duck, spark, cursor, exchange, DAYS[:2], "first")
+    cursor.execute(
+        f"select count(*) from {ANALYTICS_SCHEMA}.fct_engagements where event_id in ({', '.join(repr(e) for e in quarantined)})"
+    )
+    assert cursor.fetchall() == [(0,)], "a quarantined event reached the marts"
     before = _partition_files(spark_warehouse.warehouse_dir)
     assert sorted(before) == [f"ds={d}" for d in DAYS[:2]], before
 
     # a new day, and the first day published again with corrected rows: only those two are rebuilt
     _correct_day(duck.landing_dir, DAYS[0])
-    stage_and_audit(duck, [DAYS[0]], run_id="correction")
-    stage_and_audit(duck, DAYS[2:], run_id="second")
-    _build_both(duck, spark, cursor, exchange)
+    _publish_and_build_both(duck, spark, cursor, exchange, [DAYS[0]], "correction")
+    _publish_and_build_both(duck, spark, cursor, exchange, DAYS[2:], "second")
     after = _partition_files(spark_warehouse.warehouse_dir)
     assert sorted(after) == [f"ds={d}" for d in DAYS], after
     assert after[f"ds={DAYS[1]}"] == before[f"ds={DAYS[1]}"], "the untouched day's files were rewritten"

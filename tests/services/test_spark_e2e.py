@@ -35,22 +35,14 @@ def spark_profile(
     tmp_path: Path, spark_warehouse: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Settings, Path]]:
     """The embedded profile with its warehouse on the Spark cluster, in this process's environment."""
-    thrift = Settings.from_env({"RECFLOW_WAREHOUSE_URL": spark_warehouse.warehouse_url}).dbt_env()
     env = {
         **spark_warehouse.env,
         "RECFLOW_HOME": str(tmp_path / "scheduler"),
         "RECFLOW_LANDING_DIR": str(tmp_path / "landing"),
         "RECFLOW_DBT_TARGET": "spark",
         "RECFLOW_WAREHOUSE_URL": spark_warehouse.warehouse_url,
-        # tasks read the warehouse from the Airflow connection (dbt through Cosmos's mapping)
-        "AIRFLOW_CONN_RECFLOW_WAREHOUSE": json.dumps(
-            {
-                "conn_type": "spark",
-                "host": thrift["RECFLOW_WAREHOUSE_HOST"],
-                "port": int(thrift["RECFLOW_WAREHOUSE_PORT"]),
-                "login": thrift["RECFLOW_WAREHOUSE_USER"],
-            }
-        ),
+        # no Airflow connection: the two settings alone, as the README's Spark path exports them (the embedded
+        # stack derives `recflow_warehouse` from the URL for Cosmos's SparkThriftProfileMapping)
         "RECFLOW_MODEL_NAME": "recsys-spark",
         "RECFLOW_GATE_MIN_HR_AT_10": "0.05",
         "RECFLOW_GATE_MIN_NDCG_AT_10": "0.02",

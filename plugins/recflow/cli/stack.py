@@ -166,7 +166,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         f"{admin_password(settings) or '(see AIRFLOW_HOME/simple_auth_manager_passwords.json)'}"
     )
     print(f"  MLflow:      {settings.mlflow_uri} (artifacts in {settings.mlflow_artifact_root})")
-    print(f"  warehouse:   {settings.duckdb_path}")
+    if settings.warehouse_url:  # a server (PostgreSQL, a Spark Thrift server): its URL without a password
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 (sqlalchemy: only a server warehouse needs it)
+
+        shown = make_url(settings.warehouse_url).render_as_string(hide_password=True)
+        print(f"  warehouse:   {shown} (dbt target {settings.dbt_target})")
+    else:
+        print(f"  warehouse:   {settings.duckdb_path}")
     print(f"  models:      .venv/bin/recflow models list --name {settings.model_name} --json")
     print(
         f"  export:      .venv/bin/recflow models export --name {settings.model_name} --alias champion --out DIR"
