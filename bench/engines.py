@@ -149,7 +149,7 @@ def warehouse_on(base: Settings, engine: str, events: int) -> dict[str, Any]:
         raise ValueError(f"unknown engine {engine!r}: duckdb or spark")
     folder = base.home / "benchmarks" / "scale" / f"spark-cluster-{events}"
     with spark_settings(base, folder) as (settings, jvms):
-        result = scale.warehouse_at(settings, events, label=f"spark-{events}", sampler=jvms)
+        result = scale.warehouse_at(base, events, label=f"spark-{events}", sampler=jvms, cluster=settings)
         result["jvm_peaks_mb"] = jvms.peaks_mb()
     result["cluster"] = {"workers": base.spark.workers, "worker_cores": base.spark.worker_cores,
                          "worker_memory": base.spark.worker_memory, "driver_memory": base.spark.driver_memory}  # fmt: skip

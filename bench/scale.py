@@ -117,14 +117,20 @@ def _generator_config(events: int) -> Any:
 
 
 def warehouse_at(
-    base: Settings, events: int, *, label: str | None = None, sampler: Any = None
+    base: Settings,
+    events: int,
+    *,
+    label: str | None = None,
+    sampler: Any = None,
+    cluster: Settings | None = None,
 ) -> dict[str, Any]:
-    """Generate one day of about ``events`` events, then run every step in its own process (``sampler``:
-    a :class:`bench.engines.JvmSampler` measuring the Spark cluster's JVMs while each step runs)."""
+    """Generate one day of about ``events`` events, then run every step in its own process. ``cluster``: the
+    settings of the engines benchmark's own Spark cluster, whose warehouse the steps then use (never the
+    caller's: ``bench_home``); ``sampler``: a :class:`bench.engines.JvmSampler` measuring its JVMs."""
     settings = bench_home(base, "scale", label or f"warehouse-{events}")
-    if base.warehouse_url:  # the engines benchmark's own cluster (bench_home keeps only local stores)
+    if cluster is not None:
         settings = dataclasses.replace(
-            settings, warehouse_url=base.warehouse_url, dbt_target=base.dbt_target, spark=base.spark
+            settings, warehouse_url=cluster.warehouse_url, dbt_target="spark", spark=cluster.spark
         )
     shutil.rmtree(settings.home, ignore_errors=True)
     settings.home.mkdir(parents=True)
