@@ -10,6 +10,7 @@ rows refused, the next clean day published, nothing of the refused day in ``raw.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 from pathlib import Path
@@ -24,10 +25,12 @@ from recflow.core.errors import ContractViolation, DayClaimed, PartitionRefused
 from recflow.ingest.contract import partition_dir, staged_table
 from recflow.ingest.days import audit_days, stage_and_audit
 from recflow.ingest.land import stage_partitions
+from recflow.oncall.incidents import record_failure
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 from recflow.warehouse import SparkWarehouse, connect, content_checksum
 from tests.integration.test_audit import _set
 from tests.services.test_warehouse_postgres import _plain
+from tests.unit.test_incidents import _champion, _warehouse_failure
 
 START = dt.date(2026, 1, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(4)]
@@ -119,6 +122,13 @@ def test_land_and_audit_agree_on_spark_and_duckdb(engines: dict[str, Any]) -> No
     duck_results, duck_refused = _land_and_audit(duck, "run-1")
     assert results == duck_results, "the same counts and verdict per day"
     assert str(refused) == str(duck_refused), "refused for the same reason, in the same words"
+    # the refusal as the failed audit task records it: one incident, the same for on-call on either engine
+    incidents = [
+        record_failure(settings, _warehouse_failure(error), champion=_champion)
+        for settings, error in ((spark, refused), (duck, duck_refused))
+    ]
+    shown = [{k: v for k, v in dataclasses.asdict(i).items() if k not in ("at", "id")} for i in incidents]
+    assert shown[0] == shown[1] and incidents[0].kind == "data" and incidents[0].check == "quarantine_share"
     for table, exclude in COMPARED.items():
         assert _rows(spark, table, exclude) == _rows(duck, table, exclude), f"{table}: the engines disagree"
     with connect(spark, read_only=True) as con:
