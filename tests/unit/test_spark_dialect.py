@@ -44,6 +44,7 @@ def test_a_table_is_partitioned_by_day_on_spark_only() -> None:
         ("non_null_array", (["a", "b"],), "list_filter([a, b], lambda r: r is not null)", "filter(array(a, b), r -> r is not null)"),
         ("rename_table", ("s.a", "b"), "alter table s.a rename to b", "alter table s.a rename to s.b"),
         ("string_type", (), "varchar", "string"),
+        ("delete_statement", ("q.t", {"ds": "'2026-01-02'", "verdict": "'refused'"}), "delete from q.t where ds = '2026-01-02' and verdict = 'refused'", "alter table q.t drop if exists partition (ds = '2026-01-02', verdict = 'refused')"),
     ],
 )  # fmt: skip
 def test_each_difference_is_one_named_method(

@@ -18,7 +18,7 @@ from datetime import date
 
 from recflow.core.errors import DayClaimed
 from recflow.ingest.contract import staged_table
-from recflow.warehouse import STAGING_SCHEMA, Warehouse
+from recflow.warehouse import STAGING_SCHEMA, Dialect, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,10 @@ class Claim:
 
 
 def release_statement(ds: date, con: Warehouse | None = None) -> str:
-    """The SQL that releases the claim on ``ds`` by hand (a run that holds it is no longer running), on
-    ``con``'s engine (Spark drops the day's partition: it has no DELETE)."""
-    if con is not None and not con.transactional:
-        return f"alter table {CLAIMS_TABLE} drop if exists partition (ds = date '{ds.isoformat()}')"
-    return f"delete from {CLAIMS_TABLE} where ds = '{ds.isoformat()}'"
+    """The SQL that releases the claim on ``ds`` by hand (a run that holds it is no longer running), in
+    ``con``'s dialect (Spark drops the day's partition: it has no DELETE)."""
+    dialect = con.dialect if con is not None else Dialect()
+    return dialect.delete_statement(CLAIMS_TABLE, {"ds": f"'{ds.isoformat()}'"})
 
 
 def claims(con: Warehouse) -> dict[date, Claim]:

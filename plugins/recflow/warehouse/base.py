@@ -96,6 +96,10 @@ class Dialect:
         """The type of text in a ``cast``."""
         return "varchar"
 
+    def delete_statement(self, table: str, keys: Mapping[str, str]) -> str:
+        """The statement that deletes the rows whose columns equal ``keys`` (SQL literals)."""
+        return f"delete from {table} where {' and '.join(f'{k} = {v}' for k, v in keys.items())}"
+
     def rename_table(self, table: str, new_name: str) -> str:
         """The statement that renames ``schema.table`` to ``new_name`` in its schema."""
         return f"alter table {table} rename to {new_name}"
@@ -217,14 +221,12 @@ class Warehouse(ABC):
         condition = " and ".join(f"{name} = ?" for name in keys)
         self.execute(f"delete from {table} where {condition}", list(keys.values()))
 
-    def replace_day(self, table: str, ds: dt.date, columns: Sequence[str], query: str) -> int:
+    def replace_day(self, table: str, ds: dt.date, columns: Sequence[str], query: str) -> None:
         """The rows of ``table`` whose ``ds`` is ``ds`` become the rows of ``query`` (whose columns are
-        ``columns``, and all of whose rows are of ``ds``); how many that is."""
+        ``columns``, and all of whose rows are of ``ds``)."""
         self.delete_where(table, {"ds": ds})
         names = ", ".join(columns)
         self.execute(f"insert into {table} ({names}) select {names} from ({query}) as q")
-        row = self.execute(f"select count(*) from {table} where ds = ?", [ds]).fetchone()
-        return int(row[0]) if row else 0
 
     def insert_parquet(
         self, table: str, path: Path, selects: Mapping[str, str], constants: Mapping[str, object]

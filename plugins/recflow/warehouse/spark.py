@@ -102,6 +102,10 @@ class SparkDialect(Dialect):
     def string_type(self) -> str:
         return "string"
 
+    def delete_statement(self, table: str, keys: Mapping[str, str]) -> str:
+        """No DELETE on Parquet tables: the partition of ``keys`` (every partition column, in order) is dropped."""
+        return f"alter table {table} drop if exists partition ({', '.join(f'{k} = {v}' for k, v in keys.items())})"
+
     def rename_table(self, table: str, new_name: str) -> str:
         return f"alter table {table} rename to {table.split('.', 1)[0]}.{new_name}"
 
@@ -207,22 +211,19 @@ class SparkWarehouse(Warehouse):
 
     def delete_where(self, table: str, keys: Mapping[str, object]) -> None:
         """Drop the partition of ``keys`` (every partition column of ``table``, in order)."""
-        spec = ", ".join(f"{name} = {_literal(value)}" for name, value in keys.items())
-        self.execute(f"alter table {table} drop if exists partition ({spec})")
+        self.execute(self.dialect.delete_statement(table, {k: _literal(v) for k, v in keys.items()}))
 
-    def replace_day(self, table: str, ds: dt.date, columns: Sequence[str], query: str) -> int:
+    def replace_day(self, table: str, ds: dt.date, columns: Sequence[str], query: str) -> None:
         """The ``ds`` partition of ``table`` becomes the rows of ``query`` in one ``insert overwrite``
         (dynamic partition overwrite: the other days are untouched); dropped when it has none."""
         row = self.execute(f"select count(*) from ({query}) as replacing").fetchone()
-        rows = int(row[0]) if row else 0
-        if rows == 0:
+        if not row or int(row[0]) == 0:
             self.delete_where(table, {"ds": ds})
-            return 0
+            return
         ordered = [c for c in columns if c != "ds"] + ["ds"]  # partition columns last, as Spark stores them
         self.execute(
             f"insert overwrite table {table} partition (ds) select {', '.join(ordered)} from ({query}) as q"
         )
-        return rows
 
     def insert_parquet(
         self, table: str, path: Path, selects: Mapping[str, str], constants: Mapping[str, object]
