@@ -27,8 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recflow.core.artifacts import _local_path as file_uri_path
-from recflow.core.artifacts import join, store_for
+from recflow.core.artifacts import file_uri_path, join, store_for
 from recflow.core.config import Settings
 from recflow.warehouse import ANALYTICS_SCHEMA, Warehouse, connect
 

@@ -53,7 +53,8 @@ def join(base: str, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
-def _local_path(uri: str) -> Path:
+def file_uri_path(uri: str) -> Path:
+    """The local path of a ``file://`` URI (``ValueError`` for any other scheme)."""
     parsed = urlparse(uri)
     if parsed.scheme != "file":
         raise ValueError(f"not a file:// URI: {uri!r}")
@@ -65,7 +66,7 @@ class LocalArtifactStore:
 
     @staticmethod
     def _write(uri: str, write: Callable[[Path], object]) -> str:
-        target = _local_path(uri)
+        target = file_uri_path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
         write(tmp)
@@ -74,7 +75,7 @@ class LocalArtifactStore:
 
     @staticmethod
     def _existing(uri: str) -> Path:
-        source = _local_path(uri)
+        source = file_uri_path(uri)
         if not source.exists():
             raise FileNotFoundError(f"artifact {uri} does not exist")
         return source
@@ -95,17 +96,17 @@ class LocalArtifactStore:
         return self._existing(uri).read_bytes()
 
     def exists(self, uri: str) -> bool:
-        return _local_path(uri).exists()
+        return file_uri_path(uri).exists()
 
     def list(self, prefix_uri: str) -> list[str]:
-        root = _local_path(prefix_uri)
+        root = file_uri_path(prefix_uri)
         if not root.exists():
             return []
         return sorted(p.as_uri() for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
     def list_objects(self, prefix_uri: str) -> StoredObjects:
         found = []
-        for folder, _, files in os.walk(_local_path(prefix_uri)):  # symlinked folders are not followed
+        for folder, _, files in os.walk(file_uri_path(prefix_uri)):  # symlinked folders are not followed
             for name in files:
                 stat = (Path(folder) / name).lstat()
                 modified = datetime.fromtimestamp(stat.st_mtime, UTC)
@@ -113,7 +114,7 @@ class LocalArtifactStore:
         return sorted(found, key=lambda o: o.uri)
 
     def delete_tree(self, uri: str) -> int:
-        target = _local_path(uri)
+        target = file_uri_path(uri)
         if target.is_dir() and not target.is_symlink():
             count = sum(len(files) for _, _, files in os.walk(target))
             shutil.rmtree(target)

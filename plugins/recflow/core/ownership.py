@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recflow.core.artifacts import _local_path as file_uri_path
+from recflow.core.artifacts import file_uri_path
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 
