@@ -33,6 +33,7 @@ from recflow.publishing.card import model_card
 from recflow.publishing.publish import publish_evaluated, publish_training_job
 from recflow.publishing.serving import latest_histories, refresh_user_vectors
 from recflow.registry import CURVE_PREFIX, MlflowRegistry
+from recflow.registry.model import NOT_A_METRIC
 
 pytestmark = pytest.mark.integration
 
@@ -205,7 +206,7 @@ def test_the_evaluation_and_the_registry_metrics_never_used_the_holdout(
     assert not np.allclose(served[1:], table[1:], atol=1e-5)
     for holdout, entry in published.items():
         evaluated = evaluate_model_archive(world["archive"], eval_set(world, holdout))
-        assert entry["info"].metrics == {k: v for k, v in evaluated.items() if k != "users"}
+        assert entry["info"].metrics == {k: v for k, v in evaluated.items() if k not in NOT_A_METRIC}
         # the served model scores every holdout pair differently (the pin is in its history):
         # its scores are not what the registry's metrics were computed from
         users, pins = (np.array(x, dtype=object) for x in zip(*world["pairs"][holdout], strict=True))
@@ -242,11 +243,20 @@ def test_the_curve_the_pictures_and_the_model_card(
     card = model_card(settings, "fresh-a")
     assert card["version"] == info.version and card["aliases"] == ["champion"]
     assert card["gate"]["thresholds"] == {
-        "min_hr_at_10": "0.15",
-        "min_ndcg_at_10": "0.07",
+        "min_hr_at_10": "0.05",
+        "min_ndcg_at_10": "0.02",
         "tolerance": "0.01",
     }
     assert card["gate"]["reason"].startswith("promoted: first model")
+    assert card["gate"]["ranking"] == "full"
+    # both families, each as the evaluation scored them, on the card and on the MLflow run
+    evaluated = published["holdout_a"]["result"]["evaluated"]
+    both = ("full_hr@10", "full_ndcg@10", "full_recall@50", "hr@10", "ndcg@10")
+    assert {m: card["metrics"][m] for m in both} == pytest.approx({m: evaluated[m] for m in both})
+    run_metrics = MlflowRegistry(settings).client.get_run(info.run_id).data.metrics
+    assert {m: run_metrics[m.replace("@", "_at_")] for m in both} == pytest.approx(
+        {m: evaluated[m] for m in both}
+    )
     assert card["training"] | {"loss_per_epoch": None} == {
         "seconds": "12",
         "peak_memory_mb": "321",
@@ -263,7 +273,15 @@ def test_the_curve_the_pictures_and_the_model_card(
     assert json.loads(capsys.readouterr().out)["pictures"] == card["pictures"]
     assert cli_main(["models", "show", "--name", "fresh-a", "--version", str(info.version)]) == 0
     text = capsys.readouterr().out
-    assert card["pictures"]["loss_curve"] in text and "thresholds: hr@10 >= 0.15" in text
+    assert card["pictures"]["loss_curve"] in text
+    assert (
+        "judged on: full ranking (every pin the user has not engaged with); thresholds: full_hr@10 >= 0.05"
+        in text
+    )
+    full_line = next(line for line in text.splitlines() if line.startswith("  full ranking"))
+    assert f"full_ndcg@10={evaluated['full_ndcg@10']:.4f}" in full_line
+    sampled_line = next(line for line in text.splitlines() if line.startswith("  sampled"))
+    assert f"hr@10={evaluated['hr@10']:.4f}" in sampled_line
     assert cli_main(["models", "show", "--name", "fresh-a", "--version", "99"]) == 1
 
 

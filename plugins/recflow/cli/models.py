@@ -8,12 +8,14 @@ import getpass
 import json
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from recflow.cli.args import Subcommands
 from recflow.core.config import Settings
 from recflow.core.errors import RegistryError
+from recflow.core.gate import FULL_METRICS, RANKING_METRICS, SAMPLED_METRICS
 from recflow.publishing.card import model_card
 from recflow.registry import registry_for
 
@@ -62,23 +64,47 @@ def cmd_models_promote(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+RANKINGS = {
+    "full": ("full ranking (every pin the user has not engaged with)", FULL_METRICS),
+    "sampled": ("sampled (against 99 pins never engaged with)", SAMPLED_METRICS),
+}
+"""Each metric family's heading in the model card, and its metrics (``recflow.evaluation``)."""
+
+
+def _ranking_text(ranking: str | None) -> str:
+    return RANKINGS[ranking][0] if ranking in RANKINGS else "(not recorded)"
+
+
+def _metric_lines(metrics: Mapping[str, float], indent: str = "  ") -> list[str]:
+    """One line per metric family, the full ranking first; a metric of neither family on a last line."""
+    lines = []
+    for heading, names in RANKINGS.values():
+        present = [m for m in names if m in metrics]
+        if present:
+            lines.append(f"{indent}{heading}: " + "  ".join(f"{m}={metrics[m]:.4f}" for m in present))
+    known = {m for _, names in RANKINGS.values() for m in names} | {"users", "full_users"}
+    rest = sorted(k for k in metrics if k not in known)
+    if rest:
+        lines.append(f"{indent}other: " + "  ".join(f"{k}={metrics[k]:.4f}" for k in rest))
+    return lines
+
+
 def _card_text(card: dict[str, Any]) -> list[str]:
     gate, training, lineage = card["gate"], card["training"], card["lineage"]
     thresholds = gate["thresholds"]
+    hr, ndcg = RANKING_METRICS.get(gate["ranking"], RANKING_METRICS["sampled"])
     losses = training["loss_per_epoch"]
     lines = [
         f"{card['name']} version {card['version']} [{','.join(card['aliases']) or '-'}] "
         f"created {card['created_at']}" + ("" if card["complete"] else "  (INCOMPLETE publication)"),
-        "metrics (gate's evaluation, holdout never in the history):  "
-        + "  ".join(f"{k}={v:.4f}" for k, v in sorted(card["metrics"].items())),
+        "metrics (gate's evaluation, holdout never in the history):",
+        *_metric_lines(card["metrics"]),
         f"gate: {gate['reason'] or '(not recorded)'}",
-        f"  thresholds: hr@10 >= {thresholds['min_hr_at_10']}, ndcg@10 >= {thresholds['min_ndcg_at_10']}, "
-        f"tolerance {thresholds['tolerance']}; champion then: version {gate['champion_version']} "
-        + (
-            " ".join(f"{k}={v:.4f}" for k, v in sorted(gate["champion_metrics"].items()) if k != "users")
-            if gate["champion_metrics"]
-            else "(none)"
-        ),
+        f"  judged on: {_ranking_text(gate['ranking'])}; thresholds: {hr} >= {thresholds['min_hr_at_10']}, "
+        f"{ndcg} >= {thresholds['min_ndcg_at_10']}, tolerance {thresholds['tolerance']}",
+        f"  champion then: version {gate['champion_version']}"
+        + ("" if gate["champion_metrics"] else " (none)"),
+        *(_metric_lines(gate["champion_metrics"], indent="    ") if gate["champion_metrics"] else []),
         "hyperparameters: " + " ".join(f"{k}={v}" for k, v in sorted(card["hyperparameters"].items())),
         f"training: {training['seconds']} s, peak memory {training['peak_memory_mb']} MB; loss per epoch "
         + (" ".join(f"{x:.4f}" for x in losses) if losses else "(not recorded)"),

@@ -14,6 +14,7 @@ from typing import Any
 from recflow.cli.args import Subcommands, iso_date
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
+from recflow.core.gate import FULL_METRICS, SAMPLED_METRICS
 from recflow.registry import registry_for
 from recflow.stack.api import AirflowApiError, AirflowClient
 from recflow.stack.demo import (
@@ -157,9 +158,13 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             + ("no" if not changed else f"yes ({', '.join(changed)})")
         )
     if champion:
-        metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(champion.metrics.items()))
-        print(f"  model {champion.name} version {champion.version} {champion.aliases}: {metrics}")
-        print("  (a random ranker scores hr@10 = 0.10)")
+        full = ", ".join(f"{k}={champion.metrics[k]:.4f}" for k in FULL_METRICS if k in champion.metrics)
+        sampled = ", ".join(
+            f"{k}={champion.metrics[k]:.4f}" for k in SAMPLED_METRICS if k in champion.metrics
+        )
+        print(f"  model {champion.name} version {champion.version} {champion.aliases}:")
+        print(f"    full ranking (every pin the user has not engaged with): {full or '(not recorded)'}")
+        print(f"    sampled (against 99 pins; a random ranker scores hr@10 = 0.10): {sampled}")
     print("\nwhere to look:")
     print(
         f"  Airflow UI:  `make up`, then {api_base_url(settings)}  user admin, password "

@@ -41,6 +41,8 @@ def model_card(
         "gate": {
             "promote": tags.get("gate.promote"),
             "reason": tags.get("gate.reason"),
+            # a version published before the gate could judge the full ranking was judged on the sampled one
+            "ranking": tags.get("gate.ranking", "sampled" if "gate.reason" in tags else None),
             "thresholds": {k: tags.get(f"gate.{k}") for k in ("min_hr_at_10", "min_ndcg_at_10", "tolerance")},
             "champion_version": tags.get("gate.champion_version"),
             "champion_metrics": json.loads(champion_metrics) if champion_metrics else None,

@@ -6,6 +6,8 @@ inside the functions: this module is cheap to import.
 
 from __future__ import annotations
 
+import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,19 +40,28 @@ def loss_curve(losses: Sequence[float], out: Path, title: str = "") -> Path:
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (weighted softmax cross-entropy)")
     ax.set_xticks(epochs)
-    ax.set_title(title or "Training loss per epoch", fontsize=10)
+    ax.set_title(_title(title or "Training loss per epoch"), fontsize=10)
     ax.grid(alpha=0.3)
     return _save(fig, out)
+
+
+TITLE_WIDTH = 70
+"""Characters per title line: a long model or job name wraps instead of running off the picture."""
+
+
+def _title(text: str) -> str:
+    return "\n".join(textwrap.wrap(text, TITLE_WIDTH, break_on_hyphens=False)) if text else text
 
 
 def versus_chart(
     challenger: Mapping[str, float],
     champion: Mapping[str, float] | None,
-    metrics: Sequence[str],
+    panels: Mapping[str, Sequence[str]],
     out: Path,
     title: str = "",
 ) -> Path:
-    """Grouped bars of ``metrics`` for the challenger and (when there is one) the champion."""
+    """Grouped bars for the challenger and (when there is one) the champion: one panel per metric
+    family (``panels``: its heading → its metrics), each on its own scale."""
     import matplotlib  # noqa: PLC0415 (matplotlib only when a picture is drawn)
 
     matplotlib.use("Agg")
@@ -60,18 +71,23 @@ def versus_chart(
     series = [("challenger", challenger, "#DD8452")]
     if champion:
         series.append(("champion", champion, "#4C72B0"))
-    x = np.arange(len(metrics))
     width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for k, (label, values, color) in enumerate(series):
-        heights = [float(values.get(m, float("nan"))) for m in metrics]
-        bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=label, color=color)
-        ax.bar_label(bars, fmt="%.3f", fontsize=8, padding=2)
-    ax.set_xticks(x, list(metrics))
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("holdout metric")
-    ax.set_title(
-        title or ("Challenger vs champion" if champion else "Challenger (no champion yet)"), fontsize=10
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    for ax, (heading, metrics) in zip(axes[0], panels.items(), strict=True):
+        x = np.arange(len(metrics))
+        top = 0.0
+        for k, (label, values, color) in enumerate(series):
+            heights = [float(values.get(m, float("nan"))) for m in metrics]
+            top = max([top, *(h for h in heights if not math.isnan(h))])
+            bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=label, color=color)
+            ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+        ax.set_xticks(x, list(metrics), fontsize=8)
+        ax.set_ylim(0, min(1.0, top * 1.25) if top > 0 else 1.0)
+        ax.set_title(heading, fontsize=9)
+        ax.set_ylabel("holdout metric", fontsize=8)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.suptitle(
+        _title(title or ("Challenger vs champion" if champion else "Challenger (no champion yet)")),
+        fontsize=10,
     )
-    ax.legend(fontsize=8)
     return _save(fig, out)

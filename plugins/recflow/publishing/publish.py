@@ -178,6 +178,7 @@ def publish_evaluated(
     tags = {
         "gate.promote": str(bool(decision["promote"])).lower(),
         "gate.reason": str(decision["reason"]),
+        "gate.ranking": gate.ranking,
         "gate.min_hr_at_10": str(gate.min_hr_at_10),
         "gate.min_ndcg_at_10": str(gate.min_ndcg_at_10),
         "gate.tolerance": str(gate.tolerance),

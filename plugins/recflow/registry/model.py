@@ -27,7 +27,7 @@ JOB_TAG = f"{LINEAGE_PREFIX}{JOB_KEY}"
 COMPLETE_TAG = "recflow.complete"
 HISTORY_PREFIX = "recflow.champion_history."
 PENDING_TAG = "recflow.champion_pending"
-NOT_A_METRIC = frozenset({"users"})
+NOT_A_METRIC = frozenset({"users", "full_users"})
 CURVE_PREFIX = "train/"
 """Step-indexed metrics (one value per epoch): curves, not scores; left out of ``metrics``."""
 CARD_TAG_PREFIXES = ("gate.", "training.", "serving.")
@@ -35,7 +35,15 @@ CARD_TAG_PREFIXES = ("gate.", "training.", "serving.")
 PICTURES = "pictures"
 LOSS_PICTURE = "loss_curve.png"
 VERSUS_PICTURE = "challenger_vs_champion.png"
-CHART_METRICS = ("hr@10", "ndcg@10", "recall@50")
+CHART_METRICS = {
+    "full ranking (every pin the user has not engaged with)": (
+        "full_hr@10",
+        "full_ndcg@10",
+        "full_recall@50",
+    ),
+    "sampled (against 99 pins never engaged with)": ("hr@10", "ndcg@10"),
+}
+"""The challenger-vs-champion picture's panels: each metric family on its own scale."""
 PICTURE_FILES = {"loss_curve": LOSS_PICTURE, "challenger_vs_champion": VERSUS_PICTURE}
 """The model card's name of each picture, and its file under ``pictures/``."""
 
