@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from recflow.core.artifacts import file_uri_path
 from recflow.core.config import Settings
 from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
 from recflow.core.ownership import claim, pipeline_stores, private_home
@@ -109,8 +110,15 @@ def run_movielens(
         "champion_metrics": champion.metrics if champion else None,
         # the metrics are the gate's (scored on the artifact that never saw the holdout); what the
         # champion serves is that model with every user's vector refreshed from train + holdout
-        "champion_evaluated_model_uri": champion.lineage.get("evaluated_model_uri") if champion else None,
-        "champion_serving_model_uri": champion.lineage.get("serving_model_uri") if champion else None,
+        # under the benchmark's home, relative to it: the result is committed, and one machine's paths
+        # mean nothing on another (an s3:// URI stays whole)
+        "paths_relative_to": "the benchmark's home, $RECFLOW_HOME/benchmarks/movielens-100k",
+        "champion_evaluated_model_uri": _home_relative(settings, champion.lineage.get("evaluated_model_uri"))
+        if champion
+        else None,
+        "champion_serving_model_uri": _home_relative(settings, champion.lineage.get("serving_model_uri"))
+        if champion
+        else None,
         "champion_serving": {
             k.removeprefix("serving."): v for k, v in champion.run_tags.items() if k.startswith("serving.")
         }
@@ -131,5 +139,13 @@ def run_movielens(
     }
     out = settings.home / "result.json"
     out.write_text(json.dumps(result, indent=2))
-    result["result_file"] = str(out)
+    result["result_file"] = str(out.relative_to(settings.home))
     return result
+
+
+def _home_relative(settings: Settings, uri: str | None) -> str | None:
+    """A ``file://`` URI under the benchmark's home as a path relative to it; any other as it is."""
+    if not uri or not uri.startswith("file://"):
+        return uri
+    path = file_uri_path(uri)
+    return str(path.relative_to(settings.home)) if path.is_relative_to(settings.home) else uri
