@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from bench.baselines import (
     interaction_matrix,
     popularity_scores,
 )
-from bench.quality_report import MARK_END, MARK_START
+from bench.quality_methods import MethodResult
+from bench.quality_report import MARK_END, MARK_START, docs_section, plot, results_report
 from bench.report import write_section
 
 
@@ -116,3 +118,39 @@ def test_docs_section_replaces_only_between_the_markers(tmp_path: Path) -> None:
     assert fresh.read_text().startswith("# Benchmarks")
     with pytest.raises(ValueError, match="overhead:start"):
         write_section(docs, "no markers", "overhead")
+
+
+def _result(name: str, full_ndcg: float) -> MethodResult:
+    holdout = {
+        "full_hr@10": full_ndcg * 1.8,
+        "full_ndcg@10": full_ndcg,
+        "full_recall@50": full_ndcg * 4,
+        "hr@10": 0.7,
+        "ndcg@10": 0.45,
+        "users": 943.0,
+        "full_users": 943.0,
+    }
+    extra = {"targets": {"hr@10": {"target": 0.68, "value": 0.7, "met": True}}} if name == "ours" else {}
+    return MethodResult(name, holdout, 1.5, {}, [], extra)
+
+
+@pytest.mark.parametrize(("ours", "met"), [(0.116, True), (0.114, False)])
+def test_the_report_shows_both_families_and_the_lead_over_sasrec(
+    tmp_path: Path, ours: float, met: bool
+) -> None:
+    results = [_result("popularity", 0.026), _result("sasrec", 0.1), _result("ours", ours)]
+    report = results_report(
+        results, ["popularity", "sasrec", "ours"], Path(sys.executable), "2026-12-03", 1.0
+    )
+    assert report["selection_metric"] == "full_ndcg@10"
+    assert report["lead"]["met"] is met
+    assert report["lead"]["lead"] == pytest.approx(ours / 0.1 - 1, abs=1e-4)
+    assert "full_users" not in report["methods"]["ours"]["holdout"]
+    section = docs_section(report, results)
+    header = next(line for line in section.splitlines() if line.startswith("| Method"))
+    assert "Full NDCG@10" in header and "Sampled NDCG@10" in header
+    ours_row = next(line for line in section.splitlines() if line.startswith("| Two-tower (ours)"))
+    assert f"| {ours:.4f} |" in ours_row and "| 0.7000 | 0.4500 |" in ours_row
+    assert ("met" if met else "**missed**") in section
+    plot(results, tmp_path / "q.png")
+    assert (tmp_path / "q.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
