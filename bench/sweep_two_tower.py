@@ -69,6 +69,8 @@ STAGES: list[dict[str, list[Any]]] = [
     {"history_length": [20, 50], "history_decay": [0.6, 0.8]},
     {"embedding_dim": [64, 128], "dropout": [0.1, 0.3]},
     {"temperature": [0.5, 1.0, 2.0]},
+    # 128 and 0.3 won stage 3 at the edges of its grid: look one step further
+    {"embedding_dim": [128, 256], "dropout": [0.3, 0.5]},
 ]
 START: dict[str, Any] = {
     "embedding_dim": 64,
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists():
         previous = json.loads(args.out.read_text())
         results["sweep"] = previous.get("sweep", []) if args.final_only or args.resume else []
-        if args.resume:
+        if args.final_only or args.resume:
             results["seed_spread"] = previous.get("seed_spread", [])
     if results["sweep"]:
         top = max(results["sweep"], key=lambda r: r["validation"][SELECTION])
@@ -232,18 +234,26 @@ def main(argv: list[str] | None = None) -> int:
                         best = config
                 log.info("after stage %d best %s (validation %s %.4f)", number, best, SELECTION, best_ndcg)
             results["best_on_validation"] = {"hyperparameters": best, SELECTION: best_ndcg}
-            # the same configuration with other seeds: how far apart runs differing by nothing
-            # but chance land, which a change must clear before it is adopted
-            spread = {r["hyperparameters"]["seed"]: r for r in results.get("seed_spread", [])}
-            for seed in (int(s) for s in args.seeds.split(",") if s.strip()):
-                if seed not in spread:
-                    config = {**START, "seed": seed}
-                    base = work / f"seed-{seed}"
-                    meta = run_job(channel, base, {k: str(v) for k, v in config.items()})
-                    metrics = score(base / "model", validation, train + holdout, catalogue)
-                    spread[seed] = {"hyperparameters": config, "validation": metrics}
-                    log.info("seed %d of the start → %s", seed, {k: round(v, 4) for k, v in metrics.items()})
-            results["seed_spread"] = [spread[k] for k in sorted(spread)]
+            # the start and the best with other seeds: how far apart runs differing by nothing but
+            # chance land, which the best must clear before it is adopted
+            spread = {
+                json.dumps(r["hyperparameters"], sort_keys=True): r for r in results.get("seed_spread", [])
+            }
+            for config in (START, best) if best != START else (START,):
+                for seed in (int(s) for s in args.seeds.split(",") if s.strip()):
+                    key = json.dumps({**config, "seed": seed}, sort_keys=True)
+                    if key not in spread:
+                        base = work / f"seed-{len(spread)}"
+                        run_job(channel, base, {k: str(v) for k, v in {**config, "seed": seed}.items()})
+                        metrics = score(base / "model", validation, train + holdout, catalogue)
+                        spread[key] = {"hyperparameters": {**config, "seed": seed}, "validation": metrics}
+                        log.info(
+                            "%s seed %d → %s", config, seed, {k: round(v, 4) for k, v in metrics.items()}
+                        )
+                        args.out.write_text(
+                            json.dumps(results | {"seed_spread": list(spread.values())}, indent=2)
+                        )
+            results["seed_spread"] = list(spread.values())
         if args.sweep_only:
             args.out.write_text(json.dumps(results, indent=2))
             return 0

@@ -71,7 +71,7 @@ def test_a_bound_changed_in_its_declaration_moves_the_dag_param_and_the_job(
     monkeypatch.setitem(DECLARATIONS, "embedding_dim", tighter)
 
     params = ParamsDict(hyperparameter_params())
-    assert params["embedding_dim"] == 64
+    assert params["embedding_dim"] == declared.default == 128
     params["embedding_dim"] = 128
     with pytest.raises(ParamValidationError, match=r"256 is greater than the maximum of 128"):
         params["embedding_dim"] = 256
