@@ -72,9 +72,10 @@ PROTOCOL = {
     "tuning": "each baseline's grid: fit on train, score the validation positives (candidates exclude "
     f"train and holdout items); the best by validation {SELECTION_METRIC} (then {TIE_BREAK}) is refit on "
     "train+validation and scored once on the holdout (candidates exclude train+validation items)",
-    "sasrec": "rectools SASRecModel (2 blocks, 2 heads, 64 factors, dropout 0.2, softmax loss, lr 0.003, "
-    "batch 128, item-id embeddings only, seed 42) via bench/sasrec.py in .venv-bench; each user's ratings as one "
-    "sequence ordered by time (ties: larger item id last); grid on validation like the baselines",
+    "sasrec": "rectools SASRecModel (2 blocks, 2 heads, dropout 0.2, softmax loss, lr 0.003, batch 128, "
+    "item-id embeddings only, seed 42) via bench/sasrec.py in .venv-bench; each user's ratings as one "
+    "sequence ordered by time (ties: larger item id last); epochs and factors (64 or 128, as far as ours) "
+    "on a grid on validation like the baselines",
     "ours": "two-tower model via `python -m recflow_ml.train train` in a SageMaker layout "
     "(hyperparameters.json = {}, i.e. the model's defaults, chosen on validation full_ndcg@10 by "
     "bench/sweep_two_tower.py), on train+validation, scored on the holdout through the exported "
@@ -205,7 +206,7 @@ def docs_section(report: Mapping[str, Any], results: Sequence[MethodResult]) -> 
         "protocol, which can order models differently (Krichene and Rendle, KDD 2020). Every baseline's "
         f"grid is scored on validation (best by {SELECTION_METRIC}), refit on train+validation and scored "
         "once on the holdout; that includes SASRec (Kang and McAuley, 2018, through `rectools`, the "
-        "sequence-aware peer: epochs and maximum sequence length chosen on validation, 64 factors like ours). "
+        "sequence-aware peer: epochs and factors, up to ours' 128, chosen on validation). "
         "Ours is the two-tower model trained through the real training-job entrypoint "
         "(`python -m recflow_ml.train train`, default hyperparameters, not tuned here) and scored through "
         "its exported SavedModel. Train time is the final fit only (for ours, the whole training "
