@@ -15,7 +15,7 @@ from typing import Any
 from recflow.cli.args import Subcommands
 from recflow.core.config import Settings
 from recflow.core.errors import RegistryError
-from recflow.core.gate import FULL_METRICS, RANKING_METRICS, SAMPLED_METRICS
+from recflow.core.gate import FAMILIES, RANKING_METRICS
 from recflow.publishing.card import model_card
 from recflow.registry import registry_for
 
@@ -64,25 +64,19 @@ def cmd_models_promote(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-RANKINGS = {
-    "full": ("full ranking (every pin the user has not engaged with)", FULL_METRICS),
-    "sampled": ("sampled (against 99 pins never engaged with)", SAMPLED_METRICS),
-}
-"""Each metric family's heading in the model card, and its metrics (``recflow.evaluation``)."""
-
-
 def _ranking_text(ranking: str | None) -> str:
-    return RANKINGS[ranking][0] if ranking in RANKINGS else "(not recorded)"
+    family = next((heading for name, (heading, _) in FAMILIES.items() if name == ranking), None)
+    return family or "(not recorded)"
 
 
 def _metric_lines(metrics: Mapping[str, float], indent: str = "  ") -> list[str]:
     """One line per metric family, the full ranking first; a metric of neither family on a last line."""
     lines = []
-    for heading, names in RANKINGS.values():
+    for heading, names in FAMILIES.values():
         present = [m for m in names if m in metrics]
         if present:
             lines.append(f"{indent}{heading}: " + "  ".join(f"{m}={metrics[m]:.4f}" for m in present))
-    known = {m for _, names in RANKINGS.values() for m in names} | {"users", "full_users"}
+    known = {m for _, names in FAMILIES.values() for m in names} | {"users", "full_users"}
     rest = sorted(k for k in metrics if k not in known)
     if rest:
         lines.append(f"{indent}other: " + "  ".join(f"{k}={metrics[k]:.4f}" for k in rest))

@@ -18,6 +18,11 @@ SAMPLED_METRICS = ("hr@10", "ndcg@10")
 """The positive ranked against 99 sampled pins its user never engaged with (``recflow.evaluation``)."""
 FULL_METRICS = ("full_hr@10", "full_ndcg@10", "full_recall@50")
 """The positive ranked against every pin its user has not engaged with in training."""
+FAMILIES: dict[Ranking, tuple[str, tuple[str, ...]]] = {
+    "full": ("full ranking (every pin the user has not engaged with)", FULL_METRICS),
+    "sampled": ("sampled (against 99 pins never engaged with)", SAMPLED_METRICS),
+}
+"""Each metric family's heading, as the model card and its picture show it, and its metrics."""
 RANKING_METRICS: dict[Ranking, tuple[str, str]] = {
     "full": ("full_hr@10", "full_ndcg@10"),
     "sampled": ("hr@10", "ndcg@10"),

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from recflow.core.gate import FAMILIES
+
 CHAMPION = "champion"
 EXPERIMENT = "recflow"
 LINEAGE_PREFIX = "lineage."
@@ -35,14 +37,7 @@ CARD_TAG_PREFIXES = ("gate.", "training.", "serving.")
 PICTURES = "pictures"
 LOSS_PICTURE = "loss_curve.png"
 VERSUS_PICTURE = "challenger_vs_champion.png"
-CHART_METRICS = {
-    "full ranking (every pin the user has not engaged with)": (
-        "full_hr@10",
-        "full_ndcg@10",
-        "full_recall@50",
-    ),
-    "sampled (against 99 pins never engaged with)": ("hr@10", "ndcg@10"),
-}
+CHART_METRICS = dict(FAMILIES.values())
 """The challenger-vs-champion picture's panels: each metric family on its own scale."""
 PICTURE_FILES = {"loss_curve": LOSS_PICTURE, "challenger_vs_champion": VERSUS_PICTURE}
 """The model card's name of each picture, and its file under ``pictures/``."""
