@@ -5,10 +5,11 @@ scores every method under the same protocol:
 
 * split: ``bench.movielens_split.leave_last_out`` (train / validation = each
   user's second-to-last rating / holdout = each user's latest rating);
-* metrics: ``recflow.evaluation`` (hr@10 and ndcg@10 against 99 sampled
-  never-engaged items, seed 42; recall@50 against the whole catalogue);
+* metrics: ``recflow.evaluation``, both families: the full ranking (full_hr@10, full_ndcg@10,
+  full_recall@50 against every item the user has not rated in training) and the sampled one
+  (hr@10 and ndcg@10 against 99 never-rated items, seed 42);
 * tuning: each baseline's grid is scored on the validation split (trained on
-  train), the best setting by validation ndcg@10 is retrained on
+  train), the best setting by validation full_ndcg@10 is retrained on
   train + validation and scored once on the holdout;
 * SASRec (``rectools``, PyTorch CPU): the sequence-aware peer, tuned like the baselines
   (a small grid of epochs and maximum sequence length on validation; 64 factors), fitted by

@@ -82,4 +82,4 @@ def test_models_list_json(home: Settings, capsys: pytest.CaptureFixture[str]) ->
     listed = json.loads(capsys.readouterr().out)
     assert listed and {"name", "version", "aliases", "metrics", "lineage", "created_at"} <= set(listed[0])
     assert any("champion" in v["aliases"] for v in listed)
-    assert {"hr@10", "ndcg@10", "recall@50"} <= set(listed[-1]["metrics"])
+    assert {"hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "full_recall@50"} <= set(listed[-1]["metrics"])

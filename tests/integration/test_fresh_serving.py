@@ -289,13 +289,19 @@ def test_a_second_challenger_gets_a_bar_chart_against_the_champion(
     world: dict[str, Any], tmp_path: Path
 ) -> None:
     settings: Settings = world["settings"]
-    champion = {"hr@10": 0.5, "ndcg@10": 0.3, "recall@50": 0.6}
+    champion = {"hr@10": 0.5, "ndcg@10": 0.3, "full_hr@10": 0.2, "full_ndcg@10": 0.1, "full_recall@50": 0.6}
     published = publish_training_job(
         settings,
         name="fresh-vs",
         model_uri=world["model_uri"],
         training_job="job-vs",
-        metrics={"hr@10": 0.55, "ndcg@10": 0.31, "recall@50": 0.62},
+        metrics={
+            "hr@10": 0.55,
+            "ndcg@10": 0.31,
+            "full_hr@10": 0.21,
+            "full_ndcg@10": 0.11,
+            "full_recall@50": 0.62,
+        },
         params={},
         lineage={"airflow_dag_id": "dag", "airflow_run_id": "r"},
         reason="promoted",
