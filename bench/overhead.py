@@ -35,7 +35,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import shutil
 import statistics
 import sys
@@ -80,31 +79,12 @@ def _timed_imports() -> float:
 
 
 def _dbt_build(settings: Settings) -> None:
-    from dbt.cli.main import dbtRunner
+    """The ``transform`` group's one ``dbt build`` (``recflow.transform.run_build``), bare."""
+    from recflow.transform import run_build
 
-    project = str(settings.dbt_project_dir)
-    # dbt reads the profile through env_var(); the Cosmos operator sets the same for its dbt
-    os.environ.update(settings.dbt_env())  # noqa: TID251
-    result = dbtRunner().invoke(
-        [
-            "build",
-            "--project-dir", project,
-            "--profiles-dir", project,
-            "--target", settings.dbt_target,
-            "--target-path", str(settings.home / "dbt" / "target"),
-            "--log-path", str(settings.home / "dbt" / "logs"),
-            "--quiet",
-        ]
-    )  # fmt: skip
-    # dbt-duckdb keeps its database open for the life of the process (a dbt task's process ends
-    # with its build); release it as that exit would, or the read-only snapshot cannot open the file
-    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-
-    if DuckDBConnectionManager._ENV is not None:
-        DuckDBConnectionManager._ENV.close()
-    DuckDBConnectionManager.close_all_connections()  # type: ignore[no-untyped-call]
-    if not result.success:
-        raise RuntimeError(f"bare dbt build failed: {result.exception or result.result}")
+    outcome = run_build(settings, on_result=lambda result: None)
+    if outcome.failed:
+        raise RuntimeError(f"bare dbt build failed: {outcome.statuses}")
 
 
 @contextmanager

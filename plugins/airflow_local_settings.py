@@ -3,7 +3,7 @@
 Airflow runs each task in a process forked from its executor's worker (LocalExecutor's
 workers are forked from the scheduler; a Celery worker forks its own), so a module imported
 here, before the fork, is already loaded in every task. Without this, each of a warehouse
-day's ~15 dbt tasks imported dbt's CLI and the DuckDB adapter again (~4 s on 2 cores), and
+day's dbt build imported dbt's CLI and the DuckDB adapter again (~4 s on 2 cores), and
 ``audit`` and ``check_marts`` Great Expectations (~5 s); see ``docs/benchmarks.md``,
 overhead. None of these modules starts a thread at import, so forking after them is safe.
 Only the processes that fork tasks pay the import, once; ``airflow dags test`` and the API
@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-PRELOADED = ("dbt.cli.main", "dbt.adapters.duckdb", "cosmos.operators.local", "great_expectations")
+PRELOADED = ("dbt.cli.main", "dbt.adapters.duckdb", "great_expectations")
 _TASK_FORKING_COMMANDS = frozenset({"scheduler", "worker"})
 """``airflow scheduler`` (LocalExecutor) and ``airflow celery worker``."""
 

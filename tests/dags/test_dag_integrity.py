@@ -14,7 +14,7 @@ from typing import Any
 import pendulum
 import pytest
 
-from recflow.airflow.dbt import UNIT_TESTS_OFF
+from recflow.airflow.dbt import BUILD_TASK
 from recflow.airflow.defaults import OWNER, Tag
 from tests.dags.conftest import DAG_FILES, file_id
 
@@ -102,17 +102,29 @@ def test_each_dbt_model_is_its_own_task(dagbag: Any) -> None:
     task_ids = {t.task_id for t in dag.tasks}
     for model in ("stg_events", "fct_engagements", "dim_users", "dim_pins", "training_interactions"):
         assert f"transform.{model}_model_build" in task_ids
-    chain = ["wait_for_landing", "land", "audit", "transform.stg_events_model_build"]
+    chain = ["wait_for_landing", "land", "audit", "transform.dbt_build", "transform.stg_events_model_build"]
     for upstream, downstream in itertools.pairwise(chain):
         assert upstream in dag.get_task(downstream).upstream_task_ids
     assert dag.get_task("check_marts").outlets
 
 
-def test_the_dbt_tasks_leave_unit_tests_to_ci(dagbag: Any) -> None:
+def test_dbt_runs_once_per_run_and_each_node_task_reports_it(dagbag: Any) -> None:
+    """One ``dbt build`` (the only task of the group a worker runs when all goes well); every node's
+    task waits for it to succeed or fail (not for a retry) and starts in the triggerer."""
     dag = dagbag.dags["recsys_warehouse"]
-    dbt_tasks = [t for t in dag.tasks if t.task_id.startswith("transform.")]
-    assert dbt_tasks
-    assert all(UNIT_TESTS_OFF.items() <= t.env.items() for t in dbt_tasks), [t.task_id for t in dbt_tasks]
+    build = dag.get_task(f"transform.{BUILD_TASK}")
+    assert build.upstream_task_ids == {"audit"}
+    node_tasks = [t for t in dag.tasks if t.task_id.startswith("transform.") and t is not build]
+    assert len(node_tasks) >= 10
+    for task in node_tasks:
+        assert task.upstream_task_ids == {build.task_id}, task.task_id
+        assert task.trigger_rule == "one_done", task.task_id
+        assert task.start_from_trigger, task.task_id
+        assert "check_marts" in task.downstream_task_ids, task.task_id
+    # a node dbt skipped must not skip check_marts (and end the run green) before the failing node fails
+    assert dag.get_task("check_marts").trigger_rule == "none_failed"
+    # the manifest's tests over several models have tasks of their own
+    assert "transform.assert_training_interactions_has_no_hidden_pair_test" in {t.task_id for t in node_tasks}
 
 
 @pytest.mark.parametrize("dag_id", ["recsys_warehouse", "recsys_train_and_publish"])

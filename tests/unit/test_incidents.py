@@ -177,16 +177,20 @@ def test_without_an_exception_the_incident_says_so(settings: Settings) -> None:
 
 
 def test_a_dbt_node_points_to_dbt_failed(settings: Settings) -> None:
-    from cosmos.exceptions import CosmosDbtRunError
-
     from recflow.airflow import classify as airflow
 
-    error = CosmosDbtRunError("dbt invocation completed with errors: stg_events: Database Error\n  syntax")
+    error = errors.DbtNodeFailed(
+        "model stg_events: model.recflow.stg_events error in the run's dbt build (transform.dbt_build): "
+        "Database Error\n  syntax",
+        node="stg_events",
+        failed=["model.recflow.stg_events"],
+    )
     failure = _warehouse_failure(error, task_id="transform.stg_events_model_build")
     incident = build_incident(settings, failure, champion=_champion, classifier=airflow.classify)
     assert (incident.kind, incident.runbook.rpartition("#")[2]) == ("transform", "dbt-failed")
     assert incident.root_cause == (
-        "CosmosDbtRunError: dbt invocation completed with errors: stg_events: Database Error; syntax"
+        "DbtNodeFailed: model stg_events: model.recflow.stg_events error in the run's dbt build "
+        "(transform.dbt_build): Database Error; syntax"
     )
 
 

@@ -56,6 +56,7 @@ OWNERS = {
     "landing-contract": (WAREHOUSE,),
     "partition-refused": (WAREHOUSE,),
     "marts-invariants": (WAREHOUSE,),
+    "dbt-failed": (WAREHOUSE,),
     "job-algorithm-error": (TRAINING,),
     "job-killed": (TRAINING,),
     "job-max-runtime": (TRAINING,),

@@ -134,7 +134,15 @@ def audit(
     }
 
 
-@task(pool=WAREHOUSE_POOL, outlets=[TRAINING_MART], execution_timeout=timedelta(minutes=30))
+# none_failed, not all_success: dbt skips the nodes after a failing one, and all_success would skip
+# this task (and so end the run green) as soon as the first of them is skipped, before the failing
+# node's task has failed. It waits for every node's task; any failure leaves it upstream_failed.
+@task(
+    pool=WAREHOUSE_POOL,
+    outlets=[TRAINING_MART],
+    execution_timeout=timedelta(minutes=30),
+    trigger_rule="none_failed",
+)
 def check_marts() -> dict[str, Any]:
     """Great Expectations on the training mart; on success the mart's asset event triggers training."""
     from recflow.quality import check_training_marts  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)

@@ -152,6 +152,21 @@ class ConservationBroken(RecflowError):
         self.quarantined = quarantined
 
 
+class DbtNodeFailed(RecflowError):
+    """A dbt node of the run's build failed (its SQL, or one of its tests), or the build ended before it
+    ran. ``node`` is the model, seed or test the failing task is named after, ``failed`` the dbt nodes
+    (``unique_id``) that failed or have no result. Its task is not retried: it reports the build's
+    result, and another try would read the same one (the runbook says what to clear)."""
+
+    runbook = "dbt-failed"
+    retryable = False
+
+    def __init__(self, message: str, *, node: str, failed: Sequence[str]) -> None:
+        super().__init__(message)
+        self.node = node
+        self.failed = tuple(failed)
+
+
 TrainingFailureKind = Literal["algorithm", "killed", "max_runtime", "stopped", "client", "internal"]
 
 

@@ -8,6 +8,9 @@ ever travels in the environment).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_PORTS = {"postgresql": 5432, "hive": 10000}
@@ -39,3 +42,19 @@ def dbt_env(
             }
         )
     return env
+
+
+@contextmanager
+def dbt_environ(env: Mapping[str, str]) -> Iterator[None]:
+    """This process's environment with ``env`` set while dbt runs in it (its ``env_var()`` reads
+    ``os.environ``), then as it was: the values (a warehouse password among them) do not outlive the build."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -22,7 +22,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from recflow.core.config import Settings
-from recflow.core.errors import DataVerdict, RecflowError, TrainingJobFailed
+from recflow.core.errors import DataVerdict, DbtNodeFailed, RecflowError, TrainingJobFailed
 from recflow.core.names import TRAINING_ASSET, TRAINING_DAG, WAREHOUSE_DAG
 from recflow.oncall import runbooks
 from recflow.oncall.record import Incident, Kind, days_text
@@ -94,6 +94,8 @@ def _recflow_kind(error: RecflowError) -> Kind:
         return "data"
     if isinstance(error, TrainingJobFailed):
         return "training_job"
+    if isinstance(error, DbtNodeFailed):
+        return "transform"
     return "pipeline"
 
 

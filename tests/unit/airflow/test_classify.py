@@ -1,20 +1,20 @@
-"""The kinds of Airflow's and Cosmos's own errors, which recflow.oncall leaves to recflow.airflow."""
+"""The kinds of Airflow's own errors, which recflow.oncall leaves to recflow.airflow."""
 
 from __future__ import annotations
 
 import pytest
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
-from cosmos.exceptions import CosmosDbtRunError
 
 from recflow.airflow.classify import classify
 from recflow.core import errors
 from recflow.oncall import incidents
 
 
-def test_airflows_and_cosmoss_errors_have_kinds() -> None:
+def test_airflows_errors_and_a_failed_dbt_node_have_kinds() -> None:
     assert classify(AirflowSensorTimeout("Sensor has timed out")) == "sensor_timeout"
     assert (
-        classify(CosmosDbtRunError("dbt invocation completed with errors: stg_events: boom")) == "transform"
+        classify(errors.DbtNodeFailed("model stg_events: boom", node="stg_events", failed=["x"]))
+        == "transform"
     )
     assert incidents.classify(AirflowSensorTimeout("Sensor has timed out")) == "infrastructure"
     try:

@@ -1,0 +1,107 @@
+"""One ``dbt build`` of the project (``recflow.transform.run_build``) on a copy of the tiny warehouse:
+every node's result is handed over, the same as dbt's own ``run_results.json`` says; a model that
+fails and a test that fails are reported on their nodes, and what depends on them is skipped.
+
+The faults are made in the warehouse the way they happen: a column added to the incremental mart's
+table under dbt (its ``on_schema_change: fail`` refuses the insert), a source column renamed, and rows of a past day broken where
+the incremental build does not rewrite them (its ``not_null`` test finds them, counted here in SQL).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recflow.core.config import Settings
+from recflow.transform import NodeResult, node_tasks, run_build, verdict
+from recflow.warehouse import connect
+from tests.integration.conftest import TINY, warehouse  # noqa: F401 - a pytest fixture
+
+FCT = "model.recflow.fct_engagements"
+STG = "model.recflow.stg_events"
+WEIGHT_TEST = "not_null_fct_engagements_weight"
+
+
+@pytest.fixture
+def copy(warehouse: Settings, tmp_path: Path) -> Settings:  # noqa: F811
+    """A home of its own on a copy of the session's warehouse, which this test breaks."""
+    path = tmp_path / "warehouse.duckdb"
+    shutil.copy(warehouse.duckdb_path, path)
+    return Settings.from_env({"RECFLOW_HOME": str(tmp_path / "home"), "RECFLOW_WAREHOUSE_PATH": str(path)})
+
+
+def _build(settings: Settings) -> tuple[dict[str, NodeResult], set[str]]:
+    results: dict[str, NodeResult] = {}
+    started: set[str] = set()
+    run_build(settings, on_result=lambda r: results.__setitem__(r.unique_id, r), on_start=started.add)
+    return results, started
+
+
+def _run_results(settings: Settings) -> dict[str, dict[str, Any]]:
+    """dbt's own record of the invocation, written by dbt, not by recflow."""
+    data = json.loads((settings.home / "dbt" / "target" / "run_results.json").read_text())
+    return {r["unique_id"]: r for r in data["results"]}
+
+
+def test_a_clean_build_reports_every_node_as_dbt_records_it(copy: Settings) -> None:
+    results, started = _build(copy)
+    recorded = _run_results(copy)
+    assert set(results) == set(recorded) == started
+    assert {uid: r.status for uid, r in results.items()} == {uid: r["status"] for uid, r in recorded.items()}
+    assert not any(uid.startswith("unit_test.") for uid in results)
+    assert all(r.status in ("success", "pass") for r in results.values())
+    tasks = node_tasks(copy.dbt_manifest_path)
+    assert {verdict(t.nodes, results).state for t in tasks} == {"success"}
+
+
+def test_a_model_that_fails_fails_its_task_alone(copy: Settings) -> None:
+    with connect(copy) as con:
+        con.execute("alter table analytics.fct_engagements add column tampered integer")
+    results, _ = _build(copy)
+    assert results[FCT].status == "error"
+    assert "out of sync" in results[FCT].message
+    by_name = {t.name: t for t in node_tasks(copy.dbt_manifest_path)}
+    failed = verdict(by_name["fct_engagements"].nodes, results)
+    assert failed.state == "failed" and [r.unique_id for r in failed.failed] == [FCT]
+    others = {
+        t.name: verdict(t.nodes, results).state for t in by_name.values() if t.name != "fct_engagements"
+    }
+    # only the tests that read it are skipped: nothing else depends on it
+    assert {n for n, state in others.items() if state != "success"} == {
+        t.name for t in by_name.values() if t.kind == "test" and any("fct_engagements" in n for n in t.nodes)
+    }
+
+
+def test_a_changed_source_column_fails_its_staging_model_and_skips_everything_after_it(
+    copy: Settings,
+) -> None:
+    with connect(copy) as con:
+        con.execute("alter table raw.events rename column event_type to kind")
+    results, _ = _build(copy)
+    assert results[STG].status == "error"
+    assert "event_type" in results[STG].message
+    by_name = {t.name: t for t in node_tasks(copy.dbt_manifest_path)}
+    assert verdict(by_name["stg_events"].nodes, results).state == "failed"
+    for downstream in ("fct_engagements", "int_user_pin_engagement", "dim_users", "training_interactions"):
+        assert verdict(by_name[downstream].nodes, results).state == "skipped", downstream
+    assert verdict(by_name["stg_pins"].nodes, results).state == "success"
+
+
+def test_a_test_that_fails_fails_its_models_task_with_the_rows_it_found(copy: Settings) -> None:
+    with connect(copy) as con:
+        con.execute("update analytics.fct_engagements set weight = null where ds = ?", [TINY.start])
+        broken = con.execute("select count(*) from analytics.fct_engagements where weight is null").fetchone()
+    assert broken is not None and broken[0] > 0
+    results, _ = _build(copy)
+    failing = [r for r in results.values() if r.status == "fail"]
+    assert [r.unique_id.split(".")[2] for r in failing] == [WEIGHT_TEST]
+    assert failing[0].failures == broken[0]
+    fct = verdict(
+        next(t for t in node_tasks(copy.dbt_manifest_path) if t.name == "fct_engagements").nodes, results
+    )
+    assert fct.state == "failed" and fct.failed == (failing[0],)
+    assert results[FCT].status == "success"
