@@ -6,6 +6,8 @@ recflow demo [--days N]                       the whole pipeline through the sch
 recflow up                                    Airflow in the foreground on 127.0.0.1:8080
 recflow down                                  stop it (from another terminal)
 recflow airflow ARGS...                       the airflow CLI with the project's settings
+recflow backfill --from DAY --to DAY [--max-quarantine-share S] [--no-volume-check]
+                                              a range of days through the scheduler in one run
 recflow clear DAG -t REGEX (-s DAY [-e DAY] | --run ID|latest) [-d] [--dry-run]   run again from a task
 recflow models list [--name NAME] [--json]
 recflow models export --name NAME --alias champion --out DIR

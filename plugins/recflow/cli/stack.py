@@ -15,8 +15,10 @@ from recflow.cli.args import Subcommands, iso_date
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 from recflow.core.gate import FULL_METRICS, SAMPLED_METRICS
+from recflow.core.names import WAREHOUSE_DAG
 from recflow.registry import registry_for
 from recflow.stack.api import AirflowApiError, AirflowClient
+from recflow.stack.backfill import backfill_days
 from recflow.stack.demo import (
     PipelineFailed,
     claim_demo_stores,
@@ -42,14 +44,36 @@ def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
     return run_airflow(settings, args.args, check=False)
 
 
-def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
+def _client(settings: Settings) -> AirflowClient:
     try:
-        client = AirflowClient.login(settings)
+        return AirflowClient.login(settings)
     except (AirflowApiError, urllib.error.URLError) as exc:
         raise ConfigError(
             f"cannot reach Airflow's API server at {api_base_url(settings)} ({exc}): is it running "
             "(`recflow up`)? RECFLOW_AIRFLOW_API_PORT sets its port"
         ) from exc
+
+
+def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    extra: dict[str, Any] = {}
+    if args.max_quarantine_share is not None:
+        extra["max_quarantine_share"] = args.max_quarantine_share
+    if args.no_volume_check:
+        extra["check_volume"] = False
+    result = backfill_days(_client(settings), args.first, args.last, extra=extra)
+    if result.state == "success":
+        print(f"{WAREHOUSE_DAG} run {result.run_id}: success in {result.seconds:.0f}s")
+        return 0
+    print(
+        f"{WAREHOUSE_DAG} run {result.run_id}: {result.state} after {result.seconds:.0f}s; failed: "
+        f"{', '.join(result.failed_tasks) or 'none'}; `recflow incidents list --dag {WAREHOUSE_DAG}` says why",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
+    client = _client(settings)
     how = {"downstream": args.downstream, "only_failed": args.only_failed, "dry_run": args.dry_run}
     if args.run is not None:
         if args.start_date or args.end_date:
@@ -202,6 +226,20 @@ def add_commands(sub: Subcommands) -> None:
     af = sub.add_parser("airflow", help="the airflow CLI with the project's environment", add_help=False)
     af.add_argument("args", nargs=argparse.REMAINDER)
     af.set_defaults(func=cmd_airflow)
+
+    backfill = sub.add_parser(
+        "backfill",
+        help="land, audit and transform a range of days in one run of recsys_warehouse (the marts built once)",
+    )
+    backfill.add_argument("--from", dest="first", type=iso_date, required=True, help="first day (ds)")
+    backfill.add_argument("--to", dest="last", type=iso_date, required=True, help="last day (ds), inclusive")
+    backfill.add_argument(
+        "--max-quarantine-share", type=float, default=None, help="the audit's param for this run (0..1)"
+    )
+    backfill.add_argument(
+        "--no-volume-check", action="store_true", help="skip the audit's volume check (a spiky history)"
+    )
+    backfill.set_defaults(func=cmd_backfill)
 
     clear = sub.add_parser(
         "clear",

@@ -149,6 +149,19 @@ class AirflowClient:
         )
         return body.get("value")
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> list[str]:
+        """The events (messages) of one try's log, as the UI shows them; none when it has no log yet."""
+        path = (
+            f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}"
+            f"/logs/{try_number}?full_content=true"
+        )
+        try:
+            body = self._request("GET", path)
+        except AirflowApiError:
+            return []
+        content = (body or {}).get("content") or []
+        return [str(item.get("event", "")) if isinstance(item, dict) else str(item) for item in content]
+
     def delete_run(self, dag_id: str, run_id: str) -> None:
         """Delete a run; an unfinished one is marked failed first (Airflow refuses to delete it running)."""
         path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
