@@ -1,7 +1,7 @@
 """The README's `recflow airflow dags test` on a fresh home: both DAGs, every task in one process.
 
 `airflow dags test` runs each task in the calling process, so the warehouse DAG's dbt (DuckDB
-in-process, under Cosmos) and the Great Expectations checks share one process: a
+in-process, in the build task) and the Great Expectations checks share one process: a
 configuration that only a scheduler's one-process-per-task hid. The days are the bad-input
 case the faults suite runs through the scheduler: a day with 0.5% null `user_id`
 (quarantined exactly, published), a day with 5% (refused, an incident, no retry), then a

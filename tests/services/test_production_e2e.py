@@ -47,7 +47,7 @@ def production(
 ) -> Iterator[tuple[Settings, Path]]:
     """The production profile's environment in this process (the components inherit it)."""
     airflow_db, warehouse_db, mlflow_db, incidents_db = (pg_database_factory() for _ in range(4))
-    # a password, as a real warehouse has (Cosmos's profile mapping requires one; trust auth ignores it)
+    # a password, as a real warehouse has (the profile's password variable must be set; trust auth ignores it)
     warehouse_db = warehouse_db.replace("//postgres@", "//postgres:unused-here@")
     broker = _redis_db()
     server = start_sagemaker_server(tmp_path / "aws")
@@ -60,7 +60,7 @@ def production(
             "RECFLOW_LANDING_DIR": str(tmp_path / "landing"),
             "RECFLOW_DBT_TARGET": "postgres",
             "RECFLOW_WAREHOUSE_URL": warehouse_db,
-            # tasks read the warehouse from the Airflow connection (dbt through Cosmos's mapping)
+            # tasks read the warehouse from the Airflow connection (dbt's build included)
             "AIRFLOW_CONN_RECFLOW_WAREHOUSE": warehouse_db,
             "RECFLOW_MLFLOW_TRACKING_URI": mlflow_db,
             "RECFLOW_INCIDENTS_URL": incidents_db,

@@ -2,8 +2,8 @@
 
 The embedded stack (LocalExecutor, local artifacts and training jobs, MLflow on SQLite) with
 ``RECFLOW_WAREHOUSE_URL`` on the cluster's Thrift server and ``RECFLOW_DBT_TARGET=spark``: every
-warehouse step (land, the audit and its Great Expectations judge, dbt through Cosmos's
-``SparkThriftProfileMapping`` on the ``recflow_warehouse`` connection, the marts suite, ``snapshot``)
+warehouse step (land, the audit and its Great Expectations judge, dbt's one build reading the
+``recflow_warehouse`` connection through the committed profile, the marts suite, ``snapshot``)
 runs on Spark. The DAG files are unchanged.
 
 Checked: both DAGs succeed; every mart equals what the embedded DuckDB profile builds from the same
@@ -42,7 +42,7 @@ def spark_profile(
         "RECFLOW_DBT_TARGET": "spark",
         "RECFLOW_WAREHOUSE_URL": spark_warehouse.warehouse_url,
         # no Airflow connection: the two settings alone, as the README's Spark path exports them (the embedded
-        # stack derives `recflow_warehouse` from the URL for Cosmos's SparkThriftProfileMapping)
+        # stack derives `recflow_warehouse` from the URL, which dbt's build reads too)
         "RECFLOW_MODEL_NAME": "recsys-spark",
         "RECFLOW_GATE_MIN_HR_AT_10": "0.05",
         "RECFLOW_GATE_MIN_NDCG_AT_10": "0.02",

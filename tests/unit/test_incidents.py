@@ -64,7 +64,7 @@ def _champion(name: str) -> str:
 
 
 def test_kinds_follow_the_error_type() -> None:
-    """recflow's own classifier; Airflow's and Cosmos's errors: tests/unit/airflow/test_classify.py."""
+    """recflow's own classifier; Airflow's errors: tests/unit/airflow/test_classify.py."""
     assert classify(_refused()) == "data"
     assert classify(errors.ContractViolation("x", check="columns")) == "data"
     assert classify(errors.DataQualityError("x", report=None, check="suite")) == "data"

@@ -3,7 +3,7 @@
 :func:`on_task_failure` (every task's ``on_failure_callback``, through
 ``recflow.airflow.defaults.DEFAULT_ARGS``) unpacks Airflow's context and calls
 :func:`recflow.oncall.incidents.record_failure` with :func:`recflow.airflow.classify.classify`
-(Airflow's and Cosmos's errors have kinds too), which stores the incident
+(Airflow's errors have kinds too), which stores the incident
 (``recflow incidents show ID``). The task log then ends with one
 ``ON-CALL: <what> | why: … | what to do: … | runbook: … | incident: …`` line, and a
 notification goes through the Apprise provider's notifier to whatever the Airflow

@@ -6,8 +6,8 @@ are read, each only when it exists, so the embedded profile needs neither:
 - ``RECFLOW_WAREHOUSE_CONN_ID`` (``recflow_warehouse``), read when ``RECFLOW_DBT_TARGET`` is ``postgres``
   (a PostgreSQL connection) or ``spark`` (a ``spark`` connection to the Thrift server: host, port,
   login); it becomes ``Settings.warehouse_url`` (``postgresql://...``, ``hive://login@host:port/default``)
-  for every warehouse step. dbt reads the same connection through Cosmos's
-  ``PostgresUserPasswordProfileMapping`` or ``SparkThriftProfileMapping`` (``recflow.airflow.dbt``).
+  for every warehouse step, dbt's build included (``recflow.transform.run_build`` sets the committed
+  profile's ``RECFLOW_WAREHOUSE_*`` variables from it while dbt runs).
 - ``RECFLOW_AWS_CONN_ID`` (``aws_default``): the Amazon provider's ``AwsBaseHook`` builds
   a boto3 session from it (keys, a role to assume, a profile) and that session becomes
   boto3's default one in this process, so S3 and SageMaker clients made anywhere in

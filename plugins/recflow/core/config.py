@@ -259,8 +259,8 @@ class Settings:
         Env(
             "RECFLOW_WAREHOUSE_CONN_ID",
             "Airflow connection of a server warehouse (PostgreSQL), read when `RECFLOW_DBT_TARGET=postgres`. "
-            "Inside Airflow, when it exists, it gives every task the warehouse (dbt through a Cosmos profile "
-            "mapping) and wins over `RECFLOW_WAREHOUSE_URL`, which serves processes outside Airflow.",
+            "Inside Airflow, when it exists, it gives every task the warehouse (dbt included, through the "
+            "committed profile's variables) and wins over `RECFLOW_WAREHOUSE_URL`, which serves processes outside Airflow.",
         ),
     ] = "recflow_warehouse"
     aws_endpoint_url: Annotated[

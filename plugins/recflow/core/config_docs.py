@@ -55,9 +55,9 @@ WAREHOUSE_PROFILES = """\
 
 The committed `dbt/profiles.yml` holds the `duckdb`, `postgres` and `spark` outputs; `RECFLOW_DBT_TARGET`
 names the one dbt runs. On Airflow the `postgres` and `spark` targets' connection details come from the
-connection `recflow_warehouse` through Cosmos's `PostgresUserPasswordProfileMapping` and
-`SparkThriftProfileMapping`; Cosmos has mappings for the others too
-(`RedshiftUserPasswordProfileMapping`, `SnowflakePrivateKeyPemProfileMapping`). An output helps only
+connection `recflow_warehouse`, as for every other warehouse step: the build task sets the
+`RECFLOW_WAREHOUSE_*` variables the output reads from it (the password only in the build's
+environment). Another warehouse is one more output reading such variables. An output helps only
 once every model compiles for its adapter: what each lacks is in
 [warehouses](warehouses.md). These entries are examples: no test here runs them.
 

@@ -3,7 +3,7 @@
 The failure callback (``recflow.airflow.alerts``) unpacks Airflow's context into a
 :class:`TaskFailure` and calls :func:`record_failure`, which classifies the error by its type
 (with the classifier its caller passes: the callback's, ``recflow.airflow.classify``, also knows
-Airflow's and Cosmos's errors), says what the failure leaves stale and which model stays champion,
+Airflow's errors), says what the failure leaves stale and which model stays champion,
 quotes the runbook's "What to do" and stores an :class:`Incident` in the store
 ``RECFLOW_INCIDENTS_URL`` names (:mod:`recflow.oncall.store`). The record itself is
 :mod:`recflow.oncall.record`.
@@ -77,7 +77,7 @@ class TaskFailure:
 
 Classifier = Callable[[BaseException | str | None], Kind]
 """Gives an error its incident kind. The failure callback passes ``recflow.airflow.classify.classify``,
-which knows Airflow's and Cosmos's errors as well as recflow's."""
+which knows Airflow's errors as well as recflow's."""
 
 
 def classify(error: BaseException | str | None) -> Kind:

@@ -32,8 +32,8 @@ TASK_DEFAULTS: dict[str, str] = {
     names.EVALUATE: "evaluate-failed",
     names.PUBLISH: "publish-failed",
 }
-"""The section for a task's failure when the error names none: a sensor timeout, a dbt error
-raised by Cosmos, an MLflow or artifact-store error. Keyed by the task id, or by its task group
+"""The section for a task's failure when the error names none: a sensor timeout, a dbt
+build that could not run, an MLflow or artifact-store error. Keyed by the task id, or by its task group
 (``transform`` for ``transform.<dbt node>``). The other tasks fail with errors that name their
 section; anything else there is an infrastructure fault.
 """

@@ -1,7 +1,7 @@
 """The ``training_marts`` suite: what the dbt tests cannot say about the marts the model trains on.
 
 dbt owns the marts' invariants, each tested once beside its model in ``dbt/`` and run by the
-model's own ``transform.*`` task (Cosmos ``TestBehavior.BUILD``) or by a task of its own for a
+model's own ``transform.*`` task (``recflow.transform``) or by a task of its own for a
 test over several models, all upstream of ``check_marts``:
 
 - ``training_interactions``: ``user_id``, ``pin_id``, ``weight``, ``split`` not null, ``split``
@@ -12,7 +12,7 @@ test over several models, all upstream of ``check_marts``:
 - the split and the engagement aggregation are also *unit* tested on fixed rows (``unit_tests``
   in ``training_interactions.yml`` and ``int_user_pin_engagement.yml``).
 
-A mart that breaks one of them fails that dbt task (``CosmosDbtRunError``, an incident of
+A mart that breaks one of them fails that dbt task (``DbtNodeFailed``, an incident of
 kind ``transform`` naming the failing test): ``check_marts`` is then ``upstream_failed`` and
 the asset that schedules training is not updated.
 

@@ -30,7 +30,7 @@ class DuckDBWarehouse(Warehouse):
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         # No ``config=``: DuckDB refuses a second connection to a file that this process already holds
-        # open with another configuration, and dbt-duckdb (in-process under Cosmos, and in
+        # open with another configuration, and dbt-duckdb (in-process in the build task, and in
         # ``airflow dags test``, which runs every task in one process) opens it with none. The memory
         # limit is a setting of the database instance, so ``set`` gives it to both connections.
         self.connection: duckdb.DuckDBPyConnection = duckdb.connect(str(path), read_only=read_only)

@@ -20,7 +20,7 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_warehouse_connection_is_read_only_for_the_postgres_target(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """dbt reads it only then (Cosmos's profile mapping): a DuckDB run never mixes in a server."""
+    """dbt reads it only then (through task_settings, as every step): a DuckDB run never mixes in a server."""
     monkeypatch.setenv("AIRFLOW_CONN_RECFLOW_WAREHOUSE", "postgres://rec:p%40ss@db.internal:6543/wh")
     assert task_settings().warehouse_url is None
 
@@ -55,7 +55,7 @@ def test_the_warehouse_connection_wins_and_aws_keys_come_from_aws_default(
 
 
 def test_a_spark_connection_becomes_the_thrift_servers_hive_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cosmos's SparkThriftProfileMapping reads a ``spark`` connection; every other warehouse step opens
+    """dbt's spark output reads a ``spark`` connection's parts; every other warehouse step opens
     the same Thrift server through its ``hive://`` URL (the ``default`` database when none is named)."""
     monkeypatch.setenv(
         "AIRFLOW_CONN_RECFLOW_WAREHOUSE",
