@@ -230,7 +230,7 @@ def _kill_build_mid_node(world: World, run_id: str, try_number: int) -> None:
         ours = [
             e
             for e in entries
-            if e["key"].startswith("dbt_started:")
+            if e["key"].startswith("dbt_task:")
             and datetime.fromisoformat(e["timestamp"]) >= datetime.fromisoformat(ti["start_date"])
         ]
         return int(ti["pid"]) if ours else None

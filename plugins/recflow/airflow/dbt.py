@@ -47,18 +47,22 @@ log = logging.getLogger(__name__)
 
 BUILD_TASK = "dbt_build"
 """The group's one dbt invocation (``transform.dbt_build``)."""
-RESULT_KEY = "dbt_node:"
-"""The XCom key prefix of a node's result, pushed by the build: ``dbt_node:<unique_id>``."""
-STARTED_KEY = "dbt_started:"
-"""The XCom key prefix pushed when dbt starts a node: a node started and never finished was killed."""
+RECORD_KEY = "dbt_task:"
+"""The XCom key prefix of a node task's record, pushed by the build as each of its nodes starts and
+ends: ``dbt_task:<task id in the group>`` = ``{"started": [unique_id, ...], "results": {unique_id:
+NodeResult}}``. One key per task, so each task reads its nodes in one request."""
 
 
-def result_key(unique_id: str) -> str:
-    return f"{RESULT_KEY}{unique_id}"
+def record_key(task_id: str) -> str:
+    return f"{RECORD_KEY}{task_id}"
 
 
-def started_key(unique_id: str) -> str:
-    return f"{STARTED_KEY}{unique_id}"
+def _record_parts(value: Any) -> tuple[dict[str, NodeResult | None], frozenset[str]]:
+    """A pushed record as (results by node, nodes started); an absent record is empty."""
+    if not isinstance(value, Mapping):
+        return {}, frozenset()
+    results = {uid: _as_result(r) for uid, r in (value.get("results") or {}).items()}
+    return results, frozenset(value.get("started") or ())
 
 
 class DbtBuildOperator(BaseOperator):
@@ -69,23 +73,37 @@ class DbtBuildOperator(BaseOperator):
 
     ui_color = "#ffe5d1"
 
-    def __init__(self, *, node_task_ids: Mapping[str, str], **kwargs: Any) -> None:
+    def __init__(self, *, node_task_ids: Mapping[str, str], heads: Sequence[str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.node_task_ids = dict(node_task_ids)
+        self.heads = frozenset(heads)
+        """Each task's own node (the first of its nodes)."""
 
     def execute(self, context: Any) -> dict[str, Any]:
         from recflow.transform import run_build  # noqa: PLC0415 (the build's modules load when it runs, not at DAG parse)
 
         ti = context["ti"]
         failed: list[str] = []
+        records: dict[str, dict[str, Any]] = {}
 
-        def _push(result: NodeResult) -> None:
-            ti.xcom_push(key=result_key(result.unique_id), value=result.as_dict())
-            if result.status in ("error", "fail"):
-                failed.append(self.node_task_ids.get(result.unique_id, result.unique_id))
+        def _record(unique_id: str) -> tuple[str, dict[str, Any]]:
+            task_id = self.node_task_ids.get(unique_id, unique_id)
+            return task_id, records.setdefault(task_id, {"started": [], "results": {}})
 
         def _started(unique_id: str) -> None:
-            ti.xcom_push(key=started_key(unique_id), value={"unique_id": unique_id})
+            # only a task's own node (its model, seed or test): a build killed under it then names
+            # it; a push per test too would cost the build ~1 s of round trips
+            if unique_id in self.heads:
+                task_id, record = _record(unique_id)
+                record["started"].append(unique_id)
+                ti.xcom_push(key=record_key(task_id), value=record)
+
+        def _push(result: NodeResult) -> None:
+            task_id, record = _record(result.unique_id)
+            record["results"][result.unique_id] = result.as_dict()
+            ti.xcom_push(key=record_key(task_id), value=record)
+            if result.status in ("error", "fail"):
+                failed.append(task_id)
 
         outcome = run_build(task_settings(), on_result=_push, on_start=_started)
         log.info("dbt build ended in %.1fs: %s", outcome.seconds, outcome.statuses)
@@ -102,15 +120,16 @@ class DbtNodeTrigger(BaseTrigger):
     """Reads the build's results for one task's nodes and ends the task: success or skipped right here,
     in the triggerer; failed or not built back on a worker (``execute_complete``), to raise the error."""
 
-    def __init__(self, nodes: Sequence[str], build_task_id: str) -> None:
+    def __init__(self, nodes: Sequence[str], build_task_id: str, record_key: str) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.nodes = tuple(nodes)
         self.build_task_id = build_task_id
+        self.record_key = record_key
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{__name__}.DbtNodeTrigger",
-            {"nodes": list(self.nodes), "build_task_id": self.build_task_id},
+            {"nodes": list(self.nodes), "build_task_id": self.build_task_id, "record_key": self.record_key},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -122,17 +141,11 @@ class DbtNodeTrigger(BaseTrigger):
         if ti is None:
             raise RuntimeError("DbtNodeTrigger runs for a task instance only")
 
-        def _pull(key: str) -> Any:
-            return XCom.get_one(
-                key=key, dag_id=ti.dag_id, task_id=self.build_task_id, run_id=ti.run_id, map_index=-1
-            )
-
-        results = {uid: _as_result(await sync_to_async(_pull)(result_key(uid))) for uid in self.nodes}
-        started = set()
-        for uid in self.nodes:
-            if results[uid] is None and isinstance(await sync_to_async(_pull)(started_key(uid)), Mapping):
-                started.add(uid)
-        found = verdict(self.nodes, results, frozenset(started))
+        value = await sync_to_async(XCom.get_one)(
+            key=self.record_key, dag_id=ti.dag_id, task_id=self.build_task_id, run_id=ti.run_id, map_index=-1
+        )
+        results, started = _record_parts(value)
+        found = verdict(self.nodes, results, started)
         for line in found.lines:
             self.log.info("%s", line)
         if found.state == "success":
@@ -163,9 +176,17 @@ class DbtNodeOperator(BaseOperator):
     ui_color = "#fff3e8"
 
     def __init__(
-        self, *, nodes: Sequence[str], node_name: str, node_kind: str, build_task_id: str, **kwargs: Any
+        self,
+        *,
+        nodes: Sequence[str],
+        node_name: str,
+        node_kind: str,
+        build_task_id: str,
+        node_task_id: str,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.node_task_id = node_task_id
         self.nodes = tuple(nodes)
         self.node_name = node_name
         self.node_kind = node_kind
@@ -173,7 +194,11 @@ class DbtNodeOperator(BaseOperator):
         self.start_from_trigger = True
         self.start_trigger_args = StartTriggerArgs(
             trigger_cls=f"{__name__}.DbtNodeTrigger",
-            trigger_kwargs={"nodes": list(self.nodes), "build_task_id": build_task_id},
+            trigger_kwargs={
+                "nodes": list(self.nodes),
+                "build_task_id": build_task_id,
+                "record_key": record_key(node_task_id),
+            },
             next_method="execute_complete",
             timeout=timedelta(minutes=10),
         )
@@ -181,13 +206,8 @@ class DbtNodeOperator(BaseOperator):
     def execute(self, context: Any) -> None:
         """On a worker (``airflow dags test``, or back from the trigger): the same verdict, from XCom."""
         ti = context["ti"]
-
-        def _pull(key: str) -> Any:
-            return ti.xcom_pull(task_ids=self.build_task_id, key=key)
-
-        results = {uid: _as_result(_pull(result_key(uid))) for uid in self.nodes}
-        started = frozenset(
-            uid for uid in self.nodes if results[uid] is None and isinstance(_pull(started_key(uid)), Mapping)
+        results, started = _record_parts(
+            ti.xcom_pull(task_ids=self.build_task_id, key=record_key(self.node_task_id))
         )
         found = verdict(self.nodes, results, started)
         for line in found.lines:
@@ -227,6 +247,7 @@ def dbt_task_group(settings: Settings, group_id: str = TRANSFORM) -> TaskGroup:
         build = DbtBuildOperator(
             task_id=BUILD_TASK,
             node_task_ids={uid: t.task_id for t in tasks for uid in t.nodes},
+            heads=[t.nodes[0] for t in tasks],
             pool=WAREHOUSE_POOL,
             # a day's build is seconds; a hung one must fail and page
             execution_timeout=timedelta(minutes=30),
@@ -238,6 +259,7 @@ def dbt_task_group(settings: Settings, group_id: str = TRANSFORM) -> TaskGroup:
                 node_name=t.name,
                 node_kind=t.kind,
                 build_task_id=f"{group_id}.{BUILD_TASK}",
+                node_task_id=t.task_id,
                 # once the build has succeeded or failed (not while it waits for a retry); skipped when it
                 # never ran (the audit refused the day). Its error is a verdict (DbtNodeFailed, not
                 # retryable): only a lost worker is tried again.

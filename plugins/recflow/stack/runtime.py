@@ -87,6 +87,33 @@ def _passwords_file(airflow_home: Path) -> Path:
     return path
 
 
+EMBEDDED_TUNING: dict[str, tuple[str, str]] = {
+    "AIRFLOW__CORE__PARALLELISM": (
+        "4",
+        "LocalExecutor's worker processes: 2 cores; a warehouse day runs one task at a time (the "
+        "one-slot warehouse pool), the dbt node tasks end in the triggerer, so more only adds memory",
+    ),
+    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": (
+        "0.25",
+        "seconds the scheduler sleeps after a loop with nothing to do: each task hop waits for a loop "
+        "(Airflow 3 has no mini scheduler). Measured by `make bench-overhead` on 2 cores: a scheduled "
+        "day 10.7 s at Airflow's default 1 s, 8.3 s at 0.25 s (docs/benchmarks.md)",
+    ),
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": (
+        "15",
+        "seconds between scans of dags/ for new files: a fresh home sees its DAGs within seconds, "
+        "and the parser's CPU is not taken from the tasks on 2 cores",
+    ),
+}
+"""The embedded Airflow's settings chosen for 2 cores: value and reason, each in one place (the
+overhead benchmark records them beside its figures)."""
+
+
+def airflow_tuning() -> dict[str, str]:
+    """:data:`EMBEDDED_TUNING`'s values."""
+    return {key: value for key, (value, _) in EMBEDDED_TUNING.items()}
+
+
 def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str]:
     """The full environment for an Airflow process; ``current`` is the caller's environment."""
     home = settings.airflow_home
@@ -99,7 +126,6 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.project_root / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__FERNET_KEY": keys["fernet_key"],
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
@@ -117,10 +143,8 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__API__SECRET_KEY": keys["api_secret_key"],
         "AIRFLOW__API_AUTH__JWT_SECRET": keys["jwt_secret"],
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "15",
+        **airflow_tuning(),
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-        "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
-        "AIRFLOW__COSMOS__PROPAGATE_LOGS": "False",
         "SCARF_ANALYTICS": "false",
         "DO_NOT_TRACK": "true",
         "GX_ANALYTICS_ENABLED": "False",
@@ -137,7 +161,7 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
 
 def warehouse_connection(settings: Settings) -> dict[str, str]:
     """The embedded Airflow's ``recflow_warehouse`` connection, from ``RECFLOW_WAREHOUSE_URL``, when the dbt
-    target reads one (``postgres``, ``spark``: Cosmos's profile mappings) and the caller gave none:
+    target reads one (``postgres``, ``spark``: the build reads it too) and the caller gave none:
     ``RECFLOW_WAREHOUSE_URL`` and ``RECFLOW_DBT_TARGET`` alone then point a local stack's dbt at the same
     warehouse as its other steps. A production deployment defines the connection itself (docs/deploy.md)."""
     if (
