@@ -235,25 +235,6 @@ def test_the_unit_tests_run_in_the_build_and_pass(build: tuple[Path, dict[str, s
     }
 
 
-def test_the_dags_builds_leave_the_unit_tests_to_ci(
-    built_warehouse: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The DAG's dbt tasks get UNIT_TESTS_OFF in their environment: dbt then builds the model and its
-    data tests, not its unit tests (fixed rows, run above by the build `make test` runs)."""
-    from recflow.airflow.dbt import UNIT_TESTS_OFF
-
-    with duckdb.connect(str(built_warehouse)) as con:
-        con.execute("checkpoint")
-    warehouse = tmp_path / "recflow.duckdb"
-    shutil.copyfile(built_warehouse, warehouse)
-    for name, value in UNIT_TESTS_OFF.items():
-        monkeypatch.setenv(name, value)
-    result = _dbt(warehouse, tmp_path, "build", "--select", "int_user_pin_engagement")
-    assert result.success, result.exception
-    ran = {r.node.unique_id.split(".")[0] for r in result.result}
-    assert ran == {"model", "test"}
-
-
 # -- the marts' invariants: a broken mart fails the dbt test that owns the invariant ---------------
 
 TI = "analytics.training_interactions"
