@@ -40,7 +40,7 @@ from recflow.core.config import Settings
 from recflow.core.errors import DbtNodeFailed
 from recflow.core.names import TRANSFORM
 from recflow.transform import NodeResult, node_tasks, verdict
-from recflow.transform.build import TaskVerdict
+from recflow.transform.build import FAILED, TaskVerdict
 from recflow.warehouse import WAREHOUSE_POOL
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ class DbtBuildOperator(BaseOperator):
             task_id, record = _record(result.unique_id)
             record["results"][result.unique_id] = result.as_dict()
             ti.xcom_push(key=record_key(task_id), value=record)
-            if result.status in ("error", "fail"):
+            if result.status in FAILED:
                 failed.append(task_id)
 
         outcome = run_build(task_settings(), on_result=_push, on_start=_started)

@@ -89,8 +89,12 @@ def backfill_days(
         run = _run(client, run_id)
         for ti in client.task_instances(WAREHOUSE_DAG, run_id):
             task_id, state = ti["task_id"], ti.get("state") or "none"
-            if task_id in PER_DAY_TASKS and state in ("running", "success", "failed", "up_for_retry"):
-                key = (task_id, int(ti.get("try_number") or 1))
+            key = (task_id, int(ti.get("try_number") or 1))
+            # a try's log is read while it runs, and once more when it has ended: not on every poll after
+            read_log = state == "running" or (
+                state in ("success", "failed", "up_for_retry") and result.tasks.get(task_id) != state
+            )
+            if task_id in PER_DAY_TASKS and read_log:
                 day_lines = [
                     line
                     for line in client.task_log(WAREHOUSE_DAG, run_id, task_id, key[1])
