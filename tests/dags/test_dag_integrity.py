@@ -102,7 +102,7 @@ def test_each_dbt_model_is_its_own_task(dagbag: Any) -> None:
     task_ids = {t.task_id for t in dag.tasks}
     for model in ("stg_events", "fct_engagements", "dim_users", "dim_pins", "training_interactions"):
         assert f"transform.{model}_model_build" in task_ids
-    chain = ["wait_for_landing", "land", "audit", "transform.dbt_build", "transform.stg_events_model_build"]
+    chain = ["wait_for_landing", "land", "audit", "transform.stg_events_model_build", "check_marts"]
     for upstream, downstream in itertools.pairwise(chain):
         assert upstream in dag.get_task(downstream).upstream_task_ids
     assert dag.get_task("check_marts").outlets
@@ -110,17 +110,19 @@ def test_each_dbt_model_is_its_own_task(dagbag: Any) -> None:
 
 def test_dbt_runs_once_per_run_and_each_node_task_reports_it(dagbag: Any) -> None:
     """One ``dbt build`` (the only task of the group a worker runs when all goes well); every node's
-    task waits for it to succeed or fail (not for a retry) and starts in the triggerer."""
+    task starts with it, in the triggerer (which waits there for the build to end), and check_marts
+    waits for the build and every node's task."""
     dag = dagbag.dags["recsys_warehouse"]
     build = dag.get_task(f"transform.{BUILD_TASK}")
     assert build.upstream_task_ids == {"audit"}
+    assert "check_marts" in build.downstream_task_ids
     node_tasks = [t for t in dag.tasks if t.task_id.startswith("transform.") and t is not build]
     assert len(node_tasks) >= 10
     for task in node_tasks:
-        assert task.upstream_task_ids == {build.task_id}, task.task_id
-        assert task.trigger_rule == "one_done", task.task_id
+        assert task.upstream_task_ids == {"audit"}, task.task_id
+        assert task.trigger_rule == "all_success", task.task_id
         assert task.start_from_trigger, task.task_id
-        assert "check_marts" in task.downstream_task_ids, task.task_id
+        assert task.downstream_task_ids == {"check_marts"}, task.task_id
     # a node dbt skipped must not skip check_marts (and end the run green) before the failing node fails
     assert dag.get_task("check_marts").trigger_rule == "none_failed"
     # the manifest's tests over several models have tasks of their own

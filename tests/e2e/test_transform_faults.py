@@ -4,15 +4,16 @@ scheduler, LocalExecutor and triggerer.
 One ``dbt build`` per run (``transform.dbt_build``), one task per dbt node reporting it. Days of
 synthetic events go through ``recsys_warehouse`` one backfill run each:
 
-* a clean day: every node's task succeeds in the triggerer, with no worker log of its own;
+* a clean day: every node's task starts with the build, waits for it in the triggerer and
+  succeeds there once the build has ended, with no worker log of its own;
 * a test that fails (a past day of ``fct_engagements`` broken where the incremental build does
   not rewrite it): ``transform.fct_engagements_model_build`` fails, its ``ON-CALL:`` line names
   the model and the test; ``check_marts`` does not run;
 * a model that fails (a column added to ``fct_engagements``'s table, which its
   ``on_schema_change: fail`` refuses): the same task fails, its line names the model and says
   ``out of sync``; the tests that read it are skipped, every other node succeeds;
-* the build killed (SIGKILL of its task process) once: it goes up for retry while no node task
-  runs, and the retry's build ends the run green;
+* the build killed (SIGKILL of its task process) once: it goes up for retry while every node
+  task still waits (deferred, no try of its own spent), and the retry's build ends the run green;
 * the build killed on both tries: the node dbt was running fails, its line names that model;
   the nodes it never reached are skipped.
 
@@ -127,7 +128,11 @@ def test_a_clean_day_builds_once_and_its_node_tasks_end_in_the_triggerer(world: 
     assert tis[BUILD]["state"] == "success" and tis[BUILD]["try_number"] == 1
     nodes = _node_tasks(tis)
     assert len(nodes) >= 10 and set(nodes.values()) == {"success"}
+    build_ended = datetime.fromisoformat(tis[BUILD]["end_date"])
     for task_id in nodes:
+        # waiting in the triggerer while dbt ran, judged only once it had ended
+        assert datetime.fromisoformat(tis[task_id]["start_date"]) < build_ended, task_id
+        assert datetime.fromisoformat(tis[task_id]["end_date"]) >= build_ended, task_id
         folder = _logs(world, run["dag_run_id"], task_id)
         assert list(folder.glob("attempt=1.log.trigger.*.log")), f"{task_id}: no trigger log"
         assert not (folder / "attempt=1.log").exists(), f"{task_id} ran on a worker"
@@ -240,7 +245,7 @@ def _kill_build_mid_node(world: World, run_id: str, try_number: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def test_a_build_killed_once_is_retried_and_no_node_task_runs_meanwhile(world: World) -> None:
+def test_a_build_killed_once_is_retried_while_its_node_tasks_wait(world: World) -> None:
     since = _start(world, DAYS[3])
     run = _wait_for("the run", lambda: _run_of(world, DAYS[3], since))
     _kill_build_mid_node(world, run["dag_run_id"], 1)
@@ -250,11 +255,14 @@ def test_a_build_killed_once_is_retried_and_no_node_task_runs_meanwhile(world: W
         return tis if tis[BUILD]["state"] == "up_for_retry" else None
 
     waiting = _wait_for(f"{BUILD} up for retry", up_for_retry, 120)
-    assert set(_node_tasks(waiting).values()) <= {None, "scheduled"}, "a node task ran while the build waits"
+    assert set(_node_tasks(waiting).values()) <= {"deferred", "scheduled"}, (
+        "a node task ended while the build waits"
+    )
     finished, tis = _finish(world, DAYS[3], since)
     assert finished["state"] == "success"
     assert tis[BUILD]["try_number"] == 2
     assert set(_node_tasks(tis).values()) == {"success"}
+    assert {tis[t]["try_number"] for t in _node_tasks(tis)} == {1}, "a node task spent a try on the wait"
 
 
 def test_a_build_killed_on_every_try_fails_the_node_it_was_running_by_name(world: World) -> None:

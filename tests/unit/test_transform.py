@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 
 from recflow.core.config import Settings, subprocess_env
 from recflow.transform import NodeResult, node_tasks, verdict
+from recflow.transform.records import NodeRecords
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +115,81 @@ def test_the_failing_nodes_message_is_in_its_line() -> None:
     assert [r.unique_id for r in found.failed] == [TEST]
     assert found.lines[1].endswith("fail in 0.10s: Got 3 results")
     assert NodeResult.from_dict(found.failed[0].as_dict()) == found.failed[0]
+
+
+class _Store:
+    """What a build's records reach: every write, in order, each as the store got it (a copy)."""
+
+    def __init__(self, seconds: float = 0.0, fail: bool = False) -> None:
+        self.seconds = seconds
+        self.fail = fail
+        self.writes: list[tuple[str, dict[str, Any]]] = []
+        self.lock = threading.Lock()
+
+    def push(self, task_id: str, record: dict[str, Any]) -> None:
+        time.sleep(self.seconds)
+        if self.fail:
+            raise ConnectionError("the API server went away")
+        with self.lock:
+            self.writes.append((task_id, json.loads(json.dumps(record))))
+
+    def last(self) -> dict[str, dict[str, Any]]:
+        return {task_id: record for task_id, record in self.writes}
+
+
+def _build_of(records: NodeRecords, events: list[tuple[str, str]]) -> None:
+    """Replay a build: ("start", uid) or ("end", uid) as dbt would report them."""
+    for kind, uid in events:
+        if kind == "start":
+            records.started(uid)
+        else:
+            records.result(_r(uid, "success"))
+
+
+TASKS = {"model.p.a": "a_model_build", "test.p.t_a": "a_model_build", "model.p.b": "b_model_build"}
+HEADS = frozenset({"model.p.a", "model.p.b"})
+BUILD = [
+    ("start", "model.p.a"), ("end", "model.p.a"), ("start", "test.p.t_a"), ("end", "test.p.t_a"),
+    ("start", "model.p.b"), ("end", "model.p.b"),
+]  # fmt: skip
+
+
+def test_after_close_the_store_holds_every_result_reported_with_fewer_writes_than_events() -> None:
+    store = _Store(seconds=0.02)
+    records = NodeRecords(TASKS, HEADS, store.push)
+    _build_of(records, BUILD)
+    records.close()
+    last = store.last()
+    assert set(last) == {"a_model_build", "b_model_build"}
+    assert sorted(last["a_model_build"]["results"]) == ["model.p.a", "test.p.t_a"]
+    assert last["a_model_build"]["started"] == ["model.p.a"]
+    assert list(last["b_model_build"]["results"]) == ["model.p.b"]
+    assert all(r["status"] == "success" for rec in last.values() for r in rec["results"].values())
+    # one write per start (2) and at most one per result (3), fewer when results queue up
+    assert len(store.writes) <= 5
+    # a task's writes never go back: each holds every result of the one before it
+    for task_id in last:
+        seen: set[str] = set()
+        for t, record in store.writes:
+            if t == task_id:
+                assert seen <= set(record["results"]), task_id
+                seen = set(record["results"])
+
+
+def test_a_tasks_own_node_starting_is_in_the_store_before_dbt_runs_it() -> None:
+    """A build killed right after dbt started a node still names that node (its task fails as in flight)."""
+    store = _Store(seconds=0.05)
+    records = NodeRecords(TASKS, HEADS, store.push)
+    records.started("model.p.a")
+    assert store.last()["a_model_build"]["started"] == ["model.p.a"], "written before started() returned"
+    records.started("test.p.t_a")  # a test on the model: no write of its own
+    assert len(store.writes) == 1
+    records.close()
+
+
+def test_a_store_that_fails_fails_the_build_at_close() -> None:
+    store = _Store(fail=True)
+    records = NodeRecords(TASKS, HEADS, store.push)
+    records.result(_r("model.p.b", "success"))
+    with pytest.raises(ConnectionError, match="went away"):
+        records.close()

@@ -1,19 +1,21 @@
 """The dbt project as the ``transform`` task group: one ``dbt build`` per run, one task per node still shown.
 
 ``transform.dbt_build`` runs the whole project once (:func:`recflow.transform.run_build`, dbt's
-runner in the task's process) and pushes each node's result to XCom the moment dbt reports it.
-Then each model, seed and multi-model test has its task, as before (``<model>_model_build``,
-``<seed>_seed_build``, ``<test>_test``; :func:`recflow.transform.node_tasks`): it reads its nodes'
-results and ends in that node's state, its log listing each node's line.
+runner in the task's process) and writes each node task's record to XCom as dbt reports its nodes
+(:class:`recflow.transform.records.NodeRecords`). Each model, seed and multi-model test has its
+task, as before (``<model>_model_build``, ``<seed>_seed_build``, ``<test>_test``;
+:func:`recflow.transform.node_tasks`): it ends in its nodes' state, its log listing each node's line.
 
-Those per-node tasks start in the triggerer (``start_from_trigger``): a node that passed, or that
-dbt skipped, ends there without a worker process at all, so a day's ~15 nodes cost no task
-start-ups; only a node that failed or was never built goes on to a worker, to raise the error
-whose incident and ``ON-CALL:`` line name it. They run once the build has succeeded or failed
-(``one_done``; skipped when it never ran), so none burns retries while the build is up for retry (astronomer-cosmos
-#3001, the reason Cosmos's watcher consumers were not adopted, beside their two task start-ups
-each), and their error is not retried: their verdict is the build's. The price: a node's task turns green
-when the build ends, not when the node does; the build's own log shows each node as it ends.
+Those node tasks start in the triggerer (``start_from_trigger``) at the same time as the build, and
+wait there for it to end (one poll of its state per run, :func:`build_ended`): the triggerer picks
+them up while dbt runs, so once the build ends they end within about a second. A node that passed,
+or that dbt skipped, ends in the triggerer without a worker process at all; only a node that failed
+or was never finished goes on to a worker, to raise the error whose incident and ``ON-CALL:`` line
+name it. They read the build's results only once it has succeeded or failed, never while it waits
+for a retry, and never burn retries of their own meanwhile (astronomer-cosmos #3001, the reason
+Cosmos's watcher consumers were not adopted, beside their two task start-ups each); their error is
+not retried: their verdict is the build's. The price: a node's task turns green when the build
+ends, not when the node does; the build's own log shows each node as it ends.
 
 Nothing here imports dbt or Cosmos while the DAG is drawn: the graph is the compiled manifest
 (``dbt parse``, at ``recflow setup``) read as JSON.
@@ -21,13 +23,14 @@ Nothing here imports dbt or Cosmos while the DAG is drawn: the graph is the comp
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import BaseOperator, TaskGroup
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk import BaseOperator, TaskGroup, timezone
+from airflow.sdk.exceptions import AirflowRescheduleException, AirflowSkipException
 from airflow.triggers.base import (
     BaseTrigger,
     StartTriggerArgs,
@@ -41,6 +44,7 @@ from recflow.core.errors import DbtNodeFailed
 from recflow.core.names import TRANSFORM
 from recflow.transform import NodeResult, node_tasks, verdict
 from recflow.transform.build import FAILED, TaskVerdict
+from recflow.transform.records import NodeRecords
 from recflow.warehouse import WAREHOUSE_POOL
 
 log = logging.getLogger(__name__)
@@ -83,29 +87,22 @@ class DbtBuildOperator(BaseOperator):
         from recflow.transform import run_build  # noqa: PLC0415 (the build's modules load when it runs, not at DAG parse)
 
         ti = context["ti"]
+        records = NodeRecords(
+            self.node_task_ids,
+            self.heads,
+            push=lambda task_id, record: ti.xcom_push(key=record_key(task_id), value=record),
+        )
         failed: list[str] = []
-        records: dict[str, dict[str, Any]] = {}
 
-        def _record(unique_id: str) -> tuple[str, dict[str, Any]]:
-            task_id = self.node_task_ids.get(unique_id, unique_id)
-            return task_id, records.setdefault(task_id, {"started": [], "results": {}})
-
-        def _started(unique_id: str) -> None:
-            # only a task's own node (its model, seed or test): a build killed under it then names
-            # it; a push per test too would cost the build ~1 s of round trips
-            if unique_id in self.heads:
-                task_id, record = _record(unique_id)
-                record["started"].append(unique_id)
-                ti.xcom_push(key=record_key(task_id), value=record)
-
-        def _push(result: NodeResult) -> None:
-            task_id, record = _record(result.unique_id)
-            record["results"][result.unique_id] = result.as_dict()
-            ti.xcom_push(key=record_key(task_id), value=record)
+        def _result(result: NodeResult) -> None:
+            records.result(result)
             if result.status in FAILED:
-                failed.append(task_id)
+                failed.append(records.task_of(result.unique_id))
 
-        outcome = run_build(task_settings(), on_result=_push, on_start=_started)
+        try:
+            outcome = run_build(task_settings(), on_result=_result, on_start=records.started)
+        finally:
+            records.close()
         log.info("dbt build ended in %.1fs: %s", outcome.seconds, outcome.statuses)
         if failed:
             log.warning(
@@ -116,9 +113,56 @@ class DbtBuildOperator(BaseOperator):
         return {"statuses": outcome.statuses, "seconds": outcome.seconds}
 
 
+BUILD_TIMEOUT = timedelta(minutes=30)
+NODE_WAIT_TIMEOUT = 8 * BUILD_TIMEOUT
+"""How long a node task waits for its run's build, deferred: the build's two tries (a retry) behind
+as many runs as may wait for the one-slot warehouse pool (``max_active_runs`` 4), each at its
+timeout. A node task still waiting then fails and pages: the build is stuck outside its timeout."""
+BUILD_ENDED = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
+"""The build's states after which it writes no more records for this run (``up_for_retry`` is not one)."""
+BUILD_RAN = frozenset({"success", "failed"})
+POLL_SECONDS = {"running": 0.25, "queued": 0.25}
+"""How often the triggerer asks for the build's state: 4 times a second once it is queued or
+running (the node tasks end that soon after it), once a second while it waits (for the warehouse
+pool, for a retry)."""
+POLL_WAITING_SECONDS = 1.0
+
+_BUILD_WATCHES: dict[tuple[str, str, str], asyncio.Future[str]] = {}
+"""One poll per (DAG, run, build task) in the triggerer, however many node tasks wait on it."""
+
+
+async def build_ended(dag_id: str, run_id: str, task_id: str) -> str:
+    """The build's state once it has ended (:data:`BUILD_ENDED`), asking the API server through the
+    triggerer; every node task of the run shares one poll."""
+    key = (dag_id, run_id, task_id)
+    watch = _BUILD_WATCHES.get(key)
+    if watch is None:
+        watch = asyncio.ensure_future(_poll_build(dag_id, run_id, task_id))
+        _BUILD_WATCHES[key] = watch
+        # gone once it has an answer: a run cleared later gets a fresh poll
+        watch.add_done_callback(lambda _: _BUILD_WATCHES.pop(key, None))
+    return await asyncio.shield(watch)
+
+
+async def _poll_build(dag_id: str, run_id: str, task_id: str) -> str:
+    from asgiref.sync import sync_to_async  # noqa: PLC0415 (the triggerer's own dependency, only where a trigger runs)
+
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance  # noqa: PLC0415 (the Task SDK's client, only where a trigger runs)
+
+    while True:
+        states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
+            dag_id=dag_id, task_ids=[task_id], run_ids=[run_id]
+        )
+        state = str((states.get(run_id) or {}).get(task_id) or "none")
+        if state in BUILD_ENDED:
+            return state
+        await asyncio.sleep(POLL_SECONDS.get(state, POLL_WAITING_SECONDS))
+
+
 class DbtNodeTrigger(BaseTrigger):
-    """Reads the build's results for one task's nodes and ends the task: success or skipped right here,
-    in the triggerer; failed or not built back on a worker (``execute_complete``), to raise the error."""
+    """Waits for the run's build to end, reads its results for one task's nodes and ends the task:
+    success or skipped right here, in the triggerer; failed or not built back on a worker
+    (``execute_complete``), to raise the error."""
 
     def __init__(self, nodes: Sequence[str], build_task_id: str, record_key: str) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -141,6 +185,11 @@ class DbtNodeTrigger(BaseTrigger):
         if ti is None:
             raise RuntimeError("DbtNodeTrigger runs for a task instance only")
 
+        build_state = await build_ended(ti.dag_id, ti.run_id, self.build_task_id)
+        if build_state not in BUILD_RAN:
+            self.log.info("%s", _never_ran(self.build_task_id, build_state))
+            yield TaskSkippedEvent()
+            return
         value = await sync_to_async(XCom.get_one)(
             key=self.record_key, dag_id=ti.dag_id, task_id=self.build_task_id, run_id=ti.run_id, map_index=-1
         )
@@ -155,6 +204,10 @@ class DbtNodeTrigger(BaseTrigger):
             yield TaskSkippedEvent()
         else:
             yield TriggerEvent({"state": found.state})  # type: ignore[no-untyped-call]
+
+
+def _never_ran(build_task_id: str, state: str) -> str:
+    return f"not judged: the run's dbt build ({build_task_id}) ended {state} without building"
 
 
 def _skip_reason(found: TaskVerdict) -> str:
@@ -200,12 +253,21 @@ class DbtNodeOperator(BaseOperator):
                 "record_key": record_key(node_task_id),
             },
             next_method="execute_complete",
-            timeout=timedelta(minutes=10),
+            # bounded by the task's execution_timeout (NODE_WAIT_TIMEOUT)
+            timeout=None,
         )
 
     def execute(self, context: Any) -> None:
         """On a worker (``airflow dags test``, or back from the trigger): the same verdict, from XCom."""
         ti = context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[self.build_task_id], run_ids=[ti.run_id])
+        build_state = str((states.get(ti.run_id) or {}).get(self.build_task_id) or "none")
+        if build_state not in BUILD_ENDED:
+            # ``airflow dags test`` runs every ready task in one process, this one maybe before the build
+            log.info("the run's dbt build (%s) is %s: looking again in 1 s", self.build_task_id, build_state)
+            raise AirflowRescheduleException(timezone.utcnow() + timedelta(seconds=1))  # type: ignore[no-untyped-call]
+        if build_state not in BUILD_RAN:
+            raise AirflowSkipException(_never_ran(self.build_task_id, build_state))
         results, started = _record_parts(
             ti.xcom_pull(task_ids=self.build_task_id, key=record_key(self.node_task_id))
         )
@@ -241,29 +303,33 @@ class DbtNodeOperator(BaseOperator):
 
 
 def dbt_task_group(settings: Settings, group_id: str = TRANSFORM) -> TaskGroup:
-    """The ``transform`` group of the compiled project: the build, then a task per node."""
+    """The ``transform`` group of the compiled project: the build, and beside it a task per node.
+
+    The node tasks start with the build (not after it), in the triggerer, and wait there for it to
+    end: the triggerer's pick-up (a loop of 1 s, ~3 s cold) is paid while dbt runs, not after.
+    So each is a root and a leaf of the group, like the build: whatever runs after the group waits
+    for all of them, and clearing the build does not clear them (``-t '^transform\\.'`` does)."""
     tasks = node_tasks(settings.dbt_manifest_path)
     with TaskGroup(group_id=group_id) as group:
-        build = DbtBuildOperator(
+        DbtBuildOperator(
             task_id=BUILD_TASK,
             node_task_ids={uid: t.task_id for t in tasks for uid in t.nodes},
             heads=[t.nodes[0] for t in tasks],
             pool=WAREHOUSE_POOL,
             # a day's build is seconds; a hung one must fail and page
-            execution_timeout=timedelta(minutes=30),
+            execution_timeout=BUILD_TIMEOUT,
         )
         for t in tasks:
-            build >> DbtNodeOperator(
+            DbtNodeOperator(
                 task_id=t.task_id,
                 nodes=t.nodes,
                 node_name=t.name,
                 node_kind=t.kind,
                 build_task_id=f"{group_id}.{BUILD_TASK}",
                 node_task_id=t.task_id,
-                # once the build has succeeded or failed (not while it waits for a retry); skipped when it
-                # never ran (the audit refused the day). Its error is a verdict (DbtNodeFailed, not
-                # retryable): only a lost worker is tried again.
-                trigger_rule="one_done",
-                execution_timeout=timedelta(minutes=5),
+                # its verdict is read once the build has succeeded or failed (not while it waits for a
+                # retry); its error is a verdict (DbtNodeFailed, not retryable): only a lost worker
+                # is tried again
+                execution_timeout=NODE_WAIT_TIMEOUT,
             )
     return group
