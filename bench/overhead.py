@@ -175,8 +175,14 @@ def bare_range(settings: Settings, days: Sequence[dt.date]) -> dict[str, float]:
 def run_bare(
     settings: Settings, backfill: Sequence[dt.date], daily: Sequence[dt.date], big: Settings
 ) -> dict[str, Any]:
+    from recflow.stack.demo import compile_dbt_manifest
+
     imports = _timed_imports()
     log.info("bare: imports %.1fs", imports)
+    # as `recflow setup` does for the scheduler's homes: dbt's parse state is there before the first build
+    for home in (settings, big):
+        home.home.mkdir(parents=True, exist_ok=True)
+        compile_dbt_manifest(home)
     range_steps = bare_range(settings, backfill)
     log.info(
         "bare range of %d days %.1fs (%s)", len(backfill), sum(range_steps.values()), _steps_text(range_steps)

@@ -43,7 +43,7 @@ def _build(settings: Settings) -> tuple[dict[str, NodeResult], set[str]]:
 
 def _run_results(settings: Settings) -> dict[str, dict[str, Any]]:
     """dbt's own record of the invocation, written by dbt, not by recflow."""
-    data = json.loads((settings.home / "dbt" / "target" / "run_results.json").read_text())
+    data = json.loads((settings.dbt_target_dir / "run_results.json").read_text())
     return {r["unique_id"]: r for r in data["results"]}
 
 
@@ -105,3 +105,19 @@ def test_a_test_that_fails_fails_its_models_task_with_the_rows_it_found(copy: Se
     )
     assert fct.state == "failed" and fct.failed == (failing[0],)
     assert results[FCT].status == "success"
+
+
+def test_after_setups_parse_the_first_build_does_not_parse_the_project_again(copy: Settings) -> None:
+    """`recflow setup` parses as the builds run dbt: dbt's own log of the first build says it had
+    nothing to parse (a full parse is ~3 s of a day's build)."""
+    from recflow.stack.demo import compile_dbt_manifest
+
+    copy.home.mkdir(parents=True, exist_ok=True)
+    compile_dbt_manifest(copy)
+    log = copy.dbt_log_dir / "dbt.log"
+    parsed = log.read_text()
+    _build(copy)
+    build_log = log.read_text()[len(parsed) :]
+    assert "Nothing changed, skipping partial parsing" in build_log
+    assert "Starting full parse" not in build_log
+    assert json.loads(copy.dbt_manifest_path.read_text())["nodes"], "the DAG's manifest is in place"

@@ -366,7 +366,17 @@ class Settings:
 
     @property
     def dbt_manifest_path(self) -> Path:
+        """The compiled graph the DAG file draws the ``transform`` group from (the project's own)."""
         return self.dbt_project_dir / "target" / "manifest.json"
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        """This home's dbt target folder: its builds' compiled SQL, run results and partial-parse state."""
+        return self.home / "dbt" / "target"
+
+    @property
+    def dbt_log_dir(self) -> Path:
+        return self.home / "dbt" / "logs"
 
     @property
     def dags_dir(self) -> Path:

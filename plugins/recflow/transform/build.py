@@ -131,8 +131,8 @@ def run_build(
         "--project-dir", project,
         "--profiles-dir", project,
         "--target", settings.dbt_target,
-        "--target-path", str(settings.home / "dbt" / "target"),
-        "--log-path", str(settings.home / "dbt" / "logs"),
+        "--target-path", str(settings.dbt_target_dir),
+        "--log-path", str(settings.dbt_log_dir),
         "--exclude-resource-type", "unit_test",
     ]  # fmt: skip
     if select:
