@@ -3,7 +3,8 @@
 Airflow runs each task in a process forked from its executor's worker (LocalExecutor's
 workers are forked from the scheduler; a Celery worker forks its own), so a module imported
 here, before the fork, is already loaded in every task. Without this, each of a warehouse
-day's dbt build imported dbt's CLI and the DuckDB adapter again (~4 s on 2 cores), and
+day's dbt build imported dbt's CLI and the DuckDB adapter again (~4 s on 2 cores; ``dbt.task.build``,
+which the CLI imports only when a build starts, ~2 s more), and
 ``audit`` and ``check_marts`` Great Expectations (~5 s); see ``docs/benchmarks.md``,
 overhead. None of these modules starts a thread at import, so forking after them is safe.
 Only the processes that fork tasks pay the import, once; ``airflow dags test`` and the API
@@ -15,10 +16,18 @@ from __future__ import annotations
 import importlib
 import sys
 
-PRELOADED = ("dbt.cli.main", "dbt.adapters.duckdb", "great_expectations")
+PRELOADED = ("dbt.cli.main", "dbt.task.build", "dbt.adapters.duckdb", "great_expectations")
 _TASK_FORKING_COMMANDS = frozenset({"scheduler", "worker"})
 """``airflow scheduler`` (LocalExecutor) and ``airflow celery worker``."""
 
+TRIGGERER_PRELOADED = ("airflow.api_fastapi.execution_api.app",)
+"""The triggerer answers its triggers' requests (the dbt node tasks' polls and XCom reads) with an
+in-process execution API that it imports at the first request (~0.75 s on 2 cores), in the
+middle of the run's dbt build; imported at start instead."""
+
 if _TASK_FORKING_COMMANDS.intersection(sys.argv[1:3]):
     for _module in PRELOADED:
+        importlib.import_module(_module)
+elif "triggerer" in sys.argv[1:3]:
+    for _module in TRIGGERER_PRELOADED:
         importlib.import_module(_module)

@@ -6,8 +6,9 @@ them and writes each through ``push(task_id, record)`` (the Airflow layer's XCom
 
 - a task's own node starting is written at once, before dbt runs it: a build killed under that
   node then still names it (its task fails as *in flight*);
-- results are written by one background thread, the latest record of each task once, so dbt's
-  threads never wait on a round trip to the store (~20-40 ms each, ~45 a day); :meth:`close`
+- results are written by one background thread, the latest record of each task once, gathered
+  for :data:`LINGER_SECONDS`, so dbt's threads never wait on a round trip to the store (~20-40 ms
+  each) and the store answers fewer of them while dbt runs; :meth:`close`
   returns once everything reported has been written. A result not yet written when the build is
   killed leaves its node *in flight*: its task fails rather than passing unjudged.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,6 +26,9 @@ from recflow.transform.build import NodeResult
 log = logging.getLogger(__name__)
 
 Push = Callable[[str, dict[str, Any]], None]
+LINGER_SECONDS = 0.2
+"""How long the writer lets results gather before it writes: fewer writes (each one a request the
+API server answers while dbt runs, on the same cores), at most this much later."""
 
 
 class NodeRecords:
@@ -86,6 +91,10 @@ class NodeRecords:
                     self._lock.wait()
                 if not self._dirty:
                     return
+                # let the results that follow join this write (a task's tests end ~30 ms apart)
+                deadline = time.monotonic() + LINGER_SECONDS
+                while not self._closed and (left := deadline - time.monotonic()) > 0:
+                    self._lock.wait(left)
             with self._pushing:
                 with self._lock:
                     if not self._dirty:
