@@ -30,8 +30,10 @@ def _scheduler_day(seconds: float) -> dict[str, Any]:
         "seconds": seconds,
         "tasks": [
             _ti("land", "00:00", "00:02"),
-            _ti("transform.stg_events_model_build", "00:03", "00:06"),
-            _ti("transform.fct_engagements_model_build", "00:07", "00:10"),
+            _ti("transform.dbt_build", "00:02", "00:08"),
+            # waiting in the triggerer beside the build, ending after it
+            _ti("transform.stg_events_model_build", "00:03", "00:09"),
+            _ti("transform.fct_engagements_model_build", "00:03", "00:10"),
         ],
     }
 
@@ -64,8 +66,9 @@ def test_ratios_are_scheduler_over_bare_with_imports_counted_once() -> None:
     assert s["train_run_ratio"] == 1.5
     assert s["day_growth"] == 1.25
     breakdown = s["scheduler_task_median_seconds"]
-    assert breakdown["transform node tasks (triggerer)"] == 6.0  # the wall time the node tasks cover
-    assert breakdown["outside any task"] == 24.0 - 8.0
+    assert breakdown[overhead.NODE_TASKS] == 2.0  # the wall time they cover after the build: 00:08-00:10
+    assert breakdown["transform.dbt_build"] == 6.0
+    assert breakdown["outside any task"] == 24.0 - 10.0
 
 
 def test_docs_section_states_each_goal_and_its_distance(tmp_path: Path) -> None:
