@@ -193,3 +193,21 @@ def test_a_store_that_fails_fails_the_build_at_close() -> None:
     records.result(_r("model.p.b", "success"))
     with pytest.raises(ConnectionError, match="went away"):
         records.close()
+
+
+def test_results_of_many_tasks_reported_together_are_written_in_one_batch() -> None:
+    """The writer waits LINGER_SECONDS once per batch, not once per task: ten tasks' results
+    reported together are all in the store well before ten lingers (2 s) have passed."""
+    from recflow.transform.records import LINGER_SECONDS
+
+    tasks = {f"model.p.m{i}": f"m{i}_model_build" for i in range(10)}
+    store = _Store()
+    records = NodeRecords(tasks, frozenset(tasks), store.push)
+    for uid in tasks:
+        records.result(_r(uid, "success"))
+    deadline = time.monotonic() + 4 * LINGER_SECONDS
+    while len(store.last()) < len(tasks) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    written = set(store.last())
+    records.close()
+    assert written == set(tasks.values()), f"after {4 * LINGER_SECONDS:.1f}s only {sorted(written)}"

@@ -91,22 +91,28 @@ class NodeRecords:
                     self._lock.wait()
                 if not self._dirty:
                     return
-                # let the results that follow join this write (a task's tests end ~30 ms apart)
+                # let the results that follow join this batch (a task's tests end ~30 ms apart)
                 deadline = time.monotonic() + LINGER_SECONDS
                 while not self._closed and (left := deadline - time.monotonic()) > 0:
                     self._lock.wait(left)
-            with self._pushing:
-                with self._lock:
-                    if not self._dirty:
-                        continue
-                    task_id = next(iter(self._dirty))
-                    del self._dirty[task_id]
-                    snapshot = _copy(self._records[task_id])
-                try:  # the store's round trip, dbt's threads not waiting on it
-                    self._push(task_id, snapshot)
-                except Exception as exc:  # kept, and raised by close() in the build's thread
-                    log.exception("could not write the record of %s", task_id)
-                    self._error = self._error or exc
+            while self._write_next():  # the whole batch, one write per task, then wait again
+                pass
+
+    def _write_next(self) -> bool:
+        """Write the oldest task record not yet written; False when there was none."""
+        with self._pushing:
+            with self._lock:
+                if not self._dirty:
+                    return False
+                task_id = next(iter(self._dirty))
+                del self._dirty[task_id]
+                snapshot = _copy(self._records[task_id])
+            try:  # the store's round trip, dbt's threads not waiting on it
+                self._push(task_id, snapshot)
+            except Exception as exc:  # kept, and raised by close() in the build's thread
+                log.exception("could not write the record of %s", task_id)
+                self._error = self._error or exc
+        return True
 
 
 def _copy(record: dict[str, Any]) -> dict[str, Any]:
