@@ -153,10 +153,15 @@ async def _poll_build(dag_id: str, run_id: str, task_id: str) -> str:
         states = await sync_to_async(RuntimeTaskInstance.get_task_states)(
             dag_id=dag_id, task_ids=[task_id], run_ids=[run_id]
         )
-        state = str((states.get(run_id) or {}).get(task_id) or "none")
+        state = _state_of(states, run_id, task_id)
         if state in BUILD_ENDED:
             return state
         await asyncio.sleep(POLL_SECONDS.get(state, POLL_WAITING_SECONDS))
+
+
+def _state_of(states: Mapping[str, Any], run_id: str, task_id: str) -> str:
+    """A task's state in ``get_task_states``'s answer (``{run_id: {task_id: state}}``); ``none`` if unset."""
+    return str((states.get(run_id) or {}).get(task_id) or "none")
 
 
 class DbtNodeTrigger(BaseTrigger):
@@ -261,7 +266,7 @@ class DbtNodeOperator(BaseOperator):
         """On a worker (``airflow dags test``, or back from the trigger): the same verdict, from XCom."""
         ti = context["ti"]
         states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[self.build_task_id], run_ids=[ti.run_id])
-        build_state = str((states.get(ti.run_id) or {}).get(self.build_task_id) or "none")
+        build_state = _state_of(states, ti.run_id, self.build_task_id)
         if build_state not in BUILD_ENDED:
             # ``airflow dags test`` runs every ready task in one process, this one maybe before the build
             log.info("the run's dbt build (%s) is %s: looking again in 1 s", self.build_task_id, build_state)
