@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from recflow.core.config import Settings
+from recflow.core.config import PROJECT_ROOT, Settings, subprocess_env
 from recflow.transform import NodeResult, node_tasks, run_build, verdict
 from recflow.warehouse import connect
 from tests.integration.conftest import TINY, warehouse  # noqa: F401 - a pytest fixture
@@ -121,3 +123,94 @@ def test_after_setups_parse_the_first_build_does_not_parse_the_project_again(cop
     assert "Nothing changed, skipping partial parsing" in build_log
     assert "Starting full parse" not in build_log
     assert json.loads(copy.dbt_manifest_path.read_text())["nodes"], "the DAG's manifest is in place"
+
+
+_FORKED_AFTER_WARM_UP = """
+import json, os, signal, sys, threading
+from recflow.core.config import Settings
+from recflow.transform.build import run_build, warm_dbt
+
+settings = Settings.from_env()
+warm_dbt(settings)
+print(json.dumps({"threads": [t.name for t in threading.enumerate()]}), flush=True)
+pid = os.fork()
+if pid == 0:  # a task's process, forked from the warmed scheduler
+    signal.alarm(120)
+    from dbt_extractor import py_extract_from_source  # the static parser a changed model is parsed with
+    refs = py_extract_from_source("select * from {{ ref('stg_events') }}")["refs"]
+    results = {}
+    run_build(settings, on_result=lambda r: results.__setitem__(r.unique_id, r.status))
+    print(json.dumps({"refs": refs, "results": results}), flush=True)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def _python(home: Settings, code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter on ``home``, as a scheduler of that home starts; it must exit 0."""
+    env = subprocess_env({"RECFLOW_HOME": str(home.home), "RECFLOW_WAREHOUSE_PATH": str(home.duckdb_path)})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def _tree(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_a_build_forked_after_the_warm_up_runs_and_the_warm_up_touched_nothing(copy: Settings) -> None:
+    """`airflow_local_settings` warms dbt in the scheduler before it forks tasks. The warm-up writes
+    nothing the builds read (the home's dbt target folder and the project are as they were), leaves no
+    thread behind, and a process forked after it parses with dbt's static parser (a native thread
+    pool a fork does not copy: started in the parent, it hangs the child) and builds, with the
+    results dbt itself records."""
+    from recflow.stack.demo import compile_dbt_manifest
+
+    copy.home.mkdir(parents=True, exist_ok=True)
+    compile_dbt_manifest(copy)
+    before = (_tree(copy.dbt_target_dir), _tree(copy.dbt_project_dir), copy.duckdb_path.stat().st_mtime_ns)
+    _python(copy, _FORKED_AFTER_WARM_UP.split("pid = os.fork()", maxsplit=1)[0])
+    assert (
+        _tree(copy.dbt_target_dir),
+        _tree(copy.dbt_project_dir),
+        copy.duckdb_path.stat().st_mtime_ns,
+    ) == before
+
+    done = _python(copy, _FORKED_AFTER_WARM_UP)
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines[0]["threads"] == ["MainThread"]
+    assert lines[1]["refs"] == [{"name": "stg_events"}]
+    assert lines[1]["results"] == {uid: r["status"] for uid, r in _run_results(copy).items()}
+
+
+def test_a_scheduler_warms_dbt_once_however_often_its_local_settings_are_imported(copy: Settings) -> None:
+    """Airflow imports ``plugins/airflow_local_settings.py`` as its local settings at a command's
+    start, and its plugin manager imports the same file again, in the scheduler and in every task's
+    process forked from it (whose sys.argv is still the scheduler's): dbt is warmed once, there."""
+    copy.home.mkdir(parents=True, exist_ok=True)
+    code = (
+        "import os, runpy, sys\n"
+        "sys.argv = ['airflow', 'scheduler']\n"
+        "run = lambda: runpy.run_path('plugins/airflow_local_settings.py', run_name='airflow_local_settings')\n"
+        "run(); run()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    run(); os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+    )
+    done = _python(copy, code)
+    assert done.stderr.count("recflow: dbt warmed before forking tasks") == 1, done.stderr[-3000:]
+    assert "dbt not warmed" not in done.stderr

@@ -151,6 +151,46 @@ def run_build(
     return outcome
 
 
+_warmed = False
+"""Whether :func:`warm_dbt` ran in this process, or in the one it was forked from."""
+
+
+def warm_dbt(settings: Settings) -> float | None:
+    """Pay dbt's once-per-process start in a process that forks the builds, before it forks them.
+
+    dbt generates its dataclasses' (de)serialisers at their first use and builds its configuration
+    schemas at their first validation: about 1.2 s of every build on 2 cores, paid again by each task's
+    fresh process. One ``dbt parse`` of the project here, on the profile the builds use, makes every
+    process forked after it start warm. It parses into a folder of its own, removed after: it reads the
+    project, writes nothing the builds read, and opens no connection to the warehouse. Seconds taken;
+    ``None``, having done nothing, where this process or the one it was forked from is warm already.
+    """
+    global _warmed  # noqa: PLW0603 (once per process tree: a fork inherits it)
+    if _warmed:
+        return None
+    _warmed = True
+    import tempfile  # noqa: PLC0415 (only the processes that fork builds warm dbt)
+
+    from dbt.cli.main import dbtRunner  # noqa: PLC0415
+
+    started = time.perf_counter()
+    project = str(settings.dbt_project_dir)
+    with tempfile.TemporaryDirectory(prefix="recflow-dbt-warm-") as scratch, dbt_environ(settings.dbt_env()):
+        # --no-static-parser: dbt's static parser runs a native thread pool that a fork does not
+        # copy; started here, it would hang the first build whose process forked from this one
+        args = ["parse", "--project-dir", project, "--profiles-dir", project, "--target", settings.dbt_target,
+                "--target-path", scratch, "--log-path", scratch, "--log-level", "none", "--log-level-file", "none",
+                "--no-static-parser"]  # fmt: skip
+        # the first parses the whole project; the second reads back what the first saved, as a build does
+        for _ in range(2):
+            result = dbtRunner().invoke(args)
+            if not result.success:
+                raise RuntimeError(
+                    f"dbt could not parse the project to warm up: {result.exception or 'see dbt'}"
+                )
+    return time.perf_counter() - started
+
+
 def _release_duckdb() -> None:
     """dbt-duckdb keeps its database open for the life of the process; release it, as the end of a task's
     process would, so that ``airflow dags test`` (every task in one process) can open it again."""
