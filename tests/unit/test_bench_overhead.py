@@ -44,12 +44,14 @@ def _report() -> dict[str, Any]:
         "range": {"days": 30, "seconds": 12.0},
         "days": [{"seconds": s, "steps": {"land": 1.0, "dbt build": s - 1.0}} for s in (4.0, 3.0, 5.0)],
         "training": {"seconds": 20.0},
+        "day_1m_first": {"seconds": 36.0},
         "day_1m": {"seconds": 35.0},
     }
     scheduler = {
         "range": {"seconds": 25.5},
         "days": [_scheduler_day(s) for s in (24.0, 18.0, 30.0)],
         "training": {"seconds": 30.0},
+        "day_1m_first": {"seconds": 61.5},
         "day_1m": {"seconds": 48.0},
     }
     return {"bare": bare, "scheduler": scheduler, "summary": overhead.summarise(bare, scheduler)}
@@ -63,6 +65,7 @@ def test_ratios_are_scheduler_over_bare_with_imports_counted_once() -> None:
     assert s["bare_backfill_seconds"] == 17.0  # imports 5 + the bare range 12
     assert s["backfill_30d_ratio"] == 1.5
     assert s["warehouse_day_1m_ratio"] == 1.2  # 48 / (5 + 35)
+    assert s["first_day_1m_ratio"] == 1.5  # 61.5 / (5 + 36): the first run after Airflow starts, beside it
     assert s["train_run_ratio"] == 1.5
     assert s["day_growth"] == 1.25
     breakdown = s["scheduler_task_median_seconds"]
