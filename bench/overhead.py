@@ -423,6 +423,11 @@ def summarise(bare: Mapping[str, Any], scheduler: Mapping[str, Any]) -> dict[str
         "bare_first_day_1m_seconds": round(bare_1m_first, 1),
         "scheduler_first_day_1m_seconds": round(scheduler["day_1m_first"]["seconds"], 1),
         "first_day_1m_ratio": round(scheduler["day_1m_first"]["seconds"] / bare_1m_first, 2),
+        # the same days against bare without its imports: a warm process, which the scheduler's
+        # forked tasks now nearly are (their imports and dbt's warm-up are paid at its start)
+        "day_ratio_to_warm_bare": round(sched_day / statistics.median(bare_days), 2),
+        "day_overhead_over_warm_bare_seconds": round(sched_day - statistics.median(bare_days), 2),
+        "day_1m_ratio_to_warm_bare": round(scheduler["day_1m"]["seconds"] / bare["day_1m"]["seconds"], 2),
         "bare_training_seconds": round(bare["training"]["seconds"], 1),
         "scheduler_training_seconds": round(scheduler["training"]["seconds"], 1),
         "train_run_ratio": round(scheduler["training"]["seconds"] / bare["training"]["seconds"], 2),
@@ -467,7 +472,7 @@ def plot(report: Mapping[str, Any], path: Path) -> None:
         fontsize=9,
     )
     right.set_xlabel(
-        f"seconds (bare steps: {', '.join(f'{k} {v:.1f}' for k, v in steps.items())})", fontsize=7
+        f"seconds\n(bare steps: {', '.join(f'{k} {v:.1f}' for k, v in steps.items())})", fontsize=7
     )
     right.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
@@ -543,6 +548,11 @@ def docs_section(report: Mapping[str, Any]) -> str:
         f"≤ {GOALS['fixed_overhead_seconds']} s ({_verdict(s['fixed_overhead_seconds'], GOALS['fixed_overhead_seconds'])}) |",
         f"| last day ÷ first day (scheduler) | | | **{s['day_growth']}** | ≤ {GOALS['day_growth']} "
         f"({_verdict(s['day_growth'], GOALS['day_growth'])}) |",
+        f"| warehouse day, against bare *without* its imports (a warm process) | "
+        f"{s['scheduler_day_seconds']:.1f} s | {s['bare_day_seconds'] - report['bare']['imports_seconds']:.1f} s | "
+        f"{s['day_ratio_to_warm_bare']} (+{s['day_overhead_over_warm_bare_seconds']} s) | — |",
+        f"| day of 1M events, against bare without its imports | {s['scheduler_day_1m_seconds']:.1f} s | "
+        f"{s['bare_day_1m_seconds'] - report['bare']['imports_seconds']:.1f} s | {s['day_1m_ratio_to_warm_bare']} | — |",
         "",
         "![Per-day seconds, bare and through the scheduler, and where a scheduled day goes]"
         "(img/overhead.png)",
