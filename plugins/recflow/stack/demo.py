@@ -33,6 +33,7 @@ from recflow.core.names import EVALUATE, GATE, TRAIN, TRAINING_DAG, WAREHOUSE_DA
 from recflow.core.ownership import StoreNotOwned, adopt_home_stores, claim, pipeline_stores
 from recflow.stack.api import TERMINAL_RUN_STATES, AirflowClient, wait_for_dags
 from recflow.stack.services import run_airflow, running_airflow
+from recflow.transform.build import dbt_args
 from recflow.warehouse import WAREHOUSE_POOL, connect, content_checksum
 
 Echo = Callable[[str], None]
@@ -47,13 +48,9 @@ def compile_dbt_manifest(settings: Settings) -> None:
     its first build parses only what changed since (a full parse is ~3 s of a day's build); then the
     manifest, replaced whole, where the DAG file reads it (:attr:`Settings.dbt_manifest_path`)."""
     dbt = str(Path(sys.executable).with_name("dbt"))
-    project = str(settings.dbt_project_dir)
     subprocess.run(
-        [dbt, "parse", "--project-dir", project, "--profiles-dir", project, "--target", settings.dbt_target,
-         "--target-path", str(settings.dbt_target_dir), "--log-path", str(settings.dbt_log_dir), "--quiet"],
-        env=subprocess_env(settings.dbt_env()),
-        check=True,
-    )  # fmt: skip
+        [dbt, *dbt_args("parse", settings), "--quiet"], env=subprocess_env(settings.dbt_env()), check=True
+    )
     settings.dbt_manifest_path.parent.mkdir(parents=True, exist_ok=True)
     partial = settings.dbt_manifest_path.with_name(f".manifest.{os.getpid()}.json")
     shutil.copyfile(settings.dbt_target_dir / "manifest.json", partial)

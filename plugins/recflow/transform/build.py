@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from recflow.core.config import Settings
@@ -99,6 +100,23 @@ def _node_result(data: Any) -> NodeResult:
     )
 
 
+def dbt_args(
+    command: str, settings: Settings, target_path: Path | None = None, log_path: Path | None = None
+) -> list[str]:
+    """dbt's command line for ``command`` on this home: the committed project and profile, the
+    profile's output ``settings.dbt_target``, and the home's target and log folders (or the given
+    ones). Every dbt invocation of recflow starts from it, so each parses the project as the others do."""
+    project = str(settings.dbt_project_dir)
+    return [
+        command,
+        "--project-dir", project,
+        "--profiles-dir", project,
+        "--target", settings.dbt_target,
+        "--target-path", str(target_path or settings.dbt_target_dir),
+        "--log-path", str(log_path or settings.dbt_log_dir),
+    ]  # fmt: skip
+
+
 def run_build(
     settings: Settings,
     *,
@@ -125,16 +143,7 @@ def run_build(
         log.info("%s", result.line())
         on_result(result)
 
-    project = str(settings.dbt_project_dir)
-    args = [
-        "build",
-        "--project-dir", project,
-        "--profiles-dir", project,
-        "--target", settings.dbt_target,
-        "--target-path", str(settings.dbt_target_dir),
-        "--log-path", str(settings.dbt_log_dir),
-        "--exclude-resource-type", "unit_test",
-    ]  # fmt: skip
+    args = [*dbt_args("build", settings), "--exclude-resource-type", "unit_test"]
     if select:
         args += ["--select", *select]
     started = time.perf_counter()
@@ -174,13 +183,11 @@ def warm_dbt(settings: Settings) -> float | None:
     from dbt.cli.main import dbtRunner  # noqa: PLC0415
 
     started = time.perf_counter()
-    project = str(settings.dbt_project_dir)
     with tempfile.TemporaryDirectory(prefix="recflow-dbt-warm-") as scratch, dbt_environ(settings.dbt_env()):
         # --no-static-parser: dbt's static parser runs a native thread pool that a fork does not
         # copy; started here, it would hang the first build whose process forked from this one
-        args = ["parse", "--project-dir", project, "--profiles-dir", project, "--target", settings.dbt_target,
-                "--target-path", scratch, "--log-path", scratch, "--log-level", "none", "--log-level-file", "none",
-                "--no-static-parser"]  # fmt: skip
+        args = [*dbt_args("parse", settings, Path(scratch), Path(scratch)),
+                "--log-level", "none", "--log-level-file", "none", "--no-static-parser"]  # fmt: skip
         # the first parses the whole project; the second reads back what the first saved, as a build does
         for _ in range(2):
             result = dbtRunner().invoke(args)
