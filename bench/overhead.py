@@ -86,14 +86,10 @@ def _generate(settings: Settings, days: Sequence[dt.date]) -> int:
 
 def _landed_rows(settings: Settings, day: dt.date) -> int:
     """The events of ``day`` in the landing zone, from the Parquet footers."""
-    import pyarrow.parquet as pq
-
+    from bench.scale import _parquet_rows
     from recflow.ingest.contract import partition_dir
 
-    return sum(
-        pq.ParquetFile(f).metadata.num_rows
-        for f in partition_dir(settings.landing_dir, day).glob("*.parquet")
-    )
+    return sum(_parquet_rows(f) for f in partition_dir(settings.landing_dir, day).glob("*.parquet"))
 
 
 def _timed_imports() -> float:
@@ -402,7 +398,8 @@ def summarise(bare: Mapping[str, Any], scheduler: Mapping[str, Any]) -> dict[str
     imports = bare["imports_seconds"]
     bare_days = [d["seconds"] for d in bare["days"]]
     sched_days = [d["seconds"] for d in scheduler["days"]]
-    bare_day = imports + statistics.median(bare_days)
+    warm_bare_day = statistics.median(bare_days)
+    bare_day = imports + warm_bare_day
     sched_day = statistics.median(sched_days)
     bare_backfill = imports + bare["range"]["seconds"]
     bare_1m = imports + bare["day_1m"]["seconds"]
@@ -425,8 +422,10 @@ def summarise(bare: Mapping[str, Any], scheduler: Mapping[str, Any]) -> dict[str
         "first_day_1m_ratio": round(scheduler["day_1m_first"]["seconds"] / bare_1m_first, 2),
         # the same days against bare without its imports: a warm process, which the scheduler's
         # forked tasks now nearly are (their imports and dbt's warm-up are paid at its start)
-        "day_ratio_to_warm_bare": round(sched_day / statistics.median(bare_days), 2),
-        "day_overhead_over_warm_bare_seconds": round(sched_day - statistics.median(bare_days), 2),
+        "warm_bare_day_seconds": round(warm_bare_day, 2),
+        "day_ratio_to_warm_bare": round(sched_day / warm_bare_day, 2),
+        "day_overhead_over_warm_bare_seconds": round(sched_day - warm_bare_day, 2),
+        "warm_bare_day_1m_seconds": round(bare["day_1m"]["seconds"], 1),
         "day_1m_ratio_to_warm_bare": round(scheduler["day_1m"]["seconds"] / bare["day_1m"]["seconds"], 2),
         "bare_training_seconds": round(bare["training"]["seconds"], 1),
         "scheduler_training_seconds": round(scheduler["training"]["seconds"], 1),
@@ -549,10 +548,10 @@ def docs_section(report: Mapping[str, Any]) -> str:
         f"| last day ÷ first day (scheduler) | | | **{s['day_growth']}** | ≤ {GOALS['day_growth']} "
         f"({_verdict(s['day_growth'], GOALS['day_growth'])}) |",
         f"| warehouse day, against bare *without* its imports (a warm process) | "
-        f"{s['scheduler_day_seconds']:.1f} s | {s['bare_day_seconds'] - report['bare']['imports_seconds']:.1f} s | "
+        f"{s['scheduler_day_seconds']:.1f} s | {s['warm_bare_day_seconds']:.1f} s | "
         f"{s['day_ratio_to_warm_bare']} (+{s['day_overhead_over_warm_bare_seconds']} s) | — |",
         f"| day of 1M events, against bare without its imports | {s['scheduler_day_1m_seconds']:.1f} s | "
-        f"{s['bare_day_1m_seconds'] - report['bare']['imports_seconds']:.1f} s | {s['day_1m_ratio_to_warm_bare']} | — |",
+        f"{s['warm_bare_day_1m_seconds']:.1f} s | {s['day_1m_ratio_to_warm_bare']} | — |",
         "",
         "![Per-day seconds, bare and through the scheduler, and where a scheduled day goes]"
         "(img/overhead.png)",

@@ -67,6 +67,7 @@ def test_ratios_are_scheduler_over_bare_with_imports_counted_once() -> None:
     assert s["warehouse_day_1m_ratio"] == 1.2  # 48 / (5 + 35)
     assert s["first_day_1m_ratio"] == 1.5  # 61.5 / (5 + 36): the first run after Airflow starts, beside it
     assert s["day_1m_ratio_to_warm_bare"] == round(48.0 / 35.0, 2)  # the imports left out
+    assert s["warm_bare_day_seconds"] == 4.0  # the median bare day, no imports
     assert s["day_overhead_over_warm_bare_seconds"] == 24.0 - 4.0
     assert s["train_run_ratio"] == 1.5
     assert s["day_growth"] == 1.25
