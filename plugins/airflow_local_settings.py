@@ -7,7 +7,7 @@ day's dbt build imported dbt's CLI and the DuckDB adapter again (~4 s on 2 cores
 which the CLI imports only when a build starts, ~2 s more), and
 ``audit`` and ``check_marts`` Great Expectations (~5 s); see ``docs/benchmarks.md``,
 overhead. None of these modules starts a thread at import, so forking after them is safe.
-Then one ``dbt parse`` into a scratch folder (``recflow.transform.build.warm_dbt``) pays dbt's
+Then two ``dbt parse`` into a scratch folder (``recflow.transform.build.warm_dbt``) pays dbt's
 once-per-process start (serialisers generated and schemas built at first use, ~1.2 s of each
 build) before the fork too; it leaves no thread, file or connection open. A warm-up that fails
 is reported on stderr and the process goes on: the builds then pay that start themselves.

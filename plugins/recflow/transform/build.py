@@ -169,9 +169,9 @@ def warm_dbt(settings: Settings) -> float | None:
 
     dbt generates its dataclasses' (de)serialisers at their first use and builds its configuration
     schemas at their first validation: about 1.2 s of every build on 2 cores, paid again by each task's
-    fresh process. One ``dbt parse`` of the project here, on the profile the builds use, makes every
-    process forked after it start warm. It parses into a folder of its own, removed after: it reads the
-    project, writes nothing the builds read, and opens no connection to the warehouse. Seconds taken;
+    fresh process. Two ``dbt parse`` of the project here, on the profile the builds use, make every
+    process forked after them start warm. They parse into a folder of their own, removed after: they read the
+    project, write nothing the builds read, and open no connection to the warehouse. Seconds taken;
     ``None``, having done nothing, where this process or the one it was forked from is warm already.
     """
     global _warmed  # noqa: PLW0603 (once per process tree: a fork inherits it)
