@@ -33,16 +33,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple
 
 import keras
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import tensorflow as tf
 
 from recflow_ml.checkpoints import EpochCheckpoints
 from recflow_ml.hyperparameters import Hyperparameters
+from recflow_ml.rows import PAD, Ids, histories, vocabulary_rows
 
 if TYPE_CHECKING:
     from recflow_ml.distributed import Workers
@@ -50,18 +50,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TOP_K = 100
-PAD = -1
-"""History slot with no item (a user with fewer than ``history_length`` earlier items)."""
 SERVING_BATCH = 65_536
 """Users per call of the user tower at export: bounds the [users, history_length, d] intermediate."""
 PROGRESS_STEPS = 2000
 """An epoch longer than this many steps logs its progress every so many steps."""
 SAMPLING_HYPERPARAMETERS = ("sampled_softmax_min_items", "num_negatives")
 """What only the sampled softmax reads: left out of a full-softmax job's checkpoint fingerprint."""
-
-Ids: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray
-"""Raw ids: a NumPy array (strings, or anything ``str`` turns into the vocabulary's ids) or an Arrow
-array, which is mapped to rows without ever becoming Python objects."""
 
 
 @dataclass(frozen=True)
@@ -106,25 +100,6 @@ def negative_rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch, 1])
 
 
-def _rows(ids: Ids, vocab: pa.Array) -> np.ndarray:
-    """Each id's 1-based row in ``vocab`` (0: not in it) as int32, through Arrow's hash lookup."""
-    if not isinstance(ids, pa.Array | pa.ChunkedArray):
-        ids = pa.array(np.asarray(ids).astype(str))
-    if not pa.types.is_string(ids.type):
-        ids = pc.cast(ids, pa.string())
-    index = pc.index_in(ids, value_set=vocab).fill_null(-1)
-    return (np.asarray(index) + 1).astype(np.int32)
-
-
-def _histories(sorted_items: np.ndarray, slot: np.ndarray, rank: np.ndarray, n_hist: int) -> np.ndarray:
-    """[len(slot), n_hist] histories, oldest first: ``sorted_items[slot - n_hist : slot]``, with the
-    slots before the first of the user's ``rank`` earlier items set to ``PAD``."""
-    back = np.arange(n_hist, 0, -1)  # how many positions before ``slot`` each history slot lies
-    valid = back[np.newaxis, :] <= rank[:, np.newaxis]
-    where = np.maximum(slot[:, np.newaxis] - back[np.newaxis, :], 0)
-    return np.where(valid, sorted_items[where], PAD).astype(np.int32)
-
-
 @dataclass(frozen=True)
 class Examples:
     """The train interactions as model rows, each example's history kept implicitly in O(n) memory
@@ -145,7 +120,7 @@ class Examples:
 
     def history(self, rows: np.ndarray) -> np.ndarray:
         """The histories of examples ``rows``: [len(rows), history_length] item rows, ``PAD``-filled."""
-        return _histories(self.sorted_items, self.slot[rows], self.rank[rows], self.history_length)
+        return histories(self.sorted_items, self.slot[rows], self.rank[rows], self.history_length)
 
 
 def _glorot(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
@@ -328,8 +303,8 @@ class TwoTowerModel:
         """The examples, each one's history strictly before it (``Examples.history``); also fills
         ``serving_history`` with each user's latest N items."""
         n_hist = self.hp.history_length
-        users = _rows(data.users, self._user_vocab_arrow)
-        items = _rows(data.items, self._item_vocab_arrow)
+        users = vocabulary_rows(data.users, self._user_vocab_arrow)
+        items = vocabulary_rows(data.items, self._item_vocab_arrow)
         stamps = np.arange(len(users)) if data.timestamps is None else np.asarray(data.timestamps)
         order = np.lexsort((items, stamps, users))  # by user, then time, then item
         sorted_users, sorted_items = users[order], items[order]
@@ -345,7 +320,7 @@ class TwoTowerModel:
         # each user's serving history is the history an example after their last one would have
         last = first + run_length - 1
         known = sorted_users[last] != 0
-        self.serving_history[sorted_users[last[known]]] = _histories(
+        self.serving_history[sorted_users[last[known]]] = histories(
             sorted_items, last[known] + 1, rank_sorted[last[known]] + 1, n_hist
         )
         weights = np.asarray(data.weights, np.float32)

@@ -1,0 +1,37 @@
+"""Ids as model rows, and histories as fixed-width windows of rows: what both input paths of the
+trainer (the channel held whole, ``recflow_ml.model``, and streamed, ``recflow_ml.stream``) share.
+No TensorFlow here."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PAD = -1
+"""History slot with no item (a user with fewer than ``history_length`` earlier items)."""
+
+Ids: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray
+"""Raw ids: a NumPy array (strings, or anything ``str`` turns into the vocabulary's ids) or an Arrow
+array, which is mapped to rows without ever becoming Python objects."""
+
+
+def vocabulary_rows(ids: Ids, vocab: pa.Array) -> np.ndarray:
+    """Each id's 1-based row in ``vocab`` (0: not in it) as int32, through Arrow's hash lookup."""
+    if not isinstance(ids, pa.Array | pa.ChunkedArray):
+        ids = pa.array(np.asarray(ids).astype(str))
+    if not pa.types.is_string(ids.type):
+        ids = pc.cast(ids, pa.string())
+    index = pc.index_in(ids, value_set=vocab).fill_null(-1)
+    return (np.asarray(index) + 1).astype(np.int32)
+
+
+def histories(sorted_items: np.ndarray, slot: np.ndarray, rank: np.ndarray, n_hist: int) -> np.ndarray:
+    """[len(slot), n_hist] histories, oldest first: ``sorted_items[slot - n_hist : slot]``, with the
+    slots before the first of the user's ``rank`` earlier items set to ``PAD``."""
+    back = np.arange(n_hist, 0, -1)  # how many positions before ``slot`` each history slot lies
+    valid = back[np.newaxis, :] <= rank[:, np.newaxis]
+    where = np.maximum(slot[:, np.newaxis] - back[np.newaxis, :], 0)
+    return np.where(valid, sorted_items[where], PAD).astype(np.int32)
