@@ -3,7 +3,8 @@
 A snapshot is the ``train`` and ``holdout`` rows of
 ``analytics.training_interactions`` and the side features of pins and users
 (from ``dim_pins`` / ``dim_users``), each sorted and written as Parquet under
-``snapshots/<id>/``: the ``train`` channel holds ``interactions.parquet``,
+``snapshots/<id>/``: the ``train`` channel holds ``interactions.parquet`` (with each pair's
+``history``, in row groups of ``ROW_GROUP_ROWS``: the units a streaming job shuffles and shards),
 ``pins.parquet`` and ``users.parquet``, the ``holdout`` channel
 ``interactions.parquet``, and ``catalogue/pins.parquet`` lists every pin for
 evaluation. The id is a SHA-256 of the rows
@@ -34,7 +35,12 @@ from recflow.warehouse import ANALYTICS_SCHEMA, Warehouse, connect
 log = logging.getLogger(__name__)
 
 INTERACTION_COLUMNS = ("user_id", "pin_id", "weight", "n_positive_events", "event_ts")
+HISTORY_COLUMNS = ("history", "n_earlier")
+"""What the train channel adds: each example's earlier pins, from the mart (the trainer streams them)."""
 PIN_COLUMNS = ("pin_id",)
+ROW_GROUP_ROWS = 65_536
+"""Rows per Parquet row group of the tables this process writes: a streaming training job reads,
+shuffles and shards a channel by row group, so a group bounds what it holds of the file at once."""
 
 
 @dataclass(frozen=True)
@@ -74,12 +80,12 @@ def content_id(tables: dict[str, pa.Table]) -> str:
 def _queries(by_id: Callable[[str], str]) -> dict[str, str]:
     """Each table of a snapshot as a sorted query over the marts (``by_id``: the engine's code-point order,
     so that every engine writes the same rows in the same order)."""
-    cols = ", ".join(INTERACTION_COLUMNS)
+    columns = {"train": INTERACTION_COLUMNS + HISTORY_COLUMNS, "holdout": INTERACTION_COLUMNS}
     return {
         **{
-            split: f"select {cols} from {ANALYTICS_SCHEMA}.training_interactions "
+            split: f"select {', '.join(cols)} from {ANALYTICS_SCHEMA}.training_interactions "
             f"where split = '{split}' order by {by_id('user_id')}, {by_id('pin_id')}"
-            for split in ("train", "holdout")
+            for split, cols in columns.items()
         },
         "pins": f"select pin_id from {ANALYTICS_SCHEMA}.dim_pins order by {by_id('pin_id')}",
         "pin_features": f"select pin_id, topics from {ANALYTICS_SCHEMA}.dim_pins order by {by_id('pin_id')}",
@@ -164,7 +170,7 @@ def _take(settings: Settings, tmp: Path) -> Snapshot:
     for name, table in tables.items():
         local = tmp / f"{name}.parquet"
         if not local.exists():  # the engine wrote none: write what was fetched
-            pq.write_table(table, local)
+            pq.write_table(table, local, row_group_size=ROW_GROUP_ROWS)
         store.put_file(local, uris[name])
     snapshot = Snapshot(
         snapshot_id=snapshot_id,

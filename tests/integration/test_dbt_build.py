@@ -170,6 +170,26 @@ def test_training_interactions_split_and_weights(built_warehouse: Path) -> None:
     assert weight_type == ("DOUBLE",)
 
 
+def test_each_pair_carries_the_pins_before_it_in_its_split(built_warehouse: Path) -> None:
+    rows = _rows(
+        built_warehouse,
+        "select user_id, pin_id, split, history, n_earlier from analytics.training_interactions "
+        "order by user_id, pin_id",
+    )
+    assert rows == [
+        ("u1", "1", "train", [], 0),
+        # the holdout '10' shares 09:00 with '9' and precedes it by code point, yet is no
+        # train pair's history: histories stay within their split
+        ("u1", "10", "holdout", [], 0),
+        ("u1", "9", "train", ["1"], 1),
+        ("u2", "1", "train", [], 0),
+        ("u3", "10", "holdout", [], 0),
+        ("u3", "2", "train", [], 0),
+        ("u4", "1", "holdout", [], 0),
+        ("u4", "p_x", "train", [], 0),
+    ]
+
+
 def test_dim_users_covers_catalogue_and_events(built_warehouse: Path) -> None:
     rows = _rows(
         built_warehouse,

@@ -280,6 +280,8 @@ def _marts() -> dict[str, pa.Table]:
                 "n_positive_events": pa.array([1, 2, 1, 1, 1, 3], pa.int64()),
                 "event_ts": pa.array(at, ts),
                 "split": split,
+                "history": pa.array([[], ["p1"], [], [], ["p2"], []], pa.list_(pa.string())),
+                "n_earlier": pa.array([0, 1, 0, 0, 1, 0], pa.int64()),
                 "dbt_invocation_id": ["inv-1"] * 6,
             }
         ),

@@ -24,7 +24,7 @@ ranked_pairs as (
 
 ),
 
-final as (
+split_pairs as (
 
     select
         user_id,
@@ -35,10 +35,30 @@ final as (
         case
             when n_user_pairs >= 2 and recency_rank = 1 then 'holdout'
             else 'train'
-        end as split,
-        cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as dbt_invocation_id
+        end as split
 
     from ranked_pairs
+
+),
+
+final as (
+
+    select
+        user_id,
+        pin_id,
+        weight,
+        n_positive_events,
+        event_ts,
+        split,
+        -- within the split: a train pair's history never holds the holdout pair
+        {{ history_window('pin_id', 'user_id, split', 'event_ts', var('history_window')) }} as history,
+        cast(
+            row_number() over (partition by user_id, split order by event_ts, {{ bytewise('pin_id') }}) - 1
+            as {{ dbt.type_bigint() }}
+        ) as n_earlier,
+        cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as dbt_invocation_id
+
+    from split_pairs
 
 )
 
