@@ -1,11 +1,13 @@
-"""Per-epoch training checkpoints in the container's checkpoint directory.
+"""Training checkpoints in the container's checkpoint directory, at epoch ends and within epochs.
 
 SageMaker's ``CheckpointConfig`` syncs ``/opt/ml/checkpoints`` with an S3 prefix
 shared by every attempt of a job: what a killed or stopped attempt saved there
-is in place when the next one starts. Each epoch ends with a
+is in place when the next one starts. Each epoch ends (and, with the
+``checkpoint_steps`` hyperparameter, every so many steps within an epoch ends) with a
 ``tf.train.Checkpoint`` of the model's variables, the optimizer (its slots and
-step counter, hence the learning-rate schedule) and the epoch counter, kept by a
-``CheckpointManager`` (the last ``KEEP``). Beside them, ``STATE_FILE`` holds the
+step counter, hence the learning-rate schedule), the epochs done and the steps done
+in the next one with their summed loss, kept by a ``CheckpointManager`` (the last
+``KEEP``, numbered by the steps done in all). Beside them, ``STATE_FILE`` holds the
 job's fingerprint (hyperparameters, vocabulary sizes) and the loss history: a
 checkpoint left by another job is never restored.
 """
@@ -32,7 +34,11 @@ class EpochCheckpoints:
         self.directory = directory
         self.fingerprint = json.loads(json.dumps(dict(fingerprint)))
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.checkpoint = tf.train.Checkpoint(epoch=self.epoch, **trackables)
+        self._batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="batches")
+        self._loss_total = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="loss_total")
+        self.checkpoint = tf.train.Checkpoint(
+            epoch=self.epoch, batches=self._batches, loss_total=self._loss_total, **trackables
+        )
         self.manager = self._manager()
 
     def _manager(self) -> tf.train.CheckpointManager:
@@ -67,10 +73,31 @@ class EpochCheckpoints:
         done = int(self.epoch.numpy())
         return done, [e for e in state.get("history", []) if int(e["epoch"]) <= done]
 
-    def save(self, epoch: int, history: list[dict[str, Any]]) -> None:
-        """Checkpoint the end of ``epoch``; the state file goes first, so it never lags the checkpoint."""
+    @property
+    def batches(self) -> int:
+        """Steps of the epoch after ``epoch`` that the restored checkpoint holds (0 at an epoch's end)."""
+        return int(self._batches.numpy())
+
+    @property
+    def loss_total(self) -> float:
+        """The summed loss of those steps."""
+        return float(self._loss_total.numpy())
+
+    def save(
+        self,
+        epoch: int,
+        history: list[dict[str, Any]],
+        number: int,
+        batches: int = 0,
+        loss_total: float = 0.0,
+    ) -> None:
+        """Checkpoint ``epoch`` epochs done and ``batches`` steps of the next (whose losses summed to
+        ``loss_total``) as checkpoint ``number``; the state file goes first, so it never lags the
+        checkpoint."""
         tmp = self.directory / f".{STATE_FILE}.tmp"
         tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "history": history}, indent=2))
         tmp.replace(self.directory / STATE_FILE)
         self.epoch.assign(epoch)
-        self.manager.save(checkpoint_number=epoch)
+        self._batches.assign(batches)
+        self._loss_total.assign(loss_total)
+        self.manager.save(checkpoint_number=number)

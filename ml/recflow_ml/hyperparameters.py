@@ -109,6 +109,22 @@ class Hyperparameters:
     num_negatives: int = declare(
         1024, "Uniform negatives shared by a batch (sampled softmax only).", minimum=1, maximum=65536
     )
+    stream_min_interactions: int = declare(
+        5_000_000,
+        "Channels of at least this many interactions are streamed by row group, histories read from the "
+        "snapshot; smaller ones are loaded whole.",
+        minimum=1,
+        maximum=1_000_000_000_000,
+    )
+    shuffle_buffer: int = declare(
+        1_000_000, "Examples shuffled together (streamed input only).", minimum=1, maximum=100_000_000
+    )
+    checkpoint_steps: int = declare(
+        0,
+        "Also checkpoint every this many steps within an epoch (0 = at epoch ends only).",
+        minimum=0,
+        maximum=1_000_000_000,
+    )
 
     def __post_init__(self) -> None:
         """Every value within its declared bounds, else ``ContractError`` naming field, value and bound."""

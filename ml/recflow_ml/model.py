@@ -30,7 +30,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -43,9 +43,11 @@ import tensorflow as tf
 from recflow_ml.checkpoints import EpochCheckpoints
 from recflow_ml.hyperparameters import Hyperparameters
 from recflow_ml.rows import PAD, Ids, histories, vocabulary_rows
+from recflow_ml.stream import Batch
 
 if TYPE_CHECKING:
     from recflow_ml.distributed import Workers
+    from recflow_ml.stream import ExampleStream
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ PROGRESS_STEPS = 2000
 """An epoch longer than this many steps logs its progress every so many steps."""
 SAMPLING_HYPERPARAMETERS = ("sampled_softmax_min_items", "num_negatives")
 """What only the sampled softmax reads: left out of a full-softmax job's checkpoint fingerprint."""
+STREAMING_HYPERPARAMETERS = ("shuffle_buffer",)
+"""What only the streamed input reads: left out of a job that loads its channel whole."""
+UNFINGERPRINTED_HYPERPARAMETERS = ("checkpoint_steps", "stream_min_interactions")
+"""What never changes the training itself (the fingerprint records which input path ran instead)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,18 @@ class EpochLog:
     epoch: int
     loss: float
     seconds: float
+    input_seconds: float = 0.0
+    """Of ``seconds``, the time spent waiting for the next batch (reading, mapping, shuffling)."""
+
+
+@dataclass(frozen=True)
+class _Resume:
+    """Where a restored job stands: ``epochs`` done, then ``batches`` of the next one trained, whose
+    losses summed to ``loss_total``."""
+
+    epochs: int = 0
+    batches: int = 0
+    loss_total: float = 0.0
 
 
 class _Steps(NamedTuple):
@@ -207,8 +225,8 @@ class TwoTowerModel:
         self.item_vocab = list(item_vocab)
         self.user_index = {u: i + 1 for i, u in enumerate(self.user_vocab)}
         self.item_index = {p: i + 1 for i, p in enumerate(self.item_vocab)}
-        self._user_vocab_arrow = pa.array(self.user_vocab, pa.string())
-        self._item_vocab_arrow = pa.array(self.item_vocab, pa.string())
+        self.user_vocab_arrow = pa.array(self.user_vocab, pa.string())
+        self.item_vocab_arrow = pa.array(self.item_vocab, pa.string())
         n_users, n_items = len(self.user_vocab) + 1, len(self.item_vocab) + 1
 
         # side features → integer codes (0 = missing/unknown) per column, offset into one table
@@ -303,8 +321,8 @@ class TwoTowerModel:
         """The examples, each one's history strictly before it (``Examples.history``); also fills
         ``serving_history`` with each user's latest N items."""
         n_hist = self.hp.history_length
-        users = vocabulary_rows(data.users, self._user_vocab_arrow)
-        items = vocabulary_rows(data.items, self._item_vocab_arrow)
+        users = vocabulary_rows(data.users, self.user_vocab_arrow)
+        items = vocabulary_rows(data.items, self.item_vocab_arrow)
         stamps = np.arange(len(users)) if data.timestamps is None else np.asarray(data.timestamps)
         order = np.lexsort((items, stamps, users))  # by user, then time, then item
         sorted_users, sorted_items = users[order], items[order]
@@ -339,17 +357,62 @@ class TwoTowerModel:
         and does not read it.
 
         With ``checkpoint_dir``, every epoch ends with a checkpoint there (the variables, the
-        optimizer, the epoch counter); a checkpoint of the same job found there at the start is
-        restored and training continues at the next epoch, on the same batches (``epoch_order``)
-        and, when sampled, the same negatives (``negative_rng``).
+        optimizer, the epoch counter), and with ``checkpoint_steps`` also every so many steps within
+        an epoch; a checkpoint of the same job found there at the start is restored and training
+        continues where it stopped, on the same batches (``epoch_order``, skipping those of the
+        epoch already trained) and, when sampled, the same negatives (``negative_rng``).
 
         With ``workers`` (a job of several hosts, ``recflow_ml.distributed``), this worker trains on
         its shard of every global batch and the gradients are summed across workers before each
         update; the dropout and OOV draws are this worker's own (seeded by seed + worker index)."""
+        examples = self._sequences(data)
+        counts = np.bincount(examples.items, minlength=len(self.item_vocab) + 1)
+        return self._fit(
+            lambda epoch: self._memory_batches(examples, epoch),
+            counts,
+            log_q,
+            "memory",
+            checkpoint_dir,
+            workers,
+        )
+
+    def fit_stream(
+        self,
+        stream: ExampleStream,
+        label_counts: np.ndarray,
+        serving_history: np.ndarray,
+        checkpoint_dir: Path | None = None,
+        workers: Workers | None = None,
+    ) -> list[EpochLog]:
+        """Train on a streamed channel (``recflow_ml.stream``): each epoch's batches are
+        ``stream.batches(epoch)``, never the channel whole. ``label_counts`` [n_items + 1] are the
+        label frequencies (the sampled softmax's logQ), ``serving_history`` [n_users + 1, N] each
+        user's latest pins (``stream.serving_histories``). Checkpoints and workers as in ``fit``."""
+        self.serving_history[:] = serving_history
+        return self._fit(stream.batches, label_counts, None, "stream", checkpoint_dir, workers)
+
+    def _memory_batches(self, examples: Examples, epoch: int) -> Iterator[Batch]:
+        """The batches of an epoch of examples held whole, in ``epoch_order``."""
+        order = epoch_order(len(examples), self.hp.seed, epoch)
+        for start in range(0, len(order), self.hp.batch_size):
+            rows = order[start : start + self.hp.batch_size]
+            yield Batch(
+                examples.users[rows], examples.items[rows], examples.weights[rows], examples.history(rows)
+            )
+
+    def _fit(
+        self,
+        batches: Callable[[int], Iterator[Batch]],
+        label_counts: np.ndarray,
+        log_q: np.ndarray | None,
+        input_path: str,
+        checkpoint_dir: Path | None,
+        workers: Workers | None,
+    ) -> list[EpochLog]:
         hp = self.hp
         tf.random.set_seed(hp.seed if workers is None else hp.seed + workers.index)
-        examples = self._sequences(data)
-        steps_per_epoch = max(1, math.ceil(len(examples) / hp.batch_size))
+        n_examples = int(label_counts.sum())
+        steps_per_epoch = max(1, math.ceil(n_examples / hp.batch_size))
         schedule = keras.optimizers.schedules.CosineDecay(
             hp.learning_rate, decay_steps=steps_per_epoch * hp.epochs, alpha=0.05
         )
@@ -358,22 +421,41 @@ class TwoTowerModel:
         trackables: dict[str, object] = {"optimizer": optimizer}
         dense = list(self.variables)
         if self.sampled:
-            steps, dense = self._sampled_softmax_steps(
-                examples, log_q, schedule, optimizer, workers, trackables
-            )
+            if log_q is None:
+                log_q = np.log(np.maximum(label_counts, 1) / n_examples)
+            steps, dense = self._sampled_softmax_steps(log_q, schedule, optimizer, workers, trackables)
         history_log: list[EpochLog] = []
         checkpoints = None
-        done = 0
+        resume = _Resume()
         if checkpoint_dir is not None:
-            checkpoints, done, history_log = self._restore_checkpoints(
-                checkpoint_dir, examples, optimizer, dense, trackables, workers
+            checkpoints, resume, history_log = self._restore_checkpoints(
+                checkpoint_dir, n_examples, input_path, optimizer, dense, trackables, workers
             )
-        for epoch in range(done + 1, hp.epochs + 1):
-            entry = self._train_epoch(epoch, examples, steps, steps_per_epoch, workers)
+        for epoch in range(resume.epochs + 1, hp.epochs + 1):
+            save = None
+            if checkpoints is not None and hp.checkpoint_steps:
+                epochs_done = epoch - 1
+
+                def save(done: int, loss_total: float, epochs_done: int = epochs_done) -> None:
+                    assert checkpoints is not None
+                    history = [dataclasses.asdict(h) for h in history_log]
+                    number = epochs_done * steps_per_epoch + done
+                    checkpoints.save(epochs_done, history, number, batches=done, loss_total=loss_total)
+
+            entry = self._train_epoch(epoch, batches(epoch), steps, steps_per_epoch, workers, resume, save)
+            resume = _Resume(epoch)
             history_log.append(entry)
-            log.info("epoch %d/%d loss=%.4f (%.1fs)", epoch, hp.epochs, entry.loss, entry.seconds)
+            log.info(
+                "epoch %d/%d loss=%.4f (%.1fs, %.0f%% waiting for input)",
+                epoch,
+                hp.epochs,
+                entry.loss,
+                entry.seconds,
+                100 * entry.input_seconds / max(entry.seconds, 1e-9),
+            )
             if checkpoints is not None:
-                checkpoints.save(epoch, [dataclasses.asdict(h) for h in history_log])
+                history = [dataclasses.asdict(h) for h in history_log]
+                checkpoints.save(epoch, history, epoch * steps_per_epoch)
         return history_log
 
     def _full_softmax_steps(self, optimizer: keras.optimizers.Optimizer, workers: Workers | None) -> _Steps:
@@ -431,8 +513,7 @@ class TwoTowerModel:
 
     def _sampled_softmax_steps(
         self,
-        examples: Examples,
-        log_q: np.ndarray | None,
+        log_q: np.ndarray,
         schedule: keras.optimizers.schedules.LearningRateSchedule,
         optimizer: keras.optimizers.Optimizer,
         workers: Workers | None,
@@ -442,10 +523,6 @@ class TwoTowerModel:
         variables ``optimizer`` updates: the embedding tables get a ``LazyAdamW`` of their own (added
         to ``trackables``, so checkpoints hold it), which updates only the rows a step touched."""
         hp = self.hp
-        n_items = len(self.item_vocab) + 1
-        if log_q is None:
-            counts = np.bincount(examples.items, minlength=n_items)
-            log_q = np.log(np.maximum(counts, 1) / len(examples))
         label_prob = tf.constant(np.exp(np.asarray(log_q, np.float64)).astype(np.float32))
         tables = [self.user_emb, self.item_emb, self.item_bias]
         dense = [v for v in self.variables if all(v is not t for t in tables)]
@@ -518,94 +595,118 @@ class TwoTowerModel:
     def _restore_checkpoints(
         self,
         checkpoint_dir: Path,
-        examples: Examples,
+        n_examples: int,
+        input_path: str,
         optimizer: keras.optimizers.Optimizer,
         dense: list[tf.Variable],
         trackables: dict[str, object],
         workers: Workers | None,
-    ) -> tuple[EpochCheckpoints, int, list[EpochLog]]:
-        """The job's checkpoints in ``checkpoint_dir``, restored: (them, the epochs done, their log).
+    ) -> tuple[EpochCheckpoints, _Resume, list[EpochLog]]:
+        """The job's checkpoints in ``checkpoint_dir``, restored: (them, where training stopped, the
+        log of the epochs done).
 
         A checkpoint is this job's when its fingerprint (the hyperparameters that change training,
-        the vocabularies' and the examples' sizes) matches; with ``workers``, all agree first."""
+        the input path, the vocabularies' and the examples' sizes) matches; with ``workers``, all
+        agree first."""
         hp = self.hp
-        sampled = self.sampled
         # the slots must exist before a restore fills them
         optimizer.build(dense)
-        hyperparameters = hp.as_strings()
-        if not sampled:  # what the full softmax never reads does not tell jobs apart
-            hyperparameters = {k: v for k, v in hyperparameters.items() if k not in SAMPLING_HYPERPARAMETERS}
+        ignored = set(UNFINGERPRINTED_HYPERPARAMETERS)
+        if not self.sampled:  # what the full softmax never reads does not tell jobs apart
+            ignored |= set(SAMPLING_HYPERPARAMETERS)
+        if input_path != "stream":
+            ignored |= set(STREAMING_HYPERPARAMETERS)
         fingerprint = {
-            "hyperparameters": hyperparameters,
+            "hyperparameters": {k: v for k, v in hp.as_strings().items() if k not in ignored},
+            "input": input_path,
             "users": len(self.user_vocab),
             "items": len(self.item_vocab),
-            "interactions": len(examples),
+            "interactions": n_examples,
         }
         checkpoints = EpochCheckpoints(checkpoint_dir, fingerprint, **trackables, **self.named_variables())
         done, logged = checkpoints.restore()
+        resume = _Resume(done, checkpoints.batches, checkpoints.loss_total)
         if workers is not None:
             workers.agree(done, "the epochs their checkpoints hold")
-        history_log = [EpochLog(int(e["epoch"]), float(e["loss"]), float(e["seconds"])) for e in logged]
+            workers.agree(resume.batches, "the steps of the next epoch their checkpoints hold")
+        history_log = [
+            EpochLog(int(e["epoch"]), float(e["loss"]), float(e["seconds"]), float(e.get("input_seconds", 0)))
+            for e in logged
+        ]
         history_log = [h for h in history_log if h.epoch <= done]
-        if done:
+        if resume.batches:
+            log.info(
+                "resumed from checkpoint at epoch %d (of %d), step %d of epoch %d",
+                done,
+                hp.epochs,
+                resume.batches,
+                done + 1,
+            )
+        elif done:
             log.info("resumed from checkpoint at epoch %d (of %d)", done, hp.epochs)
-        return checkpoints, done, history_log
+        return checkpoints, resume, history_log
 
     def _train_epoch(
-        self, epoch: int, examples: Examples, steps: _Steps, steps_per_epoch: int, workers: Workers | None
+        self,
+        epoch: int,
+        batches: Iterator[Batch],
+        steps: _Steps,
+        steps_per_epoch: int,
+        workers: Workers | None,
+        resume: _Resume,
+        save: Callable[[int, float], None] | None,
     ) -> EpochLog:
-        """One pass over the examples in ``epoch_order``, a step per batch (and, when sampled, the
-        epoch's ``negative_rng`` draws); its mean batch loss and duration."""
+        """One pass over ``batches``, a step per batch (and, when sampled, the epoch's ``negative_rng``
+        draws); its mean batch loss, duration and time waiting for input. Resumed within this epoch
+        (``resume.batches``), the batches and draws a checkpoint holds are passed over, not trained;
+        with ``save``, every ``checkpoint_steps`` steps are checkpointed."""
         hp = self.hp
         sampled = self.sampled
         n_items = len(self.item_vocab) + 1
+        skip = resume.batches if resume.epochs == epoch - 1 else 0
         started = time.monotonic()
-        total, batches = 0.0, 0
-        order = epoch_order(len(examples), hp.seed, epoch)
+        waited = 0.0
+        total, done, seen = (resume.loss_total, skip, 0) if skip else (0.0, 0, 0)
         negatives = negative_rng(hp.seed, epoch)
-        for start in range(0, len(order), hp.batch_size):
-            rows = order[start : start + hp.batch_size]
+        position = 0
+        while True:
+            asked = time.monotonic()
+            batch = next(batches, None)
+            waited += time.monotonic() - asked
+            if batch is None:
+                break
+            drawn = negatives.integers(1, n_items, size=hp.num_negatives, dtype=np.int32) if sampled else None
+            position += 1
+            if position <= skip:
+                continue
             if workers is None:
-                batch = (
-                    examples.users[rows],
-                    examples.items[rows],
-                    examples.weights[rows],
-                    examples.history(rows),
-                )
-                if sampled:
-                    drawn = negatives.integers(1, n_items, size=hp.num_negatives, dtype=np.int32)
-                    total += float(steps.local(*batch, drawn))
-                else:
-                    total += float(steps.local(*batch))
+                args = tuple(batch) if drawn is None else (*batch, drawn)
+                total += float(steps.local(*args))
             else:
-                lo, hi = workers.shard(len(rows))
-                mine = rows[lo:hi]
-                shard = (
-                    examples.users[mine],
-                    examples.items[mine],
-                    examples.weights[mine],
-                    examples.history(mine),
-                )
-                w_total = tf.constant(examples.weights[rows].sum(dtype=np.float32))
-                if sampled:
-                    drawn = negatives.integers(1, n_items, size=hp.num_negatives, dtype=np.int32)
-                    in_batch = examples.items[rows]
+                lo, hi = workers.shard(len(batch))
+                shard = tuple(batch.take(slice(lo, hi)))
+                w_total = tf.constant(batch.weights.sum(dtype=np.float32))
+                if drawn is not None:
                     total += float(
-                        steps.distributed(*shard, drawn, w_total, in_batch, tf.constant(lo, tf.int32))
+                        steps.distributed(*shard, drawn, w_total, batch.items, tf.constant(lo, tf.int32))
                     )
                 else:
                     total += float(steps.distributed(*shard, w_total))
-            batches += 1
-            if batches % PROGRESS_STEPS == 0:
+            done += 1
+            seen += len(batch)
+            if done % PROGRESS_STEPS == 0:
                 log.info(
-                    "epoch %d: step %d/%d loss=%.4f (%.0f examples/s)",
+                    "epoch %d: step %d/%d loss=%.4f (%.0f examples/s, %.0f%% waiting for input)",
                     epoch,
-                    batches,
+                    done,
                     steps_per_epoch,
-                    total / batches,
-                    (start + len(rows)) / (time.monotonic() - started),
+                    total / done,
+                    seen / (time.monotonic() - started),
+                    100 * waited / (time.monotonic() - started),
                 )
-        return EpochLog(epoch, total / max(batches, 1), time.monotonic() - started)
+            if save is not None and done % hp.checkpoint_steps == 0 and done < steps_per_epoch:
+                save(done, total)
+        return EpochLog(epoch, total / max(done, 1), time.monotonic() - started, waited)
 
     def candidate_vectors(self, candidates: tf.Tensor) -> tf.Tensor:
         """The item vectors of rows ``candidates`` only (what ``item_vectors`` holds at those rows)."""

@@ -35,3 +35,18 @@ def histories(sorted_items: np.ndarray, slot: np.ndarray, rank: np.ndarray, n_hi
     valid = back[np.newaxis, :] <= rank[:, np.newaxis]
     where = np.maximum(slot[:, np.newaxis] - back[np.newaxis, :], 0)
     return np.where(valid, sorted_items[where], PAD).astype(np.int32)
+
+
+def positive_weights(column: pa.Array | pa.ChunkedArray, users: Ids, items: Ids, where: str) -> np.ndarray:
+    """The ``weight`` column as float32, every value a positive number; else ``ValueError`` naming
+    ``where`` (the file, or its row group), the first offending row, its ids and the count."""
+    weights = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights <= 0))
+    if len(bad):
+        i = int(bad[0])
+        raise ValueError(
+            f"{where}: column 'weight' must be a positive number; row {i} "
+            f"(user_id={users[i].as_py()!r}, pin_id={items[i].as_py()!r}) has {float(weights[i])!r} "
+            f"({len(bad)} such rows)"
+        )
+    return weights.astype(np.float32)

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from recflow_ml.contract import TrainingEnv
 from recflow_ml.hyperparameters import Hyperparameters
+from recflow_ml.rows import positive_weights
 
 log = logging.getLogger("recflow_ml")
 
@@ -119,16 +120,7 @@ def read_interactions(channel: Path) -> tuple[pa.ChunkedArray, pa.ChunkedArray, 
         raise ValueError(f"{channel}: missing column(s) {missing} (found {names})")
     table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
     users, items = _ids(table, "user_id"), _ids(table, "pin_id")
-    weights = np.asarray(table.column("weight").to_numpy(zero_copy_only=False), dtype=np.float32)
-    bad = np.flatnonzero(~np.isfinite(weights) | (weights <= 0))
-    if len(bad):
-        i = int(bad[0])
-        raise ValueError(
-            f"{channel}: column 'weight' must be a positive number; row {i} "
-            f"(user_id={users[i].as_py()!r}, pin_id={items[i].as_py()!r}) has {weights[i]!r} "
-            f"({len(bad)} such rows)"
-        )
-    return users, items, weights
+    return users, items, positive_weights(table.column("weight"), users, items, str(channel))
 
 
 def run(env: TrainingEnv) -> dict[str, object]:
@@ -139,6 +131,12 @@ def run(env: TrainingEnv) -> dict[str, object]:
         weights_digest,
     )
     from recflow_ml.model import TrainingData, TwoTowerModel, export  # noqa: PLC0415 (TensorFlow)
+    from recflow_ml.stream import (  # noqa: PLC0415 (beside the model)
+        ExampleStream,
+        row_groups,
+        serving_histories,
+        summarise,
+    )
 
     started = time.monotonic()
     hp = Hyperparameters.from_strings(env.hyperparameters)
@@ -147,24 +145,67 @@ def run(env: TrainingEnv) -> dict[str, object]:
     if env.hosts.distributed:  # before TensorFlow's first operation: the strategy configures the runtime
         log.info("host %s: TF_CONFIG %s", env.hosts.current, json.dumps(env.hosts.tf_config()))
         workers = Workers(env.hosts)
-    users, items, weights = read_interactions(env.channel("train"))
-    user_vocab, item_vocab = vocabulary(users), vocabulary(items)
-    log.info(
-        "train channel: %d interactions, %d users, %d pins", len(users), len(user_vocab), len(item_vocab)
-    )
-
-    timestamps = read_event_times(env.channel("train"))
-    user_features = read_user_features(env.channel("train"))
-    item_topics = read_item_topics(env.channel("train"))
+    channel = env.channel("train")
+    user_features = read_user_features(channel)
+    item_topics = read_item_topics(channel)
     log.info("side features: %d users, %d pins with topics", len(user_features), len(item_topics))
-
-    model = TwoTowerModel(user_vocab, item_vocab, hp, user_features=user_features, item_topics=item_topics)
-    with checkpoint_directory(env.checkpoint_dir, workers) as checkpoint_dir:
-        history = model.fit(
-            TrainingData(users, items, weights, timestamps),
-            checkpoint_dir=checkpoint_dir,
-            workers=workers,
+    path = channel / INTERACTIONS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"channel directory {channel} has no {INTERACTIONS_FILE}")
+    groups = row_groups(path)
+    streamed = sum(g.rows for g in groups) >= hp.stream_min_interactions
+    if streamed:
+        summary = summarise(path)
+        n_interactions = summary.examples
+        model = TwoTowerModel(
+            summary.user_vocab, summary.item_vocab, hp, user_features=user_features, item_topics=item_topics
         )
+        weight_mean = summary.weight_mean
+        del summary  # its vocabularies now live in the model
+        stream = ExampleStream(
+            groups,
+            model.user_vocab_arrow,
+            model.item_vocab_arrow,
+            history_length=hp.history_length,
+            batch_size=hp.batch_size,
+            shuffle_buffer=hp.shuffle_buffer,
+            seed=hp.seed,
+            weight_mean=weight_mean,
+        )
+        log.info(
+            "train channel: %d interactions, %d users, %d pins; streamed: %d row groups, a shuffle "
+            "buffer of %d examples",
+            n_interactions,
+            len(model.user_vocab),
+            len(model.item_vocab),
+            len(groups),
+            stream.shuffle_buffer,
+        )
+        serving, counts = serving_histories(groups, stream, len(model.user_vocab) + 1)
+        with checkpoint_directory(env.checkpoint_dir, workers) as checkpoint_dir:
+            history = model.fit_stream(
+                stream, counts, serving, checkpoint_dir=checkpoint_dir, workers=workers
+            )
+    else:
+        users, items, weights = read_interactions(channel)
+        n_interactions = len(users)
+        model = TwoTowerModel(
+            vocabulary(users), vocabulary(items), hp, user_features=user_features, item_topics=item_topics
+        )
+        log.info(
+            "train channel: %d interactions, %d users, %d pins; loaded whole (under stream_min_interactions)",
+            n_interactions,
+            len(model.user_vocab),
+            len(model.item_vocab),
+        )
+        timestamps = read_event_times(channel)
+        with checkpoint_directory(env.checkpoint_dir, workers) as checkpoint_dir:
+            history = model.fit(
+                TrainingData(users, items, weights, timestamps),
+                checkpoint_dir=checkpoint_dir,
+                workers=workers,
+            )
+        del users, items, weights, timestamps
     if workers is not None:
         digest = weights_digest(model.variables)
         log.info("worker %d of %d: trained weights sha256 %s", workers.index, workers.count, digest)
@@ -172,10 +213,14 @@ def run(env: TrainingEnv) -> dict[str, object]:
     metadata: dict[str, object] = {
         "job_name": env.job_name,
         "hyperparameters": hp.as_strings(),
-        "users": len(user_vocab),
-        "pins": len(item_vocab),
-        "interactions": len(users),
-        "history": [{"epoch": h.epoch, "loss": h.loss, "seconds": h.seconds} for h in history],
+        "users": len(model.user_vocab),
+        "pins": len(model.item_vocab),
+        "interactions": n_interactions,
+        "input": "stream" if streamed else "memory",
+        "history": [
+            {"epoch": h.epoch, "loss": h.loss, "seconds": h.seconds, "input_seconds": h.input_seconds}
+            for h in history
+        ],
     }
     if workers is not None:
         metadata["workers"] = workers.count

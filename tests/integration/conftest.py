@@ -44,13 +44,18 @@ def build_marts(settings: Settings, *, full_refresh: bool = False) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.fixture(scope="session")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    settings = Settings.from_env({"RECFLOW_HOME": str(tmp_path_factory.mktemp("warehouse"))})
+def tiny_warehouse(home: Path) -> Settings:
+    """A home whose warehouse holds ``TINY``'s days, landed, audited and built by dbt."""
+    settings = Settings.from_env({"RECFLOW_HOME": str(home)})
     generate(settings.landing_dir, TINY)
     stage_and_audit(settings, [TINY.start + timedelta(days=i) for i in range(TINY.days)], run_id="fixture")
     build_marts(settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return tiny_warehouse(tmp_path_factory.mktemp("warehouse"))
 
 
 def home_with_warehouse_of(source: Settings, tmp_path: Path) -> Settings:

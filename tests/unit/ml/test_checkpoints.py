@@ -59,18 +59,19 @@ def test_a_run_resumed_after_epoch_2_ends_where_an_uninterrupted_run_ends(
     straight = _model()
     straight_log = straight.fit(_data(), checkpoint_dir=tmp_path / "straight")
     assert [e.epoch for e in straight_log] == [1, 2, 3]
+    steps = -(-700 // HP.batch_size)  # checkpoints are numbered by the steps done
     assert sorted(p.name for p in (tmp_path / "straight").glob("ckpt-*.index")) == [
-        "ckpt-2.index",
-        "ckpt-3.index",
+        f"ckpt-{2 * steps}.index",
+        f"ckpt-{3 * steps}.index",
     ], "the manager keeps the last two"
 
     # the process died after saving epoch 2: the directory holds what it held then
     interrupted = tmp_path / "interrupted"
     shutil.copytree(tmp_path / "straight", interrupted)
-    for path in interrupted.glob("ckpt-3.*"):
+    for path in interrupted.glob(f"ckpt-{3 * steps}.*"):
         path.unlink()
     (interrupted / "checkpoint").write_text(
-        'model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n'
+        f'model_checkpoint_path: "ckpt-{2 * steps}"\nall_model_checkpoint_paths: "ckpt-{2 * steps}"\n'
     )
 
     resumed = _model()

@@ -206,10 +206,11 @@ def test_a_sampled_run_resumed_after_epoch_1_ends_where_an_uninterrupted_run_end
     # the process died after saving epoch 1: the directory holds what it held then
     interrupted = tmp_path / "interrupted"
     shutil.copytree(tmp_path / "straight", interrupted)
-    for path in interrupted.glob("ckpt-2.*"):
+    steps = -(-len(data.users) // hp.batch_size)  # checkpoints are numbered by the steps done
+    for path in interrupted.glob(f"ckpt-{2 * steps}.*"):
         path.unlink()
     (interrupted / "checkpoint").write_text(
-        'model_checkpoint_path: "ckpt-1"\nall_model_checkpoint_paths: "ckpt-1"\n'
+        f'model_checkpoint_path: "ckpt-{steps}"\nall_model_checkpoint_paths: "ckpt-{steps}"\n'
     )
     resumed = TwoTowerModel(users, items, hp)
     resumed_log = resumed.fit(data, checkpoint_dir=interrupted)

@@ -1,0 +1,265 @@
+"""The train channel streamed: Parquet row groups read in batches, never the channel whole.
+
+A streamed channel's ``interactions.parquet`` (one file, or a directory of Parquet shards) carries
+each example's ``history`` (its user's earlier pins, oldest first) and ``n_earlier`` (how many earlier
+pins the user had), computed in the warehouse (``training_interactions``), so no state per user
+crosses the data. What the job holds whole is catalogue-sized: the vocabularies, the label counts
+and each user's serving history.
+
+**Order.** An epoch reads its host's row groups in an order drawn from (seed, epoch), and shuffles
+them through a buffer of ``shuffle_buffer`` examples drawn from the same seed: whenever the buffer
+holds that many, it is permuted and its full batches go out. The stream is therefore a function of
+(seed, epoch) and the channel alone, so a job resumed ``k`` batches into an epoch skips exactly the
+``k`` batches an uninterrupted job trained on.
+
+**Hosts.** A job of several hosts streams the same batches on every host, and each trains its slice
+of every batch, as with the channel loaded whole: memory stays flat, but every host reads the whole
+channel (docs/model.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from recflow_ml.rows import PAD, histories, positive_weights, vocabulary_rows
+
+log = logging.getLogger(__name__)
+
+STREAM_COLUMNS = ("user_id", "pin_id", "weight", "history", "n_earlier")
+VOCABULARY_MERGE_IDS = 4_000_000
+"""Distinct ids gathered from row groups before they are merged into the vocabulary (bounds the pass)."""
+
+
+class Batch(NamedTuple):
+    """A batch of examples as model rows: users [B], items [B], weights [B], histories [B, N]."""
+
+    users: np.ndarray
+    items: np.ndarray
+    weights: np.ndarray
+    history: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def take(self, rows: np.ndarray | slice) -> Batch:
+        return Batch(self.users[rows], self.items[rows], self.weights[rows], self.history[rows])
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """One row group of one Parquet file of the channel: the unit a stream orders and shards."""
+
+    path: Path
+    index: int
+    rows: int
+
+
+def channel_files(path: Path) -> list[Path]:
+    """The Parquet files of ``path`` (a file, or a directory of shards), in name order."""
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{path} holds no Parquet file")
+    return files
+
+
+def row_groups(path: Path) -> list[RowGroup]:
+    """Every row group of the channel's files, in file order then row group order."""
+    groups = []
+    for file in channel_files(path):
+        metadata = pq.ParquetFile(file).metadata
+        groups += [RowGroup(file, i, metadata.row_group(i).num_rows) for i in range(metadata.num_row_groups)]
+    return groups
+
+
+def _read(group: RowGroup, columns: Sequence[str]) -> pa.Table:
+    return pq.ParquetFile(group.path).read_row_group(group.index, columns=list(columns))
+
+
+def _check_columns(path: Path) -> None:
+    names = list(pq.ParquetDataset(path).schema.names)
+    missing = [c for c in STREAM_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(
+            f"{path}: a streamed channel needs column(s) {missing} (found {names}); the histories come "
+            "from the warehouse's training_interactions (snapshots taken before it carried them cannot "
+            "be streamed: train them whole, or take a new snapshot)"
+        )
+
+
+@dataclass
+class ChannelSummary:
+    """What a pass over the channel learns, all of it catalogue-sized: the vocabularies (sorted by
+    code point, as the in-memory path sorts them), the examples and the weights' mean."""
+
+    user_vocab: list[str]
+    item_vocab: list[str]
+    examples: int
+    weight_mean: float
+
+
+def _merge(parts: list[pa.Array]) -> pa.Array:
+    return pc.unique(pa.chunked_array(parts, pa.string()).combine_chunks())
+
+
+def summarise(path: Path) -> ChannelSummary:
+    """One pass over ``user_id``, ``pin_id`` and ``weight`` of every row group: the vocabularies, the
+    count and the weights' mean. Refuses a weight that is not a positive number, naming its row."""
+    _check_columns(path)
+    users: list[pa.Array] = []
+    items: list[pa.Array] = []
+    pending = 0
+    examples, weight_sum = 0, 0.0
+    for group in row_groups(path):
+        table = _read(group, ("user_id", "pin_id", "weight"))
+        u, i = _ids(table, "user_id", group), _ids(table, "pin_id", group)
+        weights = positive_weights(table.column("weight"), u, i, f"{group.path} (row group {group.index})")
+        users.append(pc.unique(u))
+        items.append(pc.unique(i))
+        pending += len(users[-1]) + len(items[-1])
+        if pending > VOCABULARY_MERGE_IDS:
+            users, items, pending = [_merge(users)], [_merge(items)], 0
+        examples += table.num_rows
+        weight_sum += float(weights.sum(dtype=np.float64))
+    if not examples:
+        raise ValueError("the train channel holds no interactions: nothing to learn from")
+
+    def vocab(parts: list[pa.Array]) -> list[str]:
+        distinct = _merge(parts)
+        return [str(v) for v in pc.take(distinct, pc.sort_indices(distinct)).to_pylist()]
+
+    return ChannelSummary(vocab(users), vocab(items), examples, weight_sum / examples)
+
+
+def _ids(table: pa.Table, name: str, group: RowGroup) -> pa.Array:
+    column = table.column(name).combine_chunks()
+    if column.null_count:
+        raise ValueError(
+            f"{group.path} (row group {group.index}): column {name!r} has {column.null_count} null id(s)"
+        )
+    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+
+
+class ExampleStream:
+    """The examples of a channel's row groups as model rows, batch by batch (module docstring)."""
+
+    def __init__(
+        self,
+        groups: Sequence[RowGroup],
+        user_vocab: pa.Array,
+        item_vocab: pa.Array,
+        *,
+        history_length: int,
+        batch_size: int,
+        shuffle_buffer: int,
+        seed: int,
+        weight_mean: float = 1.0,
+    ) -> None:
+        self.groups = list(groups)
+        self.user_vocab = user_vocab
+        self.item_vocab = item_vocab
+        self.history_length = history_length
+        self.batch_size = batch_size
+        self.shuffle_buffer = max(shuffle_buffer, batch_size)
+        self.seed = seed
+        self.weight_mean = weight_mean
+        self.examples = sum(g.rows for g in self.groups)
+
+    @property
+    def steps(self) -> int:
+        """Batches per epoch (the last one may be short)."""
+        return max(1, math.ceil(self.examples / self.batch_size))
+
+    def read(self, group: RowGroup) -> tuple[Batch, np.ndarray]:
+        """The examples of ``group`` in file order, and each one's ``n_earlier``."""
+        table = _read(group, STREAM_COLUMNS)
+        users = vocabulary_rows(table.column("user_id"), self.user_vocab)
+        items = vocabulary_rows(table.column("pin_id"), self.item_vocab)
+        weights = np.asarray(table.column("weight").to_numpy(zero_copy_only=False), np.float64)
+        earlier = np.asarray(table.column("n_earlier").to_numpy(zero_copy_only=False), np.int64)
+        lists = table.column("history").combine_chunks()
+        if lists.null_count:
+            lists = pc.fill_null(lists, pa.scalar([], lists.type))
+        offsets = np.asarray(lists.offsets, np.int64)
+        lengths = np.diff(offsets)
+        wanted = np.minimum(earlier, self.history_length)
+        short = np.flatnonzero(lengths < wanted)
+        if len(short):
+            r = int(short[0])
+            raise ValueError(
+                f"{group.path} (row group {group.index}): row {r} (user_id="
+                f"{table.column('user_id')[r].as_py()!r}) has {int(earlier[r])} earlier pins but its "
+                f"history holds {int(lengths[r])}: the snapshot's history window is shorter than "
+                f"history_length={self.history_length} (raise the dbt var history_window, or lower "
+                "history_length)"
+            )
+        pins = vocabulary_rows(lists.values, self.item_vocab)
+        history = histories(pins, offsets[1:], lengths, self.history_length)
+        batch = Batch(users, items, (weights / self.weight_mean).astype(np.float32), history)
+        return batch, earlier
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        """The epoch's batches: row groups in an order drawn from (seed, epoch), examples shuffled
+        through the buffer with the same generator; every batch full but the last."""
+        rng = np.random.default_rng([self.seed, epoch, 2])
+        order = rng.permutation(len(self.groups))
+        buffer: list[Batch] = []
+        held = 0
+        for k in order:
+            batch, _ = self.read(self.groups[k])
+            buffer.append(batch)
+            held += len(batch)
+            if held >= self.shuffle_buffer:
+                rest = yield from self._drain(buffer, rng, keep_remainder=True)
+                buffer, held = [rest], len(rest)
+        if held:
+            yield from self._drain(buffer, rng, keep_remainder=False)
+
+    def _drain(
+        self, buffer: list[Batch], rng: np.random.Generator, *, keep_remainder: bool
+    ) -> Generator[Batch, None, Batch]:
+        """The buffer's examples permuted, as full batches (and, unless ``keep_remainder``, the short
+        last one); returns what is kept for the next buffer."""
+        pool = Batch(*(np.concatenate(parts) for parts in zip(*buffer, strict=True)))
+        pool = pool.take(rng.permutation(len(pool)))
+        full = len(pool) - len(pool) % self.batch_size if keep_remainder else len(pool)
+        for start in range(0, full, self.batch_size):
+            yield pool.take(slice(start, min(start + self.batch_size, full)))
+        return pool.take(slice(full, len(pool)))
+
+
+def serving_histories(
+    groups: Sequence[RowGroup], stream: ExampleStream, n_users: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(each user row's latest ``history_length`` pins, the pins' label counts): one more pass.
+
+    A user's serving history is what an example after their last one would carry: their last
+    example's history and pin (the example with the largest ``n_earlier``)."""
+    n_hist = stream.history_length
+    serving = np.full((n_users, n_hist), PAD, np.int32)
+    latest = np.full(n_users, -1, np.int64)
+    counts = np.zeros(len(stream.item_vocab) + 1, np.int64)
+    for group in groups:
+        batch, earlier = stream.read(group)
+        counts += np.bincount(batch.items, minlength=len(counts))
+        order = np.lexsort((earlier, batch.users))  # by user, then rank: each user's last is its run's end
+        users = batch.users[order]
+        last = order[np.r_[users[1:] != users[:-1], True]]
+        newer = earlier[last] > latest[batch.users[last]]
+        last = last[newer & (batch.users[last] != 0)]
+        latest[batch.users[last]] = earlier[last]
+        serving[batch.users[last]] = np.concatenate(
+            [batch.history[last, 1:], batch.items[last, np.newaxis]], axis=1
+        )
+    return serving, counts
