@@ -1,26 +1,24 @@
 """Content-addressed snapshots of the training mart in the artifact store.
 
-A snapshot is the ``train`` and ``holdout`` rows of
-``analytics.training_interactions`` and the side features of pins and users
-(from ``dim_pins`` / ``dim_users``), each sorted and written as Parquet under
-``snapshots/<id>/``: the ``train`` channel holds ``interactions.parquet`` (with each pair's
-``history``, in row groups of ``ROW_GROUP_ROWS``: the units a streaming job shuffles and shards),
-``pins.parquet`` and ``users.parquet``, the ``holdout`` channel
-``interactions.parquet``, and ``catalogue/pins.parquet`` lists every pin for
-evaluation. The id is a SHA-256 of the rows
-themselves (Arrow IPC bytes of the sorted tables), so the same data always
-gives the same id, and a snapshot is written once and never overwritten: a
-rerun on unchanged data finds it and reuses it.
+A snapshot is the ``train`` and ``holdout`` rows of ``analytics.training_interactions`` and the
+side features of pins and users (from ``dim_pins`` / ``dim_users``), each sorted and streamed from
+the engine into Parquet (never held whole in this process) under ``snapshots/<id>/``: the ``train``
+channel holds ``interactions.parquet`` (with each pair's ``history``, in row groups of
+``ROW_GROUP_ROWS``: the units a streaming job shuffles), ``pins.parquet`` and ``users.parquet``, the
+``holdout`` channel ``interactions.parquet``, and ``catalogue/pins.parquet`` lists every pin for
+evaluation. The id is a SHA-256 of the rows themselves (Arrow IPC bytes of the sorted tables, in
+fixed chunks), so the same data always gives the same id, and a snapshot is written once and never
+overwritten: a rerun on unchanged data finds it and reuses it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
+import itertools
 import json
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,18 +60,40 @@ class Snapshot:
         return cls(**payload)  # type: ignore[arg-type]
 
 
-def _ipc_bytes(table: pa.Table) -> bytes:
-    sink = io.BytesIO()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
+def _chunks(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` regrouped into batches of exactly ``rows`` rows (the last one shorter), each in fresh
+    buffers: the same rows give the same bytes, however the engine or the file batched them."""
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield _fresh(table.slice(0, rows))
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield _fresh(pa.Table.from_batches(pending))
 
 
-def content_id(tables: dict[str, pa.Table]) -> str:
+def _fresh(table: pa.Table) -> pa.RecordBatch:
+    """``table`` as one record batch in buffers of its own (a slice's IPC bytes depend on its parent)."""
+    (batch,) = table.take(pa.array(range(table.num_rows), pa.int64())).combine_chunks().to_batches()
+    return batch
+
+
+def content_id(files: dict[str, Path]) -> str:
+    """The snapshot's id: a SHA-256 over each table's name, schema (without the writer's metadata) and
+    rows, in chunks of ``ROW_GROUP_ROWS`` rows as Arrow IPC, read back from its Parquet file batch by
+    batch, so no table is ever held whole."""
     digest = hashlib.sha256()
-    for name in sorted(tables):
+    for name in sorted(files):
+        parquet = pq.ParquetFile(files[name])
         digest.update(name.encode())
-        digest.update(_ipc_bytes(tables[name]))
+        digest.update(parquet.schema_arrow.remove_metadata().serialize().to_pybytes())
+        for chunk in _chunks(parquet.iter_batches(batch_size=ROW_GROUP_ROWS), ROW_GROUP_ROWS):
+            digest.update(chunk.serialize().to_pybytes())
     return digest.hexdigest()[:20]
 
 
@@ -101,32 +121,39 @@ def _invocation(con: Warehouse) -> str:
     return str(row[0]) if row and row[0] else "unknown"
 
 
-def _written_by_the_engine(con: Warehouse, settings: Settings, folder: Path) -> dict[str, pa.Table] | None:
-    """On an engine that writes files itself (Spark) and an artifact root on a filesystem it shares:
-    each table written by the engine as one sorted Parquet file under ``folder`` (no row passes through
-    this process), read back here as Arrow (memory maps; for the content id). ``None`` elsewhere."""
-    if not con.reads_files or not settings.artifacts_uri.startswith("file://"):
-        return None
-    tables = {}
-    for name, query in _queries(con.dialect.bytewise).items():
+def _write_table(con: Warehouse, settings: Settings, folder: Path, name: str, query: str) -> tuple[Path, int]:
+    """Table ``name`` as ``folder/<name>.parquet`` and its row count, never whole in this process.
+
+    On an engine that writes files itself (Spark) and an artifact root on a filesystem it shares, the
+    engine writes one sorted file and no row passes through here. Elsewhere the engine's batches are
+    written as they arrive, in row groups of ``ROW_GROUP_ROWS``."""
+    path = folder / f"{name}.parquet"
+    if con.reads_files and settings.artifacts_uri.startswith("file://"):
         out = folder / name
         con.write_parquet(out, query)
         (part,) = sorted(out.glob("part-*.parquet"))
-        tables[name] = pq.read_table(part, memory_map=True)
-        part.rename(folder / f"{name}.parquet")
-    return tables
+        part.rename(path)
+        return path, pq.ParquetFile(path).metadata.num_rows
+    batches = con.fetch_batches(query)
+    first = next(batches)
+    rows = 0
+    with pq.ParquetWriter(path, first.schema) as writer:
+        for chunk in _chunks(itertools.chain([first], batches), ROW_GROUP_ROWS):
+            writer.write_batch(chunk, row_group_size=ROW_GROUP_ROWS)
+            rows += chunk.num_rows
+    return path, rows
 
 
-def read_mart(settings: Settings, folder: Path | None = None) -> tuple[dict[str, pa.Table], str]:
-    """The snapshot's tables and the dbt invocation that built the marts (written by the engine under
-    ``folder`` where it writes files itself, else fetched)."""
+def read_mart(settings: Settings, folder: Path) -> tuple[dict[str, tuple[Path, int]], str]:
+    """The snapshot's tables written under ``folder`` (each: its file and row count), and the dbt
+    invocation that built the marts."""
     with connect(settings, read_only=True) as con:
-        written = None if folder is None else _written_by_the_engine(con, settings, folder)
-        tables = written or {
-            name: con.fetch_arrow(query) for name, query in _queries(con.dialect.bytewise).items()
+        tables = {
+            name: _write_table(con, settings, folder, name, query)
+            for name, query in _queries(con.dialect.bytewise).items()
         }
         invocation = _invocation(con)
-    if tables["train"].num_rows == 0:
+    if tables["train"][1] == 0:
         raise ValueError(
             f"{ANALYTICS_SCHEMA}.training_interactions has no train rows: nothing to train on "
             "(did the recsys_warehouse DAG run for any day with engagements?)"
@@ -151,7 +178,7 @@ def _scratch(settings: Settings) -> Path | None:
 
 def _take(settings: Settings, tmp: Path) -> Snapshot:
     tables, invocation_id = read_mart(settings, tmp)
-    snapshot_id = content_id(tables)
+    snapshot_id = content_id({name: path for name, (path, _) in tables.items()})
     base = join(settings.artifacts_uri, "snapshots", snapshot_id)
     uris = {
         "train": join(base, "train", "interactions.parquet"),
@@ -162,15 +189,12 @@ def _take(settings: Settings, tmp: Path) -> Snapshot:
     }
     manifest_uri = join(base, "manifest.json")
     store = store_for(settings, base)
-    rows = {name: table.num_rows for name, table in tables.items()}
+    rows = {name: count for name, (_, count) in tables.items()}
     if store.exists(manifest_uri):
         manifest = json.loads(store.get_bytes(manifest_uri))
         log.info("snapshot %s already exists (%s): reusing it, nothing written", snapshot_id, base)
         return Snapshot.from_xcom(manifest)
-    for name, table in tables.items():
-        local = tmp / f"{name}.parquet"
-        if not local.exists():  # the engine wrote none: write what was fetched
-            pq.write_table(table, local, row_group_size=ROW_GROUP_ROWS)
+    for name, (local, _) in tables.items():
         store.put_file(local, uris[name])
     snapshot = Snapshot(
         snapshot_id=snapshot_id,

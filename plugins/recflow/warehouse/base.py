@@ -249,6 +249,11 @@ class Warehouse(ABC):
         """Replace ``table`` by a table of ``data``'s columns and types."""
 
     @abstractmethod
+    def fetch_batches(self, query: str) -> Iterator[pa.RecordBatch]:
+        """The result of ``query`` in record batches of at most ``EXPORT_BATCH_ROWS`` rows, never whole
+        in this process; at least one batch (maybe empty), so the result's schema is always known."""
+
+    @abstractmethod
     def fetch_arrow(self, query: str, params: Sequence[object] | None = None) -> pa.Table:
         """The result of ``query`` as an Arrow table."""
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from recflow.warehouse.base import Dialect, Rows, Warehouse
+from recflow.warehouse.base import EXPORT_BATCH_ROWS, Dialect, Rows, Warehouse
 
 if TYPE_CHECKING:
     import duckdb
@@ -69,6 +69,22 @@ class DuckDBWarehouse(Warehouse):
         finally:
             self.connection.unregister(view)
 
+    def fetch_batches(self, query: str) -> Iterator[pa.RecordBatch]:
+        self.connection.complete()  # a result of execute() left unread would refuse the query
+        reader = self.connection.sql(query).to_arrow_reader(EXPORT_BATCH_ROWS)
+        empty = True
+        for batch in reader:
+            empty = False
+            yield batch
+        if empty:
+            yield _empty_batch(reader.schema)
+
     def fetch_arrow(self, query: str, params: Sequence[object] | None = None) -> pa.Table:
         self.connection.complete()  # a result of execute() left unread would refuse the query
         return self.connection.sql(query, params=params).to_arrow_table()
+
+
+def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    import pyarrow as pa  # noqa: PLC0415 (heavy: not at DAG parse time)
+
+    return pa.RecordBatch.from_pylist([], schema=schema)

@@ -276,6 +276,9 @@ class PostgresWarehouse(Warehouse):
                 if not rows:
                     return
 
+    def fetch_batches(self, query: str) -> Iterator[pa.RecordBatch]:
+        return self._batches(query, None)
+
     def fetch_arrow(self, query: str, params: Sequence[object] | None = None) -> pa.Table:
         import pyarrow as pa  # noqa: PLC0415 (heavy: not at DAG parse time)
 
