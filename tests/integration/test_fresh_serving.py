@@ -92,7 +92,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     export(model, work / "savedmodel")
     (work / "savedmodel" / "metadata.json").write_text(
         json.dumps(
-            {"history": [{"epoch": e, "loss": 5.0 - e / 10, "seconds": 0.1} for e in range(1, EPOCHS + 1)]}
+            {
+                "input": "stream",
+                "history": [{"epoch": e, "loss": 5.0 - e / 10, "seconds": 0.1} for e in range(1, EPOCHS + 1)],
+            }
         )
     )
     archive = work / "model.tar.gz"
@@ -260,6 +263,7 @@ def test_the_curve_the_pictures_and_the_model_card(
     assert card["training"] | {"loss_per_epoch": None} == {
         "seconds": "12",
         "peak_memory_mb": "321",
+        "input": "stream",
         "loss_per_epoch": None,
     }
     assert len(card["training"]["loss_per_epoch"]) == EPOCHS
@@ -274,6 +278,7 @@ def test_the_curve_the_pictures_and_the_model_card(
     assert cli_main(["models", "show", "--name", "fresh-a", "--version", str(info.version)]) == 0
     text = capsys.readouterr().out
     assert card["pictures"]["loss_curve"] in text
+    assert "training: 12 s, peak memory 321 MB, channel streamed by row group; loss per epoch " in text
     assert (
         "judged on: full ranking (every pin the user has not engaged with); thresholds: full_hr@10 >= 0.05"
         in text

@@ -100,7 +100,8 @@ def _card_text(card: dict[str, Any]) -> list[str]:
         + ("" if gate["champion_metrics"] else " (none)"),
         *(_metric_lines(gate["champion_metrics"], indent="    ") if gate["champion_metrics"] else []),
         "hyperparameters: " + " ".join(f"{k}={v}" for k, v in sorted(card["hyperparameters"].items())),
-        f"training: {training['seconds']} s, peak memory {training['peak_memory_mb']} MB; loss per epoch "
+        f"training: {training['seconds']} s, peak memory {training['peak_memory_mb']} MB, "
+        f"{INPUT_TEXT.get(training['input'], training['input'])}; loss per epoch "
         + (" ".join(f"{x:.4f}" for x in losses) if losses else "(not recorded)"),
         "serving: " + (", ".join(f"{k}={v}" for k, v in sorted(card["serving"].items())) or "as trained"),
         "lineage:",
@@ -111,6 +112,10 @@ def _card_text(card: dict[str, Any]) -> list[str]:
     if not card["pictures"]:
         lines.append("  (none: published before pictures were recorded)")
     return lines
+
+
+INPUT_TEXT = {"memory": "channel loaded whole", "stream": "channel streamed by row group"}
+"""How ``recflow models show`` names the training job's input path (``metadata.json``'s ``input``)."""
 
 
 def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ def model_card(
     settings: Settings, name: str, version: int | None = None, alias: str = CHAMPION
 ) -> dict[str, Any]:
     """Everything a person asks of a version: metrics, the gate's decision and thresholds,
-    hyperparameters, lineage, training time and memory, the loss per epoch and the pictures' paths.
+    hyperparameters, lineage, training time, memory and input path, the loss per epoch and the pictures' paths.
 
     ``version`` when given, else the version ``alias`` points at. Raises :class:`RegistryError`
     when there is no such model, version or alias.
@@ -52,6 +52,8 @@ def model_card(
         "training": {
             "seconds": tags.get("training.seconds"),
             "peak_memory_mb": tags.get("training.peak_memory_mb"),
+            # a job from before the streamed input loaded its channel whole
+            "input": tags.get("training.input", "memory"),
             "loss_per_epoch": losses,
         },
         "serving": {k.removeprefix("serving."): v for k, v in tags.items() if k.startswith("serving.")},

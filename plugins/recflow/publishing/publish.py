@@ -98,7 +98,10 @@ def publish_training_job(
                 "serving.users_changed": str(report.changed),
                 "serving.refresh_seconds": f"{report.seconds:.2f}",
             }
-        history = _epoch_history(model_dir)
+        metadata = _job_metadata(model_dir)
+        history = _epoch_history(metadata)
+        if "input" in metadata:  # which input path trained it: the channel loaded whole, or streamed
+            tags["training.input"] = str(metadata["input"])
         pictures = work / PICTURES
         pictures.mkdir()
         if history:
@@ -133,15 +136,15 @@ def publish_training_job(
     return published
 
 
-def _epoch_history(model_dir: Path) -> list[dict[str, float]]:
-    """The job's per-epoch ``loss`` and ``seconds`` (its ``metadata.json``), or none when absent."""
+def _job_metadata(model_dir: Path) -> dict[str, Any]:
+    """The job's ``metadata.json``, or nothing when absent."""
     path = model_dir / "metadata.json"
-    if not path.exists():
-        return []
-    return [
-        {"loss": float(h["loss"]), "seconds": float(h["seconds"])}
-        for h in json.loads(path.read_text()).get("history", [])
-    ]
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _epoch_history(metadata: Mapping[str, Any]) -> list[dict[str, float]]:
+    """The job's per-epoch ``loss`` and ``seconds``."""
+    return [{"loss": float(h["loss"]), "seconds": float(h["seconds"])} for h in metadata.get("history", [])]
 
 
 def publish_evaluated(
