@@ -309,6 +309,10 @@ def training_at(base: Settings, interactions: int, users: int, pins: int) -> dic
     metadata = json.loads((root / "model" / "metadata.json").read_text())
     epoch = metadata["history"][0]
     latency = _child_json([sys.executable, "-m", "bench.scale", "recommend", str(root / "model")])
+    hyperparameters = json.dumps(metadata["hyperparameters"])
+    alone = _child_json(
+        [sys.executable, "-m", "bench.scale", "input-throughput", str(channel), hyperparameters]
+    )
     result = {
         "target_interactions": interactions,
         "interactions": written,
@@ -320,12 +324,41 @@ def training_at(base: Settings, interactions: int, users: int, pins: int) -> dic
         "epoch_seconds": epoch["seconds"],
         "input_wait_share": epoch["input_seconds"] / epoch["seconds"],
         "train_examples_per_second": written / epoch["seconds"],
+        **alone,
         "job_seconds": job["seconds"],
         "peak_memory_mb": job["peak_memory_mb"],
         **latency,
     }
     shutil.rmtree(settings.home, ignore_errors=True)
     return result
+
+
+def input_throughput(channel: Path, hyperparameters: Mapping[str, str]) -> dict[str, float]:
+    """One epoch of the streamed input alone (read, map to rows, shuffle, batch; no training step), as
+    the job would stream ``channel`` with ``hyperparameters``: how fast the input could feed a faster
+    step (a GPU's) before it became the bottleneck."""
+    import pyarrow as pa
+
+    from recflow_ml.hyperparameters import Hyperparameters
+    from recflow_ml.stream import ExampleStream, row_groups, summarise
+
+    hp = Hyperparameters.from_strings(hyperparameters)
+    path = channel / "interactions.parquet"
+    summary = summarise(path)
+    stream = ExampleStream(
+        row_groups(path),
+        pa.array(summary.user_vocab, pa.string()),
+        pa.array(summary.item_vocab, pa.string()),
+        history_length=hp.history_length,
+        batch_size=hp.batch_size,
+        shuffle_buffer=hp.shuffle_buffer,
+        seed=hp.seed,
+        weight_mean=summary.weight_mean,
+    )
+    started = time.perf_counter()
+    examples = sum(len(batch) for batch in stream.batches(1))
+    seconds = time.perf_counter() - started
+    return {"input_examples_per_second": examples / seconds, "input_epoch_seconds": seconds}
 
 
 def _parquet_rows(path: Path) -> int:
@@ -457,6 +490,10 @@ def plot(volumes: Sequence[Mapping[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _per_second(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f} / s"
+
+
 def _verdict(value: float | None, goal: float) -> str:
     if value is None:
         return "not measured"
@@ -527,16 +564,16 @@ def docs_section(report: Mapping[str, Any]) -> str:
             + ", ".join(f"`{k}={v}`" for k, v in hp.items())
             + ".",
             "",
-            "| interactions | users | pins | input | examples / s | waiting for input | epoch | whole job "
-            "| peak memory | `recommend` p50 | `recommend` p99 |",
-            "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| interactions | users | pins | input | examples / s | waiting for input | input alone "
+            "| epoch | whole job | peak memory | `recommend` p50 | `recommend` p99 |",
+            "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for t in runs:
             wait = t.get("input_wait_share")
             lines.append(
                 f"| {t['interactions']:,} | {t['users']:,} | {t['pins']:,} | {t.get('input', 'memory')} | "
                 f"{t['train_examples_per_second']:,.0f} | {'—' if wait is None else f'{wait:.1%}'} | "
-                f"{t['epoch_seconds']:.0f} s | {t['job_seconds']:.0f} s | {t['peak_memory_mb']:,.0f} MB | "
+                f"{_per_second(t.get('input_examples_per_second'))} | {t['epoch_seconds']:.0f} s | {t['job_seconds']:.0f} s | {t['peak_memory_mb']:,.0f} MB | "
                 f"{t['recommend_p50_ms']:.1f} ms | {t['recommend_p99_ms']:.1f} ms |"
             )
         ratio, wait = s.get("train_peak_ratio"), s.get("input_wait_share")
@@ -582,6 +619,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     eng_marts.add_argument("users", type=int)
     eng_marts.add_argument("pins", type=int)
     sub.add_parser("training-interactions", help="run the training_interactions model on them")
+    feed = sub.add_parser(
+        "input-throughput", help="time one epoch of a channel's streamed input; prints JSON"
+    )
+    feed.add_argument("channel", type=Path)
+    feed.add_argument("hyperparameters", type=json.loads, help="the job's, as a JSON object of strings")
     rec = sub.add_parser("recommend", help="time `recommend` on a SavedModel; prints JSON")
     rec.add_argument("model_dir", type=Path)
     p.add_argument("--events", type=int, nargs="+", default=[1_000_000, 10_000_000, 100_000_000])
@@ -607,6 +649,8 @@ def _child_command(args: argparse.Namespace, settings: Settings) -> bool:
         write_engagements(settings, args.interactions, args.users, args.pins)
     elif args.command == "training-interactions":
         _build_training_interactions(settings)
+    elif args.command == "input-throughput":
+        print(json.dumps(input_throughput(args.channel, args.hyperparameters)))
     elif args.command == "recommend":
         print(json.dumps(recommend_latency(args.model_dir)))
     else:

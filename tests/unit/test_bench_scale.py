@@ -53,6 +53,7 @@ def test_slope_of_a_power_law_is_its_exponent(power: float) -> None:
 def test_summary_and_section_state_each_goal_with_its_verdict() -> None:
     volumes = [_volume(1_000_000, 40.0, 900.0), _volume(100_000_000, 8000.0, 9000.0)]
     training = [_run(100_000_000, 5000.0, 6600.0, 0.12), _run(10_000_000, 500.0, 5000.0, 0.04)]
+    training[1]["input_examples_per_second"] = 250_000.0
     summary = summarise(volumes, training)
     assert summary["slope"] == pytest.approx(loglog_slope([(1e6, 40.0), (1e8, 8000.0)]))
     assert summary["seconds_100m"] == 8000.0
@@ -77,11 +78,11 @@ def test_summary_and_section_state_each_goal_with_its_verdict() -> None:
     assert "| 100M events end to end ≤ 30 min | 133.3 min | **not met** |" in text
     assert "| peak memory ≤ 8 GB (every step, and the training job) | 9,000 MB | **not met** |" in text
     assert (
-        "| 10,000,000 | 1,000,000 | 1,000,000 | stream | 20,000 | 4.0% | 500 s | 600 s | 5,000 MB | 12.0 ms | 30.0 ms |"
+        "| 10,000,000 | 1,000,000 | 1,000,000 | stream | 20,000 | 4.0% | 250,000 / s | 500 s | 600 s | 5,000 MB | 12.0 ms | 30.0 ms |"
         in text
     )
     assert (
-        "| 100,000,000 | 1,000,000 | 1,000,000 | stream | 20,000 | 12.0% | 5000 s | 5100 s | 6,600 MB |"
+        "| 100,000,000 | 1,000,000 | 1,000,000 | stream | 20,000 | 12.0% | — | 5000 s | 5100 s | 6,600 MB |"
         in text
     )
     assert "| peak memory of the largest run within 1.25x the smallest's | 1.32x | **not met** |" in text
