@@ -337,24 +337,10 @@ def input_throughput(channel: Path, hyperparameters: Mapping[str, str]) -> dict[
     """One epoch of the streamed input alone (read, map to rows, shuffle, batch; no training step), as
     the job would stream ``channel`` with ``hyperparameters``: how fast the input could feed a faster
     step (a GPU's) before it became the bottleneck."""
-    import pyarrow as pa
-
     from recflow_ml.hyperparameters import Hyperparameters
-    from recflow_ml.stream import ExampleStream, row_groups, summarise
+    from recflow_ml.stream import open_stream
 
-    hp = Hyperparameters.from_strings(hyperparameters)
-    path = channel / "interactions.parquet"
-    summary = summarise(path)
-    stream = ExampleStream(
-        row_groups(path),
-        pa.array(summary.user_vocab, pa.string()),
-        pa.array(summary.item_vocab, pa.string()),
-        history_length=hp.history_length,
-        batch_size=hp.batch_size,
-        shuffle_buffer=hp.shuffle_buffer,
-        seed=hp.seed,
-        weight_mean=summary.weight_mean,
-    )
+    stream, _ = open_stream(channel / "interactions.parquet", Hyperparameters.from_strings(hyperparameters))
     started = time.perf_counter()
     examples = sum(len(batch) for batch in stream.batches(1))
     seconds = time.perf_counter() - started

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from recflow_ml.hyperparameters import Hyperparameters
 from recflow_ml.rows import PAD, histories, positive_weights, vocabulary_rows
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,23 @@ class ExampleStream:
         for start in range(0, full, self.batch_size):
             yield pool.take(slice(start, min(start + self.batch_size, full)))
         return pool.take(slice(full, len(pool)))
+
+
+def open_stream(path: Path, hp: Hyperparameters) -> tuple[ExampleStream, ChannelSummary]:
+    """The channel at ``path`` summarised (one pass: ``summarise``) and streamed with the job's
+    ``hp``: every row group, its vocabularies and weight mean."""
+    summary = summarise(path)
+    stream = ExampleStream(
+        row_groups(path),
+        pa.array(summary.user_vocab, pa.string()),
+        pa.array(summary.item_vocab, pa.string()),
+        history_length=hp.history_length,
+        batch_size=hp.batch_size,
+        shuffle_buffer=hp.shuffle_buffer,
+        seed=hp.seed,
+        weight_mean=summary.weight_mean,
+    )
+    return stream, summary
 
 
 def serving_histories(

@@ -131,12 +131,7 @@ def run(env: TrainingEnv) -> dict[str, object]:
         weights_digest,
     )
     from recflow_ml.model import TrainingData, TwoTowerModel, export  # noqa: PLC0415 (TensorFlow)
-    from recflow_ml.stream import (  # noqa: PLC0415 (beside the model)
-        ExampleStream,
-        row_groups,
-        serving_histories,
-        summarise,
-    )
+    from recflow_ml.stream import open_stream, row_groups, serving_histories  # noqa: PLC0415 (beside the model)
 
     started = time.monotonic()
     hp = Hyperparameters.from_strings(env.hyperparameters)
@@ -155,23 +150,12 @@ def run(env: TrainingEnv) -> dict[str, object]:
     groups = row_groups(path)
     streamed = sum(g.rows for g in groups) >= hp.stream_min_interactions
     if streamed:
-        summary = summarise(path)
+        stream, summary = open_stream(path, hp)
         n_interactions = summary.examples
         model = TwoTowerModel(
             summary.user_vocab, summary.item_vocab, hp, user_features=user_features, item_topics=item_topics
         )
-        weight_mean = summary.weight_mean
         del summary  # its vocabularies now live in the model
-        stream = ExampleStream(
-            groups,
-            model.user_vocab_arrow,
-            model.item_vocab_arrow,
-            history_length=hp.history_length,
-            batch_size=hp.batch_size,
-            shuffle_buffer=hp.shuffle_buffer,
-            seed=hp.seed,
-            weight_mean=weight_mean,
-        )
         log.info(
             "train channel: %d interactions, %d users, %d pins; streamed: %d row groups, a shuffle "
             "buffer of %d examples",

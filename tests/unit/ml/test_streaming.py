@@ -20,7 +20,7 @@ import pytest
 from recflow.core.config import subprocess_env
 from recflow.snapshot import take_snapshot
 from recflow_ml.hyperparameters import Hyperparameters
-from recflow_ml.stream import Batch, ExampleStream, row_groups, serving_histories, summarise
+from recflow_ml.stream import Batch, ExampleStream, open_stream, serving_histories, summarise
 from recflow_ml.train import read_event_times, read_interactions, vocabulary
 from tests.integration.conftest import home_with_warehouse_of, tiny_warehouse
 
@@ -63,19 +63,7 @@ def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _stream(channel: Path, hp: Hyperparameters = HP) -> tuple[ExampleStream, list[str], list[str]]:
-    import pyarrow as pa
-
-    summary = summarise(channel / "interactions.parquet")
-    stream = ExampleStream(
-        row_groups(channel / "interactions.parquet"),
-        pa.array(summary.user_vocab, pa.string()),
-        pa.array(summary.item_vocab, pa.string()),
-        history_length=hp.history_length,
-        batch_size=hp.batch_size,
-        shuffle_buffer=hp.shuffle_buffer,
-        seed=hp.seed,
-        weight_mean=summary.weight_mean,
-    )
+    stream, summary = open_stream(channel / "interactions.parquet", hp)
     return stream, summary.user_vocab, summary.item_vocab
 
 
