@@ -166,8 +166,12 @@ class ExampleStream:
         shuffle_buffer: int,
         seed: int,
         weight_mean: float = 1.0,
+        cache_dir: Path | None = None,
     ) -> None:
+        """``cache_dir``: where each row group, once mapped to model rows, is kept (``read``)."""
         self.groups = list(groups)
+        self.cache_dir = cache_dir
+        self._keys = {(g.path, g.index): k for k, g in enumerate(self.groups)}
         self.user_vocab = user_vocab
         self.item_vocab = item_vocab
         self.history_length = history_length
@@ -183,7 +187,27 @@ class ExampleStream:
         return max(1, math.ceil(self.examples / self.batch_size))
 
     def read(self, group: RowGroup) -> tuple[Batch, np.ndarray]:
-        """The examples of ``group`` in file order, and each one's ``n_earlier``."""
+        """The examples of ``group`` in file order, and each one's ``n_earlier``.
+
+        Mapping ids to rows costs the most here: Arrow builds a hash table of the whole vocabulary at
+        every lookup. With ``cache_dir``, a group read once is kept there as its rows (about
+        ``16 + 4 × history_length`` bytes per example, uncompressed NumPy) and read back from there."""
+        cached = (
+            None
+            if self.cache_dir is None
+            else self.cache_dir / f"{self._keys[(group.path, group.index)]}.npz"
+        )
+        if cached is not None and cached.exists():
+            with np.load(cached) as kept:
+                return Batch(kept["users"], kept["items"], kept["weights"], kept["history"]), kept["earlier"]
+        batch, earlier = self._map(group)
+        if cached is not None:
+            partial = cached.with_suffix(".partial.npz")
+            np.savez(partial, **batch._asdict(), earlier=earlier)
+            partial.replace(cached)
+        return batch, earlier
+
+    def _map(self, group: RowGroup) -> tuple[Batch, np.ndarray]:
         table = _read(group, STREAM_COLUMNS)
         users = vocabulary_rows(table.column("user_id"), self.user_vocab)
         items = vocabulary_rows(table.column("pin_id"), self.item_vocab)
@@ -240,9 +264,11 @@ class ExampleStream:
         return pool.take(slice(full, len(pool)))
 
 
-def open_stream(path: Path, hp: Hyperparameters) -> tuple[ExampleStream, ChannelSummary]:
+def open_stream(
+    path: Path, hp: Hyperparameters, cache_dir: Path | None = None
+) -> tuple[ExampleStream, ChannelSummary]:
     """The channel at ``path`` summarised (one pass: ``summarise``) and streamed with the job's
-    ``hp``: every row group, its vocabularies and weight mean."""
+    ``hp``: every row group, its vocabularies and weight mean; ``cache_dir`` as ``ExampleStream``'s."""
     summary = summarise(path)
     stream = ExampleStream(
         row_groups(path),
@@ -253,6 +279,7 @@ def open_stream(path: Path, hp: Hyperparameters) -> tuple[ExampleStream, Channel
         shuffle_buffer=hp.shuffle_buffer,
         seed=hp.seed,
         weight_mean=summary.weight_mean,
+        cache_dir=cache_dir,
     )
     return stream, summary
 
@@ -260,7 +287,8 @@ def open_stream(path: Path, hp: Hyperparameters) -> tuple[ExampleStream, Channel
 def serving_histories(
     groups: Sequence[RowGroup], stream: ExampleStream, n_users: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(each user row's latest ``history_length`` pins, the pins' label counts): one more pass.
+    """(each user row's latest ``history_length`` pins, the pins' label counts): one more pass, which
+    also fills the stream's cache of mapped row groups, if it keeps one.
 
     A user's serving history is what an example after their last one would carry: their last
     example's history and pin (the example with the largest ``n_earlier``)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -150,7 +151,9 @@ def run(env: TrainingEnv) -> dict[str, object]:
     groups = row_groups(path)
     streamed = sum(g.rows for g in groups) >= hp.stream_min_interactions
     if streamed:
-        stream, summary = open_stream(path, hp)
+        # the row groups mapped to model rows, kept on the job's volume while it trains (removed after)
+        cache = tempfile.TemporaryDirectory(prefix=".recflow-stream-", dir=env.base_dir)
+        stream, summary = open_stream(path, hp, cache_dir=Path(cache.name))
         n_interactions = summary.examples
         model = TwoTowerModel(
             summary.user_vocab, summary.item_vocab, hp, user_features=user_features, item_topics=item_topics
@@ -165,11 +168,12 @@ def run(env: TrainingEnv) -> dict[str, object]:
             len(groups),
             stream.shuffle_buffer,
         )
-        serving, counts = serving_histories(groups, stream, len(model.user_vocab) + 1)
-        with checkpoint_directory(env.checkpoint_dir, workers) as checkpoint_dir:
-            history = model.fit_stream(
-                stream, counts, serving, checkpoint_dir=checkpoint_dir, workers=workers
-            )
+        with cache:
+            serving, counts = serving_histories(groups, stream, len(model.user_vocab) + 1)
+            with checkpoint_directory(env.checkpoint_dir, workers) as checkpoint_dir:
+                history = model.fit_stream(
+                    stream, counts, serving, checkpoint_dir=checkpoint_dir, workers=workers
+                )
     else:
         users, items, weights = read_interactions(channel)
         n_interactions = len(users)

@@ -254,3 +254,24 @@ def test_a_weight_that_is_not_positive_is_refused_naming_its_row_group_and_row(
     ) as e:
         summarise(broken / "interactions.parquet")
     assert f"user_id={user.as_py()!r}, pin_id={pin.as_py()!r}) has 0.0 (1 such rows)" in str(e.value)
+
+
+def test_a_stream_that_keeps_its_mapped_row_groups_gives_the_same_batches(
+    channel: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "train"
+    shutil.copytree(channel, copy)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    stream, summary = open_stream(copy / "interactions.parquet", HP, cache_dir=cache)
+    plain, _, _ = _stream(channel)
+    serving, counts = serving_histories(stream.groups, stream, len(summary.user_vocab) + 1)
+    assert len(list(cache.glob("*.npz"))) == len(stream.groups), "the pass kept every row group"
+    (copy / "interactions.parquet").unlink()  # from now on, only the cache can give the rows
+    for epoch in (1, 2):
+        for kept, read in zip(stream.batches(epoch), plain.batches(epoch), strict=True):
+            for a, b in zip(kept, read, strict=True):
+                np.testing.assert_array_equal(a, b)
+    expected = serving_histories(plain.groups, plain, len(summary.user_vocab) + 1)
+    np.testing.assert_array_equal(serving, expected[0])
+    np.testing.assert_array_equal(counts, expected[1])
