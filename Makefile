@@ -94,8 +94,9 @@ bench-overhead: venv
 	$(BIN)/python -m bench.overhead --days 30
 
 # the warehouse steps at 1M, 10M and 100M events, then one epoch of training on 10M and on 100M
-# interactions over 1M pins (about 4 hours on 2 cores, 2.5 of them the 100M epoch; ~30 GB of disk
-# under $$RECFLOW_HOME/benchmarks/scale while it runs)
+# interactions over 1M pins (about 3 hours on 2 cores, 1.5 of them the 100M run; ~30 GB of disk
+# under $$RECFLOW_HOME/benchmarks/scale while it runs). Only the training runs, into the report:
+# .venv/bin/python -m bench.scale --train-interactions=100000000 training
 # ENGINES="duckdb spark": instead, the warehouse steps at 1M and 10M events on DuckDB and on a two-worker
 # Spark cluster side by side (~30 min), into the same results and section
 bench-scale: venv $(if $(findstring spark,$(ENGINES)),$(SPARK_STAMP))

@@ -545,9 +545,13 @@ def docs_section(report: Mapping[str, Any]) -> str:
     runs = training_runs(report.get("training"))
     if runs:
         hp = runs[-1]["hyperparameters"]
-        when = report.get("training_git_commit", report["git_commit"])[:10]
+        when = "; ".join(
+            f"{t['interactions']:,} at {t.get('git_commit', report['git_commit'])[:10]}, "
+            f"{t.get('finished_at', report['finished_at'])}"
+            for t in runs
+        )
         lines += [
-            f"**Training at scale** (at {when}, {report.get('training_finished_at', report['finished_at'])}). "
+            f"**Training at scale** ({when}). "
             "One epoch of the training job (`python -m recflow_ml.train`) on the train "
             + (
                 "channel of a snapshot: the marts are drawn from the generator's world, `training_interactions` "
@@ -672,12 +676,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "training":
         report = json.loads(args.out.read_text())
-        report["training"] = [
-            training_at(settings, n, args.train_users, args.train_pins)
-            for n in sorted(args.train_interactions)
-        ]
-        report["training_git_commit"] = settings.git_commit
-        report["training_finished_at"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        runs = {t.get("target_interactions"): t for t in training_runs(report.get("training"))}
+        for n in sorted(args.train_interactions):  # a run of the same volume is replaced, others kept
+            runs[n] = training_at(settings, n, args.train_users, args.train_pins) | {
+                "git_commit": settings.git_commit,
+                "finished_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            }
+        report["training"] = training_runs(list(runs.values()))
         report["summary"] = summarise(report["volumes"], report["training"])
         _write(report, args)
         return 0

@@ -87,5 +87,5 @@ def test_summary_and_section_state_each_goal_with_its_verdict() -> None:
     )
     assert "| peak memory of the largest run within 1.25x the smallest's | 1.32x | **not met** |" in text
     assert "| waiting for input < 10% of the epoch | 12.0% | **not met** |" in text
-    assert "(at abc1234def, 2026-11-28 01:00 UTC)" in text
+    assert "(10,000,000 at abc1234def, 2026-11-28 01:00 UTC; 100,000,000 at abc1234def" in text
     assert GOALS["seconds_100m"] == 1800.0
