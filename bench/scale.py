@@ -344,9 +344,9 @@ def input_throughput(channel: Path, hyperparameters: Mapping[str, str]) -> dict[
 
     hp = Hyperparameters.from_strings(hyperparameters)
     with tempfile.TemporaryDirectory(prefix="bench-input-") as cache:
-        stream, summary = open_stream(channel / "interactions.parquet", hp, cache_dir=Path(cache))
+        stream, _ = open_stream(channel / "interactions.parquet", hp, cache_dir=Path(cache))
         started = time.perf_counter()
-        serving_histories(stream.groups, stream, len(summary.user_vocab) + 1)
+        serving_histories(stream)
         mapping = time.perf_counter() - started
         started = time.perf_counter()
         examples = sum(len(batch) for batch in stream.batches(1))

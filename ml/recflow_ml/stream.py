@@ -284,19 +284,18 @@ def open_stream(
     return stream, summary
 
 
-def serving_histories(
-    groups: Sequence[RowGroup], stream: ExampleStream, n_users: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(each user row's latest ``history_length`` pins, the pins' label counts): one more pass, which
+def serving_histories(stream: ExampleStream) -> tuple[np.ndarray, np.ndarray]:
+    """(each user row's latest ``history_length`` pins, the pins' label counts) over the stream's row
+    groups and vocabularies: one more pass, which
     also fills the stream's cache of mapped row groups, if it keeps one.
 
     A user's serving history is what an example after their last one would carry: their last
     example's history and pin (the example with the largest ``n_earlier``)."""
-    n_hist = stream.history_length
-    serving = np.full((n_users, n_hist), PAD, np.int32)
+    n_users = len(stream.user_vocab) + 1
+    serving = np.full((n_users, stream.history_length), PAD, np.int32)
     latest = np.full(n_users, -1, np.int64)
     counts = np.zeros(len(stream.item_vocab) + 1, np.int64)
-    for group in groups:
+    for group in stream.groups:
         batch, earlier = stream.read(group)
         counts += np.bincount(batch.items, minlength=len(counts))
         order = np.lexsort((earlier, batch.users))  # by user, then rank: each user's last is its run's end

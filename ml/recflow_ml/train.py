@@ -169,7 +169,7 @@ def run(env: TrainingEnv) -> dict[str, object]:
             stream.shuffle_buffer,
         )
         with cache:
-            serving, counts = serving_histories(groups, stream, len(model.user_vocab) + 1)
+            serving, counts = serving_histories(stream)
             with checkpoint_directory(env.checkpoint_dir, workers) as checkpoint_dir:
                 history = model.fit_stream(
                     stream, counts, serving, checkpoint_dir=checkpoint_dir, workers=workers

@@ -93,7 +93,7 @@ def test_the_warehouse_histories_are_those_the_whole_channel_path_builds(channel
     assert with_history > len(rows) / 2, "most examples have an earlier pin"
     np.testing.assert_array_equal(streamed.history, examples.history(rows))  # type: ignore[attr-defined]
 
-    serving, counts = serving_histories(stream.groups, stream, len(user_vocab) + 1)
+    serving, counts = serving_histories(stream)
     np.testing.assert_array_equal(serving, model.serving_history)  # type: ignore[attr-defined]
     np.testing.assert_array_equal(counts, np.bincount(examples.items, minlength=len(item_vocab) + 1))  # type: ignore[attr-defined]
 
@@ -167,7 +167,7 @@ def test_a_streaming_job_killed_mid_epoch_resumes_to_the_weights_of_an_uninterru
         stream: ExampleStream, users: list[str], items: list[str], checkpoints: Path
     ) -> tuple[TwoTowerModel, list]:
         model = TwoTowerModel(users, items, HP)
-        serving, counts = serving_histories(stream.groups, stream, len(users) + 1)
+        serving, counts = serving_histories(stream)
         return model, model.fit_stream(stream, counts, serving, checkpoint_dir=checkpoints)
 
     straight, straight_log = job(*_stream(channel), tmp_path / "straight")
@@ -263,15 +263,15 @@ def test_a_stream_that_keeps_its_mapped_row_groups_gives_the_same_batches(
     shutil.copytree(channel, copy)
     cache = tmp_path / "cache"
     cache.mkdir()
-    stream, summary = open_stream(copy / "interactions.parquet", HP, cache_dir=cache)
+    stream, _ = open_stream(copy / "interactions.parquet", HP, cache_dir=cache)
     plain, _, _ = _stream(channel)
-    serving, counts = serving_histories(stream.groups, stream, len(summary.user_vocab) + 1)
+    serving, counts = serving_histories(stream)
     assert len(list(cache.glob("*.npz"))) == len(stream.groups), "the pass kept every row group"
     (copy / "interactions.parquet").unlink()  # from now on, only the cache can give the rows
     for epoch in (1, 2):
         for kept, read in zip(stream.batches(epoch), plain.batches(epoch), strict=True):
             for a, b in zip(kept, read, strict=True):
                 np.testing.assert_array_equal(a, b)
-    expected = serving_histories(plain.groups, plain, len(summary.user_vocab) + 1)
+    expected = serving_histories(plain)
     np.testing.assert_array_equal(serving, expected[0])
     np.testing.assert_array_equal(counts, expected[1])
