@@ -267,10 +267,14 @@ def _build_training_interactions(settings: Settings) -> None:
         raise RuntimeError(f"dbt run of training_interactions failed: {result.exception or result.result}")
 
 
-def training_at(base: Settings, interactions: int, users: int, pins: int) -> dict[str, Any]:
+def training_at(
+    base: Settings, interactions: int, users: int, pins: int, input_alone: bool = True
+) -> dict[str, Any]:
     """One epoch of the training job on about ``interactions`` train pairs: the marts are drawn
     (``write_engagements``), ``training_interactions`` is built by dbt and snapshotted as the
-    pipeline does, each in its own process; then the job trains on the snapshot's train channel."""
+    pipeline does, each in its own process; then the job trains on the snapshot's train channel.
+    ``input_alone`` also times the streamed input without a training step (``input_throughput``:
+    a second mapping pass, a fifth of the job's time at 100M, so it can be left out)."""
     settings = bench_home(base, "scale", f"training-{interactions}")
     shutil.rmtree(settings.home, ignore_errors=True)
     settings.home.mkdir(parents=True)
@@ -310,8 +314,10 @@ def training_at(base: Settings, interactions: int, users: int, pins: int) -> dic
     epoch = metadata["history"][0]
     latency = _child_json([sys.executable, "-m", "bench.scale", "recommend", str(root / "model")])
     hyperparameters = json.dumps(metadata["hyperparameters"])
-    alone = _child_json(
-        [sys.executable, "-m", "bench.scale", "input-throughput", str(channel), hyperparameters]
+    alone = (
+        _child_json([sys.executable, "-m", "bench.scale", "input-throughput", str(channel), hyperparameters])
+        if input_alone
+        else {}
     )
     result = {
         "target_interactions": interactions,
@@ -632,6 +638,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--train-users", type=int, default=1_000_000)
     p.add_argument("--train-pins", type=int, default=1_000_000)
     p.add_argument("--skip-training", action="store_true")
+    p.add_argument(
+        "--skip-input-alone",
+        action="store_true",
+        help="do not time the streamed input without a training step (it repeats the job's mapping pass)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS_PATH)
     p.add_argument("--docs", type=Path, default=DOCS_PATH)
     p.add_argument("--plot", type=Path, default=PLOT_PATH)
@@ -678,7 +689,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = json.loads(args.out.read_text())
         runs = {t.get("target_interactions"): t for t in training_runs(report.get("training"))}
         for n in sorted(args.train_interactions):  # a run of the same volume is replaced, others kept
-            runs[n] = training_at(settings, n, args.train_users, args.train_pins) | {
+            runs[n] = training_at(
+                settings, n, args.train_users, args.train_pins, not args.skip_input_alone
+            ) | {
                 "git_commit": settings.git_commit,
                 "finished_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             }
@@ -696,7 +709,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         None
         if args.skip_training
         else [
-            training_at(settings, n, args.train_users, args.train_pins)
+            training_at(settings, n, args.train_users, args.train_pins, not args.skip_input_alone)
             for n in sorted(args.train_interactions)
         ]
     )
