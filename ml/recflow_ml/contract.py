@@ -11,10 +11,13 @@ A job of several instances (``InstanceCount`` > 1) runs this entrypoint once per
 ``tf.distribute.MultiWorkerMirroredStrategy``: every host is a worker, listening on
 ``RECFLOW_WORKER_PORT`` (``DEFAULT_WORKER_PORT``) unless its entry names its own port
 (``"127.0.0.1:40123"``, what a test on one machine needs), and ``hosts[0]`` is the chief.
+Each channel's ``S3DistributionType`` (``inputdataconfig.json``) says whether every host got the
+whole channel (``FullyReplicated``) or its own share of the channel's objects (``ShardedByS3Key``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
@@ -32,6 +35,9 @@ from recflow_ml.layout import (
 )
 
 FAILURE_REASON_LIMIT = 1024
+FULLY_REPLICATED = "FullyReplicated"
+SHARDED_BY_S3_KEY = "ShardedByS3Key"
+"""A channel whose objects the platform divided among the hosts: each host holds its own share."""
 DEFAULT_WORKER_PORT = 2222
 """The port every worker's collective-ops server listens on, unless its host entry names one."""
 
@@ -95,6 +101,8 @@ class TrainingEnv:
     hyperparameters: Mapping[str, str]
     job_name: str
     hosts: Hosts = Hosts()
+    distributions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Each channel's ``S3DistributionType``; a channel not named is ``FullyReplicated``."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TrainingEnv:
@@ -117,6 +125,7 @@ class TrainingEnv:
             hyperparameters=hps,
             job_name=env.get("TRAINING_JOB_NAME") or env.get("SM_TRAINING_JOB_NAME") or "local",
             hosts=_hosts(env, config_dir),
+            distributions=_distributions(config_dir),
         )
 
     def channel(self, name: str) -> Path:
@@ -129,6 +138,11 @@ class TrainingEnv:
         if not path.is_dir():
             raise ContractError(f"channel {name!r}: directory {path} does not exist")
         return path
+
+    def sharded(self, name: str) -> bool:
+        """Whether this host holds only its share of channel ``name``'s objects (``ShardedByS3Key``)
+        in a job of several hosts (one host gets every object, whatever the distribution)."""
+        return self.hosts.distributed and self.distributions.get(name, FULLY_REPLICATED) == SHARDED_BY_S3_KEY
 
     def write_failure(self, reason: str) -> None:
         """Leave the reason where the platform (and our local backend) reads it."""
@@ -153,6 +167,23 @@ def _channel_names(env: Mapping[str, str], config_dir: Path) -> list[str]:
     if path.exists():
         return sorted(json.loads(path.read_text()))
     return sorted(key[len("SM_CHANNEL_") :].lower() for key in env if key.startswith("SM_CHANNEL_"))
+
+
+def _distributions(config_dir: Path) -> dict[str, str]:
+    """Each channel's ``S3DistributionType`` in ``inputdataconfig.json`` (absent: none named)."""
+    path = config_dir / INPUT_DATA_CONFIG_FILE
+    if not path.exists():
+        return {}
+    out = {}
+    for name, entry in json.loads(path.read_text()).items():
+        kind = str(entry.get("S3DistributionType", FULLY_REPLICATED))
+        if kind not in (FULLY_REPLICATED, SHARDED_BY_S3_KEY):
+            raise ContractError(
+                f"channel {name!r}: S3DistributionType {kind!r} in {path} is neither "
+                f"{FULLY_REPLICATED} nor {SHARDED_BY_S3_KEY}"
+            )
+        out[str(name)] = kind
+    return out
 
 
 def _hosts(env: Mapping[str, str], config_dir: Path) -> Hosts:

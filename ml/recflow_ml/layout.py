@@ -37,6 +37,16 @@ SINGLE_HOST = "algo-1"
 """The host name SageMaker gives the only instance of a one-instance job."""
 
 
+def host_share(keys: Sequence[str], hosts: int, index: int) -> list[str]:
+    """The objects of a ``ShardedByS3Key`` channel that host ``index`` of ``hosts`` receives, as a
+    runner that stages channels itself (a test, a local job) mirrors the platform: the keys in
+    order, dealt out in turn, so the hosts' shares are disjoint, their union is the channel, and
+    they differ by one object at most. (The platform promises those properties, not this order.)"""
+    if not 0 <= index < hosts:
+        raise ValueError(f"host index {index} is not among {hosts} hosts")
+    return sorted(keys)[index::hosts]
+
+
 @dataclass(frozen=True)
 class JobLayout:
     """The layout's paths under one base directory (the container's ``/opt/ml``, or a local copy)."""

@@ -7,7 +7,7 @@ import pytest
 
 from recflow_ml.contract import ContractError, TrainingEnv
 from recflow_ml.hyperparameters import Hyperparameters
-from recflow_ml.layout import CONTAINER_CHECKPOINT_DIR, JobLayout
+from recflow_ml.layout import CONTAINER_CHECKPOINT_DIR, JobLayout, host_share
 
 
 def test_the_layout_is_sagemakers(tmp_path: Path) -> None:
@@ -74,3 +74,37 @@ def test_hyperparameters_parse_and_refuse_clearly() -> None:
         Hyperparameters.from_strings({"epoch": "3"})
     with pytest.raises(ContractError, match=r"learning_rate=-1\.0 must be > 0"):
         Hyperparameters.from_strings({"learning_rate": "-1"})
+
+
+def test_a_channel_is_sharded_only_when_the_platform_says_so_and_the_job_has_hosts(tmp_path: Path) -> None:
+    """``S3DistributionType`` as SageMaker writes it into ``inputdataconfig.json``."""
+    layout = JobLayout(tmp_path)
+    channels = {
+        "train": {"S3DistributionType": "ShardedByS3Key"},
+        "catalogue": {"S3DistributionType": "FullyReplicated"},
+        "holdout": {},
+    }
+    layout.write_config({}, channels, hosts=["algo-1", "algo-2"], current_host="algo-2")
+    env = TrainingEnv.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+    assert [env.sharded(c) for c in ("train", "catalogue", "holdout")] == [True, False, False]
+
+    layout.write_config({}, channels)  # one host holds every object, whatever the distribution
+    assert not TrainingEnv.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)}).sharded("train")
+
+    layout.write_config({}, {"train": {"S3DistributionType": "ShardedByHash"}})
+    with pytest.raises(
+        ContractError, match=r"channel 'train': S3DistributionType 'ShardedByHash' in .*inputdataconfig"
+    ):
+        TrainingEnv.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)})
+
+
+def test_a_sharded_channel_is_dealt_out_disjoint_and_whole() -> None:
+    keys = [f"interactions.parquet/part-{k:05d}.parquet" for k in (4, 0, 3, 1, 2)]
+    shares = [host_share(keys, 3, k) for k in range(3)]
+    assert sorted(k for s in shares for k in s) == sorted(keys), "every object on exactly one host"
+    assert [len(s) for s in shares] == [2, 2, 1]
+    assert shares == [host_share(list(reversed(keys)), 3, k) for k in range(3)], (
+        "by key, not by listing order"
+    )
+    with pytest.raises(ValueError, match="host index 3 is not among 3 hosts"):
+        host_share(keys, 3, 3)
