@@ -58,6 +58,19 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return tiny_warehouse(tmp_path_factory.mktemp("warehouse"))
 
 
+def snapshot_train_channel(tmp: Path) -> Path:
+    """``tmp/train``: a copy of the train channel of a snapshot of a ``tiny_warehouse`` (the
+    pipeline's own steps: generate, land, audit, dbt, snapshot), for tests that rewrite it."""
+    import shutil
+
+    from recflow.snapshot import take_snapshot
+
+    snapshot = take_snapshot(home_with_warehouse_of(tiny_warehouse(tmp / "warehouse"), tmp))
+    channel = tmp / "train"
+    shutil.copytree(Path(snapshot.train_uri.removeprefix("file://")).parent, channel)
+    return channel
+
+
 def home_with_warehouse_of(source: Settings, tmp_path: Path) -> Settings:
     """A fresh RECFLOW_HOME reading the session's warehouse (artifacts, jobs and registry are private)."""
     return Settings.from_env(

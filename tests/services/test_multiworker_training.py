@@ -110,15 +110,21 @@ def _start(
     (config / "inputdataconfig.json").write_text(json.dumps({"train": {}}))
     if resource is not None:
         (config / "resourceconfig.json").write_text(json.dumps(resource))
-    inherited = subprocess_env({}).items()  # what the local runner passes, less any contract of ours
-    environ = {k: v for k, v in inherited if not k.startswith(("SM_", "TF_CONFIG", "RECFLOW_WORKER_PORT"))}
-    environ.update(
+    return _entrypoint(
+        base,
         SAGEMAKER_BASE_DIR=str(base),
         SM_CHANNEL_TRAIN=str(channel),
         TRAINING_JOB_NAME="multiworker",
-        PYTHONUNBUFFERED="1",
         **env,
     )
+
+
+def _entrypoint(base: Path, **env: str) -> subprocess.Popen[bytes]:
+    """``python -m recflow_ml.train train`` with ``env`` over what the local runner passes (less any
+    contract variable of ours), logging into ``base/job.log``."""
+    inherited = subprocess_env({}).items()
+    environ = {k: v for k, v in inherited if not k.startswith(("SM_", "TF_CONFIG", "RECFLOW_WORKER_PORT"))}
+    environ.update(PYTHONUNBUFFERED="1", **env)
     log = (base / "job.log").open("wb")
     return subprocess.Popen(
         [sys.executable, "-m", "recflow_ml.train", "train"],

@@ -18,11 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from recflow.core.config import subprocess_env
-from recflow.snapshot import take_snapshot
 from recflow_ml.hyperparameters import Hyperparameters
 from recflow_ml.stream import Batch, ExampleStream, open_stream, serving_histories, summarise
 from recflow_ml.train import read_event_times, read_interactions, vocabulary
-from tests.integration.conftest import home_with_warehouse_of, tiny_warehouse
+from tests.integration.conftest import snapshot_train_channel
 
 # These tests import TensorFlow into the test process, as the rest of tests/unit/ml does: they live
 # here, not in tests/integration, because a test that runs after TensorFlow was imported in-process
@@ -51,13 +50,8 @@ HP = Hyperparameters(
 def channel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The train channel of a snapshot of a small warehouse the pipeline's steps built, its
     interactions rewritten in small row groups."""
-    tmp = tmp_path_factory.mktemp("streamed")
-    warehouse = tiny_warehouse(tmp / "warehouse")
-    snapshot = take_snapshot(home_with_warehouse_of(warehouse, tmp))
-    source = Path(snapshot.train_uri.removeprefix("file://")).parent
-    channel = tmp / "train"
-    shutil.copytree(source, channel)
-    table = pq.read_table(source / "interactions.parquet")
+    channel = snapshot_train_channel(tmp_path_factory.mktemp("streamed"))
+    table = pq.read_table(channel / "interactions.parquet")
     pq.write_table(table, channel / "interactions.parquet", row_group_size=ROW_GROUP)
     return channel
 
@@ -275,3 +269,4 @@ def test_a_stream_that_keeps_its_mapped_row_groups_gives_the_same_batches(
     expected = serving_histories(plain)
     np.testing.assert_array_equal(serving, expected[0])
     np.testing.assert_array_equal(counts, expected[1])
+
