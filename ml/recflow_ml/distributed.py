@@ -16,6 +16,13 @@ the optimizers sum per row exactly as they sum a single process's repeated rows:
 AdamW of the sampled softmax then still touches the rows the global batch touched, and
 nothing is densified.
 
+With a ``ShardedByS3Key`` channel each worker holds its own files instead (``recflow_ml.stream``):
+it streams batches of its share of the global batch, and each step first sums the workers' weights
+and gathers their labels (``Workers.global_sum``, ``global_rows``), so the shards still make one global batch with
+the same loss and in-batch candidates. What the workers learn from their files before training is
+made global here too: the channel's summary (``gather_bytes``), the label counts (``sum``) and the
+serving histories (``merge_serving``).
+
 Only the chief (``hosts[0]``) writes the model, ``metadata.json``, ``output/data`` and the
 checkpoints; another worker restores what the platform put in its checkpoint directory but
 saves its own checkpoints into a scratch directory (TensorFlow's advice for non-chief workers),
@@ -98,6 +105,54 @@ class Workers:
             raise RuntimeError(
                 f"the workers disagree on {what}: {values} (worker {self.index} of {self.count})"
             )
+
+    def sum(self, array: np.ndarray) -> np.ndarray:
+        """The element-wise sum over workers of ``array`` (the same shape and dtype on every worker)."""
+        return np.asarray(self.gather(array).sum(axis=0, dtype=array.dtype))
+
+    def gather(self, array: np.ndarray) -> np.ndarray:
+        """Every worker's ``array`` (the same shape and dtype on each), stacked in worker order: [count, ...]."""
+        return np.asarray(self.run(_stack, tf.constant(array)))
+
+    def gather_bytes(self, payload: bytes) -> list[bytes]:
+        """Every worker's ``payload``, in worker order (any length: padded to the longest to travel)."""
+        sizes = self.gather(np.array([len(payload)], np.int64))[:, 0]
+        width = -(-int(sizes.max()) // 8) or 1  # as int64 words: what the collectives carry
+        words = np.zeros(width, np.int64)
+        words.view(np.uint8)[: len(payload)] = np.frombuffer(payload, np.uint8)
+        gathered = self.gather(words)
+        return [gathered[k].view(np.uint8)[: int(n)].tobytes() for k, n in enumerate(sizes)]
+
+    def merge_serving(self, serving: np.ndarray, latest: np.ndarray) -> np.ndarray:
+        """Each user's serving history from the worker holding their last example: ``serving``
+        [n_users, N] and ``latest`` [n_users] (that example's ``n_earlier``; -1 where this worker has
+        none of the user's) are this worker's, the result every worker's merged (every worker's
+        table travels: ``count`` × its size, briefly). A user whose last examples tie keeps the first
+        worker's."""
+        owner = np.argmax(self.gather(latest), axis=0)  # the first of the largest
+        return self.gather(serving)[owner, np.arange(len(owner))]  # type: ignore[no-any-return]
+
+    @staticmethod
+    def global_sum(value: tf.Tensor) -> tf.Tensor:
+        """The sum over workers of a scalar (inside ``run``, in a ``tf.function``): a sharded
+        channel's step sums the workers' batch weights into the global batch's."""
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+    @staticmethod
+    def global_rows(value: tf.Tensor) -> tf.Tensor:
+        """Every worker's rows of ``value``, concatenated in worker order (inside ``run``, in a
+        ``tf.function``): a sharded channel's step gathers the global batch's labels."""
+        placed = tf.identity(value)  # made in the replica, so placed on its device (an input is not)
+        return tf.distribute.get_replica_context().all_gather(placed, axis=0)
+
+
+# The collectives, traced once per process (a tf.function defined per call would retrace every call).
+# An all-gather, not an all-reduce: an all-reduce run eagerly through ``strategy.run`` fails in
+# TensorFlow 2.21 ("destinations can not be empty"); the training steps' collectives run inside
+# their own tf.function.
+@tf.function(reduce_retracing=True)
+def _stack(x: tf.Tensor) -> tf.Tensor:
+    return tf.distribute.get_replica_context().all_gather(x[tf.newaxis], axis=0)
 
 
 def _pad(slices: tf.IndexedSlices) -> tf.IndexedSlices:

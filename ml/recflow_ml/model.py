@@ -27,6 +27,7 @@ tables from raw string ids to rows, so callers pass ids only.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import time
@@ -100,10 +101,12 @@ class _Resume:
 
 class _Steps(NamedTuple):
     """A softmax's training steps: ``local`` trains a whole batch, ``distributed`` this worker's
-    shard of a global batch (``recflow_ml.distributed``); each returns the loss."""
+    shard of a global batch (``recflow_ml.distributed``), ``sharded`` this worker's own batch as its
+    share of a global batch it gathers (a sharded channel); each returns the loss."""
 
     local: Callable[..., tf.Tensor]
     distributed: Callable[..., tf.Tensor]
+    sharded: Callable[..., tf.Tensor]
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -383,13 +386,29 @@ class TwoTowerModel:
         serving_history: np.ndarray,
         checkpoint_dir: Path | None = None,
         workers: Workers | None = None,
+        sharded_steps: int | None = None,
     ) -> list[EpochLog]:
         """Train on a streamed channel (``recflow_ml.stream``): each epoch's batches are
         ``stream.batches(epoch)``, never the channel whole. ``label_counts`` [n_items + 1] are the
         label frequencies (the sampled softmax's logQ), ``serving_history`` [n_users + 1, N] each
-        user's latest pins (``stream.serving_histories``). Checkpoints and workers as in ``fit``."""
+        user's latest pins (``stream.serving_histories``). Checkpoints and workers as in ``fit``.
+
+        ``sharded_steps``: this worker streams its own shard of the channel (``ShardedByS3Key``),
+        in batches of its share of the global batch, and every epoch is that many steps on every
+        worker (the fewest full local batches any worker has); the counts and histories passed are
+        already the whole channel's."""
         self.serving_history[:] = serving_history
-        return self._fit(stream.batches, label_counts, None, "stream", checkpoint_dir, workers)
+        if sharded_steps is None:
+            return self._fit(stream.batches, label_counts, None, "stream", checkpoint_dir, workers)
+        if workers is None:
+            raise ValueError("a sharded stream trains with workers: its shard is one of several")
+
+        def batches(epoch: int) -> Iterator[Batch]:
+            return itertools.islice(stream.batches(epoch), sharded_steps)
+
+        return self._fit(
+            batches, label_counts, None, "sharded stream", checkpoint_dir, workers, sharded_steps
+        )
 
     def _memory_batches(self, examples: Examples, epoch: int) -> Iterator[Batch]:
         """The batches of an epoch of examples held whole, in ``epoch_order``."""
@@ -408,11 +427,14 @@ class TwoTowerModel:
         input_path: str,
         checkpoint_dir: Path | None,
         workers: Workers | None,
+        sharded_steps: int | None = None,
     ) -> list[EpochLog]:
+        """``sharded_steps``: each worker's batches are its own share of each global batch, and an
+        epoch is that many of them (``fit_stream``); else every worker walks the same global batches."""
         hp = self.hp
         tf.random.set_seed(hp.seed if workers is None else hp.seed + workers.index)
         n_examples = int(label_counts.sum())
-        steps_per_epoch = max(1, math.ceil(n_examples / hp.batch_size))
+        steps_per_epoch = sharded_steps or max(1, math.ceil(n_examples / hp.batch_size))
         schedule = keras.optimizers.schedules.CosineDecay(
             hp.learning_rate, decay_steps=steps_per_epoch * hp.epochs, alpha=0.05
         )
@@ -442,7 +464,9 @@ class TwoTowerModel:
                     number = epochs_done * steps_per_epoch + done
                     checkpoints.save(epochs_done, history, number, batches=done, loss_total=loss_total)
 
-            entry = self._train_epoch(epoch, batches(epoch), steps, steps_per_epoch, workers, resume, save)
+            entry = self._train_epoch(
+                epoch, batches(epoch), steps, steps_per_epoch, workers, resume, save, bool(sharded_steps)
+            )
             resume = _Resume(epoch)
             history_log.append(entry)
             log.info(
@@ -509,7 +533,21 @@ class TwoTowerModel:
             optimizer.apply_gradients(zip(grads, self.variables, strict=True))
             return loss
 
-        return _Steps(step, distributed_step)
+        @tf.function(reduce_retracing=True)
+        def sharded_step(u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor) -> tf.Tensor:
+            assert workers is not None
+
+            def replica(
+                u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor
+            ) -> list[tf.Tensor | tf.IndexedSlices]:
+                loss, grads = gradients(u, i, w, hist, workers.global_sum(tf.reduce_sum(w)))
+                return workers.all_reduce([loss, *grads])
+
+            loss, *grads = workers.run(replica, u, i, w, hist)
+            optimizer.apply_gradients(zip(grads, self.variables, strict=True))
+            return loss
+
+        return _Steps(step, distributed_step, sharded_step)
 
     def _sampled_softmax_steps(
         self,
@@ -590,7 +628,24 @@ class TwoTowerModel:
             sampled_apply(grads)
             return loss
 
-        return _Steps(sampled_step, distributed_sampled_step), dense
+        @tf.function(reduce_retracing=True)
+        def sharded_sampled_step(
+            u: tf.Tensor, i: tf.Tensor, w: tf.Tensor, hist: tf.Tensor, negatives: tf.Tensor, offset: tf.Tensor
+        ) -> tf.Tensor:
+            assert workers is not None
+
+            def replica(*args: tf.Tensor) -> list[tf.Tensor | tf.IndexedSlices]:
+                u, i, w, hist, negatives, offset = args
+                w_total = workers.global_sum(tf.reduce_sum(w))
+                in_batch = workers.global_rows(i)  # every worker's labels: the in-batch candidates
+                loss, grads = sampled_gradients(u, i, w, hist, negatives, w_total, in_batch, offset)
+                return workers.all_reduce([loss, *grads])
+
+            loss, *grads = workers.run(replica, u, i, w, hist, negatives, offset)
+            sampled_apply(grads)
+            return loss
+
+        return _Steps(sampled_step, distributed_sampled_step, sharded_sampled_step), dense
 
     def _restore_checkpoints(
         self,
@@ -614,15 +669,17 @@ class TwoTowerModel:
         ignored = set(UNFINGERPRINTED_HYPERPARAMETERS)
         if not self.sampled:  # what the full softmax never reads does not tell jobs apart
             ignored |= set(SAMPLING_HYPERPARAMETERS)
-        if input_path != "stream":
+        if input_path == "memory":
             ignored |= set(STREAMING_HYPERPARAMETERS)
-        fingerprint = {
+        fingerprint: dict[str, object] = {
             "hyperparameters": {k: v for k, v in hp.as_strings().items() if k not in ignored},
             "input": input_path,
             "users": len(self.user_vocab),
             "items": len(self.item_vocab),
             "interactions": n_examples,
         }
+        if input_path == "sharded stream" and workers is not None:  # each host's batches depend on how many
+            fingerprint["hosts"] = workers.count
         checkpoints = EpochCheckpoints(checkpoint_dir, fingerprint, **trackables, **self.named_variables())
         done, logged = checkpoints.restore()
         resume = _Resume(done, checkpoints.batches, checkpoints.loss_total)
@@ -655,11 +712,13 @@ class TwoTowerModel:
         workers: Workers | None,
         resume: _Resume,
         save: Callable[[int, float], None] | None,
+        sharded: bool = False,
     ) -> EpochLog:
         """One pass over ``batches``, a step per batch (and, when sampled, the epoch's ``negative_rng``
         draws); its mean batch loss, duration and time waiting for input. Resumed within this epoch
         (``resume.batches``), the batches and draws a checkpoint holds are passed over, not trained;
-        with ``save``, every ``checkpoint_steps`` steps are checkpointed."""
+        with ``save``, every ``checkpoint_steps`` steps are checkpointed. ``sharded``: each batch is
+        this worker's own share of the global batch, not the global batch."""
         hp = self.hp
         sampled = self.sampled
         n_items = len(self.item_vocab) + 1
@@ -682,6 +741,12 @@ class TwoTowerModel:
             if workers is None:
                 args = tuple(batch) if drawn is None else (*batch, drawn)
                 total += float(steps.local(*args))
+            elif sharded:  # the global batch is every worker's batch, in worker order
+                if drawn is not None:
+                    offset = tf.constant(workers.shard(hp.batch_size)[0], tf.int32)
+                    total += float(steps.sharded(*batch, drawn, offset))
+                else:
+                    total += float(steps.sharded(*batch))
             else:
                 lo, hi = workers.shard(len(batch))
                 shard = tuple(batch.take(slice(lo, hi)))

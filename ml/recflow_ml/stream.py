@@ -12,16 +12,21 @@ holds that many, it is permuted and its full batches go out. The stream is there
 (seed, epoch) and the channel alone, so a job resumed ``k`` batches into an epoch skips exactly the
 ``k`` batches an uninterrupted job trained on.
 
-**Hosts.** A job of several hosts streams the same batches on every host, and each trains its slice
-of every batch, as with the channel loaded whole: memory stays flat, but every host reads the whole
-channel (docs/model.md).
+**Hosts.** In a job of several hosts, a ``FullyReplicated`` channel is streamed whole on every
+host: each host draws the same batches and trains its slice of each, as with the channel loaded
+whole. A ``ShardedByS3Key`` channel gives each host its own files; each streams only those, as
+batches of its share of the global batch, and what must be global is agreed across hosts before
+training (``recflow_ml.distributed``): the vocabularies and the weights' mean (``merge_summaries``),
+the label counts and the serving histories (``ServingPass``), and the steps of an epoch (the fewest
+full local batches any host has).
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -109,14 +114,58 @@ class ChannelSummary:
     examples: int
     weight_mean: float
 
+    def to_bytes(self) -> bytes:
+        """The summary as one Arrow IPC stream (what a host sends the others: ``from_bytes``)."""
+        table = pa.table(
+            {
+                "user_vocab": pa.array([self.user_vocab], pa.list_(pa.string())),
+                "item_vocab": pa.array([self.item_vocab], pa.list_(pa.string())),
+                "examples": pa.array([self.examples], pa.int64()),
+                "weight_mean": pa.array([self.weight_mean], pa.float64()),
+            }
+        )
+        sink = io.BytesIO()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue()
+
+    @classmethod
+    def from_bytes(cls, payload: bytes) -> ChannelSummary:
+        (row,) = pa.ipc.open_stream(payload).read_all().to_pylist()
+        return cls(row["user_vocab"], row["item_vocab"], row["examples"], row["weight_mean"])
+
+
+def merge_summaries(parts: Sequence[ChannelSummary]) -> ChannelSummary:
+    """The summary of the channel whose shards ``parts`` summarise (one per host): the union of the
+    vocabularies, sorted as ``summarise`` sorts them, and the weights' mean over every example."""
+    examples = sum(p.examples for p in parts)
+    if not examples:
+        raise ValueError("the train channel holds no interactions: nothing to learn from")
+
+    def vocab(vocabs: list[list[str]]) -> list[str]:
+        return _sorted(_merge([pa.array(v, pa.string()) for v in vocabs]))
+
+    return ChannelSummary(
+        vocab([p.user_vocab for p in parts]),
+        vocab([p.item_vocab for p in parts]),
+        examples,
+        sum(p.weight_mean * p.examples for p in parts) / examples,
+    )
+
 
 def _merge(parts: list[pa.Array]) -> pa.Array:
     return pc.unique(pa.chunked_array(parts, pa.string()).combine_chunks())
 
 
-def summarise(path: Path) -> ChannelSummary:
+def _sorted(distinct: pa.Array) -> list[str]:
+    """Distinct ids sorted by code point (as ``sorted`` orders Python strings)."""
+    return [str(v) for v in pc.take(distinct, pc.sort_indices(distinct)).to_pylist()]
+
+
+def summarise(path: Path, *, allow_empty: bool = False) -> ChannelSummary:
     """One pass over ``user_id``, ``pin_id`` and ``weight`` of every row group: the vocabularies, the
-    count and the weights' mean. Refuses a weight that is not a positive number, naming its row."""
+    count and the weights' mean. Refuses a weight that is not a positive number, naming its row, and
+    (unless ``allow_empty``: a host's shard, merged with the others') a channel without examples."""
     _check_columns(path)
     users: list[pa.Array] = []
     items: list[pa.Array] = []
@@ -133,14 +182,11 @@ def summarise(path: Path) -> ChannelSummary:
             users, items, pending = [_merge(users)], [_merge(items)], 0
         examples += table.num_rows
         weight_sum += float(weights.sum(dtype=np.float64))
-    if not examples:
+    if not examples and not allow_empty:
         raise ValueError("the train channel holds no interactions: nothing to learn from")
-
-    def vocab(parts: list[pa.Array]) -> list[str]:
-        distinct = _merge(parts)
-        return [str(v) for v in pc.take(distinct, pc.sort_indices(distinct)).to_pylist()]
-
-    return ChannelSummary(vocab(users), vocab(items), examples, weight_sum / examples)
+    return ChannelSummary(
+        _sorted(_merge(users)), _sorted(_merge(items)), examples, weight_sum / max(examples, 1)
+    )
 
 
 def _ids(table: pa.Table, name: str, group: RowGroup) -> pa.Array:
@@ -265,23 +311,44 @@ class ExampleStream:
 
 
 def open_stream(
-    path: Path, hp: Hyperparameters, cache_dir: Path | None = None
+    path: Path,
+    hp: Hyperparameters,
+    cache_dir: Path | None = None,
+    *,
+    batch_size: int | None = None,
+    combine: Callable[[ChannelSummary], ChannelSummary] | None = None,
 ) -> tuple[ExampleStream, ChannelSummary]:
     """The channel at ``path`` summarised (one pass: ``summarise``) and streamed with the job's
-    ``hp``: every row group, its vocabularies and weight mean; ``cache_dir`` as ``ExampleStream``'s."""
-    summary = summarise(path)
+    ``hp``: every row group, its vocabularies and weight mean; ``cache_dir`` as ``ExampleStream``'s.
+
+    A host's shard of a channel passes ``combine``, which turns its shard's summary into the whole
+    channel's (the hosts' summaries merged), and ``batch_size``, its share of the global batch."""
+    summary = summarise(path, allow_empty=combine is not None)
+    if combine is not None:
+        summary = combine(summary)
     stream = ExampleStream(
         row_groups(path),
         pa.array(summary.user_vocab, pa.string()),
         pa.array(summary.item_vocab, pa.string()),
         history_length=hp.history_length,
-        batch_size=hp.batch_size,
+        batch_size=hp.batch_size if batch_size is None else batch_size,
         shuffle_buffer=hp.shuffle_buffer,
         seed=hp.seed,
         weight_mean=summary.weight_mean,
         cache_dir=cache_dir,
     )
     return stream, summary
+
+
+@dataclass
+class ServingPass:
+    """What a pass over the stream's row groups gathers: each user row's serving history [n_users + 1,
+    N], the ``n_earlier`` of the example it came from (``latest``, -1: the user has none here) and
+    the pins' label counts [n_items + 1]."""
+
+    serving: np.ndarray
+    latest: np.ndarray
+    counts: np.ndarray
 
 
 def serving_histories(stream: ExampleStream) -> tuple[np.ndarray, np.ndarray]:
@@ -291,6 +358,13 @@ def serving_histories(stream: ExampleStream) -> tuple[np.ndarray, np.ndarray]:
 
     A user's serving history is what an example after their last one would carry: their last
     example's history and pin (the example with the largest ``n_earlier``)."""
+    found = serving_pass(stream)
+    return found.serving, found.counts
+
+
+def serving_pass(stream: ExampleStream) -> ServingPass:
+    """``serving_histories``' pass, with each user's ``latest`` kept: hosts that stream shards of one
+    channel merge their passes by it (each user's history comes from the host with their last example)."""
     n_users = len(stream.user_vocab) + 1
     serving = np.full((n_users, stream.history_length), PAD, np.int32)
     latest = np.full(n_users, -1, np.int64)
@@ -307,4 +381,4 @@ def serving_histories(stream: ExampleStream) -> tuple[np.ndarray, np.ndarray]:
         serving[batch.users[last]] = np.concatenate(
             [batch.history[last, 1:], batch.items[last, np.newaxis]], axis=1
         )
-    return serving, counts
+    return ServingPass(serving, latest, counts)

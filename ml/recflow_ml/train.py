@@ -11,7 +11,11 @@ there continues after that epoch. Any failure is written to ``output/failure``
 
 A job of several hosts (``SM_HOSTS`` / ``resourceconfig.json``) trains under
 ``MultiWorkerMirroredStrategy`` (``recflow_ml.distributed``): every host runs this entrypoint,
-and only the chief (the first host) writes the model, its metadata and the checkpoints.
+and only the chief (the first host) writes the model, its metadata and the checkpoints. When the
+``train`` channel is ``ShardedByS3Key``, each host holds its own files of ``interactions.parquet``
+and streams only those (``recflow_ml.stream``); the side tables (``pins.parquet``,
+``users.parquet``) then come from a ``catalogue`` channel, which every host must hold whole, and
+the chief's ``metadata.json`` lists the files each host trained on (``shards``).
 """
 
 from __future__ import annotations
@@ -23,20 +27,29 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from recflow_ml.contract import TrainingEnv
+from recflow_ml.contract import SHARDED_BY_S3_KEY, ContractError, TrainingEnv
 from recflow_ml.hyperparameters import Hyperparameters
 from recflow_ml.rows import positive_weights
+
+if TYPE_CHECKING:
+    from recflow_ml.distributed import Workers
+    from recflow_ml.model import EpochLog, TwoTowerModel
 
 log = logging.getLogger("recflow_ml")
 
 REQUIRED_COLUMNS = ("user_id", "pin_id", "weight")
 INTERACTIONS_FILE = "interactions.parquet"
+LEFT_OUT_WARNING = 0.05
+"""Share of a sharded channel's interactions an epoch may leave out (uneven shares) before a warning."""
+CATALOGUE_CHANNEL = "catalogue"
+"""Optional channel of the side tables; a sharded train channel needs it (every host reads them whole)."""
 PINS_FILE = "pins.parquet"
 USERS_FILE = "users.parquet"
 USER_FEATURE_COLUMNS = ("country", "age", "gender", "occupation")
@@ -142,15 +155,34 @@ def run(env: TrainingEnv) -> dict[str, object]:
         log.info("host %s: TF_CONFIG %s", env.hosts.current, json.dumps(env.hosts.tf_config()))
         workers = Workers(env.hosts)
     channel = env.channel("train")
-    user_features = read_user_features(channel)
-    item_topics = read_item_topics(channel)
+    sharded = env.sharded("train")
+    side = env.channel(CATALOGUE_CHANNEL) if CATALOGUE_CHANNEL in env.channels else channel
+    if sharded and side == channel:
+        raise ContractError(
+            f"the train channel is {SHARDED_BY_S3_KEY}, so each host holds only some of its files: give "
+            f"the side tables ({PINS_FILE}, {USERS_FILE}) in a FullyReplicated channel "
+            f"{CATALOGUE_CHANNEL!r}"
+        )
+    user_features = read_user_features(side)
+    item_topics = read_item_topics(side)
     log.info("side features: %d users, %d pins with topics", len(user_features), len(item_topics))
+    if workers is not None:  # a side table a host lacks would give it another model
+        workers.agree(len(user_features), "the users with side features")
+        workers.agree(len(item_topics), "the pins with topics")
     path = channel / INTERACTIONS_FILE
-    if not path.exists():
+    extra: dict[str, object] = {}
+    if not sharded and not path.exists():
         raise FileNotFoundError(f"channel directory {channel} has no {INTERACTIONS_FILE}")
-    groups = row_groups(path)
-    streamed = sum(g.rows for g in groups) >= hp.stream_min_interactions
-    if streamed:
+    groups = [] if sharded else row_groups(path)
+    if sharded:
+        assert workers is not None  # a sharded channel is one of several hosts'
+        input_path = "sharded stream"
+        with tempfile.TemporaryDirectory(prefix=".recflow-stream-", dir=env.base_dir) as kept:
+            model, history, n_interactions, extra = _train_sharded(
+                env, hp, workers, path, Path(kept), user_features, item_topics
+            )
+    elif sum(g.rows for g in groups) >= hp.stream_min_interactions:
+        input_path = "stream"
         # the row groups mapped to model rows, kept on the job's volume while it trains (removed after)
         cache = tempfile.TemporaryDirectory(prefix=".recflow-stream-", dir=env.base_dir)
         stream, summary = open_stream(path, hp, cache_dir=Path(cache.name))
@@ -175,6 +207,7 @@ def run(env: TrainingEnv) -> dict[str, object]:
                     stream, counts, serving, checkpoint_dir=checkpoint_dir, workers=workers
                 )
     else:
+        input_path = "memory"
         users, items, weights = read_interactions(channel)
         n_interactions = len(users)
         model = TwoTowerModel(
@@ -204,11 +237,12 @@ def run(env: TrainingEnv) -> dict[str, object]:
         "users": len(model.user_vocab),
         "pins": len(model.item_vocab),
         "interactions": n_interactions,
-        "input": "stream" if streamed else "memory",
+        "input": input_path,
         "history": [
             {"epoch": h.epoch, "loss": h.loss, "seconds": h.seconds, "input_seconds": h.input_seconds}
             for h in history
         ],
+        **extra,
     }
     if workers is not None:
         metadata["workers"] = workers.count
@@ -227,6 +261,107 @@ def run(env: TrainingEnv) -> dict[str, object]:
     (env.output_data_dir / "history.json").write_text(json.dumps(metadata["history"], indent=2))
     log.info("saved SavedModel to %s in %.1fs", env.model_dir, metadata["train_seconds"])
     return metadata
+
+
+def _train_sharded(
+    env: TrainingEnv,
+    hp: Hyperparameters,
+    workers: Workers,
+    path: Path,
+    cache_dir: Path,
+    user_features: dict[str, list[str | None]],
+    item_topics: dict[str, list[str]],
+) -> tuple[TwoTowerModel, list[EpochLog], int, dict[str, object]]:
+    """Train on this host's share of a ``ShardedByS3Key`` train channel, ``path`` (its files only),
+    with the other hosts: (the model, its epochs, the channel's interactions, what the chief's
+    metadata adds: each host's files and the examples an epoch leaves out).
+
+    What must be the whole channel's is agreed first: the vocabularies and the weights' mean, the
+    label counts and every user's serving history (``recflow_ml.distributed``). An epoch is the
+    fewest full local batches any host has, so every host takes as many steps; a host's examples
+    beyond them wait for a later epoch's order (the share left out is logged and recorded)."""
+    from recflow_ml.distributed import checkpoint_directory  # noqa: PLC0415 (TensorFlow)
+    from recflow_ml.model import TwoTowerModel  # noqa: PLC0415 (TensorFlow)
+    from recflow_ml.stream import (  # noqa: PLC0415 (beside the model)
+        ChannelSummary,
+        merge_summaries,
+        open_stream,
+        row_groups,
+        serving_pass,
+    )
+
+    groups = row_groups(path) if path.exists() else []
+    files = sorted({g.path for g in groups})
+    share = [
+        {"file": f.relative_to(path.parent).as_posix(), "rows": sum(g.rows for g in groups if g.path == f)}
+        for f in files
+    ]
+    shares = [json.loads(b) for b in workers.gather_bytes(json.dumps(share).encode())]
+    rows = [sum(int(f["rows"]) for f in s) for s in shares]
+    log.info(
+        "host %s: %d file(s) of the sharded train channel, %d rows",
+        env.hosts.current,
+        len(files),
+        rows[workers.index],
+    )
+    sizes = [
+        hp.batch_size * (k + 1) // workers.count - hp.batch_size * k // workers.count
+        for k in range(workers.count)
+    ]
+    short = [env.hosts.hosts[k] for k in range(workers.count) if rows[k] < max(sizes[k], 1)]
+    if short:  # every host sees every host's rows: all refuse alike, none waits for the others
+        raise ValueError(
+            f"the sharded train channel gave host(s) {short} fewer interactions than their share of a "
+            f"batch (rows per host {rows}, batch_size={hp.batch_size} over {workers.count} hosts): write "
+            "the channel as more files than the job has hosts, or use fewer hosts"
+        )
+    steps = min(n // size for n, size in zip(rows, sizes, strict=True))
+    lo, hi = workers.shard(hp.batch_size)
+
+    def combine(mine: ChannelSummary) -> ChannelSummary:
+        return merge_summaries([ChannelSummary.from_bytes(b) for b in workers.gather_bytes(mine.to_bytes())])
+
+    stream, summary = open_stream(path, hp, cache_dir=cache_dir, batch_size=hi - lo, combine=combine)
+    model = TwoTowerModel(
+        summary.user_vocab, summary.item_vocab, hp, user_features=user_features, item_topics=item_topics
+    )
+    n_interactions = summary.examples
+    del summary
+    found = serving_pass(stream)
+    counts = workers.sum(found.counts)
+    serving = workers.merge_serving(found.serving, found.latest)
+    del found
+    log.info(
+        "train channel: %d interactions over %d hosts (%s rows), %d users, %d pins; each host streams its "
+        "own files, %d steps an epoch",
+        n_interactions,
+        workers.count,
+        rows,
+        len(model.user_vocab),
+        len(model.item_vocab),
+        steps,
+    )
+    left_out = n_interactions - steps * hp.batch_size
+    if left_out > LEFT_OUT_WARNING * n_interactions:
+        log.warning(
+            "an epoch leaves out %d of the %d interactions (%.1f%%): the hosts' shares are uneven (%s rows), "
+            "and every host takes as many steps as the smallest share allows; write the channel as more "
+            "files of equal size",
+            left_out,
+            n_interactions,
+            100 * left_out / n_interactions,
+            rows,
+        )
+    with checkpoint_directory(env.checkpoint_dir, workers) as checkpoint_dir:
+        history = model.fit_stream(
+            stream, counts, serving, checkpoint_dir=checkpoint_dir, workers=workers, sharded_steps=steps
+        )
+    hosts = env.hosts.hosts
+    extra: dict[str, object] = {
+        "shards": {hosts[k]: s for k, s in enumerate(shares)},
+        "examples_per_epoch": steps * hp.batch_size,
+    }
+    return model, history, n_interactions, extra
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,7 +114,11 @@ def _card_text(card: dict[str, Any]) -> list[str]:
     return lines
 
 
-INPUT_TEXT = {"memory": "channel loaded whole", "stream": "channel streamed by row group"}
+INPUT_TEXT = {
+    "memory": "channel loaded whole",
+    "stream": "channel streamed by row group",
+    "sharded stream": "channel sharded across hosts, each streaming its own files",
+}
 """How ``recflow models show`` names the training job's input path (``metadata.json``'s ``input``)."""
 
 

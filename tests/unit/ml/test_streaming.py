@@ -270,3 +270,26 @@ def test_a_stream_that_keeps_its_mapped_row_groups_gives_the_same_batches(
     np.testing.assert_array_equal(serving, expected[0])
     np.testing.assert_array_equal(counts, expected[1])
 
+
+def test_the_summaries_of_a_channels_shards_merge_into_the_whole_channels(
+    channel: Path, tmp_path: Path
+) -> None:
+    """What hosts of a sharded channel agree on before training (``recflow_ml.distributed``): each
+    summarises its files, the summaries travel as bytes, and merged they are the whole channel's."""
+    from recflow_ml.stream import ChannelSummary, merge_summaries
+
+    table = pq.read_table(channel / "interactions.parquet")
+    cut = table.num_rows // 3
+    parts = []
+    for k, piece in enumerate((table.slice(0, cut), table.slice(cut))):
+        pq.write_table(piece, tmp_path / f"part-{k}.parquet", row_group_size=ROW_GROUP)
+        parts.append(ChannelSummary.from_bytes(summarise(tmp_path / f"part-{k}.parquet").to_bytes()))
+    whole = summarise(channel / "interactions.parquet")
+    merged = merge_summaries(parts)
+    assert parts[0].user_vocab != whole.user_vocab, "a shard alone does not hold every user"
+    assert (merged.user_vocab, merged.item_vocab, merged.examples) == (
+        whole.user_vocab,
+        whole.item_vocab,
+        whole.examples,
+    )
+    assert merged.weight_mean == pytest.approx(whole.weight_mean, rel=1e-12)
