@@ -1,7 +1,7 @@
 """Training on several hosts: ``tf.distribute.MultiWorkerMirroredStrategy`` over the job's hosts.
 
-Every worker runs the whole entrypoint on the whole train channel (the channel must be
-``FullyReplicated``), holds the whole model, and walks the same global batches
+Every worker runs the whole entrypoint, holds the whole model, and, with a train channel held
+whole (``FullyReplicated``, under ``stream_min_interactions``; a streamed one below), and walks the same global batches
 (``epoch_order`` is a function of the seed and the epoch only). Each worker computes the
 loss and gradients of its own contiguous shard of every global batch (``Workers.shard``),
 normalised by the global batch's weight, so the sum over workers is the gradient of the
@@ -16,8 +16,9 @@ the optimizers sum per row exactly as they sum a single process's repeated rows:
 AdamW of the sampled softmax then still touches the rows the global batch touched, and
 nothing is densified.
 
-With a ``ShardedByS3Key`` channel each worker holds its own files instead (``recflow_ml.stream``):
-it streams batches of its share of the global batch, and each step first sums the workers' weights
+With a streamed channel each worker streams only its own row groups instead (``recflow_ml.stream``:
+the files a ``ShardedByS3Key`` channel gave it, or those dealt to it of a replicated one), in
+batches of its share of the global batch, and each step first sums the workers' weights
 and gathers their labels (``Workers.global_sum``, ``global_rows``), so the shards still make one global batch with
 the same loss and in-batch candidates. What the workers learn from their files before training is
 made global here too: the channel's summary (``gather_bytes``), the label counts (``sum``) and the
@@ -43,6 +44,9 @@ import numpy as np
 import tensorflow as tf
 
 from recflow_ml.contract import ContractError, Hosts
+
+MERGE_ROWS = 1 << 20
+"""Users per all-gather of serving histories (``Workers.merge_serving``): 80 MB per host at 20 pins."""
 
 
 class Workers:
@@ -126,11 +130,14 @@ class Workers:
     def merge_serving(self, serving: np.ndarray, latest: np.ndarray) -> np.ndarray:
         """Each user's serving history from the worker holding their last example: ``serving``
         [n_users, N] and ``latest`` [n_users] (that example's ``n_earlier``; -1 where this worker has
-        none of the user's) are this worker's, the result every worker's merged (every worker's
-        table travels: ``count`` × its size, briefly). A user whose last examples tie keeps the first
-        worker's."""
+        none of the user's) are this worker's, the result every worker's merged (the tables travel
+        in blocks of ``MERGE_ROWS`` users). A user whose last examples tie keeps the first worker's."""
         owner = np.argmax(self.gather(latest), axis=0)  # the first of the largest
-        return self.gather(serving)[owner, np.arange(len(owner))]  # type: ignore[no-any-return]
+        merged = np.empty_like(serving)
+        for start in range(0, len(serving), MERGE_ROWS):  # in blocks: a collective's message stays small
+            rows = np.arange(start, min(start + MERGE_ROWS, len(serving)))
+            merged[rows] = self.gather(serving[rows])[owner[rows], np.arange(len(rows))]
+        return merged
 
     @staticmethod
     def global_sum(value: tf.Tensor) -> tf.Tensor:

@@ -99,6 +99,18 @@ class _Resume:
     loss_total: float = 0.0
 
 
+@dataclass(frozen=True)
+class Sharding:
+    """How this worker's own batches (a sharded channel, ``recflow_ml.stream``) make the global
+    batches: an epoch is ``steps`` of them on every worker, this worker's rows start at ``offset``
+    in each, and ``layout`` identifies what every worker holds (a digest of the files and rows
+    dealt to each): a checkpoint is resumed only on the same layout."""
+
+    steps: int
+    offset: int
+    layout: str
+
+
 class _Steps(NamedTuple):
     """A softmax's training steps: ``local`` trains a whole batch, ``distributed`` this worker's
     shard of a global batch (``recflow_ml.distributed``), ``sharded`` this worker's own batch as its
@@ -386,29 +398,26 @@ class TwoTowerModel:
         serving_history: np.ndarray,
         checkpoint_dir: Path | None = None,
         workers: Workers | None = None,
-        sharded_steps: int | None = None,
+        sharding: Sharding | None = None,
     ) -> list[EpochLog]:
         """Train on a streamed channel (``recflow_ml.stream``): each epoch's batches are
         ``stream.batches(epoch)``, never the channel whole. ``label_counts`` [n_items + 1] are the
         label frequencies (the sampled softmax's logQ), ``serving_history`` [n_users + 1, N] each
         user's latest pins (``stream.serving_histories``). Checkpoints and workers as in ``fit``.
 
-        ``sharded_steps``: this worker streams its own shard of the channel (``ShardedByS3Key``),
-        in batches of its share of the global batch, and every epoch is that many steps on every
-        worker (the fewest full local batches any worker has); the counts and histories passed are
-        already the whole channel's."""
+        ``sharding``: ``stream`` is this worker's own shard of the channel (``ShardedByS3Key``), in
+        batches of its share of each global batch (``Sharding``); the counts and histories passed
+        are already the whole channel's."""
         self.serving_history[:] = serving_history
-        if sharded_steps is None:
+        if sharding is None:
             return self._fit(stream.batches, label_counts, None, "stream", checkpoint_dir, workers)
         if workers is None:
             raise ValueError("a sharded stream trains with workers: its shard is one of several")
 
         def batches(epoch: int) -> Iterator[Batch]:
-            return itertools.islice(stream.batches(epoch), sharded_steps)
+            return itertools.islice(stream.batches(epoch), sharding.steps)
 
-        return self._fit(
-            batches, label_counts, None, "sharded stream", checkpoint_dir, workers, sharded_steps
-        )
+        return self._fit(batches, label_counts, None, "sharded stream", checkpoint_dir, workers, sharding)
 
     def _memory_batches(self, examples: Examples, epoch: int) -> Iterator[Batch]:
         """The batches of an epoch of examples held whole, in ``epoch_order``."""
@@ -427,14 +436,14 @@ class TwoTowerModel:
         input_path: str,
         checkpoint_dir: Path | None,
         workers: Workers | None,
-        sharded_steps: int | None = None,
+        sharding: Sharding | None = None,
     ) -> list[EpochLog]:
-        """``sharded_steps``: each worker's batches are its own share of each global batch, and an
-        epoch is that many of them (``fit_stream``); else every worker walks the same global batches."""
+        """``sharding``: each worker's batches are its own share of each global batch (``fit_stream``);
+        else every worker walks the same global batches."""
         hp = self.hp
         tf.random.set_seed(hp.seed if workers is None else hp.seed + workers.index)
         n_examples = int(label_counts.sum())
-        steps_per_epoch = sharded_steps or max(1, math.ceil(n_examples / hp.batch_size))
+        steps_per_epoch = sharding.steps if sharding else max(1, math.ceil(n_examples / hp.batch_size))
         schedule = keras.optimizers.schedules.CosineDecay(
             hp.learning_rate, decay_steps=steps_per_epoch * hp.epochs, alpha=0.05
         )
@@ -451,7 +460,7 @@ class TwoTowerModel:
         resume = _Resume()
         if checkpoint_dir is not None:
             checkpoints, resume, history_log = self._restore_checkpoints(
-                checkpoint_dir, n_examples, input_path, optimizer, dense, trackables, workers
+                checkpoint_dir, n_examples, input_path, optimizer, dense, trackables, workers, sharding
             )
         for epoch in range(resume.epochs + 1, hp.epochs + 1):
             save = None
@@ -465,7 +474,7 @@ class TwoTowerModel:
                     checkpoints.save(epochs_done, history, number, batches=done, loss_total=loss_total)
 
             entry = self._train_epoch(
-                epoch, batches(epoch), steps, steps_per_epoch, workers, resume, save, bool(sharded_steps)
+                epoch, batches(epoch), steps, steps_per_epoch, workers, resume, save, sharding
             )
             resume = _Resume(epoch)
             history_log.append(entry)
@@ -656,6 +665,7 @@ class TwoTowerModel:
         dense: list[tf.Variable],
         trackables: dict[str, object],
         workers: Workers | None,
+        sharding: Sharding | None = None,
     ) -> tuple[EpochCheckpoints, _Resume, list[EpochLog]]:
         """The job's checkpoints in ``checkpoint_dir``, restored: (them, where training stopped, the
         log of the epochs done).
@@ -678,8 +688,12 @@ class TwoTowerModel:
             "items": len(self.item_vocab),
             "interactions": n_examples,
         }
-        if input_path == "sharded stream" and workers is not None:  # each host's batches depend on how many
-            fingerprint["hosts"] = workers.count
+        if sharding is not None and workers is not None:  # each host's batches are its files'
+            fingerprint["sharding"] = {
+                "hosts": workers.count,
+                "steps": sharding.steps,
+                "layout": sharding.layout,
+            }
         checkpoints = EpochCheckpoints(checkpoint_dir, fingerprint, **trackables, **self.named_variables())
         done, logged = checkpoints.restore()
         resume = _Resume(done, checkpoints.batches, checkpoints.loss_total)
@@ -712,12 +726,12 @@ class TwoTowerModel:
         workers: Workers | None,
         resume: _Resume,
         save: Callable[[int, float], None] | None,
-        sharded: bool = False,
+        sharding: Sharding | None = None,
     ) -> EpochLog:
         """One pass over ``batches``, a step per batch (and, when sampled, the epoch's ``negative_rng``
         draws); its mean batch loss, duration and time waiting for input. Resumed within this epoch
         (``resume.batches``), the batches and draws a checkpoint holds are passed over, not trained;
-        with ``save``, every ``checkpoint_steps`` steps are checkpointed. ``sharded``: each batch is
+        with ``save``, every ``checkpoint_steps`` steps are checkpointed. ``sharding``: each batch is
         this worker's own share of the global batch, not the global batch."""
         hp = self.hp
         sampled = self.sampled
@@ -741,9 +755,9 @@ class TwoTowerModel:
             if workers is None:
                 args = tuple(batch) if drawn is None else (*batch, drawn)
                 total += float(steps.local(*args))
-            elif sharded:  # the global batch is every worker's batch, in worker order
+            elif sharding is not None:  # the global batch is every worker's batch, in worker order
                 if drawn is not None:
-                    offset = tf.constant(workers.shard(hp.batch_size)[0], tf.int32)
+                    offset = tf.constant(sharding.offset, tf.int32)
                     total += float(steps.sharded(*batch, drawn, offset))
                 else:
                     total += float(steps.sharded(*batch))

@@ -50,3 +50,12 @@ def positive_weights(column: pa.Array | pa.ChunkedArray, users: Ids, items: Ids,
             f"({len(bad)} such rows)"
         )
     return weights.astype(np.float32)
+
+
+def string_ids(table: pa.Table, name: str, where: str) -> pa.ChunkedArray:
+    """Column ``name`` of ``table`` as string ids; ``ValueError`` naming ``where`` (the file, or its
+    row group) if any is null: an example without its user or pin cannot be trained on."""
+    column = table.column(name)
+    if column.null_count:
+        raise ValueError(f"{where}: column {name!r} has {column.null_count} null id(s)")
+    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())

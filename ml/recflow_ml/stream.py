@@ -12,13 +12,14 @@ holds that many, it is permuted and its full batches go out. The stream is there
 (seed, epoch) and the channel alone, so a job resumed ``k`` batches into an epoch skips exactly the
 ``k`` batches an uninterrupted job trained on.
 
-**Hosts.** In a job of several hosts, a ``FullyReplicated`` channel is streamed whole on every
-host: each host draws the same batches and trains its slice of each, as with the channel loaded
-whole. A ``ShardedByS3Key`` channel gives each host its own files; each streams only those, as
-batches of its share of the global batch, and what must be global is agreed across hosts before
-training (``recflow_ml.distributed``): the vocabularies and the weights' mean (``merge_summaries``),
-the label counts and the serving histories (``ServingPass``), and the steps of an epoch (the fewest
-full local batches any host has).
+**Hosts.** In a job of several hosts, each host streams only its own share of the channel's row
+groups: with a ``ShardedByS3Key`` channel, every row group of the files the platform gave it; with a
+``FullyReplicated`` one, the row groups dealt to it in turn. Each streams batches of its share of
+the global batch, and what must be global is agreed across hosts before training
+(``recflow_ml.distributed``): the vocabularies and the weights' mean (``merge_summaries``), the
+label counts and the serving histories (``ServingPass``), each host's rows of a global batch
+(``batch_shares``: in proportion to the rows it holds) and the steps of an epoch (the fewest full
+local batches any host has). Each host orders its own row groups, from (seed, epoch, host).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -37,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from recflow_ml.hyperparameters import Hyperparameters
-from recflow_ml.rows import PAD, histories, positive_weights, vocabulary_rows
+from recflow_ml.rows import PAD, histories, positive_weights, string_ids, vocabulary_rows
 
 log = logging.getLogger(__name__)
 
@@ -162,19 +163,23 @@ def _sorted(distinct: pa.Array) -> list[str]:
     return [str(v) for v in pc.take(distinct, pc.sort_indices(distinct)).to_pylist()]
 
 
-def summarise(path: Path, *, allow_empty: bool = False) -> ChannelSummary:
-    """One pass over ``user_id``, ``pin_id`` and ``weight`` of every row group: the vocabularies, the
-    count and the weights' mean. Refuses a weight that is not a positive number, naming its row, and
-    (unless ``allow_empty``: a host's shard, merged with the others') a channel without examples."""
+def summarise(
+    path: Path, *, groups: Sequence[RowGroup] | None = None, allow_empty: bool = False
+) -> ChannelSummary:
+    """One pass over ``user_id``, ``pin_id`` and ``weight`` of every row group of ``path`` (or of
+    ``groups``, a host's share of them): the vocabularies, the count and the weights' mean. Refuses a
+    weight that is not a positive number, naming its row, and (unless ``allow_empty``: a host's
+    share, merged with the others') a channel without examples."""
     _check_columns(path)
     users: list[pa.Array] = []
     items: list[pa.Array] = []
     pending = 0
     examples, weight_sum = 0, 0.0
-    for group in row_groups(path):
+    for group in row_groups(path) if groups is None else groups:
         table = _read(group, ("user_id", "pin_id", "weight"))
-        u, i = _ids(table, "user_id", group), _ids(table, "pin_id", group)
-        weights = positive_weights(table.column("weight"), u, i, f"{group.path} (row group {group.index})")
+        where = f"{group.path} (row group {group.index})"
+        u, i = string_ids(table, "user_id", where), string_ids(table, "pin_id", where)
+        weights = positive_weights(table.column("weight"), u, i, where)
         users.append(pc.unique(u))
         items.append(pc.unique(i))
         pending += len(users[-1]) + len(items[-1])
@@ -187,15 +192,6 @@ def summarise(path: Path, *, allow_empty: bool = False) -> ChannelSummary:
     return ChannelSummary(
         _sorted(_merge(users)), _sorted(_merge(items)), examples, weight_sum / max(examples, 1)
     )
-
-
-def _ids(table: pa.Table, name: str, group: RowGroup) -> pa.Array:
-    column = table.column(name).combine_chunks()
-    if column.null_count:
-        raise ValueError(
-            f"{group.path} (row group {group.index}): column {name!r} has {column.null_count} null id(s)"
-        )
-    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
 
 
 class ExampleStream:
@@ -213,8 +209,10 @@ class ExampleStream:
         seed: int,
         weight_mean: float = 1.0,
         cache_dir: Path | None = None,
+        host: int | None = None,
     ) -> None:
-        """``cache_dir``: where each row group, once mapped to model rows, is kept (``read``)."""
+        """``cache_dir``: where each row group, once mapped to model rows, is kept (``read``);
+        ``host``: this host's index, when it streams its own shard of a channel (its order is its own)."""
         self.groups = list(groups)
         self.cache_dir = cache_dir
         self._keys = {(g.path, g.index): k for k, g in enumerate(self.groups)}
@@ -224,6 +222,7 @@ class ExampleStream:
         self.batch_size = batch_size
         self.shuffle_buffer = max(shuffle_buffer, batch_size)
         self.seed = seed
+        self.host = host
         self.weight_mean = weight_mean
         self.examples = sum(g.rows for g in self.groups)
 
@@ -283,7 +282,9 @@ class ExampleStream:
     def batches(self, epoch: int) -> Iterator[Batch]:
         """The epoch's batches: row groups in an order drawn from (seed, epoch), examples shuffled
         through the buffer with the same generator; every batch full but the last."""
-        rng = np.random.default_rng([self.seed, epoch, 2])
+        rng = np.random.default_rng(
+            [self.seed, epoch, 2] if self.host is None else [self.seed, epoch, 2, self.host]
+        )
         order = rng.permutation(len(self.groups))
         buffer: list[Batch] = []
         held = 0
@@ -315,19 +316,21 @@ def open_stream(
     hp: Hyperparameters,
     cache_dir: Path | None = None,
     *,
+    groups: Sequence[RowGroup] | None = None,
+    summary: ChannelSummary | None = None,
     batch_size: int | None = None,
-    combine: Callable[[ChannelSummary], ChannelSummary] | None = None,
+    host: int | None = None,
 ) -> tuple[ExampleStream, ChannelSummary]:
     """The channel at ``path`` summarised (one pass: ``summarise``) and streamed with the job's
     ``hp``: every row group, its vocabularies and weight mean; ``cache_dir`` as ``ExampleStream``'s.
 
-    A host's shard of a channel passes ``combine``, which turns its shard's summary into the whole
-    channel's (the hosts' summaries merged), and ``batch_size``, its share of the global batch."""
-    summary = summarise(path, allow_empty=combine is not None)
-    if combine is not None:
-        summary = combine(summary)
+    A host streaming its own share of a channel passes its row groups (``groups``; default: every
+    row group of ``path``), the whole channel's ``summary`` (the hosts' merged:
+    ``merge_summaries``), ``batch_size`` (its share of the global batch) and ``host``."""
+    if summary is None:
+        summary = summarise(path, groups=groups)
     stream = ExampleStream(
-        row_groups(path),
+        row_groups(path) if groups is None else groups,
         pa.array(summary.user_vocab, pa.string()),
         pa.array(summary.item_vocab, pa.string()),
         history_length=hp.history_length,
@@ -336,8 +339,27 @@ def open_stream(
         seed=hp.seed,
         weight_mean=summary.weight_mean,
         cache_dir=cache_dir,
+        host=host,
     )
     return stream, summary
+
+
+def batch_shares(rows: Sequence[int], batch_size: int) -> list[int]:
+    """Each host's rows of a global batch of ``batch_size``, in proportion to the ``rows`` it holds
+    (largest remainders; at least one each), so hosts holding different amounts run through them in
+    about as many steps."""
+    total = sum(rows)
+    if batch_size < len(rows) or min(rows) <= 0:
+        raise ValueError(f"a batch of {batch_size} rows cannot be shared by hosts holding {list(rows)} rows")
+    exact = [batch_size * n / total for n in rows]
+    sizes = [max(1, math.floor(e)) for e in exact]
+    while sum(sizes) < batch_size:  # the largest remainders get the rows left
+        k = max(range(len(sizes)), key=lambda h: exact[h] - sizes[h])
+        sizes[k] += 1
+    while sum(sizes) > batch_size:  # a host raised to one row: the most over-served gives one back
+        k = max((h for h in range(len(sizes)) if sizes[h] > 1), key=lambda h: sizes[h] - exact[h])
+        sizes[k] -= 1
+    return sizes
 
 
 @dataclass

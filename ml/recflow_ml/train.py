@@ -11,23 +11,25 @@ there continues after that epoch. Any failure is written to ``output/failure``
 
 A job of several hosts (``SM_HOSTS`` / ``resourceconfig.json``) trains under
 ``MultiWorkerMirroredStrategy`` (``recflow_ml.distributed``): every host runs this entrypoint,
-and only the chief (the first host) writes the model, its metadata and the checkpoints. When the
-``train`` channel is ``ShardedByS3Key``, each host holds its own files of ``interactions.parquet``
-and streams only those (``recflow_ml.stream``); the side tables (``pins.parquet``,
-``users.parquet``) then come from a ``catalogue`` channel, which every host must hold whole, and
-the chief's ``metadata.json`` lists the files each host trained on (``shards``).
+and only the chief (the first host) writes the model, its metadata and the checkpoints. A streamed
+channel is read in shares: each host streams only its own row groups (``recflow_ml.stream``), all
+of its files' when the ``train`` channel is ``ShardedByS3Key`` (the side tables, ``pins.parquet``
+and ``users.parquet``, then come from a ``catalogue`` channel every host holds whole), else those
+dealt to it in turn; the chief's ``metadata.json`` lists each host's row groups (``shards``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -36,13 +38,15 @@ import pyarrow.parquet as pq
 
 from recflow_ml.contract import SHARDED_BY_S3_KEY, ContractError, TrainingEnv
 from recflow_ml.hyperparameters import Hyperparameters
-from recflow_ml.rows import positive_weights
+from recflow_ml.rows import positive_weights, string_ids
 
 if TYPE_CHECKING:
     from recflow_ml.distributed import Workers
     from recflow_ml.model import EpochLog, TwoTowerModel
+    from recflow_ml.stream import RowGroup
 
 log = logging.getLogger("recflow_ml")
+T = TypeVar("T")
 
 REQUIRED_COLUMNS = ("user_id", "pin_id", "weight")
 INTERACTIONS_FILE = "interactions.parquet"
@@ -109,13 +113,6 @@ def _column_names(path: Path) -> list[str]:
     return list(pq.ParquetDataset(path).schema.names)
 
 
-def _ids(table: pa.Table, name: str) -> pa.ChunkedArray:
-    column = table.column(name)
-    if column.null_count:
-        raise ValueError(f"column {name!r} has {column.null_count} null id(s)")
-    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
-
-
 def vocabulary(ids: pa.ChunkedArray) -> list[str]:
     """The distinct ids, sorted (by code point, as ``sorted`` orders Python strings)."""
     distinct = pc.unique(ids)
@@ -133,8 +130,8 @@ def read_interactions(channel: Path) -> tuple[pa.ChunkedArray, pa.ChunkedArray, 
     if missing:
         raise ValueError(f"{channel}: missing column(s) {missing} (found {names})")
     table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
-    users, items = _ids(table, "user_id"), _ids(table, "pin_id")
-    return users, items, positive_weights(table.column("weight"), users, items, str(channel))
+    users, items = string_ids(table, "user_id", str(path)), string_ids(table, "pin_id", str(path))
+    return users, items, positive_weights(table.column("weight"), users, items, str(path))
 
 
 def run(env: TrainingEnv) -> dict[str, object]:
@@ -150,10 +147,6 @@ def run(env: TrainingEnv) -> dict[str, object]:
     started = time.monotonic()
     hp = Hyperparameters.from_strings(env.hyperparameters)
     log.info("job %s: hyperparameters %s", env.job_name, hp.as_strings())
-    workers = None
-    if env.hosts.distributed:  # before TensorFlow's first operation: the strategy configures the runtime
-        log.info("host %s: TF_CONFIG %s", env.hosts.current, json.dumps(env.hosts.tf_config()))
-        workers = Workers(env.hosts)
     channel = env.channel("train")
     sharded = env.sharded("train")
     side = env.channel(CATALOGUE_CHANNEL) if CATALOGUE_CHANNEL in env.channels else channel
@@ -163,25 +156,43 @@ def run(env: TrainingEnv) -> dict[str, object]:
             f"the side tables ({PINS_FILE}, {USERS_FILE}) in a FullyReplicated channel "
             f"{CATALOGUE_CHANNEL!r}"
         )
+    if env.sharded(CATALOGUE_CHANNEL):
+        raise ContractError(
+            f"the {CATALOGUE_CHANNEL!r} channel is {SHARDED_BY_S3_KEY}: every host needs the side tables "
+            f"({PINS_FILE}, {USERS_FILE}) whole; make it FullyReplicated"
+        )
+    workers = None
+    if env.hosts.distributed:  # before TensorFlow's first operation: the strategy configures the runtime
+        log.info("host %s: TF_CONFIG %s", env.hosts.current, json.dumps(env.hosts.tf_config()))
+        workers = Workers(env.hosts)
     user_features = read_user_features(side)
     item_topics = read_item_topics(side)
     log.info("side features: %d users, %d pins with topics", len(user_features), len(item_topics))
-    if workers is not None:  # a side table a host lacks would give it another model
-        workers.agree(len(user_features), "the users with side features")
-        workers.agree(len(item_topics), "the pins with topics")
+    if workers is not None:  # a side table a host lacks, or holds otherwise, would give it another model
+        workers.agree(_side_tables_digest(side), f"the side tables ({PINS_FILE}, {USERS_FILE}; their sha256)")
     path = channel / INTERACTIONS_FILE
     extra: dict[str, object] = {}
     if not sharded and not path.exists():
         raise FileNotFoundError(f"channel directory {channel} has no {INTERACTIONS_FILE}")
     groups = [] if sharded else row_groups(path)
-    if sharded:
-        assert workers is not None  # a sharded channel is one of several hosts'
+    streamed = sharded or sum(g.rows for g in groups) >= hp.stream_min_interactions
+    if streamed and workers is not None:  # each host streams its own share of the row groups
+        if sharded:  # the platform dealt the files: this host's are all it has
+
+            def own() -> list[RowGroup]:
+                return row_groups(path) if path.exists() else []
+        else:  # every host has every file: the row groups are dealt in turn
+            dealt = groups[workers.index :: workers.count]
+
+            def own() -> list[RowGroup]:
+                return dealt
+
         input_path = "sharded stream"
         with tempfile.TemporaryDirectory(prefix=".recflow-stream-", dir=env.base_dir) as kept:
             model, history, n_interactions, extra = _train_sharded(
-                env, hp, workers, path, Path(kept), user_features, item_topics
+                env, hp, workers, path, own, Path(kept), user_features, item_topics
             )
-    elif sum(g.rows for g in groups) >= hp.stream_min_interactions:
+    elif streamed:
         input_path = "stream"
         # the row groups mapped to model rows, kept on the job's volume while it trains (removed after)
         cache = tempfile.TemporaryDirectory(prefix=".recflow-stream-", dir=env.base_dir)
@@ -263,80 +274,106 @@ def run(env: TrainingEnv) -> dict[str, object]:
     return metadata
 
 
+def _side_tables_digest(directory: Path) -> int:
+    """The leading 60 bits of the SHA-256 of the side tables' bytes in ``directory`` (absent: none)."""
+    digest = hashlib.sha256()
+    for name in (PINS_FILE, USERS_FILE):
+        file = directory / name
+        digest.update(name.encode() + (file.read_bytes() if file.exists() else b"-"))
+    return int(digest.hexdigest()[:15], 16)
+
+
 def _train_sharded(
     env: TrainingEnv,
     hp: Hyperparameters,
     workers: Workers,
     path: Path,
+    own: Callable[[], list[RowGroup]],
     cache_dir: Path,
     user_features: dict[str, list[str | None]],
     item_topics: dict[str, list[str]],
 ) -> tuple[TwoTowerModel, list[EpochLog], int, dict[str, object]]:
-    """Train on this host's share of a ``ShardedByS3Key`` train channel, ``path`` (its files only),
-    with the other hosts: (the model, its epochs, the channel's interactions, what the chief's
-    metadata adds: each host's files and the examples an epoch leaves out).
+    """Train on this host's share of the train channel at ``path``, its row groups ``own()`` (of a
+    ``ShardedByS3Key`` channel, every row group of the files the platform gave it; of a replicated
+    one, the row groups dealt to it in turn), with the other hosts: (the model, its epochs, the
+    channel's interactions, what the chief's metadata adds: each host's row groups and rows of a
+    batch, and the examples an epoch trains).
 
     What must be the whole channel's is agreed first: the vocabularies and the weights' mean, the
-    label counts and every user's serving history (``recflow_ml.distributed``). An epoch is the
-    fewest full local batches any host has, so every host takes as many steps; a host's examples
-    beyond them wait for a later epoch's order (the share left out is logged and recorded)."""
+    label counts and every user's serving history (``recflow_ml.distributed``). Each host's rows
+    of a global batch are in proportion to the rows it holds (``batch_shares``), so every host
+    runs through its files in about as many steps; an epoch is the fewest any host has, and what
+    that leaves out (rounding, or uneven files) is logged. A failure on one host, before training,
+    fails every host with its reason (``_together``), rather than leave them waiting."""
     from recflow_ml.distributed import checkpoint_directory  # noqa: PLC0415 (TensorFlow)
-    from recflow_ml.model import TwoTowerModel  # noqa: PLC0415 (TensorFlow)
+    from recflow_ml.model import Sharding, TwoTowerModel  # noqa: PLC0415 (TensorFlow)
     from recflow_ml.stream import (  # noqa: PLC0415 (beside the model)
         ChannelSummary,
+        batch_shares,
         merge_summaries,
         open_stream,
-        row_groups,
         serving_pass,
+        summarise,
     )
 
-    groups = row_groups(path) if path.exists() else []
-    files = sorted({g.path for g in groups})
+    groups = _together(workers, env, "listing its share of the train channel", own)
     share = [
-        {"file": f.relative_to(path.parent).as_posix(), "rows": sum(g.rows for g in groups if g.path == f)}
-        for f in files
+        {
+            "file": f.relative_to(path.parent).as_posix(),
+            "row_groups": [g.index for g in groups if g.path == f],
+            "rows": sum(g.rows for g in groups if g.path == f),
+        }
+        for f in sorted({g.path for g in groups})
     ]
     shares = [json.loads(b) for b in workers.gather_bytes(json.dumps(share).encode())]
     rows = [sum(int(f["rows"]) for f in s) for s in shares]
     log.info(
-        "host %s: %d file(s) of the sharded train channel, %d rows",
+        "host %s: its share of the train channel is %d row group(s) of %d file(s), %d rows",
         env.hosts.current,
-        len(files),
+        len(groups),
+        len(share),
         rows[workers.index],
     )
-    sizes = [
-        hp.batch_size * (k + 1) // workers.count - hp.batch_size * k // workers.count
-        for k in range(workers.count)
-    ]
-    short = [env.hosts.hosts[k] for k in range(workers.count) if rows[k] < max(sizes[k], 1)]
-    if short:  # every host sees every host's rows: all refuse alike, none waits for the others
+    hosts = env.hosts.hosts
+    if min(rows) == 0 or hp.batch_size < workers.count:  # every host sees every host's rows: all refuse alike
         raise ValueError(
-            f"the sharded train channel gave host(s) {short} fewer interactions than their share of a "
-            f"batch (rows per host {rows}, batch_size={hp.batch_size} over {workers.count} hosts): write "
-            "the channel as more files than the job has hosts, or use fewer hosts"
+            f"the train channel gave host(s) {[h for h, n in zip(hosts, rows, strict=True) if not n]} no "
+            f"interactions (rows per host {rows}; batch_size={hp.batch_size} over {workers.count} hosts): "
+            "write the channel as at least as many files (sharded) or row groups (replicated) as the job "
+            "has hosts, or use fewer hosts"
         )
+    sizes = batch_shares(rows, hp.batch_size)
     steps = min(n // size for n, size in zip(rows, sizes, strict=True))
-    lo, hi = workers.shard(hp.batch_size)
-
-    def combine(mine: ChannelSummary) -> ChannelSummary:
-        return merge_summaries([ChannelSummary.from_bytes(b) for b in workers.gather_bytes(mine.to_bytes())])
-
-    stream, summary = open_stream(path, hp, cache_dir=cache_dir, batch_size=hi - lo, combine=combine)
+    mine = _together(
+        workers, env, "summarising its share", lambda: summarise(path, groups=groups, allow_empty=True)
+    )
+    summary = merge_summaries([ChannelSummary.from_bytes(b) for b in workers.gather_bytes(mine.to_bytes())])
+    del mine
+    stream, _ = open_stream(
+        path,
+        hp,
+        cache_dir=cache_dir,
+        groups=groups,
+        summary=summary,
+        batch_size=sizes[workers.index],
+        host=workers.index,
+    )
     model = TwoTowerModel(
         summary.user_vocab, summary.item_vocab, hp, user_features=user_features, item_topics=item_topics
     )
     n_interactions = summary.examples
     del summary
-    found = serving_pass(stream)
+    found = _together(workers, env, "mapping its share to model rows", lambda: serving_pass(stream))
     counts = workers.sum(found.counts)
     serving = workers.merge_serving(found.serving, found.latest)
     del found
     log.info(
-        "train channel: %d interactions over %d hosts (%s rows), %d users, %d pins; each host streams its "
-        "own files, %d steps an epoch",
+        "train channel: %d interactions over %d hosts (%s rows, %s of each batch), %d users, %d pins; "
+        "each host streams its own files, %d steps an epoch",
         n_interactions,
         workers.count,
         rows,
+        sizes,
         len(model.user_vocab),
         len(model.item_vocab),
         steps,
@@ -344,24 +381,46 @@ def _train_sharded(
     left_out = n_interactions - steps * hp.batch_size
     if left_out > LEFT_OUT_WARNING * n_interactions:
         log.warning(
-            "an epoch leaves out %d of the %d interactions (%.1f%%): the hosts' shares are uneven (%s rows), "
-            "and every host takes as many steps as the smallest share allows; write the channel as more "
-            "files of equal size",
+            "an epoch leaves out %d of the %d interactions (%.1f%%): a host's share of a batch is a whole "
+            "number of rows, which this channel's %s rows per host make uneven; a larger channel or "
+            "batch_size leaves out less",
             left_out,
             n_interactions,
             100 * left_out / n_interactions,
             rows,
         )
+    layout = hashlib.sha256(json.dumps([shares, sizes]).encode()).hexdigest()
+    sharding = Sharding(steps, sum(sizes[: workers.index]), layout)
     with checkpoint_directory(env.checkpoint_dir, workers) as checkpoint_dir:
         history = model.fit_stream(
-            stream, counts, serving, checkpoint_dir=checkpoint_dir, workers=workers, sharded_steps=steps
+            stream, counts, serving, checkpoint_dir=checkpoint_dir, workers=workers, sharding=sharding
         )
-    hosts = env.hosts.hosts
     extra: dict[str, object] = {
-        "shards": {hosts[k]: s for k, s in enumerate(shares)},
+        "shards": {
+            host: {"files": s, "batch_rows": size} for host, s, size in zip(hosts, shares, sizes, strict=True)
+        },
         "examples_per_epoch": steps * hp.batch_size,
     }
     return model, history, n_interactions, extra
+
+
+def _together(workers: Workers, env: TrainingEnv, what: str, work: Callable[[], T]) -> T:
+    """``work()`` on every host at once, before training: if it fails on any host, it fails on every
+    host, naming that host and its error (a host that failed alone would leave the others waiting
+    in the next collective)."""
+    failure, error = "", None
+    try:
+        result = work()
+    except Exception as exc:  # reported to every host, then raised here as it was
+        failure, error = f"{type(exc).__name__}: {exc}", exc
+    reports = [b.decode() for b in workers.gather_bytes(failure.encode())]
+    if error is not None:
+        raise error
+    failed = [(host, report) for host, report in zip(env.hosts.hosts, reports, strict=True) if report]
+    if failed:
+        host, report = failed[0]
+        raise RuntimeError(f"host {host} failed {what}: {report}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

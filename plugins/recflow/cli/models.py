@@ -117,7 +117,7 @@ def _card_text(card: dict[str, Any]) -> list[str]:
 INPUT_TEXT = {
     "memory": "channel loaded whole",
     "stream": "channel streamed by row group",
-    "sharded stream": "channel sharded across hosts, each streaming its own files",
+    "sharded stream": "channel streamed in shares, each host its own row groups",
 }
 """How ``recflow models show`` names the training job's input path (``metadata.json``'s ``input``)."""
 

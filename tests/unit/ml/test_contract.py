@@ -108,3 +108,42 @@ def test_a_sharded_channel_is_dealt_out_disjoint_and_whole() -> None:
     )
     with pytest.raises(ValueError, match="host index 3 is not among 3 hosts"):
         host_share(keys, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("channels", "refusal"),
+    [
+        (
+            {"train": {"S3DistributionType": "ShardedByS3Key"}},
+            "the train channel is ShardedByS3Key, so each host holds only some of its files: give the side "
+            "tables (pins.parquet, users.parquet) in a FullyReplicated channel 'catalogue'",
+        ),
+        (
+            {"train": {}, "catalogue": {"S3DistributionType": "ShardedByS3Key"}},
+            "the 'catalogue' channel is ShardedByS3Key: every host needs the side tables",
+        ),
+    ],
+)
+def test_a_job_of_several_hosts_refuses_side_tables_some_hosts_would_lack(
+    tmp_path: Path, channels: dict[str, dict[str, str]], refusal: str
+) -> None:
+    """Refused before any host waits for another: the job fails at once, and says why."""
+    import subprocess
+    import sys
+
+    from recflow.core.config import subprocess_env
+
+    layout = JobLayout(tmp_path)
+    layout.write_config({}, channels, hosts=["127.0.0.1:1", "127.0.0.1:2"], current_host="127.0.0.1:1")
+    for name in channels:
+        layout.channel_dir(name).mkdir(parents=True)
+    job = subprocess.run(
+        [sys.executable, "-m", "recflow_ml.train", "train"],
+        env=subprocess_env({"SAGEMAKER_BASE_DIR": str(tmp_path)}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert job.returncode == 1, job.stderr[-2000:]
+    assert layout.failure_file.read_text().startswith(f"ContractError: {refusal}")

@@ -226,7 +226,7 @@ def test_the_entrypoint_streams_a_channel_of_stream_min_interactions_and_says_so
     assert 0 < epoch["input_seconds"] < epoch["seconds"]
 
 
-def test_a_weight_that_is_not_positive_is_refused_naming_its_row_group_and_row(
+def test_a_weight_that_is_not_positive_or_a_null_id_is_refused_naming_its_row_group(
     channel: Path, tmp_path: Path
 ) -> None:
     import pyarrow as pa
@@ -248,6 +248,17 @@ def test_a_weight_that_is_not_positive_is_refused_naming_its_row_group_and_row(
     ) as e:
         summarise(broken / "interactions.parquet")
     assert f"user_id={user.as_py()!r}, pin_id={pin.as_py()!r}) has 0.0 (1 such rows)" in str(e.value)
+
+    pins = table.column("pin_id").to_pylist()
+    pins[2 * ROW_GROUP + 1] = None
+    column = table.schema.get_field_index("pin_id")
+    pq.write_table(
+        table.set_column(column, "pin_id", pa.array(pins, pa.string())),
+        broken / "interactions.parquet",
+        row_group_size=ROW_GROUP,
+    )
+    with pytest.raises(ValueError, match=r"\(row group 2\): column 'pin_id' has 1 null id\(s\)"):
+        summarise(broken / "interactions.parquet")
 
 
 def test_a_stream_that_keeps_its_mapped_row_groups_gives_the_same_batches(
