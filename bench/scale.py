@@ -291,13 +291,16 @@ def training_at(
     root = settings.home / "job"
     layout = JobLayout(root)
     layout.write_config(TRAIN_HYPERPARAMETERS, {"train": {}})
+    # the job runs its own copy of the code, as an image would: TensorFlow reads a function's source
+    # when it traces it (at export, an hour in at 100M), and an edit of ml/ meanwhile broke a run
+    code = shutil.copytree(PROJECT_ROOT / "ml", root / "code", ignore=shutil.ignore_patterns("__pycache__"))
     job_env = subprocess_env(
         {
             "SAGEMAKER_BASE_DIR": str(root),
             "SM_CHANNELS": json.dumps(["train"]),
             "SM_CHANNEL_TRAIN": str(channel),
             "TRAINING_JOB_NAME": "bench-scale",
-            "PYTHONPATH": str(PROJECT_ROOT / "ml"),
+            "PYTHONPATH": str(code),
         }
     )
     for step, measured in prepare.items():
