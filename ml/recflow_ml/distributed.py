@@ -1,7 +1,7 @@
 """Training on several hosts: ``tf.distribute.MultiWorkerMirroredStrategy`` over the job's hosts.
 
-Every worker runs the whole entrypoint, holds the whole model, and, with a train channel held
-whole (``FullyReplicated``, under ``stream_min_interactions``; a streamed one below), and walks the same global batches
+Every worker runs the whole entrypoint and holds the whole model. With a train channel held whole
+(under ``stream_min_interactions``; a streamed one below), every worker walks the same global batches
 (``epoch_order`` is a function of the seed and the epoch only). Each worker computes the
 loss and gradients of its own contiguous shard of every global batch (``Workers.shard``),
 normalised by the global batch's weight, so the sum over workers is the gradient of the
@@ -99,12 +99,7 @@ class Workers:
 
     def agree(self, value: int, what: str) -> None:
         """Fail unless every worker passes the same ``value`` (also a barrier: it waits for them all)."""
-
-        @tf.function
-        def gather() -> tf.Tensor:  # the tensor made in the replica, so it is placed on its device
-            return tf.distribute.get_replica_context().all_gather(tf.constant([value], tf.int64), axis=0)
-
-        values = self.run(gather).numpy().tolist()
+        values = self.gather(np.array(value, np.int64)).tolist()
         if len(set(values)) != 1:
             raise RuntimeError(
                 f"the workers disagree on {what}: {values} (worker {self.index} of {self.count})"

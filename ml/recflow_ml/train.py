@@ -369,7 +369,7 @@ def _train_sharded(
     del found
     log.info(
         "train channel: %d interactions over %d hosts (%s rows, %s of each batch), %d users, %d pins; "
-        "each host streams its own files, %d steps an epoch",
+        "each host streams its own row groups, %d steps an epoch",
         n_interactions,
         workers.count,
         rows,
