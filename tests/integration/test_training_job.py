@@ -63,6 +63,36 @@ def test_success_writes_model_tar_gz_and_a_retry_reuses_the_job(warehouse: Setti
     )
 
 
+def test_a_job_runs_the_code_it_was_created_with_not_an_edit_made_while_it_runs(
+    warehouse: Settings, tmp_path: Path
+) -> None:
+    settings = home_with_warehouse_of(warehouse, tmp_path)
+    snap = take_snapshot(settings)
+    package = tmp_path / "src" / "recflow_ml"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "train.py").write_text(
+        "import os, pathlib\n"
+        "model = pathlib.Path(os.environ['SM_MODEL_DIR'])\n"
+        "model.mkdir(parents=True, exist_ok=True)\n"
+        "(model / 'ran.txt').write_text(__file__)\n"
+    )
+    backend = LocalTrainingBackend(settings, package=package)
+    spec = _spec(settings, snap, "job-code")
+    backend.create_training_job(spec.request())
+    (package / "train.py").write_text("raise SystemExit('edited after the job was created')\n")
+
+    description = run_training_job(backend, spec, poll_seconds=0.5, echo=print)  # re-attaches
+
+    assert description["TrainingJobStatus"] == "Completed", description.get("FailureReason")
+    with tarfile.open(description["ModelArtifacts"]["S3ModelArtifacts"].removeprefix("file://")) as tar:
+        member = tar.extractfile("ran.txt")
+        assert member is not None
+        ran = Path(member.read().decode())
+    assert ran.parent.parent == backend.job_dir("job-code") / "code", f"the job ran {ran}"
+    assert ran.read_text().startswith("import os"), "the job's copy is the code as it was at creation"
+
+
 def test_failing_entrypoint_reports_failed_with_its_reason(warehouse: Settings, tmp_path: Path) -> None:
     settings = home_with_warehouse_of(warehouse, tmp_path)
     snap = take_snapshot(settings)

@@ -38,6 +38,7 @@ from typing import Any
 
 from recflow.core.config import Settings, subprocess_env
 from recflow.core.errors import ConfigError, TrainingJobExists, TrainingJobNotFound
+from recflow.training.spec import ML_PACKAGE
 from recflow_ml.layout import JobLayout
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ DESCRIPTION = "description.json"
 RUNNER_PID = "runner.pid"
 OPT_ML = "opt_ml"
 """In a job's directory: the container's ``/opt/ml``, laid out by ``recflow_ml.layout``."""
+CODE = "code"
+"""In a job's directory: its own copy of ``recflow_ml``, taken when the job is created, which the
+entrypoint imports first, as a SageMaker job runs the image its request named. An edit or a deploy
+of ``ml/`` while a job runs cannot change what it runs: TensorFlow reads a function's source when it
+traces it, and the export is traced at the end of the job, hours in at scale."""
 _ACTIVE = frozenset({"InProgress", "Stopping"})
 
 
@@ -166,9 +172,11 @@ def _age_seconds(iso: str | None) -> float:
 class LocalTrainingBackend:
     name = "local"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, package: Path = ML_PACKAGE) -> None:
         self.settings = settings
         self.root = settings.jobs_dir
+        self.package = package
+        """The ``recflow_ml`` package a new job copies into its directory (``CODE``)."""
 
     def job_dir(self, name: str) -> Path:
         return self.root / name
@@ -221,6 +229,11 @@ class LocalTrainingBackend:
                 },
             )
             (staging / "logs.txt").touch()
+            shutil.copytree(
+                self.package,
+                staging / CODE / self.package.name,
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
             staging.rename(job_dir)
         with (job_dir / "logs.txt").open("ab") as log_file:
             process = subprocess.Popen(

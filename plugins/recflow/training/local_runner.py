@@ -42,7 +42,7 @@ from typing import Any, Final
 
 from recflow.core.artifacts import ArtifactStore, join, pack_directory, store_for
 from recflow.core.config import Settings, subprocess_env
-from recflow.training.local import RunnerPid, job_layout, now_iso, update_description
+from recflow.training.local import CODE, RunnerPid, job_layout, now_iso, update_description
 from recflow.training.spec import CHECKPOINT_LOCAL_PATH
 from recflow_ml.layout import JobLayout
 
@@ -60,7 +60,7 @@ JOB_ENV_ALLOWED: Final[Mapping[str, str]] = {
     "LC_ALL": "the locale, over LANG",
     "LC_CTYPE": "the character encoding, over LANG",
     "TZ": "the time zone of the log's timestamps",
-    "PYTHONPATH": "how the interpreter finds recflow_ml where it is not installed (a checkout)",
+    "PYTHONPATH": "where the interpreter looks for modules after the job's own copy of recflow_ml",
     "OMP_NUM_THREADS": "the CPU threads of OpenMP (TensorFlow's oneDNN kernels) an operator capped",
     "OPENBLAS_NUM_THREADS": "the CPU threads of NumPy's BLAS an operator capped",
     "TF_NUM_INTRAOP_THREADS": "TensorFlow's threads within an operation",
@@ -71,7 +71,8 @@ JOB_ENV_ALLOWED: Final[Mapping[str, str]] = {
 }
 """What the entrypoint takes from the runner's environment (the Airflow worker's), by name, and why.
 Besides these it gets only the contract's variables (``SAGEMAKER_BASE_DIR``, ``SM_*``,
-``TRAINING_JOB_NAME``) and ``PYTHONUNBUFFERED`` (its log streams line by line), as a SageMaker
+``TRAINING_JOB_NAME``), ``PYTHONUNBUFFERED`` (its log streams line by line) and the job's own copy
+of ``recflow_ml`` first on ``PYTHONPATH`` (``recflow.training.local.CODE``), as a SageMaker
 container does: none of the worker's secrets (AWS keys, ``AIRFLOW__*``, the warehouse password)
 reaches the training code. The runner itself, the platform, keeps the worker's environment: it
 reads the channels from, and writes the model to, the artifact store."""
@@ -225,10 +226,13 @@ def _follow(
     return code, ended_by
 
 
-def job_env(contract: Mapping[str, str]) -> dict[str, str]:
-    """The entrypoint's whole environment: the contract's variables and ``JOB_ENV_ALLOWED``."""
+def job_env(contract: Mapping[str, str], code: Path) -> dict[str, str]:
+    """The entrypoint's whole environment: the contract's variables, ``JOB_ENV_ALLOWED``, and the
+    directory holding the job's copy of ``recflow_ml`` first on ``PYTHONPATH``."""
     inherited = subprocess_env({})
-    return {**{name: inherited[name] for name in JOB_ENV_ALLOWED if name in inherited}, **contract}
+    env = {name: inherited[name] for name in JOB_ENV_ALLOWED if name in inherited}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    return {**env, **contract}
 
 
 def killed_reason(code: int, peak_mb: float) -> str:
@@ -295,7 +299,7 @@ def run(job_dir: Path) -> int:
     }
     update_description(job_dir, SecondaryStatus="Training")
     _say(f"starting {' '.join(ENTRYPOINT)} (max runtime {max_runtime}s)")
-    process = subprocess.Popen(ENTRYPOINT, env=job_env(env), stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(ENTRYPOINT, env=job_env(env, job_dir / CODE), stdin=subprocess.DEVNULL)
     code, ended_by = _follow(job_dir, process, deadline, checkpoints)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     seconds = time.monotonic() - started
