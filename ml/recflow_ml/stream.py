@@ -27,7 +27,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -344,13 +344,27 @@ def open_stream(
     return stream, summary
 
 
-def batch_shares(rows: Sequence[int], batch_size: int) -> list[int]:
-    """Each host's rows of a global batch of ``batch_size``, in proportion to the ``rows`` it holds
-    (largest remainders; at least one each), so hosts holding different amounts run through them in
-    about as many steps."""
+def batch_shares(rows_by_host: Mapping[str, int], batch_size: int) -> list[int]:
+    """Each host's rows of a global batch of ``batch_size``, in the hosts' order, in proportion to
+    the rows it holds (largest remainders; at least one each), so hosts holding different amounts
+    run through them in about as many steps.
+
+    Refuses (``ValueError``, naming the hosts) a host holding no rows, or a batch smaller than the
+    number of hosts: every host gathers every host's rows, so all refuse alike."""
+    rows = list(rows_by_host.values())
     total = sum(rows)
-    if batch_size < len(rows) or min(rows) <= 0:
-        raise ValueError(f"a batch of {batch_size} rows cannot be shared by hosts holding {list(rows)} rows")
+    empty = [host for host, n in rows_by_host.items() if n <= 0]
+    if empty:
+        raise ValueError(
+            f"the train channel gave host(s) {empty} no interactions (rows per host {dict(rows_by_host)}): "
+            "write the channel as at least as many files (sharded) or row groups (replicated) as the job "
+            "has hosts, or use fewer hosts"
+        )
+    if batch_size < len(rows):
+        raise ValueError(
+            f"hyperparameter batch_size={batch_size} is smaller than the job's {len(rows)} hosts "
+            f"({list(rows_by_host)}), each of which needs a row of every batch: raise it or use fewer hosts"
+        )
     exact = [batch_size * n / total for n in rows]
     sizes = [max(1, math.floor(e)) for e in exact]
     while sum(sizes) < batch_size:  # the largest remainders get the rows left

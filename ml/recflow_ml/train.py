@@ -334,15 +334,7 @@ def _train_sharded(
         len(share),
         rows[workers.index],
     )
-    hosts = env.hosts.hosts
-    if min(rows) == 0 or hp.batch_size < workers.count:  # every host sees every host's rows: all refuse alike
-        raise ValueError(
-            f"the train channel gave host(s) {[h for h, n in zip(hosts, rows, strict=True) if not n]} no "
-            f"interactions (rows per host {rows}; batch_size={hp.batch_size} over {workers.count} hosts): "
-            "write the channel as at least as many files (sharded) or row groups (replicated) as the job "
-            "has hosts, or use fewer hosts"
-        )
-    sizes = batch_shares(rows, hp.batch_size)
+    sizes = batch_shares(dict(zip(env.hosts.hosts, rows, strict=True)), hp.batch_size)
     steps = min(n // size for n, size in zip(rows, sizes, strict=True))
     mine = _together(
         workers, env, "summarising its share", lambda: summarise(path, groups=groups, allow_empty=True)
@@ -397,7 +389,8 @@ def _train_sharded(
         )
     extra: dict[str, object] = {
         "shards": {
-            host: {"files": s, "batch_rows": size} for host, s, size in zip(hosts, shares, sizes, strict=True)
+            host: {"files": s, "batch_rows": size}
+            for host, s, size in zip(env.hosts.hosts, shares, sizes, strict=True)
         },
         "examples_per_epoch": steps * hp.batch_size,
     }

@@ -14,7 +14,7 @@ from recflow_ml.stream import batch_shares
 def test_each_host_gets_rows_of_a_batch_in_proportion_to_the_rows_it_holds(
     rows: list[int], batch_size: int
 ) -> None:
-    sizes = batch_shares(rows, batch_size)
+    sizes = batch_shares({f"algo-{h + 1}": n for h, n in enumerate(rows)}, batch_size)
     assert sum(sizes) == batch_size and min(sizes) >= 1
     exact = [batch_size * n / sum(rows) for n in rows]
     for size, share in zip(sizes, exact, strict=True):
@@ -24,10 +24,11 @@ def test_each_host_gets_rows_of_a_batch_in_proportion_to_the_rows_it_holds(
         assert max(steps) - min(steps) <= max(steps) // 2 + 1, steps
 
 
-def test_a_batch_too_small_for_the_hosts_or_a_host_without_rows_is_refused() -> None:
+def test_a_batch_too_small_for_the_hosts_or_a_host_without_rows_is_refused_naming_the_hosts() -> None:
     with pytest.raises(
-        ValueError, match=r"a batch of 2 rows cannot be shared by hosts holding \[5, 5, 5\] rows"
+        ValueError,
+        match=r"batch_size=2 is smaller than the job's 3 hosts \(\['algo-1', 'algo-2', 'algo-3'\]\)",
     ):
-        batch_shares([5, 5, 5], 2)
-    with pytest.raises(ValueError, match=r"hosts holding \[0, 5\] rows"):
-        batch_shares([0, 5], 8)
+        batch_shares({"algo-1": 5, "algo-2": 5, "algo-3": 5}, 2)
+    with pytest.raises(ValueError, match=r"gave host\(s\) \['algo-1'\] no interactions"):
+        batch_shares({"algo-1": 0, "algo-2": 5}, 8)
