@@ -772,7 +772,8 @@ class TwoTowerModel:
                 else:
                     total += float(steps.distributed(*shard, w_total))
             done += 1
-            seen += len(batch)
+            # the job's rate: a host's batch stands for the global batch it is a share of
+            seen += hp.batch_size if sharding is not None else len(batch)
             if done % PROGRESS_STEPS == 0:
                 log.info(
                     "epoch %d: step %d/%d loss=%.4f (%.0f examples/s, %.0f%% waiting for input)",
