@@ -164,9 +164,9 @@ def test_a_retry_resumes_from_the_checkpoints_a_dead_attempt_uploaded(
     assert runner is not None
     entrypoint = _wait_for("the entrypoint's pid", lambda: _entrypoint_pid(runner.pid), timeout=10)
     os.kill(entrypoint, signal.SIGSTOP)  # hold training where it is until the runner's next sync
-    _wait_for(
+    _wait_for(  # TensorFlow's ``checkpoint`` file goes up last in a pass, naming what went up before it
         "a checkpoint uploaded while the job runs",
-        lambda: any(n.endswith(".index") for n in _checkpoints(settings, spec.checkpoint_uri)),
+        lambda: "checkpoint" in _checkpoints(settings, spec.checkpoint_uri),
         timeout=30,
     )
     os.killpg(runner.pid, signal.SIGKILL)  # the machine died: runner and entrypoint at once

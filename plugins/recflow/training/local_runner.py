@@ -51,6 +51,8 @@ POLL_SECONDS = 0.5
 CHECKPOINT_SYNC_SECONDS = 2.0
 STOP_GRACE_SECONDS = 120.0
 """SageMaker's window between SIGTERM and the end of a stopped job."""
+INDEX = "checkpoint"
+"""The file in which TensorFlow's ``CheckpointManager`` names the latest checkpoint."""
 OOM_HINT = "SIGKILL with no other cause is usually the kernel's out-of-memory killer"
 JOB_ENV_ALLOWED: Final[Mapping[str, str]] = {
     "PATH": "where programs are found, as in any container",
@@ -144,13 +146,24 @@ class CheckpointSync:
         return stat.st_size, stat.st_mtime_ns
 
     def upload(self) -> int:
-        """Upload new and changed files; TensorFlow's ``checkpoint`` index last, after what it names."""
+        """Upload new and changed files, TensorFlow's ``checkpoint`` file last, as it read before the
+        others were listed.
+
+        That file names the latest checkpoint, and TensorFlow rewrites it (atomically) only once the
+        checkpoint's own files are whole. Read before the listing, it names only checkpoints whose
+        files the listing holds, or an earlier pass uploaded; read at its upload, it could name one
+        saved meanwhile, whose index was not listed, and a job killed then would leave its next
+        attempt a ``checkpoint`` naming files that never arrived."""
+        index = self._index()
         files = [
             p
             for p in self.local.rglob("*")
-            if p.is_file() and not p.name.startswith(".") and "_temp" not in p.as_posix()
+            if p.is_file()
+            and not p.name.startswith(".")
+            and "_temp" not in p.as_posix()
+            and p != self.local / INDEX
         ]
-        files.sort(key=lambda p: (p.name == "checkpoint", p.as_posix()))
+        files.sort(key=lambda p: p.as_posix())
         sent = 0
         for path in files:
             relative = path.relative_to(self.local).as_posix()
@@ -163,7 +176,25 @@ class CheckpointSync:
                 continue
             self.sent[relative] = stamp
             sent += 1
+        if index is not None:
+            content, stamp = index
+            self.store.put_bytes(content, join(self.uri, INDEX))
+            self.sent[INDEX] = stamp
+            sent += 1
         return sent
+
+    def _index(self) -> tuple[bytes, tuple[int, int]] | None:
+        """The ``checkpoint`` file's content and stamp, if it changed since its last upload (``None``
+        also while it is being replaced: the next pass takes it)."""
+        path = self.local / INDEX
+        before = self._stamp(path)
+        if before is None or self.sent.get(INDEX) == before:
+            return None
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return (content, before) if self._stamp(path) == before else None
 
     def upload_logged(self, when: str) -> None:
         try:

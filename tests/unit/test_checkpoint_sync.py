@@ -1,0 +1,61 @@
+"""The local runner's checkpoint sync (``CheckpointSync``, SageMaker's ``CheckpointConfig``): what it
+uploads while a job saves checkpoints is always restorable by the next attempt.
+
+The checkpoints are TensorFlow's own (``tf.train.CheckpointManager``), and what was uploaded is read
+back with TensorFlow from a fresh download, not from the sync's bookkeeping.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+from recflow.core.artifacts import LocalArtifactStore
+from recflow.training.local_runner import CheckpointSync
+
+
+class _SavesWhileUploading(LocalArtifactStore):
+    """A store whose first upload takes long enough for the job to save its next checkpoint."""
+
+    def __init__(self, save: object) -> None:
+        self.save = save
+        self.saved = False
+
+    def put_file(self, local: Path, uri: str) -> str:
+        if not self.saved:
+            self.saved = True
+            self.save()  # type: ignore[operator]
+        return super().put_file(local, uri)
+
+
+def _restorable(uri: str, into: Path) -> int:
+    """The step of the latest checkpoint a fresh attempt finds under ``uri``, restored by TensorFlow."""
+    CheckpointSync(LocalArtifactStore(), uri, into).download()
+    latest = tf.train.latest_checkpoint(str(into))
+    assert latest is not None, f"no checkpoint named in {sorted(p.name for p in into.iterdir())}"
+    step = tf.Variable(0, dtype=tf.int64)
+    tf.train.Checkpoint(step=step).restore(latest).assert_existing_objects_matched()
+    return int(step.numpy())
+
+
+def test_a_checkpoint_saved_during_an_upload_pass_is_named_only_once_its_files_are_up(
+    tmp_path: Path,
+) -> None:
+    local = tmp_path / "opt_ml" / "checkpoints"
+    step = tf.Variable(1, dtype=tf.int64)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(step=step), str(local), max_to_keep=2)
+    manager.save(checkpoint_number=1)
+
+    def save_next() -> None:
+        step.assign(2)
+        manager.save(checkpoint_number=2)
+
+    uri = (tmp_path / "store" / "checkpoints").as_uri()
+    sync = CheckpointSync(_SavesWhileUploading(save_next), uri, local)
+
+    sync.upload()  # the job is killed here: a next attempt must find a whole checkpoint
+    assert _restorable(uri, tmp_path / "attempt-2") == 1
+
+    sync.upload()  # the job lived: the next pass takes the newer checkpoint
+    assert _restorable(uri, tmp_path / "attempt-3") == 2
