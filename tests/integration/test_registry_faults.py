@@ -93,6 +93,7 @@ class Publish(Protocol):
         name: str,
         job: str,
         run: str,
+        /,
         on_step: Callable[[str], None],
     ) -> dict[str, Any]: ...
 
