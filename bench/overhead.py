@@ -227,10 +227,10 @@ def run_bare(
 
 def _run_record(client: Any, run_id: str) -> dict[str, Any]:
     from recflow.core.names import WAREHOUSE_DAG
-    from recflow.stack.demo import _summary
+    from recflow.stack.demo import run_summary
 
     run = next(r for r in client.runs(WAREHOUSE_DAG) if r["dag_run_id"] == run_id)
-    summary = _summary(run, client)
+    summary = run_summary(run, client)
     if summary.state != "success":
         raise RuntimeError(f"{WAREHOUSE_DAG} run {run_id} ended {summary.state}: see its logs")
     return {"seconds": summary.seconds, "tasks": summary.tasks}

@@ -131,7 +131,7 @@ def run_seconds(run: dict[str, Any]) -> float | None:
     return (end - start).total_seconds()
 
 
-def _summary(run: dict[str, Any], client: AirflowClient | None = None) -> RunSummary:
+def run_summary(run: dict[str, Any], client: AirflowClient | None = None) -> RunSummary:
     """The run as the summary shows it; with ``client``, its task instances' timings too."""
     tasks = []
     if client is not None:
@@ -281,8 +281,8 @@ def run_pipeline(
             client, last_end - timedelta(seconds=30), echo, timeout - (time.monotonic() - started)
         )
         tasks_of = client if collect_tasks else None
-        result.warehouse_runs = [_summary(wh[d], tasks_of) for d in days]
-        result.train_runs = [_summary(train, tasks_of)]
+        result.warehouse_runs = [run_summary(wh[d], tasks_of) for d in days]
+        result.train_runs = [run_summary(train, tasks_of)]
         for task_id, attr in ((TRAIN, "training"), (EVALUATE, "evaluation"), (GATE, "gate")):
             try:
                 setattr(result, attr, client.xcom(TRAINING_DAG, train["dag_run_id"], task_id))
