@@ -1,10 +1,15 @@
 """What every benchmark writes alongside its figures: the machine it ran on, and its section of
-``docs/benchmarks.md`` (between its own markers, so each command rewrites only its section)."""
+``docs/benchmarks.md`` (between its own markers, so each command rewrites only its section); and
+how a benchmark measures a child process."""
 
 from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,25 @@ Every number here is produced by a command in this repository; the section below
 rewritten by that command (between its markers), so edit the text outside the markers only.
 
 """
+
+
+@dataclass(frozen=True)
+class ChildRun:
+    code: int
+    seconds: float
+    peak_memory_mb: float
+    """The child's own peak resident memory."""
+
+
+def run_child(args: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> ChildRun:
+    """Run ``args`` as a child process and wait for it: its exit code, wall seconds and peak resident
+    memory, from ``wait4``: ``RUSAGE_CHILDREN`` would give the largest of every child waited for."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(list(args), env=dict(env) if env is not None else None, cwd=cwd)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return ChildRun(proc.returncode, seconds, usage.ru_maxrss / 1024)
 
 
 def bench_home(base: Settings, *parts: str) -> Settings:

@@ -36,7 +36,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.report import bench_home, machine, write_section
+from bench.report import bench_home, machine, run_child, write_section
 from recflow.core.artifacts import file_uri_path
 from recflow.core.config import PROJECT_ROOT, Settings, subprocess_env
 from recflow_ml.layout import JobLayout
@@ -83,15 +82,10 @@ TRAIN_OVERDRAW = 1.05
 
 def _child(args: Sequence[str], env: Mapping[str, str] | None = None) -> dict[str, float]:
     """Run ``args`` as a child process: its wall seconds and peak resident memory (MB)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(list(args), env=dict(env) if env is not None else None)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    proc.returncode = code
-    if code != 0:
-        raise RuntimeError(f"{' '.join(args)} exited with {code}")
-    return {"seconds": seconds, "peak_memory_mb": usage.ru_maxrss / 1024}
+    run = run_child(args, env)
+    if run.code != 0:
+        raise RuntimeError(f"{' '.join(args)} exited with {run.code}")
+    return {"seconds": run.seconds, "peak_memory_mb": run.peak_memory_mb}
 
 
 # --- one step, in its own process ----------------------------------------------------------
