@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import pyarrow.parquet as pq
 from bench import baselines
 from bench.baselines import MatrixScorer
 from bench.quality_prepare import SEED, Context
+from bench.report import run_child
 from recflow.core.config import PROJECT_ROOT, subprocess_env
 from recflow.core.gate import FULL_METRICS, SAMPLED_METRICS
 from recflow.evaluation import evaluate, savedmodel_scorer
@@ -231,16 +231,13 @@ def run_ours(ctx: Context) -> MethodResult:
         log.info(
             "ours: %s with SAGEMAKER_BASE_DIR=%s (model defaults, train+validation)", " ".join(command), base
         )
-        started = time.perf_counter()
-        proc = subprocess.run(
-            command, env=subprocess_env({"SAGEMAKER_BASE_DIR": str(base)}), cwd=PROJECT_ROOT, check=False
-        )
-        seconds = time.perf_counter() - started
-        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        if proc.returncode != 0:
+        # its own peak: RUSAGE_CHILDREN's would be SASRec's, a child waited for earlier
+        job = run_child(command, subprocess_env({"SAGEMAKER_BASE_DIR": str(base)}), cwd=PROJECT_ROOT)
+        seconds, peak_mib = job.seconds, job.peak_memory_mb
+        if job.code != 0:
             failure = JobLayout(base).failure_file
             reason = failure.read_text() if failure.exists() else "(no output/failure written)"
-            raise RuntimeError(f"training job exited {proc.returncode}: {reason}")
+            raise RuntimeError(f"training job exited {job.code}: {reason}")
         metadata_path = JobLayout(base).model_dir / "metadata.json"
         metadata = json.loads(metadata_path.read_text()) if metadata_path.exists() else {}
         log.info("ours: trained in %.1fs (peak RSS %.0f MiB); scoring the SavedModel", seconds, peak_mib)
