@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 
 from recflow.core.artifacts import join
 from recflow.core.config import Settings
-from recflow.core.errors import TrainingJobFailed
+from recflow.core.errors import TrainingJobError, TrainingJobFailed
 from recflow.snapshot import Snapshot, channel_prefix, take_snapshot
 from recflow.training.jobs import run_training_job
 from recflow.training.local import LocalTrainingBackend
@@ -91,6 +93,34 @@ def test_a_job_runs_the_code_it_was_created_with_not_an_edit_made_while_it_runs(
         ran = Path(member.read().decode())
     assert ran.parent.parent == backend.job_dir("job-code") / "code", f"the job ran {ran}"
     assert ran.read_text().startswith("import os"), "the job's copy is the code as it was at creation"
+
+
+def test_a_job_whose_code_changed_since_it_was_named_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    settings = Settings.from_env({"RECFLOW_HOME": str(tmp_path / "home")})
+    package = tmp_path / "src" / "recflow_ml"
+    package.mkdir(parents=True)
+    (package / "train.py").write_text("print('as named')\n")
+    named = hashlib.sha256(b"train.py" + b"print('as named')\n").hexdigest()[:12]
+    backend = LocalTrainingBackend(settings, package=package)
+    spec = TrainingJobSpec(
+        name="job-named",
+        image="recflow-ml:local",
+        role_arn="",
+        hyperparameters={},
+        channels={"train": "file:///nowhere/train"},
+        output_uri="file:///nowhere/models",
+    )
+    (package / "train.py").write_text("print('deployed since')\n")
+    with pytest.raises(TrainingJobError, match=f"names code version {named}, but the training code copied"):
+        backend.create_training_job(replace(spec, tags={"code_version": named}).request())
+    assert not backend.root.exists() or not any(backend.root.glob("*job-named*")), "nothing is left behind"
+
+    (package / "train.py").write_text("print('as named')\n")  # the code the job was named for
+    backend.create_training_job(replace(spec, name="job-as-named", tags={"code_version": named}).request())
+    assert (
+        backend.job_dir("job-as-named") / "code" / "recflow_ml" / "train.py"
+    ).read_text() == "print('as named')\n"
+    backend.stop_training_job("job-as-named")
 
 
 def test_failing_entrypoint_reports_failed_with_its_reason(warehouse: Settings, tmp_path: Path) -> None:

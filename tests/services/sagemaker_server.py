@@ -15,8 +15,8 @@ moto records a created training job as ``Completed`` at once and runs nothing, a
   ``Stopped``; any other status is refused with ``ValidationException``, an unknown job with
   ``ResourceNotFound``.
 
-The job runs the checkout's ``recflow_ml`` entrypoint, not ``TrainingImage`` (the image is built
-from the same code). Run it as::
+The job runs a copy of the checkout's ``recflow_ml`` taken at ``CreateTrainingJob``, not
+``TrainingImage`` (the image is built from the same code). Run it as::
 
     python tests/services/sagemaker_server.py --home DIR [--host 127.0.0.1] [--port 0]
 

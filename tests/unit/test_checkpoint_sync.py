@@ -7,6 +7,7 @@ back with TensorFlow from a fresh download, not from the sync's bookkeeping.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import tensorflow as tf
@@ -16,16 +17,16 @@ from recflow.training.local_runner import CheckpointSync
 
 
 class _SavesWhileUploading(LocalArtifactStore):
-    """A store whose first upload takes long enough for the job to save its next checkpoint."""
+    """A store whose next upload, once ``armed``, takes long enough for the job to ``save`` meanwhile."""
 
-    def __init__(self, save: object) -> None:
+    def __init__(self, save: Callable[[], None]) -> None:
         self.save = save
-        self.saved = False
+        self.armed = False
 
     def put_file(self, local: Path, uri: str) -> str:
-        if not self.saved:
-            self.saved = True
-            self.save()  # type: ignore[operator]
+        if self.armed:
+            self.armed = False
+            self.save()
         return super().put_file(local, uri)
 
 
@@ -39,12 +40,17 @@ def _restorable(uri: str, into: Path) -> int:
     return int(step.numpy())
 
 
+def _job(local: Path) -> tuple[tf.Variable, tf.train.CheckpointManager]:
+    step = tf.Variable(1, dtype=tf.int64)
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(step=step), str(local), max_to_keep=2)
+    return step, manager
+
+
 def test_a_checkpoint_saved_during_an_upload_pass_is_named_only_once_its_files_are_up(
     tmp_path: Path,
 ) -> None:
     local = tmp_path / "opt_ml" / "checkpoints"
-    step = tf.Variable(1, dtype=tf.int64)
-    manager = tf.train.CheckpointManager(tf.train.Checkpoint(step=step), str(local), max_to_keep=2)
+    step, manager = _job(local)
     manager.save(checkpoint_number=1)
 
     def save_next() -> None:
@@ -52,10 +58,37 @@ def test_a_checkpoint_saved_during_an_upload_pass_is_named_only_once_its_files_a
         manager.save(checkpoint_number=2)
 
     uri = (tmp_path / "store" / "checkpoints").as_uri()
-    sync = CheckpointSync(_SavesWhileUploading(save_next), uri, local)
+    store = _SavesWhileUploading(save_next)
+    sync = CheckpointSync(store, uri, local)
 
+    store.armed = True
     sync.upload()  # the job is killed here: a next attempt must find a whole checkpoint
     assert _restorable(uri, tmp_path / "attempt-2") == 1
 
     sync.upload()  # the job lived: the next pass takes the newer checkpoint
     assert _restorable(uri, tmp_path / "attempt-3") == 2
+
+
+def test_a_checkpoint_deleted_during_an_upload_pass_is_never_named(tmp_path: Path) -> None:
+    local = tmp_path / "opt_ml" / "checkpoints"
+    step, manager = _job(local)
+    manager.save(checkpoint_number=1)
+    uri = (tmp_path / "store" / "checkpoints").as_uri()
+
+    def save_twice() -> None:  # the manager keeps the last two: checkpoint 2's files go
+        for n in (3, 4):
+            step.assign(n)
+            manager.save(checkpoint_number=n)
+
+    store = _SavesWhileUploading(save_twice)
+    sync = CheckpointSync(store, uri, local)
+    sync.upload()
+    step.assign(2)
+    manager.save(checkpoint_number=2)
+
+    store.armed = True
+    sync.upload()  # listed checkpoint 2, whose files were deleted before they went up
+    assert _restorable(uri, tmp_path / "attempt-2") == 1
+
+    sync.upload()
+    assert _restorable(uri, tmp_path / "attempt-3") == 4

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any
 
 from recflow.core.config import Settings, subprocess_env
-from recflow.core.errors import ConfigError, TrainingJobExists, TrainingJobNotFound
-from recflow.training.spec import ML_PACKAGE
+from recflow.core.errors import ConfigError, TrainingJobError, TrainingJobExists, TrainingJobNotFound
+from recflow.training.spec import ML_PACKAGE, code_version
 from recflow_ml.layout import JobLayout
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,26 @@ def _age_seconds(iso: str | None) -> float:
     return (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
 
 
+def _copy_code(package: Path, staging: Path, request: dict[str, Any]) -> None:
+    """Copy ``package`` into the job's ``CODE``; refuse (and remove ``staging``) a copy whose hash is
+    not the ``code_version`` the request's tags name, as the job's name does: ``ml/`` changed between
+    naming the job and copying it (a deploy), and the task's next try names the job after the code
+    it will run."""
+    copy = shutil.copytree(
+        package, staging / CODE / package.name, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    named = {tag["Key"]: tag["Value"] for tag in request.get("Tags", [])}.get("code_version")
+    copied = code_version(copy)
+    if named is not None and copied != named:
+        shutil.rmtree(staging)
+        raise TrainingJobError(
+            f"training job {request['TrainingJobName']}: its request names code version {named}, but the "
+            f"training code copied from {package} hashes to {copied}: it changed while the job was being "
+            "created (a deploy?); the next try names a job after the code it runs",
+            runbook="job-internal-error",
+        )
+
+
 class LocalTrainingBackend:
     name = "local"
 
@@ -229,11 +249,7 @@ class LocalTrainingBackend:
                 },
             )
             (staging / "logs.txt").touch()
-            shutil.copytree(
-                self.package,
-                staging / CODE / self.package.name,
-                ignore=shutil.ignore_patterns("__pycache__"),
-            )
+            _copy_code(self.package, staging, request)
             staging.rename(job_dir)
         with (job_dir / "logs.txt").open("ab") as log_file:
             process = subprocess.Popen(

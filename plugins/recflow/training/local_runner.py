@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -53,6 +54,9 @@ STOP_GRACE_SECONDS = 120.0
 """SageMaker's window between SIGTERM and the end of a stopped job."""
 INDEX = "checkpoint"
 """The file in which TensorFlow's ``CheckpointManager`` names the latest checkpoint."""
+TENSORFLOW_TEMPORARY = re.compile(r"_temp|\.tmp[0-9a-f]|\.tempstate")
+"""What TensorFlow writes on its way to a checkpoint's files: a save's ``_temp`` directory, and the
+temporary file of an atomic write (``checkpoint.tmp<hex>``, ``*.tempstate<n>``)."""
 OOM_HINT = "SIGKILL with no other cause is usually the kernel's out-of-memory killer"
 JOB_ENV_ALLOWED: Final[Mapping[str, str]] = {
     "PATH": "where programs are found, as in any container",
@@ -160,7 +164,7 @@ class CheckpointSync:
             for p in self.local.rglob("*")
             if p.is_file()
             and not p.name.startswith(".")
-            and "_temp" not in p.as_posix()
+            and not TENSORFLOW_TEMPORARY.search(p.as_posix())
             and p != self.local / INDEX
         ]
         files.sort(key=lambda p: p.as_posix())
@@ -176,12 +180,21 @@ class CheckpointSync:
                 continue
             self.sent[relative] = stamp
             sent += 1
-        if index is not None:
+        if index is not None and self._uploaded(index[0]):
             content, stamp = index
             self.store.put_bytes(content, join(self.uri, INDEX))
             self.sent[INDEX] = stamp
             sent += 1
         return sent
+
+    def _uploaded(self, index: bytes) -> bool:
+        """Whether the files of the checkpoint ``index`` names are up: the manager may have deleted
+        them during the pass (it keeps the last two), and the next pass takes a newer ``checkpoint``."""
+        latest = re.search(r'^model_checkpoint_path: "([^"]+)"', index.decode(errors="replace"), re.MULTILINE)
+        if latest is None:
+            return False
+        prefix = latest.group(1)
+        return f"{prefix}.index" in self.sent and any(n.startswith(f"{prefix}.data-") for n in self.sent)
 
     def _index(self) -> tuple[bytes, tuple[int, int]] | None:
         """The ``checkpoint`` file's content and stamp, if it changed since its last upload (``None``
@@ -330,7 +343,8 @@ def run(job_dir: Path) -> int:
     }
     update_description(job_dir, SecondaryStatus="Training")
     _say(f"starting {' '.join(ENTRYPOINT)} (max runtime {max_runtime}s)")
-    process = subprocess.Popen(ENTRYPOINT, env=job_env(env, job_dir / CODE), stdin=subprocess.DEVNULL)
+    code_dir = job_dir / CODE  # its working directory too, as an image's: `python -m` searches it first
+    process = subprocess.Popen(ENTRYPOINT, env=job_env(env, code_dir), cwd=code_dir, stdin=subprocess.DEVNULL)
     code, ended_by = _follow(job_dir, process, deadline, checkpoints)
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     seconds = time.monotonic() - started
