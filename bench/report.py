@@ -38,7 +38,12 @@ def run_child(args: Sequence[str], env: Mapping[str, str] | None = None, cwd: Pa
     memory, from ``wait4``: ``RUSAGE_CHILDREN`` would give the largest of every child waited for."""
     started = time.perf_counter()
     proc = subprocess.Popen(list(args), env=dict(env) if env is not None else None, cwd=cwd)
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:  # an interrupted benchmark leaves no job running
+        proc.kill()
+        proc.wait()
+        raise
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     return ChildRun(proc.returncode, seconds, usage.ru_maxrss / 1024)
