@@ -13,7 +13,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from recflow.core.artifacts import LocalArtifactStore
-from recflow.training.local_runner import CheckpointSync
+from recflow.training.checkpoint_sync import CheckpointSync
 
 
 class _SavesWhileUploading(LocalArtifactStore):
