@@ -14,6 +14,10 @@ same situation one step earlier, from the data we have (``bench.movielens_split.
 * the ``holdout`` rating is scored with ``recflow.evaluation`` (both families; candidates exclude
   train and validation pins).
 
+The same job's own artifact (users represented by their ``train`` rows) is also scored on the
+``validation`` rating, as ``bench.sweep_two_tower`` scores a configuration, so each run records
+the figure a configuration is chosen by beside the one it carries one step later.
+
 Nothing here chooses hyperparameters (the sweep does, on validation); it shows how a choice
 carries one step past what the model saw. Each configuration given is trained once
 (``--configs``, JSON objects of hyperparameters; ``{}`` is the defaults) and the results are
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -33,7 +38,7 @@ from typing import Any
 import pyarrow as pa
 
 from bench.movielens_split import leave_last_out
-from bench.sweep_two_tower import DEFAULT_DATA, pairs, run_job, write_channel
+from bench.sweep_two_tower import DEFAULT_DATA, SELECTION, pairs, run_job, score, write_channel
 from recflow.evaluation import build_eval_set, evaluate, savedmodel_scorer
 from recflow.producers.movielens import read_items
 from recflow.publishing.serving import refresh_user_vectors
@@ -72,14 +77,28 @@ def main(argv: list[str] | None = None) -> int:
             served = work / f"served-{number}"
             refresh_user_vectors(base / "model", [work / "history" / "interactions.parquet"], served)
             metrics = evaluate(savedmodel_scorer(served), data)
-            runs.append({"hyperparameters": meta["hyperparameters"], "given": config, "metrics": metrics})
-            log.info("%s → %s", config or "defaults", {k: round(v, 4) for k, v in metrics.items()})
+            chosen_by = score(base / "model", validation, train + holdout, catalogue)
+            runs.append(
+                {
+                    "hyperparameters": meta["hyperparameters"],
+                    "given": config,
+                    "validation": chosen_by,
+                    "metrics": metrics,
+                }
+            )
+            log.info(
+                "%s → validation %s %.4f; one step later %s",
+                config or "defaults",
+                SELECTION,
+                chosen_by[SELECTION],
+                {k: round(v, 4) for k, v in metrics.items()},
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
             {
                 "protocol": " ".join((__doc__ or "").split("\n\n", 1)[1].split()),
-                "command": "python -m bench.stand_in",
+                "command": shlex.join(["python", "-m", "bench.stand_in", "--configs", *args.configs]),
                 "runs": runs,
             },
             indent=2,
