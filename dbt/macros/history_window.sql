@@ -1,12 +1,12 @@
 {#
     The values of `item` on the `size` rows just before this one in its partition, oldest first,
-    ordered by `time` then `item` by code point (the order the trainer sorts a user's pairs in):
-    a list of strings, empty (never null) for the partition's first row.
+    ordered by `time` then `pin_order(item)` (the order the trainer sorts a user's pairs in): a
+    list of strings, empty (never null) for the partition's first row.
 
     Engines differ in how a window collects a list. DuckDB's `list` and PostgreSQL's `array_agg`
     add the frame's rows in the window's order. Spark does not promise an order for
-    `collect_list`, so its variant collects (time, item) pairs and sorts them (Spark compares
-    strings by code point) before it keeps the items.
+    `collect_list`, so its variant collects (time, length, item) triples and sorts them (Spark
+    compares strings by code point) before it keeps the items.
 #}
 
 {% macro history_window(item, partition_by, time, size) %}
@@ -24,7 +24,7 @@
     coalesce(
         list({{ item }}) over (
             partition by {{ partition_by }}
-            order by {{ time }}, {{ item }}
+            order by {{ time }}, {{ pin_order(item) }}
             rows between {{ size }} preceding and 1 preceding
         ),
         cast([] as {{ type_string_array() }})
@@ -35,7 +35,7 @@
     coalesce(
         array_agg({{ item }}) over (
             partition by {{ partition_by }}
-            order by {{ time }}, {{ bytewise(item) }}
+            order by {{ time }}, {{ pin_order(item) }}
             rows between {{ size }} preceding and 1 preceding
         ),
         cast('{}' as {{ type_string_array() }})
@@ -45,9 +45,9 @@
 {% macro spark__history_window(item, partition_by, time, size) %}
     transform(
         array_sort(
-            collect_list(struct({{ time }} as t, {{ item }} as item)) over (
+            collect_list(struct({{ time }} as t, {{ dbt.length(item) }} as n, {{ item }} as item)) over (
                 partition by {{ partition_by }}
-                order by {{ time }}, {{ item }}
+                order by {{ time }}, {{ pin_order(item) }}
                 rows between {{ size }} preceding and 1 preceding
             )
         ),

@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from recflow_ml.checkpoints import EpochCheckpoints
 from recflow_ml.hyperparameters import Hyperparameters
-from recflow_ml.rows import PAD, Ids, histories, vocabulary_rows
+from recflow_ml.rows import PAD, Ids, histories, order_ranks, vocabulary_rows
 from recflow_ml.stream import Batch
 
 if TYPE_CHECKING:
@@ -339,7 +339,8 @@ class TwoTowerModel:
         users = vocabulary_rows(data.users, self.user_vocab_arrow)
         items = vocabulary_rows(data.items, self.item_vocab_arrow)
         stamps = np.arange(len(users)) if data.timestamps is None else np.asarray(data.timestamps)
-        order = np.lexsort((items, stamps, users))  # by user, then time, then item
+        tie = order_ranks(["", *self.item_vocab])  # row 0 (unknown) first
+        order = np.lexsort((tie[items], stamps, users))  # by user, then time, then pin_order
         sorted_users, sorted_items = users[order], items[order]
         del stamps
         n = len(order)

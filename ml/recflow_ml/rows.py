@@ -18,6 +18,21 @@ Ids: TypeAlias = np.ndarray | pa.Array | pa.ChunkedArray
 array, which is mapped to rows without ever becoming Python objects."""
 
 
+def pin_order(pin: str) -> tuple[int, str]:
+    """The sort key of ids that tie on time: length, then code point, so digit-only ids (MovieLens)
+    follow numeric order (``"9"`` before ``"10"``). The warehouse's ``pin_order`` macro is the same
+    rule: the holdout is a user's last pair in it, and training histories follow it."""
+    return len(pin), pin
+
+
+def order_ranks(ids: list[str]) -> np.ndarray:
+    """Each id's place among ``ids`` in :func:`pin_order` (int64, one per id): what orders the
+    examples that tie on time, whatever order the vocabulary itself is in."""
+    ranks = np.empty(len(ids), np.int64)
+    ranks[sorted(range(len(ids)), key=lambda k: pin_order(ids[k]))] = np.arange(len(ids))
+    return ranks
+
+
 def vocabulary_rows(ids: Ids, vocab: pa.Array) -> np.ndarray:
     """Each id's 1-based row in ``vocab`` (0: not in it) as int32, through Arrow's hash lookup."""
     if not isinstance(ids, pa.Array | pa.ChunkedArray):

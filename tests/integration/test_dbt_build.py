@@ -178,8 +178,8 @@ def test_each_pair_carries_the_pins_before_it_in_its_split(built_warehouse: Path
     )
     assert rows == [
         ("u1", "1", "train", [], 0),
-        # the holdout '10' shares 09:00 with '9' and precedes it by code point, yet is no
-        # train pair's history: histories stay within their split
+        # the holdout '10' shares 09:00 with '9' and comes after it (pin_order: length first),
+        # yet is no train pair's history: histories stay within their split
         ("u1", "10", "holdout", [], 0),
         ("u1", "9", "train", ["1"], 1),
         ("u2", "1", "train", [], 0),

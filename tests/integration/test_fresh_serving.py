@@ -179,6 +179,9 @@ def published(world: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -
 def test_latest_histories_order_by_time_then_pin_and_keep_the_last_n() -> None:
     table = interactions([("u", "b", 2), ("u", "a", 2), ("u", "z", 1), ("u", "c", 3), ("v", "q", 9)])
     assert latest_histories(table, 3) == {"u": ["a", "b", "c"], "v": ["q"]}
+    # ties in time by length, then code point, as the holdout split orders them: '10' is the latest
+    table = interactions([("u", "10", 5), ("u", "9", 5), ("u", "x", 1)])
+    assert latest_histories(table, 3) == {"u": ["x", "9", "10"]}
 
 
 def test_the_published_recommendations_change_with_the_users_holdout(published: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ ranked_pairs as (
         count(*) over (partition by user_id) as n_user_pairs,
         row_number() over (
             partition by user_id
-            order by last_positive_ts desc, {{ dbt.length('pin_id') }} desc, {{ bytewise('pin_id') }} desc
+            order by last_positive_ts desc, {{ pin_order('pin_id', 'desc') }}
         ) as recency_rank
 
     from user_pin_engagement
@@ -53,7 +53,7 @@ final as (
         -- within the split: a train pair's history never holds the holdout pair
         {{ history_window('pin_id', 'user_id, split', 'event_ts', var('history_window')) }} as history,
         cast(
-            row_number() over (partition by user_id, split order by event_ts, {{ bytewise('pin_id') }}) - 1
+            row_number() over (partition by user_id, split order by event_ts, {{ pin_order('pin_id') }}) - 1
             as {{ dbt.type_bigint() }}
         ) as n_earlier,
         cast('{{ invocation_id }}' as {{ dbt.type_string() }}) as dbt_invocation_id

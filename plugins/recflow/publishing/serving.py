@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recflow.core.errors import RegistryError
+from recflow_ml.rows import pin_order
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def read_interactions(paths: Sequence[Path]) -> pa.Table:
 
 def latest_histories(interactions: pa.Table, length: int) -> dict[str, list[str]]:
     """Each user's latest ``length`` pins, oldest first: ordered by ``event_ts`` (nulls first),
-    ties by pin id, exactly as the training job orders a user's interactions."""
+    ties in ``pin_order``, exactly as the training job orders a user's interactions."""
     users = [str(u) for u in interactions.column("user_id").to_pylist()]
     pins = [str(p) for p in interactions.column("pin_id").to_pylist()]
     column = interactions.column("event_ts")
@@ -69,7 +70,10 @@ def latest_histories(interactions: pa.Table, length: int) -> dict[str, list[str]
     by_user: dict[str, list[tuple[int, str]]] = {}
     for user, pin, ts in zip(users, pins, stamps.tolist(), strict=True):
         by_user.setdefault(user, []).append((ts, pin))
-    return {user: [pin for _, pin in sorted(events)[-length:]] for user, events in by_user.items()}
+    return {
+        user: [pin for _, pin in sorted(events, key=lambda e: (e[0], *pin_order(e[1])))[-length:]]
+        for user, events in by_user.items()
+    }
 
 
 def _padded(history: list[str], length: int) -> list[str]:

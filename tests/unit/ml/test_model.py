@@ -89,6 +89,17 @@ def test_without_timestamps_the_row_order_is_the_time_order() -> None:
     np.testing.assert_array_equal(model.serving_history[1], [1, 6, 1])
 
 
+def test_ties_in_time_follow_the_holdout_splits_order_length_then_code_point() -> None:
+    """'9' before '10' at the same time, as the warehouse's split and histories order them (by
+    code point alone '10' would come first); the vocabulary's own order does not matter."""
+    vocab = ["10", "9", "x", *ITEMS]  # rows 1, 2, 3, ...: by row, '10' would come before '9'
+    model = TwoTowerModel(["u"], vocab, SMALL)
+    rows = [("u", "10", 20), ("u", "x", 10), ("u", "9", 20)]
+    examples = model._sequences(_data(rows))
+    np.testing.assert_array_equal(examples.history(np.arange(3)), [[_, 3, 2], [_, _, _], [_, _, 3]])
+    np.testing.assert_array_equal(model.serving_history[1], [3, 2, 1])  # x, 9, 10: '10' is the latest
+
+
 def test_weights_are_normalised_to_mean_one() -> None:
     model = TwoTowerModel(["a", "b"], ITEMS, SMALL)
     data = TrainingData(np.array(["a", "b"]), np.array(["p00", "p01"]), np.array([1.0, 3.0], np.float32))
