@@ -79,10 +79,10 @@ def declare(
 @dataclass(frozen=True)
 class Hyperparameters:
     embedding_dim: int = declare(128, "Width of both towers.", minimum=4, maximum=512)
-    epochs: int = declare(10, "Passes over the train split.", minimum=1, maximum=200)
+    epochs: int = declare(20, "Passes over the train split.", minimum=1, maximum=200)
     batch_size: int = declare(256, "Examples per step.", minimum=16, maximum=65536)
     learning_rate: float = declare(
-        0.003, "AdamW's peak step size (cosine decay).", minimum=0, exclusive_minimum=True, maximum=1
+        0.002, "AdamW's peak step size (cosine decay).", minimum=0, exclusive_minimum=True, maximum=1
     )
     temperature: float = declare(1.0, "Softmax temperature.", minimum=0, exclusive_minimum=True, maximum=10)
     oov_rate: float = declare(
@@ -95,9 +95,9 @@ class Hyperparameters:
     history_decay: float = declare(
         0.6, "Recency weight per step back (1 = mean).", minimum=0, exclusive_minimum=True, maximum=1
     )
-    hidden_dim: int = declare(128, "User tower's hidden layer.", minimum=4, maximum=4096)
+    hidden_dim: int = declare(256, "User tower's hidden layer.", minimum=4, maximum=4096)
     dropout: float = declare(0.3, "Dropout in the user tower.", minimum=0, maximum=1, exclusive_maximum=True)
-    weight_decay: float = declare(0.01, "AdamW decoupled weight decay.", minimum=0, maximum=1)
+    weight_decay: float = declare(0.1, "AdamW decoupled weight decay.", minimum=0, maximum=1)
     mask_history: int = declare(1, "1 = never score a user's history items as targets.", choices=(0, 1))
     sampled_softmax_min_items: int = declare(
         100_000,
