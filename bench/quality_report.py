@@ -173,7 +173,7 @@ def lead(results: Sequence[MethodResult]) -> dict[str, Any] | None:
 def _params_text(result: MethodResult) -> str:
     if result.name == "ours":
         hp = result.params
-        keys = ("embedding_dim", "epochs", "batch_size", "learning_rate", "temperature")
+        keys = ("embedding_dim", "hidden_dim", "epochs", "batch_size", "learning_rate", "weight_decay")
         shown = ", ".join(f"{k}={hp[k]}" for k in keys if k in hp)
         return f"model defaults ({shown})" if shown else "model defaults"
     if not result.params:
