@@ -39,13 +39,30 @@ def airflow_executable() -> str:
 
 
 def run_airflow(settings: Settings, args: list[str], *, check: bool = True, quiet: bool = False) -> int:
-    """``airflow ARGS`` with the project's environment, in the foreground."""
+    """``airflow ARGS`` with the project's environment, in the foreground. Any command but ``airflow
+    db …`` is refused on a home whose SQLite metadata database does not exist yet (ConfigError)."""
     env = airflow_env(settings, subprocess_env({}))
+    if args[:1] != ["db"]:
+        _require_metadata_db(settings, env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     out = subprocess.DEVNULL if quiet else None
     result = subprocess.run([airflow_executable(), *args], env=env, check=False, stdout=out)
     if check and result.returncode != 0:
         raise RuntimeError(f"`airflow {' '.join(args)}` exited with code {result.returncode}")
     return result.returncode
+
+
+def _require_metadata_db(settings: Settings, conn: str) -> None:
+    """Name ``recflow setup`` where Airflow alone would say ``airflow db migrate``: that migrates the
+    database but leaves the dbt manifest and the warehouse pool the DAGs need unmade."""
+    if not conn.startswith("sqlite:///"):
+        return  # a server database: its own deployment migrates it (docs/deploy.md)
+    database = Path(conn.removeprefix("sqlite:///"))
+    if not database.exists():
+        raise ConfigError(
+            f"RECFLOW_HOME={settings.home} is not set up: its Airflow metadata database {database} does "
+            "not exist. Run `recflow setup` (or `make setup`) once for this home: it migrates the "
+            "database, compiles the dbt manifest and creates the warehouse pool"
+        )
 
 
 @dataclass

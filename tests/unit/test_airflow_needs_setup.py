@@ -1,0 +1,52 @@
+"""`recflow airflow …` on a home `recflow setup` never prepared names the fix, not Airflow's.
+
+Airflow alone says "run `airflow db migrate`", which leaves the dbt manifest and the warehouse
+pool the DAGs need unmade; the README's commands run on any RECFLOW_HOME, so the refusal names
+`recflow setup` and the home.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recflow import cli
+from recflow.core.config import Settings
+from recflow.stack import services
+
+
+def test_a_fresh_home_is_refused_with_recflow_setup_and_nothing_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("RECFLOW_HOME", str(home))
+    monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", raising=False)
+    assert cli.main(["airflow", "dags", "test", "recsys_warehouse", "2026-01-03"]) == 2
+    err = capsys.readouterr().err
+    database = home / "airflow" / "airflow.db"
+    assert err.startswith(
+        f"recflow: RECFLOW_HOME={home} is not set up: its Airflow metadata database {database}"
+    )
+    assert "Run `recflow setup` (or `make setup`) once for this home" in err
+    assert "Traceback" not in err
+    assert not database.exists()
+
+
+def test_airflow_db_commands_still_run_on_a_fresh_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`recflow setup` itself starts with `airflow db migrate` on a home without a database."""
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", raising=False)
+    ran: list[list[str]] = []
+
+    def fake_run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(services.subprocess, "run", fake_run)
+    assert services.run_airflow(Settings.from_env(), ["db", "migrate"]) == 0
+    assert [argv[1:] for argv in ran] == [["db", "migrate"]]
