@@ -1,0 +1,58 @@
+"""The committed record of the stand-in sweep: its summary is what its runs give.
+
+The summary was first assembled by hand from the runs; ``bench.stand_in_summary`` remakes it from
+the runs alone, so the figures ``docs/model.md`` quotes (means over seeds, Welch's t and p) can be
+checked, and a run changed or added without its summary is caught.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+from scipy import stats
+
+from bench.stand_in_summary import disagreement, summarize
+
+RECORD = Path(__file__).resolve().parents[2] / "bench" / "results" / "stand-in-two-tower-regularisation.json"
+
+
+def record() -> dict:
+    return json.loads(RECORD.read_text())
+
+
+def test_the_committed_summary_is_what_its_runs_give() -> None:
+    held = record()
+    assert disagreement(summarize(held), held["summary"]) is None
+
+
+def test_todays_defaults_lead_the_earlier_ones_as_docs_model_says() -> None:
+    """Recomputed by hand from the runs: five seeds each, Welch's t on validation full NDCG@10."""
+    held = record()
+
+    def scores(changed: dict[str, str]) -> list[float]:
+        wanted = {**held["earlier_defaults"], **changed}
+        return [
+            run["validation"]["full_ndcg@10"]
+            for run in held["runs"]
+            if all(str(run["hyperparameters"][k]) == v for k, v in wanted.items())
+        ]
+
+    todays, earlier = scores(held["todays_defaults"]), scores({})
+    assert len(todays) == len(earlier) == 5
+    welch = stats.ttest_ind(todays, earlier, equal_var=False)
+    entry = next(e for e in held["summary"] if e["change_from_earlier_defaults"] == held["todays_defaults"])
+    assert entry["welch_p_against_earlier_defaults"] == round(float(welch.pvalue), 4) < 0.05
+    assert math.isclose(entry["mean_validation_full_ndcg@10"], sum(todays) / 5, abs_tol=5e-5)
+
+
+def test_a_run_changed_without_its_summary_is_named() -> None:
+    held = record()
+    changed = copy.deepcopy(held)
+    run = next(r for r in changed["runs"] if r["hyperparameters"]["history_decay"] == "0.4")
+    run["validation"]["full_ndcg@10"] += 0.01
+    problem = disagreement(summarize(changed), held["summary"])
+    assert problem is not None and '"history_decay": "0.4"' in problem
+    assert "mean_validation_full_ndcg@10" in problem
