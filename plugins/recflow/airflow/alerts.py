@@ -19,8 +19,8 @@ from datetime import date, datetime
 from typing import Any
 
 from recflow.airflow.classify import classify
-from recflow.airflow.tasks import days_to_process
 from recflow.core.config import Settings
+from recflow.core.days import days_to_process
 from recflow.oncall.incidents import TaskFailure, record_failure
 from recflow.oncall.record import Incident
 

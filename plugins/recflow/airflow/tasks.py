@@ -9,7 +9,7 @@ never at module level: this module is imported while DAG files are parsed.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.exceptions import AirflowSkipException
@@ -17,49 +17,10 @@ from airflow.sdk import task
 from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.connections import task_settings
 from recflow.core.config import Settings
-from recflow.core.errors import ParamsError
+from recflow.core.days import days_to_process
 from recflow.warehouse import WAREHOUSE_POOL
 
 log = logging.getLogger(__name__)
-
-
-def _interval(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    if start is None or end is None or start >= end:
-        raise ValueError(
-            f"this task needs a data interval [start, end) with start < end, got [{start}, {end}): "
-            "the DAG must use CronDataIntervalTimetable, not a cron trigger"
-        )
-    return start, end
-
-
-def days_to_process(
-    params: dict[str, Any] | None,
-    logical_date: datetime | None,
-    start: datetime | None,
-    end: datetime | None,
-) -> list[date]:
-    """Which landing partitions a warehouse run processes.
-
-    A scheduled or backfill run of day D has ``logical_date = data_interval_start = D``:
-    it processes ``ds=D``. A manual run for a logical date D (``airflow dags test
-    recsys_warehouse D``, or the UI with a date) processes ``ds=D`` too, although the
-    timetable infers it the interval ending at D; without a logical date it processes
-    its interval's day. Params ``reload_from``/``reload_to`` make it a historical reload
-    (``ParamsError`` when only one is given, or the range is reversed).
-    """
-    params = params or {}
-    first, last = params.get("reload_from"), params.get("reload_to")
-    if first or last:
-        if not (first and last):
-            raise ParamsError(f"reload_from={first!r} and reload_to={last!r}: give both days or neither")
-        lo, hi = date.fromisoformat(str(first)), date.fromisoformat(str(last))
-        if hi < lo:
-            raise ParamsError(f"reload_to={hi} is before reload_from={lo}")
-        return [lo + timedelta(days=i) for i in range((hi - lo).days + 1)]
-    if logical_date is not None:
-        return [logical_date.astimezone(UTC).date()]
-    interval_start, _ = _interval(start, end)
-    return [interval_start.date()]
 
 
 @task.sensor(poke_interval=120, timeout=6 * 3600, mode="reschedule")

@@ -63,7 +63,7 @@ class TaskFailure:
     error: BaseException | str | None = None
     model_name: str | None = None
     days: tuple[date, ...] = ()
-    """The landing partitions the run processes, in order (``recflow.airflow.tasks.days_to_process``);
+    """The landing partitions the run processes, in order (``recflow.core.days.days_to_process``);
     empty when unknown (its params are refused) or for a run of another DAG."""
 
     @property

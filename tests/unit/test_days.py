@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from recflow.airflow.tasks import days_to_process
+from recflow.core.days import days_to_process
 
 D = datetime(2026, 1, 3, tzinfo=UTC)
 D1 = datetime(2026, 1, 4, tzinfo=UTC)
