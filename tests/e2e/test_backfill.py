@@ -4,13 +4,16 @@ Six days of synthetic events; day 5 has 5% rows with a null ``user_id`` (the aud
 The first four days go through one backfill: one run, progress shown per day, every landed row
 published, the marts built once and equal, table by table, to what day-by-day bare runs of the
 same steps build from the same files. Then days 5..6 in one backfill: day 5 is refused alone
-(the command exits 1 naming ``audit``), day 6 is published, day 5 reaches nothing.
+(the command exits 1 naming ``audit``), day 6 is published, day 5 reaches nothing. The runbooks'
+``recflow clear -s D`` finds the range run that processed D (it has no logical date), and params
+the DAG refuses are one line, with no run made.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,4 +142,32 @@ def test_a_reversed_range_is_refused_before_anything_runs(
     runs_before = _manual_runs(world.client)
     assert main(["backfill", "--from", DAYS[3].isoformat(), "--to", DAYS[0].isoformat()]) == 2
     assert "is before --from" in capsys.readouterr().err
+    assert _manual_runs(world.client) == runs_before
+
+
+def test_clear_by_day_finds_the_range_run_that_processed_it(
+    world: World, first_four: tuple[int, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/runbooks/recsys_warehouse.md: `recflow clear DAG -t … -s D -e D`, where D was processed by
+    `recflow backfill` (one run, no logical date): the run is the one the backfill printed."""
+    code, out = first_four
+    backfill_run = re.search(rf"{WAREHOUSE_DAG} run (\S+): {DAYS[0]}\.\.{DAYS[3]}", out)
+    assert code == 0 and backfill_run, out
+    capsys.readouterr()
+    day = DAYS[1].isoformat()
+    assert main(["clear", WAREHOUSE_DAG, "-t", "^audit$", "-s", day, "-e", day, "-d", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert f"run {backfill_run.group(1)} (success): would clear audit" in printed, printed
+    assert f"ds={DAYS[0]}..{DAYS[3]} (4 days)" in printed, printed
+
+
+def test_params_the_dag_refuses_are_one_line_and_make_no_run(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs_before = _manual_runs(world.client)
+    day = DAYS[0].isoformat()
+    assert main(["backfill", "--from", day, "--to", day, "--max-quarantine-share", "1.5"]) == 2
+    error = capsys.readouterr().err
+    assert "refused the run" in error and "max_quarantine_share" in error and "1.5" in error, error
+    assert "Traceback" not in error
     assert _manual_runs(world.client) == runs_before

@@ -89,3 +89,19 @@ def test_a_lock_that_lasts_is_reported(airflow: tuple[AirflowClient, type[_Airfl
     with pytest.raises(AirflowApiError, match=r"HTTP 503: .*Database is locked"):
         client._request("GET", "/api/v2/dags")
     assert len(handler.seen) == 5
+
+
+def test_a_refusal_keeps_its_status_and_the_servers_own_words(
+    airflow: tuple[AirflowClient, type[_Airflow]],
+) -> None:
+    client, handler = airflow
+    words = "Invalid input for param max_quarantine_share: 1.5 is greater than the maximum of 1"
+    handler.script.append((400, {"detail": words}))
+    with pytest.raises(AirflowApiError) as refused:
+        client.trigger("recsys_warehouse", {"max_quarantine_share": 1.5})
+    assert refused.value.status == 400
+    assert refused.value.reason == words
+    handler.script.append((500, {"detail": {"reason": "Database error"}}))
+    with pytest.raises(AirflowApiError) as failed:
+        client.trigger("recsys_warehouse", {})
+    assert failed.value.status == 500 and "Database error" in failed.value.reason

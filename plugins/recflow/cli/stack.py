@@ -89,11 +89,19 @@ def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
     verb = "would clear" if args.dry_run else "cleared"
     for run in cleared:
         tasks = ", ".join(run.task_ids) or "nothing (no task instance matched in this run)"
-        day = f" ds={run.day}" if run.day else ""
+        day = f" {run.days_label}" if run.days else ""
         print(f"{args.dag_id}{day} run {run.run_id} ({run.state_before}): {verb} {tasks}")
+        if len(run.days) > 1 and run.task_ids:
+            print(f"  one run for {run.days_label}: its cleared tasks run again for every day of it")
     if not any(run.task_ids for run in cleared):
         print(f"recflow: nothing was cleared for {args.task_regex!r}", file=sys.stderr)
         return 1
+    if not args.dry_run and (client.dag(args.dag_id) or {}).get("is_paused"):
+        print(
+            f"recflow: {args.dag_id} is paused, so the cleared tasks wait and run once it is unpaused "
+            f"(UI, or `recflow airflow dags unpause {args.dag_id}`)",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -37,8 +37,27 @@ def _locked(method: str, status: int, detail: str) -> bool:
     return status == 500 and "Database error" in detail and method in {"GET", "PATCH", "PUT", "DELETE"}
 
 
+RECENT_RUNS = 100
+"""How many of a DAG's runs :meth:`AirflowClient.runs` returns, the most recent first."""
+
+
 class AirflowApiError(RuntimeError):
-    pass
+    """A request the API server answered with an error (``status``: its HTTP status, if it answered)."""
+
+    def __init__(self, message: str, *, status: int | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+    @property
+    def reason(self) -> str:
+        """The server's own words: the ``detail`` of its JSON answer, else the answer as it came."""
+        try:
+            body = json.loads(self.detail)
+        except ValueError:
+            return self.detail or str(self)
+        found = body.get("detail") if isinstance(body, dict) else None
+        return found if isinstance(found, str) else self.detail
 
 
 @dataclass
@@ -86,14 +105,16 @@ class AirflowClient:
                     )
                     time.sleep(self.retry_pause * attempt)
                     continue
-                raise AirflowApiError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
+                raise AirflowApiError(
+                    f"{method} {path}: HTTP {exc.code}: {detail}", status=exc.code, detail=detail
+                ) from None
         raise AssertionError("unreachable")
 
     def dag(self, dag_id: str) -> dict[str, Any] | None:
         try:
             result: dict[str, Any] = self._request("GET", f"/api/v2/dags/{dag_id}")
         except AirflowApiError as exc:
-            if "HTTP 404" in str(exc):
+            if exc.status == 404:
                 return None
             raise
         return result
@@ -186,7 +207,8 @@ class AirflowClient:
         return events
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100&order_by=-run_after")
+        """The DAG's :data:`RECENT_RUNS` most recent runs, the latest first."""
+        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit={RECENT_RUNS}&order_by=-run_after")
         runs: list[dict[str, Any]] = body["dag_runs"]
         return runs
 

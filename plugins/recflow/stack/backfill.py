@@ -14,6 +14,7 @@ failed (the failed tasks and where their incidents are are printed).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,7 @@ from typing import Any
 
 from recflow.core.errors import ConfigError
 from recflow.core.names import WAREHOUSE_DAG
-from recflow.stack.api import TERMINAL_RUN_STATES, AirflowClient
+from recflow.stack.api import TERMINAL_RUN_STATES, AirflowApiError, AirflowClient
 
 Echo = Callable[[str], None]
 PER_DAY_TASKS = ("land", "audit")
@@ -78,7 +79,15 @@ def backfill_days(
             f"`recflow airflow dags unpause {WAREHOUSE_DAG}`) and run this again"
         )
     started = time.monotonic()
-    run_id = str(client.trigger(WAREHOUSE_DAG, conf)["dag_run_id"])
+    try:
+        run_id = str(client.trigger(WAREHOUSE_DAG, conf)["dag_run_id"])
+    except AirflowApiError as exc:
+        if exc.status not in (400, 422):
+            raise
+        # the DAG's params refused the conf before a run was made (docs/runbooks: "Params refused")
+        raise ConfigError(
+            f"Airflow refused the run, none was made: {exc.reason}. The conf sent: {json.dumps(conf)}"
+        ) from exc
     n_days = (last - first).days + 1
     echo(
         f"{WAREHOUSE_DAG} run {run_id}: {first}..{last} ({n_days} days) in one run; each day landed and audited on its own, the marts built once"

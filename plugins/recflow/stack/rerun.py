@@ -4,9 +4,11 @@ What the runbooks tell on-call to do once a cause is fixed (``recflow clear``). 
 ``airflow tasks clear -t REGEX`` does not do it: its help says regex, but it matches ``-t`` as
 a substring of the task id (``SerializedDAG.partial_subset``), so ``-t '^land$'`` matches no
 task, clears nothing, and exits 0. Here the regex is matched against the DAG's task ids with
-:func:`re.search`, the runs are chosen by the day they processed (a warehouse run of day D has
-logical date D: scheduled, backfilled, or triggered by hand with that logical date), and each
-run is cleared with ``clearTaskInstances``, the request the UI's "Clear" sends. Nothing matched
+:func:`re.search`, the runs are chosen by the days they processed, by the rule the tasks
+themselves follow (:func:`recflow.core.days.days_to_process`): a run of day D (scheduled,
+Airflow's backfill, or triggered by hand for D), and a run of a range that holds D (``recflow
+backfill``, a reload with ``reload_from``/``reload_to``: clearing a task there re-runs it for
+every day of the range). Each run is cleared with ``clearTaskInstances``, the request the UI's "Clear" sends. Nothing matched
 is an error, never a silent success.
 """
 
@@ -17,8 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from recflow.core.errors import ConfigError
-from recflow.stack.api import AirflowClient
+from recflow.core.days import days_to_process
+from recflow.core.errors import ConfigError, ParamsError
+from recflow.stack.api import RECENT_RUNS, AirflowClient
 
 
 @dataclass(frozen=True)
@@ -26,9 +29,18 @@ class Cleared:
     """One run's cleared task instances."""
 
     run_id: str
-    day: date | None
+    days: list[date]
     state_before: str
     task_ids: list[str]
+
+    @property
+    def days_label(self) -> str:
+        """``ds=D``, ``ds=D1..D2 (n days)`` for a range, empty for a run of no day."""
+        if not self.days:
+            return ""
+        if len(self.days) == 1:
+            return f"ds={self.days[0]}"
+        return f"ds={self.days[0]}..{self.days[-1]} ({len(self.days)} days)"
 
 
 def matching_tasks(task_ids: list[str], pattern: str) -> list[str]:
@@ -63,15 +75,21 @@ def clear_days(
         raise ConfigError(f"--end-date {last} is before --start-date {first}")
     tasks = _tasks(client, dag_id, pattern)
     start = datetime.combine(first, time(), tzinfo=UTC)
-    runs = client.runs_of_logical_dates(
+    by_date = client.runs_of_logical_dates(
         dag_id, start, datetime.combine(last, time(), UTC) + timedelta(days=1)
     )
+    # a range run (recflow backfill, a reload) has no logical date: it is found among the recent runs
+    candidates = {r["dag_run_id"]: r for r in [*by_date, *client.runs(dag_id)]}
+    processed = [(_days(r), r) for r in candidates.values()]
+    runs = [(days, r) for days, r in processed if any(first <= d <= last for d in days)]
+    runs.sort(key=lambda found: (found[0][0], str(found[1].get("run_after") or "")))
     if not runs:
         raise ConfigError(
-            f"no run of {dag_id} processed a day in {first}..{last}: nothing to clear. To run such a day "
+            f"no run of {dag_id} processed a day in {first}..{last} (among the runs of those logical dates "
+            f"and the {RECENT_RUNS} most recent): nothing to clear. To run such a day "
             f"for the first time: recflow airflow dags trigger {dag_id} --logical-date {first}T00:00:00+00:00"
         )
-    return [_clear(client, dag_id, run, tasks, downstream, only_failed, dry_run) for run in runs]
+    return [_clear(client, dag_id, run, days, tasks, downstream, only_failed, dry_run) for days, run in runs]
 
 
 def clear_run(
@@ -91,7 +109,7 @@ def clear_run(
     if not chosen:
         recent = ", ".join(r["dag_run_id"] for r in runs[:5]) or "none"
         raise ConfigError(f"{dag_id} has no run {run_id!r}; its most recent runs: {recent}")
-    return _clear(client, dag_id, chosen[0], tasks, downstream, only_failed, dry_run)
+    return _clear(client, dag_id, chosen[0], _days(chosen[0]), tasks, downstream, only_failed, dry_run)
 
 
 def _tasks(client: AirflowClient, dag_id: str, pattern: str) -> list[str]:
@@ -104,6 +122,7 @@ def _clear(
     client: AirflowClient,
     dag_id: str,
     run: dict[str, Any],
+    days: list[date],
     tasks: list[str],
     downstream: bool,
     only_failed: bool,
@@ -114,13 +133,25 @@ def _clear(
     )
     return Cleared(
         run_id=run["dag_run_id"],
-        day=_day(run),
+        days=days,
         state_before=str(run.get("state")),
         task_ids=sorted(str(ti["task_id"]) for ti in instances),
     )
 
 
-def _day(run: dict[str, Any]) -> date | None:
-    """The day a run processed: its logical date's (none for a run triggered by an asset event)."""
-    logical = run.get("logical_date")
-    return datetime.fromisoformat(str(logical)).astimezone(UTC).date() if logical else None
+def _days(run: dict[str, Any]) -> list[date]:
+    """The days a run processed, by its conf, logical date and data interval (none for a run that names
+    no day, such as one triggered by an asset event)."""
+    try:
+        return days_to_process(
+            dict(run.get("conf") or {}),
+            _moment(run.get("logical_date")),
+            _moment(run.get("data_interval_start")),
+            _moment(run.get("data_interval_end")),
+        )
+    except (ParamsError, ValueError):
+        return []
+
+
+def _moment(value: Any) -> datetime | None:
+    return datetime.fromisoformat(str(value)).astimezone(UTC) if value else None
