@@ -6,7 +6,11 @@ version) is proven in ``test_faults.py``, on the same DAGs.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +27,32 @@ DEMO = ["demo", "--days", "2", "--users", "200", "--pins", "150", "--seed", "5"]
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, str]]:
+    """The demo's home, and what it printed."""
     root = tmp_path_factory.mktemp("e2e")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECFLOW_HOME", str(root / "home"))
         mp.setenv("RECFLOW_MODEL_NAME", "recsys-e2e")
         mp.setenv("RECFLOW_GATE_MIN_HR_AT_10", "0.12")
         mp.setenv("RECFLOW_GATE_MIN_NDCG_AT_10", "0.05")
-        assert main(DEMO) == 0
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            code = main(DEMO)
+        print(printed.getvalue())
+        assert code == 0
         settings = Settings.from_env()
-        yield settings
+        yield settings, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def home(demo: tuple[Settings, str]) -> Settings:
+    return demo[0]
+
+
+def test_the_demo_shows_each_days_run_once(demo: tuple[Settings, str]) -> None:
+    _, printed = demo
+    days = re.findall(r"recsys_warehouse ds=(\d{4}-\d{2}-\d{2}): success", printed)
+    assert len(days) == 2 and len(set(days)) == 2, printed
 
 
 def test_champion_ranks_held_out_pins_above_random_pins(home: Settings, tmp_path: Path) -> None:

@@ -271,11 +271,11 @@ def run_pipeline(
         )
         client.set_paused(WAREHOUSE_DAG, False)
         budget = timeout - (time.monotonic() - started)
-        if len(days) > 1:
-            wait_for_warehouse_runs(client, days[:-1], since, echo, budget)
+        wh = wait_for_warehouse_runs(client, days[:-1], since, echo, budget) if len(days) > 1 else {}
         echo(f"unpausing {TRAINING_DAG}: the last day's asset event will trigger it")
         client.set_paused(TRAINING_DAG, False)
-        wh = wait_for_warehouse_runs(client, days, since, echo, timeout - (time.monotonic() - started))
+        # the earlier days have ended (and been shown): only the last is waited for, and shown, now
+        wh |= wait_for_warehouse_runs(client, days[-1:], since, echo, timeout - (time.monotonic() - started))
         last_end = max(datetime.fromisoformat(r["end_date"]) for r in wh.values())
         train = wait_for_train_run(
             client, last_end - timedelta(seconds=30), echo, timeout - (time.monotonic() - started)
