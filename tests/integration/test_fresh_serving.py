@@ -281,6 +281,7 @@ def test_the_curve_the_pictures_and_the_model_card(
     assert cli_main(["models", "show", "--name", "fresh-a", "--version", str(info.version)]) == 0
     text = capsys.readouterr().out
     assert card["pictures"]["loss_curve"] in text
+    assert "  champion then: none (the first version of this model)" in text.splitlines()
     assert "training: 12 s, peak memory 321 MB, channel streamed by row group; loss per epoch " in text
     assert (
         "judged on: full ranking (every pin the user has not engaged with); thresholds: full_hr@10 >= 0.05"

@@ -324,7 +324,7 @@ def collect(settings: Settings, decided: Plan, *, allow_empty_registry: bool = F
     doomed = decided.deletable
     if doomed and decided.versions == 0 and not allow_empty_registry:
         raise ConfigError(
-            f"recflow gc: the registry ({settings.registry_backend}: {_registry_location(settings)}) has no model version, "
+            f"the registry ({settings.registry_backend}: {_registry_location(settings)}) has no model version, "
             f"so nothing would be kept as referenced: refusing to delete {len(doomed)} item(s). Check "
             "RECFLOW_MLFLOW_TRACKING_URI / RECFLOW_REGISTRY_BACKEND; if no model was ever published, "
             "rerun with --allow-empty-registry"
