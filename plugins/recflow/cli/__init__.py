@@ -8,17 +8,21 @@ recflow down                                  stop it (from another terminal)
 recflow airflow ARGS...                       the airflow CLI with the project's settings
 recflow backfill --from DAY --to DAY [--max-quarantine-share S] [--no-volume-check]
                                               a range of days through the scheduler in one run
-recflow clear DAG -t REGEX (-s DAY [-e DAY] | --run ID|latest) [-d] [--dry-run]   run again from a task
+recflow clear DAG -t REGEX (-s DAY [-e DAY] | --run ID|latest) [-d] [--only-failed] [--dry-run]
+                                              run again from a task
 recflow models list [--name NAME] [--json]
 recflow models export --name NAME --alias champion --out DIR
 recflow models promote --name NAME --version V --reason TEXT   move `champion` (a rollback), recorded
 recflow models history --name NAME [--json]   every move of `champion`: who, when, why
 recflow models show --name NAME [--version V | --alias champion] [--json]   the model card
 recflow mlflow ui [--port 5000]               the MLflow UI on the registry's store (curves, pictures)
-recflow incidents list [--dag DAG] [--since TIME] [--json]    failed tasks, one line each
+recflow incidents list [--dag DAG] [--since TIME] [--limit N] [--json]   failed tasks, one line each
 recflow incidents show ID [--json]            one incident: why, blast radius, what to do
-recflow gc [--dry-run] [--json] [--show-kept]  delete unreferenced snapshots, checkpoints, archives, job folders
+recflow gc [--dry-run] [--json] [--show-kept] [--allow-empty-registry]
+                                              delete unreferenced snapshots, checkpoints, archives, job folders
 recflow spark up|down|status                  a two-worker Spark cluster on 127.0.0.1 for the warehouse
+recflow load movielens --data-dir DIR         MovieLens 100K into the landing zone (ratings as save events)
+recflow benchmark movielens --data-dir DIR [--out FILE]   the same DAGs on MovieLens, registered as movielens-100k
 """
 
 from __future__ import annotations
