@@ -57,8 +57,12 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest -m "not integration and not e2e and not production and not services"
 
+# the suite in TEST_WORKERS pytest-xdist processes, a test file to a process (a module's Airflow serves
+# all its tests; each process's Airflow has its own ports, tests/conftest.py). TEST_WORKERS=0: one process
+TEST_WORKERS ?= 2
+
 test: venv lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # the production profile on PostgreSQL, Celery workers and moto's server (S3, SageMaker, its registry),
 # and the warehouse on a two-worker Spark cluster
