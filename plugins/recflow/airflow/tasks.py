@@ -12,8 +12,8 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.exceptions import AirflowSkipException
 from airflow.sdk import task
+from airflow.sdk.exceptions import AirflowSkipException
 from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.connections import task_settings
 from recflow.core.config import Settings
