@@ -1,15 +1,22 @@
-"""Servers the tests start on 127.0.0.1: a free port, and moto's server for S3 and SageMaker."""
+"""Servers the tests start on 127.0.0.1: a free port, moto's server for S3 and SageMaker, and a
+stand-in for Airflow's API server."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+
+from recflow.stack.api import AirflowClient
 
 
 def free_port() -> int:
@@ -40,3 +47,29 @@ def moto_server() -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(10)
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A request handler that answers JSON and logs nothing; a test's subclass says what it answers."""
+
+    def send_json(self, status: int, body: Any) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def airflow_stand_in(handler: type[BaseHTTPRequestHandler]) -> Iterator[AirflowClient]:
+    """``handler`` served on a free port in place of Airflow's API server, and a client of it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", token="t", retry_pause=0.01)
+    finally:
+        server.shutdown()

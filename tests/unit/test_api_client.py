@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
 
 from recflow.stack.api import AirflowApiError, AirflowClient
+from tests.loopback import JsonHandler, airflow_stand_in
 
 
-class _Airflow(BaseHTTPRequestHandler):
+class _Airflow(JsonHandler):
     """Answers each request with the next (status, body) of ``script``, then 200."""
 
     script: ClassVar[list[tuple[int, dict[str, object]]]] = []
@@ -21,33 +19,16 @@ class _Airflow(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         self.seen.append(f"{self.command} {self.path}")
-        status, body = self.script.pop(0) if self.script else (200, {"ok": True})
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.send_json(*(self.script.pop(0) if self.script else (200, {"ok": True})))
 
     do_GET = do_POST = do_PATCH = _answer
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
 def airflow() -> Iterator[tuple[AirflowClient, type[_Airflow]]]:
     handler = type("Handler", (_Airflow,), {"script": [], "seen": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield (
-            AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", token="t", retry_pause=0.01),
-            handler,
-        )
-    finally:
-        server.shutdown()
+    with airflow_stand_in(handler) as client:
+        yield client, handler
 
 
 LOCKED = (

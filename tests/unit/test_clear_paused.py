@@ -7,9 +7,7 @@ DAG is paused is its answer, and what was cleared is what it says it cleared.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,7 +15,7 @@ import pytest
 
 import recflow.cli.stack
 from recflow.cli import main
-from recflow.stack.api import AirflowClient
+from tests.loopback import JsonHandler, airflow_stand_in
 
 DAG = "recsys_warehouse"
 RUN = {
@@ -30,17 +28,12 @@ RUN = {
 }
 
 
-class _Airflow(BaseHTTPRequestHandler):
+class _Airflow(JsonHandler):
     paused: ClassVar[bool] = True
     clears: ClassVar[list[dict[str, Any]]] = []
 
     def _send(self, body: dict[str, Any]) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        self.send_json(200, body)
 
     def do_GET(self) -> None:
         path = self.path.split("?")[0]
@@ -58,22 +51,14 @@ class _Airflow(BaseHTTPRequestHandler):
         self.clears.append(body)
         self._send({"task_instances": [{"task_id": t} for t in body["task_ids"]]})
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
 
 @pytest.fixture
 def airflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[type[_Airflow]]:
     handler = type("Handler", (_Airflow,), {"paused": True, "clears": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    client = AirflowClient(f"http://127.0.0.1:{server.server_address[1]}", token="t", retry_pause=0.01)
     monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(recflow.cli.stack, "_client", lambda settings: client)
-    try:
+    with airflow_stand_in(handler) as client:
+        monkeypatch.setattr(recflow.cli.stack, "_client", lambda settings: client)
         yield handler
-    finally:
-        server.shutdown()
 
 
 CLEAR = ["clear", DAG, "-t", "^audit$", "-s", "2026-01-03"]
