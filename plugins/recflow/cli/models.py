@@ -83,6 +83,14 @@ def _metric_lines(metrics: Mapping[str, float], indent: str = "  ") -> list[str]
     return lines
 
 
+def _champion_then(gate: dict[str, Any]) -> str:
+    """The card's line on the champion the gate compared against (none for a model's first version)."""
+    if gate["champion_version"] in (None, "none"):
+        return "  champion then: none (the first version of this model)"
+    unrecorded = "" if gate["champion_metrics"] else " (its metrics not recorded)"
+    return f"  champion then: version {gate['champion_version']}{unrecorded}"
+
+
 def _card_text(card: dict[str, Any]) -> list[str]:
     gate, training, lineage = card["gate"], card["training"], card["lineage"]
     thresholds = gate["thresholds"]
@@ -96,12 +104,7 @@ def _card_text(card: dict[str, Any]) -> list[str]:
         f"gate: {gate['reason'] or '(not recorded)'}",
         f"  judged on: {_ranking_text(gate['ranking'])}; thresholds: {hr} >= {thresholds['min_hr_at_10']}, "
         f"{ndcg} >= {thresholds['min_ndcg_at_10']}, tolerance {thresholds['tolerance']}",
-        (
-            f"  champion then: version {gate['champion_version']}"
-            + ("" if gate["champion_metrics"] else " (its metrics not recorded)")
-            if gate["champion_version"] not in (None, "none")
-            else "  champion then: none (the first version of this model)"
-        ),
+        _champion_then(gate),
         *(_metric_lines(gate["champion_metrics"], indent="    ") if gate["champion_metrics"] else []),
         "hyperparameters: " + " ".join(f"{k}={v}" for k, v in sorted(card["hyperparameters"].items())),
         f"training: {training['seconds']} s, peak memory {training['peak_memory_mb']} MB, "
