@@ -38,6 +38,7 @@ from recflow.core.config import Settings, subprocess_env
 from recflow.core.errors import ConfigError, RecflowError
 from recflow.core.ownership import Store, claim
 from recflow.core.spark import CLUSTER_STATE
+from recflow.stack.spark_logs import LOG4J2, log_tail
 
 THRIFT_USER = "recflow"
 START_TIMEOUT_S = 180.0
@@ -136,22 +137,6 @@ def _environment(directory: Path, home: Path) -> dict[str, str]:
     )
 
 
-LOG4J2 = """\
-rootLogger.level = warn
-rootLogger.appenderRef.stdout.ref = console
-appender.console.type = Console
-appender.console.name = console
-appender.console.target = SYSTEM_ERR
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
-logger.thrift.name = org.apache.spark.sql.hive.thriftserver
-logger.thrift.level = info
-logger.master.name = org.apache.spark.deploy
-logger.master.level = info
-"""
-"""Warnings, and the lines that say a server started or a worker registered (Spark's INFO is ~1 MB a query)."""
-
-
 def ui_port(settings: Settings) -> int:
     """The Thrift server's Spark UI (its jobs, stages and executors): the port after the workers' UIs."""
     return settings.spark.master_port + settings.spark.workers + 2
@@ -231,13 +216,6 @@ def _json(url: str) -> dict[str, object]:
     return found if isinstance(found, dict) else {}
 
 
-def _log_tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def _thrift_answers(port: int) -> bool:
     from pyhive import hive  # noqa: PLC0415 (an optional package: only the Spark commands need it)
 
@@ -269,7 +247,7 @@ def _wait(
             if proc.poll() is not None:
                 raise SparkClusterError(
                     f"the Spark {role} exited with {proc.returncode} while waiting for {what}; the end of its log "
-                    f"({directory / 'logs' / f'{role}.log'}):\n{_log_tail(directory / 'logs' / f'{role}.log')}"
+                    f"({directory / 'logs' / f'{role}.log'}):\n{log_tail(directory / 'logs' / f'{role}.log')}"
                 )
         try:
             if ready():
