@@ -56,11 +56,15 @@ def spark_cursor(url: str) -> Any:
 
 
 @contextmanager
-def running_cluster(root: Path) -> Iterator[SparkCluster]:
-    """A cluster in ``root`` on free ports (the master's port block also holds the UIs' ports)."""
-    master_port = free_port_block(8)
+def running_cluster(
+    root: Path, master_port: int | None = None, **settings_env: str
+) -> Iterator[SparkCluster]:
+    """A cluster in ``root`` on free ports (the master's port block also holds the UIs' ports), or on
+    ``master_port``; ``settings_env`` adds ``RECFLOW_SPARK_*`` settings."""
+    master_port = master_port or free_port_block(8)
     thrift_port = free_port_block(1)
     env = {
+        **settings_env,
         "RECFLOW_HOME": str(root / "home"),
         "RECFLOW_SPARK_DIR": str(root / "spark"),
         "RECFLOW_SPARK_MASTER_PORT": str(master_port),

@@ -7,13 +7,19 @@ Spark can rely on one process's memory; every port the cluster's processes liste
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import subprocess
 import urllib.request
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from recflow.stack.spark_cluster import alive_workers, ui_port
-from tests.services.spark import spark_cursor
+from recflow.core.spark import CLUSTER_STATE
+from recflow.stack.spark_cluster import alive_workers
+from tests.services.cluster import free_port_block
+from tests.services.spark import running_cluster, spark_cursor
 
 
 def _get(url: str) -> Any:
@@ -21,17 +27,17 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
-def _tasks_by_executor(port: int) -> dict[str, int]:
+def _tasks_by_executor(ui: str) -> dict[str, int]:
     """Completed tasks of each executor of the Thrift server's application (its Spark UI's REST API)."""
-    (app,) = _get(f"http://127.0.0.1:{port}/api/v1/applications")
-    executors = _get(f"http://127.0.0.1:{port}/api/v1/applications/{app['id']}/executors")
+    (app,) = _get(f"{ui}/api/v1/applications")
+    executors = _get(f"{ui}/api/v1/applications/{app['id']}/executors")
     return {e["id"]: int(e["completedTasks"]) for e in executors if e["id"] != "driver"}
 
 
 def test_two_workers_and_a_shuffle_runs_on_both(spark_cluster: Any) -> None:
     workers = alive_workers(spark_cluster.state)
     assert len(workers) == 2, workers
-    ui = ui_port(spark_cluster.settings())
+    ui = spark_cluster.state.uis["thrift"]
     before = _tasks_by_executor(ui)
     assert len(before) == 2, f"the Thrift server should hold one executor per worker: {before}"
 
@@ -61,3 +67,25 @@ def test_every_process_of_the_cluster_listens_on_loopback_only(spark_cluster: An
     ours = [line.split()[3] for line in listening.splitlines() if any(f"pid={p}," in line for p in pids)]
     assert len(ours) >= 6, listening  # master (RPC, UI), 2 workers (RPC, UI), Thrift, executors
     assert all(address.rsplit(":", 1)[0] in {"127.0.0.1", "[::ffff:127.0.0.1]"} for address in ours), ours
+
+
+def test_web_uis_on_taken_ports_are_found_where_spark_moved_them(tmp_path: Path) -> None:
+    """Spark binds a web UI whose port is taken to a later free one and says so only in its log: ``up``
+    records where each bound, and every call to a UI goes there (reading the port asked for had reached
+    another program's server, which answered with HTML)."""
+    master_port = free_port_block(8)
+    asked = {"master": master_port + 1, "worker-1": master_port + 2, "thrift": master_port + 3}  # one worker
+    with contextlib.ExitStack() as held:
+        for port in (asked["master"], asked["thrift"]):  # another program's servers
+            server = held.enter_context(socket.socket())
+            server.bind(("127.0.0.1", port))
+            server.listen()
+        with running_cluster(tmp_path, master_port=master_port, RECFLOW_SPARK_WORKERS="1") as cluster:
+            uis = cluster.state.uis
+            assert sorted(uis) == sorted(asked), uis
+            assert urlsplit(uis["master"]).port != asked["master"], uis
+            assert urlsplit(uis["thrift"]).port != asked["thrift"], uis
+            assert [w["state"] for w in _get(f"{uis['master']}/json/")["workers"]] == ["ALIVE"]
+            assert [a["name"] for a in _get(f"{uis['thrift']}/api/v1/applications")] == ["recflow-thrift"]
+            recorded = json.loads((cluster.directory / CLUSTER_STATE).read_text())
+            assert recorded["uis"] == uis, "recflow spark status reads them from cluster.json"

@@ -9,7 +9,7 @@ import pytest
 from recflow.cli import main
 from recflow.core.config import Settings
 from recflow.core.ownership import StoreNotOwned
-from recflow.stack import spark_cluster
+from recflow.stack import spark_cluster, spark_logs
 
 
 def test_up_refuses_a_folder_another_program_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -32,3 +32,24 @@ def test_status_and_down_when_nothing_runs(
     assert main(["spark", "down"]) == 0
     out = capsys.readouterr().out
     assert "no Spark cluster recorded" in out and "no Spark cluster is running" in out
+
+
+def test_a_web_ui_port_is_read_from_this_run_of_the_log_only(tmp_path: Path) -> None:
+    """Spark's logs are appended across runs: the port is the one this run bound (after ``since``), not an
+    earlier run's, and not another service's (the driver's RPC port is logged the same way)."""
+    log = tmp_path / "thrift.log"
+    log.write_text(
+        "26/12/05 16:58:10 INFO Utils: Successfully started service 'SparkUI' on port 40001.\n"
+        "26/12/05 16:58:53 ERROR HiveThriftServer2: RECEIVED SIGNAL TERM\n"
+    )
+    since = log.stat().st_size
+    with log.open("a") as run:
+        run.write("26/12/05 17:10:10 INFO Utils: Successfully started service 'sparkDriver' on port 40100.\n")
+        run.write(
+            "26/12/05 17:10:11 WARN Utils: Service 'SparkUI' could not bind on port 40001. Attempting port 40002.\n"
+        )
+    assert spark_logs.bound_ui(log, since) is None, "this run's UI has not bound yet"
+    with log.open("a") as run:
+        run.write("26/12/05 17:10:11 INFO Utils: Successfully started service 'SparkUI' on port 40002.\n")
+    assert spark_logs.bound_ui(log, since) == 40002
+    assert spark_logs.bound_ui(tmp_path / "missing.log", 0) is None

@@ -38,7 +38,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 1
     print(
-        f"master {state.master_url} (UI {state.master_ui}), {workers} worker(s) alive, Thrift {state.warehouse_url}"
+        f"master {state.master_url} (UI {state.master_ui}), {workers} worker(s) alive, Thrift {state.warehouse_url} "
+        f"(Spark UI {state.uis.get('thrift', 'not recorded')})"
     )
     print(_point_at(state.env()))
     return 0

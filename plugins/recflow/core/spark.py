@@ -64,7 +64,8 @@ class SparkSettings:
         Field(ge=1024, le=65000),
         Env(
             "RECFLOW_SPARK_MASTER_PORT",
-            "Port of the standalone master on 127.0.0.1; its web UI takes the next port.",
+            "Port of the standalone master on 127.0.0.1; its web UI asks for the next port (`recflow spark status` "
+            "says where each UI bound).",
         ),
     ] = 7077
     thrift_port: Annotated[

@@ -31,14 +31,14 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from recflow.core.config import Settings, subprocess_env
 from recflow.core.errors import ConfigError, RecflowError
 from recflow.core.ownership import Store, claim
 from recflow.core.spark import CLUSTER_STATE
-from recflow.stack.spark_logs import LOG4J2, log_tail
+from recflow.stack.spark_logs import LOG4J2, bound_ui, log_tail
 
 THRIFT_USER = "recflow"
 START_TIMEOUT_S = 180.0
@@ -57,6 +57,8 @@ class ClusterState:
     master_port: int
     thrift_port: int
     pids: dict[str, int]
+    uis: dict[str, str] = field(default_factory=dict)
+    """Each process's web UI by role, where it bound (Spark moves a UI off a taken port)."""
 
     @property
     def master_url(self) -> str:
@@ -64,7 +66,8 @@ class ClusterState:
 
     @property
     def master_ui(self) -> str:
-        return f"http://127.0.0.1:{self.master_port + 1}"
+        # the port asked for, for a cluster.json written before the bound UIs were recorded
+        return self.uis.get("master", f"http://127.0.0.1:{self.master_port + 1}")
 
     @property
     def warehouse_url(self) -> str:
@@ -137,11 +140,6 @@ def _environment(directory: Path, home: Path) -> dict[str, str]:
     )
 
 
-def ui_port(settings: Settings) -> int:
-    """The Thrift server's Spark UI (its jobs, stages and executors): the port after the workers' UIs."""
-    return settings.spark.master_port + settings.spark.workers + 2
-
-
 def thrift_conf(settings: Settings, directory: Path) -> dict[str, str]:
     """The Thrift server's Spark configuration: loopback, UTC sessions, a Derby metastore in the folder."""
     spark = settings.spark
@@ -154,7 +152,9 @@ def thrift_conf(settings: Settings, directory: Path) -> dict[str, str]:
         "spark.executor.memory": spark.worker_memory,
         "spark.executor.cores": str(spark.worker_cores),
         "spark.cores.max": str(cores),
-        "spark.ui.port": str(ui_port(settings)),  # on 127.0.0.1 (SPARK_LOCAL_IP), like every port here
+        # its Spark UI (jobs, stages, executors) after the workers' UIs, on 127.0.0.1 (SPARK_LOCAL_IP) like every
+        # port here; where it bound is ClusterState.uis["thrift"], another port if this one was taken
+        "spark.ui.port": str(spark.master_port + spark.workers + 2),
         "spark.sql.catalogImplementation": "hive",
         "spark.sql.warehouse.dir": str(directory / "warehouse"),
         "spark.hadoop.javax.jdo.option.ConnectionURL": (
@@ -281,6 +281,21 @@ def _executors_hold_every_core(state: ClusterState, cores: int) -> bool:
     )
 
 
+def _record_ui(
+    state: ClusterState,
+    role: str,
+    procs: dict[str, subprocess.Popen[bytes]],
+    directory: Path,
+    since: int,
+    deadline: float,
+) -> None:
+    """Wait for ``role``'s web UI to bind and record where (``cluster.json`` too)."""
+    log = directory / "logs" / f"{role}.log"
+    _wait(f"web UI bound by the {role}", lambda: bound_ui(log, since) is not None, procs, directory, deadline)
+    state.uis[role] = f"http://127.0.0.1:{bound_ui(log, since)}"  # where it binds, as every port here
+    _state_path(directory).write_text(json.dumps(asdict(state), indent=2))
+
+
 def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterState:
     """Start the cluster in the settings' folder and wait until it answers; the running one if it does."""
     directory = settings.spark.directory(settings.home)
@@ -301,6 +316,7 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
     env = _environment(directory, home)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     state = ClusterState(str(directory), settings.spark.master_port, settings.spark.thrift_port, {})
+    offsets: dict[str, int] = {}
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
         for role, command in _commands(settings, directory, home).items():
@@ -315,7 +331,9 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
                     directory,
                     deadline,
                 )
-            with (directory / "logs" / f"{role}.log").open("ab") as log:
+            log_path = directory / "logs" / f"{role}.log"
+            offsets[role] = log_path.stat().st_size if log_path.exists() else 0
+            with log_path.open("ab") as log:
                 procs[role] = subprocess.Popen(
                     command,
                     env=env,
@@ -327,6 +345,8 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
             state.pids[role] = procs[role].pid
             _state_path(directory).write_text(json.dumps(asdict(state), indent=2))
             echo(f"started the Spark {role} (pid {procs[role].pid})")
+            if role == "master":  # the workers' registration is read from its UI's JSON
+                _record_ui(state, role, procs, directory, offsets[role], deadline)
         echo(f"waiting for the Thrift server on 127.0.0.1:{state.thrift_port} ...")
         _wait(
             "answer from the Thrift server",
@@ -335,6 +355,9 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
             directory,
             deadline,
         )
+        for role in procs:
+            if role != "master":
+                _record_ui(state, role, procs, directory, offsets[role], deadline)
         cores = settings.spark.workers * settings.spark.worker_cores
         _wait(
             f"executors holding all {cores} cores",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 LOG4J2 = """\
@@ -16,8 +17,14 @@ logger.thrift.name = org.apache.spark.sql.hive.thriftserver
 logger.thrift.level = info
 logger.master.name = org.apache.spark.deploy
 logger.master.level = info
+logger.utils.name = org.apache.spark.util.Utils
+logger.utils.level = info
 """
-"""Warnings, and the lines that say a server started or a worker registered (Spark's INFO is ~1 MB a query)."""
+"""Warnings, and the lines that say a server started, a worker registered or a service bound its port (Spark's
+INFO is ~1 MB a query)."""
+
+_BOUND_UI = re.compile(r"Successfully started service '\w*UI' on port (\d+)\.")
+"""``org.apache.spark.util.Utils``' line once a web UI (MasterUI, WorkerUI, SparkUI) listens."""
 
 
 def log_tail(path: Path, lines: int = 25) -> str:
@@ -25,3 +32,20 @@ def log_tail(path: Path, lines: int = 25) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def bound_ui(path: Path, since: int) -> int | None:
+    """The port of the web UI the process logged binding after byte ``since`` of its log, or ``None`` yet.
+
+    The port asked for is not always where a UI listens: when it is taken, Spark binds the next free
+    one (up to ``spark.port.maxRetries`` further) and says where only in its log. ``since`` is the log's
+    size before the process started, so an earlier run's line in the same (appended) log never counts.
+    """
+    try:
+        with path.open("rb") as log:
+            log.seek(since)
+            text = log.read().decode(errors="replace")
+    except OSError:
+        return None
+    found = _BOUND_UI.findall(text)
+    return int(found[-1]) if found else None
