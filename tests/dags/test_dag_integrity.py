@@ -153,7 +153,7 @@ def test_warehouse_run_for_day_d_covers_d_to_d_plus_one(dagbag: Any) -> None:
     day = pendulum.datetime(2026, 1, 3, tz="UTC")
     interval = timetable.infer_manual_data_interval(run_after=day.add(days=1))
     assert (interval.start, interval.end) == (day, day.add(days=1))
-    from recflow.airflow.tasks import days_to_process
+    from recflow.core.days import days_to_process
 
     manual = timetable.infer_manual_data_interval(run_after=day)
     assert days_to_process({}, day, manual.start, manual.end) == [day.date()], (

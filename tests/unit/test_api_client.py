@@ -10,11 +10,14 @@ import pytest
 from recflow.stack.api import AirflowApiError, AirflowClient
 from tests.loopback import JsonHandler, airflow_stand_in
 
+Answer = tuple[int, dict[str, object]]
+"""A status and the JSON body the stand-in answers with."""
+
 
 class _Airflow(JsonHandler):
     """Answers each request with the next (status, body) of ``script``, then 200."""
 
-    script: ClassVar[list[tuple[int, dict[str, object]]]] = []
+    script: ClassVar[list[Answer]] = []
     seen: ClassVar[list[str]] = []
 
     def _answer(self) -> None:
@@ -31,11 +34,11 @@ def airflow() -> Iterator[tuple[AirflowClient, type[_Airflow]]]:
         yield client, handler
 
 
-LOCKED = (
+LOCKED: Answer = (
     503,
     {"detail": "Database is locked. Backfill creation is not supported on SQLite under concurrent access."},
 )
-DB_ERROR = (500, {"detail": {"reason": "Database error", "statement": "hidden"}})
+DB_ERROR: Answer = (500, {"detail": {"reason": "Database error", "statement": "hidden"}})
 
 
 def test_a_backfill_refused_because_the_db_is_locked_is_created_on_a_later_try(
