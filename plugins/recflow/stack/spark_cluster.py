@@ -34,11 +34,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from recflow.core.config import Settings, subprocess_env
+from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RecflowError
 from recflow.core.ownership import Store, claim
 from recflow.core.spark import CLUSTER_STATE
 from recflow.stack.spark_logs import LOG4J2, bound_ui, log_tail
+from recflow.stack.spark_processes import commands, environment
 
 THRIFT_USER = "recflow"
 START_TIMEOUT_S = 180.0
@@ -123,91 +124,6 @@ def is_running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     except (OSError, IndexError):
         return True
-
-
-def _environment(directory: Path, home: Path) -> dict[str, str]:
-    return subprocess_env(
-        {
-            "SPARK_HOME": str(home),
-            "SPARK_LOCAL_IP": "127.0.0.1",  # the RPC endpoints and the web UIs bind to it
-            "SPARK_LOG_DIR": str(directory / "logs"),
-            "SPARK_PID_DIR": str(directory / "run"),
-            "SPARK_WORKER_DIR": str(directory / "work"),
-            "SPARK_LOCAL_DIRS": str(directory / "scratch"),
-            "SPARK_CONF_DIR": str(directory / "conf"),
-            "SPARK_NO_DAEMONIZE": "1",
-        }
-    )
-
-
-def thrift_conf(settings: Settings, directory: Path) -> dict[str, str]:
-    """The Thrift server's Spark configuration: loopback, UTC sessions, a Derby metastore in the folder."""
-    spark = settings.spark
-    cores = spark.workers * spark.worker_cores
-    return {
-        "spark.master": f"spark://127.0.0.1:{spark.master_port}",
-        "spark.driver.host": "127.0.0.1",
-        "spark.driver.bindAddress": "127.0.0.1",
-        "spark.driver.memory": spark.driver_memory,
-        "spark.executor.memory": spark.worker_memory,
-        "spark.executor.cores": str(spark.worker_cores),
-        "spark.cores.max": str(cores),
-        # its Spark UI (jobs, stages, executors) after the workers' UIs, on 127.0.0.1 (SPARK_LOCAL_IP) like every
-        # port here; where it bound is ClusterState.uis["thrift"], another port if this one was taken
-        "spark.ui.port": str(spark.master_port + spark.workers + 2),
-        "spark.sql.catalogImplementation": "hive",
-        "spark.sql.warehouse.dir": str(directory / "warehouse"),
-        "spark.hadoop.javax.jdo.option.ConnectionURL": (
-            f"jdbc:derby:;databaseName={directory / 'metastore_db'};create=true"
-        ),
-        "spark.sql.session.timeZone": "UTC",
-        # a few partitions per core: the default 200 costs seconds of task overhead per shuffle here
-        "spark.sql.shuffle.partitions": str(2 * cores),
-        "spark.sql.sources.partitionOverwriteMode": "dynamic",
-        # rows go to the client a partition at a time, not collected whole in the driver first: Great
-        # Expectations runs a query asset bare to learn its columns, and a day of events would fill the heap
-        "spark.sql.thriftServer.incrementalCollect": "true",
-    }
-
-
-def _commands(settings: Settings, directory: Path, home: Path) -> dict[str, list[str]]:
-    spark = settings.spark
-    master = f"spark://127.0.0.1:{spark.master_port}"
-    classes = home / "bin" / "spark-class"
-    commands = {
-        "master": [
-            str(classes),
-            "org.apache.spark.deploy.master.Master",
-            "--host", "127.0.0.1",
-            "--port", str(spark.master_port),
-            "--webui-port", str(spark.master_port + 1),
-        ],
-    }  # fmt: skip
-    for i in range(1, spark.workers + 1):
-        commands[f"worker-{i}"] = [
-            str(classes),
-            "org.apache.spark.deploy.worker.Worker",
-            master,
-            "--host", "127.0.0.1",
-            "--cores", str(spark.worker_cores),
-            "--memory", spark.worker_memory,
-            "--work-dir", str(directory / "work" / f"worker-{i}"),
-            "--webui-port", str(spark.master_port + 1 + i),
-        ]  # fmt: skip
-    confs = [
-        arg for key, value in thrift_conf(settings, directory).items() for arg in ("--conf", f"{key}={value}")
-    ]
-    commands["thrift"] = [
-        str(home / "bin" / "spark-submit"),
-        "--class", "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2",
-        "--name", "recflow-thrift",
-        *confs,
-        "--driver-java-options", f"-Dderby.system.home={directory}",
-        "--hiveconf", f"hive.server2.thrift.port={spark.thrift_port}",
-        "--hiveconf", "hive.server2.thrift.bind.host=127.0.0.1",
-        "spark-internal",
-    ]  # fmt: skip
-    return commands
 
 
 def _json(url: str) -> dict[str, object]:
@@ -313,13 +229,13 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
     (directory / "conf" / "log4j2.properties").write_text(LOG4J2)
     # the master's REST submission server listens on a fixed port (6066): a second cluster would collide
     (directory / "conf" / "spark-defaults.conf").write_text("spark.master.rest.enabled false\n")
-    env = _environment(directory, home)
+    env = environment(directory, home)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     state = ClusterState(str(directory), settings.spark.master_port, settings.spark.thrift_port, {})
     offsets: dict[str, int] = {}
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
-        for role, command in _commands(settings, directory, home).items():
+        for role, command in commands(settings, directory, home).items():
             if role == "thrift":
                 echo(
                     f"waiting for {settings.spark.workers} worker(s) to register with {state.master_url} ..."
