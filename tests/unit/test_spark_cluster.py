@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from recflow.cli import main
 from recflow.core.config import Settings
+from recflow.core.errors import ConfigError
 from recflow.core.ownership import StoreNotOwned
 from recflow.stack import spark_cluster, spark_logs
 
@@ -53,3 +55,21 @@ def test_a_web_ui_port_is_read_from_this_run_of_the_log_only(tmp_path: Path) -> 
         run.write("26/12/05 17:10:11 INFO Utils: Successfully started service 'SparkUI' on port 40002.\n")
     assert spark_logs.bound_ui(log, since) == 40002
     assert spark_logs.bound_ui(tmp_path / "missing.log", 0) is None
+
+
+def test_up_refuses_a_taken_master_port_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spark would move its master to the next port and the workers would knock on another program's."""
+    monkeypatch.setattr(spark_cluster, "spark_home", lambda: tmp_path / "unused")
+    monkeypatch.setattr(spark_cluster, "_java", lambda: "java")
+    with socket.socket() as theirs:
+        theirs.bind(("127.0.0.1", 0))
+        theirs.listen()
+        port = theirs.getsockname()[1]
+        settings = Settings.from_env(
+            {"RECFLOW_HOME": str(tmp_path / "home"), "RECFLOW_SPARK_MASTER_PORT": str(port)}
+        )
+        with pytest.raises(ConfigError, match=f"RECFLOW_SPARK_MASTER_PORT={port} already in use"):
+            spark_cluster.start(settings, echo=lambda _: None)
+    assert not (tmp_path / "home").exists(), "nothing was started or written"

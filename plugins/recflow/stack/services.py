@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from recflow.core.config import Settings, subprocess_env
 from recflow.core.errors import ConfigError
 from recflow.stack.api import AirflowApiError, AirflowClient
+from recflow.stack.ports import port_in_use
 from recflow.stack.runtime import API_HOST, airflow_env
 
 log = logging.getLogger(__name__)
@@ -105,16 +105,8 @@ LISTENING_PORTS = (
 def check_ports_free(env: dict[str, str]) -> None:
     """Refuse to start when a port the embedded Airflow needs is taken (an earlier ``recflow up``,
     a run that was killed, another program): the API server would exit with only its log saying why."""
-    busy: list[tuple[int, str]] = []
-    for variable, role in LISTENING_PORTS:
-        port = int(env[variable])
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            # as uvicorn binds: a port left in TIME_WAIT by a stopped server is free, a listening one is not
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((API_HOST, port))
-            except OSError:
-                busy.append((port, role))
+    ports = ((int(env[variable]), role) for variable, role in LISTENING_PORTS)
+    busy = [(port, role) for port, role in ports if port_in_use(API_HOST, port)]
     if busy:
         raise ConfigError(
             f"cannot start Airflow: port {', '.join(f'{port} ({role})' for port, role in busy)} on "

@@ -38,6 +38,7 @@ from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RecflowError
 from recflow.core.ownership import Store, claim
 from recflow.core.spark import CLUSTER_STATE
+from recflow.stack.ports import port_in_use
 from recflow.stack.spark_logs import LOG4J2, bound_ui, log_tail
 from recflow.stack.spark_processes import commands, environment
 
@@ -212,6 +213,19 @@ def _record_ui(
     _state_path(directory).write_text(json.dumps(asdict(state), indent=2))
 
 
+def _check_ports_free(settings: Settings) -> None:
+    """The master's and the Thrift server's ports are the cluster's addresses: Spark would move a master off a
+    taken port (its workers then knock on another program's), and the Thrift server would exit."""
+    ports = (("MASTER", settings.spark.master_port), ("THRIFT", settings.spark.thrift_port))
+    busy = [f"RECFLOW_SPARK_{name}_PORT={port}" for name, port in ports if port_in_use("127.0.0.1", port)]
+    if busy:
+        raise ConfigError(
+            f"cannot start the Spark cluster: {' and '.join(busy)} already in use on 127.0.0.1 (another Spark, or "
+            "a cluster started from another RECFLOW_SPARK_DIR?). `ss -ltnp 'sport = :<port>'` names the process: "
+            "stop it, or set other ports (docs/configuration.md)"
+        )
+
+
 def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterState:
     """Start the cluster in the settings' folder and wait until it answers; the running one if it does."""
     directory = settings.spark.directory(settings.home)
@@ -222,6 +236,7 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
     if running is not None:
         stop(settings, echo=echo)  # what is left of a cluster that died: stop the rest first
     home, _ = spark_home(), _java()
+    _check_ports_free(settings)
     setting = "RECFLOW_SPARK_DIR" if settings.spark.cluster_dir else "RECFLOW_HOME"
     claim([Store("Spark cluster folder", setting, str(directory), directory)], "recflow spark up")
     for sub in ("logs", "run", "work", "scratch", "conf", "warehouse"):
