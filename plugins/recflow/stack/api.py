@@ -13,7 +13,6 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -39,6 +38,10 @@ def _locked(method: str, status: int, detail: str) -> bool:
 
 RECENT_RUNS = 100
 """How many of a DAG's runs :meth:`AirflowClient.runs` returns, the most recent first."""
+
+PAGE = 100
+"""Items per request of a paged list: Airflow's ``[api] maximum_page_limit`` by default, which cuts a
+larger ``limit`` to it without a word (and a list asked for with no limit gets 50)."""
 
 
 class AirflowApiError(RuntimeError):
@@ -212,29 +215,30 @@ class AirflowClient:
         runs: list[dict[str, Any]] = body["dag_runs"]
         return runs
 
+    def _every(self, path: str, key: str, query: dict[str, str]) -> list[dict[str, Any]]:
+        """Every item of a paged list, a page (:data:`PAGE`) per request, in the query's order."""
+        items: list[dict[str, Any]] = []
+        while True:
+            body = self._request("GET", f"{path}?{urlencode({**query, 'limit': PAGE, 'offset': len(items)})}")
+            page: list[dict[str, Any]] = body[key]
+            items.extend(page)
+            if not page or len(items) >= int(body["total_entries"]):
+                return items
+
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances")
-        instances: list[dict[str, Any]] = body["task_instances"]
-        return instances
+        """Every task instance of the run (a run of a 30-day range maps land and audit 30 times each)."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances"
+        return self._every(path, "task_instances", {"order_by": "id"})
 
     def task_ids(self, dag_id: str) -> list[str]:
         """Every task id of the DAG's latest version."""
         body = self._request("GET", f"/api/v2/dags/{dag_id}/tasks")
         return [str(t["task_id"]) for t in body["tasks"]]
 
-    def runs_of_logical_dates(self, dag_id: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """The DAG's runs whose logical date lies in ``[start, end)``, oldest first."""
-        query = urlencode(
-            {
-                "logical_date_gte": start.isoformat(),
-                "logical_date_lt": end.isoformat(),
-                "order_by": "logical_date",
-                "limit": 1000,
-            }
-        )
-        body = self._request("GET", f"/api/v2/dags/{dag_id}/dagRuns?{query}")
-        runs: list[dict[str, Any]] = body["dag_runs"]
-        return runs
+    def runs_where(self, dag_id: str, **query: str) -> list[dict[str, Any]]:
+        """Every run of the DAG that the list's filters select (``logical_date_gte``, ``run_after_lt``,
+        ``conf_contains``: Airflow's query parameters), oldest first."""
+        return self._every(f"/api/v2/dags/{dag_id}/dagRuns", "dag_runs", {**query, "order_by": "id"})
 
     def clear_task_instances(
         self,

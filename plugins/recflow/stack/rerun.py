@@ -21,7 +21,7 @@ from typing import Any
 
 from recflow.core.days import days_to_process
 from recflow.core.errors import ConfigError, ParamsError
-from recflow.stack.api import RECENT_RUNS, AirflowClient
+from recflow.stack.api import AirflowClient
 
 
 @dataclass(frozen=True)
@@ -75,18 +75,24 @@ def clear_days(
         raise ConfigError(f"--end-date {last} is before --start-date {first}")
     tasks = _tasks(client, dag_id, pattern)
     start = datetime.combine(first, time(), tzinfo=UTC)
-    by_date = client.runs_of_logical_dates(
-        dag_id, start, datetime.combine(last, time(), UTC) + timedelta(days=1)
-    )
-    # a range run (recflow backfill, a reload) has no logical date: it is found among the recent runs
-    candidates = {r["dag_run_id"]: r for r in [*by_date, *client.runs(dag_id)]}
+    end = datetime.combine(last, time(), UTC) + timedelta(days=1)
+    matching = [
+        # a run of day D: its logical date is D
+        *client.runs_where(dag_id, logical_date_gte=start.isoformat(), logical_date_lt=end.isoformat()),
+        # a range run (recflow backfill, a reload): no logical date, the range in its conf
+        *client.runs_where(dag_id, conf_contains="reload_from"),
+        # a run triggered with no logical date: the day of its interval, which ends before it ran
+        *client.runs_where(
+            dag_id, run_after_gte=start.isoformat(), run_after_lt=(end + timedelta(days=1)).isoformat()
+        ),
+    ]
+    candidates = {r["dag_run_id"]: r for r in matching}
     processed = [(_days(r), r) for r in candidates.values()]
     runs = [(days, r) for days, r in processed if any(first <= d <= last for d in days)]
     runs.sort(key=lambda found: (found[0][0], str(found[1].get("run_after") or "")))
     if not runs:
         raise ConfigError(
-            f"no run of {dag_id} processed a day in {first}..{last} (among the runs of those logical dates "
-            f"and the {RECENT_RUNS} most recent): nothing to clear. To run such a day "
+            f"no run of {dag_id} processed a day in {first}..{last}: nothing to clear. To run such a day "
             f"for the first time: recflow airflow dags trigger {dag_id} --logical-date {first}T00:00:00+00:00"
         )
     return [_clear(client, dag_id, run, days, tasks, downstream, only_failed, dry_run) for days, run in runs]

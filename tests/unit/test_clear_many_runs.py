@@ -1,0 +1,141 @@
+"""`recflow clear` over many days clears every run that processed them, however many, and finds an old
+range run; a run's task instances are listed whole.
+
+Airflow's API pages every list: ``[api] maximum_page_limit`` (100 by default) cuts a larger ``limit`` to
+it without a word, and a list asked for with no limit gets ``fallback_page_limit`` (50). The API server
+here is a stand-in on 127.0.0.1 that pages and filters the way Airflow 3.3's does (``limit``,
+``offset``, ``order_by``, ``logical_date_gte``/``_lt``, ``run_after_gte``/``_lt``, ``conf_contains`` on the conf's
+text); the runs it holds are the test's own, so what should be cleared is known without recflow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+import recflow.cli.stack
+from recflow.cli import main
+from recflow.stack.api import AirflowClient
+from tests.loopback import JsonHandler, airflow_stand_in
+
+DAG = "recsys_warehouse"
+FIRST_DAY = date(2026, 1, 1)
+DAYS = 250
+
+
+def _at(day: date) -> str:
+    return datetime.combine(day, datetime.min.time(), UTC).isoformat()
+
+
+def _daily(i: int) -> dict[str, Any]:
+    day = FIRST_DAY + timedelta(days=i)
+    return {
+        "dag_run_id": f"scheduled__{_at(day)}",
+        "state": "success",
+        "logical_date": _at(day),
+        "data_interval_start": _at(day),
+        "data_interval_end": _at(day + timedelta(days=1)),
+        "run_after": _at(day + timedelta(days=1)),
+        "conf": {},
+    }
+
+
+RELOAD = {  # the oldest run: a reload of December, triggered on the first day, so never among the recent
+    "dag_run_id": "manual__reload-december",
+    "state": "success",
+    "logical_date": None,
+    "data_interval_start": _at(date(2025, 12, 31)),
+    "data_interval_end": _at(FIRST_DAY),
+    "run_after": _at(FIRST_DAY),
+    "conf": {"reload_from": "2025-12-01", "reload_to": "2025-12-31"},
+}
+RUNS = [RELOAD, *(_daily(i) for i in range(DAYS))]  # in id order
+TASKS = ["land", "audit", *(f"check_{i}" for i in range(128))]
+
+
+def _selected(run: dict[str, Any], query: dict[str, str]) -> bool:
+    for name, value in query.items():
+        field, _, op = name.rpartition("_")
+        if name == "conf_contains":
+            if value not in json.dumps(run["conf"]):
+                return False
+        elif op in ("gte", "lt"):
+            if run[field] is None:
+                return False
+            moment, bound = datetime.fromisoformat(run[field]), datetime.fromisoformat(value)
+            if (op == "gte" and moment < bound) or (op == "lt" and moment >= bound):
+                return False
+    return True
+
+
+class _Airflow(JsonHandler):
+    cleared: ClassVar[list[str]] = []
+
+    def _page(self, key: str, items: list[dict[str, Any]], query: dict[str, str]) -> None:
+        limit = min(int(query.get("limit", 50)), 100)
+        offset = int(query.get("offset", 0))
+        self.send_json(200, {key: items[offset : offset + limit], "total_entries": len(items)})
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == f"/api/v2/dags/{DAG}":
+            self.send_json(200, {"dag_id": DAG, "is_paused": False})
+        elif url.path == f"/api/v2/dags/{DAG}/tasks":
+            self.send_json(200, {"tasks": [{"task_id": t} for t in TASKS]})
+        elif url.path == f"/api/v2/dags/{DAG}/dagRuns":
+            filters = {k: v for k, v in query.items() if k not in ("limit", "offset", "order_by")}
+            runs = [r for r in RUNS if _selected(r, filters)]
+            order = query.get("order_by", "id")
+            if order.lstrip("-") != "id":
+                runs.sort(key=lambda r: r[order.lstrip("-")] or "")
+            self._page("dag_runs", runs[::-1] if order.startswith("-") else runs, query)
+        elif url.path.endswith("/taskInstances"):
+            self._page("task_instances", [{"task_id": t, "state": "success"} for t in TASKS], query)
+        else:
+            self.send_error(404)
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.cleared.append(body["dag_run_id"])
+        self.send_json(200, {"task_instances": [{"task_id": t} for t in body["task_ids"]]})
+
+
+@pytest.fixture
+def airflow(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[tuple[AirflowClient, type[_Airflow]]]:
+    handler = type("Handler", (_Airflow,), {"cleared": []})
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
+    with airflow_stand_in(handler) as client:
+        monkeypatch.setattr(recflow.cli.stack, "_client", lambda settings: client)
+        yield client, handler
+
+
+def test_clearing_250_days_clears_each_of_their_250_runs(
+    airflow: tuple[AirflowClient, type[_Airflow]],
+) -> None:
+    _, handler = airflow
+    last = FIRST_DAY + timedelta(days=DAYS - 1)
+    assert main(["clear", DAG, "-t", "^audit$", "-s", str(FIRST_DAY), "-e", str(last)]) == 0
+    assert sorted(handler.cleared) == sorted(r["dag_run_id"] for r in RUNS[1:])
+
+
+def test_an_old_range_run_is_found_by_a_day_it_reloaded(
+    airflow: tuple[AirflowClient, type[_Airflow]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, handler = airflow
+    assert main(["clear", DAG, "-t", "^audit$", "-s", "2025-12-15"]) == 0
+    assert handler.cleared == [RELOAD["dag_run_id"]]
+    assert "ds=2025-12-01..2025-12-31 (31 days)" in capsys.readouterr().out
+
+
+def test_a_runs_task_instances_come_whole(airflow: tuple[AirflowClient, type[_Airflow]]) -> None:
+    client, _ = airflow
+    assert [ti["task_id"] for ti in client.task_instances(DAG, RUNS[1]["dag_run_id"])] == TASKS
