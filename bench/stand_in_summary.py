@@ -47,10 +47,26 @@ def _welch(ours: Sequence[float], theirs: Sequence[float]) -> tuple[float, float
     return round(float(result.statistic), 2), round(float(result.pvalue), 4)
 
 
+def _unnamed_variation(runs: Sequence[Mapping[str, Any]], earlier: Mapping[str, str]) -> str | None:
+    """A hyperparameter (seed aside) that takes two values among the runs while ``earlier`` does not
+    name it: grouping by changes from ``earlier`` would put its runs in another configuration."""
+    for name in sorted({name for run in runs for name in run["hyperparameters"]} - set(earlier) - {"seed"}):
+        values = sorted({str(run["hyperparameters"].get(name)) for run in runs})
+        if len(values) > 1:
+            return f"{name} takes the values {', '.join(values)}"
+    return None
+
+
 def summarize(record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The record's configurations, each summarised over its seeds, best first."""
     earlier: Mapping[str, str] = record["earlier_defaults"]
     todays: Mapping[str, str] = record["todays_defaults"]
+    unnamed = _unnamed_variation(record["runs"], earlier)
+    if unnamed:
+        raise ValueError(
+            f"{unnamed} among the runs, and the record's earlier_defaults does not name it: add its earlier "
+            "default there, or those runs would count as another configuration's"
+        )
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for run in record["runs"]:
         key = json.dumps(_change(run["hyperparameters"], earlier), sort_keys=True)

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 from scipy import stats
 
 from bench.stand_in_summary import disagreement, summarize
@@ -56,3 +57,12 @@ def test_a_run_changed_without_its_summary_is_named() -> None:
     problem = disagreement(summarize(changed), held["summary"])
     assert problem is not None and '"history_decay": "0.4"' in problem
     assert "mean_validation_full_ndcg@10" in problem
+
+
+def test_a_hyperparameter_that_varies_unnamed_by_earlier_defaults_is_refused() -> None:
+    """Runs are grouped by how they differ from earlier_defaults: one that varies a hyperparameter those
+    do not name would be summarised as another configuration's seed."""
+    held = record()
+    del held["earlier_defaults"]["temperature"]
+    with pytest.raises(ValueError, match=r"temperature takes the values 0\.5, 1\.0, 2\.0"):
+        summarize(held)
