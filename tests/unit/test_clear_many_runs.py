@@ -1,5 +1,5 @@
 """`recflow clear` over many days clears every run that processed them, however many, and finds an old
-range run; a run's task instances are listed whole.
+range run; a run's task instances and a DAG's backfills are listed whole.
 
 Airflow's API pages every list: ``[api] maximum_page_limit`` (100 by default) cuts a larger ``limit`` to
 it without a word, and a list asked for with no limit gets ``fallback_page_limit`` (50). The API server
@@ -57,6 +57,7 @@ RELOAD = {  # the oldest run: a reload of December, triggered on the first day, 
 }
 RUNS = [RELOAD, *(_daily(i) for i in range(DAYS))]  # in id order
 TASKS = ["land", "audit", *(f"check_{i}" for i in range(128))]
+BACKFILLS = [{"id": i, "completed_at": None if i == 119 else _at(FIRST_DAY)} for i in range(120)]
 
 
 def _selected(run: dict[str, Any], query: dict[str, str]) -> bool:
@@ -96,6 +97,8 @@ class _Airflow(JsonHandler):
             if order.lstrip("-") != "id":
                 runs.sort(key=lambda r: r[order.lstrip("-")] or "")
             self._page("dag_runs", runs[::-1] if order.startswith("-") else runs, query)
+        elif url.path == "/api/v2/backfills" and query["dag_id"] == DAG:
+            self._page("backfills", BACKFILLS, query)
         elif url.path.endswith("/taskInstances"):
             self._page("task_instances", [{"task_id": t, "state": "success"} for t in TASKS], query)
         else:
@@ -139,3 +142,9 @@ def test_an_old_range_run_is_found_by_a_day_it_reloaded(
 def test_a_runs_task_instances_come_whole(airflow: tuple[AirflowClient, type[_Airflow]]) -> None:
     client, _ = airflow
     assert [ti["task_id"] for ti in client.task_instances(DAG, RUNS[1]["dag_run_id"])] == TASKS
+
+
+def test_every_backfill_is_listed(airflow: tuple[AirflowClient, type[_Airflow]]) -> None:
+    """The demo cancels an unfinished backfill an earlier run left, however many came before it."""
+    client, _ = airflow
+    assert [b["id"] for b in client.backfills(DAG) if b["completed_at"] is None] == [119]

@@ -148,9 +148,8 @@ class AirflowClient:
         return result
 
     def backfills(self, dag_id: str) -> list[dict[str, Any]]:
-        body = self._request("GET", f"/api/v2/backfills?dag_id={dag_id}")
-        backfills: list[dict[str, Any]] = body["backfills"]
-        return backfills
+        """Every backfill of the DAG, oldest first."""
+        return self._every("/api/v2/backfills", "backfills", {"dag_id": dag_id, "order_by": "id"})
 
     def get_backfill(self, backfill_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/api/v2/backfills/{backfill_id}")
