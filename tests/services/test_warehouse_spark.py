@@ -28,6 +28,7 @@ from recflow.ingest.land import stage_partitions
 from recflow.oncall.incidents import record_failure
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 from recflow.warehouse import SparkWarehouse, connect, content_checksum
+from recflow.warehouse.spark_errors import SparkStatementFailed
 from tests.integration.test_audit import _set
 from tests.services.test_warehouse_postgres import _plain
 from tests.unit.test_incidents import _champion, _warehouse_failure
@@ -213,3 +214,30 @@ def test_one_run_of_a_day_at_a_time_on_spark(engines: dict[str, Any]) -> None:
         claims = con.execute("select count(*) from raw_staging.day_claims").fetchone()
     assert published is not None and int(published[0]) == _day(spark.landing_dir, D1).num_rows
     assert claims is not None and int(claims[0]) == 0
+
+
+@pytest.mark.parametrize(
+    ("statement", "spark_says"),
+    [
+        ("select * from raw.no_such_table", "[TABLE_OR_VIEW_NOT_FOUND]"),  # refused when submitted
+        (
+            "select raise_error('the executor gave up') from range(4)",
+            "the executor gave up",
+        ),  # failed running
+    ],
+)
+def test_a_failed_statement_says_what_spark_said_in_one_line(
+    engines: dict[str, Any], statement: str, spark_says: str
+) -> None:
+    """PyHive's error is the server's whole TStatus (thousands of characters of Java frames); the task's
+    error and its incident carry Spark's own message and the statement, PyHive's error as the cause."""
+    with connect(engines["spark"], read_only=True) as con, pytest.raises(SparkStatementFailed) as failed:
+        con.execute(statement).fetchall()
+    message = str(failed.value)
+    assert message.startswith("Spark failed the statement: ") and spark_says in message, message
+    assert message.endswith(f"the statement: {statement}") and len(message) < 2000, message
+    cause = failed.value.__cause__
+    assert cause is not None and spark_says in str(cause) and len(str(cause)) > 2 * len(message)
+    incident = record_failure(engines["spark"], _warehouse_failure(failed.value), champion=_champion)
+    assert incident.kind == "infrastructure", "not a verdict on the data: the task keeps its retries"
+    assert incident.root_cause.startswith("SparkStatementFailed: Spark failed the statement: "), incident

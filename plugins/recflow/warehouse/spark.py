@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recflow.warehouse.base import EXPORT_BATCH_ROWS, Dialect, Rows, Warehouse, placeholders
+from recflow.warehouse.spark_errors import spark_errors
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -186,8 +187,10 @@ class SparkWarehouse(Warehouse):
         """Nothing to commit or roll back: each statement took effect when it ran."""
 
     def execute(self, sql: str, params: Sequence[object] | None = None) -> Rows:
-        self._cursor.execute(_bind(sql, params) if params else sql)
-        return _TypedRows(self._cursor)
+        statement = _bind(sql, params) if params else sql
+        with spark_errors(statement):
+            self._cursor.execute(statement)
+        return _TypedRows(self._cursor, statement)
 
     def close(self) -> None:
         self._cursor.close()
@@ -270,7 +273,8 @@ class SparkWarehouse(Warehouse):
         names = [d[0].split(".")[-1] for d in self._cursor.description]
         kinds = [str(d[1]) for d in self._cursor.description]
         while True:
-            rows = self._cursor.fetchmany(EXPORT_BATCH_ROWS)
+            with spark_errors(query):  # a query fails on the executors while its rows are fetched
+                rows = self._cursor.fetchmany(EXPORT_BATCH_ROWS)
             columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
             arrays = [_to_arrow(values, kind) for values, kind in zip(columns, kinds, strict=True)]
             yield pa.RecordBatch.from_arrays(arrays, names=names)
@@ -303,19 +307,23 @@ def _value(value: Any, kind: str) -> Any:
 class _TypedRows:
     """A PyHive cursor's rows with each value in its Python type (as DuckDB and psycopg2 give them)."""
 
-    def __init__(self, cursor: Any) -> None:
+    def __init__(self, cursor: Any, statement: str) -> None:
         self._cursor = cursor
+        self._statement = statement
         self._kinds = [str(d[1]) for d in cursor.description or ()]
 
     def _typed(self, row: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(_value(v, k) for v, k in zip(row, self._kinds, strict=True))
 
     def fetchone(self) -> Any:
-        row = self._cursor.fetchone()
+        with spark_errors(self._statement):
+            row = self._cursor.fetchone()
         return None if row is None else self._typed(row)
 
     def fetchall(self) -> list[Any]:
-        return [self._typed(row) for row in self._cursor.fetchall()]
+        with spark_errors(self._statement):
+            rows = self._cursor.fetchall()
+        return [self._typed(row) for row in rows]
 
 
 def _spark_type(arrow_type: pa.DataType) -> str:

@@ -1,0 +1,42 @@
+"""A failed Spark statement in one line: PyHive's error is the server's whole ``TStatus``, thousands of
+characters of Java frames around the one message that says what broke (``errorMessage``: Spark's error
+class, its text and SQLSTATE). The task's log and its ON-CALL line show that message and the
+statement; PyHive's error stays attached as the cause, so nothing is lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+STATEMENT_CHARS = 300
+"""How much of the statement the message repeats (its start names the table and the step)."""
+
+
+class SparkStatementFailed(RuntimeError):
+    """Spark refused a statement or failed while running it (a missing table, an executor lost, out of
+    memory). Not a verdict on the data: the kind is ``infrastructure`` and the task keeps its retries."""
+
+    def __init__(self, spark_says: str, statement: str) -> None:
+        flat = " ".join(statement.split())
+        cut = flat if len(flat) <= STATEMENT_CHARS else flat[: STATEMENT_CHARS - 1] + "…"
+        super().__init__(f"Spark failed the statement: {spark_says.strip()}; the statement: {cut}")
+        self.spark_says = spark_says
+        self.statement = statement
+
+
+def spark_says(error: BaseException) -> str:
+    """Spark's own message in PyHive's error (the response's ``status.errorMessage``), else its text."""
+    status = getattr(error.args[0] if error.args else None, "status", None)
+    message = getattr(status, "errorMessage", None)
+    return str(message) if message else str(error)
+
+
+@contextmanager
+def spark_errors(statement: str) -> Iterator[None]:
+    """Raise PyHive's database errors within as :class:`SparkStatementFailed` for ``statement``."""
+    from pyhive import exc  # noqa: PLC0415 (driver, an optional package: not at DAG parse time)
+
+    try:
+        yield
+    except exc.DatabaseError as error:
+        raise SparkStatementFailed(spark_says(error), statement) from error
