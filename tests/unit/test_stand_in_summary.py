@@ -66,3 +66,27 @@ def test_a_hyperparameter_that_varies_unnamed_by_earlier_defaults_is_refused() -
     del held["earlier_defaults"]["temperature"]
     with pytest.raises(ValueError, match=r"temperature takes the values 0\.5, 1\.0, 2\.0"):
         summarize(held)
+
+
+def test_the_history_topics_record_holds_what_its_runs_give() -> None:
+    """The code variant's record (docs/model.md): ten seeds of each arm, means and Welch's test remade
+    from the runs, and the verdict the rule gives (p < 0.05 on validation full NDCG@10 to adopt)."""
+    held = json.loads((RECORD.parent / "stand-in-history-topics.json").read_text())
+    arms = held["runs"]
+    for runs in arms.values():
+        assert sorted(int(r["hyperparameters"]["seed"]) for r in runs) == list(range(7, 17))
+    for key, entry in held["summary"].items():
+        part, name = key.split(" ")
+        ours, theirs = (
+            [run[part][name] for run in arms[arm]] for arm in ("history_topics", "todays_defaults")
+        )
+        welch = stats.ttest_ind(ours, theirs, equal_var=False)
+        assert entry == {
+            "history_topics_mean": round(sum(ours) / len(ours), 4),
+            "todays_defaults_mean": round(sum(theirs) / len(theirs), 4),
+            "welch_t": round(float(welch.statistic), 2),
+            "welch_p": round(float(welch.pvalue), 4),
+        }, key
+    validation = held["summary"]["validation full_ndcg@10"]
+    assert validation["history_topics_mean"] > validation["todays_defaults_mean"]
+    assert validation["welch_p"] >= 0.05 and held["verdict"].startswith("not adopted")
