@@ -74,3 +74,37 @@ def test_snapshot_written_by_spark_holds_what_duckdb_holds(mart_engines: dict[st
         p for p in Path(spark.uri.removeprefix("file://")).parents[1].iterdir() if p.name.startswith("tmp")
     ]
     assert leftovers == [], "the engine's scratch folder is gone"
+
+
+@pytest.mark.parametrize(
+    ("query", "spark_says"),
+    [
+        ("select user_id from raw.no_such_table", "[TABLE_OR_VIEW_NOT_FOUND]"),  # refused when submitted
+        ("select raise_error('the executor gave up') as user_id from range(4)", "the executor gave up"),
+    ],
+)
+def test_an_expectation_spark_could_not_run_says_what_spark_said(
+    mart_engines: dict[str, Settings], query: str, spark_says: str
+) -> None:
+    """Great Expectations passes on SQLAlchemy's text of PyHive's error, the server's whole TStatus with
+    kilobytes of Java frames; the suite's error (the task's ON-CALL line) carries Spark's own message."""
+    from great_expectations.expectations.core.expect_column_values_to_not_be_null import (
+        ExpectColumnValuesToNotBeNull,
+    )
+
+    from recflow.quality._gx import Asset, SuiteNotEvaluated, rule, run_suite
+
+    asset = Asset(
+        name="broken",
+        query=query,
+        expectations=[
+            ExpectColumnValuesToNotBeNull(column="user_id", **rule("users", "every row has a user"))
+        ],
+    )
+    with pytest.raises(SuiteNotEvaluated) as caught:
+        run_suite(mart_engines["spark"], "training_marts", [asset])
+    message = str(caught.value)
+    assert "expect_column_values_to_not_be_null (users): could not be evaluated: " in message, message
+    assert spark_says in message, message
+    assert "TStatus" not in message and "infoMessages" not in message and len(message) < 2000, message
+    assert caught.value.retryable and caught.value.runbook == "infrastructure"

@@ -33,6 +33,7 @@ from recflow.core.config import Settings
 from recflow.core.errors import RecflowError
 from recflow.quality.report import MAX_OFFENDING_ROWS, ExpectationFailure, QualityReport, format_value
 from recflow.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, connect
+from recflow.warehouse.spark_errors import spark_says_in
 
 if TYPE_CHECKING:
     from great_expectations.core.expectation_validation_result import ExpectationValidationResult
@@ -332,6 +333,10 @@ def _outcome(result: ExpectationValidationResult, asset: Asset) -> Outcome:
     key = str(meta.get(RULE_KEY, config.type))
     description = str(config.description or "")
     error = _exception_message(result)
+    if error is not None:
+        # on Spark, GX passes on SQLAlchemy's text of PyHive's error: kilobytes of Java frames around
+        # the one message that says what broke; that message is what the ON-CALL line can hold
+        error = spark_says_in(error) or error
     details: Mapping[str, Any] = result.result or {}
     if error is not None:
         failure = ExpectationFailure(

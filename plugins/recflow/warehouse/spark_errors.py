@@ -5,6 +5,8 @@ statement; PyHive's error stays attached as the cause, so nothing is lost."""
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,6 +31,23 @@ def spark_says(error: BaseException) -> str:
     status = getattr(error.args[0] if error.args else None, "status", None)
     message = getattr(status, "errorMessage", None)
     return str(message) if message else str(error)
+
+
+_ERROR_MESSAGE = re.compile(r"""errorMessage=('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+"""``errorMessage=`` and the Python literal of Spark's message, in the text of PyHive's error."""
+
+
+def spark_says_in(text: str) -> str | None:
+    """Spark's own message in the *text* of PyHive's error, where only the text travelled (SQLAlchemy's
+    wrapper, as Great Expectations reports a query it could not run); None when there is none."""
+    found = _ERROR_MESSAGE.search(text)
+    if found is None:
+        return None
+    try:
+        message = ast.literal_eval(found.group(1))
+    except (ValueError, SyntaxError):
+        return None
+    return message if isinstance(message, str) and message.strip() else None
 
 
 @contextmanager
