@@ -8,6 +8,8 @@ same rows in the same order as DuckDB's snapshot, content-addressed, and readabl
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,16 @@ from recflow.core.errors import DataQualityError
 from recflow.quality import check_training_marts
 from recflow.snapshot import take_snapshot
 from tests.services.test_warehouse_postgres import _marts, _plain, _write_marts
+
+
+def test_great_expectations_imports_beside_pyspark_where_main_has_no_file() -> None:
+    """With pyspark installed (the Spark engine's packages), importing Great Expectations imports
+    pyspark.sql.connect, which took any process whose ``__main__`` has no file (``python -c``, each
+    pytest-xdist worker of ``make test``) for its doctest run and ended it with exit status 0, unless
+    Spark Connect's client packages are there too (requirements-spark.txt)."""
+    code = "import great_expectations; print('imported')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "imported"), done.stderr[-2000:]
 
 
 @pytest.fixture
