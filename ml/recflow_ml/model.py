@@ -311,7 +311,7 @@ class TwoTowerModel:
     def user_vectors(self, users: tf.Tensor, history: tf.Tensor, training: bool = False) -> tf.Tensor:
         """``users``: [B] row indices; ``history``: [B, N] item rows, ``PAD`` for empty, oldest first."""
         valid = tf.cast(history != PAD, tf.float32) * self._decay_t[tf.newaxis, :]
-        hist_vecs = tf.gather(self.item_emb, tf.maximum(history, 0))
+        hist_vecs = self.candidate_vectors(tf.maximum(history, 0))  # as the item tower sees them
         pooled = tf.reduce_sum(hist_vecs * valid[:, :, tf.newaxis], axis=1) / tf.maximum(
             tf.reduce_sum(valid, axis=1, keepdims=True), 1e-6
         )
@@ -790,7 +790,8 @@ class TwoTowerModel:
         return EpochLog(epoch, total / max(done, 1), time.monotonic() - started, waited)
 
     def candidate_vectors(self, candidates: tf.Tensor) -> tf.Tensor:
-        """The item vectors of rows ``candidates`` only (what ``item_vectors`` holds at those rows)."""
+        """The item vectors of rows ``candidates`` only (what ``item_vectors`` holds at those rows), in
+        the shape of ``candidates`` plus the embedding's: a batch's candidates [C], its histories [B, N]."""
         topics = tf.matmul(tf.gather(self._topics_t, candidates), self.topic_emb)
         return tf.gather(self.item_emb, candidates) + topics
 
