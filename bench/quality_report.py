@@ -133,12 +133,10 @@ def plot(results: Sequence[MethodResult], path: Path) -> None:
         ax.set_title(heading, fontsize=10)
         ax.legend(loc="upper left", fontsize=8, ncols=2)
     right = axes[2]
-    bars_t = right.barh(x, seconds, color="#55A868")
+    # a fit under a millisecond (popularity) is drawn at one, so that its bar and label show on the log axis
+    bars_t = right.barh(x, [max(s, 1e-3) for s in seconds], color="#55A868")
     right.bar_label(
-        bars_t,
-        labels=[f"{s:.1f}s" if s >= 0.1 else f"{s * 1000:.0f}ms" for s in seconds],
-        fontsize=8,
-        padding=3,
+        bars_t, labels=[_seconds_text(s).replace(" ", "") for s in seconds], fontsize=8, padding=3
     )
     right.set_yticks(x, labels, fontsize=8)
     right.invert_yaxis()
@@ -184,6 +182,8 @@ def _params_text(result: MethodResult) -> str:
 
 
 def _seconds_text(seconds: float) -> str:
+    if seconds < 0.5e-3:
+        return "< 1 ms"
     return f"{seconds * 1000:.0f} ms" if seconds < 0.1 else f"{seconds:.1f} s"
 
 

@@ -154,3 +154,18 @@ def test_the_report_shows_both_families_and_the_lead_over_sasrec(
     assert ("met" if met else "**missed**") in section
     plot(results, tmp_path / "q.png")
     assert (tmp_path / "q.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0.0002, "< 1 ms"), (0.05, "50 ms"), (71.94, "71.9 s")])
+def test_a_fit_under_a_millisecond_is_shown_as_such(tmp_path: Path, seconds: float, shown: str) -> None:
+    """Popularity fits in well under a millisecond: the table said "0 ms" and the log-scaled plot drew
+    no bar for it."""
+    popularity = _result("popularity", 0.026)
+    popularity.train_seconds = seconds
+    results = [popularity, _result("ours", 0.15)]
+    section = docs_section(
+        results_report(results, ["popularity", "ours"], Path(sys.executable), "2026-12-05", 1.0), results
+    )
+    row = next(line for line in section.splitlines() if line.startswith("| Popularity"))
+    assert f"| {shown} |" in row
+    plot(results, tmp_path / "q.png")
