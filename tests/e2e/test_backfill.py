@@ -159,6 +159,13 @@ def test_clear_by_day_finds_the_range_run_that_processed_it(
     printed = capsys.readouterr().out
     assert f"run {backfill_run.group(1)} (success): would clear audit" in printed, printed
     assert f"ds={DAYS[0]}..{DAYS[3]} (4 days)" in printed, printed
+    # the same run named by its id (docs/runbooks/recsys_train_and_publish.md's `--run RUN_ID`), read
+    # from Airflow by id rather than from the list of recent runs
+    assert (
+        main(["clear", WAREHOUSE_DAG, "-t", "^audit$", "-d", "--run", backfill_run.group(1), "--dry-run"])
+        == 0
+    )
+    assert f"run {backfill_run.group(1)} (success): would clear audit" in capsys.readouterr().out
 
 
 def test_params_the_dag_refuses_are_one_line_and_make_no_run(

@@ -1,5 +1,5 @@
 """`recflow clear` over many days clears every run that processed them, however many, and finds an old
-range run; a run's task instances and a DAG's backfills are listed whole.
+range run by a day it reloaded or by its id; a run's task instances and a DAG's backfills are listed whole.
 
 Airflow's API pages every list: ``[api] maximum_page_limit`` (100 by default) cuts a larger ``limit`` to
 it without a word, and a list asked for with no limit gets ``fallback_page_limit`` (50). The API server
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
@@ -97,6 +97,15 @@ class _Airflow(JsonHandler):
             if order.lstrip("-") != "id":
                 runs.sort(key=lambda r: r[order.lstrip("-")] or "")
             self._page("dag_runs", runs[::-1] if order.startswith("-") else runs, query)
+        elif url.path.startswith(f"/api/v2/dags/{DAG}/dagRuns/") and url.path.count("/") == 6:
+            run_id = unquote(url.path.rsplit("/", 1)[1])
+            found = [r for r in RUNS if r["dag_run_id"] == run_id]
+            if found:
+                self.send_json(200, found[0])
+            else:
+                self.send_json(
+                    404, {"detail": f"The DagRun with dag_id: `{DAG}` and run_id: `{run_id}` was not found"}
+                )
         elif url.path == "/api/v2/backfills" and query["dag_id"] == DAG:
             self._page("backfills", BACKFILLS, query)
         elif url.path.endswith("/taskInstances"):
@@ -130,13 +139,31 @@ def test_clearing_250_days_clears_each_of_their_250_runs(
     assert sorted(handler.cleared) == sorted(r["dag_run_id"] for r in RUNS[1:])
 
 
-def test_an_old_range_run_is_found_by_a_day_it_reloaded(
+@pytest.mark.parametrize(
+    "which",
+    [["-s", "2025-12-15"], ["--run", RELOAD["dag_run_id"]]],
+    ids=["by-a-day-it-reloaded", "by-its-id"],
+)
+def test_an_old_range_run_is_found(
+    airflow: tuple[AirflowClient, type[_Airflow]], capsys: pytest.CaptureFixture[str], which: list[str]
+) -> None:
+    """The reload is older than the 100 runs the recent list holds: found by a day it reloaded, and
+    by its id (`--run`, read from the API by id)."""
+    _, handler = airflow
+    assert main(["clear", DAG, "-t", "^audit$", *which]) == 0
+    assert handler.cleared == [RELOAD["dag_run_id"]]
+    assert "ds=2025-12-01..2025-12-31 (31 days)" in capsys.readouterr().out
+
+
+def test_a_run_that_does_not_exist_is_refused_with_the_recent_ones(
     airflow: tuple[AirflowClient, type[_Airflow]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, handler = airflow
-    assert main(["clear", DAG, "-t", "^audit$", "-s", "2025-12-15"]) == 0
-    assert handler.cleared == [RELOAD["dag_run_id"]]
-    assert "ds=2025-12-01..2025-12-31 (31 days)" in capsys.readouterr().out
+    assert main(["clear", DAG, "-t", "^audit$", "--run", "manual__no-such-run"]) != 0
+    said = capsys.readouterr().err
+    assert "has no run 'manual__no-such-run'" in said
+    assert RUNS[-1]["dag_run_id"] in said  # the latest, read back from the stand-in's own list
+    assert handler.cleared == []
 
 
 def test_a_runs_task_instances_come_whole(airflow: tuple[AirflowClient, type[_Airflow]]) -> None:

@@ -37,7 +37,8 @@ def _locked(method: str, status: int, detail: str) -> bool:
 
 
 RECENT_RUNS = 100
-"""How many of a DAG's runs :meth:`AirflowClient.runs` returns, the most recent first."""
+"""How many of a DAG's runs :meth:`AirflowClient.runs` returns, the most recent first; a run named by
+its id is read with :meth:`AirflowClient.run`, which finds it however old."""
 
 PAGE = 100
 """Items per request of a paged list: Airflow's ``[api] maximum_page_limit`` by default, which cuts a
@@ -207,6 +208,18 @@ class AirflowClient:
         )
         events: list[dict[str, Any]] = body["asset_events"]
         return events
+
+    def run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
+        """One run by its id, however old (None when the DAG has no such run)."""
+        try:
+            found: dict[str, Any] = self._request(
+                "GET", f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}"
+            )
+        except AirflowApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         """The DAG's :data:`RECENT_RUNS` most recent runs, the latest first."""

@@ -53,7 +53,7 @@ def backfill_conf(first: date, last: date, extra: Mapping[str, Any] | None = Non
 
 
 def _run(client: AirflowClient, run_id: str) -> dict[str, Any]:
-    return next((r for r in client.runs(WAREHOUSE_DAG) if r["dag_run_id"] == run_id), {"state": "queued"})
+    return client.run(WAREHOUSE_DAG, run_id) or {"state": "queued"}
 
 
 def backfill_days(

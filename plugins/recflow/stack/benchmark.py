@@ -42,7 +42,7 @@ def _wait_run(client: AirflowClient, dag_id: str, run_id: str, echo: Echo, timeo
     deadline = time.monotonic() + timeout
     state = None
     while time.monotonic() < deadline:
-        run = next((r for r in client.runs(dag_id) if r["dag_run_id"] == run_id), None)
+        run = client.run(dag_id, run_id)
         if run and run["state"] != state:
             state = run["state"]
             echo(f"  {dag_id} {run_id}: {state}")

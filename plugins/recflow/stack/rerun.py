@@ -110,12 +110,11 @@ def clear_run(
 ) -> Cleared:
     """Clear the tasks ``pattern`` matches in one run (``latest``: the DAG's most recent run)."""
     tasks = _tasks(client, dag_id, pattern)
-    runs = client.runs(dag_id)
-    chosen = runs[:1] if run_id == "latest" else [r for r in runs if r["dag_run_id"] == run_id]
-    if not chosen:
-        recent = ", ".join(r["dag_run_id"] for r in runs[:5]) or "none"
+    run = next(iter(client.runs(dag_id)), None) if run_id == "latest" else client.run(dag_id, run_id)
+    if run is None:
+        recent = ", ".join(r["dag_run_id"] for r in client.runs(dag_id)[:5]) or "none"
         raise ConfigError(f"{dag_id} has no run {run_id!r}; its most recent runs: {recent}")
-    return _clear(client, dag_id, chosen[0], _days(chosen[0]), tasks, downstream, only_failed, dry_run)
+    return _clear(client, dag_id, run, _days(run), tasks, downstream, only_failed, dry_run)
 
 
 def _tasks(client: AirflowClient, dag_id: str, pattern: str) -> list[str]:
