@@ -52,7 +52,7 @@ lint: venv
 	$(BIN)/lint-imports --no-cache
 
 typecheck: venv
-	$(BIN)/mypy plugins ml dags
+	$(BIN)/mypy plugins ml dags tests bench
 
 unit: venv
 	$(BIN)/pytest -m "not integration and not e2e and not production and not services"

@@ -7,7 +7,6 @@ import itertools
 import json
 import subprocess
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +165,7 @@ def test_warehouse_run_for_day_d_covers_d_to_d_plus_one(dagbag: Any) -> None:
 def _restriction() -> Any:
     from airflow.timetables.base import TimeRestriction
 
-    return TimeRestriction(earliest=datetime(2026, 1, 1, tzinfo=pendulum.UTC), latest=None, catchup=True)
+    return TimeRestriction(earliest=pendulum.datetime(2026, 1, 1, tz="UTC"), latest=None, catchup=True)
 
 
 def test_training_is_scheduled_on_the_mart_asset(dagbag: Any) -> None:

@@ -216,7 +216,7 @@ def _wait_for(what: str, probe: Callable[[], T | None], timeout: float = 300.0) 
 def _run_of(world: World, day: date, since: datetime) -> dict[str, Any] | None:
     for run in world.client.runs(WAREHOUSE_DAG):
         queued = run.get("queued_at")
-        ours = bool(queued) and datetime.fromisoformat(queued) >= since
+        ours = isinstance(queued, str) and datetime.fromisoformat(queued) >= since
         if ours and (run.get("logical_date") or "").startswith(day.isoformat()):
             return run
     return None

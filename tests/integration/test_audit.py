@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,7 +61,7 @@ def _ids(table: pa.Table, rows: list[int]) -> list[str]:
     return [table.column("event_id")[i].as_py() for i in rows]
 
 
-def _quarantine(settings: Settings, day: dt.date) -> list[tuple[object, ...]]:
+def _quarantine(settings: Settings, day: dt.date) -> list[tuple[Any, ...]]:
     with connect(settings, read_only=True) as con:
         return con.execute(
             "select event_id, broken_rules, source_file, source_row, run_id from quality.quarantine_events "
@@ -69,7 +70,7 @@ def _quarantine(settings: Settings, day: dt.date) -> list[tuple[object, ...]]:
         ).fetchall()
 
 
-def _audit_record(settings: Settings, day: dt.date) -> tuple[object, ...]:
+def _audit_record(settings: Settings, day: dt.date) -> tuple[Any, ...]:
     with connect(settings, read_only=True) as con:
         row = con.execute(
             "select landed, accepted, quarantined, verdict from quality.partition_audit "
@@ -77,7 +78,7 @@ def _audit_record(settings: Settings, day: dt.date) -> tuple[object, ...]:
             [day],
         ).fetchone()
     assert row is not None
-    return row
+    return tuple(row)
 
 
 def _published(settings: Settings, day: dt.date) -> int:

@@ -20,14 +20,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from recflow.cli import main as cli_main
-from recflow.core.artifacts import join, store_for
+from recflow.core.artifacts import join, store_for, unpack_model
 from recflow.core.config import Settings
 from recflow.evaluation import (
     build_eval_set,
     evaluate_champion,
     evaluate_model_archive,
     savedmodel_scorer,
-    unpack_model,
 )
 from recflow.publishing.card import model_card
 from recflow.publishing.publish import publish_evaluated, publish_training_job

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -45,7 +46,7 @@ def _files_rows(settings: Settings, day: dt.date) -> int:
     return int(pq.read_table(partition_dir(settings.landing_dir, day) / "part-00000.parquet").num_rows)
 
 
-def _sql(settings: Settings, sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+def _sql(settings: Settings, sql: str, params: list[object] | None = None) -> list[tuple[Any, ...]]:
     with duckdb.connect(str(settings.duckdb_path)) as con:
         return con.execute(sql, params).fetchall()
 

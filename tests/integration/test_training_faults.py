@@ -335,6 +335,7 @@ def test_the_train_task_waits_deferred_and_a_kill_while_deferred_stops_the_job(
 
     event = asyncio.run(asyncio.wait_for(_first_event(trigger), timeout=60))
     assert event.payload == {"job_name": name, "status": "Stopped"}
+    assert deferred.value.kwargs is not None
     with pytest.raises(TrainingJobFailed) as info:
         TrainingJobOperator(task_id="train", snapshot=snap.to_xcom()).execute_complete(
             {}, event.payload, **deferred.value.kwargs

@@ -179,6 +179,7 @@ def test_the_train_task_defers_its_wait_and_a_retry_takes_the_finished_job(
     assert "epoch 2/2" in logged.out + logged.err, "the trigger streams the job's log into the task's log"
 
     resumed = TrainingJobOperator(task_id="train", snapshot=snap.to_xcom())
+    assert deferred.value.kwargs is not None
     result = resumed.execute_complete({}, event.payload, **deferred.value.kwargs)
     assert result["job_name"] == trigger.job_name
     assert result["model_uri"] == join(

@@ -47,6 +47,6 @@ def test_airflow_db_commands_still_run_on_a_fresh_home(
         ran.append(argv)
         return subprocess.CompletedProcess(argv, 0)
 
-    monkeypatch.setattr(services.subprocess, "run", fake_run)
+    monkeypatch.setattr(subprocess, "run", fake_run)  # the module services calls through
     assert services.run_airflow(Settings.from_env(), ["db", "migrate"]) == 0
     assert [argv[1:] for argv in ran] == [["db", "migrate"]]

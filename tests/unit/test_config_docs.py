@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from recflow.core.config import PROJECT_ROOT, declared_settings
 from recflow.core.config_docs import DOC_PATH, render

@@ -18,8 +18,8 @@ def test_rank_counts_ties_against_the_positive() -> None:
 
 def test_hit_and_ndcg_hand_computed() -> None:
     assert hit_and_ndcg(0) == (1.0, 1.0)
-    assert hit_and_ndcg(2) == (1.0, pytest.approx(1 / math.log2(4)))
-    assert hit_and_ndcg(9) == (1.0, pytest.approx(1 / math.log2(11)))
+    assert hit_and_ndcg(2) == pytest.approx((1.0, 1 / math.log2(4)))
+    assert hit_and_ndcg(9) == pytest.approx((1.0, 1 / math.log2(11)))
     assert hit_and_ndcg(10) == (0.0, 0.0)
 
 

@@ -11,6 +11,7 @@ import copy
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from scipy import stats
@@ -20,8 +21,9 @@ from bench.stand_in_summary import disagreement, summarize
 RECORD = Path(__file__).resolve().parents[2] / "bench" / "results" / "stand-in-two-tower-regularisation.json"
 
 
-def record() -> dict:
-    return json.loads(RECORD.read_text())
+def record() -> dict[str, Any]:
+    held: dict[str, Any] = json.loads(RECORD.read_text())
+    return held
 
 
 def test_the_committed_summary_is_what_its_runs_give() -> None:
@@ -116,5 +118,5 @@ def test_no_screened_variant_leads_the_defaults_it_was_screened_against() -> Non
         assert sum(ours) / len(ours) < sum(theirs) / len(theirs), name
 
 
-def _without_seed(hyperparameters: dict) -> dict:
+def _without_seed(hyperparameters: dict[str, Any]) -> dict[str, str]:
     return {name: str(value) for name, value in hyperparameters.items() if name != "seed"}

@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from recflow_ml.hyperparameters import Hyperparameters
-from recflow_ml.model import PAD, TrainingData, TwoTowerModel
+from recflow_ml.model import TrainingData, TwoTowerModel
+from recflow_ml.rows import PAD
 
 pytestmark = pytest.mark.integration  # TensorFlow
 

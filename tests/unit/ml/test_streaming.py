@@ -146,7 +146,7 @@ def _dies_at(stream: ExampleStream, epoch: int, batch: int) -> ExampleStream:
                 raise _Died
             yield b
 
-    stream.batches = batches  # type: ignore[method-assign]
+    stream.batches = batches  # type: ignore[method-assign,assignment]
     return stream
 
 
@@ -155,11 +155,11 @@ def test_a_streaming_job_killed_mid_epoch_resumes_to_the_weights_of_an_uninterru
 ) -> None:
     import logging
 
-    from recflow_ml.model import TwoTowerModel
+    from recflow_ml.model import EpochLog, TwoTowerModel
 
     def job(
         stream: ExampleStream, users: list[str], items: list[str], checkpoints: Path
-    ) -> tuple[TwoTowerModel, list]:
+    ) -> tuple[TwoTowerModel, list[EpochLog]]:
         model = TwoTowerModel(users, items, HP)
         serving, counts = serving_histories(stream)
         return model, model.fit_stream(stream, counts, serving, checkpoint_dir=checkpoints)
