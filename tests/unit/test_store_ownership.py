@@ -1,4 +1,5 @@
-"""`recflow generate` and `recflow demo` write synthetic data only into stores recflow made.
+"""`recflow generate`, `recflow load movielens` and `recflow demo` write their throwaway data only into
+stores recflow made.
 
 Each refusal is checked through the command line, on a folder of sentinel files standing for
 someone else's store: the command exits 2 naming the setting, and no file there changed
@@ -79,6 +80,36 @@ def test_generate_refuses_a_landing_zone_it_did_not_create(
     err = capsys.readouterr().err
     assert f"RECFLOW_LANDING_DIR={shared}" in err and "empty or recflow-created folder" in err
     assert checksums(shared) == before
+
+
+def test_load_movielens_refuses_a_landing_zone_it_did_not_create(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It replaces a day's partition and the catalogues as generate does, so it claims the zone first."""
+    data = tmp_path / "ml-100k"
+    data.mkdir()
+    for name in ("ratings.train.tsv", "u.item", "u.user", "u.genre"):
+        (data / name).write_text("")  # the refusal comes before a line is read
+    shared = tmp_path / "shared-landing"
+    before = producers_zone(shared)
+    env.setenv("RECFLOW_LANDING_DIR", str(shared))
+    assert main(["load", "movielens", "--data-dir", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "recflow load movielens refused" in err and f"RECFLOW_LANDING_DIR={shared}" in err, err
+    assert checksums(shared) == before
+
+
+def test_a_refused_setting_or_folder_leaves_no_marker(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command refused for its arguments has not claimed the landing zone it would have written."""
+    landing = tmp_path / "landing"
+    env.setenv("RECFLOW_LANDING_DIR", str(landing))
+    assert main([*GENERATE[:1], "--days", "0", *GENERATE[3:]]) == 2
+    assert "generator setting days=0 must be at least 1" in capsys.readouterr().err
+    assert main(["load", "movielens", "--data-dir", str(tmp_path / "ml-1m")]) == 2
+    assert "missing ratings.train.tsv, u.item, u.user, u.genre" in capsys.readouterr().err
+    assert not landing.exists()
 
 
 def test_generate_creates_its_own_landing_zone_and_writes_it_again(

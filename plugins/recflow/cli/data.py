@@ -18,9 +18,8 @@ from recflow.stack.demo import PipelineFailed
 def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.producers.generate import GeneratorConfig, generate  # noqa: PLC0415 (pyarrow, numpy: not at start-up)
 
-    claim([landing_store(settings)], "recflow generate")  # never a producers' landing zone
     end = args.end or datetime.now(UTC).date() - timedelta(days=1)
-    cfg = GeneratorConfig(
+    cfg = GeneratorConfig(  # refuses --days 0 before the landing zone is claimed
         start=end - timedelta(days=args.days - 1),
         days=args.days,
         users=args.users,
@@ -28,6 +27,7 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
         topics=args.topics,
         seed=args.seed,
     )
+    claim([landing_store(settings)], "recflow generate")  # never a producers' landing zone
     summary = generate(settings.landing_dir, cfg)
     print(
         f"generated {summary.events} events in {summary.partitions} daily partitions "
@@ -38,8 +38,10 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_load_movielens(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.producers.movielens import load_movielens  # noqa: PLC0415 (pyarrow, numpy: not at start-up)
+    from recflow.producers.movielens import check_data_dir, load_movielens  # noqa: PLC0415 (pyarrow, numpy: not at start-up)
 
+    check_data_dir(Path(args.data_dir))  # a wrong folder is refused before the landing zone is claimed
+    claim([landing_store(settings)], "recflow load movielens")  # never a producers' landing zone
     summary = load_movielens(Path(args.data_dir), settings.landing_dir)
     print(
         f"landed {summary.ratings} ratings ({summary.users} users, {summary.items} movies) as "

@@ -1,6 +1,7 @@
 """Which stores recflow made itself, so that its synthetic data never lands in anyone else's.
 
-``recflow generate``, ``recflow demo`` and the benchmarks write throwaway data: Parquet
+``recflow generate``, ``recflow load movielens``, ``recflow demo`` and the benchmarks write throwaway
+data (synthetic, or a public data set's ratings as events): Parquet
 partitions (replacing the files of a day), catalogues, a warehouse, artifacts, model
 versions. They may do so only in a store they made. When one of them creates a store's
 folder it leaves :data:`MARKER` there (a small JSON: which command, when); later it
@@ -78,7 +79,7 @@ def _refusal(store: Store) -> str | None:
     given = f"{store.setting}={store.location}: " if store.setting else ""
     if store.folder is None:
         return (
-            f"{given}the {store.kind} is a server recflow did not create; synthetic data only goes "
+            f"{given}the {store.kind} is a server recflow did not create; throwaway data only goes "
             "to local stores it made (unset the setting to use the embedded home's own)"
         )
     folder = store.folder
@@ -102,7 +103,9 @@ def claim(stores: Sequence[Store], command: str) -> None:
     refused store's setting and folder."""
     refused = [reason for reason in map(_refusal, stores) if reason]
     if refused:
-        raise StoreNotOwned(f"{command} refused to write synthetic data:\n  " + "\n  ".join(refused))
+        raise StoreNotOwned(
+            f"{command} refused to write into a store recflow did not create:\n  " + "\n  ".join(refused)
+        )
     for store in stores:
         if store.folder is not None:
             mark(store.folder, command)

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from recflow.core.errors import ConfigError
 from recflow.core.ownership import claim, folder_store
 from recflow.ingest.contract import EVENTS_SCHEMA, PINS_SCHEMA, SUCCESS_MARKER, USERS_SCHEMA, partition_dir
 
@@ -57,9 +58,9 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         for name in ("days", "users", "pins", "topics", "interests_per_user"):
             if getattr(self, name) < 1:
-                raise ValueError(f"generator setting {name}={getattr(self, name)} must be at least 1")
+                raise ConfigError(f"generator setting {name}={getattr(self, name)} must be at least 1")
         if self.interests_per_user > self.topics:
-            raise ValueError(
+            raise ConfigError(
                 f"interests_per_user={self.interests_per_user} cannot exceed topics={self.topics}"
             )
 

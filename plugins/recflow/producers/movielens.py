@@ -19,6 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from recflow.core.errors import ConfigError
+from recflow.core.ownership import claim, folder_store
 from recflow.ingest.contract import EVENTS_SCHEMA, PINS_SCHEMA, USERS_SCHEMA, partition_dir
 from recflow.producers.generate import write_parquet, write_partition
 
@@ -28,7 +30,7 @@ RATINGS_FILE = "ratings.train.tsv"
 REQUIRED_FILES = (RATINGS_FILE, "u.item", "u.user", "u.genre")
 
 
-class MovieLensError(ValueError):
+class MovieLensError(ConfigError):
     """The data directory is not MovieLens 100K as ``../shared/data/README.md`` describes it."""
 
 
@@ -105,9 +107,16 @@ def read_users(data_dir: Path) -> pa.Table:
     return pa.table(dict(zip(USERS_SCHEMA.names, columns, strict=True)), schema=USERS_SCHEMA)
 
 
-def load_movielens(data_dir: Path, landing_dir: Path) -> MovieLensSummary:
-    """Write the ratings as daily event partitions and the two catalogues; returns what was written."""
+def load_movielens(
+    data_dir: Path, landing_dir: Path, *, command: str = "recflow load movielens"
+) -> MovieLensSummary:
+    """Write the ratings as daily event partitions and the two catalogues; returns what was written.
+
+    Only into a landing zone recflow made (``recflow.core.ownership``), as ``generate``: a day's
+    partition and the catalogues are replaced, so a producers' zone raises ``StoreNotOwned`` before a
+    file is touched (the command claims it first, naming its setting)."""
     check_data_dir(data_dir)
+    claim([folder_store(landing_dir)], command)
     ratings = read_ratings(data_dir)
     events_ts = pc.cast(pc.multiply(ratings.column("ts"), 1_000_000), pa.timestamp("us", tz="UTC"))
     days = pc.cast(pc.cast(events_ts, pa.timestamp("us")), pa.date32())

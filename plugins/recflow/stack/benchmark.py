@@ -62,7 +62,7 @@ def run_movielens(
     settings = benchmark_settings(base)
     claim(pipeline_stores(settings), "recflow benchmark movielens")
     started = time.monotonic()
-    loaded = load_movielens(data_dir, settings.landing_dir)
+    loaded = load_movielens(data_dir, settings.landing_dir, command="recflow benchmark movielens")
     echo(
         f"landed {loaded.ratings} ratings of {loaded.users} users on {loaded.items} movies, "
         f"{loaded.partitions} daily partitions {loaded.first_day}..{loaded.last_day}"
