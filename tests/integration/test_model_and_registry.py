@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recflow.cli import main
 from recflow.core.config import Settings
 from recflow.registry import MlflowRegistry
 
@@ -56,7 +57,9 @@ def test_signatures_take_raw_string_ids(saved_model: Path) -> None:
     assert sum(i < 75 for i in top10) >= 8
 
 
-def test_registry_round_trip(saved_model: Path, settings: Settings, tmp_path: Path) -> None:
+def test_registry_round_trip(
+    saved_model: Path, settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     registry = MlflowRegistry(settings)
     assert registry.get_by_alias("recsys-test") is None
     first = {"snapshot_id": "s1", "training_job_name": "job-1", "airflow_dag_id": "d", "airflow_run_id": "r1"}
@@ -84,3 +87,13 @@ def test_registry_round_trip(saved_model: Path, settings: Settings, tmp_path: Pa
     assert set(loaded.signatures) == {"score", "recommend", "user_tower"}
     with pytest.raises(FileExistsError, match="not empty"):
         registry.download(champion, tmp_path / "export")
+
+    # the command line says so in a line, the second export of the README's `recflow models export` too
+    (tmp_path / "a-file").write_text("someone's notes")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RECFLOW_HOME", str(settings.home))
+        for name, said in [("export", "is not empty"), ("a-file", "is a file, not a folder")]:
+            argv = ["models", "export", "--name", "recsys-test", "--alias", "champion", "--out"]
+            assert main([*argv, str(tmp_path / name)]) == 1
+            assert f"not exported: {tmp_path / name} {said}" in capsys.readouterr().err
+    assert (tmp_path / "a-file").read_text() == "someone's notes"

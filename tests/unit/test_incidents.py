@@ -365,6 +365,8 @@ def test_since_takes_dates_and_durations(text: str, expected: datetime) -> None:
 def test_since_refuses_anything_else() -> None:
     with pytest.raises(ValueError, match="neither an ISO date"):
         parse_since("yesterday")
+    with pytest.raises(ValueError, match="'999999999d' reaches back before the year 1: give fewer days"):
+        parse_since("999999999d")
 
 
 # -- the CLI -------------------------------------------------------------------------------------

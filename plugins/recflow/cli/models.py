@@ -42,7 +42,11 @@ def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
     if info is None:
         print(f"model {args.name!r} has no version with alias {args.alias!r}", file=sys.stderr)
         return 1
-    out = registry.download(info, Path(args.out))
+    try:
+        out = registry.download(info, Path(args.out))
+    except (FileExistsError, NotADirectoryError) as exc:
+        print(f"not exported: {exc}", file=sys.stderr)
+        return 1
     print(f"exported {info.name} version {info.version} ({args.alias}) SavedModel to {out}")
     return 0
 

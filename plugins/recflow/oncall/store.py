@@ -197,7 +197,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     relative = _RELATIVE.match(text)
     if relative:
         amount, unit = int(relative.group(1)), relative.group(2)
-        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+        try:
+            return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: amount})
+        except OverflowError:
+            raise ValueError(f"{text!r} reaches back before the year 1: give fewer {_UNITS[unit]}") from None
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

@@ -223,8 +223,14 @@ class BaseRegistry(ABC):
 
     def download(self, info: ModelVersionInfo, out: Path) -> Path:
         """The version's SavedModel, written into ``out`` (which must not exist or be empty)."""
+        if out.exists() and not out.is_dir():
+            raise NotADirectoryError(
+                f"{out} is a file, not a folder: give a folder to write the SavedModel into"
+            )
         if out.exists() and any(out.iterdir()):
-            raise FileExistsError(f"{out} is not empty: refusing to overwrite it")
+            raise FileExistsError(
+                f"{out} is not empty: refusing to overwrite it (give a new or empty folder)"
+            )
         return self._download(info, out)
 
     def _move_champion(
