@@ -263,6 +263,36 @@ def check_a_publication_expecting_another_champion(
     ]
 
 
+def check_a_rolled_back_version_waits_for_a_person(
+    settings: Settings, model_uri: str, registry: Registry, champion: Callable[[str], int | None]
+) -> None:
+    """Model ``back``: versions 1 and 2 published, alice rolled back to 1. The training job of version 2
+    published again by a later DAG run (a run on unchanged data reuses the snapshot and the job, and
+    its gate compares against version 1, the champion) is version 2 again and leaves the alias,
+    saying why; a person moves it, and then version 1 waits for a person in turn. A new job moves it."""
+    publish(settings, model_uri, "back", "back-job-1", "run-1")
+    publish(settings, model_uri, "back", "back-job-2", "run-2")
+    registry.promote("back", 1, "version 2 recommends stale pins", who="alice")
+
+    again = publish(settings, model_uri, "back", "back-job-2", "run-3")
+    assert (again["version"], again["aliases"], champion("back")) == (2, [], 1)
+    assert again["not_promoted"].startswith("version 2 was rolled back by alice at move 3 ("), again
+    assert (
+        "version 2 recommends stale pins); a publication does not make it champion again"
+        in again["not_promoted"]
+    )
+    assert [m["who"] for m in registry.champion_history("back")] == ["dag/run-1", "dag/run-2", "alice"]
+
+    forward = registry.promote("back", 2, "the stale pins are fixed upstream", who="bob")
+    assert forward is not None and forward["by_hand"] is True and champion("back") == 2
+    older = publish(settings, model_uri, "back", "back-job-1", "run-4")
+    assert (older["aliases"], champion("back")) == ([], 2)
+    assert older["not_promoted"].startswith("version 1 was rolled back by bob at move 4 (")
+    new = publish(settings, model_uri, "back", "back-job-3", "run-5")
+    assert (new["version"], new["aliases"], champion("back")) == (3, ["champion"], 3)
+    assert [m["who"] for m in registry.champion_history("back")][3:] == ["bob", "dag/run-5"]
+
+
 def check_promote_refusals(settings: Settings, model_uri: str, registry: Registry) -> None:
     """Model ``refuse``: version 1 champion, version 2 cut off after its ``version`` step; each refusal
     of promote (unknown version or model, incomplete version, no reason) names what is wrong."""
@@ -389,6 +419,7 @@ def test_promote_rolls_back_and_forward_and_history_records_every_move(
         "previous_version": 2,
         "who": "alice",
         "reason": "version 2 recommends stale pins",
+        "by_hand": True,
     }
     champion = registry.get_by_alias("moves")
     assert champion is not None and (champion.version, champion.aliases) == (1, ["champion"])
@@ -397,6 +428,15 @@ def test_promote_rolls_back_and_forward_and_history_records_every_move(
     assert forward is not None and forward["previous_version"] == 1
 
     check_recorded_moves(registry, back, forward)
+
+
+def test_a_rolled_back_version_is_made_champion_again_only_by_a_person(
+    home: Settings, model_uri: str
+) -> None:
+    registry = MlflowRegistry(home)
+    check_a_rolled_back_version_waits_for_a_person(
+        home, model_uri, registry, lambda name: alias_of(registry, name)
+    )
 
 
 def test_promote_refuses_unknown_and_incomplete_versions(home: Settings, model_uri: str) -> None:

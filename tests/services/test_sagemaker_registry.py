@@ -29,6 +29,7 @@ from tests.integration.test_registry_faults import (
     InjectedFault,
     check_a_publication_expecting_another_champion,
     check_a_rollback_during_a_publication,
+    check_a_rolled_back_version_waits_for_a_person,
     check_champion_after_crash,
     check_promote_refusals,
     check_recorded_moves,
@@ -301,6 +302,7 @@ def test_promote_rolls_back_and_forward_and_history_records_every_move(aws: Sett
         "previous_version": 2,
         "who": "alice",
         "reason": "version 2 recommends stale pins",
+        "by_hand": True,
     }
     assert approvals(registry, "moves") == {1: APPROVED, 2: REJECTED}
     champion = registry.get_by_alias("moves")
@@ -423,6 +425,12 @@ def test_a_rollback_during_a_publication_is_the_last_move(aws: Settings, model_u
         lambda name: approved(registry, name),
         step,
     )
+
+
+def test_a_rolled_back_version_is_made_champion_again_only_by_a_person(aws: Settings, model_uri: str) -> None:
+    registry = sagemaker(aws)
+    check_a_rolled_back_version_waits_for_a_person(aws, model_uri, registry, lambda n: approved(registry, n))
+    assert approvals(registry, "back") == {1: REJECTED, 2: REJECTED, 3: APPROVED}
 
 
 def test_a_publication_leaves_a_champion_moved_since_its_evaluation(aws: Settings, model_uri: str) -> None:

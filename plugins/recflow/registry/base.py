@@ -181,7 +181,7 @@ class BaseRegistry(ABC):
             self._version_of(handle),
             who=pub.who,
             reason=pub.reason,
-            once_per_who=True,
+            by_hand=False,
             on_step=step,
             handle=handle,
             expected=expected_champion,
@@ -203,7 +203,7 @@ class BaseRegistry(ABC):
         complete, job = self._completeness(name, version)
         if not complete:
             raise incomplete_version(name, version, job)
-        moved, _ = self._move_champion(name, int(version), who=who, reason=reason, once_per_who=False)
+        moved, _ = self._move_champion(name, int(version), who=who, reason=reason, by_hand=True)
         log_promoted(name, version, who, reason, moved)
         return moved
 
@@ -240,7 +240,7 @@ class BaseRegistry(ABC):
         *,
         who: str,
         reason: str,
-        once_per_who: bool,
+        by_hand: bool,
         on_step: OnStep | None = None,
         handle: Any = None,
         expected: ExpectedChampion = AT_START,
@@ -260,7 +260,7 @@ class BaseRegistry(ABC):
                 version,
                 who=who,
                 reason=reason,
-                once_per_who=once_per_who,
+                by_hand=by_hand,
                 step=step,
                 expected=expected,
             )

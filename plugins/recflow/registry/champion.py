@@ -8,7 +8,9 @@ the artifact store (:mod:`recflow.core.locks`), which the SageMaker backend take
 publication moves ``champion`` only if it still is the version it expected (the one the
 gate compared the challenger against, :func:`publish_evaluated`; else the one when the
 publication began): if someone moved it since, the version is registered and the alias
-stays (``champion_not_moved`` says who moved it). A person's promotion always moves it.
+stays (``champion_not_moved`` says who moved it). A person's promotion always moves it, and is
+recorded ``by_hand``; a version a person rolled back from is made champion again only by a person
+(:func:`rolled_back_by_hand`), never by a publication of its training job from a later DAG run.
 A recorded move is never overwritten.
 """
 
@@ -88,6 +90,22 @@ def champion_moved_since(
     )
 
 
+def rolled_back_by_hand(history: Sequence[Mapping[str, Any]], version: int) -> str:
+    """Why a publication must not make ``version`` champion again, or ``""``: the last move that took
+    ``champion`` away from it was a person's (``by_hand``; moves recorded before that key existed
+    count as publications). A person moving it back by hand, or a publication having replaced it
+    since, lifts the refusal."""
+    away = [e for e in history if e.get("previous_version") == version]
+    last = away[-1] if away else None
+    if last is None or not last.get("by_hand"):
+        return ""
+    return (
+        f"version {version} was rolled back by {last['who']} at move {last['seq']} ({last['at']}: "
+        f"{last['reason']}); a publication does not make it champion again, a person does: "
+        f"recflow models promote --version {version} --reason TEXT"
+    )
+
+
 def next_champion_move(
     history: Sequence[Mapping[str, Any]],
     current: int | None,
@@ -95,32 +113,36 @@ def next_champion_move(
     *,
     who: str,
     reason: str,
-    once_per_who: bool,
+    by_hand: bool,
     step: OnStep,
     expected: ExpectedChampion = AT_START,
 ) -> tuple[dict[str, Any] | None, str]:
     """The move of ``champion`` to ``version`` to record next (its ``seq`` follows ``history``), or
     ``None`` when there is none to make, with why when that is news: the champion is not ``expected``
-    (a publication's compare-and-set, :func:`champion_moved_since`; ``AT_START``: no check), or
-    ``version`` already is champion, or (``once_per_who``) ``who`` already moved it there once, so a
-    retried publication never undoes a later rollback. The champion steps of :data:`PUBLISH_STEPS`
-    are reported done when nothing moves. Called under the model's lock (:func:`champion_lock`)."""
+    (a publication's compare-and-set, :func:`champion_moved_since`; ``AT_START``: no check), or a
+    person rolled ``version`` back (:func:`rolled_back_by_hand`: a publication from a later DAG run
+    of the same training job), or ``version`` already is champion, or, for a publication (not
+    ``by_hand``), ``who`` already moved it there once, so a retried publication never undoes a later
+    rollback. The champion steps of :data:`PUBLISH_STEPS` are
+    reported done when nothing moves. Called under the model's lock (:func:`champion_lock`)."""
     not_moved = "" if expected is AT_START else champion_moved_since(history, current, version, expected)
-    if (
-        not_moved
-        or current == version
-        or (once_per_who and any(e["version"] == version and e["who"] == who for e in history))
-    ):
+    retried = not by_hand and any(e["version"] == version and e["who"] == who for e in history)
+    if not (not_moved or by_hand or retried or current == version):
+        not_moved = rolled_back_by_hand(history, version)
+    if not_moved or current == version or retried:
         _skip_champion_steps(step)
         return None, not_moved
-    return {
+    move: dict[str, Any] = {
         "seq": (int(history[-1]["seq"]) if history else 0) + 1,
         "version": version,
         "previous_version": current,
         "who": who,
         "at": _now(),
         "reason": reason,
-    }, ""
+    }
+    if by_hand:
+        move["by_hand"] = True
+    return move, ""
 
 
 def require_reason(name: str, version: int, reason: str) -> None:
