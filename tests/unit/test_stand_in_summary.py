@@ -120,3 +120,21 @@ def test_no_screened_variant_leads_the_defaults_it_was_screened_against() -> Non
 
 def _without_seed(hyperparameters: dict[str, Any]) -> dict[str, str]:
     return {name: str(value) for name, value in hyperparameters.items() if name != "seed"}
+
+
+def test_no_variant_screened_after_the_history_topics_leads_todays_defaults() -> None:
+    """stand-in-screens-history-topics.json (docs/model.md): each variant's seeds against the same
+    seeds of today's defaults, read from the adoption record's runs; a variant differs from them only
+    in what it was given, and none leads on validation."""
+    held = json.loads((RECORD.parent / "stand-in-screens-history-topics.json").read_text())
+    adopted = json.loads((RECORD.parent / "stand-in-history-topics.json").read_text())
+    defaults = {run["hyperparameters"]["seed"]: run for run in adopted["runs"]["history_topics"]}
+    for name, variant in held["variants"].items():
+        ours, theirs = [], []
+        for run in variant["runs"]:
+            baseline = defaults[run["hyperparameters"]["seed"]]
+            changed = {k for k, v in run["hyperparameters"].items() if baseline["hyperparameters"][k] != v}
+            assert changed == set(run["given"]) - {"seed"}, (name, changed)
+            ours.append(run["validation"]["full_ndcg@10"])
+            theirs.append(baseline["validation"]["full_ndcg@10"])
+        assert len(ours) == 3 and sum(ours) / len(ours) < sum(theirs) / len(theirs), name
