@@ -170,19 +170,46 @@ def start_services(settings: Settings, *, foreground: bool = False) -> Services:
 
 
 def record_foreground(settings: Settings) -> Path:
-    """Note this ``recflow up`` process, so that ``recflow down`` elsewhere can stop it."""
+    """Note this ``recflow up`` process, so that ``recflow down`` elsewhere can stop it; refuse when
+    the note names another process that is still running (an earlier ``recflow up`` of this home:
+    a second one would run a second scheduler on the same metadata database and warehouse, and
+    ``recflow down`` would then find only the second)."""
     path = settings.home / "run" / "up.pid"
+    earlier = _recorded_pid(path)
+    if earlier is not None and earlier != os.getpid() and _running(earlier):
+        raise ConfigError(
+            f"recflow up is already running for RECFLOW_HOME={settings.home} (pid {earlier}, recorded in "
+            f"{path}): one Airflow per home. `recflow down` stops it; if pid {earlier} is not a recflow "
+            f"up, remove {path}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(str(os.getpid()))
     return path
 
 
+def _recorded_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process holds the number
+        return True
+    return True
+
+
 def stop_recorded(settings: Settings, timeout: float = 60.0) -> bool:
     """Ask the ``recflow up`` recorded in ``$RECFLOW_HOME/run`` to stop, and wait until it has."""
     path = settings.home / "run" / "up.pid"
-    if not path.exists():
+    pid = _recorded_pid(path)
+    if pid is None:
         return False
-    pid = int(path.read_text())
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
