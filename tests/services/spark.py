@@ -16,6 +16,7 @@ from typing import Any
 
 from recflow.core.config import Settings
 from recflow.stack import spark_cluster
+from recflow.stack.pids import is_running
 from tests.services.cluster import free_port_block
 
 
@@ -82,7 +83,7 @@ def running_cluster(
         )
     finally:
         spark_cluster.stop(settings)
-        left = [f"{role} (pid {pid})" for role, pid in state.pids.items() if spark_cluster.is_running(pid)]
+        left = [f"{role} (pid {pid})" for role, pid in state.pids.items() if is_running(pid)]
         assert not left, f"`recflow spark down` left processes of the cluster running: {left}"
 
 

@@ -38,6 +38,7 @@ from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RecflowError
 from recflow.core.ownership import Store, claim
 from recflow.core.spark import CLUSTER_STATE
+from recflow.stack.pids import is_running
 from recflow.stack.ports import port_in_use
 from recflow.stack.spark_logs import LOG4J2, bound_ui, log_tail
 from recflow.stack.spark_processes import commands, environment
@@ -111,20 +112,6 @@ def read_state(settings: Settings) -> ClusterState | None:
         return ClusterState(**json.loads(_state_path(settings.spark.directory(settings.home)).read_text()))
     except (OSError, ValueError, TypeError):
         return None
-
-
-def is_running(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (our own child, not yet reaped) is not running
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _json(url: str) -> dict[str, object]:
