@@ -25,6 +25,7 @@ from pathlib import Path
 from recflow.core.config import Settings, subprocess_env
 from recflow.core.errors import ConfigError
 from recflow.stack.api import AirflowApiError, AirflowClient
+from recflow.stack.pids import is_running
 from recflow.stack.ports import port_in_use
 from recflow.stack.runtime import API_HOST, airflow_env
 
@@ -176,7 +177,7 @@ def record_foreground(settings: Settings) -> Path:
     ``recflow down`` would then find only the second)."""
     path = settings.home / "run" / "up.pid"
     earlier = _recorded_pid(path)
-    if earlier is not None and earlier != os.getpid() and _running(earlier):
+    if earlier is not None and earlier != os.getpid() and is_running(earlier):
         raise ConfigError(
             f"recflow up is already running for RECFLOW_HOME={settings.home} (pid {earlier}, recorded in "
             f"{path}): one Airflow per home. `recflow down` stops it; if pid {earlier} is not a recflow "
@@ -194,16 +195,6 @@ def _recorded_pid(path: Path) -> int | None:
         return None
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process holds the number
-        return True
-    return True
-
-
 def stop_recorded(settings: Settings, timeout: float = 60.0) -> bool:
     """Ask the ``recflow up`` recorded in ``$RECFLOW_HOME/run`` to stop, and wait until it has."""
     path = settings.home / "run" / "up.pid"
@@ -216,11 +207,7 @@ def stop_recorded(settings: Settings, timeout: float = 60.0) -> bool:
         path.unlink()
         return False
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
+    while is_running(pid) and time.monotonic() < deadline:
         time.sleep(0.5)
     path.unlink(missing_ok=True)
     return True
