@@ -29,6 +29,7 @@ from recflow.ingest.contract import partition_dir
 from recflow.ingest.days import stage_and_audit
 from recflow.producers.generate import GeneratorConfig, generate
 from recflow.stack.api import AirflowClient, wait_for_dags
+from recflow.stack.backfill import backfill_days
 from recflow.stack.demo import setup, warehouse_checksums
 from recflow.stack.services import running_airflow
 from recflow.warehouse import connect
@@ -178,3 +179,27 @@ def test_params_the_dag_refuses_are_one_line_and_make_no_run(
     assert "refused the run" in error and "max_quarantine_share" in error and "1.5" in error, error
     assert "Traceback" not in error
     assert _manual_runs(world.client) == runs_before
+
+
+class _Said(Exception):
+    """Raised by the test's echo once the line it waits for was printed."""
+
+
+def test_a_range_that_has_not_landed_says_what_it_waits_for(world: World) -> None:
+    """The README's backfill on days not landed yet: the sensor reschedules itself for hours, and the
+    command used to print its header and then nothing; it says once what the run waits for."""
+    missing = DAYS[-1] + timedelta(days=30)
+    lines: list[str] = []
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        if "wait_for_landing: waiting for" in line:
+            raise _Said
+
+    with pytest.raises(_Said):
+        backfill_days(world.client, missing, missing, echo=echo, timeout=300)
+    run_id = lines[0].split(" run ", 1)[1].split(": ", 1)[0]
+    world.client.delete_run(WAREHOUSE_DAG, run_id)
+    expected = str(partition_dir(world.settings.landing_dir, missing) / "_SUCCESS")
+    assert expected in lines[-1] and "Landing late" in lines[-1], lines
+    assert sum("waiting for" in line for line in lines) == 1

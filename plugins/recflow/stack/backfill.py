@@ -30,6 +30,7 @@ Echo = Callable[[str], None]
 PER_DAY_TASKS = ("land", "audit")
 """The tasks that log one line per day (``staged ds=…``, ``[i/n] ds=… audited``)."""
 DAY = re.compile(r"\bds=\d{4}-\d{2}-\d{2}\b")
+WAIT_TASK = "wait_for_landing"
 
 
 @dataclass
@@ -39,6 +40,8 @@ class BackfillResult:
     seconds: float
     tasks: dict[str, str] = field(default_factory=dict)
     days_logged: int = 0
+    waited: bool = False
+    """Whether the run waited for its landing partitions (the sensor rescheduled itself)."""
 
     @property
     def failed_tasks(self) -> list[str]:
@@ -113,6 +116,9 @@ def backfill_days(
                     echo(f"  {task_id}: {line}")
                     result.days_logged += 1
                 lines_seen[key] = len(day_lines)
+            if task_id == WAIT_TASK and state == "up_for_reschedule" and not result.waited:
+                result.waited = True  # said once: the sensor looks again every few minutes for hours
+                echo(_waiting(client, run_id, key[1], first, last))
             ended = state in ("success", "failed", "upstream_failed", "up_for_retry")
             # a passing dbt node is one line among ~15: shown only when it is not a success
             quiet = (
@@ -131,3 +137,20 @@ def backfill_days(
     result.state = run["state"]
     result.seconds = time.monotonic() - started
     return result
+
+
+def _waiting(client: AirflowClient, run_id: str, try_number: int, first: date, last: date) -> str:
+    """What the run waits for: the sensor's own line (the first partition without ``_SUCCESS``)."""
+    said = [
+        line
+        for line in client.task_log(WAREHOUSE_DAG, run_id, WAIT_TASK, try_number)
+        if "waiting for" in line
+    ]
+    what = (
+        said[-1].split("waiting for", 1)[1].strip() if said else f"the landing partitions of {first}..{last}"
+    )
+    return (
+        f"  {WAIT_TASK}: waiting for {what}. Not every day has landed yet: the sensor looks again and "
+        "fails after its timeout (docs/runbooks/recsys_warehouse.md, Landing late); stopping this "
+        "command leaves the run in Airflow"
+    )
