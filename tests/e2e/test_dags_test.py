@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -186,5 +187,13 @@ def test_the_readmes_other_commands_do_what_it_says_on_this_home(
                 assert f"{MODEL} version {champion.version}" in out and "metrics" in out, out
             if argv[:2] == ["incidents", "show"]:
                 assert "audit" in out and "user_id" in out, out
+            if argv[0] == "sql":  # the quarantine's counts, against DuckDB's own reading of the file
+                with duckdb.connect(str(home.settings.duckdb_path), read_only=True) as con:
+                    kept = con.execute(
+                        "select count(*) from quality.quarantine_events group by ds, verdict order by ds"
+                    ).fetchall()
+                assert [int(line.split()[-1]) for line in out.splitlines()[2:-1]] == [n for (n,) in kept], out
+                assert kept and out.splitlines()[-1] == f"({len(kept)} row{'s' if len(kept) > 1 else ''})"
         ran.append(" ".join(words[:2]))
     assert {"models list", "models export", "models promote", "incidents show"} <= set(ran)
+    assert any(command.startswith("sql ") for command in ran)

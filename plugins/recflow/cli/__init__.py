@@ -20,6 +20,7 @@ recflow incidents list [--dag DAG] [--since TIME] [--limit N] [--json]   failed 
 recflow incidents show ID [--json]            one incident: why, blast radius, what to do
 recflow gc [--dry-run] [--json] [--show-kept] [--allow-empty-registry]
                                               delete unreferenced snapshots, checkpoints, archives, job folders
+recflow sql QUERY [--limit N] [--json]        one read-only query on the warehouse (the runbooks' SQL)
 recflow spark up|down|status                  a two-worker Spark cluster on 127.0.0.1 for the warehouse
 recflow load movielens --data-dir DIR         MovieLens 100K into the landing zone (ratings as save events)
 recflow benchmark movielens --data-dir DIR [--out FILE]   the same DAGs on MovieLens, registered as movielens-100k
@@ -31,7 +32,7 @@ import argparse
 import logging
 import sys
 
-from recflow.cli import data, gc, incidents, models, spark, stack
+from recflow.cli import data, gc, incidents, models, spark, sql, stack
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_commands(sub)
     incidents.add_commands(sub)
     gc.add_command(sub)
+    sql.add_command(sub)
     spark.add_commands(sub)
     return parser
 
