@@ -477,6 +477,8 @@ def test_cli_models_promote_and_history(
     monkeypatch.setenv("RECFLOW_HOME", str(settings.home))
     monkeypatch.setattr(recflow.registry, "MlflowRegistry", _FakeChampions)
     monkeypatch.setattr(_FakeChampions, "moves", [])
+    (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    (settings.home / "mlflow" / "mlflow.db").touch()  # the embedded registry exists (require_registry)
     monkeypatch.setattr(getpass, "getuser", lambda: "alice")
     assert cli.main(["models", "promote", "--name", "m", "--version", "2", "--reason", "first"]) == 0
     assert cli.main(["models", "promote", "--name", "m", "--version", "1", "--reason", "roll back"]) == 0
@@ -497,3 +499,30 @@ def test_cli_models_promote_and_history(
     ]
     assert cli.main(["models", "history", "--name", "m", "--json"]) == 0
     assert [m["version"] for m in json.loads(capsys.readouterr().out)] == [2, 1]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["models", "list"],
+        ["models", "show", "--name", "recsys-demo", "--alias", "champion"],
+        ["models", "history", "--name", "recsys-demo"],
+        ["models", "export", "--name", "recsys-demo", "--alias", "champion", "--out", "out"],
+        ["models", "promote", "--name", "recsys-demo", "--version", "1", "--reason", "roll back"],
+    ],
+    ids=lambda argv: argv[1],
+)
+def test_a_home_with_no_registry_is_named_and_left_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A mistyped RECFLOW_HOME: the models commands created an empty MLflow store there and listed
+    nothing, as if the registry meant were empty."""
+    home = tmp_path / "recflow-hmoe"
+    monkeypatch.setenv("RECFLOW_HOME", str(home))
+    monkeypatch.delenv("RECFLOW_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("RECFLOW_REGISTRY_BACKEND", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"there is no model registry at {home / 'mlflow' / 'mlflow.db'} (RECFLOW_HOME={home})" in err
+    assert not home.exists() and not (tmp_path / "out").exists()

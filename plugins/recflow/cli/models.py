@@ -17,10 +17,11 @@ from recflow.core.config import Settings
 from recflow.core.errors import RegistryError
 from recflow.core.gate import FAMILIES, RANKING_METRICS
 from recflow.publishing.card import model_card
-from recflow.registry import registry_for
+from recflow.registry import registry_for, require_registry
 
 
 def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
+    require_registry(settings)
     versions = registry_for(settings).list_versions(args.name)
     if args.json:
         print(json.dumps([v.as_dict() for v in versions], indent=2))
@@ -37,6 +38,7 @@ def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
+    require_registry(settings)
     registry = registry_for(settings)
     info = registry.get_by_alias(args.name, args.alias)
     if info is None:
@@ -52,6 +54,7 @@ def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_models_promote(settings: Settings, args: argparse.Namespace) -> int:
+    require_registry(settings)
     try:
         moved = registry_for(settings).promote(args.name, args.version, args.reason, getpass.getuser())
     except (RegistryError, ValueError) as exc:
@@ -134,6 +137,7 @@ INPUT_TEXT = {
 
 
 def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
+    require_registry(settings)
     try:
         card = model_card(settings, args.name, version=args.version, alias=args.alias)
     except RegistryError as exc:
@@ -169,6 +173,7 @@ def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
+    require_registry(settings)
     try:
         moves = registry_for(settings).champion_history(args.name)
     except RegistryError as exc:

@@ -18,7 +18,10 @@ of recflow imports it from here.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from recflow.core.config import Settings
+from recflow.core.errors import ConfigError
 from recflow.registry.mlflow import MlflowRegistry
 from recflow.registry.model import (
     AT_START,
@@ -61,7 +64,26 @@ __all__ = [
     "OnStep",
     "Registry",
     "registry_for",
+    "require_registry",
 ]
+
+
+def require_registry(settings: Settings) -> None:
+    """Refuse (:class:`ConfigError`) to read an embedded registry that does not exist: MLflow would
+    create its SQLite file, so a mistyped ``RECFLOW_HOME`` left an empty registry behind and its
+    commands answered "no versions" as if the right one were empty."""
+    uri = settings.mlflow_uri
+    if settings.registry_backend != "mlflow" or not uri.startswith("sqlite:///"):
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    if not database.exists():
+        given = (
+            "RECFLOW_MLFLOW_TRACKING_URI" if settings.mlflow_tracking_uri else f"RECFLOW_HOME={settings.home}"
+        )
+        raise ConfigError(
+            f"there is no model registry at {database} ({given}): nothing has been published there. "
+            "Check the setting (a typo makes a new, empty home), or run the pipeline first (make demo)"
+        )
 
 
 def registry_for(settings: Settings) -> Registry:
