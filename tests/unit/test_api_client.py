@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -89,3 +90,28 @@ def test_a_refusal_keeps_its_status_and_the_servers_own_words(
     with pytest.raises(AirflowApiError) as failed:
         client.trigger("recsys_warehouse", {})
     assert failed.value.status == 500 and "Database error" in failed.value.reason
+
+
+def test_a_server_that_refuses_this_homes_password_is_not_called_unreachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two checkouts on one machine: the port answers, with another home's Airflow, which refuses
+    this home's admin password (401). It was reported as 'cannot reach ... is it running?'."""
+    from recflow.cli import main
+    from recflow.core.config import Settings
+
+    handler: type[_Airflow] = type(
+        "Handler", (_Airflow,), {"script": [(401, {"detail": "Invalid credentials"})], "seen": []}
+    )
+    with airflow_stand_in(handler) as stand_in:
+        port = stand_in.base_url.rsplit(":", 1)[1]
+        monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
+        monkeypatch.setenv("RECFLOW_AIRFLOW_API_PORT", port)
+        settings = Settings.from_env()
+        settings.airflow_home.mkdir(parents=True)
+        (settings.airflow_home / "simple_auth_manager_passwords.json").write_text('{"admin": "ours"}')
+        assert main(["clear", "recsys_warehouse", "-t", "^audit$", "-s", "2026-01-03"]) == 2
+    err = capsys.readouterr().err
+    assert handler.seen == ["POST /auth/token"]
+    assert f"at http://127.0.0.1:{port} refused the admin password of RECFLOW_HOME={tmp_path / 'home'}" in err
+    assert "another home's Airflow" in err and "cannot reach" not in err

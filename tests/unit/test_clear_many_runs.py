@@ -115,6 +115,9 @@ class _Airflow(JsonHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body["only_failed"]:  # every task instance here succeeded: none is failed
+            self.send_json(200, {"task_instances": []})
+            return
         self.cleared.append(body["dag_run_id"])
         self.send_json(200, {"task_instances": [{"task_id": t} for t in body["task_ids"]]})
 
@@ -175,3 +178,14 @@ def test_every_backfill_is_listed(airflow: tuple[AirflowClient, type[_Airflow]])
     """The demo cancels an unfinished backfill an earlier run left, however many came before it."""
     client, _ = airflow
     assert [b["id"] for b in client.backfills(DAG) if b["completed_at"] is None] == [119]
+
+
+def test_only_failed_on_a_run_with_no_failure_says_so(
+    airflow: tuple[AirflowClient, type[_Airflow]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every task instance of the stand-in succeeded: nothing to clear, and the filter is named."""
+    _, handler = airflow
+    assert main(["clear", DAG, "-t", "^audit$", "--run", str(RELOAD["dag_run_id"]), "--only-failed"]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was cleared for '^audit$' among failed task instances (--only-failed)" in err, err
+    assert handler.cleared == []

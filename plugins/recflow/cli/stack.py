@@ -47,11 +47,24 @@ def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
 def _client(settings: Settings) -> AirflowClient:
     try:
         return AirflowClient.login(settings)
-    except (AirflowApiError, urllib.error.URLError) as exc:
-        raise ConfigError(
-            f"cannot reach Airflow's API server at {api_base_url(settings)} ({exc}): is it running "
-            "(`recflow up`)? RECFLOW_AIRFLOW_API_PORT sets its port"
-        ) from exc
+    except AirflowApiError as exc:
+        if exc.status == 401:  # a server answered, and not to this home's password
+            raise ConfigError(
+                f"Airflow's API server at {api_base_url(settings)} refused the admin password of "
+                f"RECFLOW_HOME={settings.home}: it is another home's Airflow (or this home's password "
+                "was made anew since it started). Start this home's own with `recflow up` on a free "
+                "port (RECFLOW_AIRFLOW_API_PORT), or point RECFLOW_HOME at the home that server runs"
+            ) from exc
+        raise _unreachable(settings, exc) from exc
+    except urllib.error.URLError as exc:
+        raise _unreachable(settings, exc) from exc
+
+
+def _unreachable(settings: Settings, exc: Exception) -> ConfigError:
+    return ConfigError(
+        f"cannot reach Airflow's API server at {api_base_url(settings)} ({exc}): is it running "
+        "(`recflow up`)? RECFLOW_AIRFLOW_API_PORT sets its port"
+    )
 
 
 def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
@@ -66,7 +79,13 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     print(
         f"{WAREHOUSE_DAG} run {result.run_id}: {result.state} after {result.seconds:.0f}s; failed: "
-        f"{', '.join(result.failed_tasks) or 'none'}; `recflow incidents list --dag {WAREHOUSE_DAG}` says why",
+        f"{', '.join(result.failed_tasks) or 'none'}"
+        + (
+            f" ({result.not_run} tasks after {'it' if len(result.failed_tasks) == 1 else 'them'} did not run)"
+            if result.not_run
+            else ""
+        )
+        + f"; `recflow incidents list --dag {WAREHOUSE_DAG}` says why",
         file=sys.stderr,
     )
     return 1
@@ -94,7 +113,12 @@ def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
         if len(run.days) > 1 and run.task_ids:
             print(f"  one run for {run.days_label}: its cleared tasks run again for every day of it")
     if not any(run.task_ids for run in cleared):
-        print(f"recflow: nothing was cleared for {args.task_regex!r}", file=sys.stderr)
+        only = (
+            " among failed task instances (--only-failed): none of them had failed"
+            if args.only_failed
+            else ""
+        )
+        print(f"recflow: nothing was cleared for {args.task_regex!r}{only}", file=sys.stderr)
         return 1
     if not args.dry_run and (client.dag(args.dag_id) or {}).get("is_paused"):
         print(

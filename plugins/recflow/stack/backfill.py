@@ -45,7 +45,13 @@ class BackfillResult:
 
     @property
     def failed_tasks(self) -> list[str]:
-        return sorted(t for t, s in self.tasks.items() if s in ("failed", "upstream_failed"))
+        """The tasks that failed themselves (where the incidents are)."""
+        return sorted(t for t, s in self.tasks.items() if s == "failed")
+
+    @property
+    def not_run(self) -> int:
+        """How many tasks did not run because one before them failed (``upstream_failed``)."""
+        return sum(1 for s in self.tasks.values() if s == "upstream_failed")
 
 
 def backfill_conf(first: date, last: date, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
