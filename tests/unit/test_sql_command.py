@@ -82,6 +82,12 @@ def test_rows_past_the_limit_are_said_to_be_left_out(
         ("-- a look first\ndrop table quality.quarantine_events", "'drop' is not one of them"),
         ("select 1; delete from quality.quarantine_events", "one statement at a time"),
         ("   ", "an empty statement"),
+        (
+            "with refused as (select * from quality.quarantine_events) insert into quality.quarantine_events "
+            "select * from refused",
+            "'insert' writes",
+        ),
+        ("select 1 /* ; */; drop table quality.quarantine_events", "one statement at a time"),
     ],
 )
 def test_a_statement_that_writes_is_refused_and_changes_nothing(
@@ -93,12 +99,14 @@ def test_a_statement_that_writes_is_refused_and_changes_nothing(
     assert _table(warehouse) == before
 
 
-def test_a_semicolon_inside_a_string_is_part_of_the_query(
+def test_a_semicolon_or_a_write_word_inside_a_string_is_part_of_the_query(
     warehouse: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        main(["sql", "select count(*) as n from quality.quarantine_events where broken_rules <> 'a;b'"]) == 0
+    query = (
+        "select count(*) as n from quality.quarantine_events "
+        "where broken_rules <> 'a; drop table x -- b' and \"verdict\" <> 'update'"
     )
+    assert main(["sql", query]) == 0
     assert capsys.readouterr().out.splitlines()[2] == str(len(ROWS))
 
 

@@ -33,22 +33,37 @@ class QueryResult:
 
 def read_only_statement(sql: str) -> str:
     """``sql`` without its trailing ``;``, or :class:`ConfigError` when it is not one reading query."""
-    text = _COMMENTS.sub(" ", sql).strip().rstrip(";").strip()
-    words = text.lstrip("(").split(None, 1)
+    bare = _COMMENTS.sub(" ", _quoted_out(sql)).strip().rstrip(";").strip()
+    words = bare.lstrip("(").split(None, 1)
     verb = words[0].lower() if words else ""
     if verb not in READ_VERBS:
         raise ConfigError(
             f"recflow sql runs one query that reads ({', '.join(READ_VERBS)}); {verb or 'an empty statement'!r} "
             "is not one of them: the warehouse is changed only by the pipeline's tasks"
         )
-    if ";" in _quoted_out(text):
+    if ";" in bare:
         raise ConfigError("recflow sql runs one statement at a time: the text holds a ';' between two")
+    writes = _WRITES.search(bare)
+    if writes:  # `with t as (...) insert ...` reads first; Spark would run it (no read-only session)
+        raise ConfigError(
+            f"recflow sql runs queries that only read: {writes.group(0)!r} writes (the warehouse is "
+            "changed only by the pipeline's tasks)"
+        )
     return sql.strip().rstrip(";").strip()
 
 
+_WRITES = re.compile(
+    r"\b(insert|update|delete|merge|drop|create|alter|truncate|overwrite|grant|revoke|copy|attach|"
+    r"detach|msck|refresh|cache|uncache|load|vacuum|checkpoint)\b",
+    re.I,
+)
+"""Words that write, outside quotes and comments: refused anywhere in the statement."""
+
+
 def _quoted_out(text: str) -> str:
-    """``text`` without its quoted strings and identifiers, so a ``;`` inside one is not a separator."""
-    return re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", "", text)
+    """``text`` without its quoted strings and identifiers (``'…'``, ``"…"``, Spark's backquotes), so a
+    ``;``, a comment marker or a word inside one counts for nothing."""
+    return re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`", "''", text)
 
 
 def run_query(settings: Settings, sql: str, limit: int) -> QueryResult:
