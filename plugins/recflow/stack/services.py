@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,10 +47,45 @@ def run_airflow(settings: Settings, args: list[str], *, check: bool = True, quie
     if args[:1] != ["db"]:
         _require_metadata_db(settings, env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
     out = subprocess.DEVNULL if quiet else None
-    result = subprocess.run([airflow_executable(), *args], env=env, check=False, stdout=out)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"`airflow {' '.join(args)}` exited with code {result.returncode}")
-    return result.returncode
+    process = subprocess.Popen([airflow_executable(), *args], env=env, stdout=out)
+    returncode = _wait_passing_on_stop(process)
+    if check and returncode != 0:
+        raise RuntimeError(f"`airflow {' '.join(args)}` exited with code {returncode}")
+    return returncode
+
+
+STOP_GRACE_SECONDS = 20.0
+"""How long ``airflow`` may take to end after this process was asked to stop, before it is killed."""
+
+
+def _wait_passing_on_stop(process: subprocess.Popen[bytes]) -> int:
+    """Wait for ``process``; a SIGTERM to this process (``timeout``, a supervisor, ``kill``) is passed
+    on to it, and it is killed if it has not ended :data:`STOP_GRACE_SECONDS` later. Without this the
+    ``airflow`` child (a ``dags test`` holding the DuckDB warehouse, say) outlived the command that
+    started it. Ctrl-C reaches both already: the terminal signals the whole process group."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
+        return _status(process.wait())
+    stop_asked: list[float] = []
+
+    def _pass_on(signum: int, frame: object) -> None:
+        stop_asked.append(time.monotonic())
+        process.terminate()
+
+    previous = signal.signal(signal.SIGTERM, _pass_on)
+    try:
+        while True:
+            try:
+                return _status(process.wait(timeout=0.5))
+            except subprocess.TimeoutExpired:
+                if stop_asked and time.monotonic() - stop_asked[0] > STOP_GRACE_SECONDS:
+                    process.kill()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _status(returncode: int) -> int:
+    """A shell's exit status: 128 + N for a process ended by signal N (Popen says -N)."""
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def _require_metadata_db(settings: Settings, conn: str) -> None:
