@@ -80,14 +80,25 @@ def test_rows_past_the_limit_are_said_to_be_left_out(
     [
         ("delete from quality.quarantine_events", "'delete' is not one of them"),
         ("-- a look first\ndrop table quality.quarantine_events", "'drop' is not one of them"),
-        ("select 1; delete from quality.quarantine_events", "one statement at a time"),
-        ("   ", "an empty statement"),
+        ("select 1; delete from quality.quarantine_events", "one statement at a time: the text holds 2"),
+        ("   ", "one statement at a time: the text holds none"),
         (
             "with refused as (select * from quality.quarantine_events) insert into quality.quarantine_events "
             "select * from refused",
             "'insert' writes",
         ),
-        ("select 1 /* ; */; drop table quality.quarantine_events", "one statement at a time"),
+        ("select 1 /* ; */; drop table quality.quarantine_events", "the text holds 2"),
+        # a quote inside a comment opens no string (a review's reproductions)
+        (
+            "with x as (select 1 as a) -- it's\ninsert into quality.quarantine_events select a from x --'",
+            "'insert'",
+        ),
+        ("select 1 -- don't\n; delete from quality.quarantine_events --'", "the text holds 2"),
+        # a backslash-escaped quote, as Spark reads it, ends no string
+        (
+            "with x as (select '\\'' as c) insert into quality.quarantine_events select c from x where c <> ''",
+            "'insert'",
+        ),
     ],
 )
 def test_a_statement_that_writes_is_refused_and_changes_nothing(
@@ -118,3 +129,12 @@ def test_a_warehouse_not_made_yet_is_named(
     err = capsys.readouterr().err
     assert "does not exist yet: run the recsys_warehouse DAG first" in err and "Traceback" not in err
     assert not Settings.from_env().duckdb_path.exists()
+
+
+def test_a_query_the_engine_refuses_is_one_line(warehouse: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sql", "select * from quality.no_such_table"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "recflow: duckdb refused the query: Catalog Error: Table with name no_such_table"
+    ), err
+    assert "Traceback" not in err

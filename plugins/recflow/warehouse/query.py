@@ -3,8 +3,10 @@ quarantine and the audit records (DuckDB has no command of its own in the projec
 the same query runs on PostgreSQL and Spark).
 
 The warehouse is opened read-only (DuckDB and PostgreSQL enforce it; a Thrift session to Spark has
-no such mode), and the statement must be one query: it is refused, before the warehouse is opened,
-unless its first word is one of :data:`READ_VERBS` and it holds no second statement.
+no such mode), and the statement must be one query that reads: it is refused, before the warehouse
+is opened, unless it is one statement, its first word is one of :data:`READ_VERBS` and no keyword of
+:data:`WRITES` is in it. A query the engine refuses (a typo, a missing table) is one line: the
+engine's own message.
 """
 
 from __future__ import annotations
@@ -20,7 +22,35 @@ from recflow.warehouse import connect
 READ_VERBS = ("select", "with", "show", "describe", "explain", "values", "table", "from")
 """The first words of a statement that reads (``from`` opens DuckDB's ``from t select …``)."""
 
-_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+WRITES = frozenset(
+    [
+        "insert",
+        "update",
+        "delete",
+        "merge",
+        "upsert",
+        "replace",
+        "drop",
+        "create",
+        "alter",
+        "truncate",
+        "overwrite",
+        "grant",
+        "revoke",
+        "copy",
+        "attach",
+        "detach",
+        "load",
+        "vacuum",
+        "checkpoint",
+        "cache",
+        "uncache",
+        "refresh",
+        "msck",
+    ]
+)
+"""Keywords that write: refused anywhere in the statement (``with t as (…) insert …`` starts by
+reading, and a Thrift session to Spark has no read-only mode to stop it)."""
 
 
 @dataclass(frozen=True)
@@ -32,38 +62,36 @@ class QueryResult:
 
 
 def read_only_statement(sql: str) -> str:
-    """``sql`` without its trailing ``;``, or :class:`ConfigError` when it is not one reading query."""
-    bare = _COMMENTS.sub(" ", _quoted_out(sql)).strip().rstrip(";").strip()
-    words = bare.lstrip("(").split(None, 1)
-    verb = words[0].lower() if words else ""
+    """``sql`` as one statement, or :class:`ConfigError` when it is not one query that only reads.
+
+    Told apart by sqlparse's tokenizer, which reads quotes (with backslash escapes), quoted
+    identifiers and comments as the engines do, so a ``;``, a quote or a keyword inside one of them
+    counts for nothing, and one outside them counts wherever it is."""
+    import sqlparse  # noqa: PLC0415 (only this command needs it)
+    from sqlparse import tokens  # noqa: PLC0415
+
+    statements = [s for s in sqlparse.parse(sql) if s.token_first(skip_cm=True, skip_ws=True) is not None]
+    if len(statements) != 1:
+        raise ConfigError(
+            "recflow sql runs one statement at a time: "
+            + (f"the text holds {len(statements)}" if statements else "the text holds none")
+        )
+    statement = statements[0]
+    first = statement.token_first(skip_cm=True, skip_ws=True)
+    verb = re.sub(r"^[(\s]+", "", str(first)).split(None, 1)[0].lower()
     if verb not in READ_VERBS:
         raise ConfigError(
-            f"recflow sql runs one query that reads ({', '.join(READ_VERBS)}); {verb or 'an empty statement'!r} "
-            "is not one of them: the warehouse is changed only by the pipeline's tasks"
+            f"recflow sql runs one query that reads ({', '.join(READ_VERBS)}); {verb!r} is not one of "
+            "them: the warehouse is changed only by the pipeline's tasks"
         )
-    if ";" in bare:
-        raise ConfigError("recflow sql runs one statement at a time: the text holds a ';' between two")
-    writes = _WRITES.search(bare)
-    if writes:  # `with t as (...) insert ...` reads first; Spark would run it (no read-only session)
-        raise ConfigError(
-            f"recflow sql runs queries that only read: {writes.group(0)!r} writes (the warehouse is "
-            "changed only by the pipeline's tasks)"
-        )
-    return sql.strip().rstrip(";").strip()
-
-
-_WRITES = re.compile(
-    r"\b(insert|update|delete|merge|drop|create|alter|truncate|overwrite|grant|revoke|copy|attach|"
-    r"detach|msck|refresh|cache|uncache|load|vacuum|checkpoint)\b",
-    re.I,
-)
-"""Words that write, outside quotes and comments: refused anywhere in the statement."""
-
-
-def _quoted_out(text: str) -> str:
-    """``text`` without its quoted strings and identifiers (``'…'``, ``"…"``, Spark's backquotes), so a
-    ``;``, a comment marker or a word inside one counts for nothing."""
-    return re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`(?:[^`]|``)*`", "''", text)
+    for token in statement.flatten():
+        word = token.normalized.lower()
+        if token.ttype in tokens.Keyword and word in WRITES:
+            raise ConfigError(
+                f"recflow sql runs queries that only read: {word!r} writes (the warehouse is changed "
+                f'only by the pipeline\'s tasks; a column of that name is read quoted: "{word}")'
+            )
+    return str(statement).strip().rstrip(";").strip()
 
 
 def run_query(settings: Settings, sql: str, limit: int) -> QueryResult:
@@ -73,9 +101,13 @@ def run_query(settings: Settings, sql: str, limit: int) -> QueryResult:
     statement = read_only_statement(sql)
     try:
         with connect(settings, read_only=True) as warehouse:
-            rows: Any = warehouse.execute(statement)
-            columns = [str(d[0]) for d in rows.description or ()]
-            fetched = [tuple(r) for r in rows.fetchmany(limit + 1)]
+            try:
+                rows: Any = warehouse.execute(statement)
+                columns = [str(d[0]) for d in rows.description or ()]
+                fetched = [tuple(r) for r in rows.fetchmany(limit + 1)]
+            except Exception as exc:
+                said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(f"{warehouse.dialect.name} refused the query: {said}") from exc
     except FileNotFoundError as exc:  # a DuckDB file the pipeline has not made yet
         raise ConfigError(str(exc)) from None
     return QueryResult(columns, fetched[:limit], len(fetched) > limit)
