@@ -70,21 +70,21 @@ def read_only_statement(sql: str) -> str:
     import sqlparse  # noqa: PLC0415 (only this command needs it)
     from sqlparse import tokens  # noqa: PLC0415
 
-    statements = [s for s in sqlparse.parse(sql) if s.token_first(skip_cm=True, skip_ws=True) is not None]
+    statements = [s for s in sqlparse.parse(sql) if _first(s) is not None]
     if len(statements) != 1:
         raise ConfigError(
             "recflow sql runs one statement at a time: "
             + (f"the text holds {len(statements)}" if statements else "the text holds none")
         )
     statement = statements[0]
-    first = statement.token_first(skip_cm=True, skip_ws=True)
+    first = _first(statement)
     verb = re.sub(r"^[(\s]+", "", str(first)).split(None, 1)[0].lower()
     if verb not in READ_VERBS:
         raise ConfigError(
             f"recflow sql runs one query that reads ({', '.join(READ_VERBS)}); {verb!r} is not one of "
             "them: the warehouse is changed only by the pipeline's tasks"
         )
-    for token in statement.flatten():
+    for token in statement.flatten():  # type: ignore[no-untyped-call]
         word = token.normalized.lower()
         if token.ttype in tokens.Keyword and word in WRITES:
             raise ConfigError(
@@ -92,6 +92,11 @@ def read_only_statement(sql: str) -> str:
                 f'only by the pipeline\'s tasks; a column of that name is read quoted: "{word}")'
             )
     return str(statement).strip().rstrip(";").strip()
+
+
+def _first(statement: Any) -> Any:
+    """The statement's first token that is neither whitespace nor a comment (``None``: it has none)."""
+    return statement.token_first(skip_cm=True, skip_ws=True)
 
 
 def run_query(settings: Settings, sql: str, limit: int) -> QueryResult:
