@@ -276,7 +276,8 @@ def check_a_rolled_back_version_waits_for_a_person(
 
     again = publish(settings, model_uri, "back", "back-job-2", "run-3")
     assert (again["version"], again["aliases"], champion("back")) == (2, [], 1)
-    assert again["not_promoted"].startswith("version 2 was rolled back by alice at move 3 ("), again
+    assert again["not_promoted"].startswith("version 2 was moved off champion by hand by alice at move 3 (")
+    assert again["not_promoted"].endswith("recflow models promote --name back --version 2 --reason TEXT")
     assert (
         "version 2 recommends stale pins); a publication does not make it champion again"
         in again["not_promoted"]
@@ -287,7 +288,7 @@ def check_a_rolled_back_version_waits_for_a_person(
     assert forward is not None and forward["by_hand"] is True and champion("back") == 2
     older = publish(settings, model_uri, "back", "back-job-1", "run-4")
     assert (older["aliases"], champion("back")) == ([], 2)
-    assert older["not_promoted"].startswith("version 1 was rolled back by bob at move 4 (")
+    assert older["not_promoted"].startswith("version 1 was moved off champion by hand by bob at move 4 (")
     new = publish(settings, model_uri, "back", "back-job-3", "run-5")
     assert (new["version"], new["aliases"], champion("back")) == (3, ["champion"], 3)
     assert [m["who"] for m in registry.champion_history("back")][3:] == ["bob", "dag/run-5"]

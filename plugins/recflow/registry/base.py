@@ -258,6 +258,7 @@ class BaseRegistry(ABC):
                 state.history,
                 state.current,
                 version,
+                name=name,
                 who=who,
                 reason=reason,
                 by_hand=by_hand,

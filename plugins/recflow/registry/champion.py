@@ -9,8 +9,9 @@ publication moves ``champion`` only if it still is the version it expected (the 
 gate compared the challenger against, :func:`publish_evaluated`; else the one when the
 publication began): if someone moved it since, the version is registered and the alias
 stays (``champion_not_moved`` says who moved it). A person's promotion always moves it, and is
-recorded ``by_hand``; a version a person rolled back from is made champion again only by a person
-(:func:`rolled_back_by_hand`), never by a publication of its training job from a later DAG run.
+recorded ``by_hand``; a version a person moved ``champion`` off (a rollback, or a promotion of another
+version by hand) is made champion again only by a person (:func:`moved_off_by_hand`), never by a
+publication of its training job from a later DAG run.
 A recorded move is never overwritten.
 """
 
@@ -90,19 +91,19 @@ def champion_moved_since(
     )
 
 
-def rolled_back_by_hand(history: Sequence[Mapping[str, Any]], version: int) -> str:
+def moved_off_by_hand(history: Sequence[Mapping[str, Any]], name: str, version: int) -> str:
     """Why a publication must not make ``version`` champion again, or ``""``: the last move that took
-    ``champion`` away from it was a person's (``by_hand``; moves recorded before that key existed
-    count as publications). A person moving it back by hand, or a publication having replaced it
-    since, lifts the refusal."""
+    ``champion`` off it was a person's (``by_hand``; moves recorded before that key existed count as
+    publications). Once a later move takes ``champion`` off it again without a person (it was made
+    champion by hand, then a publication replaced it), publications may move it back."""
     away = [e for e in history if e.get("previous_version") == version]
     last = away[-1] if away else None
     if last is None or not last.get("by_hand"):
         return ""
     return (
-        f"version {version} was rolled back by {last['who']} at move {last['seq']} ({last['at']}: "
-        f"{last['reason']}); a publication does not make it champion again, a person does: "
-        f"recflow models promote --version {version} --reason TEXT"
+        f"version {version} was moved off champion by hand by {last['who']} at move {last['seq']} "
+        f"({last['at']}: {last['reason']}); a publication does not make it champion again, a person "
+        f"does: recflow models promote --name {name} --version {version} --reason TEXT"
     )
 
 
@@ -111,6 +112,7 @@ def next_champion_move(
     current: int | None,
     version: int,
     *,
+    name: str,
     who: str,
     reason: str,
     by_hand: bool,
@@ -120,15 +122,15 @@ def next_champion_move(
     """The move of ``champion`` to ``version`` to record next (its ``seq`` follows ``history``), or
     ``None`` when there is none to make, with why when that is news: the champion is not ``expected``
     (a publication's compare-and-set, :func:`champion_moved_since`; ``AT_START``: no check), or a
-    person rolled ``version`` back (:func:`rolled_back_by_hand`: a publication from a later DAG run
-    of the same training job), or ``version`` already is champion, or, for a publication (not
+    person moved ``champion`` off ``version`` (:func:`moved_off_by_hand`: a publication from a later
+    DAG run of the same training job), or ``version`` already is champion, or, for a publication (not
     ``by_hand``), ``who`` already moved it there once, so a retried publication never undoes a later
     rollback. The champion steps of :data:`PUBLISH_STEPS` are
     reported done when nothing moves. Called under the model's lock (:func:`champion_lock`)."""
     not_moved = "" if expected is AT_START else champion_moved_since(history, current, version, expected)
     retried = not by_hand and any(e["version"] == version and e["who"] == who for e in history)
     if not (not_moved or by_hand or retried or current == version):
-        not_moved = rolled_back_by_hand(history, version)
+        not_moved = moved_off_by_hand(history, name, version)
     if not_moved or current == version or retried:
         _skip_champion_steps(step)
         return None, not_moved
