@@ -8,6 +8,7 @@ Airflow itself is never started (`start_services` is replaced by a stand-in that
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -20,7 +21,10 @@ from recflow import cli
 
 
 class _Started(Exception):
-    """What the stand-in for start_services raises: `recflow up` got past its checks."""
+    """What the stand-in for start_services raises: `recflow up` got past its checks. ``note``: what
+    run/up.pid held then."""
+
+    note = ""
 
 
 @pytest.fixture
@@ -28,7 +32,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
 
     def started(*args: object, **kwargs: object) -> None:
-        raise _Started
+        failed = _Started()
+        failed.note = (tmp_path / "home" / "run" / "up.pid").read_text()
+        raise failed
 
     monkeypatch.setattr(recflow.cli.stack, "start_services", started)
     return tmp_path / "home"
@@ -64,6 +70,26 @@ def test_a_note_of_an_up_that_has_ended_does_not_stop_a_new_one(home: Path) -> N
     ended.wait()
     (home / "run").mkdir(parents=True)
     (home / "run" / "up.pid").write_text(str(ended.pid))
-    with pytest.raises(_Started):
+    with pytest.raises(_Started) as started:
         cli.main(["up"])
-    assert (home / "run" / "up.pid").read_text() != str(ended.pid)
+    assert started.value.note.split()[0] == str(os.getpid()), "this up's own note while it starts"
+    assert not (home / "run" / "up.pid").exists(), "a start that failed leaves no note behind"
+
+
+def test_a_note_whose_pid_now_names_a_later_process_is_stale(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A note that outlived its process (a reboot, kill -9) and whose number a later process got: its
+    start time differs from the note's, so neither up is refused nor down signals that process."""
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        (home / "run").mkdir(parents=True)
+        (home / "run" / "up.pid").write_text(f"{stranger.pid} 1")  # started one tick after boot: not it
+        assert cli.main(["down"]) == 0
+        assert "nothing to stop" in capsys.readouterr().out
+        assert stranger.poll() is None, "down left the process that got the number alone"
+        with pytest.raises(_Started):
+            cli.main(["up"])
+    finally:
+        stranger.kill()
+        stranger.wait()

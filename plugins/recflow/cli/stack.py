@@ -131,7 +131,11 @@ def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     pid_file = record_foreground(settings)
-    services = start_services(settings, foreground=True)
+    try:
+        services = start_services(settings, foreground=True)
+    except BaseException:  # ports taken, a start that failed: no recflow up runs, so no note of one
+        pid_file.unlink(missing_ok=True)
+        raise
     print(
         f"Airflow on {api_base_url(settings)} (user admin, password in "
         f"{settings.airflow_home / 'simple_auth_manager_passwords.json'}); Ctrl-C stops it",

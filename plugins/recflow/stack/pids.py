@@ -19,3 +19,21 @@ def is_running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def started_at(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``'s 22nd field), or
+    ``None`` where ``/proc`` cannot say. With the pid it names one process: a note that outlived its
+    process (a reboot, a ``kill -9``) is not taken for the process that got the same number later."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def is_recorded_process(pid: int, started: str | None) -> bool:
+    """Whether the process a note recorded (its pid, and when it started if the note says) still runs."""
+    if not is_running(pid):
+        return False
+    now = started_at(pid)
+    return started is None or now is None or now == started

@@ -26,7 +26,7 @@ from pathlib import Path
 from recflow.core.config import Settings, subprocess_env
 from recflow.core.errors import ConfigError
 from recflow.stack.api import AirflowApiError, AirflowClient
-from recflow.stack.pids import is_running
+from recflow.stack.pids import is_recorded_process, is_running, started_at
 from recflow.stack.ports import port_in_use
 from recflow.stack.runtime import API_HOST, airflow_env
 
@@ -207,44 +207,62 @@ def start_services(settings: Settings, *, foreground: bool = False) -> Services:
 
 
 def record_foreground(settings: Settings) -> Path:
-    """Note this ``recflow up`` process, so that ``recflow down`` elsewhere can stop it; refuse when
-    the note names another process that is still running (an earlier ``recflow up`` of this home:
-    a second one would run a second scheduler on the same metadata database and warehouse, and
-    ``recflow down`` would then find only the second)."""
+    """Note this ``recflow up`` process (its pid and start time), so that ``recflow down`` elsewhere
+    can stop it; refuse when the note names another process that is still running (an earlier
+    ``recflow up`` of this home: a second one would run a second scheduler on the same metadata
+    database and warehouse, and ``recflow down`` would then find only the second). A note whose
+    process has ended, or whose pid now names a process started later, is replaced."""
     path = settings.home / "run" / "up.pid"
-    earlier = _recorded_pid(path)
-    if earlier is not None and earlier != os.getpid() and is_running(earlier):
+    earlier = _recorded(path)
+    if earlier is not None and earlier[0] != os.getpid() and is_recorded_process(*earlier):
         raise ConfigError(
-            f"recflow up is already running for RECFLOW_HOME={settings.home} (pid {earlier}, recorded in "
-            f"{path}): one Airflow per home. `recflow down` stops it; if pid {earlier} is not a recflow "
-            f"up, remove {path}"
+            f"recflow up is already running for RECFLOW_HOME={settings.home} (pid {earlier[0]}, recorded "
+            f"in {path}): one Airflow per home. `recflow down` stops it"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(str(os.getpid()))
+    path.write_text(f"{os.getpid()} {started_at(os.getpid()) or ''}".strip())
     return path
 
 
-def _recorded_pid(path: Path) -> int | None:
+def _recorded(path: Path) -> tuple[int, str | None] | None:
+    """The pid a note holds and when that process started (``None`` for a note that does not say)."""
     try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
+        words = path.read_text().split()
+        return int(words[0]), words[1] if len(words) > 1 else None
+    except (OSError, ValueError, IndexError):
         return None
 
 
 def stop_recorded(settings: Settings, timeout: float = 60.0) -> bool:
-    """Ask the ``recflow up`` recorded in ``$RECFLOW_HOME/run`` to stop, and wait until it has."""
+    """Ask the ``recflow up`` recorded in ``$RECFLOW_HOME/run`` to stop, and wait until it has; ``False``
+    when none runs (a note of one that has ended is removed). :class:`ConfigError` when it cannot be
+    signalled or has not ended within ``timeout`` (the note then stays)."""
     path = settings.home / "run" / "up.pid"
-    pid = _recorded_pid(path)
-    if pid is None:
+    recorded = _recorded(path)
+    if recorded is None:
+        return False
+    pid, started = recorded
+    if not is_recorded_process(pid, started):
+        path.unlink(missing_ok=True)
         return False
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        path.unlink()
+        path.unlink(missing_ok=True)
         return False
+    except PermissionError:
+        raise ConfigError(
+            f"pid {pid}, recorded in {path}, is another user's process: not this home's recflow up. "
+            f"Remove {path} if no recflow up runs for RECFLOW_HOME={settings.home}"
+        ) from None
     deadline = time.monotonic() + timeout
     while is_running(pid) and time.monotonic() < deadline:
         time.sleep(0.5)
+    if is_running(pid):
+        raise ConfigError(
+            f"recflow up (pid {pid}) has not ended within {timeout:.0f}s of being asked to; its note "
+            f"{path} stays. Run recflow down again, or stop it with kill {pid}"
+        )
     path.unlink(missing_ok=True)
     return True
 
