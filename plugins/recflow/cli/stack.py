@@ -82,7 +82,7 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
         f"{', '.join(result.failed_tasks) or 'none'}"
         + (
             f" ({result.not_run} tasks after {'it' if len(result.failed_tasks) == 1 else 'them'} did not run)"
-            if result.not_run
+            if result.not_run and result.failed_tasks
             else ""
         )
         + f"; `recflow incidents list --dag {WAREHOUSE_DAG}` says why",
@@ -114,7 +114,7 @@ def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  one run for {run.days_label}: its cleared tasks run again for every day of it")
     if not any(run.task_ids for run in cleared):
         only = (
-            " among failed task instances (--only-failed): none of them had failed"
+            " among failed task instances (--only-failed): none of them had failed or been left upstream_failed"
             if args.only_failed
             else ""
         )

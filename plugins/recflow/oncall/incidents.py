@@ -17,7 +17,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -136,13 +135,10 @@ def champion_of(settings: Settings, name: str, timeout_s: float = REGISTRY_TIMEO
     A registry that is not there yet (the embedded SQLite file) is not created; one
     that does not answer within ``timeout_s`` is reported as unknown.
     """
-    uri = settings.mlflow_uri
-    if (
-        settings.registry_backend == "mlflow"
-        and uri.startswith("sqlite:///")
-        and not Path(uri.removeprefix("sqlite:///")).exists()
-    ):
-        return f"none: no model registry yet ({uri})"
+    from recflow.registry import missing_registry  # noqa: PLC0415 (MLflow's modules: only on failure)
+
+    if missing_registry(settings) is not None:
+        return f"none: no model registry yet ({settings.mlflow_uri})"
     answer: list[str] = []
 
     def look_up() -> None:
@@ -162,7 +158,11 @@ def champion_of(settings: Settings, name: str, timeout_s: float = REGISTRY_TIMEO
     worker = threading.Thread(target=look_up, name="recflow-champion-lookup", daemon=True)
     worker.start()
     worker.join(timeout_s)
-    return answer[0] if answer else f"unknown: the registry did not answer within {timeout_s:g} s ({uri})"
+    return (
+        answer[0]
+        if answer
+        else f"unknown: the registry did not answer within {timeout_s:g} s ({settings.mlflow_uri})"
+    )
 
 
 def _processed_interval(failure: TaskFailure) -> tuple[datetime | None, datetime | None]:

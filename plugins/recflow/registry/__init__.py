@@ -63,20 +63,28 @@ __all__ = [
     "ModelVersionInfo",
     "OnStep",
     "Registry",
+    "missing_registry",
     "registry_for",
     "require_registry",
 ]
+
+
+def missing_registry(settings: Settings) -> Path | None:
+    """The embedded registry's SQLite file when it does not exist yet (MLflow creates it on first
+    use, so a reader must look before it opens one), else ``None``."""
+    uri = settings.mlflow_uri
+    if settings.registry_backend != "mlflow" or not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///"))
+    return None if database.exists() else database
 
 
 def require_registry(settings: Settings) -> None:
     """Refuse (:class:`ConfigError`) to read an embedded registry that does not exist: MLflow would
     create its SQLite file, so a mistyped ``RECFLOW_HOME`` left an empty registry behind and its
     commands answered "no versions" as if the right one were empty."""
-    uri = settings.mlflow_uri
-    if settings.registry_backend != "mlflow" or not uri.startswith("sqlite:///"):
-        return
-    database = Path(uri.removeprefix("sqlite:///"))
-    if not database.exists():
+    database = missing_registry(settings)
+    if database is not None:
         given = (
             "RECFLOW_MLFLOW_TRACKING_URI" if settings.mlflow_tracking_uri else f"RECFLOW_HOME={settings.home}"
         )

@@ -23,14 +23,13 @@ from datetime import date
 from typing import Any
 
 from recflow.core.errors import ConfigError
-from recflow.core.names import WAREHOUSE_DAG
+from recflow.core.names import WAIT_FOR_LANDING, WAREHOUSE_DAG
 from recflow.stack.api import TERMINAL_RUN_STATES, AirflowApiError, AirflowClient
 
 Echo = Callable[[str], None]
 PER_DAY_TASKS = ("land", "audit")
 """The tasks that log one line per day (``staged ds=…``, ``[i/n] ds=… audited``)."""
 DAY = re.compile(r"\bds=\d{4}-\d{2}-\d{2}\b")
-WAIT_TASK = "wait_for_landing"
 
 
 @dataclass
@@ -122,7 +121,7 @@ def backfill_days(
                     echo(f"  {task_id}: {line}")
                     result.days_logged += 1
                 lines_seen[key] = len(day_lines)
-            if task_id == WAIT_TASK and state == "up_for_reschedule" and not result.waited:
+            if task_id == WAIT_FOR_LANDING and state == "up_for_reschedule" and not result.waited:
                 result.waited = True  # said once: the sensor looks again every few minutes for hours
                 echo(_waiting(client, run_id, key[1], first, last))
             ended = state in ("success", "failed", "upstream_failed", "up_for_retry")
@@ -149,14 +148,14 @@ def _waiting(client: AirflowClient, run_id: str, try_number: int, first: date, l
     """What the run waits for: the sensor's own line (the first partition without ``_SUCCESS``)."""
     said = [
         line
-        for line in client.task_log(WAREHOUSE_DAG, run_id, WAIT_TASK, try_number)
+        for line in client.task_log(WAREHOUSE_DAG, run_id, WAIT_FOR_LANDING, try_number)
         if "waiting for" in line
     ]
     what = (
         said[-1].split("waiting for", 1)[1].strip() if said else f"the landing partitions of {first}..{last}"
     )
     return (
-        f"  {WAIT_TASK}: waiting for {what}. Not every day has landed yet: the sensor looks again and "
+        f"  {WAIT_FOR_LANDING}: waiting for {what}. Not every day has landed yet: the sensor looks again and "
         "fails after its timeout (docs/runbooks/recsys_warehouse.md, Landing late); stopping this "
         "command leaves the run in Airflow"
     )
