@@ -43,10 +43,15 @@ def test_airflow_db_commands_still_run_on_a_fresh_home(
     monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", raising=False)
     ran: list[list[str]] = []
 
-    def fake_run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-        ran.append(argv)
-        return subprocess.CompletedProcess(argv, 0)
+    class _Airflow:
+        """Stands for the `airflow` process run_airflow starts (and waits for)."""
 
-    monkeypatch.setattr(subprocess, "run", fake_run)  # the module services calls through
+        def __init__(self, argv: list[str], **kwargs: Any) -> None:
+            ran.append(argv)
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", _Airflow)  # the module services starts it through
     assert services.run_airflow(Settings.from_env(), ["db", "migrate"]) == 0
     assert [argv[1:] for argv in ran] == [["db", "migrate"]]
