@@ -15,18 +15,23 @@ def is_running(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:  # a zombie (our own child, not yet reaped) is not running
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
+    fields = _stat(pid)
+    return fields is None or fields[0] != "Z"  # a zombie (our own child, not yet reaped) is not running
 
 
 def started_at(pid: int) -> str | None:
     """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``'s 22nd field), or
     ``None`` where ``/proc`` cannot say. With the pid it names one process: a note that outlived its
     process (a reboot, a ``kill -9``) is not taken for the process that got the same number later."""
+    fields = _stat(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
+
+
+def _stat(pid: int) -> list[str] | None:
+    """``/proc/<pid>/stat`` from its 3rd field (the state) on, past the command name in parentheses
+    (which may hold spaces); ``None`` where it cannot be read."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
     except (OSError, IndexError):
         return None
 
