@@ -509,6 +509,7 @@ def test_cli_models_promote_and_history(
         ["models", "history", "--name", "recsys-demo"],
         ["models", "export", "--name", "recsys-demo", "--alias", "champion", "--out", "out"],
         ["models", "promote", "--name", "recsys-demo", "--version", "1", "--reason", "roll back"],
+        ["mlflow", "ui"],
     ],
     ids=lambda argv: argv[1],
 )
@@ -526,3 +527,18 @@ def test_a_home_with_no_registry_is_named_and_left_as_it_was(
     err = capsys.readouterr().err
     assert f"there is no model registry at {home / 'mlflow' / 'mlflow.db'} (RECFLOW_HOME={home})" in err
     assert not home.exists() and not (tmp_path / "out").exists()
+
+
+def test_mlflow_ui_under_the_sagemaker_registry_is_refused_without_creating_a_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With SageMaker's registry nothing is written to MLflow: its UI would open an empty store it
+    had just created under the home."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RECFLOW_HOME", str(home))
+    monkeypatch.setenv("RECFLOW_REGISTRY_BACKEND", "sagemaker")
+    monkeypatch.delenv("RECFLOW_MLFLOW_TRACKING_URI", raising=False)
+    assert cli.main(["mlflow", "ui"]) == 2
+    err = capsys.readouterr().err
+    assert "RECFLOW_REGISTRY_BACKEND=sagemaker" in err and "recflow models list" in err
+    assert not (home / "mlflow").exists()

@@ -14,7 +14,7 @@ from typing import Any
 
 from recflow.cli.args import Subcommands
 from recflow.core.config import Settings
-from recflow.core.errors import RegistryError
+from recflow.core.errors import ConfigError, RegistryError
 from recflow.core.gate import FAMILIES, RANKING_METRICS
 from recflow.publishing.card import model_card
 from recflow.registry import registry_for, require_registry
@@ -151,8 +151,13 @@ def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
-    if settings.mlflow_uri.startswith("sqlite:///"):
-        Path(settings.mlflow_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if settings.registry_backend != "mlflow":
+        raise ConfigError(
+            f"RECFLOW_REGISTRY_BACKEND={settings.registry_backend}: the models are in that registry and "
+            "MLflow holds nothing here, so there is no MLflow UI to open; read the versions with "
+            "recflow models list"
+        )
+    require_registry(settings)
     command = [
         sys.executable,
         "-m",

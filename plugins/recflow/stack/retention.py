@@ -54,7 +54,7 @@ import humanize
 from recflow.core.artifacts import ArtifactStore, LocalArtifactStore, StoredObject, join, store_for
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RecflowError
-from recflow.registry import JOB_KEY, ModelVersionInfo, registry_for
+from recflow.registry import JOB_KEY, ModelVersionInfo, missing_registry, registry_for
 from recflow.training.backend import TERMINAL_STATES
 from recflow.training.spec import base_name
 
@@ -239,8 +239,7 @@ def _items_of(
 def registered_versions(settings: Settings) -> list[ModelVersionInfo]:
     """Every version of every model of the configured registry; none, without creating it, when the
     embedded MLflow database does not exist yet (a dry run writes nothing)."""
-    sqlite = settings.mlflow_uri.removeprefix("sqlite:///")
-    if settings.registry_backend == "mlflow" and sqlite != settings.mlflow_uri and not Path(sqlite).exists():
+    if missing_registry(settings) is not None:
         return []
     return registry_for(settings).list_versions()
 
