@@ -182,6 +182,6 @@ def publish(
         result["name"],
         result["version"],
         result["aliases"],
-        decision["reason"],
+        result.get("not_promoted") or decision["reason"],  # the gate passed it; a person's move stands
     )
     return result
