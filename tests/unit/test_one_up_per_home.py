@@ -8,9 +8,12 @@ Airflow itself is never started (`start_services` is replaced by a stand-in that
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,3 +96,40 @@ def test_a_note_whose_pid_now_names_a_later_process_is_stale(
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_two_ups_started_at_once_check_and_note_one_at_a_time(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each up read the note, found none running, then wrote its own: two started in the same instant
+    both passed the check. While another up holds the note's lock (here the test, which writes a note
+    naming a running process before it lets go, as the first up would), a second waits and then reads
+    that note."""
+    (home / "run").mkdir(parents=True)
+    outcome: list[object] = []
+
+    def second_up() -> None:
+        try:
+            outcome.append(cli.main(["up"]))
+        except _Started as started:
+            outcome.append(started)
+
+    first = subprocess.Popen(["sleep", "60"])
+    try:
+        with (home / "run" / "up.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            racer = threading.Thread(target=second_up)
+            racer.start()
+            time.sleep(0.5)
+            assert not outcome, "the second up went past the check while the first held the lock"
+            (home / "run" / "up.pid").write_text(str(first.pid))
+        racer.join(timeout=10)
+        assert outcome == [2], outcome
+        assert (
+            f"recflow up is already running for RECFLOW_HOME={home} (pid {first.pid}"
+            in capsys.readouterr().err
+        )
+        assert (home / "run" / "up.pid").read_text() == str(first.pid)
+    finally:
+        first.kill()
+        first.wait()

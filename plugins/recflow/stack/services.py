@@ -11,6 +11,7 @@ API with ``recflow.stack.api``: the same calls the UI makes). The processes run
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -213,14 +214,16 @@ def record_foreground(settings: Settings) -> Path:
     database and warehouse, and ``recflow down`` would then find only the second). A note whose
     process has ended, or whose pid now names a process started later, is replaced."""
     path = settings.home / "run" / "up.pid"
-    earlier = _recorded(path)
-    if earlier is not None and earlier[0] != os.getpid() and is_recorded_process(*earlier):
-        raise ConfigError(
-            f"recflow up is already running for RECFLOW_HOME={settings.home} (pid {earlier[0]}, recorded "
-            f"in {path}): one Airflow per home. `recflow down` stops it"
-        )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"{os.getpid()} {started_at(os.getpid()) or ''}".strip())
+    with path.with_name("up.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two ups started at once: the second reads the first's note
+        earlier = _recorded(path)
+        if earlier is not None and earlier[0] != os.getpid() and is_recorded_process(*earlier):
+            raise ConfigError(
+                f"recflow up is already running for RECFLOW_HOME={settings.home} (pid {earlier[0]}, "
+                f"recorded in {path}): one Airflow per home. `recflow down` stops it"
+            )
+        path.write_text(f"{os.getpid()} {started_at(os.getpid()) or ''}".strip())
     return path
 
 
