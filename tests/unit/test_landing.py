@@ -61,12 +61,15 @@ def test_stage_is_idempotent_and_writes_nothing_dbt_reads(landed: Settings) -> N
 def test_partition_without_success_marker_is_late(landed: Settings) -> None:
     (partition_dir(landed.landing_dir, DAY) / SUCCESS_MARKER).unlink()
     assert not partition_complete(landed.landing_dir, DAY)
-    with pytest.raises(LandingLate, match=r"ds=2026-01-01 has no _SUCCESS marker"):
+    with pytest.raises(LandingLate, match=r"ds=2026-01-01 exists but has no _SUCCESS marker"):
         stage_partitions(landed, [DAY])
 
 
 def test_missing_partition_is_late(landed: Settings) -> None:
-    with pytest.raises(LandingLate, match=r"ds=2026-02-01 does not exist.*not complete for 1 day"):
+    with pytest.raises(
+        LandingLate,
+        match=r"ds=2026-02-01 does not exist \(nothing exported for 2026-02-01 yet\); 1 day\(s\) not complete",
+    ):
         stage_partitions(landed, [date(2026, 2, 1)])
 
 

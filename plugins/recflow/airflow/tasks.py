@@ -23,26 +23,34 @@ from recflow.warehouse import WAREHOUSE_POOL
 log = logging.getLogger(__name__)
 
 
-@task.sensor(poke_interval=120, timeout=6 * 3600, mode="reschedule")
+LANDING_POKE = timedelta(minutes=2)
+LANDING_TIMEOUT = timedelta(hours=6)
+
+
+@task.sensor(
+    poke_interval=LANDING_POKE.total_seconds(), timeout=LANDING_TIMEOUT.total_seconds(), mode="reschedule"
+)
 def wait_for_landing(
     params: dict[str, Any] | None = None,
     logical_date: datetime | None = None,
     data_interval_start: datetime | None = None,
     data_interval_end: datetime | None = None,
 ) -> bool:
-    """Wait (without holding a worker) until the day's partition is complete (``_SUCCESS``); fail after 6 hours."""
-    from recflow.ingest.contract import SUCCESS_MARKER, partition_complete, partition_dir  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
+    """Wait (without holding a worker) until the days' partitions are complete (``_SUCCESS``); fail after ``LANDING_TIMEOUT``."""
+    import humanize  # noqa: PLC0415 (as the next line)
 
-    settings = task_settings()
+    from recflow.ingest.contract import not_landed  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
+
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
-    late = [d for d in days if not partition_complete(settings.landing_dir, d)]
-    if late:
+    missing = not_landed(task_settings().landing_dir, days)
+    if missing is not None:
         log.info(
-            "waiting for %d landing partition(s) to be complete, first %s",
-            len(late),
-            partition_dir(settings.landing_dir, late[0]) / SUCCESS_MARKER,
+            "waiting for %s (looking again every %s, failing after %s)",
+            missing,
+            humanize.naturaldelta(LANDING_POKE),
+            humanize.naturaldelta(LANDING_TIMEOUT),
         )
-    return not late
+    return missing is None
 
 
 @task(pool=WAREHOUSE_POOL, execution_timeout=timedelta(minutes=30))

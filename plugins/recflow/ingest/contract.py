@@ -324,14 +324,25 @@ def event_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(("_", ".")))
 
 
+def not_landed(landing_dir: Path, days: list[date]) -> str | None:
+    """Which of ``days`` have no complete partition (no ``_SUCCESS``), in one line naming the first
+    one's marker and whether its folder is there at all (nothing exported yet, or an export still
+    being written); ``None`` when every day is complete."""
+    late = [d for d in days if not partition_complete(landing_dir, d)]
+    if not late:
+        return None
+    shown = ", ".join(str(d) for d in late[:5]) + (" ..." if len(late) > 5 else "")
+    first = partition_dir(landing_dir, late[0])
+    state = (
+        f"{first} exists but has no {SUCCESS_MARKER} marker (the export still being written?)"
+        if first.is_dir()
+        else f"{first} does not exist (nothing exported for {late[0]} yet)"
+    )
+    return f"{first / SUCCESS_MARKER}: {state}; {len(late)} day(s) not complete: {shown}"
+
+
 def check_arrived(settings: Settings, days: list[date]) -> None:
     """Raise :class:`LandingLate` unless every day's partition is complete (has ``_SUCCESS``)."""
-    late = [d for d in days if not partition_complete(settings.landing_dir, d)]
-    if late:
-        shown = ", ".join(str(d) for d in late[:5]) + (" ..." if len(late) > 5 else "")
-        first = partition_dir(settings.landing_dir, late[0])
-        state = "has no _SUCCESS marker (still being written?)" if first.is_dir() else "does not exist"
-        raise LandingLate(
-            f"landing partition {first} {state}: the upstream export is not complete for "
-            f"{len(late)} day(s): {shown}"
-        )
+    missing = not_landed(settings.landing_dir, days)
+    if missing is not None:
+        raise LandingLate(f"the upstream export is not complete: {missing}")

@@ -155,7 +155,6 @@ def _waiting(client: AirflowClient, run_id: str, try_number: int, first: date, l
         said[-1].split("waiting for", 1)[1].strip() if said else f"the landing partitions of {first}..{last}"
     )
     return (
-        f"  {WAIT_FOR_LANDING}: waiting for {what}. Not every day has landed yet: the sensor looks again and "
-        "fails after its timeout (docs/runbooks/recsys_warehouse.md, Landing late); stopping this "
-        "command leaves the run in Airflow"
+        f"  {WAIT_FOR_LANDING}: waiting for {what}. Not every day has landed yet (docs/runbooks/"
+        "recsys_warehouse.md, Landing late); stopping this command leaves the run in Airflow"
     )
