@@ -280,7 +280,7 @@ def evaluate_challenger(
 ) -> dict[str, Any]:
     """The ``evaluate`` step: score the training job's model and the registry's champion of
     ``model_name`` on the snapshot's holdout with the same sampled negatives; the report is also
-    written to the artifact store (``report_uri``)."""
+    written to the artifact store (``report_uri``: ``evaluations/<job>/against-<vN|none>.json``)."""
     snap = Snapshot.from_xcom(dict(snapshot))
     store = store_for(settings, snap.uri)
     with tempfile.TemporaryDirectory() as tmp:
@@ -307,9 +307,13 @@ def evaluate_challenger(
         "champion_job": champion_info.lineage.get("training_job_name") if champion_info else None,
         "seed": EVAL_SEED,
     }
+    # one report per (job, champion compared against): a later run that evaluates the same job again
+    # (unchanged data reuses it) against another champion must not rewrite the report a published
+    # version's lineage names
+    against = f"v{champion_info.version}" if champion_info else "none"
     report["report_uri"] = store.put_bytes(
         json.dumps(report, indent=2).encode(),
-        join(settings.artifacts_uri, "evaluations", f"{training['job_name']}.json"),
+        join(settings.artifacts_uri, "evaluations", training["job_name"], f"against-{against}.json"),
     )
     return report
 

@@ -245,3 +245,24 @@ def test_gc_deletes_them_and_keeps_the_referenced_the_running_and_the_recent(
 
     assert cli_main(["gc", "--dry-run", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [], "a second pass finds nothing more"
+
+
+def test_evaluating_the_published_job_again_leaves_the_report_its_version_names(
+    state: dict[str, Any],
+) -> None:
+    """A run on unchanged data reuses the training job and evaluates it again, now against the
+    champion it has become: that report was written over the one the published version's lineage
+    names, which then compared the model with itself while its card said "champion then: none"."""
+    settings: Settings = state["settings"]
+    champion = MlflowRegistry(settings).get_by_alias(settings.model_name)
+    assert champion is not None and champion.lineage["training_job_name"] == state["training"]["job_name"]
+    published = Path(champion.lineage["evaluation_report"].removeprefix("file://"))
+    before = published.read_bytes()
+    assert json.loads(before)["champion_version"] is None
+
+    again = evaluate_challenger(settings, state["snapshot"], state["training"], settings.model_name)
+
+    assert published.read_bytes() == before
+    assert again["champion_version"] == champion.version
+    written = Path(again["report_uri"].removeprefix("file://"))
+    assert written != published and json.loads(written.read_bytes())["champion_version"] == champion.version

@@ -6,7 +6,8 @@ The pipeline writes, and never deletes, six kinds of things (docs/architecture.m
 - ``checkpoints``: ``<artifacts>/checkpoints/<job>/``, one per job (its attempts share it);
 - ``models``: ``<artifacts>/models/<job>/`` (``output/model.tar.gz``), one per job attempt;
 - ``serving``: ``<artifacts>/serving/<job>/`` (``model.tar.gz``), one per published job;
-- ``evaluations``: ``<artifacts>/evaluations/<job>.json``, one per evaluated job;
+- ``evaluations``: ``<artifacts>/evaluations/<job>/against-<vN|none>.json``, one folder per evaluated
+  job (earlier versions wrote ``<job>.json``, still recognised);
 - ``jobs``: ``$RECFLOW_HOME/jobs/<job>/``, the local backend's folder of a job attempt.
 
 An item (each "one per" above) is **kept** when any of these holds, checked in this order:
@@ -66,7 +67,7 @@ ARTIFACT_KINDS: Final = ("snapshots", "checkpoints", "models", "serving", "evalu
 JOBS: Final = "jobs"
 KINDS: Final = (*ARTIFACT_KINDS, JOBS)
 JOB_KEYED: Final = frozenset({"checkpoints", "models", "serving", "evaluations", JOBS})
-"""Kinds whose item is named by a training job (``evaluations``: ``<job>.json``)."""
+"""Kinds whose item is named by a training job (``evaluations``: ``<job>/`` or, earlier, ``<job>.json``)."""
 
 
 @dataclass(frozen=True)
