@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 
 from recflow.core.artifacts import ArtifactStore, join, store_for, unpack_model
 from recflow.core.config import GateSettings, Settings
-from recflow.core.gate import FULL_METRICS, RANKING_METRICS, SAMPLED_METRICS
+from recflow.core.gate import FULL_METRICS, GATE_APPLIED, RANKING_METRICS, SAMPLED_METRICS, gate_setting
 from recflow.publishing.serving import has_user_tower, refresh_user_vectors
 from recflow.registry import registry_for
 from recflow.snapshot import Snapshot
@@ -230,11 +230,16 @@ def evaluate_champion(
 
 @dataclass(frozen=True)
 class GateDecision:
+    """The gate's verdict, its reason, and the settings it applied (published with the version, so
+    its card says what the gate judged even if the settings change before ``publish`` runs)."""
+
     promote: bool
     reason: str
+    gate: GateSettings
 
     def as_dict(self) -> dict[str, Any]:
-        return {"promote": self.promote, "reason": self.reason}
+        applied = {field: getattr(self.gate, field) for field in GATE_APPLIED}
+        return {"promote": self.promote, "reason": self.reason, **applied}
 
 
 def decide(
@@ -245,33 +250,43 @@ def decide(
     same_as_champion: bool = False,
 ) -> GateDecision:
     """Promote only above the floors and not worse than the champion by more than ``gate.tolerance``,
-    both on the metric family ``gate.ranking`` names; the reason says which."""
-    if same_as_champion:
-        return GateDecision(False, "not promoted: the challenger is the current champion (same training job)")
+    both on the metric family ``gate.ranking`` names; the reason says which, and names the setting
+    behind a refusal (a floor mistyped would otherwise hold back every publication unexplained)."""
     hr, ndcg = RANKING_METRICS[gate.ranking]
-    on = f"; the gate judges the {gate.ranking} ranking (RECFLOW_GATE_RANKING)"
-    floors = {hr: gate.min_hr_at_10, ndcg: gate.min_ndcg_at_10}
-    for metric, floor in floors.items():
+    on = f"; the gate judges the {gate.ranking} ranking ({gate_setting('ranking')})"
+    if same_as_champion:
+        return GateDecision(
+            False, f"not promoted: the challenger is the current champion (same training job){on}", gate
+        )
+    floors = {hr: "min_hr_at_10", ndcg: "min_ndcg_at_10"}
+    for metric, field in floors.items():
+        floor = getattr(gate, field)
         if challenger[metric] < floor:
             return GateDecision(
-                False, f"not promoted: {metric}={challenger[metric]:.4f} is below the floor {floor:.4f}{on}"
+                False,
+                f"not promoted: {metric}={challenger[metric]:.4f} is below the floor {floor:.4f} "
+                f"({gate_setting(field)}){on}",
+                gate,
             )
     if champion is None:
         return GateDecision(
             True,
             f"promoted: first model (no champion yet), {hr} {challenger[hr]:.4f} and "
             f"{ndcg} {challenger[ndcg]:.4f} above the floors{on}",
+            gate,
         )
     for metric in (hr, ndcg):
         if metric in champion and challenger[metric] < champion[metric] - gate.tolerance:
             return GateDecision(
                 False,
                 f"not promoted: {metric}={challenger[metric]:.4f} is worse than the champion's "
-                f"{champion[metric]:.4f} by more than the tolerance {gate.tolerance:.4f}{on}",
+                f"{champion[metric]:.4f} by more than the tolerance {gate.tolerance:.4f} "
+                f"({gate_setting('tolerance')}){on}",
+                gate,
             )
     summary = ", ".join(f"{m} {challenger[m]:.4f} vs {champion[m]:.4f}" for m in (hr, ndcg) if m in champion)
     return GateDecision(
-        True, f"promoted: not worse than the champion within {gate.tolerance:.4f} ({summary}){on}"
+        True, f"promoted: not worse than the champion within {gate.tolerance:.4f} ({summary}){on}", gate
     )
 
 

@@ -21,8 +21,9 @@ import pytest
 
 from recflow.cli import main as cli_main
 from recflow.core.artifacts import join, store_for, unpack_model
-from recflow.core.config import Settings
+from recflow.core.config import GateSettings, Settings
 from recflow.evaluation import (
+    GateDecision,
     build_eval_set,
     evaluate_champion,
     evaluate_model_archive,
@@ -130,7 +131,19 @@ def recommend(model_dir: Path, users: list[str]) -> list[list[str]]:
     return [[i.decode() for i in row] for row in out.numpy()]
 
 
-def publish_with(world: dict[str, Any], name: str, job: str, holdout: str) -> dict[str, Any]:
+FIRST = {"promote": True, "reason": "promoted: first model (no champion yet) and above the floors"}
+"""A gate decision as XComs recorded it before decisions carried the settings they applied."""
+APPLIED_ELSEWHERE = GateDecision(
+    True,
+    "promoted: first model (no champion yet), hr@10 0.9 and ndcg@10 0.8 above the floors",
+    GateSettings(ranking="sampled", min_hr_at_10=0.3, min_ndcg_at_10=0.2, tolerance=0.02),
+).as_dict()
+"""The gate's XCom when it ran under other settings than the ones ``publish`` runs under."""
+
+
+def publish_with(
+    world: dict[str, Any], name: str, job: str, holdout: str, decision: dict[str, Any]
+) -> dict[str, Any]:
     settings: Settings = world["settings"]
     metrics = evaluate_model_archive(world["archive"], eval_set(world, holdout))
     return publish_evaluated(
@@ -156,7 +169,7 @@ def publish_with(world: dict[str, Any], name: str, job: str, holdout: str) -> di
             "champion": None,
             "champion_version": None,
         },
-        decision={"promote": True, "reason": "promoted: first model (no champion yet) and above the floors"},
+        decision=decision,
         dag_id="recsys_train_and_publish",
         run_id=f"run-{job}",
     ) | {"evaluated": metrics}
@@ -166,8 +179,8 @@ def publish_with(world: dict[str, Any], name: str, job: str, holdout: str) -> di
 def published(world: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     registry = MlflowRegistry(world["settings"])
     out: dict[str, Any] = {}
-    for holdout, job in (("holdout_a", "job-a"), ("holdout_b", "job-b")):
-        result = publish_with(world, f"fresh-{holdout[-1]}", job, holdout)
+    for holdout, job, decision in (("holdout_a", "job-a", FIRST), ("holdout_b", "job-b", APPLIED_ELSEWHERE)):
+        result = publish_with(world, f"fresh-{holdout[-1]}", job, holdout, decision)
         info = registry.get_by_alias(result["name"])
         assert info is not None
         model_dir = registry.download(info, tmp_path_factory.mktemp(job) / "model")
@@ -291,6 +304,20 @@ def test_the_curve_the_pictures_and_the_model_card(
     sampled_line = next(line for line in text.splitlines() if line.startswith("  sampled"))
     assert f"hr@10={evaluated['hr@10']:.4f}" in sampled_line
     assert cli_main(["models", "show", "--name", "fresh-a", "--version", "99"]) == 1
+
+
+def test_the_card_says_what_the_gate_applied_not_the_settings_publish_ran_under(
+    world: dict[str, Any], published: dict[str, Any]
+) -> None:
+    """The gate judged fresh-b on the sampled ranking with its own floors; ``publish`` ran under the
+    defaults (a publish cleared after the settings changed, as the runbooks' last step does). The card
+    took the ranking and thresholds from the settings, so it could contradict its own reason."""
+    settings: Settings = world["settings"]
+    assert settings.gate.ranking == "full" and settings.gate.min_hr_at_10 == 0.05
+    card = model_card(settings, "fresh-b")
+    assert card["gate"]["ranking"] == "sampled"
+    assert card["gate"]["thresholds"] == {"min_hr_at_10": "0.3", "min_ndcg_at_10": "0.2", "tolerance": "0.02"}
+    assert card["gate"]["reason"] == APPLIED_ELSEWHERE["reason"]
 
 
 def test_a_second_challenger_gets_a_bar_chart_against_the_champion(

@@ -131,14 +131,24 @@ GATE = GateSettings(ranking="sampled", min_hr_at_10=0.2, min_ndcg_at_10=0.1, tol
     ("challenger", "champion", "promote", "reason"),
     [
         ({"hr@10": 0.3, "ndcg@10": 0.15}, None, True, "first model"),
-        ({"hr@10": 0.1, "ndcg@10": 0.15}, None, False, "hr@10=0.1000 is below the floor 0.2000"),
-        ({"hr@10": 0.3, "ndcg@10": 0.05}, None, False, "ndcg@10=0.0500 is below the floor 0.1000"),
+        (
+            {"hr@10": 0.1, "ndcg@10": 0.15},
+            None,
+            False,
+            "hr@10=0.1000 is below the floor 0.2000 (RECFLOW_GATE_MIN_HR_AT_10)",
+        ),
+        (
+            {"hr@10": 0.3, "ndcg@10": 0.05},
+            None,
+            False,
+            "ndcg@10=0.0500 is below the floor 0.1000 (RECFLOW_GATE_MIN_NDCG_AT_10)",
+        ),
         ({"hr@10": 0.30, "ndcg@10": 0.15}, {"hr@10": 0.305, "ndcg@10": 0.15}, True, "within 0.0100"),
         (
             {"hr@10": 0.30, "ndcg@10": 0.15},
             {"hr@10": 0.35, "ndcg@10": 0.15},
             False,
-            "worse than the champion",
+            "worse than the champion's 0.3500 by more than the tolerance 0.0100 (RECFLOW_GATE_TOLERANCE)",
         ),
     ],
 )
@@ -149,6 +159,15 @@ def test_gate(
     assert decision.promote is promote
     assert reason in decision.reason
     assert decision.reason.startswith("promoted" if promote else "not promoted")
+    assert decision.reason.endswith("; the gate judges the sampled ranking (RECFLOW_GATE_RANKING)")
+    assert decision.as_dict() == {
+        "promote": promote,
+        "reason": decision.reason,
+        "ranking": "sampled",
+        "min_hr_at_10": 0.2,
+        "min_ndcg_at_10": 0.1,
+        "tolerance": 0.01,
+    }, "the decision carries the settings it applied, for the version's card"
 
 
 def test_gate_does_not_republish_the_champion() -> None:
@@ -157,6 +176,7 @@ def test_gate_does_not_republish_the_champion() -> None:
     )
     assert not decision.promote
     assert "same training job" in decision.reason
+    assert decision.reason.endswith("the gate judges the sampled ranking (RECFLOW_GATE_RANKING)")
 
 
 def test_the_gate_judges_the_family_its_settings_name_and_says_so() -> None:

@@ -7,11 +7,11 @@ A group of :class:`recflow.core.config.Settings` (``settings.gate``), declared l
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic.dataclasses import dataclass
 
-from recflow.core.declare import SETTINGS_CONFIG, Env, Share
+from recflow.core.declare import SETTINGS_CONFIG, Env, Share, walk
 
 Ranking = Literal["full", "sampled"]
 SAMPLED_METRICS = ("hr@10", "ndcg@10")
@@ -50,7 +50,9 @@ class GateSettings:
         Env(
             "RECFLOW_GATE_MIN_HR_AT_10",
             "Floor on the challenger's hit rate at 10 in the gate's ranking; below it, no publication. "
-            "On the full ranking a random ranker scores about 10 / catalogue size.",
+            "On the full ranking a random ranker scores about 10 / catalogue size; on the sampled one "
+            "about 0.10 (10 of 100 candidates), above this default: raise both floors when you judge "
+            "on `sampled`.",
         ),
     ] = 0.05
     min_ndcg_at_10: Annotated[
@@ -67,3 +69,14 @@ class GateSettings:
             "How much lower than the champion's a challenger's metrics may be and still be published.",
         ),
     ] = 0.01
+
+
+GATE_APPLIED: Final = ("ranking", "min_hr_at_10", "min_ndcg_at_10", "tolerance")
+"""The :class:`GateSettings` fields a gate decision records beside its verdict and reason (its XCom
+and the published version's ``gate.*`` tags)."""
+
+
+def gate_setting(field: str) -> str:
+    """The environment variable that sets :class:`GateSettings` ``field`` (its declaration's name),
+    for messages that tell on-call which setting a verdict came from."""
+    return next(setting.env.name for setting in walk(GateSettings, ()) if setting.path == (field,))

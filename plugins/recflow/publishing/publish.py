@@ -16,6 +16,7 @@ from typing import Any
 
 from recflow.core.artifacts import join, pack_directory, store_for, unpack_model
 from recflow.core.config import Settings
+from recflow.core.gate import GATE_APPLIED
 from recflow.publishing.pictures import loss_curve, versus_chart
 from recflow.publishing.serving import refresh_user_vectors
 from recflow.registry import (
@@ -166,7 +167,9 @@ def publish_evaluated(
     (``evaluation["champion_version"]``): a rollback made since stands, and the result's
     ``not_promoted`` says who made it.
     """
-    gate = settings.gate
+    # what the gate applied, from its decision; a decision recorded before it carried them (a publish
+    # cleared across an upgrade) falls back to the settings in force now
+    applied = {field: decision.get(field, getattr(settings.gate, field)) for field in GATE_APPLIED}
     lineage = {
         "snapshot_id": str(snapshot["snapshot_id"]),
         "dbt_invocation_id": str(snapshot["dbt_invocation_id"]),
@@ -181,10 +184,7 @@ def publish_evaluated(
     tags = {
         "gate.promote": str(bool(decision["promote"])).lower(),
         "gate.reason": str(decision["reason"]),
-        "gate.ranking": gate.ranking,
-        "gate.min_hr_at_10": str(gate.min_hr_at_10),
-        "gate.min_ndcg_at_10": str(gate.min_ndcg_at_10),
-        "gate.tolerance": str(gate.tolerance),
+        **{f"gate.{field}": str(value) for field, value in applied.items()},
         "gate.champion_version": str(evaluation.get("champion_version") or "none"),
         "gate.champion_metrics": json.dumps(evaluation.get("champion") or {}, sort_keys=True),
         "training.seconds": str(training.get("training_seconds")),
