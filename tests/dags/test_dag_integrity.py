@@ -15,6 +15,8 @@ import pytest
 
 from recflow.airflow.dbt import BUILD_TASK
 from recflow.airflow.defaults import OWNER, Tag
+from recflow.core.config import Settings, subprocess_env
+from recflow.core.errors import ConfigError
 from tests.dags.conftest import DAG_FILES, file_id
 
 HEAVY_MODULES = {
@@ -190,3 +192,23 @@ def test_bad_params_are_refused(dagbag: Any) -> None:
         params["epochs"] = 0
     with pytest.raises(ParamValidationError, match="model_name"):
         params["model_name"] = "bad name!"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=file_id)
+def test_a_refused_setting_does_not_make_a_dag_vanish(airflow_environment: Any, path: Path) -> None:
+    """RECFLOW_GATE_RANKING=Full on a worker: the warehouse DAG read its settings when parsed and
+    failed to import, so its schedule stopped and nothing paged. It parses (the refused value at its
+    default for the wiring); its tasks, which read the settings when they run, fail naming it."""
+    probe = (
+        "import importlib.util\n"
+        f"spec = importlib.util.spec_from_file_location('dag_under_test', {str(path)!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+    )
+    env = subprocess_env({"RECFLOW_GATE_RANKING": "Full"})
+    parsed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, env=env
+    )
+    assert parsed.returncode == 0, parsed.stderr[-2000:]
+    with pytest.raises(ConfigError, match="RECFLOW_GATE_RANKING='Full' is not one of full, sampled"):
+        Settings.from_env(env)

@@ -20,7 +20,7 @@ import pytest
 
 from recflow.airflow.alerts import failure_from_context, notify, on_task_failure
 from recflow.core.config import Settings
-from recflow.core.errors import PartitionRefused
+from recflow.core.errors import ConfigError, PartitionRefused
 from recflow.oncall.store import IncidentStore
 
 pytestmark = pytest.mark.integration
@@ -68,8 +68,8 @@ def home(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return settings
 
 
-def _context() -> dict[str, Any]:
-    error = PartitionRefused(
+def _context(error: BaseException | None = None) -> dict[str, Any]:
+    error = error or PartitionRefused(
         "partition ds=2026-01-03 refused: 2.40% of rows quarantined",
         check="quarantine_share",
         columns=["event_type"],
@@ -145,6 +145,32 @@ def test_a_broken_connection_or_context_never_raises(
     messages = [r.getMessage() for r in caplog.records]
     assert any("the notification through 'recflow_alerts' failed" in m for m in messages)
     assert any("could not build the incident" in m for m in messages)
+
+
+def test_a_refused_setting_is_recorded_and_sent_like_any_failure(
+    home: Settings, receiver: _Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RECFLOW_GATE_RANKING=Full on the workers: every task fails on it, and so did the callback's own
+    read of the settings, which logged 'could not build the incident' and recorded and sent nothing."""
+    target = f"json://127.0.0.1:{receiver.server_port}/"
+    monkeypatch.setenv(CONN_VAR, json.dumps({"conn_type": "apprise", "extra": {"config": {"path": target}}}))
+    monkeypatch.setenv("RECFLOW_GATE_RANKING", "Full")
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env()
+    assert refused.value.invalid == ("RECFLOW_GATE_RANKING",)
+    with caplog.at_level(logging.INFO, logger="recflow"):
+        on_task_failure(_context(refused.value))
+    [incident] = IncidentStore(home.incidents_path).find()
+    assert (
+        incident.kind == "pipeline"
+        and "RECFLOW_GATE_RANKING='Full' is not one of full, sampled" in incident.message
+    )
+    assert receiver.arrived.wait(10), "nothing arrived at the json:// target"
+    assert receiver.received[0]["title"] == "[recflow] recsys_warehouse.audit failed"
+    assert "#configuration" in receiver.received[0]["message"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("could not build the incident" in m for m in messages)
+    assert any(m.startswith("ON-CALL: ") for m in messages)
 
 
 def test_the_champion_comes_from_the_real_registry(settings: Settings) -> None:

@@ -94,13 +94,32 @@ def notify(incident: Incident, conn_id: str) -> bool:
 def on_task_failure(context: Mapping[str, Any]) -> None:
     """``on_failure_callback`` of every recsys task: record, log, notify; never raises."""
     try:
-        settings = Settings.from_env()
+        settings = _recording_settings()
         incident = record_failure(settings, failure_from_context(context), classifier=classify)
-    except Exception:  # a callback that raises hides the task's own failure
-        log.exception("ON-CALL: the failure callback could not build the incident; read the task log")
+    except Exception as error:  # a callback that raises hides the task's own failure
+        log.exception(
+            "ON-CALL: the failure callback could not build the incident (%s: %s); read the task log",
+            type(error).__name__,
+            error,
+        )
         return
     log.error(incident.on_call_line())
     try:
         notify(incident, settings.alerts_conn_id)
     except Exception:
         log.exception("incident %s: the notification through %r failed", incident.id, settings.alerts_conn_id)
+
+
+def _recording_settings() -> Settings:
+    """The settings to record and send the incident with. When the environment holds values recflow
+    refuses (most likely the very failure being reported: every task reads the same settings), the
+    incident is still recorded and sent, with those variables at their defaults, so a mistyped
+    setting pages on-call like any other failure instead of leaving a bare log line."""
+    settings, refused = Settings.despite_refused()
+    if refused is not None:
+        log.warning(
+            "the settings are refused (%s): the incident is recorded with the defaults of %s",
+            str(refused).replace("\n", "; "),
+            ", ".join(refused.invalid),
+        )
+    return settings

@@ -1,15 +1,11 @@
 """The one typed settings object of recflow.
 
-Every knob of the pipeline is read here, from the environment, once. Nothing
-else in the package (or in the DAGs) reads environment variables: code asks for
-``Settings`` and passes the values it needs down.
-
-Each setting is declared once, as a field: its type (with its bounds), its embedded
-default and an ``Env`` marker (:mod:`recflow.core.declare`, which derives ``from_env``,
-``to_env`` and ``docs/configuration.md`` from those fields).
-
-``RECFLOW_PROFILE`` picks the defaults: ``embedded`` (one machine, all state under ``RECFLOW_HOME``) or
-``production`` (shared services; ``from_env`` refuses to start without the settings it requires).
+Every knob of the pipeline is read here, from the environment, once: code asks for ``Settings``
+and passes the values it needs down. Each setting is declared once, as a field: its type (with its
+bounds), its embedded default and an ``Env`` marker (:mod:`recflow.core.declare`, which derives
+``from_env``, ``to_env`` and ``docs/configuration.md`` from those fields). ``RECFLOW_PROFILE`` picks
+the defaults: ``embedded`` (one machine, all state under ``RECFLOW_HOME``) or ``production``
+(shared services; ``from_env`` refuses to start without the settings it requires).
 """
 
 from __future__ import annotations
@@ -35,6 +31,7 @@ from recflow.core.declare import (
     Share,
     env_of,
     read_env,
+    read_env_despite_refused,
     walk,
 )
 from recflow.core.errors import ConfigError
@@ -307,14 +304,17 @@ class Settings:
         Raises :class:`ConfigError` naming every invalid variable, or every required one unset."""
         return read_env(cls, declared_settings(), os.environ if env is None else env)
 
+    @classmethod
+    def despite_refused(cls) -> tuple[Settings, ConfigError | None]:  # see declare.read_env_despite_refused
+        return read_env_despite_refused(cls, declared_settings(), os.environ)
+
     def to_env(self) -> dict[str, str]:
         """The variables that make ``from_env`` rebuild these settings in a child process."""
         return env_of(self, declared_settings())
 
     def child_env(self) -> dict[str, str]:
-        """``to_env``, and an empty value (unset, to ``from_env``) for every setting left unset: what a
-        child process's environment needs so that it rebuilds exactly these settings even where it
-        inherits others (a benchmark's own home, started from a shell that sets RECFLOW_WAREHOUSE_URL)."""
+        """``to_env``, and an empty value (unset, to ``from_env``) for every setting left unset, so a child
+        rebuilds exactly these even where it inherits others (a shell's RECFLOW_WAREHOUSE_URL)."""
         return {**{setting.env.name: "" for setting in declared_settings()}, **self.to_env()}
 
     @property

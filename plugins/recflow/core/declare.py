@@ -128,7 +128,9 @@ def _metadata(hint: Any) -> tuple[object, ...]:
 def _read_profile(given: Mapping[str, str]) -> Profile:
     profile = given.get("RECFLOW_PROFILE", "embedded")
     if profile not in PROFILES:
-        raise ConfigError(f"RECFLOW_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
+        raise ConfigError(
+            f"RECFLOW_PROFILE={profile!r} is not one of {', '.join(PROFILES)}", invalid=("RECFLOW_PROFILE",)
+        )
     return profile  # type: ignore[return-value]
 
 
@@ -149,10 +151,12 @@ _PROBLEMS: Final = {
 }
 
 
-def _explain(error: ValidationError, declared: tuple[DeclaredSetting, ...]) -> str:
-    """One line per invalid value, naming its variable: ``RECFLOW_X='abc' is not an integer``."""
+def _explain(error: ValidationError, declared: tuple[DeclaredSetting, ...]) -> ConfigError:
+    """One line per invalid value, naming its variable: ``RECFLOW_X='abc' is not an integer``; the
+    variables in ``invalid``."""
     by_path = {s.path: s for s in declared}
     lines = []
+    invalid = []
     for problem in error.errors(include_url=False):
         path = tuple(str(part) for part in problem["loc"])
         setting = by_path.get(path[:2]) or by_path.get(path[:1])
@@ -160,6 +164,7 @@ def _explain(error: ValidationError, declared: tuple[DeclaredSetting, ...]) -> s
             lines.append(f"{'.'.join(path)}: {problem['msg']}")
             continue
         name, value = setting.env.name, problem["input"]
+        invalid.append(name)
         if problem["type"] in _PROBLEMS:
             lines.append(f"{name}={value!r} {_PROBLEMS[problem['type']]}")
         elif problem["type"] == "literal_error":
@@ -171,7 +176,7 @@ def _explain(error: ValidationError, declared: tuple[DeclaredSetting, ...]) -> s
             lines.append(f"{name}={value!r} is above the greatest allowed value, {problem['ctx']['le']}")
         else:
             lines.append(f"{name}={value!r}: {problem['msg'][0].lower()}{problem['msg'][1:]}")
-    return "\n".join(lines)
+    return ConfigError("\n".join(lines), invalid=tuple(dict.fromkeys(invalid)))
 
 
 def read_env(build: Callable[..., T], declared: tuple[DeclaredSetting, ...], env: Mapping[str, str]) -> T:
@@ -202,7 +207,7 @@ def read_env(build: Callable[..., T], declared: tuple[DeclaredSetting, ...], env
     try:
         settings = build(**values)
     except ValidationError as error:
-        raise ConfigError(_explain(error, declared)) from None
+        raise _explain(error, declared) from None
     missing = [s for s in unset_required if _applies(s, settings)]
     if missing:
         raise ConfigError(
@@ -210,6 +215,21 @@ def read_env(build: Callable[..., T], declared: tuple[DeclaredSetting, ...], env
             + "\n".join(f"  {s.env.name}: {s.env.help}" for s in missing)
         )
     return settings
+
+
+def read_env_despite_refused(
+    build: Callable[..., T], declared: tuple[DeclaredSetting, ...], env: Mapping[str, str]
+) -> tuple[T, ConfigError | None]:
+    """:func:`read_env` and ``None``; where some values of ``env`` are refused, what it builds with
+    those variables at their defaults, and the refusal. For what must go on despite them: wiring a DAG
+    when it is parsed (its runs then fail at their first task, naming the variable, and page) and the
+    failure callback that records that failure."""
+    try:
+        return read_env(build, declared, env), None
+    except ConfigError as refused:
+        if not refused.invalid:
+            raise
+        return read_env(build, declared, {k: v for k, v in env.items() if k not in refused.invalid}), refused
 
 
 def env_of(settings: object, declared: tuple[DeclaredSetting, ...]) -> dict[str, str]:

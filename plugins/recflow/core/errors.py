@@ -59,10 +59,15 @@ def _rebuild(cls: type[RecflowError], message: str, state: dict[str, Any]) -> Re
 
 
 class ConfigError(RecflowError, ValueError):
-    """A setting has a value recflow cannot use; the message names the variable."""
+    """A setting has a value recflow cannot use; the message names the variable. ``invalid``: the
+    environment variables whose values were refused, where the error comes from reading them."""
 
     runbook = "configuration"
     retryable = False  # the workers must be restarted with a fixed environment first
+
+    def __init__(self, message: str, *, runbook: str | None = None, invalid: tuple[str, ...] = ()) -> None:
+        super().__init__(message, runbook=runbook)
+        self.invalid = invalid
 
 
 class ParamsError(RecflowError, ValueError):
