@@ -406,7 +406,16 @@ def test_cli_list_filters_by_dag_and_time(home: Settings, capsys: pytest.Capture
     assert cli.main(["incidents", "list", "--since", "2026-01-02", "--json"]) == 0
     assert [i["id"] for i in json.loads(capsys.readouterr().out)] == [2, 3]
     assert cli.main(["incidents", "list", "--since", "1h"]) == 0
-    assert capsys.readouterr().out.startswith("no incidents in ")
+    out = capsys.readouterr().out
+    assert out.startswith("no incidents match --since 20") and "(3 recorded in sqlite:///" in out, out
+    assert cli.main(["incidents", "list", "--dag", "recsys_warehous"]) == 0  # a typo: said, not "none"
+    assert capsys.readouterr().out.startswith("no incidents match --dag recsys_warehous (3 recorded in ")
+    for limit in ("0", "-1"):  # read as "no limit" before: every incident listed
+        with pytest.raises(SystemExit):
+            cli.main(["incidents", "list", "--limit", limit])
+        assert "is not a count of at least 1" in capsys.readouterr().err
+    assert cli.main(["incidents", "list", "--limit", "1", "--json"]) == 0
+    assert [i["id"] for i in json.loads(capsys.readouterr().out)] == [3]
     with pytest.raises(SystemExit):
         cli.main(["incidents", "list", "--since", "last tuesday"])
     assert "neither an ISO date" in capsys.readouterr().err
@@ -542,3 +551,15 @@ def test_mlflow_ui_under_the_sagemaker_registry_is_refused_without_creating_a_st
     err = capsys.readouterr().err
     assert "RECFLOW_REGISTRY_BACKEND=sagemaker" in err and "recflow models list" in err
     assert not (home / "mlflow").exists()
+
+
+@pytest.mark.parametrize("argv", [["incidents", "list"], ["incidents", "show", "1"]], ids=lambda a: a[1])
+def test_incidents_of_a_home_that_does_not_exist_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """A mistyped RECFLOW_HOME answered "no incidents in sqlite:///..." with rc 0, as a healthy home does."""
+    home = tmp_path / "recflow-hmoe"
+    monkeypatch.setenv("RECFLOW_HOME", str(home))
+    assert cli.main(argv) == 2
+    assert f"RECFLOW_HOME={home} does not exist" in capsys.readouterr().err
+    assert not home.exists()

@@ -9,8 +9,8 @@ import sys
 import textwrap
 from datetime import datetime
 
-from recflow.cli.args import Subcommands
-from recflow.core.config import Settings
+from recflow.cli.args import Subcommands, positive_int
+from recflow.core.config import ConfigError, Settings
 from recflow.oncall.store import IncidentStore, parse_since
 
 
@@ -21,13 +21,32 @@ def _since(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _require_home(settings: Settings) -> None:
+    """Refuse a home that does not exist: its store would answer "no incidents" as a healthy one does."""
+    if not settings.home.is_dir():
+        raise ConfigError(
+            f"RECFLOW_HOME={settings.home} does not exist: nothing has run there, so it has no incidents. "
+            "Check the setting (a typo makes a new, empty home)"
+        )
+
+
 def cmd_incidents_list(settings: Settings, args: argparse.Namespace) -> int:
-    found = IncidentStore.of(settings).find(dag_id=args.dag, since=args.since, limit=args.limit)
+    _require_home(settings)
+    store = IncidentStore.of(settings)
+    found = store.find(dag_id=args.dag, since=args.since, limit=args.limit)
     if args.json:
         print(json.dumps([incident.as_dict() for incident in found], indent=2))
         return 0
     if not found:
-        print(f"no incidents in {IncidentStore.of(settings)}")
+        filters = ([f"--dag {args.dag}"] if args.dag else []) + (
+            [f"--since {args.since.isoformat(timespec='seconds')}"] if args.since else []
+        )
+        recorded = len(store.find()) if filters else 0
+        print(
+            f"no incidents match {' '.join(filters)} ({recorded} recorded in {store})"
+            if filters
+            else f"no incidents recorded in {store}"
+        )
     for incident in found:
         anchor = incident.runbook.rpartition("#")[2]
         print(
@@ -45,6 +64,7 @@ def _field(label: str, value: str | None, width: int = 100) -> list[str]:
 
 
 def cmd_incidents_show(settings: Settings, args: argparse.Namespace) -> int:
+    _require_home(settings)
     incident = IncidentStore.of(settings).get(args.id)
     if incident is None:
         print(f"no incident {args.id} in {IncidentStore.of(settings)}", file=sys.stderr)
@@ -85,7 +105,7 @@ def add_commands(sub: Subcommands) -> None:
     il.add_argument(
         "--since", type=_since, help="an ISO date or date-time (UTC), or a duration ago: 30m, 24h, 7d, 2w"
     )
-    il.add_argument("--limit", type=int, help="only the most recent N")
+    il.add_argument("--limit", type=positive_int, help="only the most recent N")
     il.add_argument("--json", action="store_true")
     il.set_defaults(func=cmd_incidents_list)
     ish = incidents.add_parser("show", help="one incident in full")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from recflow.cli.args import Subcommands
+from recflow.cli.args import Subcommands, positive_int
 from recflow.core.config import Settings
 
 
@@ -31,6 +31,6 @@ def add_command(sub: Subcommands) -> None:
         "the runbooks' look at quality.quarantine_events and quality.partition_audit",
     )
     sql.add_argument("query", help="one select (or with, show, describe, explain) statement")
-    sql.add_argument("--limit", type=int, default=100, help="rows shown at most (default 100)")
+    sql.add_argument("--limit", type=positive_int, default=100, help="rows shown at most (default 100)")
     sql.add_argument("--json", action="store_true", help="the rows as JSON objects")
     sql.set_defaults(func=cmd_sql)
