@@ -33,6 +33,21 @@ def test_is_deterministic(tmp_path: Path) -> None:
         assert pq.read_table(tmp_path / "a" / rel).equals(pq.read_table(tmp_path / "b" / rel))
 
 
+def test_a_day_is_the_same_whichever_window_wrote_it(tmp_path: Path) -> None:
+    """A day's events came from its place in the window: generating --days 2 and then --days 1 to the
+    same --end wrote a different ds=2026-01-02 over the first (6,366 events became 6,569)."""
+    generate(tmp_path / "two", SMALL)
+    generate(
+        tmp_path / "one",
+        GeneratorConfig(start=date(2026, 1, 2), days=1, users=40, pins=150, topics=6, seed=3),
+    )
+    rel = "events/ds=2026-01-02/part-00000.parquet"
+    assert (tmp_path / "two" / rel).read_bytes() == (tmp_path / "one" / rel).read_bytes()
+    first = pq.read_table(tmp_path / "two" / "events/ds=2026-01-01/part-00000.parquet")
+    second = pq.read_table(tmp_path / "two" / rel)
+    assert first.column("pin_id") != second.column("pin_id"), "two days are not one day twice"
+
+
 def test_engagement_follows_interests(tmp_path: Path) -> None:
     """Saves concentrate on few topics per user: the signal a model must find."""
     generate(tmp_path, GeneratorConfig(start=date(2026, 1, 1), days=3, users=60, pins=300, topics=8, seed=1))
@@ -48,6 +63,8 @@ def test_engagement_follows_interests(tmp_path: Path) -> None:
 def test_rejects_impossible_config() -> None:
     with pytest.raises(ValueError, match="interests_per_user=5 cannot exceed topics=3"):
         GeneratorConfig(topics=3, interests_per_user=5)
+    with pytest.raises(ConfigError, match="days=100000 is more than 3660"):
+        GeneratorConfig(days=100_000)  # wrote 2.5 GB of partitions back to 1752 before it was stopped
 
 
 def test_a_day_is_written_in_blocks_of_users(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -107,6 +107,12 @@ def test_a_refused_setting_or_folder_leaves_no_marker(
     env.setenv("RECFLOW_LANDING_DIR", str(landing))
     assert main([*GENERATE[:1], "--days", "0", *GENERATE[3:]]) == 2
     assert "generator setting days=0 must be at least 1" in capsys.readouterr().err
+    assert main(["generate", "--days", "100000"]) == 2
+    assert "generator setting days=100000 is more than 3660" in capsys.readouterr().err
+    assert main(["generate", "--days", "7", "--end", "0001-01-01"]) == 2  # was an OverflowError traceback
+    assert "generator setting start=0001-01-01 (the last day minus days - 1) is before 1970" in (
+        capsys.readouterr().err
+    )
     assert main(["load", "movielens", "--data-dir", str(tmp_path / "ml-1m")]) == 2
     assert "missing ratings.train.tsv, u.item, u.user, u.genre" in capsys.readouterr().err
     assert not landing.exists()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from recflow.cli.args import Subcommands, iso_date
@@ -19,8 +19,12 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.producers.generate import GeneratorConfig, generate  # noqa: PLC0415 (pyarrow, numpy: not at start-up)
 
     end = args.end or datetime.now(UTC).date() - timedelta(days=1)
-    cfg = GeneratorConfig(  # refuses --days 0 before the landing zone is claimed
-        start=end - timedelta(days=args.days - 1),
+    try:
+        start = end - timedelta(days=args.days - 1)
+    except OverflowError:  # before year 1: refused below as any start before 1970
+        start = date.min
+    cfg = GeneratorConfig(  # refuses --days 0, too many, or a start before 1970, before the zone is claimed
+        start=start,
         days=args.days,
         users=args.users,
         pins=args.pins,

@@ -37,6 +37,9 @@ SECONDS_IN_DAY = 86_400
 USERS_PER_CHUNK = 100_000
 """Users per part file of a day: what bounds the generator's memory (~2M events, a few hundred MB).
 Part of the data's definition (each block has its own seed), so it is a constant, not a setting."""
+MAX_DAYS = 3660
+EPOCH = date(1970, 1, 1)
+"""The longest window generated at once: beyond it a ``--days`` is a typo (100,000 days wrote 2.5 GB)."""
 EVENT_IDS_PER_CHUNK = 10_000_000
 """Event ids of block ``k`` of a day start at ``k * EVENT_IDS_PER_CHUNK``: unique without counting
 what the earlier blocks emitted, so a block is reproducible on its own."""
@@ -59,6 +62,14 @@ class GeneratorConfig:
         for name in ("days", "users", "pins", "topics", "interests_per_user"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"generator setting {name}={getattr(self, name)} must be at least 1")
+        if self.days > MAX_DAYS:
+            raise ConfigError(
+                f"generator setting days={self.days} is more than {MAX_DAYS} (ten years of daily partitions)"
+            )
+        if self.start < EPOCH:
+            raise ConfigError(
+                f"generator setting start={self.start} (the last day minus days - 1) is before {EPOCH}"
+            )
         if self.interests_per_user > self.topics:
             raise ConfigError(
                 f"interests_per_user={self.interests_per_user} cannot exceed topics={self.topics}"
@@ -191,7 +202,9 @@ def _impressions(
 
 def _day_events(cfg: GeneratorConfig, world: World, day_index: int, chunk: int) -> pa.Table:
     """The events of one day for one block of ``USERS_PER_CHUNK`` users (a part file of the day)."""
-    rng = np.random.default_rng([cfg.seed, 2, day_index, chunk])
+    # seeded by the date itself, not its place in the window: a day is the same whichever window
+    # (--days, --end) wrote it, so writing it again never changes a day that has landed
+    rng = np.random.default_rng([cfg.seed, 2, (cfg.start + timedelta(days=day_index)).toordinal(), chunk])
     users = np.arange(chunk * USERS_PER_CHUNK, min((chunk + 1) * USERS_PER_CHUNK, cfg.users))
     user, pin = _impressions(cfg, world, rng, users)
     n = len(user)
