@@ -15,7 +15,7 @@ from typing import Any
 from recflow.cli.args import Subcommands
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
-from recflow.core.gate import FAMILIES, RANKING_METRICS
+from recflow.core.gate import FAMILIES, FULL_METRICS, RANKING_METRICS
 from recflow.publishing.card import model_card
 from recflow.registry import registry_for, require_registry
 
@@ -83,6 +83,11 @@ def _metric_lines(metrics: Mapping[str, float], indent: str = "  ") -> list[str]
         present = [m for m in names if m in metrics]
         if present:
             lines.append(f"{indent}{heading}: " + "  ".join(f"{m}={metrics[m]:.4f}" for m in present))
+            if names is FULL_METRICS and metrics.get("full_users", 0) < metrics.get("users", 0):
+                lines[-1] += (  # a catalogue too large to rank for every user: a seeded sample of them
+                    f"  (over {metrics['full_users']:.0f} of {metrics['users']:.0f} users, "
+                    "a seeded sample: docs/model.md, Evaluation)"
+                )
     known = {m for _, names in FAMILIES.values() for m in names} | {"users", "full_users"}
     rest = sorted(k for k in metrics if k not in known)
     if rest:
