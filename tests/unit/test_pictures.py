@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from recflow.core.gate import family_heading
+from recflow.publishing import pictures
 from recflow.publishing.pictures import loss_curve, versus_chart
 from recflow.registry.model import CHART_METRICS
 
@@ -65,3 +68,23 @@ def test_each_family_is_drawn_on_its_own_scale(tmp_path: Path) -> None:
     tallest = [orange[:, c].sum(axis=0).max() for c in halves]
     # full_recall@50 = 0.5 tops the left panel as hr@10 = 0.8 tops the right: both near full height
     assert min(tallest) > 0.6 * max(tallest)
+
+
+@pytest.mark.parametrize("ranking", ["full", "sampled"])
+def test_the_panel_of_the_family_the_gate_judged_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ranking: str
+) -> None:
+    """Under RECFLOW_GATE_RANKING=sampled the picture read as if the full ranking decided, as the README
+    says it does by default: the panels were alike."""
+    drawn: list[str] = []
+    save = pictures._save
+
+    def keep_titles(fig: Any, out: Path) -> Path:
+        drawn.extend(ax.get_title().replace("\n", " ") for ax in fig.axes if ax.get_title())
+        return save(fig, out)
+
+    monkeypatch.setattr(pictures, "_save", keep_titles)
+    challenger = {"hr@10": 0.8, "ndcg@10": 0.5, "full_hr@10": 0.2, "full_ndcg@10": 0.1, "full_recall@50": 0.5}
+    versus_chart(challenger, None, CHART_METRICS, tmp_path / "v.png", judged=family_heading(ranking))
+    marked = [title for title in drawn if title.endswith("(the gate judged these)")]
+    assert marked == [f"{family_heading(ranking)} (the gate judged these)"], drawn

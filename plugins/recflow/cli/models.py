@@ -15,7 +15,7 @@ from typing import Any
 from recflow.cli.args import Subcommands
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
-from recflow.core.gate import FAMILIES, FULL_METRICS, RANKING_METRICS
+from recflow.core.gate import FAMILIES, FULL_METRICS, RANKING_METRICS, family_heading
 from recflow.publishing.card import model_card
 from recflow.registry import registry_for, require_registry
 
@@ -72,8 +72,7 @@ def cmd_models_promote(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _ranking_text(ranking: str | None) -> str:
-    family = next((heading for name, (heading, _) in FAMILIES.items() if name == ranking), None)
-    return family or "(not recorded)"
+    return family_heading(ranking) or "(not recorded)"
 
 
 def _metric_lines(metrics: Mapping[str, float], indent: str = "  ") -> list[str]:

@@ -23,6 +23,14 @@ FAMILIES: dict[Ranking, tuple[str, tuple[str, ...]]] = {
     "sampled": ("sampled (against 99 pins never engaged with)", SAMPLED_METRICS),
 }
 """Each metric family's heading, as the model card and its picture show it, and its metrics."""
+
+
+def family_heading(ranking: str | None) -> str | None:
+    """The heading of the family ``ranking`` names (``None`` for none recorded, or one unknown)."""
+    headings: dict[str | None, str] = {name: heading for name, (heading, _) in FAMILIES.items()}
+    return headings.get(ranking)
+
+
 RANKING_METRICS: dict[Ranking, tuple[str, str]] = {
     "full": ("full_hr@10", "full_ndcg@10"),
     "sampled": ("hr@10", "ndcg@10"),

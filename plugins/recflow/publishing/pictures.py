@@ -36,7 +36,10 @@ def loss_curve(losses: Sequence[float], out: Path, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(epochs, losses, marker="o", color="#4C72B0")
     for epoch, loss in ((epochs[0], losses[0]), (epochs[-1], losses[-1])):
-        ax.annotate(f"{loss:.3f}", (epoch, loss), textcoords="offset points", xytext=(0, 6), fontsize=8)
+        ax.annotate(
+            f"{loss:.3f}", (epoch, loss), textcoords="offset points", xytext=(0, 6), fontsize=8, ha="center"
+        )
+    ax.margins(x=0.08, y=0.15)  # the first and last labels inside the frame
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (weighted softmax cross-entropy)")
     ax.set_xticks(epochs)
@@ -49,8 +52,8 @@ TITLE_WIDTH = 70
 """Characters per title line: a long model or job name wraps instead of running off the picture."""
 
 
-def _title(text: str) -> str:
-    return "\n".join(textwrap.wrap(text, TITLE_WIDTH, break_on_hyphens=False)) if text else text
+def _title(text: str, width: int = TITLE_WIDTH) -> str:
+    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)) if text else text
 
 
 def versus_chart(
@@ -59,9 +62,11 @@ def versus_chart(
     panels: Mapping[str, Sequence[str]],
     out: Path,
     title: str = "",
+    judged: str | None = None,
 ) -> Path:
     """Grouped bars for the challenger and (when there is one) the champion: one panel per metric
-    family (``panels``: its heading → its metrics), each on its own scale."""
+    family (``panels``: its heading → its metrics), each on its own scale; the panel headed
+    ``judged`` says it is the family the gate judged."""
     import matplotlib  # noqa: PLC0415 (matplotlib only when a picture is drawn)
 
     matplotlib.use("Agg")
@@ -82,10 +87,14 @@ def versus_chart(
             bars = ax.bar(x + (k - (len(series) - 1) / 2) * width, heights, width, label=label, color=color)
             ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
         ax.set_xticks(x, list(metrics), fontsize=8)
-        ax.set_ylim(0, min(1.0, top * 1.25) if top > 0 else 1.0)
-        ax.set_title(heading, fontsize=9)
+        ax.set_ylim(0, min(1.0, top * 1.35) if top > 0 else 1.0)
+        ax.set_title(
+            _title(heading + (" (the gate judged these)" if heading == judged else ""), width=45),
+            fontsize=9,
+            fontweight="bold" if heading == judged else "normal",
+        )
         ax.set_ylabel("holdout metric", fontsize=8)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="best")  # where it covers no bar (a label above a tall bar stayed hidden)
     fig.suptitle(
         _title(title or ("Challenger vs champion" if champion else "Challenger (no champion yet)")),
         fontsize=10,

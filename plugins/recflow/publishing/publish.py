@@ -16,7 +16,7 @@ from typing import Any
 
 from recflow.core.artifacts import join, pack_directory, store_for, unpack_model
 from recflow.core.config import Settings
-from recflow.core.gate import GATE_APPLIED
+from recflow.core.gate import GATE_APPLIED, family_heading
 from recflow.publishing.pictures import loss_curve, versus_chart
 from recflow.publishing.serving import refresh_user_vectors
 from recflow.registry import (
@@ -112,7 +112,9 @@ def publish_training_job(
             champion_metrics,
             CHART_METRICS,
             pictures / VERSUS_PICTURE,
-            title=f"{name}: challenger {training_job}" + ("" if champion_metrics else " (no champion yet)"),
+            title=f"{name}: challenger {training_job}"
+            + _versus(champion_metrics, tags.get("gate.champion_version")),
+            judged=family_heading(tags.get("gate.ranking")),
         )
         if on_step is not None:
             on_step(MODEL_FETCHED)
@@ -135,6 +137,12 @@ def publish_training_job(
     if info.champion_not_moved:
         published["not_promoted"] = info.champion_not_moved
     return published
+
+
+def _versus(champion_metrics: Mapping[str, float] | None, champion_version: str | None) -> str:
+    if not champion_metrics:
+        return " (no champion yet)"
+    return f" vs champion version {champion_version}" if champion_version not in (None, "none") else ""
 
 
 def _job_metadata(model_dir: Path) -> dict[str, Any]:
