@@ -131,6 +131,7 @@ def test_an_empty_value_counts_as_unset(tmp_path: Path) -> None:
             "1.5",
             "RECFLOW_MAX_QUARANTINE_SHARE='1.5' is above the greatest allowed",
         ),
+        ("RECFLOW_GATE_TOLERANCE", "nan", "RECFLOW_GATE_TOLERANCE='nan' is not a number"),  # not "above"
         ("RECFLOW_PROFILE", "staging", "RECFLOW_PROFILE='staging' is not one of embedded, production"),
         (
             "RECFLOW_DUCKDB_MEMORY_LIMIT",
@@ -140,8 +141,9 @@ def test_an_empty_value_counts_as_unset(tmp_path: Path) -> None:
     ],
 )
 def test_a_bad_value_is_a_config_error_naming_it(tmp_path: Path, name: str, value: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=re.escape(message)):
+    with pytest.raises(ConfigError, match=re.escape(message)) as refused:
         Settings.from_env({"RECFLOW_HOME": str(tmp_path), name: value})
+    assert refused.value.invalid == (name,), "the variable, for the failure callback to set aside"
 
 
 def test_every_bad_value_is_named_at_once(tmp_path: Path) -> None:

@@ -437,6 +437,25 @@ def test_cli_show_prints_blocks_and_json(home: Settings, capsys: pytest.CaptureF
     assert "no incident 99" in capsys.readouterr().err
 
 
+def test_a_run_with_no_span_of_data_shows_no_interval(
+    home: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A manual training run's data interval starts where it ends: the card printed '[X, X)'."""
+    assert cli.main(["incidents", "show", "1"]) == 0
+    assert re.search(r"^  interval +\[2026-01-03", capsys.readouterr().out, re.MULTILINE)
+    manual = TaskFailure(
+        **{
+            **_warehouse_failure(RuntimeError("boom"), "train").__dict__,
+            "dag_id": "recsys_train_and_publish",
+            "interval_end": D,
+            "days": (),
+        }
+    )
+    added = IncidentStore(home.incidents_path).add(build_incident(home, manual, champion=_champion))
+    assert cli.main(["incidents", "show", str(added.id)]) == 0
+    assert "interval" not in capsys.readouterr().out
+
+
 def test_docs_describe_every_json_key(settings: Settings) -> None:
     doc = (PROJECT_ROOT / "docs" / "incidents.md").read_text()
     documented = set(re.findall(r"^\| `([a-z_.]+)` \|", doc, re.MULTILINE))

@@ -72,7 +72,11 @@ def cmd_incidents_show(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(incident.as_dict(), indent=2))
         return 0
-    interval = f"[{incident.interval_start}, {incident.interval_end})" if incident.interval_start else None
+    interval = (
+        f"[{incident.interval_start}, {incident.interval_end})"
+        if incident.interval_start and incident.interval_end != incident.interval_start
+        else None  # a run with no span of data (a manual or asset-triggered training run): no interval line
+    )
     lines = [
         f"incident {incident.id}: {incident.dag_id}.{incident.task_id} failed (try {incident.try_number})",
         *_field("at", incident.at),

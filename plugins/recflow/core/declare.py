@@ -12,6 +12,7 @@ that does not validate is reported as one line naming its variable.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -151,6 +152,14 @@ _PROBLEMS: Final = {
 }
 
 
+def _is_nan(value: object) -> bool:
+    """NaN fails every bound, so pydantic calls it above the greatest allowed value."""
+    try:
+        return math.isnan(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 def _explain(error: ValidationError, declared: tuple[DeclaredSetting, ...]) -> ConfigError:
     """One line per invalid value, naming its variable: ``RECFLOW_X='abc' is not an integer``; the
     variables in ``invalid``."""
@@ -170,6 +179,8 @@ def _explain(error: ValidationError, declared: tuple[DeclaredSetting, ...]) -> C
         elif problem["type"] == "literal_error":
             allowed = get_args(setting.annotation)
             lines.append(f"{name}={value!r} is not one of {', '.join(map(str, allowed))}")
+        elif problem["type"] in ("greater_than_equal", "less_than_equal") and _is_nan(value):
+            lines.append(f"{name}={value!r} is not a number")
         elif problem["type"] == "greater_than_equal":
             lines.append(f"{name}={value!r} is below the least allowed value, {problem['ctx']['ge']}")
         elif problem["type"] == "less_than_equal":
