@@ -6,7 +6,6 @@ import pendulum
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from recflow.airflow import tasks
-from recflow.airflow.connections import parse_settings
 from recflow.airflow.dbt import dbt_task_group
 from recflow.airflow.defaults import DEFAULT_ARGS, Tag
 from recflow.airflow.params import WAREHOUSE_PARAMS
@@ -26,6 +25,6 @@ with DAG(
     tags=[Tag.RECSYS, Tag.WAREHOUSE, Tag.DBT, Tag.DATA_QUALITY],
     doc_md=runbooks.dag_doc(WAREHOUSE_DAG),
 ):
-    transform = dbt_task_group(parse_settings())
+    transform = dbt_task_group()
     check_marts = tasks.check_marts()
     tasks.wait_for_landing() >> tasks.land() >> tasks.audit() >> transform >> check_marts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -194,21 +195,32 @@ def test_bad_params_are_refused(dagbag: Any) -> None:
         params["model_name"] = "bad name!"
 
 
+@pytest.mark.parametrize(
+    ("broken", "refusal"),
+    [
+        ({"RECFLOW_GATE_RANKING": "Full"}, "RECFLOW_GATE_RANKING='Full' is not one of full, sampled"),
+        ({"RECFLOW_PROFILE": "production"}, "RECFLOW_PROFILE=production needs these variables set"),
+    ],
+    ids=["refused", "required-unset"],
+)
 @pytest.mark.parametrize("path", DAG_FILES, ids=file_id)
-def test_a_refused_setting_does_not_make_a_dag_vanish(airflow_environment: Any, path: Path) -> None:
-    """RECFLOW_GATE_RANKING=Full on a worker: the warehouse DAG read its settings when parsed and
-    failed to import, so its schedule stopped and nothing paged. It parses (the refused value at its
-    default for the wiring); its tasks, which read the settings when they run, fail naming it."""
+def test_no_setting_makes_a_dag_vanish(
+    airflow_environment: Any, path: Path, broken: dict[str, str], refusal: str
+) -> None:
+    """RECFLOW_GATE_RANKING=Full, or the production profile with its required variables unset, on the
+    workers: the warehouse DAG read its settings when parsed and failed to import, so its schedule
+    stopped and nothing paged. No DAG file reads them when parsed; the tasks, which read them when they
+    run, fail naming the variables."""
     probe = (
         "import importlib.util\n"
         f"spec = importlib.util.spec_from_file_location('dag_under_test', {str(path)!r})\n"
         "module = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(module)\n"
     )
-    env = subprocess_env({"RECFLOW_GATE_RANKING": "Full"})
+    env = subprocess_env(broken)
     parsed = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=False, env=env
     )
     assert parsed.returncode == 0, parsed.stderr[-2000:]
-    with pytest.raises(ConfigError, match="RECFLOW_GATE_RANKING='Full' is not one of full, sampled"):
+    with pytest.raises(ConfigError, match=re.escape(refusal)):
         Settings.from_env(env)

@@ -143,7 +143,8 @@ def test_an_empty_value_counts_as_unset(tmp_path: Path) -> None:
 def test_a_bad_value_is_a_config_error_naming_it(tmp_path: Path, name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)) as refused:
         Settings.from_env({"RECFLOW_HOME": str(tmp_path), name: value})
-    assert refused.value.invalid == (name,), "the variable, for the failure callback to set aside"
+    # the variable, for the failure callback to set aside; never the profile, on which every default hangs
+    assert refused.value.invalid == (() if name == "RECFLOW_PROFILE" else (name,))
 
 
 def test_every_bad_value_is_named_at_once(tmp_path: Path) -> None:

@@ -71,21 +71,6 @@ def use_aws_connection(settings: Settings) -> None:
     )
 
 
-def parse_settings() -> Settings:
-    """The settings a DAG file wires its tasks with when it is parsed. A value recflow refuses must
-    not make the DAG vanish (its schedule would stop, and nothing would page): the refused variables
-    are taken at their defaults for the wiring, and every task, which reads the settings again when it
-    runs (:func:`task_settings`), fails at once naming the variable."""
-    settings, refused = Settings.despite_refused()
-    if refused is not None:
-        log.warning(
-            "parsing with the defaults of %s, whose values are refused: %s",
-            ", ".join(refused.invalid),
-            refused,
-        )
-    return settings
-
-
 def task_settings() -> Settings:
     """``Settings.from_env()``, with the warehouse from its Airflow connection and AWS credentials set up."""
     settings = Settings.from_env()

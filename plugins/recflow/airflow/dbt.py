@@ -307,14 +307,18 @@ class DbtNodeOperator(BaseOperator):
         )
 
 
-def dbt_task_group(settings: Settings, group_id: str = TRANSFORM) -> TaskGroup:
+def dbt_task_group(group_id: str = TRANSFORM) -> TaskGroup:
     """The ``transform`` group of the compiled project: the build, and beside it a task per node.
+
+    Drawn from the checkout's own compiled manifest, which no environment variable moves: the DAG file
+    reads no settings when it is parsed, so a refused or missing one fails each task when it runs
+    (and pages) instead of making the DAG vanish from Airflow.
 
     The node tasks start with the build (not after it), in the triggerer, and wait there for it to
     end: the triggerer's pick-up (a loop of 1 s, ~3 s cold) is paid while dbt runs, not after.
     So each is a root and a leaf of the group, like the build: whatever runs after the group waits
     for all of them, and clearing the build does not clear them (``-t '^transform\\.'`` does)."""
-    tasks = node_tasks(settings.dbt_manifest_path)
+    tasks = node_tasks(Settings.from_env({}).dbt_manifest_path)  # an empty environment: the checkout's
     with TaskGroup(group_id=group_id) as group:
         DbtBuildOperator(
             task_id=BUILD_TASK,

@@ -129,9 +129,8 @@ def _metadata(hint: Any) -> tuple[object, ...]:
 def _read_profile(given: Mapping[str, str]) -> Profile:
     profile = given.get("RECFLOW_PROFILE", "embedded")
     if profile not in PROFILES:
-        raise ConfigError(
-            f"RECFLOW_PROFILE={profile!r} is not one of {', '.join(PROFILES)}", invalid=("RECFLOW_PROFILE",)
-        )
+        # not in ``invalid``: every default hangs on the profile, so none can stand in for it
+        raise ConfigError(f"RECFLOW_PROFILE={profile!r} is not one of {', '.join(PROFILES)}")
     return profile  # type: ignore[return-value]
 
 
@@ -232,9 +231,9 @@ def read_env_despite_refused(
     build: Callable[..., T], declared: tuple[DeclaredSetting, ...], env: Mapping[str, str]
 ) -> tuple[T, ConfigError | None]:
     """:func:`read_env` and ``None``; where some values of ``env`` are refused, what it builds with
-    those variables at their defaults, and the refusal. For what must go on despite them: wiring a DAG
-    when it is parsed (its runs then fail at their first task, naming the variable, and page) and the
-    failure callback that records that failure."""
+    those variables at their defaults, and the refusal: for the failure callback, which must record
+    and send the very failure a refused value causes. Anything else (a refused profile, required
+    variables unset) raises as :func:`read_env` does."""
     try:
         return read_env(build, declared, env), None
     except ConfigError as refused:
