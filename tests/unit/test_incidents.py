@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import re
 import sqlite3
+import subprocess
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -529,6 +530,10 @@ def test_cli_models_promote_and_history(
     assert [m["version"] for m in json.loads(capsys.readouterr().out)] == [2, 1]
 
 
+def _no_server(*args: object, **kwargs: object) -> None:
+    raise AssertionError(f"a command that must be refused started {args[0]!r}")
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -551,6 +556,7 @@ def test_a_home_with_no_registry_is_named_and_left_as_it_was(
     monkeypatch.delenv("RECFLOW_MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("RECFLOW_REGISTRY_BACKEND", raising=False)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(subprocess, "run", _no_server)  # mlflow ui: refused, never started
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert f"there is no model registry at {home / 'mlflow' / 'mlflow.db'} (RECFLOW_HOME={home})" in err
@@ -566,6 +572,7 @@ def test_mlflow_ui_under_the_sagemaker_registry_is_refused_without_creating_a_st
     monkeypatch.setenv("RECFLOW_HOME", str(home))
     monkeypatch.setenv("RECFLOW_REGISTRY_BACKEND", "sagemaker")
     monkeypatch.delenv("RECFLOW_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(subprocess, "run", _no_server)
     assert cli.main(["mlflow", "ui"]) == 2
     err = capsys.readouterr().err
     assert "RECFLOW_REGISTRY_BACKEND=sagemaker" in err and "recflow models list" in err
@@ -582,3 +589,17 @@ def test_incidents_of_a_home_that_does_not_exist_are_refused(
     assert cli.main(argv) == 2
     assert f"RECFLOW_HOME={home} does not exist" in capsys.readouterr().err
     assert not home.exists()
+
+
+def test_incidents_kept_in_a_shared_store_need_no_home(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On-call reads the workers' incident store (RECFLOW_INCIDENTS_URL) from a machine with no home."""
+    shared = tmp_path / "shared.db"
+    IncidentStore(f"sqlite:///{shared}").add(
+        build_incident(settings, _warehouse_failure(_refused()), champion=_champion)
+    )
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "no-home-here"))
+    monkeypatch.setenv("RECFLOW_INCIDENTS_URL", f"sqlite:///{shared}")
+    assert cli.main(["incidents", "list"]) == 0
+    assert "recsys_warehouse.audit" in capsys.readouterr().out

@@ -22,8 +22,9 @@ def _since(text: str) -> datetime:
 
 
 def _require_home(settings: Settings) -> None:
-    """Refuse a home that does not exist: its store would answer "no incidents" as a healthy one does."""
-    if not settings.home.is_dir():
+    """Refuse a home that does not exist when the incidents are kept in it (no RECFLOW_INCIDENTS_URL):
+    its store would answer "no incidents" as a healthy one does."""
+    if settings.incidents_url is None and not settings.home.is_dir():
         raise ConfigError(
             f"RECFLOW_HOME={settings.home} does not exist: nothing has run there, so it has no incidents. "
             "Check the setting (a typo makes a new, empty home)"
