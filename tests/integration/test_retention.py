@@ -60,10 +60,20 @@ def _job_folder(jobs: Path, name: str, status: str, age_days: float, snapshot: s
     _write(jobs / name / "logs.txt", b"epoch 1/1\n" * 50, age_days)
 
 
-def _job_artifacts(artifacts: Path, job: str, age_days: float, *, serving: bool = False) -> None:
+def _job_artifacts(
+    artifacts: Path, job: str, age_days: float, *, serving: bool = False, folder: bool = False
+) -> None:
+    """``folder``: the evaluations as written since 92aef8c (one per champion compared against), else
+    as one ``<job>.json``, the layout before it, which gc still recognises."""
     _write(artifacts / "checkpoints" / job / "ckpt-1.index", b"i" * 300, age_days)
     _write(artifacts / "models" / job / "output" / "model.tar.gz", b"m" * 2000, age_days)
-    _write(artifacts / "evaluations" / f"{job}.json", b'{"challenger": {}}', age_days)
+    if folder:
+        for against in ("none", "v1"):
+            _write(
+                artifacts / "evaluations" / job / f"against-{against}.json", b'{"challenger": {}}', age_days
+            )
+    else:
+        _write(artifacts / "evaluations" / f"{job}.json", b'{"challenger": {}}', age_days)
     if serving:
         _write(artifacts / "serving" / job / "model.tar.gz", b"s" * 1500, age_days)
 
@@ -117,7 +127,7 @@ def state(warehouse: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict
         age = 10 + k
         _snapshot(artifacts, f"snap-{name}", age)
         _job_folder(jobs, f"job-{name}", "Failed" if k % 2 else "Completed", age, snapshot=f"snap-{name}")
-        _job_artifacts(artifacts, f"job-{name}", age, serving=k < 3)
+        _job_artifacts(artifacts, f"job-{name}", age, serving=k < 3, folder=k % 2 == 0)
     # a job still running for 30 days (its description not terminal), on a snapshot as old
     _snapshot(artifacts, "snap-inflight", 30)
     _job_folder(jobs, "job-inflight", "InProgress", 30, snapshot="snap-inflight")

@@ -17,3 +17,4 @@ def test_a_full_ranking_over_a_sample_of_users_says_so() -> None:
     every = {**sampled, "full_users": 943.0}
     assert "over" not in _metric_lines(every)[0]
     assert "over" not in _metric_lines({"full_hr@10": 0.2})[0], "a version that recorded no counts"
+    assert "over" not in _metric_lines({"full_hr@10": 0.2, "users": 10.0})[0], "users counted, full_users not"

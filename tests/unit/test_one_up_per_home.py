@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,14 +100,22 @@ def test_a_note_whose_pid_now_names_a_later_process_is_stale(
 
 
 def test_two_ups_started_at_once_check_and_note_one_at_a_time(
-    home: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each up read the note, found none running, then wrote its own: two started in the same instant
     both passed the check. While another up holds the note's lock (here the test, which writes a note
-    naming a running process before it lets go, as the first up would), a second waits and then reads
-    that note."""
+    naming a running process before it lets go, as the first up would), a second waits for the lock
+    and then reads that note."""
     (home / "run").mkdir(parents=True)
     outcome: list[object] = []
+    asked = threading.Event()
+    real_flock = fcntl.flock
+
+    def flock(fd: Any, operation: int) -> None:
+        asked.set()  # the second up has come to the lock (before it reads the note)
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)  # the module services.py calls it through
 
     def second_up() -> None:
         try:
@@ -117,10 +126,11 @@ def test_two_ups_started_at_once_check_and_note_one_at_a_time(
     first = subprocess.Popen(["sleep", "60"])
     try:
         with (home / "run" / "up.lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            real_flock(lock, fcntl.LOCK_EX)
             racer = threading.Thread(target=second_up)
             racer.start()
-            time.sleep(0.5)
+            assert asked.wait(10), "the second up never asked for the lock"
+            time.sleep(0.2)
             assert not outcome, "the second up went past the check while the first held the lock"
             (home / "run" / "up.pid").write_text(str(first.pid))
         racer.join(timeout=10)

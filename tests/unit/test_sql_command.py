@@ -73,6 +73,10 @@ def test_rows_past_the_limit_are_said_to_be_left_out(
     )
     lines = capsys.readouterr().out.splitlines()
     assert lines[2:] == ["e1", "e2", "(2 rows; more past --limit)"]
+    for limit in ("0", "-3"):
+        with pytest.raises(SystemExit):
+            main(["sql", "select 1", "--limit", limit])
+        assert "is not a count of at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

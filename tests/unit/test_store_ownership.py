@@ -110,7 +110,9 @@ def test_a_refused_setting_or_folder_leaves_no_marker(
     assert main(["generate", "--days", "100000"]) == 2
     assert "generator setting days=100000 is more than 3660" in capsys.readouterr().err
     assert main(["generate", "--days", "7", "--end", "0001-01-01"]) == 2  # was an OverflowError traceback
-    assert "generator setting start=0001-01-01 (the last day minus days - 1) is before 1970" in (
+    assert "--end 0001-01-01 minus --days 7 is before year 1" in capsys.readouterr().err
+    assert main(["generate", "--days", "2", "--end", "1970-01-01"]) == 2
+    assert "generator setting start=1969-12-31 (the last day minus days - 1) is before 1970-01-01" in (
         capsys.readouterr().err
     )
     assert main(["load", "movielens", "--data-dir", str(tmp_path / "ml-1m")]) == 2

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from recflow.cli.args import Subcommands, iso_date
-from recflow.core.config import Settings
+from recflow.core.config import ConfigError, Settings
 from recflow.core.ownership import claim, landing_store
 from recflow.stack.demo import PipelineFailed
 
@@ -21,8 +21,8 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     end = args.end or datetime.now(UTC).date() - timedelta(days=1)
     try:
         start = end - timedelta(days=args.days - 1)
-    except OverflowError:  # before year 1: refused below as any start before 1970
-        start = date.min
+    except OverflowError:
+        raise ConfigError(f"--end {end} minus --days {args.days} is before year 1") from None
     cfg = GeneratorConfig(  # refuses --days 0, too many, or a start before 1970, before the zone is claimed
         start=start,
         days=args.days,
@@ -71,7 +71,7 @@ def cmd_benchmark_movielens(settings: Settings, args: argparse.Namespace) -> int
 
 def add_generate(sub: Subcommands) -> None:
     gen = sub.add_parser("generate", help="write a synthetic Pinterest-like data set into the landing zone")
-    gen.add_argument("--days", type=int, default=7)
+    gen.add_argument("--days", type=int, default=7, help="daily partitions, 1 to 3660 (default 7)")
     gen.add_argument("--end", type=iso_date, default=None, help="last day (default: yesterday, UTC)")
     gen.add_argument("--users", type=int, default=400)
     gen.add_argument("--pins", type=int, default=1200)

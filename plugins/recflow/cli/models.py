@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -82,7 +83,7 @@ def _metric_lines(metrics: Mapping[str, float], indent: str = "  ") -> list[str]
         present = [m for m in names if m in metrics]
         if present:
             lines.append(f"{indent}{heading}: " + "  ".join(f"{m}={metrics[m]:.4f}" for m in present))
-            if names is FULL_METRICS and metrics.get("full_users", 0) < metrics.get("users", 0):
+            if names is FULL_METRICS and metrics.get("full_users", math.inf) < metrics.get("users", 0):
                 lines[-1] += (  # a catalogue too large to rank for every user: a seeded sample of them
                     f"  (over {metrics['full_users']:.0f} of {metrics['users']:.0f} users, "
                     "a seeded sample: docs/model.md, Evaluation)"

@@ -7,6 +7,7 @@ A group of :class:`recflow.core.config.Settings` (``settings.gate``), declared l
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Final, Literal
 
 from pydantic.dataclasses import dataclass
@@ -79,7 +80,7 @@ class GateSettings:
     ] = 0.01
 
 
-GATE_APPLIED: Final = ("ranking", "min_hr_at_10", "min_ndcg_at_10", "tolerance")
+GATE_APPLIED: Final = tuple(field.name for field in dataclasses.fields(GateSettings))
 """The :class:`GateSettings` fields a gate decision records beside its verdict and reason (its XCom
 and the published version's ``gate.*`` tags)."""
 

@@ -38,8 +38,9 @@ USERS_PER_CHUNK = 100_000
 """Users per part file of a day: what bounds the generator's memory (~2M events, a few hundred MB).
 Part of the data's definition (each block has its own seed), so it is a constant, not a setting."""
 MAX_DAYS = 3660
-EPOCH = date(1970, 1, 1)
 """The longest window generated at once: beyond it a ``--days`` is a typo (100,000 days wrote 2.5 GB)."""
+EPOCH = date(1970, 1, 1)
+"""No generated day before it."""
 EVENT_IDS_PER_CHUNK = 10_000_000
 """Event ids of block ``k`` of a day start at ``k * EVENT_IDS_PER_CHUNK``: unique without counting
 what the earlier blocks emitted, so a block is reproducible on its own."""

@@ -7,6 +7,7 @@ from typing import Any
 
 from recflow.core.config import Settings
 from recflow.core.errors import RegistryError
+from recflow.core.gate import GATE_APPLIED
 from recflow.registry import CHAMPION, registry_for
 
 
@@ -43,7 +44,7 @@ def model_card(
             "reason": tags.get("gate.reason"),
             # a version published before the gate could judge the full ranking was judged on the sampled one
             "ranking": tags.get("gate.ranking", "sampled" if "gate.reason" in tags else None),
-            "thresholds": {k: tags.get(f"gate.{k}") for k in ("min_hr_at_10", "min_ndcg_at_10", "tolerance")},
+            "thresholds": {k: tags.get(f"gate.{k}") for k in GATE_APPLIED if k != "ranking"},
             "champion_version": tags.get("gate.champion_version"),
             "champion_metrics": json.loads(champion_metrics) if champion_metrics else None,
         },

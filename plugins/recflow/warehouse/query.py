@@ -100,9 +100,8 @@ def _first(statement: Any) -> Any:
 
 
 def run_query(settings: Settings, sql: str, limit: int) -> QueryResult:
-    """The columns and first ``limit`` rows of ``sql`` on the settings' warehouse, opened read-only."""
-    if limit < 1:
-        raise ConfigError(f"--limit {limit}: give at least 1 row")
+    """The columns and first ``limit`` rows (at least 1: the command's ``--limit`` refuses less) of
+    ``sql`` on the settings' warehouse, opened read-only."""
     statement = read_only_statement(sql)
     try:
         with connect(settings, read_only=True) as warehouse:
