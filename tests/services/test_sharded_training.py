@@ -50,7 +50,9 @@ from tests.services.test_multiworker_training import (
 
 FILES = 5
 """Shard files of the channel: two hosts get three and two, so their shares differ."""
-ROW_GROUP = 40
+ROW_GROUP = 25
+"""Rows per row group: small enough that every shard file holds several (the test asks for more than two
+per file on average), whatever the generator draws for the snapshot."""
 HP = Hyperparameters(
     embedding_dim=8,
     hidden_dim=16,
