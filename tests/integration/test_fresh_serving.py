@@ -260,11 +260,7 @@ def test_the_curve_the_pictures_and_the_model_card(
     ]
     card = model_card(settings, "fresh-a")
     assert card["version"] == info.version and card["aliases"] == ["champion"]
-    assert card["gate"]["thresholds"] == {
-        "min_hr_at_10": "0.05",
-        "min_ndcg_at_10": "0.02",
-        "tolerance": "0.01",
-    }
+    assert card["gate"]["thresholds"] == {"min_hr_at_10": 0.05, "min_ndcg_at_10": 0.02, "tolerance": 0.01}
     assert card["gate"]["reason"].startswith("promoted: first model")
     assert card["gate"]["ranking"] == "full"
     # both families, each as the evaluation scored them, on the card and on the MLflow run
@@ -276,8 +272,8 @@ def test_the_curve_the_pictures_and_the_model_card(
         {m: evaluated[m] for m in both}
     )
     assert card["training"] | {"loss_per_epoch": None} == {
-        "seconds": "12",
-        "peak_memory_mb": "321",
+        "seconds": 12.0,
+        "peak_memory_mb": 321.0,
         "input": "stream",
         "loss_per_epoch": None,
     }
@@ -285,11 +281,17 @@ def test_the_curve_the_pictures_and_the_model_card(
     assert set(card["pictures"]) == {"loss_curve", "challenger_vs_champion"}
     for path in card["pictures"].values():
         assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert card["serving"]["users_refreshed"] == str(len(USERS))
+    assert card["serving"]["users_refreshed"] == len(USERS)
 
     monkeypatch.setenv("RECFLOW_HOME", str(settings.home))
     assert cli_main(["models", "show", "--name", "fresh-a", "--alias", "champion", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["pictures"] == card["pictures"]
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["pictures"] == card["pictures"]
+    # typed as a script reads them (the registry keeps strings): `jq '.gate.promote == true'` holds
+    assert (shown["gate"]["promote"], shown["gate"]["champion_version"]) == (True, None)
+    assert shown["gate"]["thresholds"]["min_hr_at_10"] == 0.05 and shown["training"]["seconds"] == 12
+    assert shown["serving"]["users_refreshed"] == len(USERS)
+    assert shown["hyperparameters"]["epochs"] == str(EPOCHS)  # as the training job received them
     assert cli_main(["models", "show", "--name", "fresh-a", "--version", str(info.version)]) == 0
     text = capsys.readouterr().out
     assert card["pictures"]["loss_curve"] in text
@@ -304,6 +306,11 @@ def test_the_curve_the_pictures_and_the_model_card(
     sampled_line = next(line for line in text.splitlines() if line.startswith("  sampled"))
     assert f"hr@10={evaluated['hr@10']:.4f}" in sampled_line
     assert cli_main(["models", "show", "--name", "fresh-a", "--version", "99"]) == 1
+    capsys.readouterr()
+    # a mistyped name is refused as show refuses it, naming the models there are
+    assert cli_main(["models", "list", "--name", "fresh-x"]) == 1
+    err = capsys.readouterr().err
+    assert "no registered model named 'fresh-x'" in err and "fresh-a" in err
 
 
 def test_the_card_says_what_the_gate_applied_not_the_settings_publish_ran_under(
@@ -316,7 +323,7 @@ def test_the_card_says_what_the_gate_applied_not_the_settings_publish_ran_under(
     assert settings.gate.ranking == "full" and settings.gate.min_hr_at_10 == 0.05
     card = model_card(settings, "fresh-b")
     assert card["gate"]["ranking"] == "sampled"
-    assert card["gate"]["thresholds"] == {"min_hr_at_10": "0.3", "min_ndcg_at_10": "0.2", "tolerance": "0.02"}
+    assert card["gate"]["thresholds"] == {"min_hr_at_10": 0.3, "min_ndcg_at_10": 0.2, "tolerance": 0.02}
     assert card["gate"]["reason"] == APPLIED_ELSEWHERE["reason"]
 
 

@@ -356,7 +356,7 @@ def test_the_model_card_reads_the_sagemaker_record(aws: Settings, model_uri: str
         True,
     )
     assert card["metrics"] == {"hr@10": 0.5, "ndcg@10": 0.25}
-    assert card["gate"]["promote"] == "true" and card["hyperparameters"] == {"epochs": "1"}
+    assert card["gate"]["promote"] is True and card["hyperparameters"] == {"epochs": "1"}
     assert card["training"]["loss_per_epoch"] == [2.5, 1.5]
     prefix = f"s3://{BUCKET}/recflow/registry/card/card-job-1/pictures/"
     assert card["pictures"] == {

@@ -23,7 +23,15 @@ from recflow.registry import registry_for, require_registry
 
 def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
     require_registry(settings)
-    versions = registry_for(settings).list_versions(args.name)
+    registry = registry_for(settings)
+    if args.name:
+        try:  # a mistyped name is an error, as for show and history, not an empty list
+            registry.require_model(args.name)
+        except RegistryError as exc:
+            names = sorted({v.name for v in registry.list_versions()})
+            print(f"{exc}; registered: {', '.join(names) or '(none)'}", file=sys.stderr)
+            return 1
+    versions = registry.list_versions(args.name)
     if args.json:
         print(json.dumps([v.as_dict() for v in versions], indent=2))
         return 0
@@ -97,10 +105,16 @@ def _metric_lines(metrics: Mapping[str, float], indent: str = "  ") -> list[str]
 
 def _champion_then(gate: dict[str, Any]) -> str:
     """The card's line on the champion the gate compared against (none for a model's first version)."""
-    if gate["champion_version"] in (None, "none"):
+    if gate["champion_version"] is None:
         return "  champion then: none (the first version of this model)"
     unrecorded = "" if gate["champion_metrics"] else " (its metrics not recorded)"
     return f"  champion then: version {gate['champion_version']}{unrecorded}"
+
+
+def _quantity(value: float | None, unit: str) -> str:
+    if value is None:
+        return "(not recorded)"
+    return f"{int(value) if value.is_integer() else value} {unit}"
 
 
 def _card_text(card: dict[str, Any]) -> list[str]:
@@ -119,7 +133,7 @@ def _card_text(card: dict[str, Any]) -> list[str]:
         _champion_then(gate),
         *(_metric_lines(gate["champion_metrics"], indent="    ") if gate["champion_metrics"] else []),
         "hyperparameters: " + " ".join(f"{k}={v}" for k, v in sorted(card["hyperparameters"].items())),
-        f"training: {training['seconds']} s, peak memory {training['peak_memory_mb']} MB, "
+        f"training: {_quantity(training['seconds'], 's')}, peak memory {_quantity(training['peak_memory_mb'], 'MB')}, "
         f"{INPUT_TEXT.get(training['input'], training['input'])}; loss per epoch "
         + (" ".join(f"{x:.4f}" for x in losses) if losses else "(not recorded)"),
         "serving: " + (", ".join(f"{k}={v}" for k, v in sorted(card["serving"].items())) or "as trained"),
