@@ -29,6 +29,7 @@ that is not a param, every value valid for its param's schema), applied twice:
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from jsonschema import Draft4Validator, FormatChecker, validate
 from jsonschema.exceptions import ValidationError
 
 from airflow.sdk import Param
+from recflow.core.declare import SHARE_BOUNDS
 from recflow.core.errors import ParamsError
 from recflow_ml.hyperparameters import DECLARATIONS, Declaration
 
@@ -116,8 +118,8 @@ WAREHOUSE_PARAMS: dict[str, Param] = {
         "The largest share of a day's rows that may be quarantined before the day is refused; "
         "empty = RECFLOW_MAX_QUARANTINE_SHARE (default 0.01).",
         type=["null", "number"],
-        minimum=0,
-        maximum=1,
+        minimum=SHARE_BOUNDS[0],
+        maximum=SHARE_BOUNDS[1],
     ),
     "check_volume": strict_param(
         True,
@@ -150,11 +152,17 @@ def check_conf(dag_id: str, declared: Mapping[str, Any], conf: Mapping[str, Any]
     a value its param's schema refuses (``ParamsError`` naming the key, the value and the rule).
 
     Values are validated as Airflow validates them (``jsonschema.validate``, the dialect from the
-    schema's ``$schema``, with a format checker), and the message starts as Airflow's does."""
+    schema's ``$schema``, with a format checker), and the message starts as Airflow's does. A number
+    that is not finite is refused too: JSON Schema cannot say so, and NaN passes every bound (Python's
+    JSON reads ``NaN``), so ``max_quarantine_share=NaN`` would reach the audit."""
     unknown = unknown_conf_keys(conf, declared)
     if unknown:
         raise ParamsError(unknown_conf_message(dag_id, unknown, conf, declared))
     for key, value in conf.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParamsError(
+                f"Invalid input for param {key}: {value!r} is not a finite number (given {key}={value!r})"
+            )
         try:
             validate(value, declared[key].schema, format_checker=FormatChecker())
         except ValidationError as exc:

@@ -7,6 +7,8 @@ import argparse
 from datetime import date
 from typing import TypeAlias
 
+from recflow.core.declare import SHARE_BOUNDS
+
 Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What ``add_subparsers`` returns: each command group adds its commands to it."""
 
@@ -16,6 +18,19 @@ def iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def share(text: str) -> float:
+    """A share of rows (``--max-quarantine-share``), checked here so a paused DAG or a typo does not
+    hide the mistake until Airflow refuses the run."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    least, greatest = SHARE_BOUNDS
+    if not least <= value <= greatest:  # NaN fails both
+        raise argparse.ArgumentTypeError(f"{text} is not a share between {least:g} and {greatest:g}")
+    return value
 
 
 def positive_int(text: str) -> int:

@@ -11,7 +11,7 @@ import time
 import urllib.error
 from typing import Any
 
-from recflow.cli.args import Subcommands, iso_date
+from recflow.cli.args import Subcommands, iso_date, share
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 from recflow.core.gate import FULL_METRICS, SAMPLED_METRICS
@@ -270,7 +270,7 @@ def add_commands(sub: Subcommands) -> None:
     backfill.add_argument("--from", dest="first", type=iso_date, required=True, help="first day (ds)")
     backfill.add_argument("--to", dest="last", type=iso_date, required=True, help="last day (ds), inclusive")
     backfill.add_argument(
-        "--max-quarantine-share", type=float, default=None, help="the audit's param for this run (0..1)"
+        "--max-quarantine-share", type=share, default=None, help="the audit's param for this run (0..1)"
     )
     backfill.add_argument(
         "--no-volume-check", action="store_true", help="skip the audit's volume check (a spiky history)"

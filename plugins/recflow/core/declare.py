@@ -76,7 +76,9 @@ def _memory_size(value: str) -> str:
 Integer = Annotated[int, BeforeValidator(_integer)]
 AbsolutePath = Annotated[Path, AfterValidator(Path.resolve)]
 MemorySize = Annotated[str, AfterValidator(_memory_size)]
-Share = Annotated[float, Field(ge=0, le=1)]
+SHARE_BOUNDS = (0.0, 1.0)
+"""A share's least and greatest values: the settings', the run params' and the CLI's one bound."""
+Share = Annotated[float, Field(ge=SHARE_BOUNDS[0], le=SHARE_BOUNDS[1])]
 
 # Settings are built from the fields' own names; validation (defaults included) runs
 # on construction and again on ``dataclasses.replace``.

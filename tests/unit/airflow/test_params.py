@@ -365,3 +365,44 @@ def test_middleware_leaves_the_rest_to_airflow(api: Any, path: str, body: Any, c
         del api.headers["Authorization"]
     response = api.post(path, json=body)
     assert response.status_code == 200 and response.json()["received"] == body
+
+
+@pytest.mark.parametrize("text", ["-0.1", "0", "0.05", "1", "1.0001", "2", "nan"])
+def test_backfill_checks_the_share_as_the_param_and_the_setting_do(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``recflow backfill --max-quarantine-share`` is refused before Airflow is asked (a paused DAG
+    answered only "paused", hiding the mistake), and exactly where the run's param and the setting
+    refuse it."""
+    from recflow.cli import main
+    from recflow.core.config import Settings
+    from recflow.core.errors import ConfigError
+
+    try:  # the one rule for a run's conf: the API server's and every task's
+        check_conf("recsys_warehouse", WAREHOUSE_PARAMS, {"max_quarantine_share": float(text)})
+        param_accepts = True
+    except ParamsError:
+        param_accepts = False
+    try:
+        Settings.from_env({"RECFLOW_MAX_QUARANTINE_SHARE": text})
+        setting_accepts = True
+    except ConfigError:
+        setting_accepts = False
+    assert param_accepts == setting_accepts
+    if param_accepts:
+        return
+    with pytest.raises(SystemExit) as refused:  # argparse, before any client or settings
+        main(["backfill", "--from", "2026-01-01", "--to", "2026-01-02", "--max-quarantine-share", text])
+    assert refused.value.code == 2
+    assert f"{text} is not a share between 0 and 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_number_that_is_not_finite_is_refused_for_every_numeric_param(value: float) -> None:
+    """JSON Schema's bounds let NaN through (every comparison is false); the conf's rule does not."""
+    numeric = [n for n, p in ALL_PARAMS.items() if {"number", "integer"} & set(_types(n))]
+    assert numeric
+    for name in numeric:
+        declared = TRAIN_PARAMS if name in TRAIN_PARAMS else WAREHOUSE_PARAMS
+        with pytest.raises(ParamsError, match=f"param {name}: .* is not a finite number"):
+            check_conf("dag", declared, {name: value})
