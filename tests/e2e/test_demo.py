@@ -18,7 +18,7 @@ import pytest
 
 from recflow.cli import main
 from recflow.core.config import Settings
-from recflow.registry import MlflowRegistry
+from recflow.registry import MlflowRegistry, registry_for
 from recflow.warehouse import connect
 
 pytestmark = pytest.mark.e2e
@@ -103,3 +103,18 @@ def test_models_list_json(home: Settings, capsys: pytest.CaptureFixture[str]) ->
     assert listed and {"name", "version", "aliases", "metrics", "lineage", "created_at"} <= set(listed[0])
     assert any("champion" in v["aliases"] for v in listed)
     assert {"hr@10", "ndcg@10", "full_hr@10", "full_ndcg@10", "full_recall@50"} <= set(listed[-1]["metrics"])
+
+
+def test_the_summary_shows_both_families_under_the_cards_headings(demo: tuple[Settings, str]) -> None:
+    """Each family's line heads as ``recflow models show`` heads it, with the champion's figures as
+    the registry holds them."""
+    settings, printed = demo
+    champion = registry_for(settings).get_by_alias("recsys-e2e", "champion")
+    assert champion is not None
+    lines = printed.splitlines()
+    full = next(line for line in lines if line.startswith("    full ranking (every pin the user has not"))
+    sampled = next(
+        line for line in lines if line.startswith("    sampled (against 99 pins never engaged with): ")
+    )
+    assert f"full_ndcg@10={champion.metrics['full_ndcg@10']:.4f}" in full
+    assert f"hr@10={champion.metrics['hr@10']:.4f}" in sampled and "random ranking" in sampled

@@ -14,7 +14,7 @@ from typing import Any
 from recflow.cli.args import Subcommands, iso_date, share
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
-from recflow.core.gate import FULL_METRICS, SAMPLED_METRICS
+from recflow.core.gate import FAMILIES
 from recflow.core.names import WAREHOUSE_DAG
 from recflow.registry import registry_for
 from recflow.stack.api import AirflowApiError, AirflowClient
@@ -218,13 +218,11 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             + ("no" if not changed else f"yes ({', '.join(changed)})")
         )
     if champion:
-        full = ", ".join(f"{k}={champion.metrics[k]:.4f}" for k in FULL_METRICS if k in champion.metrics)
-        sampled = ", ".join(
-            f"{k}={champion.metrics[k]:.4f}" for k in SAMPLED_METRICS if k in champion.metrics
-        )
         print(f"  model {champion.name} version {champion.version} {champion.aliases}:")
-        print(f"    full ranking (every pin the user has not engaged with): {full or '(not recorded)'}")
-        print(f"    sampled (against 99 pins; a random ranker scores hr@10 = 0.10): {sampled}")
+        for family, (heading, names) in FAMILIES.items():  # as the model card heads them
+            shown = ", ".join(f"{k}={champion.metrics[k]:.4f}" for k in names if k in champion.metrics)
+            aside = "  (a random ranking scores hr@10 = 0.10 here)" if family == "sampled" and shown else ""
+            print(f"    {heading}: {shown or '(not recorded)'}{aside}")
     print("\nwhere to look:")
     print(
         f"  Airflow UI:  `make up`, then {api_base_url(settings)}  user admin, password "
