@@ -34,3 +34,4 @@ def test_concurrent_writers_lose_nothing_in_postgresql(pg_database: str) -> None
     write_concurrently(pg_database, 4, 20)
     found = IncidentStore(pg_database).find()
     assert len({i.id for i in found}) == len(found) == 80
+    assert IncidentStore(pg_database).count() == 80  # the count query agrees with the rows read

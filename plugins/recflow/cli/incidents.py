@@ -42,7 +42,7 @@ def cmd_incidents_list(settings: Settings, args: argparse.Namespace) -> int:
         filters = ([f"--dag {args.dag}"] if args.dag else []) + (
             [f"--since {args.since.isoformat(timespec='seconds')}"] if args.since else []
         )
-        recorded = len(store.find()) if filters else 0
+        recorded = store.count() if filters else 0
         print(
             f"no incidents match {' '.join(filters)} ({recorded} recorded in {store})"
             if filters

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, Index, Integer, MetaData, Table, Text, create_engine, event
+from sqlalchemy import Column, Index, Integer, MetaData, Table, Text, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -141,6 +141,15 @@ class IncidentStore:
                 return None
             row = con.execute(table.select().where(table.c.id == incident_id)).mappings().first()
         return _from_row(row) if row is not None else None
+
+    def count(self) -> int:
+        """How many incidents the store holds (a count query: the store is not read)."""
+        if self._absent():
+            return 0
+        with self._engine() as (engine, table), engine.connect() as con:
+            if not engine.dialect.has_table(con, "incidents"):
+                return 0
+            return int(con.execute(select(func.count()).select_from(table)).scalar_one())
 
     def find(
         self, *, dag_id: str | None = None, since: datetime | None = None, limit: int | None = None
