@@ -76,7 +76,7 @@ def _memory_size(value: str) -> str:
 Integer = Annotated[int, BeforeValidator(_integer)]
 AbsolutePath = Annotated[Path, AfterValidator(Path.resolve)]
 MemorySize = Annotated[str, AfterValidator(_memory_size)]
-SHARE_BOUNDS = (0.0, 1.0)
+SHARE_BOUNDS = (0, 1)
 """A share's least and greatest values: the settings', the run params' and the CLI's one bound."""
 Share = Annotated[float, Field(ge=SHARE_BOUNDS[0], le=SHARE_BOUNDS[1])]
 
