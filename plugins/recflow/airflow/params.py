@@ -160,9 +160,7 @@ def check_conf(dag_id: str, declared: Mapping[str, Any], conf: Mapping[str, Any]
         raise ParamsError(unknown_conf_message(dag_id, unknown, conf, declared))
     for key, value in conf.items():
         if isinstance(value, float) and not math.isfinite(value):
-            raise ParamsError(
-                f"Invalid input for param {key}: {value!r} is not a finite number (given {key}={value!r})"
-            )
+            raise ParamsError(f"Invalid input for param {key}: {value!r} is not a finite number")
         try:
             validate(value, declared[key].schema, format_checker=FormatChecker())
         except ValidationError as exc:
