@@ -18,3 +18,16 @@ def test_a_full_ranking_over_a_sample_of_users_says_so() -> None:
     assert "over" not in _metric_lines(every)[0]
     assert "over" not in _metric_lines({"full_hr@10": 0.2})[0], "a version that recorded no counts"
     assert "over" not in _metric_lines({"full_hr@10": 0.2, "users": 10.0})[0], "users counted, full_users not"
+
+
+def test_the_champion_version_tag_reads_the_same_for_the_card_and_the_pictures_title() -> None:
+    """publish writes ``gate.champion_version`` as the version or ``none``; the card and the versus
+    picture's title read it through one parser."""
+    from recflow.publishing.card import version_tag
+    from recflow.publishing.publish import _versus
+
+    champion = {"full_hr@10": 0.2}
+    assert [version_tag(t) for t in ("3", "none", "None", None)] == [3, None, None, None]
+    assert _versus(champion, version_tag("3")) == " vs champion version 3"
+    assert _versus(champion, version_tag("none")) == ""
+    assert _versus(None, None) == " (no champion yet)"

@@ -16,14 +16,18 @@ def _flag(text: str | None) -> bool | None:
     return None if text is None else text == "true"
 
 
+NO_VALUE = ("", "None", "none")
+"""What a tag holds where publish had no value: ``str(None)``, or ``none`` for no champion."""
+
+
 def _number(text: str | None) -> float | None:
-    """A numeric tag; publish writes ``None`` (or ``none``) where it had no value."""
-    return None if text is None or text in ("", "None", "none") else float(text)
+    """A numeric tag, ``None`` where it holds no value."""
+    return None if text is None or text in NO_VALUE else float(text)
 
 
-def _version(text: str | None) -> int | None:
-    """``gate.champion_version``: publish writes ``none`` when there was no champion."""
-    return None if text is None or text in ("", "None", "none") else int(text)
+def version_tag(text: str | None) -> int | None:
+    """``gate.champion_version``: the champion's version, ``None`` when there was no champion."""
+    return None if text is None or text in NO_VALUE else int(text)
 
 
 SERVING_TYPES = {"users_refreshed": int, "users_changed": int, "refresh_seconds": float}
@@ -69,7 +73,7 @@ def model_card(
             # a version published before the gate could judge the full ranking was judged on the sampled one
             "ranking": tags.get("gate.ranking", "sampled" if "gate.reason" in tags else None),
             "thresholds": {k: _number(tags.get(f"gate.{k}")) for k in GATE_APPLIED if k != "ranking"},
-            "champion_version": _version(tags.get("gate.champion_version")),
+            "champion_version": version_tag(tags.get("gate.champion_version")),
             "champion_metrics": json.loads(champion_metrics) if champion_metrics else None,
         },
         "hyperparameters": info.params,

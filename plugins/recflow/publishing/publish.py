@@ -17,6 +17,7 @@ from typing import Any
 from recflow.core.artifacts import join, pack_directory, store_for, unpack_model
 from recflow.core.config import Settings
 from recflow.core.gate import GATE_APPLIED, family_heading
+from recflow.publishing.card import version_tag
 from recflow.publishing.pictures import loss_curve, versus_chart
 from recflow.publishing.serving import refresh_user_vectors
 from recflow.registry import (
@@ -113,7 +114,7 @@ def publish_training_job(
             CHART_METRICS,
             pictures / VERSUS_PICTURE,
             title=f"{name}: challenger {training_job}"
-            + _versus(champion_metrics, tags.get("gate.champion_version")),
+            + _versus(champion_metrics, version_tag(tags.get("gate.champion_version"))),
             judged=family_heading(tags.get("gate.ranking")),
         )
         if on_step is not None:
@@ -139,10 +140,10 @@ def publish_training_job(
     return published
 
 
-def _versus(champion_metrics: Mapping[str, float] | None, champion_version: str | None) -> str:
+def _versus(champion_metrics: Mapping[str, float] | None, champion_version: int | None) -> str:
     if not champion_metrics:
         return " (no champion yet)"
-    return f" vs champion version {champion_version}" if champion_version not in (None, "none") else ""
+    return f" vs champion version {champion_version}" if champion_version is not None else ""
 
 
 def _job_metadata(model_dir: Path) -> dict[str, Any]:
