@@ -352,3 +352,37 @@ def test_a_second_challenger_gets_a_bar_chart_against_the_champion(
     card = model_card(settings, "fresh-vs", version=published["version"])
     assert Path(card["pictures"]["challenger_vs_champion"]).stat().st_size > 1000
     assert card["serving"] == {}, "without history files the job's model is published as trained"
+
+
+def test_a_tag_edited_by_hand_is_named_not_a_traceback(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The card types the run's tags (``models show --json``); one edited in the MLflow UI to text publish
+    never writes raised a bare ValueError out of ``float``. It is named, with its version and text, and
+    deleting it reads as not recorded, as the message says."""
+    settings: Settings = world["settings"]
+    published = publish_training_job(
+        settings,
+        name="fresh-edited",
+        model_uri=world["model_uri"],
+        training_job="job-edited",
+        metrics={"hr@10": 0.5, "ndcg@10": 0.3, "full_hr@10": 0.2, "full_ndcg@10": 0.1, "full_recall@50": 0.6},
+        params={},
+        lineage={"airflow_dag_id": "dag", "airflow_run_id": "r"},
+        reason="promoted",
+    )
+    client = MlflowRegistry(settings).client
+    run_id = client.get_model_version("fresh-edited", str(published["version"])).run_id
+    assert run_id is not None
+    client.set_tag(run_id, "gate.min_hr_at_10", "twenty percent")
+    monkeypatch.setenv("RECFLOW_HOME", str(settings.home))
+    assert cli_main(["models", "show", "--name", "fresh-edited", "--json"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert (
+        f"fresh-edited version {published['version']}: run tag gate.min_hr_at_10 holds 'twenty percent'"
+        in err
+    )
+    client.delete_tag(run_id, "gate.min_hr_at_10")
+    assert cli_main(["models", "show", "--name", "fresh-edited", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["gate"]["thresholds"]["min_hr_at_10"] is None

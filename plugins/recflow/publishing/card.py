@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from recflow.core.config import Settings
@@ -46,7 +47,8 @@ def model_card(
     hyperparameters stay strings, as the training job received them.
 
     ``version`` when given, else the version ``alias`` points at. Raises :class:`RegistryError`
-    when there is no such model, version or alias.
+    when there is no such model, version or alias, or when a tag holds what publish never writes
+    (edited by hand), naming the tag and its text.
     """
     registry = registry_for(settings)
     registry.require_model(name)
@@ -57,9 +59,20 @@ def model_card(
     else:
         info = registry.get_version(name, version)
     tags = info.run_tags
+
+    def tag(key: str, parse: Callable[[str | None], Any]) -> Any:
+        """The run tag ``key`` through ``parse``, or an error naming the version, the tag and what it holds."""
+        text = tags.get(key)
+        try:
+            return parse(text)
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            raise RegistryError(
+                f"{info.name} version {info.version}: run tag {key} holds {text!r}, which publish never"
+                f" writes ({exc}); set it back in the version's run, or delete it to read as not recorded"
+            ) from exc
+
     losses = registry.curve(info, "loss")
     pictures = registry.pictures(info)
-    champion_metrics = tags.get("gate.champion_metrics")
     return {
         "name": info.name,
         "version": info.version,
@@ -68,26 +81,26 @@ def model_card(
         "created_at": info.created_at,
         "metrics": info.metrics,
         "gate": {
-            "promote": _flag(tags.get("gate.promote")),
+            "promote": tag("gate.promote", _flag),
             "reason": tags.get("gate.reason"),
             # a version published before the gate could judge the full ranking was judged on the sampled one
             "ranking": tags.get("gate.ranking", "sampled" if "gate.reason" in tags else None),
-            "thresholds": {k: _number(tags.get(f"gate.{k}")) for k in GATE_APPLIED if k != "ranking"},
-            "champion_version": version_tag(tags.get("gate.champion_version")),
-            "champion_metrics": json.loads(champion_metrics) if champion_metrics else None,
+            "thresholds": {k: tag(f"gate.{k}", _number) for k in GATE_APPLIED if k != "ranking"},
+            "champion_version": tag("gate.champion_version", version_tag),
+            "champion_metrics": tag("gate.champion_metrics", lambda t: json.loads(t) if t else None),
         },
         "hyperparameters": info.params,
         "lineage": info.lineage,
         "training": {
-            "seconds": _number(tags.get("training.seconds")),
-            "peak_memory_mb": _number(tags.get("training.peak_memory_mb")),
+            "seconds": tag("training.seconds", _number),
+            "peak_memory_mb": tag("training.peak_memory_mb", _number),
             # a job from before the streamed input loaded its channel whole
             "input": tags.get("training.input", "memory"),
             "loss_per_epoch": losses,
         },
         "serving": {
-            key: SERVING_TYPES.get(key, str)(v)
-            for k, v in tags.items()
+            key: tag(k, SERVING_TYPES.get(key, str))
+            for k in tags
             if k.startswith("serving.") and (key := k.removeprefix("serving."))
         },
         "pictures": pictures,
