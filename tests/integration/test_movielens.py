@@ -99,3 +99,26 @@ def test_a_broken_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "u.genre").unlink()
     with pytest.raises(MovieLensError, match=r"missing u\.genre"):
         load_movielens(tmp_path, tmp_path / "landing")
+
+
+def test_a_refused_file_replaces_nothing_in_the_landing_zone(tmp_path: Path) -> None:
+    """The catalogues were written before u.user was read, so a load refused for a broken u.user had
+    already replaced the landing zone's pins; an empty ratings file raised an IndexError after writing both."""
+    data = tmp_path / "ml"
+    data.mkdir()
+    for name in ("u.genre", "ratings.train.tsv"):
+        (data / name).write_bytes((ML100K / name).read_bytes())
+    # a catalogue one movie shorter than the one landed, so a write of it would show
+    (data / "u.item").write_bytes(b"\n".join((ML100K / "u.item").read_bytes().splitlines()[:-1]))
+    (data / "u.user").write_text("1|24|M|technician\n", encoding="latin-1")  # the zip code is missing
+    landing = tmp_path / "landing"
+    loaded = load_movielens(ML100K, landing)
+    before = {p: p.read_bytes() for p in landing.rglob("*") if p.is_file()}
+    with pytest.raises(MovieLensError, match=r"u\.user:1: "):
+        load_movielens(data, landing)
+    (data / "u.user").write_bytes((ML100K / "u.user").read_bytes())
+    (data / "ratings.train.tsv").write_text("")
+    with pytest.raises(MovieLensError, match=r"ratings\.train\.tsv: no ratings"):
+        load_movielens(data, landing)
+    after = {p: p.read_bytes() for p in landing.rglob("*") if p.is_file()}
+    assert after == before and len(before) > loaded.partitions

@@ -116,8 +116,11 @@ def load_movielens(
     partition and the catalogues are replaced, so a producers' zone raises ``StoreNotOwned`` before a
     file is touched (the command claims it first, naming its setting)."""
     check_data_dir(data_dir)
+    # every file is read and checked before anything is written: a refused file replaces nothing
+    ratings, pins, users = read_ratings(data_dir), read_items(data_dir), read_users(data_dir)
+    if ratings.num_rows == 0:
+        raise MovieLensError(f"{data_dir / RATINGS_FILE}: no ratings (the file holds no line)")
     claim([folder_store(landing_dir)], command)
-    ratings = read_ratings(data_dir)
     events_ts = pc.cast(pc.multiply(ratings.column("ts"), 1_000_000), pa.timestamp("us", tz="UTC"))
     days = pc.cast(pc.cast(events_ts, pa.timestamp("us")), pa.date32())
     events = pa.table(
@@ -143,8 +146,8 @@ def load_movielens(
     )
     seen_days = sorted(set(days.to_pylist()))
     unique_days = [seen_days[0] + timedelta(days=i) for i in range((seen_days[-1] - seen_days[0]).days + 1)]
-    write_parquet(read_items(data_dir), landing_dir / "pins" / "pins.parquet")
-    write_parquet(read_users(data_dir), landing_dir / "users" / "users.parquet")
+    write_parquet(pins, landing_dir / "pins" / "pins.parquet")
+    write_parquet(users, landing_dir / "users" / "users.parquet")
     written = 0
     for day in unique_days:
         part = events.filter(pc.equal(days, pa.scalar(day, pa.date32())))
