@@ -97,3 +97,10 @@ def test_registry_round_trip(
             assert main([*argv, str(tmp_path / name)]) == 1
             assert f"not exported: {tmp_path / name} {said}" in capsys.readouterr().err
     assert (tmp_path / "a-file").read_text() == "someone's notes"
+    # the download went through a folder beside --out named after it, then deleted whole: a person's
+    # folder of that name went with it
+    (tmp_path / ".beside.dl").mkdir()
+    (tmp_path / ".beside.dl" / "notes.txt").write_text("mine")
+    registry.download(champion, tmp_path / "beside")
+    assert (tmp_path / ".beside.dl" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".beside.dl"]

@@ -55,7 +55,7 @@ def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     try:
         out = registry.download(info, Path(args.out))
-    except (FileExistsError, NotADirectoryError) as exc:
+    except OSError as exc:  # not empty, a file, or not writable: the message names the path
         print(f"not exported: {exc}", file=sys.stderr)
         return 1
     print(f"exported {info.name} version {info.version} ({args.alias}) SavedModel to {out}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -369,12 +370,10 @@ class MlflowRegistry(BaseRegistry):
         import mlflow.artifacts  # noqa: PLC0415 (mlflow takes seconds to import: not at DAG parse time)
 
         out.mkdir(parents=True, exist_ok=True)
-        with_files = Path(
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=info.source, dst_path=str(out.parent / f".{out.name}.dl")
-            )
-        )
-        for child in with_files.iterdir():
-            shutil.move(str(child), out / child.name)
-        shutil.rmtree(out.parent / f".{out.name}.dl", ignore_errors=True)
+        # a folder of its own to download into, removed with what is left in it: never a name beside
+        # ``out`` that a person's folder could already hold
+        with tempfile.TemporaryDirectory(prefix="recflow-export-") as tmp:
+            with_files = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=tmp))
+            for child in with_files.iterdir():
+                shutil.move(str(child), out / child.name)
         return out
