@@ -42,6 +42,13 @@ def test_gc_refuses_to_delete_when_the_registry_has_no_version(
     assert all(folder.exists() for folder in snapshots)
     assert not (home / "mlflow").exists(), "reading the registry must not create it"
 
+    # argparse took any unambiguous prefix of an option: `gc --all` switched the check off
+    for prefix in ("--all", "--allow-empty"):
+        with pytest.raises(SystemExit) as refused:
+            cli_main(["gc", prefix])
+        assert refused.value.code == 2 and f"unrecognized arguments: {prefix}" in capsys.readouterr().err
+    assert all(folder.exists() for folder in snapshots)
+
     assert cli_main(["gc", "--allow-empty-registry"]) == 0
     assert "deleted 2 item(s)" in capsys.readouterr().out
     assert [folder.exists() for folder in snapshots] == [True, False, False], "s0 is the most recent"

@@ -31,14 +31,26 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import Any
 
 from recflow.cli import data, gc, incidents, models, spark, sql, stack
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser that takes an option only as spelled whole. argparse takes any unambiguous prefix by
+    default, so ``gc --all`` was ``--allow-empty-registry`` and ``backfill --no`` ``--no-volume-check``:
+    a safety check switched off by a word that names none. Every subcommand's parser is one of these
+    (``add_subparsers`` makes its parsers of the parent's class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="recflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
