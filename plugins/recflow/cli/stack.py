@@ -109,6 +109,12 @@ def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
     for run in cleared:
         tasks = ", ".join(run.task_ids) or "nothing (no task instance matched in this run)"
         day = f" {run.days_label}" if run.days else ""
+        if run.superseded_by is not None:
+            print(
+                f"{args.dag_id}{day} run {run.run_id} ({run.state_before}): left as it is: the later run "
+                f"{run.superseded_by} is the one cleared for these days (to clear this one: --run {run.run_id})"
+            )
+            continue
         print(f"{args.dag_id}{day} run {run.run_id} ({run.state_before}): {verb} {tasks}")
         if len(run.days) > 1 and run.task_ids:
             print(f"  one run for {run.days_label}: its cleared tasks run again for every day of it")

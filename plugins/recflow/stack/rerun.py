@@ -8,7 +8,8 @@ task, clears nothing, and exits 0. Here the regex is matched against the DAG's t
 themselves follow (:func:`recflow.core.days.days_to_process`): a run of day D (scheduled,
 Airflow's backfill, or triggered by hand for D), and a run of a range that holds D (``recflow
 backfill``, a reload with ``reload_from``/``reload_to``: clearing a task there re-runs it for
-every day of the range). Each run is cleared with ``clearTaskInstances``, the request the UI's "Clear" sends. Nothing matched
+every day of the range). Of the runs that processed a day, the latest (by ``run_after``) is
+cleared; the earlier ones are listed as left (``--run ID`` clears one of them). Each run is cleared with ``clearTaskInstances``, the request the UI's "Clear" sends. Nothing matched
 is an error, never a silent success.
 """
 
@@ -32,6 +33,9 @@ class Cleared:
     days: list[date]
     state_before: str
     task_ids: list[str]
+    superseded_by: str | None = None
+    """A later run that processed this run's days in the range and was cleared instead; nothing of this
+    run was cleared."""
 
     @property
     def days_label(self) -> str:
@@ -89,13 +93,37 @@ def clear_days(
     candidates = {r["dag_run_id"]: r for r in matching}
     processed = [(_days(r), r) for r in candidates.values()]
     runs = [(days, r) for days, r in processed if any(first <= d <= last for d in days)]
-    runs.sort(key=lambda found: (found[0][0], str(found[1].get("run_after") or "")))
+    runs.sort(key=lambda found: (found[0][0], _after(found[1])))
     if not runs:
         raise ConfigError(
             f"no run of {dag_id} processed a day in {first}..{last}: nothing to clear. To run such a day "
             f"for the first time: recflow airflow dags trigger {dag_id} --logical-date {first}T00:00:00+00:00"
         )
-    return [_clear(client, dag_id, run, days, tasks, downstream, only_failed, dry_run) for days, run in runs]
+    # each day again once, in the latest run that processed it: an earlier run of the day (a backfill
+    # that refused it, before a run triggered to accept it) would run again with its own conf, refuse the
+    # day again and page, and the two runs would land the day at once
+    latest: dict[date, dict[str, Any]] = {}
+    for days, run in runs:
+        for day in (d for d in days if first <= d <= last):
+            if day not in latest or _after(run) >= _after(latest[day]):
+                latest[day] = run
+    chosen = {run["dag_run_id"] for run in latest.values()}
+    return [
+        _clear(client, dag_id, run, days, tasks, downstream, only_failed, dry_run)
+        if run["dag_run_id"] in chosen
+        else _left(run, days, next(latest[d] for d in days if d in latest)["dag_run_id"])
+        for days, run in runs
+    ]
+
+
+def _after(run: dict[str, Any]) -> tuple[str, str]:
+    """The order runs were made in: ``run_after`` (when a run was scheduled or triggered), then the id."""
+    moment = _moment(run.get("run_after"))
+    return (moment.isoformat() if moment else "", str(run["dag_run_id"]))
+
+
+def _left(run: dict[str, Any], days: list[date], by: str) -> Cleared:
+    return Cleared(run["dag_run_id"], days, str(run.get("state")), [], superseded_by=by)
 
 
 def clear_run(
