@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 
 from recflow.cli.args import Subcommands, positive_int
 from recflow.core.config import Settings
+from recflow.core.errors import ConfigError
+
+MAX_LIMIT = 1_000_000
+"""The most rows ``--limit`` shows: they are held in memory and printed at once (and the engines'
+``fetchmany`` takes a machine integer, not any number Python reads)."""
+
+
+def row_limit(text: str) -> int:
+    """``--limit``: a count from 1 to :data:`MAX_LIMIT`, refused by argparse otherwise."""
+    value = positive_int(text)
+    if value > MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value} is not a count of rows from 1 to {MAX_LIMIT:,}")
+    return value
 
 
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
@@ -14,6 +28,13 @@ def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
 
     result = run_query(settings, args.query, args.limit)
     if args.json:
+        twice = [name for name, count in Counter(result.columns).items() if count > 1]
+        if twice:  # a JSON object keeps one value of a key: the others would be lost
+            raise ConfigError(
+                f"recflow sql --json: the query has more than one column named {twice[0]!r}, and a JSON "
+                f"object holds one value per name: name each apart with `as` (… as {twice[0]}_2), "
+                "or leave out --json for the table"
+            )
         print(
             json.dumps(
                 [dict(zip(result.columns, row, strict=True)) for row in result.rows], indent=2, default=str
@@ -31,6 +52,8 @@ def add_command(sub: Subcommands) -> None:
         "the runbooks' look at quality.quarantine_events and quality.partition_audit",
     )
     sql.add_argument("query", help="one select (or with, show, describe, explain) statement")
-    sql.add_argument("--limit", type=positive_int, default=100, help="rows shown at most (default 100)")
+    sql.add_argument(
+        "--limit", type=row_limit, default=100, help=f"rows shown at most, 1 to {MAX_LIMIT:,} (default 100)"
+    )
     sql.add_argument("--json", action="store_true", help="the rows as JSON objects")
     sql.set_defaults(func=cmd_sql)

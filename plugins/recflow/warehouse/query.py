@@ -6,18 +6,21 @@ The warehouse is opened read-only (DuckDB and PostgreSQL enforce it; a Thrift se
 no such mode), and the statement must be one query that reads: it is refused, before the warehouse
 is opened, unless it is one statement, its first word is one of :data:`READ_VERBS` and no keyword of
 :data:`WRITES` is in it. A query the engine refuses (a typo, a missing table) is one line: the
-engine's own message.
+engine's own message. So is a warehouse that cannot be opened (a DuckDB file a running task holds, a
+server that does not answer): the engine's error, by its type, names the engine and the place, never
+a password.
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
-from recflow.warehouse import connect
+from recflow.warehouse import Warehouse, connect, is_spark_url
 
 READ_VERBS = ("select", "with", "show", "describe", "explain", "values", "table", "from")
 """The first words of a statement that reads (``from`` opens DuckDB's ``from t select …``)."""
@@ -66,27 +69,39 @@ def read_only_statement(sql: str) -> str:
 
     Told apart by sqlparse's tokenizer, which reads quotes (with backslash escapes), quoted
     identifiers and comments as the engines do, so a ``;``, a quote or a keyword inside one of them
-    counts for nothing, and one outside them counts wherever it is."""
-    import sqlparse  # noqa: PLC0415 (only this command needs it)
-    from sqlparse import tokens  # noqa: PLC0415
+    counts for nothing, and one outside them counts wherever it is.
 
-    statements = [s for s in sqlparse.parse(sql) if _first(s) is not None]
+    The tokens are split into statements as ``sqlparse.split`` does, not grouped into a tree as
+    ``sqlparse.parse`` does: the check reads every token and needs no tree, and the grouping is what
+    sqlparse caps (``MAX_GROUPING_TOKENS``, ``MAX_GROUPING_DEPTH``, against run-away work), so a long
+    query is read whole, in time linear in its length, and is never refused, or let through, for it."""
+    from sqlparse import tokens  # noqa: PLC0415 (only this command needs it)
+    from sqlparse.engine import FilterStack  # noqa: PLC0415
+
+    stack: Any = FilterStack()  # type: ignore[no-untyped-call]
+    statements = [(s, words) for s in stack.run(sql) if (words := _words(s, tokens))]
     if len(statements) != 1:
         raise ConfigError(
             "recflow sql runs one statement at a time: "
             + (f"the text holds {len(statements)}" if statements else "the text holds none")
         )
-    statement = statements[0]
-    first = _first(statement)
-    verb = re.sub(r"^[(\s]+", "", str(first)).split(None, 1)[0].lower()
-    if verb not in READ_VERBS:
+    statement, words = statements[0]
+    first = next((t for t in words if not (t.ttype in tokens.Punctuation and t.value == "(")), words[0])
+    verb = first.value.split(None, 1)[0].lower()  # a keyword of several words: ``create or replace``
+    reads = ", ".join(READ_VERBS)
+    if verb in WRITES:
         raise ConfigError(
-            f"recflow sql runs one query that reads ({', '.join(READ_VERBS)}); {verb!r} is not one of "
+            f"recflow sql runs one query that reads ({reads}); {verb!r} is not one of "
             "them: the warehouse is changed only by the pipeline's tasks"
         )
-    for token in statement.flatten():  # type: ignore[no-untyped-call]
-        word = token.normalized.lower()
-        if token.ttype in tokens.Keyword and word in WRITES:
+    if verb not in READ_VERBS:
+        raise ConfigError(
+            f"{first.value[:40]!r} is not a statement recflow sql runs; it runs one query that reads ({reads})"
+        )
+    for token in words:
+        written = [w for w in token.value.lower().split() if w in WRITES]
+        if token.ttype in tokens.Keyword and written:
+            word = written[0]
             raise ConfigError(
                 f"recflow sql runs queries that only read: {word!r} writes (the warehouse is changed "
                 f'only by the pipeline\'s tasks; a column of that name is read quoted: "{word}")'
@@ -94,27 +109,90 @@ def read_only_statement(sql: str) -> str:
     return str(statement).strip().rstrip(";").strip()
 
 
-def _first(statement: Any) -> Any:
-    """The statement's first token that is neither whitespace nor a comment (``None``: it has none)."""
-    return statement.token_first(skip_cm=True, skip_ws=True)
+def _words(statement: Any, tokens: Any) -> list[Any]:
+    """The statement's tokens less whitespace, comments and ``;`` (none: the text holds no statement)."""
+    return [
+        t
+        for t in statement.flatten()
+        if not (
+            t.is_whitespace or t.ttype in tokens.Comment or (t.ttype in tokens.Punctuation and t.value == ";")
+        )
+    ]
 
 
 def run_query(settings: Settings, sql: str, limit: int) -> QueryResult:
     """The columns and first ``limit`` rows (at least 1: the command's ``--limit`` refuses less) of
     ``sql`` on the settings' warehouse, opened read-only."""
     statement = read_only_statement(sql)
+    with ExitStack() as stack:
+        warehouse = _open(settings, stack)
+        try:
+            rows: Any = warehouse.execute(statement)
+            columns = [str(d[0]) for d in rows.description or ()]
+            fetched = [tuple(r) for r in rows.fetchmany(limit + 1)]
+        except Exception as exc:
+            said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{warehouse.dialect.name} refused the query: {said}") from exc
+    return QueryResult(columns, fetched[:limit], len(fetched) > limit)
+
+
+def _open(settings: Settings, stack: ExitStack) -> Warehouse:
+    """The settings' warehouse, opened read-only and closed with ``stack``; :class:`ConfigError`, naming
+    the engine and the place, when the engine's driver cannot open it."""
+    url = settings.warehouse_url
+    if not url:
+        named = "RECFLOW_WAREHOUSE_PATH" if settings.warehouse_path else "under RECFLOW_HOME"
+        engine, place = "DuckDB", f"{settings.duckdb_path} ({named})"
+        password = ""
+    else:
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 (driver: not at start-up)
+        from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
+        try:
+            parsed = make_url(url)
+        except (ArgumentError, ValueError) as exc:  # not a URL; a port that is not a number
+            raise ConfigError(
+                "RECFLOW_WAREHOUSE_URL is not a URL of a warehouse (postgresql://user:password@host:5432/db, "
+                "hive://user@host:10000/default); its value is not repeated here: it may hold a password",
+                invalid=("RECFLOW_WAREHOUSE_URL",),
+            ) from exc
+        engine = "Spark" if is_spark_url(url) else "PostgreSQL"
+        place = f"{parsed.render_as_string(hide_password=True)} (RECFLOW_WAREHOUSE_URL)"
+        password = parsed.password or ""
     try:
-        with connect(settings, read_only=True) as warehouse:
-            try:
-                rows: Any = warehouse.execute(statement)
-                columns = [str(d[0]) for d in rows.description or ()]
-                fetched = [tuple(r) for r in rows.fetchmany(limit + 1)]
-            except Exception as exc:
-                said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise ConfigError(f"{warehouse.dialect.name} refused the query: {said}") from exc
+        return stack.enter_context(connect(settings, read_only=True))
     except FileNotFoundError as exc:  # a DuckDB file the pipeline has not made yet
         raise ConfigError(str(exc)) from None
-    return QueryResult(columns, fetched[:limit], len(fetched) > limit)
+    except _connection_errors(engine) as exc:
+        text = str(exc).replace(password, "***") if password else str(exc)
+        said = " ".join(text.split()) or type(exc).__name__  # a driver's message may span several lines
+        if engine == "DuckDB" and "Conflicting lock" in said:  # DuckDB's one type for every I/O error
+            holder = re.search(r"\(PID (\d+)\)", said)
+            raise ConfigError(
+                f"the DuckDB warehouse {settings.duckdb_path} is held by a running task"
+                + (f" (process {holder.group(1)})" if holder else "")
+                + ": DuckDB lets no other process open a file while one writes it; "
+                "try again when the task ends"
+            ) from exc
+        raise ConfigError(f"cannot open the {engine} warehouse {place}: {said}") from exc
+
+
+def _connection_errors(engine: str) -> tuple[type[BaseException], ...]:
+    """The exception types of ``engine``'s driver (imported on a failure only: the driver is loaded)."""
+    if engine == "DuckDB":
+        import duckdb  # noqa: PLC0415 (driver: not at start-up)
+
+        return (duckdb.Error,)
+    if engine == "PostgreSQL":
+        import psycopg2  # noqa: PLC0415
+
+        return (psycopg2.Error,)
+    try:
+        from pyhive import exc  # noqa: PLC0415 (an optional package)
+        from thrift.Thrift import TException  # noqa: PLC0415
+    except ImportError:
+        return ()
+    return (exc.Error, TException)
 
 
 def table_lines(result: QueryResult) -> list[str]:
