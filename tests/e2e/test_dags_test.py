@@ -187,6 +187,8 @@ def test_the_readmes_other_commands_do_what_it_says_on_this_home(
                 assert f"{MODEL} version {champion.version}" in out and "metrics" in out, out
             if argv[:2] == ["incidents", "show"]:
                 assert "audit" in out and "user_id" in out, out
+            if argv == ["claims"]:  # every run's audit ended: each released its days
+                assert out == "no day is claimed: no run is between its land and its audit\n", out
             if argv[0] == "sql":  # the quarantine's counts, against DuckDB's own reading of the file
                 with duckdb.connect(str(home.settings.duckdb_path), read_only=True) as con:
                     kept = con.execute(

@@ -8,6 +8,9 @@ DuckDB connection of the test's own.
 from __future__ import annotations
 
 import datetime as dt
+import re
+import shlex
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from recflow.cli import main
 from recflow.core import errors
 from recflow.core.config import Settings
 from recflow.ingest.contract import partition_dir
@@ -109,3 +113,58 @@ def test_the_audit_refuses_to_publish_a_day_another_run_staged(home: Settings) -
     audit_days(home, [D1], run_id="took-over")
     assert _published(home, D1) == taken_over
     assert _audits(home, D1) == [("took-over", taken_over, "published")]
+
+
+def test_a_dead_runs_day_is_released_by_the_command_its_refusal_gives(
+    home: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``DayClaimed`` told on-call to run a DELETE, which ``recflow sql`` refuses and the embedded warehouse
+    has no other client for: the only way left was to wait out the claim's 6 hours. Its message now gives
+    ``recflow claims release``, which releases the claim of the run it names and no other."""
+    stage_partitions(home, [D1], run_id="died")  # land, and the run dies before its audit
+    with pytest.raises(errors.DayClaimed) as caught:
+        stage_partitions(home, [D1], run_id="manual__again")
+    command = re.search(r"`(recflow claims release [^`]+)`", str(caught.value))
+    assert command is not None, str(caught.value)
+    monkeypatch.setenv("RECFLOW_HOME", str(home.home))
+    monkeypatch.setenv("RECFLOW_AIRFLOW_API_PORT", str(_free_port()))  # no API server: the state is unchecked
+
+    assert main(["claims"]) == 0
+    assert capsys.readouterr().out.startswith("ds=2026-01-01 claimed by run died since ")
+    assert main(["claims", "release", "--ds", "2026-01-01", "--run", "manual__again"]) == 2
+    assert "claimed by run 'died'" in capsys.readouterr().err
+    assert _sql(home, "select run_id from raw_staging.day_claims") == [("died",)], "another run's claim stays"
+
+    assert main(shlex.split(command.group(1))[1:]) == 0
+    assert "released ds=2026-01-01, claimed by run died since " in capsys.readouterr().out
+    assert _sql(home, "select count(*) from raw_staging.day_claims") == [(0,)]
+    stage_and_audit(home, [D1], run_id="manual__again")
+    assert _published(home, D1) == _files_rows(home, D1)
+
+
+def test_claims_on_a_home_with_no_warehouse_make_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    assert (
+        main(
+            [
+                "claims",
+                "release",
+                "--ds",
+                "2026-01-01",
+                "--run",
+                "r",
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "empty").rglob("*")] == []
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -58,12 +58,13 @@ def test_a_second_run_cannot_land_a_day_another_run_holds(landed: Settings) -> N
         assert (err.ds, err.holder) == ("2026-01-01", "scheduled")
         assert "ds=2026-01-01 by run 'scheduled'" in str(err)
         assert "Let run 'scheduled' finish its audit, then clear this task" in str(err)
-        release = "delete from raw_staging.day_claims where ds = '2026-01-01'"
+        release = "recflow claims release --ds 2026-01-01 --run 'scheduled'"
         assert f"release the day: `{release}`" in str(err)
     assert _staged(landed) == staged, "the other run wrote nothing over the staged day"
     assert _claims(landed) == [(DAY, "scheduled")], "nor claimed the day it could land"
 
-    _sql(landed, release)  # the documented release, by hand
+    _sql(landed, "delete from raw_staging.day_claims where ds = '2026-01-01'")  # released (the command's
+    # own test: tests/integration/test_one_run_per_day.py)
     stage_partitions(landed, [DAY, NEXT], run_id="reload")
     assert len(_staged(landed)) == 10
     assert _claims(landed) == [(DAY, "reload"), (NEXT, "reload")]

@@ -21,6 +21,8 @@ recflow incidents show ID [--json]            one incident: why, blast radius, w
 recflow gc [--dry-run] [--json] [--show-kept] [--allow-empty-registry]
                                               delete unreferenced snapshots, checkpoints, archives, job folders
 recflow sql QUERY [--limit N] [--json]        one read-only query on the warehouse (the runbooks' SQL)
+recflow claims [list] [--json]                the days a warehouse run holds between its land and audit
+recflow claims release --ds DAY --run RUN_ID  free a day whose run is no longer running
 recflow spark up|down|status                  a two-worker Spark cluster on 127.0.0.1 for the warehouse
 recflow load movielens --data-dir DIR         MovieLens 100K into the landing zone (ratings as save events)
 recflow benchmark movielens --data-dir DIR [--out FILE]   the same DAGs on MovieLens, registered as movielens-100k
@@ -33,7 +35,7 @@ import logging
 import sys
 from typing import Any
 
-from recflow.cli import data, gc, incidents, models, spark, sql, stack
+from recflow.cli import claims, data, gc, incidents, models, spark, sql, stack
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     incidents.add_commands(sub)
     gc.add_command(sub)
     sql.add_command(sub)
+    claims.add_commands(sub)
     spark.add_commands(sub)
     return parser
 

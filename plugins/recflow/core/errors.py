@@ -137,10 +137,13 @@ class LandingLate(RecflowError):
 class DayClaimed(RecflowError):
     """Another run holds the day, between its ``land`` and the end of its ``audit``: one run of a day
     at a time, so that no run lands over, or publishes, another's staged day. ``holder`` is that run.
-    The message says what to do; the runbook's generic section (it is no fault of the data)."""
+    The message says what to do, with the ``recflow claims release`` command for a holder that is no
+    longer running; so does the runbook's section (it is no fault of the data)."""
+
+    runbook = "day-claimed"
 
     def __init__(self, message: str, *, ds: str, holder: str) -> None:
-        super().__init__(message, runbook="infrastructure")
+        super().__init__(message)
         self.ds = ds
         self.holder = holder
 

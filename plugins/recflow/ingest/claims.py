@@ -7,7 +7,7 @@ published or refused the day. A second run of a day that is claimed is refused w
 another's staged day, and the audit refuses to publish a day another run staged
 (:func:`hold_claim`). The same run may land again (a retried or cleared run); a claim expires
 :data:`CLAIM_EXPIRES_AFTER_HOURS` after it was taken (a run that died between ``land`` and
-``audit``), or is released by hand (:func:`release_statement`).
+``audit``), or is released by hand (:func:`release_by_hand`, ``recflow claims release``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
-from recflow.core.errors import DayClaimed
+from recflow.core.errors import ConfigError, DayClaimed
 from recflow.ingest.contract import staged_table
-from recflow.warehouse import STAGING_SCHEMA, Dialect, Warehouse
+from recflow.warehouse import STAGING_SCHEMA, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,10 @@ class Claim:
     expired: bool
 
 
-def release_statement(ds: date, con: Warehouse | None = None) -> str:
-    """The SQL that releases the claim on ``ds`` by hand (a run that holds it is no longer running), in
-    ``con``'s dialect (Spark drops the day's partition: it has no DELETE)."""
-    dialect = con.dialect if con is not None else Dialect()
-    return dialect.delete_statement(CLAIMS_TABLE, {"ds": f"'{ds.isoformat()}'"})
+def release_command(ds: date, run_id: str) -> str:
+    """The command that releases ``run_id``'s claim on ``ds`` by hand (that run is no longer running):
+    ``recflow claims release``, the same on every engine."""
+    return f"recflow claims release --ds {ds.isoformat()} --run '{run_id}'"
 
 
 def claims(con: Warehouse) -> dict[date, Claim]:
@@ -89,7 +88,7 @@ def claim_days(con: Warehouse, days: list[date], run_id: str | None) -> None:
                 f"{shown}{' ...' if len(live) > 5 else ''}. One run of a day at a time: this run "
                 f"({run_id or 'a bare land'}) would land over that run's staged day, so nothing was landed. "
                 f"Let run {first.run_id!r} finish its audit, then clear this task. If it is no longer running "
-                f"(failed for good, or cleared and not rerun), release the day: `{release_statement(first.ds, con)}` "
+                f"(failed for good, or cleared and not rerun), release the day: `{release_command(first.ds, first.run_id)}` "
                 f"(a claim also expires {CLAIM_EXPIRES_AFTER_HOURS} h after it was taken).",
                 ds=first.ds.isoformat(),
                 holder=first.run_id,
@@ -108,6 +107,29 @@ def claim_days(con: Warehouse, days: list[date], run_id: str | None) -> None:
                 con.execute(
                     f"insert into {CLAIMS_TABLE} (ds, run_id, claimed_at) values (?, ?, now())", [ds, run_id]
                 )
+
+
+def claims_held(con: Warehouse) -> dict[date, Claim]:
+    """The days held now, none where no run has landed yet (no claims table)."""
+    schema, table = CLAIMS_TABLE.split(".")
+    return claims(con) if con.table_exists(schema, table) else {}
+
+
+def release_by_hand(con: Warehouse, ds: date, run_id: str) -> Claim:
+    """Release the claim on ``ds`` that ``run_id`` holds (``recflow claims release``, once that run is no
+    longer running); the claim released. :class:`ConfigError` when the day is not claimed or another run
+    holds it: the person named the run they saw hold it, so a claim that changed hands stays."""
+    held = claims_held(con).get(ds)
+    if held is None:
+        raise ConfigError(f"ds={ds} is not claimed by any run: nothing to release")
+    if held.run_id != run_id:
+        raise ConfigError(
+            f"ds={ds} is claimed by run {held.run_id!r} since {held.claimed_at}, not by {run_id!r}: nothing "
+            "released. If that run is no longer running either, release it by its own id"
+        )
+    con.delete_where(CLAIMS_TABLE, {"ds": ds})
+    log.warning("ds=%s: the claim of run %r, taken at %s, released by hand", ds, run_id, held.claimed_at)
+    return held
 
 
 def release_claim(con: Warehouse, ds: date, run_id: str) -> None:
@@ -130,7 +152,7 @@ def hold_claim(con: Warehouse, ds: date, run_id: str) -> None:
         f"({run_id!r}) landed it: {staged_table(ds)} holds that run's rows, and this run will not publish "
         f"them as its own; nothing was published. Run {claim.run_id!r}'s audit publishes them. To publish "
         f"this run's data instead, clear this run's `land` once that run has finished (if it is no longer "
-        f"running, release the day first: `{release_statement(ds, con)}`).",
+        f"running, release the day first: `{release_command(ds, claim.run_id)}`).",
         ds=ds.isoformat(),
         holder=claim.run_id,
     )

@@ -125,7 +125,7 @@ def run_query(settings: Settings, sql: str, limit: int) -> QueryResult:
     ``sql`` on the settings' warehouse, opened read-only."""
     statement = read_only_statement(sql)
     with ExitStack() as stack:
-        warehouse = _open(settings, stack)
+        warehouse = open_warehouse(settings, stack)
         try:
             rows: Any = warehouse.execute(statement)
             columns = [str(d[0]) for d in rows.description or ()]
@@ -136,9 +136,10 @@ def run_query(settings: Settings, sql: str, limit: int) -> QueryResult:
     return QueryResult(columns, fetched[:limit], len(fetched) > limit)
 
 
-def _open(settings: Settings, stack: ExitStack) -> Warehouse:
-    """The settings' warehouse, opened read-only and closed with ``stack``; :class:`ConfigError`, naming
-    the engine and the place, when the engine's driver cannot open it."""
+def open_warehouse(settings: Settings, stack: ExitStack, *, read_only: bool = True) -> Warehouse:
+    """The settings' warehouse, read-only unless said, closed with ``stack``; :class:`ConfigError`, naming
+    the engine and the place, when the engine's driver cannot open it. A DuckDB file that does not exist
+    is refused whatever ``read_only`` says: a command does not make the pipeline's warehouse."""
     url = settings.warehouse_url
     if not url:
         named = "RECFLOW_WAREHOUSE_PATH" if settings.warehouse_path else "under RECFLOW_HOME"
@@ -160,7 +161,10 @@ def _open(settings: Settings, stack: ExitStack) -> Warehouse:
         place = f"{parsed.render_as_string(hide_password=True)} (RECFLOW_WAREHOUSE_URL)"
         password = parsed.password or ""
     try:
-        return stack.enter_context(connect(settings, read_only=True))
+        if not url and not read_only:  # the read-only open refuses a file the pipeline has not made yet
+            with connect(settings, read_only=True):
+                pass
+        return stack.enter_context(connect(settings, read_only=read_only))
     except FileNotFoundError as exc:  # a DuckDB file the pipeline has not made yet
         raise ConfigError(str(exc)) from None
     except _connection_errors(engine) as exc:
