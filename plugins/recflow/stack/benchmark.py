@@ -24,7 +24,7 @@ from recflow.core.artifacts import file_uri_path
 from recflow.core.config import Settings
 from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
 from recflow.core.ownership import claim, pipeline_stores, private_home
-from recflow.producers.movielens import load_movielens
+from recflow.producers.movielens import check_data_dir, load_movielens
 from recflow.registry import registry_for
 from recflow.stack.api import TERMINAL_RUN_STATES, AirflowClient, wait_for_dags
 from recflow.stack.demo import Echo, PipelineFailed, run_seconds, say, setup, wait_for_train_run
@@ -60,6 +60,7 @@ def run_movielens(
     base: Settings, data_dir: Path, echo: Echo = say, timeout: float = 1800.0
 ) -> dict[str, Any]:
     settings = benchmark_settings(base)
+    check_data_dir(data_dir)  # before its stores are made: a mistyped --data-dir leaves none behind
     claim(pipeline_stores(settings), "recflow benchmark movielens")
     started = time.monotonic()
     loaded = load_movielens(data_dir, settings.landing_dir, command="recflow benchmark movielens")
