@@ -91,7 +91,7 @@ def log_published(
             name,
             info.version,
             job,
-            moved["previous_version"],
+            "(none)" if moved["previous_version"] is None else moved["previous_version"],
             reason,
         )
 

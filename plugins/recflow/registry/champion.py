@@ -171,7 +171,7 @@ def log_promoted(name: str, version: int, who: str, reason: str, moved: Mapping[
         log.info(
             "%s champion moved from version %s to %s by %s: %s",
             name,
-            moved["previous_version"],
+            "(none)" if moved["previous_version"] is None else moved["previous_version"],
             version,
             who,
             reason,
