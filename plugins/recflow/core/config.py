@@ -149,7 +149,6 @@ class Settings:
     ] = "duckdb"
     airflow_api_port: Annotated[
         Integer,
-        MemorySize,
         Field(ge=1024, le=65532),
         Env(
             "RECFLOW_AIRFLOW_API_PORT",
@@ -159,8 +158,7 @@ class Settings:
     ] = 8080
     warehouse_pool_slots: Annotated[
         Integer,
-        MemorySize,
-        Field(ge=1),
+        Field(ge=1, le=10_000),
         Env("RECFLOW_WAREHOUSE_POOL_SLOTS", "Slots of the Airflow pool that every warehouse task runs in."),
     ] = 1
     max_quarantine_share: Annotated[
@@ -173,7 +171,7 @@ class Settings:
     ] = 0.01
     volume_max_ratio: Annotated[
         float,
-        Field(ge=1),
+        Field(ge=1, allow_inf_nan=False),
         Env(
             "RECFLOW_VOLUME_MAX_RATIO",
             "A day's event count must lie between the median of recent published days "
@@ -182,7 +180,6 @@ class Settings:
     ] = 5.0
     volume_history_days: Annotated[
         Integer,
-        MemorySize,
         Field(ge=1),
         Env("RECFLOW_VOLUME_HISTORY_DAYS", "How many recent days the volume check compares a day with."),
     ] = 7
@@ -222,7 +219,6 @@ class Settings:
     ] = "ml.m5.xlarge"
     training_instance_count: Annotated[
         Integer,
-        MemorySize,
         Field(ge=1, le=16),
         Env(
             "RECFLOW_TRAINING_INSTANCE_COUNT",
@@ -276,7 +272,6 @@ class Settings:
     ] = None
     retention_keep_last: Annotated[
         Integer,
-        MemorySize,
         Field(ge=1),
         Env(
             "RECFLOW_RETENTION_KEEP_LAST",
@@ -287,8 +282,7 @@ class Settings:
     ] = 5
     retention_min_age_hours: Annotated[
         Integer,
-        MemorySize,
-        Field(ge=0),
+        Field(ge=0, le=24 * 366 * 100),  # a century: more overflows the time arithmetic
         Env(
             "RECFLOW_RETENTION_MIN_AGE_HOURS",
             "`recflow gc` never deletes anything modified less than this many hours ago (a run may be "

@@ -12,6 +12,8 @@ that does not validate is reported as one line naming its variable.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -22,6 +24,9 @@ from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, Validat
 from pydantic_core import PydanticCustomError
 
 from recflow.core.errors import ConfigError
+from recflow.core.profiles import DBT_VARIABLES
+
+log = logging.getLogger(__name__)
 
 Profile = Literal["embedded", "production"]
 PROFILES: Final[tuple[Profile, ...]] = get_args(Profile)
@@ -68,7 +73,8 @@ def _integer(value: object) -> object:
 
 def _memory_size(value: str) -> str:
     """A size DuckDB reads: a number and a unit, ``4GB`` or ``512MiB``."""
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value):
+    size = re.fullmatch(r"(\d+(\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value)
+    if not size or float(size.group(1)) == 0:
         raise PydanticCustomError("not_a_size", "not a memory size such as 4GB or 512MiB")
     return value
 
@@ -199,6 +205,7 @@ def read_env(build: Callable[..., T], declared: tuple[DeclaredSetting, ...], env
     in the production profile, every variable that must be set and is not.
     """
     given = {s.env.name: env[s.env.name] for s in declared if env.get(s.env.name)}
+    _warn_unknown(env, {s.env.name for s in declared})
     profile = _read_profile(given)
     values: dict[str, Any] = {}
     unset_required: list[DeclaredSetting] = []
@@ -227,6 +234,27 @@ def read_env(build: Callable[..., T], declared: tuple[DeclaredSetting, ...], env
             + "\n".join(f"  {s.env.name}: {s.env.help}" for s in missing)
         )
     return settings
+
+
+_WARNED: set[str] = set()
+"""The unknown variables already warned of in this process (settings are read many times in one)."""
+
+
+def _warn_unknown(env: Mapping[str, str], names: set[str]) -> None:
+    """Warn, once per process, of each set ``RECFLOW_`` variable that is no setting: a misspelled one
+    (``RECFLOW_MAX_QUARANTINE_SHAR``) would otherwise leave its setting at the default without a word."""
+    for name in sorted(env):
+        if not name.startswith("RECFLOW_") or name in names or name in DBT_VARIABLES or name in _WARNED:
+            continue
+        if not env[name]:
+            continue
+        _WARNED.add(name)
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.8)
+        log.warning(
+            "%s is not a recflow setting, so it changes nothing%s (docs/configuration.md lists the settings)",
+            name,
+            f": did you mean {close[0]}?" if close else "",
+        )
 
 
 def read_env_despite_refused(

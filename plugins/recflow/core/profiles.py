@@ -13,6 +13,20 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+DBT_VARIABLES = frozenset(
+    {
+        "RECFLOW_DUCKDB_PATH",
+        "RECFLOW_DUCKDB_MEMORY_LIMIT",
+        "RECFLOW_WAREHOUSE_HOST",
+        "RECFLOW_WAREHOUSE_PORT",
+        "RECFLOW_WAREHOUSE_USER",
+        "RECFLOW_WAREHOUSE_PASSWORD",
+        "RECFLOW_WAREHOUSE_DBNAME",
+    }
+)
+"""The ``RECFLOW_`` variables :func:`dbt_env` makes for dbt: not settings, but derived from them, so a
+process that runs dbt may hold them (``recflow.core.declare`` does not take them for misspelled settings)."""
+
 DEFAULT_PORTS = {"postgresql": 5432, "hive": 10000}
 """The port of a server warehouse whose URL names none, by the URL's scheme (without its driver)."""
 
