@@ -258,3 +258,18 @@ def test_dbt_env_splits_a_spark_thrift_url(tmp_path: Path) -> None:
 def test_a_spark_memory_size_is_spark_s_spelling(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="RECFLOW_SPARK_WORKER_MEMORY"):
         Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_SPARK_WORKER_MEMORY": "2GB"})
+
+
+def test_a_home_that_is_a_file_is_refused_and_a_quoted_tilde_is_the_users_home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A RECFLOW_HOME that is a file got as far as ``generate`` and ``setup`` (NotADirectoryError,
+    FileExistsError tracebacks); ``'~/x'``, quoted in a shell or set in a unit file, became ``./~/x``."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("someone's")
+    for name in ("RECFLOW_HOME", "RECFLOW_LANDING_DIR", "RECFLOW_SPARK_DIR"):
+        with pytest.raises(ConfigError, match=f"^{name}='{a_file}' is a file, not a folder$"):
+            Settings.from_env({"RECFLOW_HOME": str(tmp_path), name: str(a_file)})
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert Settings.from_env({"RECFLOW_HOME": "~/recflow"}).home == tmp_path / "recflow"
+    assert a_file.read_text() == "someone's"

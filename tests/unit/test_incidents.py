@@ -302,8 +302,8 @@ def test_an_empty_store_reads_as_no_incidents(tmp_path: Path) -> None:
 
 def test_a_store_that_cannot_be_written_still_gives_the_incident(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    home.write_text("a file where the home should be")
     settings = Settings.from_env({"RECFLOW_HOME": str(home)})
+    settings.incidents_path.mkdir(parents=True)  # a folder where the store's file should be
     incident = record_failure(settings, _warehouse_failure(_refused()), champion=_champion)
     assert incident.id is None
     assert incident.on_call_line().endswith("| incident: not stored")

@@ -25,6 +25,7 @@ from recflow.core.declare import (
     AbsolutePath,
     DeclaredSetting,
     Env,
+    FolderPath,
     Integer,
     MemorySize,
     Profile,
@@ -58,7 +59,7 @@ class Settings:
     """Where state lives and which backends the pipeline talks to."""
 
     home: Annotated[
-        AbsolutePath,
+        FolderPath,
         Env(
             "RECFLOW_HOME",
             "Root of the state this machine keeps: landing zone, Airflow home, incidents, local training jobs "
@@ -83,7 +84,7 @@ class Settings:
         ),
     ] = None
     landing_path: Annotated[
-        AbsolutePath | None,
+        FolderPath | None,
         Env(
             "RECFLOW_LANDING_DIR",
             "The landing zone producers write day partitions into. With several workers it must be storage "

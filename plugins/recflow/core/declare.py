@@ -80,7 +80,23 @@ def _memory_size(value: str) -> str:
 
 
 Integer = Annotated[int, BeforeValidator(_integer)]
-AbsolutePath = Annotated[Path, AfterValidator(Path.resolve)]
+
+
+def _absolute(path: Path) -> Path:
+    """``~`` expanded (a quoted ``'~/x'`` reaches the process as written), then absolute."""
+    return path.expanduser().resolve()
+
+
+def _folder(path: Path) -> Path:
+    """An absolute path that is a folder or not there yet (it is made when first needed)."""
+    path = _absolute(path)
+    if path.exists() and not path.is_dir():
+        raise PydanticCustomError("not_a_folder", "is a file, not a folder")
+    return path
+
+
+AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
+FolderPath = Annotated[Path, AfterValidator(_folder)]
 MemorySize = Annotated[str, AfterValidator(_memory_size)]
 SHARE_BOUNDS = (0, 1)
 """A share's least and greatest values: the settings', the run params' and the CLI's one bound."""
@@ -152,6 +168,7 @@ def _applies(setting: DeclaredSetting, settings: object) -> bool:
 _PROBLEMS: Final = {
     "not_an_integer": "is not an integer",
     "not_a_size": "is not a memory size such as 4GB or 512MiB",
+    "not_a_folder": "is a file, not a folder",
     "int_parsing": "is not an integer",
     "int_from_float": "is not an integer",
     "float_parsing": "is not a number",

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 from pydantic.dataclasses import dataclass
 
-from recflow.core.declare import SETTINGS_CONFIG, AbsolutePath, Env, Integer
+from recflow.core.declare import SETTINGS_CONFIG, Env, FolderPath, Integer
 
 CLUSTER_STATE = "cluster.json"
 """The file in the cluster's folder where ``recflow spark up`` records what it started (process ids, ports)."""
@@ -31,7 +31,7 @@ class SparkSettings:
     """The local standalone cluster (master, workers, Thrift server) and the warehouse's table format."""
 
     cluster_dir: Annotated[
-        AbsolutePath | None,
+        FolderPath | None,
         Env(
             "RECFLOW_SPARK_DIR",
             "Folder the local Spark cluster owns: its warehouse directory, metastore, logs and process ids. "
