@@ -9,7 +9,13 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from recflow.cli.args import Subcommands, iso_date
+from recflow.cli.args import (
+    GENERATED_TOPICS,
+    Subcommands,
+    add_world_size,
+    generated_topics,
+    iso_date,
+)
 from recflow.core.config import ConfigError, Settings
 from recflow.core.ownership import claim, landing_store
 from recflow.stack.demo import PipelineFailed
@@ -71,12 +77,16 @@ def cmd_benchmark_movielens(settings: Settings, args: argparse.Namespace) -> int
 
 def add_generate(sub: Subcommands) -> None:
     gen = sub.add_parser("generate", help="write a synthetic Pinterest-like data set into the landing zone")
+    # --days past 1..3660 is refused by the generator's own config, before the landing zone is claimed
     gen.add_argument("--days", type=int, default=7, help="daily partitions, 1 to 3660 (default 7)")
     gen.add_argument("--end", type=iso_date, default=None, help="last day (default: yesterday, UTC)")
-    gen.add_argument("--users", type=int, default=400)
-    gen.add_argument("--pins", type=int, default=1200)
-    gen.add_argument("--topics", type=int, default=16)
-    gen.add_argument("--seed", type=int, default=7)
+    add_world_size(gen)
+    gen.add_argument(
+        "--topics",
+        type=generated_topics,
+        default=16,
+        help=f"1 to {GENERATED_TOPICS[1]:,}: every user's interests are drawn over all of them (default 16)",
+    )
     gen.set_defaults(func=cmd_generate)
 
 

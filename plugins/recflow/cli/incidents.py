@@ -7,18 +7,35 @@ import argparse
 import json
 import sys
 import textwrap
-from datetime import datetime
+from datetime import UTC, datetime
 
-from recflow.cli.args import Subcommands, positive_int
+from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, dag_id, int_between, missing_day, positive_int
 from recflow.core.config import ConfigError, Settings
 from recflow.oncall.store import IncidentStore, parse_since
+
+incident_id = int_between(1, SQL_INTEGER_MAX, "an incident id")
+
+
+def incident_count(text: str) -> int:
+    """``--limit``: a count from 1 to the largest integer the store's database holds (its ``LIMIT``)."""
+    value = positive_int(text)
+    if value > SQL_INTEGER_MAX:
+        raise argparse.ArgumentTypeError(f"{value} is not a count of incidents from 1 to {SQL_INTEGER_MAX:,}")
+    return value
 
 
 def _since(text: str) -> datetime:
     try:
-        return parse_since(text)
+        moment = parse_since(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(missing_day(text) or str(exc)) from None
+    try:  # the store compares moments in UTC: 0001-01-01T00:00+14:00 is before the year 1 there
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is outside the years 1 to 9999 once written in UTC, as incidents are recorded"
+        ) from None
+    return moment
 
 
 def _require_home(settings: Settings) -> None:
@@ -106,14 +123,14 @@ def add_commands(sub: Subcommands) -> None:
         "incidents", help="failed tasks, as recorded by the failure callback"
     ).add_subparsers(dest="incidents_command", required=True)
     il = incidents.add_parser("list", help="incidents, oldest first, one line each")
-    il.add_argument("--dag", help="only this DAG's")
+    il.add_argument("--dag", type=dag_id, help="only this DAG's")
     il.add_argument(
         "--since", type=_since, help="an ISO date or date-time (UTC), or a duration ago: 30m, 24h, 7d, 2w"
     )
-    il.add_argument("--limit", type=positive_int, help="only the most recent N")
+    il.add_argument("--limit", type=incident_count, help="only the most recent N")
     il.add_argument("--json", action="store_true")
     il.set_defaults(func=cmd_incidents_list)
     ish = incidents.add_parser("show", help="one incident in full")
-    ish.add_argument("id", type=int)
+    ish.add_argument("id", type=incident_id)
     ish.add_argument("--json", action="store_true")
     ish.set_defaults(func=cmd_incidents_show)

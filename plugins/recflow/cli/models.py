@@ -7,18 +7,22 @@ import argparse
 import getpass
 import json
 import math
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from recflow.cli.args import Subcommands
+from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, int_between, tcp_port
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
 from recflow.core.gate import FAMILIES, FULL_METRICS, RANKING_METRICS, family_heading
 from recflow.publishing.card import model_card
 from recflow.registry import registry_for, require_registry
+
+model_version = int_between(1, SQL_INTEGER_MAX, "a model version")
+"""``--version``: versions count from 1; the registry's database stores no larger integer."""
 
 
 def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
@@ -189,11 +193,34 @@ def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
         "--port",
         str(args.port),
     ]
+    _check_listen(args.host, args.port)
     print(f"MLflow UI on http://{args.host}:{args.port} (store {settings.mlflow_uri}); Ctrl-C stops it")
     try:
-        return subprocess.run(command, check=False).returncode
+        code = subprocess.run(command, check=False).returncode
     except KeyboardInterrupt:
         return 0
+    # the UI serves until Ctrl-C: one that ends by itself failed, and `mlflow ui` exits 0 even when its
+    # server could not start (it does not pass on its server's status)
+    print(
+        f"recflow: the MLflow UI on http://{args.host}:{args.port} ended without Ctrl-C (exit status {code}): "
+        "its output above says why",
+        file=sys.stderr,
+    )
+    return code or 1
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Refuse a ``--host`` that names no address of this machine, or a port another server holds,
+    before the UI starts: its server would fail with a traceback and ``mlflow ui`` exit 0."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigError(
+            f"the MLflow UI cannot listen on --host {host} --port {port}: {exc.strerror or exc}"
+        ) from None
 
 
 def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
@@ -232,7 +259,7 @@ def add_commands(sub: Subcommands) -> None:
     ex.set_defaults(func=cmd_models_export)
     pr = models.add_parser("promote", help="move the alias champion to a version (a rollback), recorded")
     pr.add_argument("--name", required=True)
-    pr.add_argument("--version", type=int, required=True)
+    pr.add_argument("--version", type=model_version, required=True)
     pr.add_argument("--reason", required=True, help="why: kept in the champion history")
     pr.set_defaults(func=cmd_models_promote)
     hi = models.add_parser("history", help="every move of the alias champion: who, when, why")
@@ -242,7 +269,7 @@ def add_commands(sub: Subcommands) -> None:
     sh = models.add_parser("show", help="the model card of a version: metrics, gate, lineage, pictures")
     sh.add_argument("--name", required=True)
     which = sh.add_mutually_exclusive_group()
-    which.add_argument("--version", type=int)
+    which.add_argument("--version", type=model_version)
     which.add_argument("--alias", default="champion")
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(func=cmd_models_show)
@@ -251,6 +278,6 @@ def add_commands(sub: Subcommands) -> None:
         dest="mlflow_command", required=True
     )
     ui = mlflow.add_parser("ui", help="the MLflow UI on the embedded registry (Ctrl-C stops it)")
-    ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--host", default="127.0.0.1", help="an address of this machine (default 127.0.0.1)")
+    ui.add_argument("--port", type=tcp_port, default=5000, help="1 to 65535 (default 5000)")
     ui.set_defaults(func=cmd_mlflow_ui)

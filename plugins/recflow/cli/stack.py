@@ -5,20 +5,22 @@ and days run again from a task."""
 from __future__ import annotations
 
 import argparse
+import http.client
 import signal
 import sys
 import time
 import urllib.error
+from datetime import date
 from typing import Any
 
-from recflow.cli.args import Subcommands, iso_date, share
+from recflow.cli.args import Subcommands, add_world_size, generated_days, iso_date, regex, share
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 from recflow.core.gate import FAMILIES
 from recflow.core.names import WAREHOUSE_DAG
 from recflow.registry import registry_for
-from recflow.stack.api import AirflowApiError, AirflowClient
-from recflow.stack.backfill import backfill_days
+from recflow.stack.api import AirflowApiError, AirflowClient, NoAdminPassword, excerpt
+from recflow.stack.backfill import backfill_conf, backfill_days
 from recflow.stack.demo import (
     PipelineFailed,
     claim_demo_stores,
@@ -29,8 +31,9 @@ from recflow.stack.demo import (
     warehouse_checksums,
     warehouse_counts,
 )
-from recflow.stack.rerun import clear_days, clear_run
-from recflow.stack.runtime import admin_password, api_base_url
+from recflow.stack.ports import port_in_use
+from recflow.stack.rerun import check_days, clear_days, clear_run
+from recflow.stack.runtime import API_HOST, PASSWORDS_FILE, admin_password, api_base_url
 from recflow.stack.services import record_foreground, run_airflow, start_services, stop_recorded
 
 
@@ -45,25 +48,56 @@ def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _client(settings: Settings) -> AirflowClient:
+    """Log in to this home's API server (``recflow clear``, ``recflow backfill``): each way that fails
+    is a :class:`ConfigError` saying, on one line, what is wrong and what to do."""
+    url, home = api_base_url(settings), settings.home
     try:
         return AirflowClient.login(settings)
+    except NoAdminPassword:
+        passwords = settings.airflow_home / PASSWORDS_FILE
+        if port_in_use(API_HOST, settings.airflow_api_port):
+            raise ConfigError(
+                f"{url} answers, but the API server of RECFLOW_HOME={home} has not written its admin "
+                f"password to {passwords}: it is still starting (run this again in a minute), or that is "
+                "another home's Airflow (RECFLOW_AIRFLOW_API_PORT sets this home's port)"
+            ) from None
+        raise ConfigError(
+            f"Airflow is not running for RECFLOW_HOME={home}: nothing listens at {url}, and its API server "
+            f"has never started for this home (no admin password in {passwords}). Start it with "
+            "`recflow up` (or `make up`) in another terminal, then run this again; check RECFLOW_HOME "
+            "(a typo names a new, empty home)"
+        ) from None
     except AirflowApiError as exc:
         if exc.status == 401:  # a server answered, and not to this home's password
             raise ConfigError(
-                f"Airflow's API server at {api_base_url(settings)} refused the admin password of "
-                f"RECFLOW_HOME={settings.home}: it is another home's Airflow (or this home's password "
-                "was made anew since it started). Start this home's own with `recflow up` on a free "
-                "port (RECFLOW_AIRFLOW_API_PORT), or point RECFLOW_HOME at the home that server runs"
+                f"Airflow's API server at {url} refused the admin password of RECFLOW_HOME={home}: it is "
+                "another home's Airflow (or this home's password was made anew since it started). Start "
+                "this home's own with `recflow up` on a free port (RECFLOW_AIRFLOW_API_PORT), or point "
+                "RECFLOW_HOME at the home that server runs"
             ) from exc
-        raise _unreachable(settings, exc) from exc
+        if exc.status is None:
+            raise _unreachable(url, str(exc)) from exc
+        raise ConfigError(
+            f"{url} does not answer as Airflow's API server (HTTP {exc.status} to POST /auth/token: "
+            f"{excerpt(exc.detail) if exc.detail else exc}): another program holds the port. Point "
+            "RECFLOW_AIRFLOW_API_PORT at this home's Airflow, or stop that program and run `recflow up`"
+        ) from exc
     except urllib.error.URLError as exc:
-        raise _unreachable(settings, exc) from exc
+        if isinstance(exc.reason, ConnectionRefusedError):
+            raise ConfigError(
+                f"Airflow's API server is not running for RECFLOW_HOME={home}: nothing listens at {url}. "
+                "Start it with `recflow up` (or `make up`) in another terminal, then run this again "
+                "(RECFLOW_AIRFLOW_API_PORT sets its port)"
+            ) from exc
+        raise _unreachable(url, str(exc.reason)) from exc
+    except (OSError, http.client.HTTPException) as exc:  # a timeout, a dropped connection, not HTTP
+        raise _unreachable(url, excerpt(str(exc)) or type(exc).__name__) from exc
 
 
-def _unreachable(settings: Settings, exc: Exception) -> ConfigError:
+def _unreachable(url: str, why: str) -> ConfigError:
     return ConfigError(
-        f"cannot reach Airflow's API server at {api_base_url(settings)} ({exc}): is it running "
-        "(`recflow up`)? RECFLOW_AIRFLOW_API_PORT sets its port"
+        f"cannot reach Airflow's API server at {url} ({why}): is it running (`recflow up`)? "
+        "RECFLOW_AIRFLOW_API_PORT sets its port"
     )
 
 
@@ -73,6 +107,7 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
         extra["max_quarantine_share"] = args.max_quarantine_share
     if args.no_volume_check:
         extra["check_volume"] = False
+    backfill_conf(args.first, args.last, extra)  # a reversed range is refused before Airflow is asked
     result = backfill_days(_client(settings), args.first, args.last, extra=extra)
     if result.state == "success":
         print(f"{WAREHOUSE_DAG} run {result.run_id}: success in {result.seconds:.0f}s")
@@ -91,20 +126,30 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
     return 1
 
 
-def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
-    client = _client(settings)
-    how = {"downstream": args.downstream, "only_failed": args.only_failed, "dry_run": args.dry_run}
+def _days_to_clear(args: argparse.Namespace) -> tuple[date, date] | None:
+    """The days ``recflow clear`` was given (None: ``--run``), refused before Airflow is asked when
+    they are missing, reversed, or given with ``--run``."""
     if args.run is not None:
         if args.start_date or args.end_date:
             raise ConfigError("give the days (-s/-e) or --run, not both")
-        cleared = [clear_run(client, args.dag_id, args.task_regex, args.run, **how)]
-    elif args.start_date is None:
+        return None
+    if args.start_date is None:
         raise ConfigError(
             "say which runs to clear: the days they processed (-s D [-e D]) or --run RUN_ID|latest"
         )
+    first, last = args.start_date, args.end_date or args.start_date
+    check_days(first, last)
+    return first, last
+
+
+def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
+    days = _days_to_clear(args)
+    client = _client(settings)
+    how = {"downstream": args.downstream, "only_failed": args.only_failed, "dry_run": args.dry_run}
+    if days is None:
+        cleared = [clear_run(client, args.dag_id, args.task_regex, args.run, **how)]
     else:
-        first, last = args.start_date, args.end_date or args.start_date
-        cleared = clear_days(client, args.dag_id, args.task_regex, first, last, **how)
+        cleared = clear_days(client, args.dag_id, args.task_regex, *days, **how)
     verb = "would clear" if args.dry_run else "cleared"
     for run in cleared:
         tasks = ", ".join(run.task_ids) or "nothing (no task instance matched in this run)"
@@ -173,6 +218,15 @@ def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _password(settings: Settings) -> str | None:
+    """The admin password for the demo's last lines (None where its file is unreadable: a demo that
+    ran does not end in an error for it)."""
+    try:
+        return admin_password(settings)
+    except ConfigError:
+        return None
+
+
 def _fmt_seconds(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.0f}s"
 
@@ -180,9 +234,9 @@ def _fmt_seconds(seconds: float | None) -> str:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from recflow.producers.generate import GeneratorConfig, generate  # noqa: PLC0415 (pyarrow, numpy: not at start-up)
 
+    days = demo_days(args.days)
     claim_demo_stores(settings)  # before anything is written
     started = time.monotonic()
-    days = demo_days(args.days)
     summary = generate(
         settings.landing_dir,
         GeneratorConfig(start=days[0], days=len(days), users=args.users, pins=args.pins, seed=args.seed),
@@ -232,7 +286,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     print("\nwhere to look:")
     print(
         f"  Airflow UI:  `make up`, then {api_base_url(settings)}  user admin, password "
-        f"{admin_password(settings) or '(see AIRFLOW_HOME/simple_auth_manager_passwords.json)'}"
+        f"{_password(settings) or f'(see {settings.airflow_home / PASSWORDS_FILE})'}"
     )
     print(f"  MLflow:      {settings.mlflow_uri} (artifacts in {settings.mlflow_artifact_root})")
     if settings.warehouse_url:  # a server (PostgreSQL, a Spark Thrift server): its URL without a password
@@ -255,10 +309,10 @@ def add_commands(sub: Subcommands) -> None:
         "setup", help="migrate the Airflow DB, compile the dbt manifest, create pools"
     ).set_defaults(func=cmd_setup)
     demo = sub.add_parser("demo", help="run the whole pipeline through the Airflow scheduler")
-    demo.add_argument("--days", type=int, default=4)
-    demo.add_argument("--users", type=int, default=400)
-    demo.add_argument("--pins", type=int, default=1200)
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--days", type=generated_days, default=4, help="the last N complete UTC days, 1 to 3660 (default 4)"
+    )
+    add_world_size(demo)
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("up", help="run Airflow in the foreground").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the Airflow started by `recflow up`").set_defaults(func=cmd_down)
@@ -287,7 +341,11 @@ def add_commands(sub: Subcommands) -> None:
     )
     clear.add_argument("dag_id")
     clear.add_argument(
-        "-t", "--task-regex", required=True, help="regular expression searched in task ids, e.g. '^land$'"
+        "-t",
+        "--task-regex",
+        type=regex,
+        required=True,
+        help="regular expression searched in task ids, e.g. '^land$'",
     )
     clear.add_argument("-s", "--start-date", type=iso_date, default=None, help="first day (ds) to run again")
     clear.add_argument("-e", "--end-date", type=iso_date, default=None, help="last day (default: the first)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import urllib.error
 import urllib.request
@@ -45,6 +46,21 @@ PAGE = 100
 larger ``limit`` to it without a word (and a list asked for with no limit gets 50)."""
 
 
+EXCERPT_CHARS = 120
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def excerpt(body: str, limit: int = EXCERPT_CHARS) -> str:
+    """A server's answer on one short line: an HTML page by its title (else its text without tags),
+    anything else with its blanks and line breaks as single spaces, cut at ``limit`` characters."""
+    if body.lstrip().startswith("<"):
+        title = _TITLE.search(body)
+        body = _TAG.sub(" ", title.group(1) if title else body)
+    flat = " ".join(body.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
 class AirflowApiError(RuntimeError):
     """A request the API server answered with an error (``status``: its HTTP status, if it answered)."""
 
@@ -64,6 +80,10 @@ class AirflowApiError(RuntimeError):
         return found if isinstance(found, str) else self.detail
 
 
+class NoAdminPassword(AirflowApiError):
+    """This home's API server has not written the admin password (it has not started, or is starting)."""
+
+
 @dataclass
 class AirflowClient:
     """A small client of Airflow 3's public REST API (``/api/v2``) with a JWT from ``/auth/token``."""
@@ -77,12 +97,16 @@ class AirflowClient:
     def login(cls, settings: Settings, base_url: str | None = None) -> AirflowClient:
         password = admin_password(settings)
         if password is None:
-            raise AirflowApiError("the API server has not written the admin password yet")
+            raise NoAdminPassword("the API server has not written the admin password yet")
         client = cls(base_url or api_base_url(settings))
         body = client._request(
             "POST", "/auth/token", {"username": ADMIN_USER, "password": password}, auth=False
         )
-        client.token = body["access_token"]
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str):
+            shown = excerpt(json.dumps(body))
+            raise AirflowApiError(f"POST /auth/token: HTTP 200 with no access_token: {shown}", status=200)
+        client.token = token
         return client
 
     def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
@@ -94,8 +118,7 @@ class AirflowClient:
         for attempt in range(1, API_ATTEMPTS + 1):
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
-                    payload = response.read()
-                return json.loads(payload) if payload else None
+                    status, payload = response.status, response.read()
             except urllib.error.HTTPError as exc:
                 detail = exc.read().decode(errors="replace")[:500]
                 if attempt < API_ATTEMPTS and _locked(method, exc.code, detail):
@@ -110,7 +133,18 @@ class AirflowClient:
                     time.sleep(self.retry_pause * attempt)
                     continue
                 raise AirflowApiError(
-                    f"{method} {path}: HTTP {exc.code}: {detail}", status=exc.code, detail=detail
+                    f"{method} {path}: HTTP {exc.code}: {excerpt(detail, 500)}",
+                    status=exc.code,
+                    detail=detail,
+                ) from None
+            try:
+                return json.loads(payload) if payload else None
+            except ValueError:  # a server that is not Airflow's (an HTML page)
+                text = payload.decode(errors="replace")
+                raise AirflowApiError(
+                    f"{method} {path}: HTTP {status}, not JSON: {excerpt(text)}",
+                    status=status,
+                    detail=text[:500],
                 ) from None
         raise AssertionError("unreachable")
 

@@ -75,8 +75,7 @@ def clear_days(
 ) -> list[Cleared]:
     """Clear the tasks ``pattern`` matches (and, with ``downstream``, what follows them) in every run of
     ``dag_id`` that processed a day in ``[first, last]``; the scheduler then runs them again."""
-    if last < first:
-        raise ConfigError(f"--end-date {last} is before --start-date {first}")
+    check_days(first, last)
     tasks = _tasks(client, dag_id, pattern)
     start = datetime.combine(first, time(), tzinfo=UTC)
     end = datetime.combine(last, time(), UTC) + timedelta(days=1)
@@ -124,6 +123,12 @@ def _after(run: dict[str, Any]) -> tuple[str, str]:
 
 def _left(run: dict[str, Any], days: list[date], by: str) -> Cleared:
     return Cleared(run["dag_run_id"], days, str(run.get("state")), [], superseded_by=by)
+
+
+def check_days(first: date, last: date) -> None:
+    """Refuse a reversed range of days (the command checks it before it asks Airflow anything)."""
+    if last < first:
+        raise ConfigError(f"--end-date {last} is before --start-date {first}")
 
 
 def clear_run(

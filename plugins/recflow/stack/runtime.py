@@ -204,10 +204,24 @@ def _production_airflow(defaults: dict[str, str], current: Mapping[str, str]) ->
 
 
 def admin_password(settings: Settings) -> str | None:
-    """The generated password of the ``admin`` UI user, once the API server has written it."""
+    """The generated password of the ``admin`` UI user, once the API server has written it. A file that
+    is not the JSON object Airflow writes is a :class:`ConfigError` naming it and what to do."""
+    path = settings.airflow_home / PASSWORDS_FILE
     try:
-        text = (settings.airflow_home / PASSWORDS_FILE).read_text()
+        text = path.read_text()
     except FileNotFoundError:
         return None
-    password = json.loads(text.strip() or "{}").get(ADMIN_USER)  # empty until the API server writes it
-    return str(password) if password else None
+    try:
+        passwords = json.loads(text.strip() or "{}")  # empty until the API server writes it
+    except ValueError as exc:
+        problem = f"is not JSON ({exc})"
+    else:
+        if isinstance(passwords, dict):
+            password = passwords.get(ADMIN_USER)
+            return str(password) if password else None
+        problem = f"holds a JSON {type(passwords).__name__}, not the object of user names Airflow writes"
+    raise ConfigError(
+        f"{path} {problem}: Airflow's API server cannot read its admin password from it either. Stop "
+        "Airflow (`recflow down`), delete the file, and start it again (`recflow up`): it writes a new "
+        "admin password there"
+    )
