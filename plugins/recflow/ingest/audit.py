@@ -222,7 +222,7 @@ def audit_day(
         landed,
         accepted,
         kept,
-        f" (`{evidence}`)" if kept else "",
+        f" (`{evidence} and verdict = 'published'`)" if kept else "",
     )
     return result
 

@@ -25,7 +25,6 @@ from recflow.ingest.tables import (
     EVENTS_TABLE,
     QUARANTINE_COLUMNS,
     QUARANTINE_TABLE,
-    VERDICTS,
 )
 from recflow.warehouse import RAW_SCHEMA, STAGING_SCHEMA, Warehouse
 
@@ -55,10 +54,11 @@ class AuditResult:
 
 
 def quarantine(con: Warehouse, ds: dt.date, run_id: str, verdict: str) -> None:
-    """The audited day's rows that break a rule, into the quarantine: a publication replaces the day's
-    quarantine, a refusal replaces only the rows of the day's previous refusal."""
-    for replaced in VERDICTS if verdict == "published" else (verdict,):
-        con.delete_where(QUARANTINE_TABLE, {"ds": ds, "verdict": replaced})
+    """The audited day's rows that break a rule, into the quarantine, replacing the rows of the day's
+    previous audit of the same verdict: a publication replaces the last publication's, a refusal the last
+    refusal's. A publication leaves the last refusal's rows: they are the evidence its incident's query
+    reads, and the fixed export that is published no longer holds them."""
+    con.delete_where(QUARANTINE_TABLE, {"ds": ds, "verdict": verdict})
     con.execute(
         f"""
         insert into {QUARANTINE_TABLE} ({QUARANTINE_COLUMNS})
