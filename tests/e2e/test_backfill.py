@@ -128,6 +128,7 @@ def test_a_refused_day_in_a_range_is_refused_alone(
     captured = capsys.readouterr()
     assert code == 1
     assert "audit: failed" in captured.out
+    assert "upstream_failed" not in captured.out, "the tasks that did not run are counted, not listed"
     # the task that failed, not the ~20 that did not run after it
     assert re.search(r"failed: audit \(\d+ tasks after it did not run\);", captured.err), captured.err
     published = _published(world.settings)

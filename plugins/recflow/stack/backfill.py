@@ -125,8 +125,10 @@ def backfill_days(
                 result.waited = True  # said once: the sensor looks again every few minutes for hours
                 echo(_waiting(client, run_id, key[1], first, last))
             ended = state in ("success", "failed", "upstream_failed", "up_for_retry")
-            # a passing dbt node is one line among ~15: shown only when it is not a success
-            quiet = (
+            # a passing dbt node is one line among ~15: shown only when it is not a success; a task that
+            # did not run after a failure is counted in the last line, not listed one by one before the
+            # failure it follows (the API lists a run's tasks by id, not in the order they ended)
+            quiet = state == "upstream_failed" or (
                 task_id.startswith("transform.") and not task_id.endswith(".dbt_build") and state == "success"
             )
             if result.tasks.get(task_id) != state and ended and not quiet:
