@@ -281,7 +281,7 @@ def wait_for_api(settings: Settings, services: Services, timeout: float = 180.0)
             )
         try:
             return AirflowClient.login(settings)
-        except (AirflowApiError, OSError) as exc:
+        except (AirflowApiError, OSError, ConfigError) as exc:  # ConfigError: a password file half written
             last_error = exc
             time.sleep(2)
     raise TimeoutError(f"the Airflow API did not answer within {timeout:.0f}s: {last_error}")
