@@ -8,16 +8,20 @@ process (a DuckDB lock is per process), a port nothing listens on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
 
+import recflow.warehouse.query
 from recflow.cli import main
 from recflow.core.config import Settings
 
@@ -62,8 +66,12 @@ def _table(path: Path) -> list[tuple[object, ...]]:
 
 
 def test_a_warehouse_a_running_task_holds_is_named_with_what_to_do(
-    warehouse: Path, holder: subprocess.Popen[str], capsys: pytest.CaptureFixture[str]
+    warehouse: Path,
+    holder: subprocess.Popen[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(recflow.warehouse.query, "READ_LOCK_WAIT", 0.5)  # it waits for a short hold first
     assert main(["sql", "select 1"]) == 2
     err = _refusal(capsys)
     assert str(warehouse) in err and f"process {holder.pid}" in err
@@ -180,3 +188,41 @@ def test_columns_of_one_name_are_not_folded_into_one_json_key(
     assert "more than one column named 'a'" in err and "`as`" in err
     assert main(["sql", "select 1 as a, 2 as a_2, 3 as b", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"a": 1, "a_2": 2, "b": 3}]
+
+
+def test_a_task_waits_for_a_read_that_holds_the_file_for_a_moment(warehouse: Path) -> None:
+    """A task's open of the file met on-call's ``recflow sql`` (or ``recflow claims``) and failed its try:
+    DuckDB lets no process write a file another reads. It now waits, here for a hold of about a second."""
+    from recflow.warehouse.duckdb import DuckDBWarehouse
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(warehouse)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdin is not None
+    assert process.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    threading.Timer(1.0, process.stdin.close).start()  # the read ends a second later
+    opened = DuckDBWarehouse(warehouse, read_only=False, memory_limit="1GB", lock_wait=30.0)
+    try:
+        assert opened.execute("select count(*) from t").fetchone() == (3,)
+    finally:
+        opened.close()
+        process.wait(timeout=60)
+    assert time.monotonic() - started >= 0.9, "it opened while the other process held the file"
+    # a hold past the wait: the lock error, as before
+    with pytest.raises(duckdb.IOException, match="Conflicting lock is held"), _holding(warehouse):
+        DuckDBWarehouse(warehouse, read_only=False, memory_limit="1GB", lock_wait=0.5)
+
+
+@contextlib.contextmanager
+def _holding(path: Path) -> Iterator[None]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdin is not None
+    try:
+        assert process.stdout.readline().strip() == "held"
+        yield
+    finally:
+        process.stdin.close()
+        process.wait(timeout=60)

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from recflow.core.config import Settings
 from recflow.core.profiles import dbt_environ
+from recflow.warehouse.duckdb import is_lock_error, waiting_for_the_file
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +148,26 @@ def run_build(
     if select:
         args += ["--select", *select]
     started = time.perf_counter()
-    try:
-        with dbt_environ(settings.dbt_env()):
-            result = dbtRunner(callbacks=[_on_event]).invoke(args)
-    finally:
-        _release_duckdb()
+
+    def invoke() -> Any:
+        try:
+            with dbt_environ(settings.dbt_env()):
+                done = dbtRunner(callbacks=[_on_event]).invoke(args)
+        finally:
+            _release_duckdb()
+        if done.exception is not None and not statuses and is_lock_error(done.exception):
+            raise done.exception  # dbt opened no node: the DuckDB file was held (waited for, then again)
+        return done
+
+    if settings.warehouse_url:
+        result = invoke()
+    else:
+        try:
+            result = waiting_for_the_file(invoke, settings.duckdb_path)
+        except Exception as exc:
+            if not is_lock_error(exc):
+                raise
+            raise RuntimeError(f"dbt could not run the build (no node ran): {exc}") from exc
     outcome = BuildOutcome(statuses=statuses, seconds=round(time.perf_counter() - started, 2))
     if result.exception is not None:
         raise RuntimeError(

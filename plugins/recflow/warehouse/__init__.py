@@ -67,7 +67,7 @@ from recflow.warehouse.base import (
     table_exists,
 )
 from recflow.warehouse.checksum import content_checksum
-from recflow.warehouse.duckdb import DUCKDB, DuckDBWarehouse
+from recflow.warehouse.duckdb import DUCKDB, LOCK_WAIT_SECONDS, DuckDBWarehouse
 from recflow.warehouse.postgres import POSTGRES, PostgresDialect, PostgresWarehouse
 from recflow.warehouse.spark import SparkDialect, SparkWarehouse
 
@@ -98,9 +98,12 @@ __all__ = [
 
 
 @contextmanager
-def connect(settings: Settings, *, read_only: bool = False) -> Iterator[Warehouse]:
+def connect(
+    settings: Settings, *, read_only: bool = False, lock_wait: float = LOCK_WAIT_SECONDS
+) -> Iterator[Warehouse]:
     """The warehouse of ``settings``, closed on exit: Spark's Thrift server for a ``hive://``
-    ``warehouse_url``, PostgreSQL for another, else the DuckDB file."""
+    ``warehouse_url``, PostgreSQL for another, else the DuckDB file (waiting up to ``lock_wait`` seconds
+    while another process holds it)."""
     warehouse: Warehouse
     if settings.warehouse_url and is_spark_url(settings.warehouse_url):
         warehouse = SparkWarehouse(
@@ -110,7 +113,10 @@ def connect(settings: Settings, *, read_only: bool = False) -> Iterator[Warehous
         warehouse = PostgresWarehouse(settings.warehouse_url, read_only=read_only)
     else:
         warehouse = DuckDBWarehouse(
-            settings.duckdb_path, read_only=read_only, memory_limit=settings.duckdb_memory_limit
+            settings.duckdb_path,
+            read_only=read_only,
+            memory_limit=settings.duckdb_memory_limit,
+            lock_wait=lock_wait,
         )
     try:
         yield warehouse

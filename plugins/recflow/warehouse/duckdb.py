@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from recflow.warehouse.base import EXPORT_BATCH_ROWS, Dialect, Rows, Warehouse
 
@@ -13,6 +15,36 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 DUCKDB = Dialect()
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+LOCK_WAIT_SECONDS = 60.0
+"""How long opening the DuckDB file waits while another process holds it. DuckDB lets no other process
+open a file one process writes, nor write one another reads: a task that met a ``recflow sql`` or
+``recflow claims`` of on-call (a second's read) failed its try. A task that holds the file (the pool
+has one slot with DuckDB) still fails the waiter, after this long, as before."""
+
+
+def is_lock_error(error: BaseException) -> bool:
+    """DuckDB refused the file because another process holds it."""
+    return "Conflicting lock is held" in str(error)  # DuckDB's IOException, or dbt's error around it
+
+
+def waiting_for_the_file(open_file: Callable[[], T], path: Path, wait: float = LOCK_WAIT_SECONDS) -> T:
+    """``open_file()``, tried again every half second for ``wait`` seconds while another process holds
+    ``path``; its last lock error after that, any other error at once."""
+    deadline = time.monotonic() + wait
+    said = False
+    while True:
+        try:
+            return open_file()
+        except Exception as exc:
+            if not is_lock_error(exc) or time.monotonic() > deadline:
+                raise
+            if not said:
+                log.warning("%s is held by another process (%s): waiting up to %.0f s", path, exc, wait)
+                said = True
+            time.sleep(0.5)
 
 
 class DuckDBWarehouse(Warehouse):
@@ -20,7 +52,9 @@ class DuckDBWarehouse(Warehouse):
 
     dialect = DUCKDB
 
-    def __init__(self, path: Path, *, read_only: bool, memory_limit: str) -> None:
+    def __init__(
+        self, path: Path, *, read_only: bool, memory_limit: str, lock_wait: float = LOCK_WAIT_SECONDS
+    ) -> None:
         import duckdb  # noqa: PLC0415 (driver: not at DAG parse time)
 
         super().__init__()
@@ -33,7 +67,9 @@ class DuckDBWarehouse(Warehouse):
         # open with another configuration, and dbt-duckdb (in-process in the build task, and in
         # ``airflow dags test``, which runs every task in one process) opens it with none. The memory
         # limit is a setting of the database instance, so ``set`` gives it to both connections.
-        self.connection: duckdb.DuckDBPyConnection = duckdb.connect(str(path), read_only=read_only)
+        self.connection: duckdb.DuckDBPyConnection = waiting_for_the_file(
+            lambda: duckdb.connect(str(path), read_only=read_only), path, lock_wait
+        )
         self.connection.execute(f"set memory_limit = '{memory_limit}'")
         self.location = str(path)
         self.sqlalchemy_url = f"duckdb:///{path}"

@@ -136,6 +136,11 @@ def run_query(settings: Settings, sql: str, limit: int) -> QueryResult:
     return QueryResult(columns, fetched[:limit], len(fetched) > limit)
 
 
+READ_LOCK_WAIT = 10.0
+"""How long a command waits for a DuckDB file a task holds before it says so: a task's hold is seconds
+(land, audit) to minutes (the dbt build), and a person is waiting."""
+
+
 def open_warehouse(settings: Settings, stack: ExitStack, *, read_only: bool = True) -> Warehouse:
     """The settings' warehouse, read-only unless said, closed with ``stack``; :class:`ConfigError`, naming
     the engine and the place, when the engine's driver cannot open it. A DuckDB file that does not exist
@@ -162,9 +167,9 @@ def open_warehouse(settings: Settings, stack: ExitStack, *, read_only: bool = Tr
         password = parsed.password or ""
     try:
         if not url and not read_only:  # the read-only open refuses a file the pipeline has not made yet
-            with connect(settings, read_only=True):
+            with connect(settings, read_only=True, lock_wait=READ_LOCK_WAIT):
                 pass
-        return stack.enter_context(connect(settings, read_only=read_only))
+        return stack.enter_context(connect(settings, read_only=read_only, lock_wait=READ_LOCK_WAIT))
     except FileNotFoundError as exc:  # a DuckDB file the pipeline has not made yet
         raise ConfigError(str(exc)) from None
     except _connection_errors(engine) as exc:
