@@ -8,6 +8,7 @@ message) and conservation: accepted + quarantined = landed, as recorded in
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,12 @@ def test_too_many_bad_rows_refuse_the_day_and_publish_nothing(home: Settings) ->
     assert len(_quarantine(home, D3)) == len(rows), "the evidence is kept"
     with connect(home, read_only=True) as con:
         assert table_exists(con, "raw_staging", staged_table(D3).split(".")[1]), "the day stays staged"
+    # what the incident fills into the runbook's accept command: the least share, in hundredths, that
+    # accepts the day, which it does
+    assert (err.ds, err.share_needed) == ("2026-01-03", math.ceil(100 * len(rows) / faulty.num_rows) / 100)
+    assert stage_and_audit(home, [D3], run_id="r4", max_quarantine_share=err.share_needed)[0].verdict == (
+        "published"
+    )
 
 
 def test_the_threshold_is_a_per_run_param(home: Settings) -> None:
@@ -245,7 +252,7 @@ def test_a_day_ten_times_the_usual_volume_is_refused_with_the_figures(home: Sett
         stage_and_audit(home, [D4], run_id="r4")
 
     err = caught.value
-    assert err.check == "volume"
+    assert (err.check, err.share_needed) == ("volume", None), "no share accepts a volume"
     assert f"{big.num_rows:,} rows landed, outside" in str(err)
     assert "5x around the median" in str(err) and "of the last 3 published days" in str(err)
     assert _published(home, D4) == 0

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 PLACEHOLDERS = {
     "D": "2026-03-04",
+    "S": "0.06",
     "D1": "2026-03-01",
     "D2": "2026-03-07",
     "ID": "12",

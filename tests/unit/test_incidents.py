@@ -160,6 +160,25 @@ def test_without_its_days_a_warehouse_incident_names_the_run(settings: Settings)
     assert "-s D -e D" in incident.what_to_do, "no day: the runbook's placeholder stays"
 
 
+def test_a_run_of_several_days_fills_in_the_day_the_error_names(settings: Settings) -> None:
+    """A backfill refused one of its days: the runbook's commands kept the placeholder D (the run has no
+    one day), and its accept command a share that could not accept the day (0.05 for 5.14 %). The day, the
+    least accepting share and the run that holds a claimed day come from the error."""
+    days = tuple(date(2026, 1, d) for d in (4, 5, 6))
+    refused = errors.PartitionRefused(
+        "ds=2026-01-05 refused", check="quarantine_share", ds="2026-01-05", share_needed=0.06
+    )
+    failure = TaskFailure("recsys_warehouse", "audit", "backfill", 1, error=refused, days=days)
+    what_to_do = build_incident(settings, failure, champion=_champion).what_to_do
+    assert "-s 2026-01-05 -e 2026-01-05" in what_to_do
+    assert "recflow backfill --from 2026-01-05 --to 2026-01-05 --max-quarantine-share 0.06" in what_to_do
+    claimed = errors.DayClaimed("held", ds="2026-01-06", holder="manual__dead-run")
+    failure = TaskFailure("recsys_warehouse", "land", "backfill", 1, error=claimed, days=days)
+    incident = build_incident(settings, failure, champion=_champion)
+    assert incident.runbook.endswith("#day-claimed")
+    assert "recflow claims release --ds 2026-01-06 --run 'manual__dead-run'" in incident.what_to_do
+
+
 def test_a_rollback_section_fills_in_the_model_name(settings: Settings) -> None:
     failure = TaskFailure(
         "recsys_train_and_publish", "evaluate", "r", 1, error=OSError("gone"), model_name="m1"

@@ -113,9 +113,18 @@ class ContractViolation(DataVerdict):
 
 
 class PartitionRefused(DataVerdict):
-    """The audit refused a whole day: too many quarantined rows, or a volume outside the recent range."""
+    """The audit refused a whole day: too many quarantined rows, or a volume outside the recent range.
+    ``ds``: the day; ``share_needed``: the least ``max_quarantine_share`` (in hundredths) that accepts
+    its quarantined rows, when their share was why (the runbook's accept command, filled in)."""
 
     runbook = "partition-refused"
+
+    def __init__(
+        self, message: str, *, ds: str | None = None, share_needed: float | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(message, **kwargs)
+        self.ds = ds
+        self.share_needed = share_needed
 
 
 class DataQualityError(DataVerdict):

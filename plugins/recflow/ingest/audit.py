@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -190,6 +191,11 @@ def audit_day(
             observed=reason,
             expected=f"at most {share:.2%} quarantined; {span} rows",
             evidence=f"{refused_rows}; select * from {staged_table(ds)}",
+            ds=day,
+            # the least share in hundredths that accepts the day's rows (what the runbook's command takes)
+            share_needed=min(1.0, math.ceil(100 * quarantined / landed) / 100)
+            if check == "quarantine_share"
+            else None,
         )
 
     with connect(settings) as con, con.transaction():

@@ -21,7 +21,14 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from recflow.core.config import Settings
-from recflow.core.errors import DataVerdict, DbtNodeFailed, RecflowError, TrainingJobFailed
+from recflow.core.errors import (
+    DataVerdict,
+    DayClaimed,
+    DbtNodeFailed,
+    PartitionRefused,
+    RecflowError,
+    TrainingJobFailed,
+)
 from recflow.core.names import TRAINING_ASSET, TRAINING_DAG, WAREHOUSE_DAG
 from recflow.oncall import runbooks
 from recflow.oncall.record import Incident, Kind, days_text
@@ -210,8 +217,15 @@ def _what_to_do(failure: TaskFailure, anchor: str, model_name: str) -> str:
             f"read the task log and {runbooks.relative_path(failure.dag_id)}; "
             "clear the task once the cause is fixed"
         )
-    if failure.day is not None:
-        text = re.sub(r"\bD\b", failure.day.isoformat(), text)
+    cause = runbooks.recflow_cause(failure.error if isinstance(failure.error, BaseException) else None)
+    # the day the error names (a run of several days refuses or waits on one of them), else the run's one day
+    day = getattr(cause, "ds", None) or (failure.day.isoformat() if failure.day is not None else None)
+    if day:
+        text = re.sub(r"\bD\b", str(day), text)
+    if isinstance(cause, DayClaimed):
+        text = re.sub(r"\bRUN_ID\b", f"'{cause.holder}'", text)
+    if isinstance(cause, PartitionRefused) and cause.share_needed is not None:
+        text = re.sub(r"\bS\b", f"{cause.share_needed:.2f}", text)
     return re.sub(r"\bN\b", model_name, text)
 
 
