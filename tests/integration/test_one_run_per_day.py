@@ -135,7 +135,11 @@ def test_a_dead_runs_day_is_released_by_the_command_its_refusal_gives(
     assert "claimed by run 'died'" in capsys.readouterr().err
     assert _sql(home, "select run_id from raw_staging.day_claims") == [("died",)], "another run's claim stays"
 
-    assert main(shlex.split(command.group(1))[1:]) == 0
+    # with no API server to ask whether the run still runs, the person says so
+    assert main(shlex.split(command.group(1))[1:]) == 2
+    assert "add --not-running" in capsys.readouterr().err
+    assert _sql(home, "select run_id from raw_staging.day_claims") == [("died",)]
+    assert main([*shlex.split(command.group(1))[1:], "--not-running"]) == 0
     assert "released ds=2026-01-01, claimed by run died since " in capsys.readouterr().out
     assert _sql(home, "select count(*) from raw_staging.day_claims") == [(0,)]
     stage_and_audit(home, [D1], run_id="manual__again")

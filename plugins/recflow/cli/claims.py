@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from contextlib import ExitStack
 
 from recflow.cli.args import Subcommands, iso_date
@@ -40,39 +39,49 @@ def cmd_claims_list(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_claims_release(settings: Settings, args: argparse.Namespace) -> int:
-    from recflow.ingest.claims import release_by_hand  # noqa: PLC0415 (drivers)
+    from recflow.ingest.claims import held_by, release_by_hand  # noqa: PLC0415 (drivers)
     from recflow.warehouse.query import open_warehouse  # noqa: PLC0415
 
+    with ExitStack() as stack:  # the claim first: a day not held, or held by another run, says so
+        held_by(open_warehouse(settings, stack), args.ds, args.run)
     state = _run_state(settings, args.run)
     if state in LIVE_STATES:
         raise ConfigError(
             f"run {args.run} of {WAREHOUSE_DAG} is {state}: its audit releases ds={args.ds} when it ends. "
             "Release a claim only for a run that is no longer running (failed, or cleared and not rerun)"
         )
+    if state is UNCHECKED and not args.not_running:
+        raise ConfigError(
+            f"cannot ask Airflow whether run {args.run} is still running: its API server does not answer "
+            "(`recflow up` starts it). Nothing released. If you know that run has ended (a `dags test` "
+            "that died, say), add --not-running"
+        )
     with ExitStack() as stack:
         released = release_by_hand(open_warehouse(settings, stack, read_only=False), args.ds, args.run)
-    checked = (
-        f"its state in Airflow: {state}"
-        if state
-        else "its state was not checked: Airflow's API server did not answer, or has no such run"
-    )
+    checked = {
+        UNCHECKED: "its state not checked: --not-running",
+        None: f"Airflow has no run {args.run} of {WAREHOUSE_DAG}",
+    }.get(state, f"its state in Airflow: {state}")
     print(
         f"released ds={released.ds}, claimed by run {released.run_id} since {released.claimed_at} ({checked})"
     )
     return 0
 
 
+UNCHECKED = "unchecked"
+"""What :func:`_run_state` says when Airflow's API server does not answer."""
+
+
 def _run_state(settings: Settings, run_id: str) -> str | None:
-    """The run's state in Airflow; ``None`` when the API server does not answer (``dags test`` runs with no
-    server) or has no such run."""
+    """The run's state in Airflow; ``None`` when Airflow has no such run, :data:`UNCHECKED` when its API
+    server does not answer (a ``dags test`` runs with none)."""
     from recflow.cli.stack import _client  # noqa: PLC0415 (the API client: only for release)
     from recflow.stack.api import AirflowApiError  # noqa: PLC0415
 
     try:
         run = _client(settings).run(WAREHOUSE_DAG, run_id)
     except (ConfigError, AirflowApiError, OSError):  # OSError: urllib's URLError, a reset connection
-        print("recflow: Airflow's API server did not answer: the run's state is not checked", file=sys.stderr)
-        return None
+        return UNCHECKED
     return None if run is None else str(run.get("state"))
 
 
@@ -89,5 +98,10 @@ def add_commands(sub: Subcommands) -> None:
     release.add_argument("--ds", type=iso_date, required=True, help="the day (YYYY-MM-DD)")
     release.add_argument(
         "--run", required=True, help="the run that holds it, as listed: a claim another run holds stays"
+    )
+    release.add_argument(
+        "--not-running",
+        action="store_true",
+        help="release without asking Airflow whether the run still runs (its API server is not up)",
     )
     release.set_defaults(func=cmd_claims_release)

@@ -115,10 +115,9 @@ def claims_held(con: Warehouse) -> dict[date, Claim]:
     return claims(con) if con.table_exists(schema, table) else {}
 
 
-def release_by_hand(con: Warehouse, ds: date, run_id: str) -> Claim:
-    """Release the claim on ``ds`` that ``run_id`` holds (``recflow claims release``, once that run is no
-    longer running); the claim released. :class:`ConfigError` when the day is not claimed or another run
-    holds it: the person named the run they saw hold it, so a claim that changed hands stays."""
+def held_by(con: Warehouse, ds: date, run_id: str) -> Claim:
+    """The claim on ``ds``, which ``run_id`` holds; :class:`ConfigError` when the day is not claimed or
+    another run holds it."""
     held = claims_held(con).get(ds)
     if held is None:
         raise ConfigError(f"ds={ds} is not claimed by any run: nothing to release")
@@ -127,6 +126,14 @@ def release_by_hand(con: Warehouse, ds: date, run_id: str) -> Claim:
             f"ds={ds} is claimed by run {held.run_id!r} since {held.claimed_at}, not by {run_id!r}: nothing "
             "released. If that run is no longer running either, release it by its own id"
         )
+    return held
+
+
+def release_by_hand(con: Warehouse, ds: date, run_id: str) -> Claim:
+    """Release the claim on ``ds`` that ``run_id`` holds (``recflow claims release``, once that run is no
+    longer running); the claim released. :class:`ConfigError` when the day is not claimed or another run
+    holds it: the person named the run they saw hold it, so a claim that changed hands stays."""
+    held = held_by(con, ds, run_id)
     con.delete_where(CLAIMS_TABLE, {"ds": ds})
     log.warning("ds=%s: the claim of run %r, taken at %s, released by hand", ds, run_id, held.claimed_at)
     return held
