@@ -78,9 +78,9 @@ def test_a_day_is_cleared_in_its_latest_run_and_the_earlier_one_is_named(
     out = capsys.readouterr().out
     assert f"ds=2026-01-03 run {ACCEPTED['dag_run_id']} (success): cleared land" in out
     assert (
-        f"ds=2026-01-01..2026-01-07 (7 days) run {BACKFILL['dag_run_id']} (failed): left as it is: the later "
-        f"run {ACCEPTED['dag_run_id']} is the one cleared for these days (to clear this one: --run "
-        f"{BACKFILL['dag_run_id']})"
+        f"ds=2026-01-01..2026-01-07 (7 days) run {BACKFILL['dag_run_id']} (failed): left as it is: a later "
+        f"run processed its days in this range again ({ACCEPTED['dag_run_id']}, cleared); to clear this "
+        f"one too: --run {BACKFILL['dag_run_id']}"
     ) in out
 
 

@@ -156,8 +156,9 @@ def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
         day = f" {run.days_label}" if run.days else ""
         if run.superseded_by is not None:
             print(
-                f"{args.dag_id}{day} run {run.run_id} ({run.state_before}): left as it is: the later run "
-                f"{run.superseded_by} is the one cleared for these days (to clear this one: --run {run.run_id})"
+                f"{args.dag_id}{day} run {run.run_id} ({run.state_before}): left as it is: a later run "
+                f"processed its days in this range again ({run.superseded_by}, cleared); to clear this one "
+                f"too: --run {run.run_id}"
             )
             continue
         print(f"{args.dag_id}{day} run {run.run_id} ({run.state_before}): {verb} {tasks}")

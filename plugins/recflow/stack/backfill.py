@@ -98,7 +98,7 @@ def backfill_days(
         ) from exc
     n_days = (last - first).days + 1
     echo(
-        f"{WAREHOUSE_DAG} run {run_id}: {first}..{last} ({n_days} days) in one run; each day landed and audited on its own, the marts built once"
+        f"{WAREHOUSE_DAG} run {run_id}: {first}..{last} ({n_days} day{'s' if n_days != 1 else ''}) in one run; each day landed and audited on its own, the marts built once"
     )
     result = BackfillResult(run_id=run_id, state="queued", seconds=0.0)
     lines_seen: dict[tuple[str, int], int] = {}
