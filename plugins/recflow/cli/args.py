@@ -81,6 +81,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def count_up_to(greatest: int, what: str) -> Callable[[str], int]:
+    """An argument type: a count from 1 to ``greatest`` (``--limit``): below 1 refused as
+    :func:`positive_int` refuses it, above as ``N is not a count of <what> from 1 to <greatest>``."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > greatest:
+            raise argparse.ArgumentTypeError(f"{value} is not a count of {what} from 1 to {greatest:,}")
+        return value
+
+    return parse
+
+
 def int_between(least: int, greatest: int, what: str, *, grouped: bool = True) -> Callable[[str], int]:
     """An argument type: a whole number from ``least`` to ``greatest``, refused as ``N is not <what>
     from <least> to <greatest>`` (``grouped``: with thousands separators, as for a count). Where the

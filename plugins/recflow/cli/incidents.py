@@ -9,19 +9,13 @@ import sys
 import textwrap
 from datetime import UTC, datetime
 
-from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, dag_id, int_between, missing_day, positive_int
+from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, count_up_to, dag_id, int_between, missing_day
 from recflow.core.config import ConfigError, Settings
 from recflow.oncall.store import IncidentStore, parse_since
 
 incident_id = int_between(1, SQL_INTEGER_MAX, "an incident id")
-
-
-def incident_count(text: str) -> int:
-    """``--limit``: a count from 1 to the largest integer the store's database holds (its ``LIMIT``)."""
-    value = positive_int(text)
-    if value > SQL_INTEGER_MAX:
-        raise argparse.ArgumentTypeError(f"{value} is not a count of incidents from 1 to {SQL_INTEGER_MAX:,}")
-    return value
+incident_count = count_up_to(SQL_INTEGER_MAX, "incidents")
+"""``--limit``: a count from 1 to the largest integer the store's database holds (its ``LIMIT``)."""
 
 
 def _since(text: str) -> datetime:

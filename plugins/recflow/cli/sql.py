@@ -6,7 +6,7 @@ import argparse
 import json
 from collections import Counter
 
-from recflow.cli.args import Subcommands, positive_int
+from recflow.cli.args import Subcommands, count_up_to
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 
@@ -15,12 +15,8 @@ MAX_LIMIT = 1_000_000
 ``fetchmany`` takes a machine integer, not any number Python reads)."""
 
 
-def row_limit(text: str) -> int:
-    """``--limit``: a count from 1 to :data:`MAX_LIMIT`, refused by argparse otherwise."""
-    value = positive_int(text)
-    if value > MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"{value} is not a count of rows from 1 to {MAX_LIMIT:,}")
-    return value
+row_limit = count_up_to(MAX_LIMIT, "rows")
+"""``--limit``: a count from 1 to :data:`MAX_LIMIT`, refused by argparse otherwise."""
 
 
 def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
