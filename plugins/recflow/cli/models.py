@@ -7,7 +7,6 @@ import argparse
 import getpass
 import json
 import math
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from recflow.core.errors import ConfigError, RegistryError
 from recflow.core.gate import FAMILIES, FULL_METRICS, RANKING_METRICS, family_heading
 from recflow.publishing.card import model_card
 from recflow.registry import registry_for, require_registry
+from recflow.stack.ports import bind_refusal
 
 model_version = int_between(1, SQL_INTEGER_MAX, "a model version")
 """``--version``: versions count from 1; the registry's database stores no larger integer."""
@@ -193,7 +193,10 @@ def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
         "--port",
         str(args.port),
     ]
-    _check_listen(args.host, args.port)
+    # refused before the UI starts: its server would fail with a traceback and `mlflow ui` exit 0
+    refused = bind_refusal(args.host, args.port)
+    if refused is not None:
+        raise ConfigError(f"the MLflow UI cannot listen on --host {args.host} --port {args.port}: {refused}")
     print(f"MLflow UI on http://{args.host}:{args.port} (store {settings.mlflow_uri}); Ctrl-C stops it")
     try:
         code = subprocess.run(command, check=False).returncode
@@ -207,20 +210,6 @@ def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return code or 1
-
-
-def _check_listen(host: str, port: int) -> None:
-    """Refuse a ``--host`` that names no address of this machine, or a port another server holds,
-    before the UI starts: its server would fail with a traceback and ``mlflow ui`` exit 0."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind(address)
-    except OSError as exc:
-        raise ConfigError(
-            f"the MLflow UI cannot listen on --host {host} --port {port}: {exc.strerror or exc}"
-        ) from None
 
 
 def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
