@@ -25,6 +25,12 @@ open a file one process writes, nor write one another reads: a task that met a `
 has one slot with DuckDB) still fails the waiter, after this long, as before."""
 
 
+def require_file(path: Path) -> None:
+    """Refuse a DuckDB file the pipeline has not made yet (a reader, or a command, does not make it)."""
+    if not path.exists():
+        raise FileNotFoundError(f"warehouse {path} does not exist yet: run the recsys_warehouse DAG first")
+
+
 def is_lock_error(error: BaseException) -> bool:
     """DuckDB refused the file because another process holds it."""
     return "Conflicting lock is held" in str(error)  # DuckDB's IOException, or dbt's error around it
@@ -58,10 +64,8 @@ class DuckDBWarehouse(Warehouse):
         import duckdb  # noqa: PLC0415 (driver: not at DAG parse time)
 
         super().__init__()
-        if read_only and not path.exists():
-            raise FileNotFoundError(
-                f"warehouse {path} does not exist yet: run the recsys_warehouse DAG first"
-            )
+        if read_only:
+            require_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # No ``config=``: DuckDB refuses a second connection to a file that this process already holds
         # open with another configuration, and dbt-duckdb (in-process in the build task, and in

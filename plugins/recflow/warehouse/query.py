@@ -21,6 +21,7 @@ from typing import Any
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 from recflow.warehouse import Warehouse, connect, is_spark_url
+from recflow.warehouse.duckdb import require_file
 
 READ_VERBS = ("select", "with", "show", "describe", "explain", "values", "table", "from")
 """The first words of a statement that reads (``from`` opens DuckDB's ``from t select …``)."""
@@ -166,9 +167,8 @@ def open_warehouse(settings: Settings, stack: ExitStack, *, read_only: bool = Tr
         place = f"{parsed.render_as_string(hide_password=True)} (RECFLOW_WAREHOUSE_URL)"
         password = parsed.password or ""
     try:
-        if not url and not read_only:  # the read-only open refuses a file the pipeline has not made yet
-            with connect(settings, read_only=True, lock_wait=READ_LOCK_WAIT):
-                pass
+        if not url:  # opened to write too, a command does not make the pipeline's file
+            require_file(settings.duckdb_path)
         return stack.enter_context(connect(settings, read_only=read_only, lock_wait=READ_LOCK_WAIT))
     except FileNotFoundError as exc:  # a DuckDB file the pipeline has not made yet
         raise ConfigError(str(exc)) from None
