@@ -15,13 +15,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
 from recflow.core.config import PROJECT_ROOT, Settings, subprocess_env
 from recflow.transform import NodeResult, node_tasks, run_build, verdict
 from recflow.warehouse import connect
+from tests.duckdb_files import holding
 from tests.integration.conftest import TINY, warehouse  # noqa: F401 - a pytest fixture
 
 FCT = "model.recflow.fct_engagements"
@@ -61,38 +62,25 @@ def test_a_clean_build_reports_every_node_as_dbt_records_it(copy: Settings) -> N
     assert {verdict(t.nodes, results).state for t in tasks} == {"success"}
 
 
-HOLD = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
-"""A process that opens the file for writing (DuckDB's lock: on-call's ``recflow sql``) until its stdin closes."""
-
-
 def test_a_build_waits_for_a_read_that_holds_the_file_for_a_moment(copy: Settings) -> None:
     """dbt opened the file while another process held it and the build task failed its try with no node
     run; it now waits for the hold to end and builds every node."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(copy.duckdb_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert holder.stdout is not None and holder.stdin is not None
-    assert holder.stdout.readline().strip() == "held"
-    stdin = holder.stdin
+    with holding(copy.duckdb_path) as holder:
+        assert holder.stdin is not None
+        stdin: IO[str] = holder.stdin
 
-    class _ReleaseWhenWaited(logging.Handler):  # the read ends once the build has met it and waits
-        def emit(self, record: logging.LogRecord) -> None:
-            if "is held by another process" in record.getMessage() and not stdin.closed:
-                stdin.close()
+        class _ReleaseWhenWaited(logging.Handler):  # the read ends once the build has met it and waits
+            def emit(self, record: logging.LogRecord) -> None:
+                if "is held by another process" in record.getMessage() and not stdin.closed:
+                    stdin.close()
 
-    waits = logging.getLogger("recflow.warehouse.duckdb")
-    handler = _ReleaseWhenWaited()
-    waits.addHandler(handler)
-    try:
-        results, _ = _build(copy)
-    finally:
-        waits.removeHandler(handler)
-        if not stdin.closed:
-            stdin.close()
-        holder.wait(timeout=60)
+        waits = logging.getLogger("recflow.warehouse.duckdb")
+        handler = _ReleaseWhenWaited()
+        waits.addHandler(handler)
+        try:
+            results, _ = _build(copy)
+        finally:
+            waits.removeHandler(handler)
     assert set(results) == set(_run_results(copy)) and results
     assert all(r.status in ("success", "pass") for r in results.values())
 

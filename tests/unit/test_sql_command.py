@@ -15,6 +15,7 @@ import pytest
 
 from recflow.cli import main
 from recflow.core.config import Settings
+from tests.duckdb_files import home_warehouse
 
 ROWS = [
     ("e1", "user_id is null", "part-00000.parquet", 3, "refused"),
@@ -25,9 +26,7 @@ ROWS = [
 
 @pytest.fixture
 def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
-    path = Settings.from_env().duckdb_path
-    path.parent.mkdir(parents=True)
+    path = home_warehouse(tmp_path, monkeypatch)
     with duckdb.connect(str(path)) as con:
         con.execute("create schema quality")
         con.execute(

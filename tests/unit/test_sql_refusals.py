@@ -8,11 +8,9 @@ process (a DuckDB lock is per process), a port nothing listens on."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,17 +21,12 @@ import pytest
 
 import recflow.warehouse.query
 from recflow.cli import main
-from recflow.core.config import Settings
-
-HOLD = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('held', flush=True); sys.stdin.read()"
-"""A process that opens the file for writing (DuckDB's lock) until its stdin closes."""
+from tests.duckdb_files import holding, home_warehouse
 
 
 @pytest.fixture
 def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
-    path = Settings.from_env().duckdb_path
-    path.parent.mkdir(parents=True)
+    path = home_warehouse(tmp_path, monkeypatch)
     with duckdb.connect(str(path)) as con:
         con.execute("create table t as select * from range(3) r(x)")
     return path
@@ -41,16 +34,8 @@ def warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def holder(warehouse: Path) -> Iterator[subprocess.Popen[str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(warehouse)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None and process.stdin is not None
-    try:
-        assert process.stdout.readline().strip() == "held"
+    with holding(warehouse) as process:
         yield process
-    finally:
-        process.stdin.close()
-        process.wait(timeout=60)
 
 
 def _refusal(capsys: pytest.CaptureFixture[str]) -> str:
@@ -195,34 +180,16 @@ def test_a_task_waits_for_a_read_that_holds_the_file_for_a_moment(warehouse: Pat
     DuckDB lets no process write a file another reads. It now waits, here for a hold of about a second."""
     from recflow.warehouse.duckdb import DuckDBWarehouse
 
-    process = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(warehouse)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None and process.stdin is not None
-    assert process.stdout.readline().strip() == "held"
-    started = time.monotonic()
-    threading.Timer(1.0, process.stdin.close).start()  # the read ends a second later
-    opened = DuckDBWarehouse(warehouse, read_only=False, memory_limit="1GB", lock_wait=30.0)
+    with holding(warehouse) as process:
+        assert process.stdin is not None
+        started = time.monotonic()
+        threading.Timer(1.0, process.stdin.close).start()  # the read ends a second later
+        opened = DuckDBWarehouse(warehouse, read_only=False, memory_limit="1GB", lock_wait=30.0)
     try:
         assert opened.execute("select count(*) from t").fetchone() == (3,)
     finally:
         opened.close()
-        process.wait(timeout=60)
     assert time.monotonic() - started >= 0.9, "it opened while the other process held the file"
     # a hold past the wait: the lock error, as before
-    with pytest.raises(duckdb.IOException, match="Conflicting lock is held"), _holding(warehouse):
+    with pytest.raises(duckdb.IOException, match="Conflicting lock is held"), holding(warehouse):
         DuckDBWarehouse(warehouse, read_only=False, memory_limit="1GB", lock_wait=0.5)
-
-
-@contextlib.contextmanager
-def _holding(path: Path) -> Iterator[None]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None and process.stdin is not None
-    try:
-        assert process.stdout.readline().strip() == "held"
-        yield
-    finally:
-        process.stdin.close()
-        process.wait(timeout=60)
