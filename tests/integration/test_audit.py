@@ -217,6 +217,13 @@ def test_too_many_bad_rows_refuse_the_day_and_publish_nothing(home: Settings) ->
     assert stage_and_audit(home, [D3], run_id="r4", max_quarantine_share=err.share_needed)[0].verdict == (
         "published"
     )
+    # what the refusal said it keeps after that publication, and what it said would go
+    assert f"the whole day is in {staged_table(D3)} until it is published" in str(err)
+    with connect(home, read_only=True) as con:
+        query = err.evidence.split(";")[0]
+        (refused_kept,) = con.execute(f"select count(*) from ({query}) as q").fetchone()
+        assert refused_kept == len(rows), "the evidence query still reads the refused rows"
+        assert not table_exists(con, "raw_staging", staged_table(D3).split(".")[1]), "published: unstaged"
 
 
 def test_the_threshold_is_a_per_run_param(home: Settings) -> None:

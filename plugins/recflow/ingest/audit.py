@@ -184,13 +184,13 @@ def audit_day(
             release_claim(con, ds, run_id)
         raise PartitionRefused(
             f"ds={day} refused: {reason}. Nothing was published: raw.events and the marts keep what they "
-            f"had for ds={day}. The quarantined rows: `{refused_rows}`; the whole day stays in "
-            f"{staged_table(ds)}.",
+            f"had for ds={day}. The quarantined rows: `{refused_rows}` (kept after a later publication); the "
+            f"whole day is in {staged_table(ds)} until it is published or landed again.",
             check=check,
             columns=columns,
             observed=reason,
             expected=f"at most {share:.2%} quarantined; {span} rows",
-            evidence=f"{refused_rows}; select * from {staged_table(ds)}",
+            evidence=f"{refused_rows}; the whole day: select * from {staged_table(ds)} (until the day is published)",
             ds=day,
             # the least share in hundredths that accepts the day's rows (what the runbook's command takes)
             share_needed=min(1.0, math.ceil(100 * quarantined / landed) / 100)
