@@ -273,3 +273,38 @@ def test_a_home_that_is_a_file_is_refused_and_a_quoted_tilde_is_the_users_home(
     monkeypatch.setenv("HOME", str(tmp_path))
     assert Settings.from_env({"RECFLOW_HOME": "~/recflow"}).home == tmp_path / "recflow"
     assert a_file.read_text() == "someone's"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RECFLOW_MLFLOW_TRACKING_URI", "not a uri"),  # MLflow took it for a file store, with a traceback
+        ("RECFLOW_MLFLOW_TRACKING_URI", "ftp://user:pw@host/mlflow"),
+        ("RECFLOW_INCIDENTS_URL", "nope://user:pw@host/x"),  # a traceback, only where incidents are read
+        ("RECFLOW_INCIDENTS_URL", "/var/lib/recflow/incidents.db"),
+    ],
+)
+def test_a_store_url_of_no_known_kind_is_refused_without_repeating_it(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"RECFLOW_HOME": str(tmp_path), name: value})
+    assert str(refused.value).startswith(f"{name} is not ")
+    assert value not in str(refused.value) and "pw" not in str(refused.value)
+    assert refused.value.invalid == (name,)
+    assert not (Path.cwd() / value).exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RECFLOW_MLFLOW_TRACKING_URI", "sqlite:////srv/mlflow.db"),
+        ("RECFLOW_MLFLOW_TRACKING_URI", "postgresql+psycopg2://mlflow:pw@db:5432/mlflow"),
+        ("RECFLOW_MLFLOW_TRACKING_URI", "https://mlflow.internal"),
+        ("RECFLOW_INCIDENTS_URL", "postgresql://recflow:pw@db:5432/incidents"),
+        ("RECFLOW_INCIDENTS_URL", "sqlite:////srv/incidents.db"),
+    ],
+)
+def test_store_urls_of_the_kinds_the_docs_show_are_taken(tmp_path: Path, name: str, value: str) -> None:
+    settings = Settings.from_env({"RECFLOW_HOME": str(tmp_path), name: value})
+    assert settings.to_env()[name] == value

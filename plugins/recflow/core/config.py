@@ -23,11 +23,13 @@ from recflow.core.declare import (
     REQUIRED,
     SETTINGS_CONFIG,
     AbsolutePath,
+    DatabaseUrl,
     DeclaredSetting,
     Env,
     FolderPath,
     Integer,
     MemorySize,
+    MlflowStoreUri,
     Profile,
     Share,
     env_of,
@@ -117,7 +119,7 @@ class Settings:
         ),
     ] = None
     mlflow_tracking_uri: Annotated[
-        str | None,
+        MlflowStoreUri | None,
         Env(
             "RECFLOW_MLFLOW_TRACKING_URI",
             "MLflow tracking and registry store. Unset: SQLite at `$RECFLOW_HOME/mlflow/mlflow.db`.",
@@ -185,7 +187,7 @@ class Settings:
         Env("RECFLOW_VOLUME_HISTORY_DAYS", "How many recent days the volume check compares a day with."),
     ] = 7
     incidents_url: Annotated[
-        str | None,
+        DatabaseUrl | None,
         Env(
             "RECFLOW_INCIDENTS_URL",
             "SQLAlchemy URL of the incident store (one record per failed task), a database every worker and "

@@ -95,6 +95,44 @@ def _folder(path: Path) -> Path:
     return path
 
 
+def _url_of(*schemes: str, kinds: str) -> AfterValidator:
+    """A URL whose scheme, without a ``+driver``, is one of ``schemes``. Checked when the settings are
+    read: MLflow took ``'not a uri'`` for a file store's folder, and ``nope://x`` failed only where it was
+    used, each with a traceback. The refusal does not repeat the value: it may hold a password."""
+
+    def check(value: str) -> str:
+        given = re.match(r"([A-Za-z][A-Za-z0-9.+-]*)://", value)
+        if not given or given.group(1).split("+", 1)[0].lower() not in schemes:
+            raise PydanticCustomError(
+                "not_a_url", f"is not {kinds}; its value is not repeated here: it may hold a password"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+DatabaseUrl = Annotated[
+    str,
+    _url_of(
+        "sqlite",
+        "postgresql",
+        kinds="a URL of SQLite or PostgreSQL (sqlite:////path/x.db, postgresql://user:password@host:5432/db)",
+    ),
+]
+MlflowStoreUri = Annotated[
+    str,
+    _url_of(
+        "sqlite",
+        "postgresql",
+        "mysql",
+        "mssql",
+        "http",
+        "https",
+        "databricks",
+        kinds="an MLflow store URI (sqlite:////path/mlflow.db, postgresql://user:password@host:5432/db, "
+        "http(s)://a-tracking-server)",
+    ),
+]
 AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 FolderPath = Annotated[Path, AfterValidator(_folder)]
 MemorySize = Annotated[str, AfterValidator(_memory_size)]
@@ -198,7 +236,9 @@ def _explain(error: ValidationError, declared: tuple[DeclaredSetting, ...]) -> C
             continue
         name, value = setting.env.name, problem["input"]
         invalid.append(name)
-        if problem["type"] in _PROBLEMS:
+        if problem["type"] == "not_a_url":
+            lines.append(f"{name} {problem['msg']}")
+        elif problem["type"] in _PROBLEMS:
             lines.append(f"{name}={value!r} {_PROBLEMS[problem['type']]}")
         elif problem["type"] == "literal_error":
             allowed = get_args(setting.annotation)
