@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import re
+import socket
 import sqlite3
 import subprocess
 import time
@@ -622,3 +623,23 @@ def test_incidents_kept_in_a_shared_store_need_no_home(
     monkeypatch.setenv("RECFLOW_INCIDENTS_URL", f"sqlite:///{shared}")
     assert cli.main(["incidents", "list"]) == 0
     assert "recsys_warehouse.audit" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["incidents", "list"], ["incidents", "show", "1"]], ids=lambda a: a[1])
+def test_a_store_that_cannot_be_reached_is_named_in_one_line_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """On-call's first command met a PostgreSQL store that was down with psycopg's traceback."""
+    with socket.socket() as closed:  # a port nothing listens on: the connection is refused at once
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path))
+    monkeypatch.setenv("RECFLOW_INCIDENTS_URL", f"postgresql://oncall:s3cret@127.0.0.1:{port}/recflow")
+    assert cli.main(argv) == 1
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.startswith(
+        f"recflow: cannot read the incidents in postgresql://oncall:***@127.0.0.1:{port}/recflow "
+        "(RECFLOW_INCIDENTS_URL): connection failed"
+    ), out.err
+    assert len(out.err.splitlines()) == 1 and "s3cret" not in out.err
