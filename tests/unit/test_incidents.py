@@ -639,7 +639,7 @@ def test_a_store_that_cannot_be_reached_is_named_in_one_line_without_its_passwor
     out = capsys.readouterr()
     assert out.out == ""
     assert out.err.startswith(
-        f"recflow: cannot read the incidents in postgresql://oncall:***@127.0.0.1:{port}/recflow "
+        f"recflow: cannot reach the incident store postgresql://oncall:***@127.0.0.1:{port}/recflow "
         "(RECFLOW_INCIDENTS_URL): connection failed"
     ), out.err
     assert len(out.err.splitlines()) == 1 and "s3cret" not in out.err

@@ -7,13 +7,10 @@ import argparse
 import json
 import sys
 import textwrap
-from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
-
-from sqlalchemy.exc import OperationalError
 
 from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, count_up_to, dag_id, int_between, missing_day
+from recflow.cli.reach import reading
 from recflow.core.config import ConfigError, Settings
 from recflow.oncall.store import IncidentStore, parse_since
 
@@ -46,24 +43,13 @@ def _require_home(settings: Settings) -> None:
         )
 
 
-def _reading_the_store(command: Callable[[Settings, argparse.Namespace], int]) -> Callable[..., int]:
-    """A store that cannot be reached (a PostgreSQL server down or misnamed, a SQLite file locked past
-    its timeout) in one line naming it, without its password, and the database's own reason."""
+def _store(settings: Settings) -> tuple[str, str]:
+    return str(
+        IncidentStore.of(settings)
+    ), "RECFLOW_INCIDENTS_URL" if settings.incidents_url else "RECFLOW_HOME"
 
-    @wraps(command)
-    def read(settings: Settings, args: argparse.Namespace) -> int:
-        try:
-            return command(settings, args)
-        except OperationalError as exc:
-            reason = str(exc.orig or exc).strip().splitlines()[0]
-            print(
-                f"recflow: cannot read the incidents in {IncidentStore.of(settings)} "
-                f"({'RECFLOW_INCIDENTS_URL' if settings.incidents_url else 'RECFLOW_HOME'}): {reason}",
-                file=sys.stderr,
-            )
-            return 1
 
-    return read
+_reading_the_store = reading("the incident store", _store)
 
 
 @_reading_the_store
