@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, int_between, tcp_port
+from recflow.cli.reach import reading, without_password
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
 from recflow.core.gate import FAMILIES, FULL_METRICS, RANKING_METRICS, family_heading
@@ -21,10 +22,19 @@ from recflow.publishing.card import model_card
 from recflow.registry import registry_for, require_registry
 from recflow.stack.ports import bind_refusal
 
+
+def _registry_store(settings: Settings) -> tuple[str, str]:
+    variable = "RECFLOW_MLFLOW_TRACKING_URI" if settings.mlflow_tracking_uri else "RECFLOW_HOME"
+    return without_password(settings.mlflow_uri), variable
+
+
+_reaching_the_registry = reading("the model registry's store", _registry_store)
+
 model_version = int_between(1, SQL_INTEGER_MAX, "a model version")
 """``--version``: versions count from 1; the registry's database stores no larger integer."""
 
 
+@_reaching_the_registry
 def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
     require_registry(settings)
     registry = registry_for(settings)
@@ -50,6 +60,7 @@ def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+@_reaching_the_registry
 def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
     require_registry(settings)
     registry = registry_for(settings)
@@ -66,6 +77,7 @@ def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+@_reaching_the_registry
 def cmd_models_promote(settings: Settings, args: argparse.Namespace) -> int:
     require_registry(settings)
     try:
@@ -159,6 +171,7 @@ INPUT_TEXT = {
 """How ``recflow models show`` names the training job's input path (``metadata.json``'s ``input``)."""
 
 
+@_reaching_the_registry
 def cmd_models_show(settings: Settings, args: argparse.Namespace) -> int:
     require_registry(settings)
     try:
@@ -212,6 +225,7 @@ def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
     return code or 1
 
 
+@_reaching_the_registry
 def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
     require_registry(settings)
     try:
