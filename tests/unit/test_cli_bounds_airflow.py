@@ -82,6 +82,18 @@ def test_a_task_regex_that_does_not_compile_is_refused_at_parsing(
     )
 
 
+def test_an_empty_task_regex_is_refused_rather_than_matching_every_task(
+    home: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-t "$TASK"`` with TASK unset cleared every task of the days (a search for '' matches any id)."""
+    with pytest.raises(SystemExit) as ended:
+        cli.main(["clear", "recsys_warehouse", "-t", "", "-s", "2026-01-05"])
+    assert ended.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "recflow clear: error: argument -t/--task-regex: '' matches every task; to mean every task, give '.'"
+    )
+
+
 CLEAR = ["clear", "recsys_warehouse", "-t", "^land$", "-s", "2026-01-05"]
 BACKFILL = ["backfill", "--from", "2026-01-01", "--to", "2026-01-05"]
 

@@ -116,7 +116,10 @@ tcp_port = int_between(*PORT_RANGE, "a TCP port", grouped=False)
 
 
 def regex(text: str) -> str:
-    """A regular expression (``--task-regex``), compiled here so a typo is refused before Airflow is asked."""
+    """A regular expression (``--task-regex``), compiled here so a typo is refused before Airflow is asked.
+    An empty one (an unset shell variable) would match every task: whoever means that says ``.``."""
+    if not text:
+        raise argparse.ArgumentTypeError("'' matches every task; to mean every task, give '.'")
     try:
         re.compile(text)
     except re.error as exc:
