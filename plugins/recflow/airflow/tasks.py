@@ -17,14 +17,10 @@ from airflow.sdk.exceptions import AirflowSkipException
 from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.connections import task_settings
 from recflow.core.config import Settings
-from recflow.core.days import days_to_process
+from recflow.core.days import LANDING_POKE, LANDING_TIMEOUT, days_to_process
 from recflow.warehouse import WAREHOUSE_POOL
 
 log = logging.getLogger(__name__)
-
-
-LANDING_POKE = timedelta(minutes=2)
-LANDING_TIMEOUT = timedelta(hours=6)
 
 
 @task.sensor(

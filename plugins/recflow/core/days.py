@@ -11,6 +11,11 @@ from typing import Any
 
 from recflow.core.errors import ParamsError
 
+LANDING_POKE = timedelta(minutes=2)
+"""How often a warehouse run looks again for a day that has not landed."""
+LANDING_TIMEOUT = timedelta(hours=6)
+"""How long a warehouse run waits for a day to land before it fails (``LandingLate``)."""
+
 
 def _interval(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
     if start is None or end is None or start >= end:
