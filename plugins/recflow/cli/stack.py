@@ -10,11 +10,12 @@ import signal
 import sys
 import time
 import urllib.error
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from recflow.cli.args import Subcommands, add_world_size, generated_days, iso_date, regex, share
 from recflow.core.config import Settings
+from recflow.core.days import LANDING_POKE, LANDING_TIMEOUT
 from recflow.core.errors import ConfigError
 from recflow.core.gate import FAMILIES
 from recflow.core.names import WAREHOUSE_DAG
@@ -44,7 +45,39 @@ def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
+    notice = _landing_notice(settings, args.args)
+    if notice:
+        print(notice, file=sys.stderr)
     return run_airflow(settings, args.args, check=False)
+
+
+def _landing_notice(settings: Settings, argv: list[str]) -> str | None:
+    """Before ``dags test recsys_warehouse [D]`` of a day that has not landed: the run will wait for it,
+    for hours, while Airflow prints "No tasks to run" every second; say so and how to land it. Only for
+    a day given as the sole argument (or none: today); options such as ``-c`` may name other days."""
+    if argv[:3] != ["dags", "test", WAREHOUSE_DAG] or len(argv) > 4 or any(a.startswith("-") for a in argv):
+        return None
+    try:
+        day = datetime.fromisoformat(argv[3]).date() if len(argv) == 4 else datetime.now(UTC).date()
+    except ValueError:
+        return None  # Airflow says what is wrong with it
+    from recflow.ingest.contract import not_landed  # noqa: PLC0415 (pyarrow: only for this command)
+
+    missing = not_landed(settings.landing_dir, [day])
+    if missing is None:
+        return None
+    return (
+        f"recflow: ds={day} has not landed ({missing}). This run waits for it, looking every "
+        f"{_duration(LANDING_POKE)} for up to {_duration(LANDING_TIMEOUT)} (Airflow prints 'No tasks to run' "
+        "meanwhile): land the day in another terminal (`recflow generate --days N --end D`, `recflow load "
+        "movielens`), or stop with Ctrl-C"
+    )
+
+
+def _duration(span: timedelta) -> str:
+    import humanize  # noqa: PLC0415 (as the task's own log line)
+
+    return str(humanize.naturaldelta(span))
 
 
 def _client(settings: Settings) -> AirflowClient:

@@ -1,0 +1,65 @@
+"""``recflow airflow dags test recsys_warehouse D`` of a day that has not landed says, before Airflow
+starts, that the run will wait for it, and how to land it; a landed day, another DAG or a run whose
+options may name other days start as before, with nothing said."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recflow import cli
+from recflow.cli import stack
+from recflow.core.config import Settings
+
+
+@pytest.fixture
+def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The Airflow command lines the CLI starts (stands for the `airflow` process it would run)."""
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
+    runs: list[list[str]] = []
+
+    def run_airflow(settings: Settings, argv: list[str], check: bool = True) -> int:
+        runs.append(argv)
+        return 0
+
+    monkeypatch.setattr(stack, "run_airflow", run_airflow)
+    return runs
+
+
+def _land(tmp_path: Path, day: str) -> None:
+    partition = tmp_path / "home" / "landing" / "events" / f"ds={day}"
+    partition.mkdir(parents=True)
+    (partition / "_SUCCESS").touch()
+
+
+def test_a_day_not_landed_is_named_with_the_wait_and_how_to_land_it(
+    started: list[list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["dags", "test", "recsys_warehouse", "2026-01-05"]
+    assert cli.main(["airflow", *argv]) == 0
+    assert started == [argv], "the run starts all the same: the day may land while it waits"
+    said = capsys.readouterr().err
+    assert said.startswith("recflow: ds=2026-01-05 has not landed (")
+    assert str(tmp_path / "home" / "landing" / "events" / "ds=2026-01-05") in said
+    assert "looking every 2 minutes for up to 6 hours" in said and "recflow generate" in said
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dags", "test", "recsys_warehouse", "2026-01-04"],  # landed
+        ["dags", "test", "recsys_train_and_publish"],
+        ["dags", "test", "recsys_warehouse", "2026-01-05", "-c", '{"reload_from": "2026-01-04"}'],
+        ["dags", "test", "recsys_warehouse", "not-a-day"],  # Airflow's own message
+        ["dags", "list"],
+    ],
+    ids=["landed", "other-dag", "options", "bad-day", "other-command"],
+)
+def test_otherwise_nothing_is_said(
+    started: list[list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    _land(tmp_path, "2026-01-04")
+    assert cli.main(["airflow", *argv]) == 0
+    assert started == [argv]
+    assert capsys.readouterr().err == ""
