@@ -4,6 +4,7 @@ options may name other days start as before, with nothing said."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,12 @@ def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
     runs: list[list[str]] = []
 
-    def run_airflow(settings: Settings, argv: list[str], check: bool = True) -> int:
+    def run_airflow(
+        settings: Settings, argv: list[str], check: bool = True, notice: str | None = None
+    ) -> int:
         runs.append(argv)
+        if notice:  # where the real one says it, once the home is found set up
+            print(notice, file=sys.stderr)
         return 0
 
     monkeypatch.setattr(stack, "run_airflow", run_airflow)

@@ -45,10 +45,7 @@ def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
-    notice = _landing_notice(settings, args.args)
-    if notice:
-        print(notice, file=sys.stderr)
-    return run_airflow(settings, args.args, check=False)
+    return run_airflow(settings, args.args, check=False, notice=_landing_notice(settings, args.args))
 
 
 def _landing_notice(settings: Settings, argv: list[str]) -> str | None:

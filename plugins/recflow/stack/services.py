@@ -41,12 +41,17 @@ def airflow_executable() -> str:
     return str(Path(sys.executable).with_name("airflow"))
 
 
-def run_airflow(settings: Settings, args: list[str], *, check: bool = True, quiet: bool = False) -> int:
+def run_airflow(
+    settings: Settings, args: list[str], *, check: bool = True, quiet: bool = False, notice: str | None = None
+) -> int:
     """``airflow ARGS`` with the project's environment, in the foreground. Any command but ``airflow
-    db …`` is refused on a home whose SQLite metadata database does not exist yet (ConfigError)."""
+    db …`` is refused on a home whose SQLite metadata database does not exist yet (ConfigError);
+    ``notice`` goes to stderr once the command is not refused, before it starts."""
     env = airflow_env(settings, subprocess_env({}))
     if args[:1] != ["db"]:
         _require_metadata_db(settings, env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
     out = subprocess.DEVNULL if quiet else None
     process = subprocess.Popen([airflow_executable(), *args], env=env, stdout=out)
     returncode = _wait_passing_on_stop(process)
