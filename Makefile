@@ -61,13 +61,14 @@ unit: venv
 # all its tests; each process's Airflow has its own ports, tests/conftest.py). TEST_WORKERS=0: one process
 TEST_WORKERS ?= 2
 
+# --durations: CI's log names the slowest tests, so a suite that grows slower says where
 test: venv lint typecheck
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 # the production profile on PostgreSQL, Celery workers and moto's server (S3, SageMaker, its registry),
 # and the warehouse on a two-worker Spark cluster
 test-services: venv $(SPARK_STAMP)
-	$(BIN)/pytest -m services tests/services
+	$(BIN)/pytest -m services tests/services --durations=10
 
 lock: venv
 	( echo "# The full resolved set of packages (Python 3.11, Linux x86_64): pip's -c file."; \
