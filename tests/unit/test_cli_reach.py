@@ -22,14 +22,14 @@ def _closed_port() -> int:
     "argv",
     [
         ["models", "list"],
-        ["models", "show", "--name", "two_tower"],
-        ["models", "history", "--name", "two_tower"],
-        ["models", "promote", "--name", "two_tower", "--version", "1", "--reason", "rollback"],
-        ["models", "export", "--name", "two_tower", "--out", "exported"],
+        ["models", "show", "--name", "recsys-demo"],
+        ["models", "history", "--name", "recsys-demo"],
+        ["models", "promote", "--name", "recsys-demo", "--version", "1", "--reason", "rollback"],
+        ["models", "export", "--name", "recsys-demo", "--out", "exported"],
     ],
     ids=lambda argv: argv[1],
 )
-@pytest.mark.parametrize("scheme", ["postgresql", "http"])
+@pytest.mark.parametrize("scheme", ["postgresql", "http", "sagemaker"])
 def test_a_registry_store_that_cannot_be_reached_is_named_in_one_line_without_its_password(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -45,13 +45,25 @@ def test_a_registry_store_that_cannot_be_reached_is_named_in_one_line_without_it
     port = _closed_port()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("RECFLOW_MLFLOW_TRACKING_URI", f"{scheme}://oncall:s3cret@127.0.0.1:{port}/mlflow")
+    if scheme == "sagemaker":  # the production registry, through an endpoint (moto's, in tests)
+        monkeypatch.setenv("RECFLOW_REGISTRY_BACKEND", "sagemaker")
+        monkeypatch.setenv("RECFLOW_ARTIFACT_ROOT", "s3://recflow/artifacts")
+        monkeypatch.setenv("RECFLOW_AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.setenv(key, "testing")
+        shown, variable, reason = f"http://127.0.0.1:{port}", "RECFLOW_AWS_ENDPOINT_URL", "could not connect"
+    else:
+        monkeypatch.setenv("RECFLOW_MLFLOW_TRACKING_URI", f"{scheme}://oncall:s3cret@127.0.0.1:{port}/mlflow")
+        shown, variable, reason = (
+            f"{scheme}://oncall:***@127.0.0.1:{port}/mlflow",
+            "RECFLOW_MLFLOW_TRACKING_URI",
+            "refused",
+        )
 
     assert cli.main(argv) == 1
     err = capsys.readouterr().err.strip()
-    shown = f"postgresql://oncall:***@127.0.0.1:{port}/mlflow" if scheme == "postgresql" else "http://"
-    assert err.startswith(f"recflow: cannot reach the model registry's store {shown}"), err
-    assert "(RECFLOW_MLFLOW_TRACKING_URI): " in err and "refused" in err.lower(), err
+    assert err.startswith(f"recflow: cannot reach the model registry's store {shown} ({variable}): "), err
+    assert reason in err.lower(), err
     assert len(err.splitlines()) == 1
     assert "s3cret" not in err, err
     assert not (tmp_path / "exported").exists()

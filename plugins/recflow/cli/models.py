@@ -24,6 +24,10 @@ from recflow.stack.ports import bind_refusal
 
 
 def _registry_store(settings: Settings) -> tuple[str, str]:
+    if settings.registry_backend == "sagemaker":
+        if settings.aws_endpoint_url:
+            return without_password(settings.aws_endpoint_url), "RECFLOW_AWS_ENDPOINT_URL"
+        return f"SageMaker in {settings.aws_region}", "AWS_DEFAULT_REGION"
     variable = "RECFLOW_MLFLOW_TRACKING_URI" if settings.mlflow_tracking_uri else "RECFLOW_HOME"
     return without_password(settings.mlflow_uri), variable
 

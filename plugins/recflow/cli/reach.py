@@ -1,7 +1,8 @@
 """A store a command reads that cannot be reached, in one line instead of a driver's traceback.
 
-The incidents' database and the model registry's MLflow store are servers in the production profile;
-when one is down or misnamed, on-call's first command printed psycopg's or urllib3's traceback. The
+The incidents' database and the model registry's store (MLflow's database or tracking server, or
+SageMaker's endpoint) are servers in the production profile; when one is down or misnamed, on-call's
+first command printed psycopg's, urllib3's or botocore's traceback. The
 line names the store without its password, the variable that named it and the store's own reason.
 Only failures to connect are turned into a line: any other error keeps its traceback.
 """
@@ -19,13 +20,16 @@ Command = Callable[[Settings, argparse.Namespace], int]
 
 
 def _connection_failure(exc: BaseException) -> str | None:
-    """The reason of a failure to connect anywhere in the error's chain (a driver's, or the HTTP
-    client's under MLflow's own error), its first line; ``None`` for any other error."""
+    """The reason of a failure to connect anywhere in the error's chain (a driver's, the HTTP client's
+    under MLflow's own error, botocore's), its first line; ``None`` for any other error."""
+    from botocore.exceptions import ConnectionError as AwsConnectionError  # noqa: PLC0415 (only on failure)
     from requests.exceptions import ConnectionError as HttpConnectionError  # noqa: PLC0415 (only on failure)
     from sqlalchemy.exc import OperationalError  # noqa: PLC0415 (only on failure)
 
     seen: BaseException | None = exc
     while seen is not None:
+        if isinstance(seen, AwsConnectionError):  # the SageMaker registry's endpoint
+            return str(seen).strip().splitlines()[0]
         if isinstance(seen, OperationalError):
             return str(seen.orig or seen).strip().splitlines()[0]
         if isinstance(seen, HttpConnectionError):  # urllib3's last try's reason, not its retry summary
