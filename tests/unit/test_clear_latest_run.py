@@ -66,7 +66,7 @@ def airflow(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[type[_A
     handler = type("Handler", (_Airflow,), {"clears": []})
     monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
     with airflow_stand_in(handler) as client:
-        monkeypatch.setattr(recflow.cli.stack, "_client", lambda settings: client)
+        monkeypatch.setattr(recflow.cli.stack, "api_client", lambda settings: client)
         yield handler
 
 

@@ -129,7 +129,7 @@ def airflow(
     handler = type("Handler", (_Airflow,), {"cleared": []})
     monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
     with airflow_stand_in(handler) as client:
-        monkeypatch.setattr(recflow.cli.stack, "_client", lambda settings: client)
+        monkeypatch.setattr(recflow.cli.stack, "api_client", lambda settings: client)
         yield client, handler
 
 

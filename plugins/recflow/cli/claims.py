@@ -75,11 +75,11 @@ UNCHECKED = "unchecked"
 def _run_state(settings: Settings, run_id: str) -> str | None:
     """The run's state in Airflow; ``None`` when Airflow has no such run, :data:`UNCHECKED` when its API
     server does not answer (a ``dags test`` runs with none)."""
-    from recflow.cli.stack import _client  # noqa: PLC0415 (the API client: only for release)
+    from recflow.cli.stack import api_client  # noqa: PLC0415 (the API client: only for release)
     from recflow.stack.api import AirflowApiError  # noqa: PLC0415
 
     try:
-        run = _client(settings).run(WAREHOUSE_DAG, run_id)
+        run = api_client(settings).run(WAREHOUSE_DAG, run_id)
     except (ConfigError, AirflowApiError, OSError):  # OSError: urllib's URLError, a reset connection
         return UNCHECKED
     return None if run is None else str(run.get("state"))

@@ -77,7 +77,7 @@ def _duration(span: timedelta) -> str:
     return str(humanize.naturaldelta(span))
 
 
-def _client(settings: Settings) -> AirflowClient:
+def api_client(settings: Settings) -> AirflowClient:
     """Log in to this home's API server (``recflow clear``, ``recflow backfill``): each way that fails
     is a :class:`ConfigError` saying, on one line, what is wrong and what to do."""
     url, home = api_base_url(settings), settings.home
@@ -138,7 +138,7 @@ def cmd_backfill(settings: Settings, args: argparse.Namespace) -> int:
     if args.no_volume_check:
         extra["check_volume"] = False
     backfill_conf(args.first, args.last, extra)  # a reversed range is refused before Airflow is asked
-    result = backfill_days(_client(settings), args.first, args.last, extra=extra)
+    result = backfill_days(api_client(settings), args.first, args.last, extra=extra)
     if result.state == "success":
         print(f"{WAREHOUSE_DAG} run {result.run_id}: success in {result.seconds:.0f}s")
         return 0
@@ -174,7 +174,7 @@ def _days_to_clear(args: argparse.Namespace) -> tuple[date, date] | None:
 
 def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
     days = _days_to_clear(args)
-    client = _client(settings)
+    client = api_client(settings)
     how = {"downstream": args.downstream, "only_failed": args.only_failed, "dry_run": args.dry_run}
     if days is None:
         cleared = [clear_run(client, args.dag_id, args.task_regex, args.run, **how)]
