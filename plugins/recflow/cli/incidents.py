@@ -89,9 +89,10 @@ def _field(label: str, value: str | None, width: int = 100) -> list[str]:
 @_reading_the_store
 def cmd_incidents_show(settings: Settings, args: argparse.Namespace) -> int:
     _require_home(settings)
-    incident = IncidentStore.of(settings).get(args.id)
+    store = IncidentStore.of(settings)
+    incident = store.get(args.id)
     if incident is None:
-        print(f"no incident {args.id} in {IncidentStore.of(settings)}", file=sys.stderr)
+        print(f"no incident {args.id} in {store}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(incident.as_dict(), indent=2))
