@@ -10,9 +10,11 @@ rows refused, the next clean day published, nothing of the refused day in ``raw.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from recflow import cli
 from recflow.core.config import Settings
 from recflow.core.errors import ContractViolation, DayClaimed, PartitionRefused
 from recflow.ingest.contract import partition_dir, staged_table
@@ -241,3 +244,45 @@ def test_a_failed_statement_says_what_spark_said_in_one_line(
     incident = record_failure(engines["spark"], _warehouse_failure(failed.value), champion=_champion)
     assert incident.kind == "infrastructure", "not a verdict on the data: the task keeps its retries"
     assert incident.root_cause.startswith("SparkStatementFailed: Spark failed the statement: "), incident
+
+
+def _recflow_sql(
+    settings: Settings, argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """``recflow sql ARGV`` as on-call runs it, in an environment that names ``settings``' warehouse."""
+    with monkeypatch.context() as env:
+        for name, value in settings.child_env().items():
+            env.setenv(name, value)
+        code = cli.main(["sql", *argv])
+    said = capsys.readouterr()
+    return code, said.out, said.err
+
+
+def test_recflow_sql_reads_spark_as_it_reads_duckdb(
+    engines: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The runbooks' look at the quarantine failed on Spark for every query (its rows had no
+    ``description``), and said Spark had refused it."""
+    spark, duck = engines["spark"], engines["duckdb"]
+    _land_and_audit(spark, "run-1")
+    _land_and_audit(duck, "run-1")
+    query = (
+        "select ds, verdict, count(*) as quarantined from quality.quarantine_events "
+        "group by ds, verdict order by ds, verdict"
+    )
+    answers = {}
+    for name, settings in (("spark", spark), ("duckdb", duck)):
+        code, out, err = _recflow_sql(settings, [query, "--json"], monkeypatch, capsys)
+        assert (code, err) == (0, ""), f"{name}: {err}"
+        answers[name] = json.loads(out)
+    assert answers["spark"] == answers["duckdb"]
+    # the counts read back through the warehouse's own Arrow path, not recflow sql's
+    with connect(spark, read_only=True) as con:
+        table = con.fetch_arrow("select ds, verdict from quality.quarantine_events")
+    by_day = collections.Counter((str(d), v) for d, v in zip(*table.to_pydict().values(), strict=True))
+    assert {(r["ds"], r["verdict"]): r["quarantined"] for r in answers["spark"]} == dict(by_day)
+
+    code, out, _ = _recflow_sql(spark, [query, "--limit", "1"], monkeypatch, capsys)
+    assert code == 0 and out.rstrip().endswith("(1 row; more past --limit)"), out
+    code, _, err = _recflow_sql(spark, ["select * from raw.no_such_table"], monkeypatch, capsys)
+    assert code == 2 and err.startswith("recflow: spark refused the query: ") and len(err.splitlines()) == 1

@@ -49,9 +49,15 @@ def placeholders(sql: str, value: Callable[[], str], percent: str = "%") -> str:
 
 
 class Rows(Protocol):
-    """The result of :meth:`Warehouse.execute` (a DuckDB connection, a DB-API cursor)."""
+    """The result of :meth:`Warehouse.execute` (a DuckDB connection, a DB-API cursor): what every
+    engine's rows give (``recflow sql`` reads ``description`` and ``fetchmany``)."""
+
+    @property
+    def description(self) -> Any: ...
 
     def fetchone(self) -> Any: ...
+
+    def fetchmany(self, size: int) -> list[Any]: ...
 
     def fetchall(self) -> list[Any]: ...
 

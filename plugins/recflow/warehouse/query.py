@@ -131,7 +131,9 @@ def run_query(settings: Settings, sql: str, limit: int) -> QueryResult:
             rows: Any = warehouse.execute(statement)
             columns = [str(d[0]) for d in rows.description or ()]
             fetched = [tuple(r) for r in rows.fetchmany(limit + 1)]
-        except Exception as exc:
+        except _query_errors(
+            warehouse.dialect.name
+        ) as exc:  # the engine's; a bug of ours keeps its traceback
             said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"{warehouse.dialect.name} refused the query: {said}") from exc
     return QueryResult(columns, fetched[:limit], len(fetched) > limit)
@@ -202,6 +204,17 @@ def _connection_errors(engine: str) -> tuple[type[BaseException], ...]:
     except ImportError:
         return ()
     return (exc.Error, TException)
+
+
+def _query_errors(dialect: str) -> tuple[type[BaseException], ...]:
+    """What an engine raises for a query it refuses or fails: its driver's errors, and on Spark what
+    :func:`~recflow.warehouse.spark.spark_errors` makes of them."""
+    engine = {"duckdb": "DuckDB", "postgresql": "PostgreSQL"}.get(dialect, "Spark")
+    if engine != "Spark":
+        return _connection_errors(engine)
+    from recflow.warehouse.spark_errors import SparkStatementFailed  # noqa: PLC0415 (only on Spark)
+
+    return (*_connection_errors(engine), SparkStatementFailed)
 
 
 def table_lines(result: QueryResult) -> list[str]:

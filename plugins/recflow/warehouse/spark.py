@@ -320,6 +320,16 @@ class _TypedRows:
             row = self._cursor.fetchone()
         return None if row is None else self._typed(row)
 
+    @property
+    def description(self) -> Any:
+        """The DB-API columns (name, type, ...), as the other engines' rows carry them."""
+        return self._cursor.description
+
+    def fetchmany(self, size: int) -> list[Any]:
+        with spark_errors(self._statement):
+            rows = self._cursor.fetchmany(size)
+        return [self._typed(row) for row in rows]
+
     def fetchall(self) -> list[Any]:
         with spark_errors(self._statement):
             rows = self._cursor.fetchall()
