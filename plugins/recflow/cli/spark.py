@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from recflow.cli.args import Subcommands
 from recflow.core.config import Settings
-from recflow.stack.spark_cluster import alive_workers, read_state, start, stop
+from recflow.stack.spark_cluster import SparkClusterError, problems, read_state, start, stop
 
 
 def _point_at(env: dict[str, str]) -> str:
@@ -14,7 +15,11 @@ def _point_at(env: dict[str, str]) -> str:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    state = start(settings)
+    try:
+        state = start(settings)
+    except SparkClusterError as exc:  # what failed and its log's last lines; the processes are stopped
+        print(f"recflow: {exc}", file=sys.stderr)
+        return 1
     print(_point_at(state.env()))
     return 0
 
@@ -30,16 +35,18 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     if state is None:
         print(f"no Spark cluster recorded in {settings.spark.directory(settings.home)}: `recflow spark up`")
         return 1
-    try:
-        workers = len(alive_workers(state))
-    except OSError:
+    broken = problems(state)
+    if broken:
         print(
-            f"the Spark master {state.master_url} does not answer (processes {state.pids}): `recflow spark down`"
+            f"the Spark cluster in {state.directory} is not whole: {'; '.join(broken)}. "
+            "`recflow spark down` then `recflow spark up` starts it anew (a task that failed meanwhile keeps "
+            "its retries: clear it once the cluster is up)"
         )
         return 1
+    workers = sum(role.startswith("worker-") for role in state.pids)
     print(
         f"master {state.master_url} (UI {state.master_ui}), {workers} worker(s) alive, Thrift {state.warehouse_url} "
-        f"(Spark UI {state.uis.get('thrift', 'not recorded')})"
+        f"answers (Spark UI {state.uis.get('thrift', 'not recorded')})"
     )
     print(_point_at(state.env()))
     return 0

@@ -38,7 +38,7 @@ from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RecflowError
 from recflow.core.ownership import Store, claim
 from recflow.core.spark import CLUSTER_STATE
-from recflow.stack.pids import is_running
+from recflow.stack.pids import is_recorded_process, started_at
 from recflow.stack.ports import port_in_use
 from recflow.stack.spark_logs import LOG4J2, bound_ui, log_tail
 from recflow.stack.spark_processes import commands, environment
@@ -62,6 +62,13 @@ class ClusterState:
     pids: dict[str, int]
     uis: dict[str, str] = field(default_factory=dict)
     """Each process's web UI by role, where it bound (Spark moves a UI off a taken port)."""
+    started: dict[str, str | None] = field(default_factory=dict)
+    """When each process started (:func:`~recflow.stack.pids.started_at`): with its pid, it names that
+    process, and not another that got the pid after a reboot or a ``kill -9`` of the cluster."""
+
+    def running(self) -> dict[str, int]:
+        """The recorded processes that still run, by role."""
+        return {r: pid for r, pid in self.pids.items() if is_recorded_process(pid, self.started.get(r))}
 
     @property
     def master_url(self) -> str:
@@ -121,7 +128,10 @@ def _json(url: str) -> dict[str, object]:
 
 
 def _thrift_answers(port: int) -> bool:
-    from pyhive import hive  # noqa: PLC0415 (an optional package: only the Spark commands need it)
+    try:
+        from pyhive import hive  # noqa: PLC0415 (an optional package: only the Spark commands need it)
+    except ImportError:  # without the Spark packages no Thrift server of ours can be asked
+        return False
 
     quiet = logging.getLogger("thrift.transport.TSocket")  # logs an ERROR for each refused connection
     level, quiet.level = quiet.level, logging.CRITICAL
@@ -176,6 +186,28 @@ def alive_workers(state: ClusterState) -> list[dict[str, object]]:
     )
 
 
+def problems(state: ClusterState) -> list[str]:
+    """What of the recorded cluster is not serving, one entry each (empty: it all is): a recorded
+    process that no longer runs, a worker the master does not count, a Thrift server that does not
+    answer a query, a master that does not answer."""
+    found = [
+        f"the {role} (pid {pid}) is not running"
+        for role, pid in state.pids.items()
+        if role not in state.running()
+    ]
+    try:
+        workers = len(alive_workers(state))
+    except OSError as exc:
+        found.append(f"the master {state.master_url} does not answer ({exc})")
+    else:
+        recorded = sum(role.startswith("worker-") for role in state.pids)
+        if workers < recorded:
+            found.append(f"the master counts {workers} worker(s) alive of the {recorded} started")
+    if not _thrift_answers(state.thrift_port):
+        found.append(f"the Thrift server on 127.0.0.1:{state.thrift_port} does not answer a query")
+    return found
+
+
 def _executors_hold_every_core(state: ClusterState, cores: int) -> bool:
     apps = _master_view(state).get("activeapps", [])
     return (
@@ -217,8 +249,8 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
     """Start the cluster in the settings' folder and wait until it answers; the running one if it does."""
     directory = settings.spark.directory(settings.home)
     running = read_state(settings)
-    if running is not None and all(is_running(pid) for pid in running.pids.values()):
-        echo(f"the Spark cluster in {directory} is already running")
+    if running is not None and running.pids and len(running.running()) == len(running.pids):
+        echo(f"the Spark cluster in {directory} is already running{_unlike(running, settings)}")
         return running
     if running is not None:
         stop(settings, echo=echo)  # what is left of a cluster that died: stop the rest first
@@ -261,6 +293,7 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
                     start_new_session=True,
                 )
             state.pids[role] = procs[role].pid
+            state.started[role] = started_at(procs[role].pid)
             _state_path(directory).write_text(json.dumps(asdict(state), indent=2))
             echo(f"started the Spark {role} (pid {procs[role].pid})")
             if role == "master":  # the workers' registration is read from its UI's JSON
@@ -293,22 +326,37 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
     return state
 
 
+def _unlike(state: ClusterState, settings: Settings) -> str:
+    """What of the settings the running cluster does not follow (it started with others), or ``""``."""
+    asked = {
+        "RECFLOW_SPARK_MASTER_PORT": (state.master_port, settings.spark.master_port),
+        "RECFLOW_SPARK_THRIFT_PORT": (state.thrift_port, settings.spark.thrift_port),
+        "RECFLOW_SPARK_WORKERS": (sum(r.startswith("worker-") for r in state.pids), settings.spark.workers),
+    }
+    unlike = [f"{name}={now} (it runs with {then})" for name, (then, now) in asked.items() if then != now]
+    if not unlike:
+        return ""
+    return (
+        f", with other settings than these: {', '.join(unlike)}; `recflow spark down` then `recflow spark up` "
+        "starts it with them"
+    )
+
+
 def stop(settings: Settings, echo: Callable[[str], None] = print) -> bool:
     """Stop every process ``up`` recorded (SIGTERM to its group, then SIGKILL); whether any was running."""
     state = read_state(settings)
     if state is None:
         return False
-    running = {role: pid for role, pid in state.pids.items() if is_running(pid)}
+    running = state.running()  # a pid that another process has since taken is left alone
     for pid in running.values():
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while any(is_running(pid) for pid in running.values()) and time.monotonic() < deadline:
+    while state.running().keys() & running.keys() and time.monotonic() < deadline:
         time.sleep(0.5)
-    for pid in running.values():
-        if is_running(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+    for role in state.running().keys() & running.keys():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(running[role], signal.SIGKILL)
     _state_path(Path(state.directory)).unlink(missing_ok=True)
     if running:
         echo(f"stopped the Spark cluster in {state.directory}: {', '.join(running)}")
