@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, int_between, tcp_port
-from recflow.cli.reach import reading, without_password
+from recflow.cli.reach import reading
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
 from recflow.core.gate import FAMILIES, FULL_METRICS, RANKING_METRICS, family_heading
+from recflow.core.urls import shown_url
 from recflow.publishing.card import model_card
 from recflow.registry import registry_for, require_registry
 from recflow.stack.ports import bind_refusal
@@ -26,10 +27,10 @@ from recflow.stack.ports import bind_refusal
 def _registry_store(settings: Settings) -> tuple[str, str]:
     if settings.registry_backend == "sagemaker":
         if settings.aws_endpoint_url:
-            return without_password(settings.aws_endpoint_url), "RECFLOW_AWS_ENDPOINT_URL"
+            return shown_url(settings.aws_endpoint_url), "RECFLOW_AWS_ENDPOINT_URL"
         return f"SageMaker in {settings.aws_region}", "AWS_DEFAULT_REGION"
     variable = "RECFLOW_MLFLOW_TRACKING_URI" if settings.mlflow_tracking_uri else "RECFLOW_HOME"
-    return without_password(settings.mlflow_uri), variable
+    return shown_url(settings.mlflow_uri), variable
 
 
 _reaching_the_registry = reading("the model registry's store", _registry_store)

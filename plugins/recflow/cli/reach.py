@@ -60,13 +60,3 @@ def reading(what: str, store: Callable[[Settings], tuple[str, str]]) -> Callable
         return run
 
     return decorate
-
-
-def without_password(url: str) -> str:
-    from sqlalchemy.engine import make_url  # noqa: PLC0415 (only on failure)
-    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415 (only on failure)
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:  # not a database URL: an http(s) tracking server's
-        return url

@@ -19,6 +19,7 @@ from recflow.core.days import LANDING_POKE, LANDING_TIMEOUT
 from recflow.core.errors import ConfigError
 from recflow.core.gate import FAMILIES
 from recflow.core.names import WAREHOUSE_DAG
+from recflow.core.urls import shown_url
 from recflow.registry import registry_for
 from recflow.stack.api import AirflowApiError, AirflowClient, NoAdminPassword, excerpt
 from recflow.stack.backfill import backfill_conf, backfill_days
@@ -319,12 +320,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         f"  Airflow UI:  `make up`, then {api_base_url(settings)}  user admin, password "
         f"{_password(settings) or f'(see {settings.airflow_home / PASSWORDS_FILE})'}"
     )
-    print(f"  MLflow:      {settings.mlflow_uri} (artifacts in {settings.mlflow_artifact_root})")
+    print(f"  MLflow:      {shown_url(settings.mlflow_uri)} (artifacts in {settings.mlflow_artifact_root})")
     if settings.warehouse_url:  # a server (PostgreSQL, a Spark Thrift server): its URL without a password
-        from sqlalchemy.engine import make_url  # noqa: PLC0415 (sqlalchemy: only a server warehouse needs it)
-
-        shown = make_url(settings.warehouse_url).render_as_string(hide_password=True)
-        print(f"  warehouse:   {shown} (dbt target {settings.dbt_target})")
+        print(f"  warehouse:   {shown_url(settings.warehouse_url)} (dbt target {settings.dbt_target})")
     else:
         print(f"  warehouse:   {settings.duckdb_path}")
     print(f"  models:      .venv/bin/recflow models list --name {settings.model_name} --json")

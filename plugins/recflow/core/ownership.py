@@ -31,6 +31,7 @@ from typing import Any
 from recflow.core.artifacts import file_uri_path
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
+from recflow.core.urls import shown_url
 
 MARKER = ".recflow-owned"
 """The file a store's folder holds when recflow created the store for synthetic data."""
@@ -142,7 +143,7 @@ def pipeline_stores(settings: Settings) -> list[Store]:
         cluster = settings.spark.directory(settings.home)
         stores.append(Store("warehouse", "RECFLOW_WAREHOUSE_URL", settings.warehouse_url, cluster))
     elif settings.warehouse_url:
-        stores.append(Store("warehouse", "RECFLOW_WAREHOUSE_URL", _redacted(settings.warehouse_url), None))
+        stores.append(Store("warehouse", "RECFLOW_WAREHOUSE_URL", shown_url(settings.warehouse_url), None))
     elif settings.warehouse_path is not None:
         path = settings.warehouse_path
         stores.append(Store("warehouse", "RECFLOW_WAREHOUSE_PATH", str(path), path.parent))
@@ -161,7 +162,7 @@ def pipeline_stores(settings: Settings) -> list[Store]:
         uri = settings.mlflow_tracking_uri
         db = _local_path(uri)
         folder = db.parent if db is not None and uri.startswith("sqlite:") else db
-        stores.append(Store("MLflow store", "RECFLOW_MLFLOW_TRACKING_URI", _redacted(uri), folder))
+        stores.append(Store("MLflow store", "RECFLOW_MLFLOW_TRACKING_URI", shown_url(uri), folder))
     return stores
 
 
@@ -196,13 +197,3 @@ def private_home(base: Settings, home: Path) -> Settings:
 
 def _embedded(settings: Settings) -> bool:
     return settings.profile == "embedded"
-
-
-def _redacted(url: str) -> str:
-    """``url`` without its password, for an error message."""
-    from sqlalchemy.engine import make_url  # noqa: PLC0415 (SQLAlchemy only to word a refusal)
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a SQLAlchemy URL (an MLflow server's http://): nothing to hide
-        return url

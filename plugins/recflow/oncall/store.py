@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Column, Index, Integer, MetaData, Table, Text, create_engine, event, func, select
-from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from recflow.core.config import Settings
+from recflow.core.urls import shown_url
 from recflow.oncall.record import KINDS, Incident
 
 _COLUMNS = (
@@ -83,7 +83,7 @@ class IncidentStore:
         )
 
     def __str__(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return shown_url(self.url)
 
     @classmethod
     def of(cls, settings: Settings) -> IncidentStore:

@@ -7,6 +7,7 @@ import io
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from recflow.core.urls import shown_url
 from recflow.warehouse.base import EXPORT_BATCH_ROWS, Dialect, Rows, Warehouse, placeholders
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ class PostgresWarehouse(Warehouse):
         super().__init__()
         parsed = make_url(url)
         self.sqlalchemy_url = url
-        self.location = parsed.render_as_string(hide_password=True)
+        self.location = shown_url(url)
         libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
         self.connection = psycopg2.connect(libpq, options="-c TimeZone=UTC")
         self.connection.set_session(readonly=read_only, autocommit=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
+from recflow.core.urls import shown_url
 from recflow.warehouse import Warehouse, connect, is_spark_url
 from recflow.warehouse.duckdb import require_file
 
@@ -166,7 +167,7 @@ def open_warehouse(settings: Settings, stack: ExitStack, *, read_only: bool = Tr
                 invalid=("RECFLOW_WAREHOUSE_URL",),
             ) from exc
         engine = "Spark" if is_spark_url(url) else "PostgreSQL"
-        place = f"{parsed.render_as_string(hide_password=True)} (RECFLOW_WAREHOUSE_URL)"
+        place = f"{shown_url(url)} (RECFLOW_WAREHOUSE_URL)"
         password = parsed.password or ""
     try:
         if not url:  # opened to write too, a command does not make the pipeline's file

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from recflow.core.urls import shown_url
 from recflow.warehouse.base import EXPORT_BATCH_ROWS, Dialect, Rows, Warehouse, placeholders
 from recflow.warehouse.spark_errors import spark_errors
 
@@ -166,7 +167,7 @@ class SparkWarehouse(Warehouse):
         parsed = make_url(url)
         self.dialect = self.spark_dialect = SparkDialect(table_format)
         self.sqlalchemy_url = url
-        self.location = parsed.render_as_string(hide_password=True)
+        self.location = shown_url(url)
         self.read_only = read_only
         self.connection = hive.connect(
             host=parsed.host or "127.0.0.1",
