@@ -4,11 +4,15 @@ store's case is in test_incidents)."""
 from __future__ import annotations
 
 import socket
+import sqlite3
+import threading
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from recflow import cli
+from tests.loopback import JsonHandler
 
 
 def _closed_port() -> int:
@@ -51,19 +55,93 @@ def test_a_registry_store_that_cannot_be_reached_is_named_in_one_line_without_it
         monkeypatch.setenv("RECFLOW_AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             monkeypatch.setenv(key, "testing")
-        shown, variable, reason = f"http://127.0.0.1:{port}", "RECFLOW_AWS_ENDPOINT_URL", "could not connect"
+        shown, variable = f"SageMaker at http://127.0.0.1:{port}", "RECFLOW_AWS_ENDPOINT_URL"
+        reason = "could not connect"
     else:
         monkeypatch.setenv("RECFLOW_MLFLOW_TRACKING_URI", f"{scheme}://oncall:s3cret@127.0.0.1:{port}/mlflow")
         shown, variable, reason = (
-            f"{scheme}://oncall:***@127.0.0.1:{port}/mlflow",
+            f"the model registry's store {scheme}://oncall:***@127.0.0.1:{port}/mlflow",
             "RECFLOW_MLFLOW_TRACKING_URI",
             "refused",
         )
 
     assert cli.main(argv) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"recflow: cannot reach the model registry's store {shown} ({variable}): "), err
+    assert err.startswith(f"recflow: cannot reach {shown} ({variable}): "), err
     assert reason in err.lower(), err
     assert len(err.splitlines()) == 1
     assert "s3cret" not in err, err
     assert not (tmp_path / "exported").exists()
+
+
+class _Unavailable(JsonHandler):
+    """A proxy in front of a tracking server that is down: 503 to everything."""
+
+    def do_GET(self) -> None:
+        self.send_json(503, {"error": "no healthy upstream"})
+
+
+def test_a_tracking_server_behind_a_proxy_that_answers_503_cannot_be_reached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """urllib3 ends 503s with a RetryError, not a ConnectionError: it was a traceback (found in review)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("RECFLOW_MLFLOW_TRACKING_URI", url)
+    try:
+        assert cli.main(["models", "list"]) == 1
+    finally:
+        server.shutdown()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        f"recflow: cannot reach the model registry's store {url} (RECFLOW_MLFLOW_TRACKING_URI): "
+    )
+    assert "503" in err and len(err.splitlines()) == 1, err
+
+
+def test_an_artifact_store_that_cannot_be_reached_is_named_not_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An MLflow registry (reachable) keeps the model's files in S3; S3 down was blamed on the registry's
+    database (found in review)."""
+    from mlflow.tracking import MlflowClient  # seconds to import: only this test needs it
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("RECFLOW_HOME", str(home))
+    monkeypatch.setenv("RECFLOW_ARTIFACT_ROOT", "s3://recflow/artifacts")
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    (home / "mlflow").mkdir(parents=True)
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+    client.create_registered_model("recsys-demo")
+    version = client.create_model_version("recsys-demo", "s3://recflow/artifacts/1/model")
+    client.set_registered_model_alias("recsys-demo", "champion", version.version)
+
+    assert cli.main(["models", "export", "--name", "recsys-demo", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        "recflow: cannot reach the artifact store s3://recflow/artifacts (RECFLOW_ARTIFACT_ROOT): "
+        "Could not connect to the endpoint URL"
+    ), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_statement_the_store_refuses_keeps_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a failure to connect is 'cannot reach': a store that answered (here, with a table of another
+    shape) is not called unreachable (found in review)."""
+    from sqlalchemy.exc import OperationalError
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with sqlite3.connect(home / "incidents.db") as db:
+        db.execute("create table incidents (id integer primary key, at text)")
+    monkeypatch.setenv("RECFLOW_HOME", str(home))
+    with pytest.raises(OperationalError, match="no such column"):
+        cli.main(["incidents", "list"])

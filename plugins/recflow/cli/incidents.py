@@ -10,7 +10,7 @@ import textwrap
 from datetime import UTC, datetime
 
 from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, count_up_to, dag_id, int_between, missing_day
-from recflow.cli.reach import reading
+from recflow.cli.reach import Kind, reading
 from recflow.core.config import ConfigError, Settings
 from recflow.oncall.store import IncidentStore, parse_since
 
@@ -43,13 +43,12 @@ def _require_home(settings: Settings) -> None:
         )
 
 
-def _store(settings: Settings) -> tuple[str, str]:
-    return str(
-        IncidentStore.of(settings)
-    ), "RECFLOW_INCIDENTS_URL" if settings.incidents_url else "RECFLOW_HOME"
+def _store(settings: Settings, kind: Kind) -> tuple[str, str]:
+    variable = "RECFLOW_INCIDENTS_URL" if settings.incidents_url else "RECFLOW_HOME"
+    return f"the incident store {IncidentStore.of(settings)}", variable
 
 
-_reading_the_store = reading("the incident store", _store)
+_reading_the_store = reading(_store)
 
 
 @_reading_the_store

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, int_between, tcp_port
-from recflow.cli.reach import reading
+from recflow.cli.reach import Kind, reading
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
 from recflow.core.gate import FAMILIES, FULL_METRICS, RANKING_METRICS, family_heading
@@ -24,16 +24,20 @@ from recflow.registry import registry_for, require_registry
 from recflow.stack.ports import bind_refusal
 
 
-def _registry_store(settings: Settings) -> tuple[str, str]:
+def _registry_store(settings: Settings, kind: Kind) -> tuple[str, str]:
+    """The store a ``models`` command failed to reach: the registry's, or (MLflow's registry keeps
+    the model's files there) the artifact store when AWS's client failed under MLflow."""
     if settings.registry_backend == "sagemaker":
         if settings.aws_endpoint_url:
-            return shown_url(settings.aws_endpoint_url), "RECFLOW_AWS_ENDPOINT_URL"
+            return f"SageMaker at {shown_url(settings.aws_endpoint_url)}", "RECFLOW_AWS_ENDPOINT_URL"
         return f"SageMaker in {settings.aws_region}", "AWS_DEFAULT_REGION"
+    if kind == "aws":
+        return f"the artifact store {settings.artifacts_uri}", "RECFLOW_ARTIFACT_ROOT"
     variable = "RECFLOW_MLFLOW_TRACKING_URI" if settings.mlflow_tracking_uri else "RECFLOW_HOME"
-    return shown_url(settings.mlflow_uri), variable
+    return f"the model registry's store {shown_url(settings.mlflow_uri)}", variable
 
 
-_reaching_the_registry = reading("the model registry's store", _registry_store)
+_reaching_the_registry = reading(_registry_store)
 
 model_version = int_between(1, SQL_INTEGER_MAX, "a model version")
 """``--version``: versions count from 1; the registry's database stores no larger integer."""

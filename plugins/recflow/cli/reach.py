@@ -13,36 +13,49 @@ import argparse
 import sys
 from collections.abc import Callable
 from functools import wraps
+from typing import Literal
 
 from recflow.core.config import Settings
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
-def _connection_failure(exc: BaseException) -> str | None:
-    """The reason of a failure to connect anywhere in the error's chain (a driver's, the HTTP client's
-    under MLflow's own error, botocore's), its first line; ``None`` for any other error."""
+Kind = Literal["database", "http", "aws"]
+"""Which client failed to connect: a database driver's, an HTTP server's (an MLflow tracking server),
+AWS's (SageMaker, S3): a command reading several stores names the one of that kind."""
+
+
+def _connection_failure(exc: BaseException) -> tuple[Kind, str] | None:
+    """Which client failed to connect, anywhere in the error's chain (under MLflow's own error, say),
+    and its reason's first line; ``None`` for any other error, which keeps its traceback. A database
+    error counts only when raised before any statement ran: a statement's own error (a timeout, a
+    lock, a missing column) is not a store that cannot be reached."""
     from botocore.exceptions import ConnectionError as AwsConnectionError  # noqa: PLC0415 (only on failure)
     from requests.exceptions import ConnectionError as HttpConnectionError  # noqa: PLC0415 (only on failure)
+    from requests.exceptions import RetryError  # noqa: PLC0415 (only on failure)
     from sqlalchemy.exc import OperationalError  # noqa: PLC0415 (only on failure)
 
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, AwsConnectionError):  # the SageMaker registry's endpoint
-            return str(seen).strip().splitlines()[0]
-        if isinstance(seen, OperationalError):
-            return str(seen.orig or seen).strip().splitlines()[0]
-        if isinstance(seen, HttpConnectionError):  # urllib3's last try's reason, not its retry summary
-            last_try = getattr(seen.args[0] if seen.args else None, "reason", None) or seen
-            reason = str(last_try).strip().splitlines()[0]
-            return reason if len(reason) <= 300 else f"{reason[:300]}…"
+        if isinstance(seen, AwsConnectionError):
+            return "aws", _first_line(seen)
+        if isinstance(seen, OperationalError) and seen.statement is None:
+            return "database", _first_line(seen.orig or seen)
+        if isinstance(seen, HttpConnectionError | RetryError):  # refused; or a proxy's 503s, retried out
+            return "http", _first_line(getattr(seen.args[0] if seen.args else None, "reason", None) or seen)
         seen = seen.__cause__ or seen.__context__
     return None
 
 
-def reading(what: str, store: Callable[[Settings], tuple[str, str]]) -> Callable[[Command], Command]:
-    """Decorate a command that reads ``what`` (for the message), kept where ``store(settings)`` says:
-    its name for people (no password) and the variable that names it."""
+def _first_line(error: BaseException) -> str:
+    """The error's first line, at most 300 characters (urllib3's repeat the URL and the retries)."""
+    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return line if len(line) <= 300 else f"{line[:300]}…"
+
+
+def reading(store: Callable[[Settings, Kind], tuple[str, str]]) -> Callable[[Command], Command]:
+    """Decorate a command that reads stores: ``store(settings, kind)`` names the one a client of that
+    kind failed to reach (what it is and where, without a password) and the variable that names it."""
 
     def decorate(command: Command) -> Command:
         @wraps(command)
@@ -50,11 +63,12 @@ def reading(what: str, store: Callable[[Settings], tuple[str, str]]) -> Callable
             try:
                 return command(settings, args)
             except Exception as exc:
-                reason = _connection_failure(exc)
-                if reason is None:
+                failed = _connection_failure(exc)
+                if failed is None:
                     raise
-                shown, variable = store(settings)
-                print(f"recflow: cannot reach {what} {shown} ({variable}): {reason}", file=sys.stderr)
+                kind, reason = failed
+                shown, variable = store(settings, kind)
+                print(f"recflow: cannot reach {shown} ({variable}): {reason}", file=sys.stderr)
                 return 1
 
         return run

@@ -369,11 +369,12 @@ class MlflowRegistry(BaseRegistry):
         """The version's SavedModel, copied into ``out``."""
         import mlflow.artifacts  # noqa: PLC0415 (mlflow takes seconds to import: not at DAG parse time)
 
-        out.mkdir(parents=True, exist_ok=True)
         # a folder of its own to download into, removed with what is left in it: never a name beside
-        # ``out`` that a person's folder could already hold
+        # ``out`` that a person's folder could already hold; ``out`` is made once the files are here, so
+        # a failed download leaves no empty folder
         with tempfile.TemporaryDirectory(prefix="recflow-export-") as tmp:
             with_files = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.source, dst_path=tmp))
+            out.mkdir(parents=True, exist_ok=True)
             for child in with_files.iterdir():
                 shutil.move(str(child), out / child.name)
         return out
