@@ -282,6 +282,8 @@ def test_a_home_that_is_a_file_is_refused_and_a_quoted_tilde_is_the_users_home(
         ("RECFLOW_MLFLOW_TRACKING_URI", "ftp://user:pw@host/mlflow"),
         ("RECFLOW_INCIDENTS_URL", "nope://user:pw@host/x"),  # a traceback, only where incidents are read
         ("RECFLOW_INCIDENTS_URL", "/var/lib/recflow/incidents.db"),
+        ("RECFLOW_INCIDENTS_URL", "SQLITE:////srv/incidents.db"),  # SQLAlchemy: no such dialect
+        ("RECFLOW_INCIDENTS_URL", "postgres://user:pw@db/incidents"),  # the alias SQLAlchemy dropped
     ],
 )
 def test_a_store_url_of_no_known_kind_is_refused_without_repeating_it(
@@ -291,6 +293,8 @@ def test_a_store_url_of_no_known_kind_is_refused_without_repeating_it(
         Settings.from_env({"RECFLOW_HOME": str(tmp_path), name: value})
     assert str(refused.value).startswith(f"{name} is not ")
     assert value not in str(refused.value) and "pw" not in str(refused.value)
+    if value.startswith("postgres://"):
+        assert "write postgresql://" in str(refused.value)
     assert refused.value.invalid == (name,)
     assert not (Path.cwd() / value).exists()
 
@@ -301,6 +305,8 @@ def test_a_store_url_of_no_known_kind_is_refused_without_repeating_it(
         ("RECFLOW_MLFLOW_TRACKING_URI", "sqlite:////srv/mlflow.db"),
         ("RECFLOW_MLFLOW_TRACKING_URI", "postgresql+psycopg2://mlflow:pw@db:5432/mlflow"),
         ("RECFLOW_MLFLOW_TRACKING_URI", "https://mlflow.internal"),
+        ("RECFLOW_MLFLOW_TRACKING_URI", "databricks"),
+        ("RECFLOW_MLFLOW_TRACKING_URI", "sqlite:///relative/mlflow.db"),
         ("RECFLOW_INCIDENTS_URL", "postgresql://recflow:pw@db:5432/incidents"),
         ("RECFLOW_INCIDENTS_URL", "sqlite:////srv/incidents.db"),
     ],

@@ -95,16 +95,24 @@ def _folder(path: Path) -> Path:
     return path
 
 
-def _url_of(*schemes: str, kinds: str) -> AfterValidator:
+def _url_of(*schemes: str, kinds: str, alone: tuple[str, ...] = ()) -> AfterValidator:
     """A URL whose scheme, without a ``+driver``, is one of ``schemes``. Checked when the settings are
     read: MLflow took ``'not a uri'`` for a file store's folder, and ``nope://x`` failed only where it was
     used, each with a traceback. The refusal does not repeat the value: it may hold a password."""
 
     def check(value: str) -> str:
-        given = re.match(r"([A-Za-z][A-Za-z0-9.+-]*)://", value)
-        if not given or given.group(1).split("+", 1)[0].lower() not in schemes:
+        if value in alone:  # a scheme alone: MLflow's `databricks` (the default profile's workspace)
+            return value
+        given = re.match(r"([a-z][a-z0-9.+-]*)://", value)  # SQLAlchemy reads no upper-case scheme
+        scheme = given.group(1).split("+", 1)[0] if given else ""
+        if scheme not in schemes:
+            hint = (
+                " (write postgresql://: SQLAlchemy no longer reads postgres://)"
+                if scheme == "postgres"
+                else ""
+            )
             raise PydanticCustomError(
-                "not_a_url", f"is not {kinds}; its value is not repeated here: it may hold a password"
+                "not_a_url", f"is not {kinds}{hint}; its value is not repeated here: it may hold a password"
             )
         return value
 
@@ -129,6 +137,7 @@ MlflowStoreUri = Annotated[
         "http",
         "https",
         "databricks",
+        alone=("databricks",),
         kinds="an MLflow store URI (sqlite:////path/mlflow.db, postgresql://user:password@host:5432/db, "
         "http(s)://a-tracking-server)",
     ),
