@@ -47,7 +47,24 @@ def test_a_day_not_landed_is_named_with_the_wait_and_how_to_land_it(
     said = capsys.readouterr().err
     assert said.startswith("recflow: ds=2026-01-05 has not landed (")
     assert str(tmp_path / "home" / "landing" / "events" / "ds=2026-01-05") in said
-    assert "looking every 2 minutes for up to 6 hours" in said and "recflow generate" in said
+    assert "looking every 2 minutes for up to 6 hours" in said
+    assert "`recflow generate --days N --end 2026-01-05`" in said
+
+
+@pytest.mark.parametrize(
+    ("given", "waits_for"),
+    [  # the day in UTC of the moment Airflow reads (core.days' rule), not the day as written
+        ("2026-01-05T00:30:00+01:00", "2026-01-04"),
+        ("2026-01-04T23:30:00-05:00", "2026-01-05"),
+        ("2026-01-05 00:30:00 UTC", "2026-01-05"),  # a form Airflow's parser reads and fromisoformat did not
+    ],
+)
+def test_a_moment_with_a_time_zone_names_its_day_in_utc(
+    started: list[list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str, waits_for: str
+) -> None:
+    _land(tmp_path, "2026-01-04" if waits_for == "2026-01-05" else "2026-01-05")
+    assert cli.main(["airflow", "dags", "test", "recsys_warehouse", given]) == 0
+    assert capsys.readouterr().err.startswith(f"recflow: ds={waits_for} has not landed (")
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 import urllib.error
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from recflow.cli.args import Subcommands, add_world_size, generated_days, iso_date, regex, share
@@ -55,9 +55,12 @@ def _landing_notice(settings: Settings, argv: list[str]) -> str | None:
     a day given as the sole argument (or none: today); options such as ``-c`` may name other days."""
     if argv[:3] != ["dags", "test", WAREHOUSE_DAG] or len(argv) > 4 or any(a.startswith("-") for a in argv):
         return None
-    try:
-        day = datetime.fromisoformat(argv[3]).date() if len(argv) == 4 else datetime.now(UTC).date()
-    except ValueError:
+    import pendulum  # noqa: PLC0415 (Airflow's date parser: only for this command)
+
+    try:  # read as Airflow reads it (naive: UTC, Airflow's default time zone), its day in UTC as the tasks take it
+        moment = pendulum.parse(argv[3], tz="UTC", strict=False) if len(argv) == 4 else pendulum.now("UTC")
+        day = moment.in_timezone("UTC").date()  # type: ignore[union-attr]
+    except (ValueError, AttributeError):  # not a moment (pendulum's ParserError is a ValueError), a duration
         return None  # Airflow says what is wrong with it
     from recflow.ingest.contract import not_landed  # noqa: PLC0415 (pyarrow: only for this command)
 
@@ -67,7 +70,7 @@ def _landing_notice(settings: Settings, argv: list[str]) -> str | None:
     return (
         f"recflow: ds={day} has not landed ({missing}). This run waits for it, looking every "
         f"{_duration(LANDING_POKE)} for up to {_duration(LANDING_TIMEOUT)} (Airflow prints 'No tasks to run' "
-        "meanwhile): land the day in another terminal (`recflow generate --days N --end D`, `recflow load "
+        f"meanwhile): land the day in another terminal (`recflow generate --days N --end {day}`, `recflow load "
         "movielens`), or stop with Ctrl-C"
     )
 
