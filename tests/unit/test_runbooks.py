@@ -152,6 +152,38 @@ def test_the_anchor_comes_from_the_error_then_the_task_then_infrastructure() -> 
     assert runbooks.anchor_for("gate", None) == "infrastructure"
 
 
+class TTransportException(Exception):
+    """PyHive's Thrift error, as its type is named (the thrift package comes with the Spark packages)."""
+
+
+def test_a_server_that_cannot_be_reached_points_to_infrastructure_not_the_tasks_section() -> None:
+    """The Thrift server down: the dbt build's failure pointed at dbt-failed ('fix the model in a pull
+    request'), the snapshot's at snapshot-empty ('the warehouse has not produced the mart'); both are
+    the messages seen on the Spark cluster."""
+    dbt = RuntimeError(
+        "dbt could not run the build (no node ran): Runtime Error; Runtime Error; Database Error; failed to "
+        "connect: TTransportException(type=1, message=\"Could not connect to any of [('127.0.0.1', 10000)]\")"
+    )
+    assert runbooks.anchor_for("transform.dbt_build", dbt) == "infrastructure"
+    thrift = TTransportException("Could not connect to any of [('127.0.0.1', 10000)]")
+    assert runbooks.anchor_for("snapshot", thrift) == "infrastructure"
+    try:  # a driver's error under another
+        try:
+            raise OSError('connection to server at "db" (10.0.0.5), port 5432 failed: Connection refused')
+        except OSError as exc:
+            raise ValueError("reading the mart failed") from exc
+    except ValueError as wrapped:
+        assert runbooks.anchor_for("snapshot", wrapped) == "infrastructure"
+    # what the sections are for stays theirs
+    assert runbooks.anchor_for(
+        "snapshot", ValueError("analytics.training_interactions has no train rows")
+    ) == ("snapshot-empty")
+    assert (
+        runbooks.anchor_for("transform.dbt_build", RuntimeError("Compilation Error in model x"))
+        == "dbt-failed"
+    )
+
+
 def test_a_duckdb_lock_points_to_warehouse_locked() -> None:
     import duckdb
 

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Final
 
 from recflow.core import names
 from recflow.core.config import PROJECT_ROOT
@@ -167,7 +168,35 @@ def anchor_for(task_id: str, error: BaseException | None) -> str:
         return NO_EXCEPTION.get(task_id) or task_default(task_id) or INFRASTRUCTURE
     if is_warehouse_lock(error):
         return "warehouse-locked"
+    if is_unreachable(error):
+        return INFRASTRUCTURE
     return task_default(task_id) or INFRASTRUCTURE
+
+
+UNREACHABLE: Final = (
+    "TTransportException",  # PyHive's Thrift client: the Spark Thrift server is not there
+    "Could not connect to any of",
+    "Connection refused",
+    "could not connect to server",  # libpq
+    "failed to connect",  # dbt's words for its adapter's
+    "could not translate host name",
+)
+"""Words of an error that mean a server (the warehouse's, mostly) could not be reached, in any
+driver's or in dbt's wording of them: the task's default section (``dbt-failed``, ``snapshot-empty``)
+is about the data or the code, and would send on-call the wrong way."""
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """Whether ``error``, or one it was raised from or during, says a server could not be reached."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        said = f"{type(current).__name__}: {current}"
+        if any(words in said for words in UNREACHABLE):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def is_warehouse_lock(error: BaseException) -> bool:
