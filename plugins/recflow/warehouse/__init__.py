@@ -49,6 +49,7 @@ quarantine and the audit records; ``analytics`` holds dbt's models.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -96,6 +97,8 @@ __all__ = [
     "table_exists",
 ]
 
+log = logging.getLogger(__name__)
+
 
 @contextmanager
 def connect(
@@ -120,8 +123,15 @@ def connect(
         )
     try:
         yield warehouse
-    finally:
-        warehouse.close()
+    except BaseException:
+        # the error that ended the work is the one to report: a close that fails too (the server went away,
+        # which is often why the work failed) is logged, and would otherwise replace it
+        try:
+            warehouse.close()
+        except Exception as closing:
+            log.warning("closing the warehouse %s after an error failed too: %s", warehouse.location, closing)
+        raise
+    warehouse.close()
 
 
 def is_spark_url(url: str) -> bool:
