@@ -255,9 +255,25 @@ def test_dbt_env_splits_a_spark_thrift_url(tmp_path: Path) -> None:
     assert pg.dbt_env()["RECFLOW_WAREHOUSE_PORT"] == "5432"
 
 
-def test_a_spark_memory_size_is_spark_s_spelling(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="RECFLOW_SPARK_WORKER_MEMORY"):
-        Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_SPARK_WORKER_MEMORY": "2GB"})
+@pytest.mark.parametrize("size", ["2GB", "1k", "0g", "449m", "2.5g"])
+def test_a_spark_memory_size_is_spark_s_spelling_and_at_least_what_spark_starts_with(
+    tmp_path: Path, size: str
+) -> None:
+    """1k and 0g were taken, and Spark refused them only when the cluster came up (450m is the least
+    heap Spark starts a driver or executor with: 1.5 x its 300 MiB reserve)."""
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_SPARK_DRIVER_MEMORY": size})
+    assert str(refused.value) == (
+        f"RECFLOW_SPARK_DRIVER_MEMORY={size!r}: not a memory size Spark starts with: a whole number and k, m, "
+        "g or t (2g), at least 450m"
+    )
+
+
+@pytest.mark.parametrize("size", ["2G", "450m", "1t", "460800k"])
+def test_spark_reads_these_sizes(tmp_path: Path, size: str) -> None:
+    """Spark reads the unit in either case (2G was refused by a pattern of lower-case units)."""
+    settings = Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_SPARK_WORKER_MEMORY": size})
+    assert settings.spark.worker_memory == size
 
 
 def test_a_home_that_is_a_file_is_refused_and_a_quoted_tilde_is_the_users_home(

@@ -9,19 +9,38 @@ table format the warehouse's own tables use.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from recflow.core.declare import SETTINGS_CONFIG, Env, FolderPath, Integer
 
 CLUSTER_STATE = "cluster.json"
 """The file in the cluster's folder where ``recflow spark up`` records what it started (process ids, ports)."""
 
-SparkMemory = Annotated[str, Field(pattern=r"^\d+[kmgt]$")]
-"""A JVM memory size as Spark reads it: a number and one of k, m, g, t (``2g``)."""
+SPARK_LEAST_MEMORY_MIB = 450
+"""The least heap Spark starts a driver or executor with: 1.5 times the 300 MiB it reserves."""
+_UNIT_MIB = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
+
+
+def _spark_memory(value: str) -> str:
+    """A JVM memory size as Spark reads it, a whole number and k, m, g or t in either case (``2g``), of at
+    least :data:`SPARK_LEAST_MEMORY_MIB`: below that Spark refused to start only when the cluster came up."""
+    size = re.fullmatch(r"(\d+)([kmgt])", value.lower())
+    if not size or int(size.group(1)) * _UNIT_MIB[size.group(2)] < SPARK_LEAST_MEMORY_MIB:
+        raise PydanticCustomError(
+            "not_a_spark_size",
+            f"not a memory size Spark starts with: a whole number and k, m, g or t (2g), at least "
+            f"{SPARK_LEAST_MEMORY_MIB}m",
+        )
+    return value
+
+
+SparkMemory = Annotated[str, AfterValidator(_spark_memory)]
 
 TableFormat = Literal["parquet", "iceberg", "delta"]
 
