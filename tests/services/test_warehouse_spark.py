@@ -24,7 +24,7 @@ import pytest
 
 from recflow import cli
 from recflow.core.config import Settings
-from recflow.core.errors import ContractViolation, DayClaimed, PartitionRefused
+from recflow.core.errors import ConfigError, ContractViolation, DayClaimed, PartitionRefused
 from recflow.ingest.contract import partition_dir, staged_table
 from recflow.ingest.days import audit_days, stage_and_audit
 from recflow.ingest.land import stage_partitions
@@ -286,3 +286,20 @@ def test_recflow_sql_reads_spark_as_it_reads_duckdb(
     assert code == 0 and out.rstrip().endswith("(1 row; more past --limit)"), out
     code, _, err = _recflow_sql(spark, ["select * from raw.no_such_table"], monkeypatch, capsys)
     assert code == 2 and err.startswith("recflow: spark refused the query: ") and len(err.splitlines()) == 1
+
+
+def test_a_table_format_without_its_jars_is_a_setting_to_fix_not_a_failure_to_retry(
+    engines: dict[str, Any],
+) -> None:
+    """RECFLOW_SPARK_TABLE_FORMAT=delta on a cluster without Delta's jars failed land as an infrastructure
+    error, retried to no end (Spark walk): no try can succeed until the setting changes."""
+    with connect(engines["spark"]) as con, pytest.raises(ConfigError) as refused:
+        con.execute("create table default.recflow_delta_probe (a int) using delta")
+    message = str(refused.value)
+    assert message.startswith(
+        "RECFLOW_SPARK_TABLE_FORMAT names a table format the Spark cluster cannot write: "
+    )
+    assert "[DATA_SOURCE_NOT_FOUND]" in message and "delta" in message
+    assert not refused.value.retryable
+    incident = record_failure(engines["spark"], _warehouse_failure(refused.value), champion=_champion)
+    assert (incident.kind, incident.runbook.rpartition("#")[2]) == ("pipeline", "configuration")

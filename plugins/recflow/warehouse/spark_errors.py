@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from recflow.core.errors import ConfigError
+
 STATEMENT_CHARS = 300
 """How much of the statement the message repeats (its start names the table and the step)."""
 
@@ -58,4 +60,12 @@ def spark_errors(statement: str) -> Iterator[None]:
     try:
         yield
     except exc.DatabaseError as error:
-        raise SparkStatementFailed(spark_says(error), statement) from error
+        said = spark_says(error)
+        if "[DATA_SOURCE_NOT_FOUND]" in said:  # a table format whose jars the cluster lacks: a setting
+            raise ConfigError(
+                f"RECFLOW_SPARK_TABLE_FORMAT names a table format the Spark cluster cannot write: "
+                f"{said.strip().splitlines()[0]}. Its jars are not on the cluster (parquet needs none): set "
+                "RECFLOW_SPARK_TABLE_FORMAT=parquet, or add the format's jars to the cluster; retrying does "
+                "not help"
+            ) from error
+        raise SparkStatementFailed(said, statement) from error
