@@ -57,6 +57,22 @@ def test_a_web_ui_port_is_read_from_this_run_of_the_log_only(tmp_path: Path) -> 
     assert spark_logs.bound_ui(tmp_path / "missing.log", 0) is None
 
 
+def test_a_failed_start_quotes_this_run_of_the_log_only(tmp_path: Path) -> None:
+    """The end of the log a failed ``up`` quotes was the whole appended log's: an earlier run's last
+    lines (its SIGTERM) stood for this run's reason (Spark walk)."""
+    log = tmp_path / "thrift.log"
+    log.write_text("26/12/05 16:58:53 ERROR HiveThriftServer2: RECEIVED SIGNAL TERM\n")
+    since = log.stat().st_size
+    with log.open("a") as run:
+        run.write("Error occurred during initialization of VM\nToo small maximum heap\n")
+    assert (
+        spark_logs.log_tail(log, since=since)
+        == "Error occurred during initialization of VM\nToo small maximum heap"
+    )
+    assert spark_logs.log_tail(log, lines=1) == "Too small maximum heap"
+    assert spark_logs.log_tail(tmp_path / "missing.log") == "(no log)"
+
+
 def test_up_refuses_a_taken_master_port_naming_the_setting(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,7 +30,7 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -155,13 +155,17 @@ def _wait(
     procs: dict[str, subprocess.Popen[bytes]],
     directory: Path,
     deadline: float,
+    offsets: Mapping[str, int] | None = None,
 ) -> None:
+    """Until ``ready()``; a process that exits meanwhile is raised with the end of its log since
+    ``offsets[role]`` (its size before this start: the log is appended to, run after run)."""
     while True:
         for role, proc in procs.items():
             if proc.poll() is not None:
+                log = directory / "logs" / f"{role}.log"
                 raise SparkClusterError(
                     f"the Spark {role} exited with {proc.returncode} while waiting for {what}; the end of its log "
-                    f"({directory / 'logs' / f'{role}.log'}):\n{log_tail(directory / 'logs' / f'{role}.log')}"
+                    f"({log}):\n{log_tail(log, since=(offsets or {}).get(role, 0))}"
                 )
         try:
             if ready():
@@ -227,7 +231,14 @@ def _record_ui(
 ) -> None:
     """Wait for ``role``'s web UI to bind and record where (``cluster.json`` too)."""
     log = directory / "logs" / f"{role}.log"
-    _wait(f"web UI bound by the {role}", lambda: bound_ui(log, since) is not None, procs, directory, deadline)
+    _wait(
+        f"web UI bound by the {role}",
+        lambda: bound_ui(log, since) is not None,
+        procs,
+        directory,
+        deadline,
+        {role: since},
+    )
     state.uis[role] = f"http://127.0.0.1:{bound_ui(log, since)}"  # where it binds, as every port here
     _state_path(directory).write_text(json.dumps(asdict(state), indent=2))
 
@@ -280,6 +291,7 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
                     procs,
                     directory,
                     deadline,
+                    offsets,
                 )
             log_path = directory / "logs" / f"{role}.log"
             offsets[role] = log_path.stat().st_size if log_path.exists() else 0
@@ -305,6 +317,7 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
             procs,
             directory,
             deadline,
+            offsets,
         )
         for role in procs:
             if role != "master":
@@ -316,6 +329,7 @@ def start(settings: Settings, echo: Callable[[str], None] = print) -> ClusterSta
             procs,
             directory,
             deadline,
+            offsets,
         )
     except BaseException:
         stop(settings, echo=echo)

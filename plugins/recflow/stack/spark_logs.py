@@ -27,11 +27,15 @@ _BOUND_UI = re.compile(r"Successfully started service '\w*UI' on port (\d+)\.")
 """``org.apache.spark.util.Utils``' line once a web UI (MasterUI, WorkerUI, SparkUI) listens."""
 
 
-def log_tail(path: Path, lines: int = 25) -> str:
+def log_tail(path: Path, lines: int = 25, *, since: int = 0) -> str:
+    """The last ``lines`` of the log written after byte ``since`` (this run's, in a log appended to)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with path.open("rb") as log:
+            log.seek(since)
+            written = log.read().decode(errors="replace")
     except OSError:
         return "(no log)"
+    return "\n".join(written.splitlines()[-lines:]) or "(nothing written)"
 
 
 def bound_ui(path: Path, since: int) -> int | None:
