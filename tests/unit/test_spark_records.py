@@ -6,8 +6,10 @@ a recorded cluster that is not serving. No Spark is needed: the processes are ``
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,19 +88,27 @@ def test_down_stops_the_process_it_recorded(
 
 
 def test_status_names_each_part_that_is_not_serving(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended.wait()
-    _record(settings, {"master": ended.pid, "worker-1": ended.pid, "thrift": ended.pid})
-    assert cli.main(["spark", "status"]) == 1
+    record = json.loads(
+        _record(settings, {"master": ended.pid, "worker-1": ended.pid, "thrift": ended.pid}).read_text()
+    )
+    with socket.socket() as silent:  # accepts the Thrift client's connection and never answers
+        silent.bind(("127.0.0.1", record["thrift_port"]))
+        silent.listen()
+        monkeypatch.setattr(spark_cluster, "THRIFT_ANSWER_S", 2.0)
+        started = time.monotonic()
+        assert cli.main(["spark", "status"]) == 1
+        assert time.monotonic() - started < 30, "a server that never answers held status forever"
     said = capsys.readouterr().out
     assert said.startswith(f"the Spark cluster in {settings.spark.directory(settings.home)} is not whole: ")
     for part in (
         f"the master (pid {ended.pid}) is not running",
         f"the thrift (pid {ended.pid}) is not running",
-        "does not answer",
-        "does not answer a query",
+        f"the master's UI http://127.0.0.1:{record['master_port'] + 1} does not answer as the master (",
+        f"the Thrift server on 127.0.0.1:{record['thrift_port']} does not answer a query within 2 s",
         "`recflow spark down` then `recflow spark up`",
     ):
         assert part in said, said

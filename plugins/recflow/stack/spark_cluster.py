@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -127,7 +128,22 @@ def _json(url: str) -> dict[str, object]:
     return found if isinstance(found, dict) else {}
 
 
-def _thrift_answers(port: int) -> bool:
+THRIFT_ANSWER_S = 20.0
+"""How long a Thrift server has to answer ``select 1``: PyHive's client has no timeout of its own, and a
+server that accepts the connection and never replies (stopped, or in a long GC) held ``status`` forever."""
+
+
+def _thrift_answers(port: int, within: float = THRIFT_ANSWER_S) -> bool:
+    """Whether the Thrift server on ``port`` answers a query within ``within`` seconds (asked from a
+    thread of its own, left behind when it does not answer: it ends with the process)."""
+    answered: list[bool] = []
+    asking = threading.Thread(target=lambda: answered.append(_ask_thrift(port)), daemon=True)
+    asking.start()
+    asking.join(within)
+    return bool(answered and answered[0])
+
+
+def _ask_thrift(port: int) -> bool:
     try:
         from pyhive import hive  # noqa: PLC0415 (an optional package: only the Spark commands need it)
     except ImportError:  # without the Spark packages no Thrift server of ours can be asked
@@ -145,6 +161,8 @@ def _thrift_answers(port: int) -> bool:
         cursor = connection.cursor()
         cursor.execute("select 1")
         return bool(cursor.fetchall() == [(1,)])
+    except Exception:  # the session ended, or the query failed: not answering
+        return False
     finally:
         connection.close()
 
@@ -201,14 +219,16 @@ def problems(state: ClusterState) -> list[str]:
     ]
     try:
         workers = len(alive_workers(state))
-    except OSError as exc:
-        found.append(f"the master {state.master_url} does not answer ({exc})")
+    except (OSError, ValueError) as exc:  # nothing there; or another program's page, not the master's JSON
+        found.append(f"the master's UI {state.master_ui} does not answer as the master ({exc})")
     else:
         recorded = sum(role.startswith("worker-") for role in state.pids)
         if workers < recorded:
             found.append(f"the master counts {workers} worker(s) alive of the {recorded} started")
-    if not _thrift_answers(state.thrift_port):
-        found.append(f"the Thrift server on 127.0.0.1:{state.thrift_port} does not answer a query")
+    if not _thrift_answers(state.thrift_port, THRIFT_ANSWER_S):
+        found.append(
+            f"the Thrift server on 127.0.0.1:{state.thrift_port} does not answer a query within {THRIFT_ANSWER_S:.0f} s"
+        )
     return found
 
 
