@@ -219,7 +219,9 @@ def cmd_mlflow_ui(settings: Settings, args: argparse.Namespace) -> int:
     refused = bind_refusal(args.host, args.port)
     if refused is not None:
         raise ConfigError(f"the MLflow UI cannot listen on --host {args.host} --port {args.port}: {refused}")
-    print(f"MLflow UI on http://{args.host}:{args.port} (store {settings.mlflow_uri}); Ctrl-C stops it")
+    print(
+        f"MLflow UI on http://{args.host}:{args.port} (store {shown_url(settings.mlflow_uri)}); Ctrl-C stops it"
+    )
     try:
         code = subprocess.run(command, check=False).returncode
     except KeyboardInterrupt:

@@ -30,6 +30,7 @@ from recflow.core.errors import (
     TrainingJobFailed,
 )
 from recflow.core.names import TRAINING_ASSET, TRAINING_DAG, WAREHOUSE_DAG
+from recflow.core.urls import shown_url
 from recflow.oncall import runbooks
 from recflow.oncall.record import Incident, Kind, days_text
 from recflow.oncall.store import IncidentStore
@@ -145,7 +146,7 @@ def champion_of(settings: Settings, name: str, timeout_s: float = REGISTRY_TIMEO
     from recflow.registry import missing_registry  # noqa: PLC0415 (MLflow's modules: only on failure)
 
     if missing_registry(settings) is not None:
-        return f"none: no model registry yet ({settings.mlflow_uri})"
+        return f"none: no model registry yet ({shown_url(settings.mlflow_uri)})"
     answer: list[str] = []
 
     def look_up() -> None:
@@ -168,7 +169,7 @@ def champion_of(settings: Settings, name: str, timeout_s: float = REGISTRY_TIMEO
     return (
         answer[0]
         if answer
-        else f"unknown: the registry did not answer within {timeout_s:g} s ({settings.mlflow_uri})"
+        else f"unknown: the registry did not answer within {timeout_s:g} s ({shown_url(settings.mlflow_uri)})"
     )
 
 
