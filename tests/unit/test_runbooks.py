@@ -174,6 +174,18 @@ def test_a_server_that_cannot_be_reached_points_to_infrastructure_not_the_tasks_
             raise ValueError("reading the mart failed") from exc
     except ValueError as wrapped:
         assert runbooks.anchor_for("snapshot", wrapped) == "infrastructure"
+    libpq = OSError('connection to server at "db" (10.0.0.5), port 5432 failed: timeout expired')
+    assert runbooks.anchor_for("snapshot", libpq) == "infrastructure"
+    # a section that names its unreachable server keeps it: publish-failed's cause is the MLflow store
+    mlflow_down = ConnectionError("HTTPConnectionPool(host='mlflow', port=5000): Connection refused")
+    assert runbooks.anchor_for("publish", mlflow_down) == "publish-failed"
+    try:  # a data error raised while handling a failed connection is the data's
+        try:
+            raise OSError("Connection refused")
+        except OSError:
+            raise ValueError("analytics.training_interactions has no train rows") from None
+    except ValueError as during:
+        assert runbooks.anchor_for("snapshot", during) == "snapshot-empty"
     # what the sections are for stays theirs
     assert runbooks.anchor_for(
         "snapshot", ValueError("analytics.training_interactions has no train rows")

@@ -168,18 +168,28 @@ def anchor_for(task_id: str, error: BaseException | None) -> str:
         return NO_EXCEPTION.get(task_id) or task_default(task_id) or INFRASTRUCTURE
     if is_warehouse_lock(error):
         return "warehouse-locked"
-    if is_unreachable(error):
+    default = task_default(task_id)
+    if default in ABOUT_THE_DATA_OR_CODE and is_unreachable(error):
         return INFRASTRUCTURE
-    return task_default(task_id) or INFRASTRUCTURE
+    return default or INFRASTRUCTURE
+
+
+ABOUT_THE_DATA_OR_CODE: Final = frozenset({"dbt-failed", "snapshot-empty"})
+"""Task defaults whose advice is about the data or the code ("fix the model", "the warehouse has not
+produced the mart"): a server that cannot be reached is sent to infrastructure instead. The other
+defaults name their unreachable servers themselves (publish-failed: the MLflow store)."""
 
 
 UNREACHABLE: Final = (
     "TTransportException",  # PyHive's Thrift client: the Spark Thrift server is not there
     "Could not connect to any of",
     "Connection refused",
-    "could not connect to server",  # libpq
-    "failed to connect",  # dbt's words for its adapter's
+    "connection to server at",  # libpq 17: 'connection to server at "h" (ip), port 5432 failed: …'
+    "connection to server on socket",
+    "could not connect to server",  # older libpq
     "could not translate host name",
+    "No route to host",
+    "failed to connect",  # dbt's words for its adapter's
 )
 """Words of an error that mean a server (the warehouse's, mostly) could not be reached, in any
 driver's or in dbt's wording of them: the task's default section (``dbt-failed``, ``snapshot-empty``)
@@ -187,7 +197,8 @@ is about the data or the code, and would send on-call the wrong way."""
 
 
 def is_unreachable(error: BaseException) -> bool:
-    """Whether ``error``, or one it was raised from or during, says a server could not be reached."""
+    """Whether ``error``, or one it was raised from (``raise … from``), says a server could not be
+    reached. Not one it was raised while handling: a data error after a failed connection is the data's."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -195,7 +206,7 @@ def is_unreachable(error: BaseException) -> bool:
         if any(words in said for words in UNREACHABLE):
             return True
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
     return False
 
 
