@@ -296,8 +296,10 @@ def test_a_table_format_without_its_jars_is_a_setting_to_fix_not_a_failure_to_re
     with connect(engines["spark"]) as con, pytest.raises(ConfigError) as refused:
         con.execute("create table default.recflow_delta_probe (a int) using delta")
     message = str(refused.value)
-    assert message.startswith(
-        "RECFLOW_SPARK_TABLE_FORMAT names a table format the Spark cluster cannot write: "
+    assert message.startswith("the Spark cluster has no data source for a table format this statement ")
+    assert (
+        "RECFLOW_SPARK_TABLE_FORMAT" in message
+        and "the statement: create table default.recflow_delta" in message
     )
     assert "[DATA_SOURCE_NOT_FOUND]" in message and "delta" in message
     assert not refused.value.retryable

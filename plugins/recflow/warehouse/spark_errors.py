@@ -61,11 +61,12 @@ def spark_errors(statement: str) -> Iterator[None]:
         yield
     except exc.DatabaseError as error:
         said = spark_says(error)
-        if "[DATA_SOURCE_NOT_FOUND]" in said:  # a table format whose jars the cluster lacks: a setting
+        if "[DATA_SOURCE_NOT_FOUND]" in said:  # a table format whose jars the cluster lacks: no try helps
+            flat = " ".join(statement.split())
             raise ConfigError(
-                f"RECFLOW_SPARK_TABLE_FORMAT names a table format the Spark cluster cannot write: "
-                f"{said.strip().splitlines()[0]}. Its jars are not on the cluster (parquet needs none): set "
-                "RECFLOW_SPARK_TABLE_FORMAT=parquet, or add the format's jars to the cluster; retrying does "
-                "not help"
+                f"the Spark cluster has no data source for a table format this statement writes or reads: "
+                f"{said.strip().splitlines()[0]}; the statement: {flat[:STATEMENT_CHARS]}. Its jars are not on "
+                "the cluster: RECFLOW_SPARK_TABLE_FORMAT names the format recflow writes (parquet needs none), "
+                "and tables written in another format need that format's jars to be read; retrying does not help"
             ) from error
         raise SparkStatementFailed(said, statement) from error
