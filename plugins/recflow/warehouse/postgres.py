@@ -223,8 +223,10 @@ class PostgresWarehouse(Warehouse):
         return rows
 
     def close(self) -> None:
-        self._cursor.close()
-        self.connection.close()
+        try:
+            self._cursor.close()
+        finally:  # a cursor that cannot close (the server gone) leaves no connection open
+            self.connection.close()
 
     def append_arrow(self, table: str, data: pa.Table, constants: Mapping[str, object] | None = None) -> None:
         import pyarrow as pa  # noqa: PLC0415 (heavy: not at DAG parse time)

@@ -194,8 +194,10 @@ class SparkWarehouse(Warehouse):
         return _TypedRows(self._cursor, statement)
 
     def close(self) -> None:
-        self._cursor.close()
-        self.connection.close()
+        try:
+            self._cursor.close()
+        finally:  # a cursor that cannot close (the server gone) leaves no connection open
+            self.connection.close()
 
     def table_exists(self, schema: str, table: str) -> bool:
         if not any(row[0] == schema for row in self.execute("show databases").fetchall()):
