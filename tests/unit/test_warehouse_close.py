@@ -6,11 +6,13 @@ close, so the task's error and the incident named the wrong thing."""
 from __future__ import annotations
 
 import logging
+from typing import Any
+from unittest import mock
 
 import pytest
 
 from recflow.core.config import Settings
-from recflow.warehouse import DuckDBWarehouse, connect
+from recflow.warehouse import DuckDBWarehouse, PostgresWarehouse, SparkWarehouse, connect
 
 
 @pytest.fixture
@@ -42,3 +44,13 @@ def test_a_close_that_fails_after_work_that_succeeded_is_raised(
 ) -> None:
     with pytest.raises(ConnectionError, match="TSocket read 0 bytes"), connect(settings) as con:
         con.execute("select 1")
+
+
+@pytest.mark.parametrize("engine", [PostgresWarehouse, SparkWarehouse], ids=["postgresql", "spark"])
+def test_a_cursor_that_cannot_close_leaves_no_connection_open(engine: type[Any]) -> None:
+    warehouse: Any = object.__new__(engine)  # the driver's objects stood in: only close's order is under test
+    warehouse._cursor = mock.Mock(**{"close.side_effect": ConnectionError("TSocket read 0 bytes")})
+    warehouse.connection = mock.Mock()
+    with pytest.raises(ConnectionError):
+        warehouse.close()
+    warehouse.connection.close.assert_called_once_with()
