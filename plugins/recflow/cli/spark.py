@@ -43,9 +43,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             "its retries: clear it once the cluster is up)"
         )
         return 1
-    workers = sum(role.startswith("worker-") for role in state.pids)
     print(
-        f"master {state.master_url} (UI {state.master_ui}), {workers} worker(s) alive, Thrift {state.warehouse_url} "
+        f"master {state.master_url} (UI {state.master_ui}), {state.workers} worker(s) alive, Thrift {state.warehouse_url} "
         f"answers (Spark UI {state.uis.get('thrift', 'not recorded')})"
     )
     print(_point_at(state.env()))

@@ -67,6 +67,11 @@ class ClusterState:
     """When each process started (:func:`~recflow.stack.pids.started_at`): with its pid, it names that
     process, and not another that got the pid after a reboot or a ``kill -9`` of the cluster."""
 
+    @property
+    def workers(self) -> int:
+        """How many workers ``up`` started (their roles are ``worker-1``, ``worker-2``, …)."""
+        return sum(role.startswith("worker-") for role in self.pids)
+
     def running(self) -> dict[str, int]:
         """The recorded processes that still run, by role."""
         return {r: pid for r, pid in self.pids.items() if is_recorded_process(pid, self.started.get(r))}
@@ -133,13 +138,13 @@ THRIFT_ANSWER_S = 20.0
 server that accepts the connection and never replies (stopped, or in a long GC) held ``status`` forever."""
 
 
-def _thrift_answers(port: int, within: float = THRIFT_ANSWER_S) -> bool:
-    """Whether the Thrift server on ``port`` answers a query within ``within`` seconds (asked from a
-    thread of its own, left behind when it does not answer: it ends with the process)."""
+def _thrift_answers(port: int) -> bool:
+    """Whether the Thrift server on ``port`` answers a query within :data:`THRIFT_ANSWER_S` (asked from
+    a thread of its own, left behind when it does not answer: it ends with the process)."""
     answered: list[bool] = []
     asking = threading.Thread(target=lambda: answered.append(_ask_thrift(port)), daemon=True)
     asking.start()
-    asking.join(within)
+    asking.join(THRIFT_ANSWER_S)
     return bool(answered and answered[0])
 
 
@@ -212,20 +217,18 @@ def problems(state: ClusterState) -> list[str]:
     """What of the recorded cluster is not serving, one entry each (empty: it all is): a recorded
     process that no longer runs, a worker the master does not count, a Thrift server that does not
     answer a query, a master that does not answer."""
+    running = state.running()
     found = [
-        f"the {role} (pid {pid}) is not running"
-        for role, pid in state.pids.items()
-        if role not in state.running()
+        f"the {role} (pid {pid}) is not running" for role, pid in state.pids.items() if role not in running
     ]
     try:
         workers = len(alive_workers(state))
     except (OSError, ValueError) as exc:  # nothing there; or another program's page, not the master's JSON
         found.append(f"the master's UI {state.master_ui} does not answer as the master ({exc})")
     else:
-        recorded = sum(role.startswith("worker-") for role in state.pids)
-        if workers < recorded:
-            found.append(f"the master counts {workers} worker(s) alive of the {recorded} started")
-    if not _thrift_answers(state.thrift_port, THRIFT_ANSWER_S):
+        if workers < state.workers:
+            found.append(f"the master counts {workers} worker(s) alive of the {state.workers} started")
+    if not _thrift_answers(state.thrift_port):
         found.append(
             f"the Thrift server on 127.0.0.1:{state.thrift_port} does not answer a query within {THRIFT_ANSWER_S:.0f} s"
         )
@@ -365,7 +368,7 @@ def _unlike(state: ClusterState, settings: Settings) -> str:
     asked = {
         "RECFLOW_SPARK_MASTER_PORT": (state.master_port, settings.spark.master_port),
         "RECFLOW_SPARK_THRIFT_PORT": (state.thrift_port, settings.spark.thrift_port),
-        "RECFLOW_SPARK_WORKERS": (sum(r.startswith("worker-") for r in state.pids), settings.spark.workers),
+        "RECFLOW_SPARK_WORKERS": (state.workers, settings.spark.workers),
     }
     unlike = [f"{name}={now} (it runs with {then})" for name, (then, now) in asked.items() if then != now]
     if not unlike:
