@@ -17,7 +17,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.connections import task_settings
 from recflow.core.config import Settings
-from recflow.core.days import LANDING_POKE, LANDING_TIMEOUT, days_to_process
+from recflow.core.days import LANDING_POKE, LANDING_TIMEOUT, days_to_process, landing_wait
 from recflow.warehouse import WAREHOUSE_POOL
 
 log = logging.getLogger(__name__)
@@ -33,19 +33,12 @@ def wait_for_landing(
     data_interval_end: datetime | None = None,
 ) -> bool:
     """Wait (without holding a worker) until the days' partitions are complete (``_SUCCESS``); fail after ``LANDING_TIMEOUT``."""
-    import humanize  # noqa: PLC0415 (as the next line)
-
     from recflow.ingest.contract import not_landed  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
     days = days_to_process(params, logical_date, data_interval_start, data_interval_end)
     missing = not_landed(task_settings().landing_dir, days)
     if missing is not None:
-        log.info(
-            "waiting for %s (looking again every %s, failing after %s)",
-            missing,
-            humanize.naturaldelta(LANDING_POKE),
-            humanize.naturaldelta(LANDING_TIMEOUT),
-        )
+        log.info("waiting for %s (looking again every %s, failing after %s)", missing, *landing_wait())
     return missing is None
 
 

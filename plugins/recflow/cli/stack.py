@@ -10,12 +10,12 @@ import signal
 import sys
 import time
 import urllib.error
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from recflow.cli.args import Subcommands, add_world_size, generated_days, iso_date, regex, share
 from recflow.core.config import Settings
-from recflow.core.days import LANDING_POKE, LANDING_TIMEOUT
+from recflow.core.days import landing_wait
 from recflow.core.errors import ConfigError
 from recflow.core.gate import FAMILIES
 from recflow.core.names import WAREHOUSE_DAG
@@ -67,18 +67,13 @@ def _landing_notice(settings: Settings, argv: list[str]) -> str | None:
     missing = not_landed(settings.landing_dir, [day])
     if missing is None:
         return None
+    poke, timeout = landing_wait()
     return (
         f"recflow: ds={day} has not landed ({missing}). This run waits for it, looking every "
-        f"{_duration(LANDING_POKE)} for up to {_duration(LANDING_TIMEOUT)} (Airflow prints 'No tasks to run' "
+        f"{poke} for up to {timeout} (Airflow prints 'No tasks to run' "
         f"meanwhile): land the day in another terminal (`recflow generate --days N --end {day}`, `recflow load "
         "movielens`), or stop with Ctrl-C"
     )
-
-
-def _duration(span: timedelta) -> str:
-    import humanize  # noqa: PLC0415 (as the task's own log line)
-
-    return str(humanize.naturaldelta(span))
 
 
 def api_client(settings: Settings) -> AirflowClient:

@@ -17,6 +17,14 @@ LANDING_TIMEOUT = timedelta(hours=6)
 """How long a warehouse run waits for a day to land before it fails (``LandingLate``)."""
 
 
+def landing_wait() -> tuple[str, str]:
+    """:data:`LANDING_POKE` and :data:`LANDING_TIMEOUT` in words (``"2 minutes"``, ``"6 hours"``), as the
+    sensor's log and ``recflow airflow dags test`` say them."""
+    import humanize  # noqa: PLC0415 (only once a day is found missing, not at DAG parse)
+
+    return str(humanize.naturaldelta(LANDING_POKE)), str(humanize.naturaldelta(LANDING_TIMEOUT))
+
+
 def _interval(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
     if start is None or end is None or start >= end:
         raise ValueError(
