@@ -21,11 +21,17 @@ class SparkStatementFailed(RuntimeError):
     memory). Not a verdict on the data: the kind is ``infrastructure`` and the task keeps its retries."""
 
     def __init__(self, spark_says: str, statement: str) -> None:
-        flat = " ".join(statement.split())
-        cut = flat if len(flat) <= STATEMENT_CHARS else flat[: STATEMENT_CHARS - 1] + "…"
-        super().__init__(f"Spark failed the statement: {spark_says.strip()}; the statement: {cut}")
+        super().__init__(
+            f"Spark failed the statement: {spark_says.strip()}; the statement: {_shown(statement)}"
+        )
         self.spark_says = spark_says
         self.statement = statement
+
+
+def _shown(statement: str) -> str:
+    """The statement on one line, its first :data:`STATEMENT_CHARS` characters."""
+    flat = " ".join(statement.split())
+    return flat if len(flat) <= STATEMENT_CHARS else flat[: STATEMENT_CHARS - 1] + "…"
 
 
 def spark_says(error: BaseException) -> str:
@@ -62,10 +68,9 @@ def spark_errors(statement: str) -> Iterator[None]:
     except exc.DatabaseError as error:
         said = spark_says(error)
         if "[DATA_SOURCE_NOT_FOUND]" in said:  # a table format whose jars the cluster lacks: no try helps
-            flat = " ".join(statement.split())
             raise ConfigError(
                 f"the Spark cluster has no data source for a table format this statement writes or reads: "
-                f"{said.strip().splitlines()[0]}; the statement: {flat[:STATEMENT_CHARS]}. Its jars are not on "
+                f"{said.strip().splitlines()[0]}; the statement: {_shown(statement)}. Its jars are not on "
                 "the cluster: RECFLOW_SPARK_TABLE_FORMAT names the format recflow writes (parquet needs none), "
                 "and tables written in another format need that format's jars to be read; retrying does not help"
             ) from error
