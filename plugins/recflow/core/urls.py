@@ -18,10 +18,8 @@ def shown_url(url: str) -> str:
 
     try:
         parsed = make_url(url)
-    except (
-        ArgumentError,
-        ValueError,
-    ):  # not read as a URL (a port that is no number): hide what looks like one
+    # not read as a URL (a port that is no number): hide what looks like one all the same
+    except (ArgumentError, ValueError):
         return _PASSWORD_PARAMETER.sub(rf"\1{HIDDEN}", _USER_PASSWORD.sub(rf"\1{HIDDEN}@", url))
     if "password" in parsed.query:
         parsed = parsed.update_query_dict({"password": HIDDEN})

@@ -132,9 +132,8 @@ def run_query(settings: Settings, sql: str, limit: int) -> QueryResult:
             rows: Any = warehouse.execute(statement)
             columns = [str(d[0]) for d in rows.description or ()]
             fetched = [tuple(r) for r in rows.fetchmany(limit + 1)]
-        except _query_errors(
-            warehouse.dialect.name
-        ) as exc:  # the engine's; a bug of ours keeps its traceback
+        # the engine's own errors only: a bug of ours keeps its traceback
+        except _query_errors(warehouse.dialect.name) as exc:
             said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"{warehouse.dialect.name} refused the query: {said}") from exc
     return QueryResult(columns, fetched[:limit], len(fetched) > limit)
