@@ -70,27 +70,23 @@ def test_arguments_are_checked_before_the_api_server_is_asked(
     assert not home.home.exists()
 
 
-def test_a_task_regex_that_does_not_compile_is_refused_at_parsing(
-    home: Settings, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("task_regex", "refusal"),
+    [
+        ("[", "'[' is not a regular expression: unterminated character set at position 0"),
+        # ``-t "$TASK"`` with TASK unset cleared every task of the days (a search for '' matches any id)
+        ("", "'' matches every task; to mean every task, give '.'"),
+    ],
+    ids=["does-not-compile", "empty"],
+)
+def test_a_task_regex_is_refused_at_parsing(
+    home: Settings, capsys: pytest.CaptureFixture[str], task_regex: str, refusal: str
 ) -> None:
     with pytest.raises(SystemExit) as ended:
-        cli.main(["clear", "recsys_warehouse", "-t", "[", "-s", "2026-01-05"])
+        cli.main(["clear", "recsys_warehouse", "-t", task_regex, "-s", "2026-01-05"])
     assert ended.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "recflow clear: error: argument -t/--task-regex: '[' is not a regular expression: "
-        "unterminated character set at position 0"
-    )
-
-
-def test_an_empty_task_regex_is_refused_rather_than_matching_every_task(
-    home: Settings, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """``-t "$TASK"`` with TASK unset cleared every task of the days (a search for '' matches any id)."""
-    with pytest.raises(SystemExit) as ended:
-        cli.main(["clear", "recsys_warehouse", "-t", "", "-s", "2026-01-05"])
-    assert ended.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "recflow clear: error: argument -t/--task-regex: '' matches every task; to mean every task, give '.'"
+        f"recflow clear: error: argument -t/--task-regex: {refusal}"
     )
 
 
