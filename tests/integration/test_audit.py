@@ -226,6 +226,22 @@ def test_too_many_bad_rows_refuse_the_day_and_publish_nothing(home: Settings) ->
         assert not table_exists(con, "raw_staging", staged_table(D3).split(".")[1]), "published: unstaged"
 
 
+@pytest.mark.parametrize(("bad", "landed"), [(7, 10), (29, 100), (57, 100)])
+def test_a_share_of_exactly_the_threshold_is_accepted(home: Settings, bad: int, landed: int) -> None:
+    """ "At most S" holds at S itself, for the shares whose complement is no exact binary fraction
+    (1 - 0.7 is 0.30000000000000004, above 3 / 10): the share the incident fills in accepts the day."""
+    day = _table(home, D1).slice(0, landed)
+    _rewrite(home, D1, _set(day, "user_id", list(range(bad)), None))
+    with pytest.raises(PartitionRefused) as caught:
+        stage_and_audit(home, [D1], run_id="r1", check_volume=False)
+    assert caught.value.share_needed == bad / landed
+
+    accepted = stage_and_audit(
+        home, [D1], run_id="r2", max_quarantine_share=bad / landed, check_volume=False
+    )[0]
+    assert (accepted.verdict, accepted.quarantined, _published(home, D1)) == ("published", bad, landed - bad)
+
+
 def test_the_threshold_is_a_per_run_param(home: Settings) -> None:
     faulty, rows = _five_percent_null_user_id(home, D1)
     result = stage_and_audit(home, [D1], run_id="r1", max_quarantine_share=0.06)[0]
