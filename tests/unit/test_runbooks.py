@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -219,6 +220,22 @@ def test_dag_doc_is_the_overview_and_points_to_the_runbook(dag_id: str) -> None:
         assert f"| {row} |" in doc, f"the task table has no row for {row}"
     assert f"docs/runbooks/{dag_id}.md" in doc
     assert "**What to do:**" not in doc, "the failure causes stay in the file"
+
+
+@pytest.mark.parametrize("dag_id", DAGS)
+def test_dag_doc_has_no_link_that_leads_nowhere_in_the_ui(dag_id: str) -> None:
+    """The UI shows doc_md on a page of its own: the overview's links to the runbook's sections and to
+    other docs are written out as anchors and paths, each of which exists."""
+    doc = runbooks.dag_doc(dag_id)
+    assert re.findall(r"\]\((?![a-z]+://)[^)]*\)", doc) == [], "a relative Markdown link is left"
+    overview = runbooks.load(dag_id).overview
+    linked = re.findall(r"\]\(#([^)]+)\)", overview)
+    assert linked, "the overview links its sections (else this test reads nothing)"
+    for anchor in linked:
+        assert anchor in runbooks.load(dag_id).sections
+        assert f"`#{anchor}`" in doc
+    for path in re.findall(r"\(`(docs/[^`#]+)(?:#[^`]*)?`\)", doc):
+        assert (PROJECT_ROOT / path).is_file(), path
 
 
 def test_headings_in_code_fences_are_not_sections() -> None:

@@ -11,6 +11,7 @@ parsed: it imports nothing heavy.
 
 from __future__ import annotations
 
+import posixpath
 import re
 import sys
 from dataclasses import dataclass
@@ -131,10 +132,34 @@ def dag_doc(dag_id: str) -> str:
     book = load(dag_id)
     causes = ", ".join(f"`{anchor}`" for anchor in book.sections)
     return (
-        f"# {book.title}\n\n{book.overview}\n\n"
+        f"# {book.title}\n\n{_unlinked(book.overview, dag_id)}\n\n"
         f"**Runbook:** `{relative_path(dag_id)}`, one section per failure cause: {causes}. "
         "The `ON-CALL:` line of a failed task names its section.\n"
     )
+
+
+_LINK = re.compile(r"\[([^][\n]+)\]\(([^)\s]+)\)")
+
+
+def _unlinked(text: str, dag_id: str) -> str:
+    """``text`` with each relative Markdown link written out as what it points to: a section of this
+    runbook as its anchor (``[landing-late](#landing-late)`` → ```#landing-late```, which the page's
+    last line says is in ``docs/runbooks/<dag>.md``), another file as its path in the repository
+    (``[benchmarks](../benchmarks.md)`` → ``benchmarks (`docs/benchmarks.md`)``). The Airflow UI shows
+    ``doc_md`` on a page of its own, where a link relative to the runbook's file leads nowhere; links
+    with a scheme stay links."""
+
+    def written_out(link: re.Match[str]) -> str:
+        label, target = link.groups()
+        if "://" in target or target.startswith("mailto:"):
+            return link.group(0)
+        path, _, anchor = target.partition("#")
+        if not path:
+            return f"`#{anchor}`" if label == anchor else f"{label} (`#{anchor}`)"
+        where = posixpath.normpath(posixpath.join(posixpath.dirname(relative_path(dag_id)), path))
+        return f"{label} (`{where}{'#' + anchor if anchor else ''}`)"
+
+    return _LINK.sub(written_out, text)
 
 
 def section(dag_id: str, anchor: str) -> Section:
