@@ -30,6 +30,7 @@ REQUIRED = {
     },
     TRAINING: {
         "snapshot-empty",
+        "warehouse-locked",  # snapshot reads the DuckDB file
         "params-refused",
         "job-algorithm-error",
         "job-killed",
@@ -203,6 +204,8 @@ def test_a_duckdb_lock_points_to_warehouse_locked() -> None:
     locked = duckdb.IOException('IO Error: Could not set lock on file "/x/recflow.duckdb": Conflicting lock')
     assert runbooks.anchor_for("land", locked) == "warehouse-locked"
     assert runbooks.anchor_for("land", duckdb.IOException("No such file")) == "infrastructure"
+    # the training DAG's snapshot reads the same file: its runbook has the section too
+    assert runbooks.anchor_for("snapshot", locked) in runbooks.load(TRAINING).sections
 
 
 def test_section_names_the_anchors_there_are() -> None:
