@@ -198,6 +198,35 @@ def test_a_server_that_cannot_be_reached_points_to_infrastructure_not_the_tasks_
     )
 
 
+def test_spark_failing_the_snapshot_for_its_own_reasons_points_to_infrastructure() -> None:
+    """The snapshot's section says the warehouse has not produced the mart: right for a table Spark
+    does not find, wrong for an executor Spark lost or memory it ran out of."""
+    from recflow.warehouse.spark_errors import SparkStatementFailed
+
+    def failed(says: str) -> BaseException:
+        try:
+            raise SparkStatementFailed(says, "select * from analytics.training_interactions") from OSError(
+                "TStatus(...)"
+            )
+        except SparkStatementFailed as error:
+            return error
+
+    lost = failed("Job aborted due to stage failure: ExecutorLostFailure (executor 1 exited)")
+    assert runbooks.anchor_for("snapshot", lost) == "infrastructure"
+    oom = failed("[SPARK_JOB_CANCELLED] java.lang.OutOfMemoryError: Java heap space")
+    assert runbooks.anchor_for("snapshot", oom) == "infrastructure"
+    missing = failed(
+        "[TABLE_OR_VIEW_NOT_FOUND] The table or view `analytics`.`training_interactions` cannot be found."
+    )
+    assert runbooks.anchor_for("snapshot", missing) == "snapshot-empty"
+    try:  # under a wrapper of the snapshot's
+        raise RuntimeError("could not read the mart") from lost
+    except RuntimeError as wrapped:
+        assert runbooks.anchor_for("snapshot", wrapped) == "infrastructure"
+    # sections that are not about the data keep their own
+    assert runbooks.anchor_for("publish", lost) == "publish-failed"
+
+
 def test_a_duckdb_lock_points_to_warehouse_locked() -> None:
     import duckdb
 

@@ -169,6 +169,17 @@ class ConservationBroken(RecflowError):
         self.quarantined = quarantined
 
 
+class EngineFailed(RuntimeError):
+    """The warehouse's engine failed a statement (on Spark: an executor lost, out of memory, a table
+    that does not exist). Not a :class:`RecflowError`: its kind is ``infrastructure`` and the task keeps
+    its retries. ``missing_table``: the statement read a table that does not exist, which is what the
+    sections about missing data (the snapshot's) are for; any other failure is the engine's machinery."""
+
+    @property
+    def missing_table(self) -> bool:
+        return False
+
+
 class DbtNodeFailed(RecflowError):
     """A dbt node of the run's build failed (its SQL, or one of its tests), or the build ended before it
     ran. ``node`` is the model, seed or test the failing task is named after, ``failed`` the dbt nodes

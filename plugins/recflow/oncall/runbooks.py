@@ -14,6 +14,7 @@ from __future__ import annotations
 import posixpath
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Final
 
 from recflow.core import names
 from recflow.core.config import PROJECT_ROOT
-from recflow.core.errors import RecflowError
+from recflow.core.errors import EngineFailed, RecflowError
 
 RUNBOOKS_DIR = PROJECT_ROOT / "docs" / "runbooks"
 INFRASTRUCTURE = "infrastructure"
@@ -194,14 +195,15 @@ def anchor_for(task_id: str, error: BaseException | None) -> str:
     if is_warehouse_lock(error):
         return "warehouse-locked"
     default = task_default(task_id)
-    if default in ABOUT_THE_DATA_OR_CODE and is_unreachable(error):
+    if default in ABOUT_THE_DATA_OR_CODE and (is_unreachable(error) or is_engine_failure(error)):
         return INFRASTRUCTURE
     return default or INFRASTRUCTURE
 
 
 ABOUT_THE_DATA_OR_CODE: Final = frozenset({"dbt-failed", "snapshot-empty"})
 """Task defaults whose advice is about the data or the code ("fix the model", "the warehouse has not
-produced the mart"): a server that cannot be reached is sent to infrastructure instead. The other
+produced the mart"): a server that cannot be reached, or an engine that failed a statement for
+another reason than a missing table, is sent to infrastructure instead. The other
 defaults name their unreachable servers themselves (publish-failed: the MLflow store)."""
 
 
@@ -224,15 +226,16 @@ is about the data or the code, and would send on-call the wrong way."""
 def is_unreachable(error: BaseException) -> bool:
     """Whether ``error``, or one it was raised from (``raise … from``), says a server could not be
     reached. Not one it was raised while handling: a data error after a failed connection is the data's."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        said = f"{type(current).__name__}: {current}"
-        if any(words in said for words in UNREACHABLE):
-            return True
-        seen.add(id(current))
-        current = current.__cause__
-    return False
+    return any(
+        any(words in f"{type(current).__name__}: {current}" for words in UNREACHABLE)
+        for current in _causes(error)
+    )
+
+
+def is_engine_failure(error: BaseException) -> bool:
+    """Whether ``error``, or one it was raised from, is the warehouse engine failing a statement for a
+    reason of its own (an executor lost, out of memory), not because a table does not exist."""
+    return any(isinstance(current, EngineFailed) and not current.missing_table for current in _causes(error))
 
 
 def is_warehouse_lock(error: BaseException) -> bool:
@@ -244,10 +247,13 @@ def is_warehouse_lock(error: BaseException) -> bool:
 
 def recflow_cause(error: BaseException | None) -> RecflowError | None:
     """``error`` itself when it is a RecflowError, else the first RecflowError in its ``raise ... from`` chain."""
+    return next((current for current in _causes(error) if isinstance(current, RecflowError)), None)
+
+
+def _causes(error: BaseException | None) -> Iterator[BaseException]:
+    """``error``, then each error it was raised from (``raise … from``), each once."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, RecflowError):
-            return error
+        yield error
         seen.add(id(error))
         error = error.__cause__
-    return None

@@ -10,13 +10,13 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from recflow.core.errors import ConfigError
+from recflow.core.errors import ConfigError, EngineFailed
 
 STATEMENT_CHARS = 300
 """How much of the statement the message repeats (its start names the table and the step)."""
 
 
-class SparkStatementFailed(RuntimeError):
+class SparkStatementFailed(EngineFailed):
     """Spark refused a statement or failed while running it (a missing table, an executor lost, out of
     memory). Not a verdict on the data: the kind is ``infrastructure`` and the task keeps its retries."""
 
@@ -26,6 +26,10 @@ class SparkStatementFailed(RuntimeError):
         )
         self.spark_says = spark_says
         self.statement = statement
+
+    @property
+    def missing_table(self) -> bool:
+        return "[TABLE_OR_VIEW_NOT_FOUND]" in self.spark_says
 
 
 def _shown(statement: str) -> str:
