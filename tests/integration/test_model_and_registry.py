@@ -96,6 +96,11 @@ def test_registry_round_trip(
             argv = ["models", "export", "--name", "recsys-test", "--alias", "champion", "--out"]
             assert main([*argv, str(tmp_path / name)]) == 1
             assert f"not exported: {tmp_path / name} {said}" in capsys.readouterr().err
+        # a model that does not exist is said as show says it, not as a missing alias
+        assert main(["models", "export", "--name", "nope", "--out", str(tmp_path / "nope")]) == 1
+        said = capsys.readouterr().err
+        assert said.startswith("not exported: ") and "no registered model named 'nope'" in said, said
+        assert not (tmp_path / "nope").exists()
     assert (tmp_path / "a-file").read_text() == "someone's notes"
     # the download went through a folder beside --out named after it, then deleted whole: a person's
     # folder of that name went with it

@@ -73,7 +73,12 @@ def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_models_export(settings: Settings, args: argparse.Namespace) -> int:
     require_registry(settings)
     registry = registry_for(settings)
-    info = registry.get_by_alias(args.name, args.alias)
+    try:  # a model that does not exist, or an alias the registry does not keep: one line, as show says it
+        registry.require_model(args.name)
+        info = registry.get_by_alias(args.name, args.alias)
+    except RegistryError as exc:
+        print(f"not exported: {exc}", file=sys.stderr)
+        return 1
     if info is None:
         print(f"model {args.name!r} has no version with alias {args.alias!r}", file=sys.stderr)
         return 1
