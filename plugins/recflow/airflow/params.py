@@ -154,19 +154,29 @@ def check_conf(dag_id: str, declared: Mapping[str, Any], conf: Mapping[str, Any]
     Values are validated as Airflow validates them (``jsonschema.validate``, the dialect from the
     schema's ``$schema``, with a format checker), and the message starts as Airflow's does. A number
     that is not finite is refused too: JSON Schema cannot say so, and NaN passes every bound (Python's
-    JSON reads ``NaN``), so ``max_quarantine_share=NaN`` would reach the audit."""
+    JSON reads ``NaN``), so ``max_quarantine_share=NaN`` would reach the audit; and a string must match
+    its pattern whole (Python's ``$`` lets a last newline through)."""
     unknown = unknown_conf_keys(conf, declared)
     if unknown:
         raise ParamsError(unknown_conf_message(dag_id, unknown, conf, declared))
     for key, value in conf.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ParamsError(f"Invalid input for param {key}: {value!r} is not a finite number")
+        schema = declared[key].schema
         try:
-            validate(value, declared[key].schema, format_checker=FormatChecker())
+            validate(value, schema, format_checker=FormatChecker())
         except ValidationError as exc:
             raise ParamsError(
                 f"Invalid input for param {key}: {exc.message} (given {key}={value!r})"
             ) from None
+        pattern = schema.get("pattern")
+        if isinstance(value, str) and pattern and not re.fullmatch(pattern, value):
+            # jsonschema searches with Python's re, whose $ also matches before a last newline: 'x\n'
+            # passed ^…$ and was published as a model named 'x\n'
+            raise ParamsError(
+                f"Invalid input for param {key}: {value!r} does not match {pattern!r} as a whole "
+                f"(given {key}={value!r})"
+            )
 
 
 def params_of(params: Any) -> dict[str, Any]:

@@ -406,3 +406,14 @@ def test_a_number_that_is_not_finite_is_refused_for_every_numeric_param(value: f
         declared = TRAIN_PARAMS if name in TRAIN_PARAMS else WAREHOUSE_PARAMS
         with pytest.raises(ParamsError, match=f"param {name}: -?(nan|inf) is not a finite number$"):
             check_conf("dag", declared, {name: value})
+
+
+@pytest.mark.parametrize("value", ["recsys-demo\n", "x\n"])
+def test_a_pattern_holds_for_the_whole_string(value: str, api: Any) -> None:
+    """jsonschema searches a pattern with Python's re, where ^…$ matches 'x\\n' (a model then
+    registered as 'x\\n'); the task and the API server refuse it."""
+    with pytest.raises(ParamsError, match=r"param model_name: .* does not match .* as a whole"):
+        check_conf("recsys_train_and_publish", TRAIN_PARAMS, {"model_name": value})
+    response = api.post("/api/v2/dags/recsys_train_and_publish/dagRuns", json={"conf": {"model_name": value}})
+    assert response.status_code == 400
+    check_conf("recsys_train_and_publish", TRAIN_PARAMS, {"model_name": value.strip()})
