@@ -45,9 +45,10 @@ def days_to_process(
     A scheduled or backfill run of day D has ``logical_date = data_interval_start = D``:
     it processes ``ds=D``. A manual run for a logical date D (``airflow dags test
     recsys_warehouse D``, or the UI with a date) processes ``ds=D`` too, although the
-    timetable infers it the interval ending at D; without a logical date it processes
-    its interval's day. Params ``reload_from``/``reload_to`` make it a historical reload
-    (``ParamsError`` when only one is given, or the range is reversed).
+    timetable infers it the interval ending at D. Params ``reload_from``/``reload_to`` make it a
+    historical reload (``ParamsError`` when only one is given, or the range is reversed). A run
+    with neither a logical date nor a reload range (the UI's trigger form with its date cleared:
+    Airflow 3 then gives it no data interval either) names no day: ``ParamsError``.
     """
     params = params or {}
     first, last = params.get("reload_from"), params.get("reload_to")
@@ -60,5 +61,11 @@ def days_to_process(
         return [lo + timedelta(days=i) for i in range((hi - lo).days + 1)]
     if logical_date is not None:
         return [logical_date.astimezone(UTC).date()]
+    if start is None and end is None:
+        raise ParamsError(
+            "this run names no day: it has no logical date (the trigger form's date was cleared) and no "
+            "reload_from/reload_to; trigger it again with the day as its logical date, or with both "
+            "reload_from and reload_to"
+        )
     interval_start, _ = _interval(start, end)
     return [interval_start.date()]
