@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from recflow.core.config import Settings
-from recflow.core.errors import PartitionRefused
+from recflow.core.errors import NotStaged, PartitionRefused
 from recflow.ingest.contract import partition_dir, staged_table
-from recflow.ingest.days import stage_and_audit
+from recflow.ingest.days import audit_days, stage_and_audit
 from recflow.ingest.land import stage_partitions
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
 from recflow.warehouse import connect, content_checksum, table_exists
@@ -240,6 +240,16 @@ def test_a_share_of_exactly_the_threshold_is_accepted(home: Settings, bad: int, 
         home, [D1], run_id="r2", max_quarantine_share=bad / landed, check_volume=False
     )[0]
     assert (accepted.verdict, accepted.quarantined, _published(home, D1)) == ("published", bad, landed - bad)
+
+
+def test_auditing_a_published_day_again_without_land_is_refused_without_retry(home: Settings) -> None:
+    """The UI's Clear of `audit` alone on a published day: its staged table went with the publication."""
+    stage_and_audit(home, [D1], run_id="r1")
+    before = _published(home, D1)
+    with pytest.raises(NotStaged, match="clear `land` and its downstream tasks") as caught:
+        audit_days(home, [D1], run_id="r1")
+    assert not caught.value.retryable
+    assert _published(home, D1) == before, "the day's publication is as it was"
 
 
 def test_the_threshold_is_a_per_run_param(home: Settings) -> None:

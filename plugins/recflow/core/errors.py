@@ -157,6 +157,14 @@ class DayClaimed(RecflowError):
         self.holder = holder
 
 
+class NotStaged(RecflowError):
+    """``audit`` found no staged table for its day: the day's publication dropped it (``audit`` was
+    cleared without ``land``), or ``land`` did not run. Another try finds none either."""
+
+    runbook = "not-staged"
+    retryable = False
+
+
 class ConservationBroken(RecflowError):
     """The rows written for a day (published and quarantined) are not exactly the rows it landed: the
     audit's transaction was rolled back and nothing was published. A fault of the pipeline, not of the data."""

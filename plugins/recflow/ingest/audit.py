@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from recflow.core.config import Settings
-from recflow.core.errors import PartitionRefused, RecflowError
+from recflow.core.errors import NotStaged, PartitionRefused, RecflowError
 from recflow.ingest.claims import hold_claim, release_claim
 from recflow.ingest.contract import staged_table
 from recflow.ingest.publish import (
@@ -136,10 +136,9 @@ def audit_day(
         rules = row_rules(_utc(interval_start), _utc(interval_end), dt.datetime.now(dt.UTC), con.dialect)
         ensure_tables(con)
         if not con.table_exists(STAGING_SCHEMA, staged_table(ds).split(".")[1]):
-            raise RecflowError(
-                f"ds={day} is not staged ({staged_table(ds)} does not exist): clear `land` for this run too, "
-                "then this task",
-                runbook="partition-refused",
+            raise NotStaged(
+                f"ds={day} is not staged ({staged_table(ds)} does not exist: publishing the day drops it, so "
+                "`audit` cannot be cleared alone): clear `land` and its downstream tasks for this run"
             )
         with con.transaction():
             hold_claim(con, ds, run_id)
