@@ -70,6 +70,7 @@ OWNERS = {
     "job-input-error": (TRAINING,),
     "job-internal-error": (TRAINING,),
     "publish-failed": (TRAINING,),
+    "no-upstream-result": (TRAINING,),
 }
 """Which DAGs raise the errors that name each anchor (so whose runbook must have it)."""
 

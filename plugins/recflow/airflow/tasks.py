@@ -18,6 +18,8 @@ from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.connections import task_settings
 from recflow.core.config import Settings
 from recflow.core.days import LANDING_POKE, LANDING_TIMEOUT, days_to_process, landing_wait
+from recflow.core.errors import NoUpstreamResult
+from recflow.core.names import EVALUATE, GATE, SNAPSHOT, TRAIN
 from recflow.warehouse import WAREHOUSE_POOL
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,18 @@ def snapshot() -> dict[str, Any]:
     return take_snapshot(task_settings()).to_xcom()
 
 
+def _require_results(upstream: dict[str, Any]) -> None:
+    """Refuse to start when an upstream task (by id) left no result: marked success in the UI, it never
+    ran, and this task would fail on ``None`` with a bare TypeError, retried."""
+    missing = [task_id for task_id, result in upstream.items() if not isinstance(result, dict)]
+    if missing:
+        names = ", ".join(f"`{task_id}`" for task_id in missing)
+        raise NoUpstreamResult(
+            f"{names} passed no result to this task: marked success without running (the UI's Mark "
+            f"success)? Clear {names} and its downstream tasks to run {'it' if len(missing) == 1 else 'them'}"
+        )
+
+
 def _model_name(settings: Settings, params: dict[str, Any] | None) -> str:
     name = (params or {}).get("model_name")
     return str(name) if name else settings.model_name
@@ -129,6 +143,7 @@ def evaluate(
     """Score challenger and champion on the same holdout and the same sampled negatives."""
     from recflow.evaluation import evaluate_challenger  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
+    _require_results({SNAPSHOT: snapshot, TRAIN: training})
     settings = task_settings()
     return evaluate_challenger(settings, snapshot, training, _model_name(settings, params))
 
@@ -138,6 +153,7 @@ def gate(evaluation: dict[str, Any]) -> dict[str, Any]:
     """Decide promotion: absolute floors, then not worse than the champion beyond the tolerance."""
     from recflow.evaluation import decide  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
+    _require_results({EVALUATE: evaluation})
     decision = decide(
         evaluation["challenger"],
         evaluation["champion"],
@@ -161,6 +177,7 @@ def publish(
     said no or this is a dry run."""
     from recflow.publishing.publish import publish_evaluated  # noqa: PLC0415 (the step's modules (pyarrow, duckdb, GX, TensorFlow) load when the task runs, not at DAG parse)
 
+    _require_results({SNAPSHOT: snapshot, TRAIN: training, EVALUATE: evaluation, GATE: decision})
     if not decision["promote"]:
         raise AirflowSkipException(f"{decision['reason']}; the champion stays")
     if (params or {}).get("dry_run"):

@@ -165,6 +165,14 @@ class NotStaged(RecflowError):
     retryable = False
 
 
+class NoUpstreamResult(RecflowError):
+    """A task's upstream task succeeded without a result to pass on (a person marked it success in the
+    UI, so it never ran). Another try reads the same nothing."""
+
+    runbook = "no-upstream-result"
+    retryable = False
+
+
 class ConservationBroken(RecflowError):
     """The rows written for a day (published and quarantined) are not exactly the rows it landed: the
     audit's transaction was rolled back and nothing was published. A fault of the pipeline, not of the data."""
