@@ -13,9 +13,11 @@ from botocore.exceptions import ClientError
 
 from recflow.core.artifacts import aws_client, aws_error_code
 from recflow.core.config import Settings
-from recflow.core.errors import TrainingJobExists, TrainingJobNotFound
+from recflow.core.errors import TrainingJobExists, TrainingJobFailed, TrainingJobNotFound
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+REFUSED_REQUEST = frozenset({"ValidationException", "AccessDeniedException", "ResourceLimitExceeded"})
+"""CreateTrainingJob's answers that refuse the request itself: the same request gets the same answer."""
 MAX_LOG_PAGES = 100
 """Pages of one stream read in one call at most; the rest comes with the next call."""
 
@@ -28,15 +30,21 @@ class SageMakerTrainingBackend:
         self.logs = logs_client or aws_client(settings, "logs")
 
     def create_training_job(self, request: dict[str, Any]) -> None:
-
+        """Send the request; a name already taken is :class:`TrainingJobExists` (the job is attached to),
+        a request SageMaker refuses (a field it does not accept, a role it may not use, a quota) is a
+        ``TrainingJobFailed`` of kind ``client``: the same request is refused again, so it is not
+        retried. Anything else (throttling, the network) keeps the task's retries."""
         try:
             self.client.create_training_job(**request)
         except ClientError as exc:
-            if (
-                aws_error_code(exc) in ("ResourceInUse", "ValidationException")
-                and "unique" in str(exc).lower()
-            ):
+            code = aws_error_code(exc)
+            if code in ("ResourceInUse", "ValidationException") and "unique" in str(exc).lower():
                 raise TrainingJobExists(request["TrainingJobName"]) from exc
+            if code in REFUSED_REQUEST:
+                message = exc.response.get("Error", {}).get("Message", "") or str(exc)
+                raise TrainingJobFailed(
+                    request["TrainingJobName"], "refused", f"{code}: {message}", kind="client"
+                ) from exc
             raise
 
     def describe_training_job(self, name: str) -> dict[str, Any]:
