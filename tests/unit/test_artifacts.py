@@ -27,3 +27,43 @@ def test_store_for_picks_by_scheme(settings: Settings) -> None:
     assert isinstance(store_for(settings), LocalArtifactStore)
     with pytest.raises(ValueError, match="scheme 'gs' is not file or s3"):
         store_for(settings, "gs://bucket/x")
+
+
+def test_a_bucket_that_does_not_exist_is_a_setting_to_fix(tmp_path: Path) -> None:
+    """S3's NoSuchBucket was an infrastructure error, retried, whose incident (from snapshot) said to
+    fix the warehouse; it is a ConfigError naming RECFLOW_ARTIFACT_ROOT, as S3 answers it to a listing
+    and to an upload (boto3 wraps that one in S3UploadFailedError)."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from recflow.core.artifacts import S3ArtifactStore
+    from recflow.core.errors import ConfigError
+
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    said = "The specified bucket does not exist"
+    stub.add_client_error("list_objects_v2", service_error_code="NoSuchBucket", service_message=said)
+    stub.add_client_error("put_object", service_error_code="NoSuchBucket", service_message=said)
+    stub.add_client_error("list_objects_v2", service_error_code="AccessDenied", service_message="no")
+    stub.activate()
+    store = S3ArtifactStore(client)
+    for attempt in (
+        lambda: store.exists("s3://walkprod-buckt/recflow/x"),
+        lambda: store.put_bytes(b"x", "s3://walkprod-buckt/recflow/x"),
+    ):
+        with pytest.raises(ConfigError, match="RECFLOW_ARTIFACT_ROOT") as refused:
+            attempt()
+        assert "does not exist" in str(refused.value) and not refused.value.retryable
+    with pytest.raises(Exception, match="AccessDenied") as other:  # anything else stays what it was
+        store.exists("s3://walkprod-buckt/recflow/x")
+    assert not isinstance(other.value, ConfigError)
+
+
+@pytest.mark.parametrize("root", ["s3:/bucket/recflow", "bucket/recflow", "s3://Bucket/x", "s3:///x"])
+def test_an_artifact_root_that_is_no_s3_or_file_uri_is_refused_when_read(root: str, tmp_path: Path) -> None:
+    from recflow.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"RECFLOW_ARTIFACT_ROOT=.*is not s3://bucket/prefix"):
+        Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_ARTIFACT_ROOT": root})
+    for fine in ("s3://acme-ml/recflow", "s3://b/p", (tmp_path / "a").as_uri()):
+        assert Settings.from_env({"RECFLOW_HOME": str(tmp_path), "RECFLOW_ARTIFACT_ROOT": fine}).artifact_root

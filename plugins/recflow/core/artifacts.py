@@ -6,6 +6,7 @@ paths, so that any worker (or a SageMaker job) can read what another wrote.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tarfile
@@ -13,10 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ParamSpec, Protocol, TypeVar
 from urllib.parse import unquote, urlparse
 
 from recflow.core.config import Settings
+from recflow.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,30 @@ class LocalArtifactStore:
         return 0
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _bucket_must_exist(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A bucket that does not exist is a setting to fix (``ConfigError``: not retried, the Configuration
+    section), not an infrastructure failure retried to no end: S3 answers ``NoSuchBucket`` (for an
+    upload, inside boto3's ``S3UploadFailedError``)."""
+
+    @functools.wraps(method)
+    def checked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            if aws_error_code(exc) == "NoSuchBucket" or "(NoSuchBucket)" in str(exc):
+                raise ConfigError(
+                    f"the S3 bucket of the artifact store does not exist ({exc}): create it, or fix "
+                    "RECFLOW_ARTIFACT_ROOT (s3://bucket/prefix)"
+                ) from exc
+            raise
+
+    return checked
+
+
 @dataclass
 class S3ArtifactStore:
     client: Any
@@ -136,32 +162,38 @@ class S3ArtifactStore:
             raise ValueError(f"not an s3:// URI: {uri!r}")
         return parsed.netloc, parsed.path.lstrip("/")
 
+    @_bucket_must_exist
     def put_file(self, local: Path, uri: str) -> str:
         bucket, key = self._split(uri)
         self.client.upload_file(str(local), bucket, key)
         return uri
 
+    @_bucket_must_exist
     def put_bytes(self, data: bytes, uri: str) -> str:
         bucket, key = self._split(uri)
         self.client.put_object(Bucket=bucket, Key=key, Body=data)
         return uri
 
+    @_bucket_must_exist
     def get_file(self, uri: str, local: Path) -> Path:
         bucket, key = self._split(uri)
         local.parent.mkdir(parents=True, exist_ok=True)
         self.client.download_file(bucket, key, str(local))
         return local
 
+    @_bucket_must_exist
     def get_bytes(self, uri: str) -> bytes:
         bucket, key = self._split(uri)
         body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
         return body
 
+    @_bucket_must_exist
     def exists(self, uri: str) -> bool:
         bucket, key = self._split(uri)
         response = self.client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
         return any(obj["Key"] == key for obj in response.get("Contents", []))
 
+    @_bucket_must_exist
     def list(self, prefix_uri: str) -> list[str]:
         bucket, prefix = self._split(prefix_uri)
         paginator = self.client.get_paginator("list_objects_v2")
@@ -172,6 +204,7 @@ class S3ArtifactStore:
         ]
         return sorted(f"s3://{bucket}/{key}" for key in keys)
 
+    @_bucket_must_exist
     def list_objects(self, prefix_uri: str) -> StoredObjects:
         bucket, prefix = self._split(prefix_uri.rstrip("/") + "/")
         paginator = self.client.get_paginator("list_objects_v2")
@@ -186,6 +219,7 @@ class S3ArtifactStore:
             key=lambda o: o.uri,
         )
 
+    @_bucket_must_exist
     def delete_tree(self, uri: str) -> int:
         bucket, key = self._split(uri)
         keys = [key] if self.exists(uri) else [self._split(o.uri)[1] for o in self.list_objects(uri)]

@@ -23,6 +23,7 @@ from recflow.core.declare import (
     REQUIRED,
     SETTINGS_CONFIG,
     AbsolutePath,
+    ArtifactRoot,
     DatabaseUrl,
     DeclaredSetting,
     Env,
@@ -110,7 +111,7 @@ class Settings:
         ),
     ] = "4GB"
     artifact_root: Annotated[
-        str | None,
+        ArtifactRoot | None,
         Env(
             "RECFLOW_ARTIFACT_ROOT",
             "URI under which snapshots and model archives are stored (`s3://bucket/prefix` or `file://`). "

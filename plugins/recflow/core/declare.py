@@ -142,6 +142,21 @@ MlflowStoreUri = Annotated[
         "http(s)://a-tracking-server)",
     ),
 ]
+
+
+def _artifact_root(value: str) -> str:
+    """``s3://bucket[/prefix]`` or ``file:///absolute/folder``: ``s3:/bucket/x`` or ``bucket/x`` were read
+    and failed only in the first task that stored something, with botocore's ``Invalid bucket name ""``."""
+    if re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]*(/.*)?", value) or re.fullmatch(r"file:///.*", value):
+        return value
+    raise PydanticCustomError(
+        "not_an_artifact_root",
+        "is not s3://bucket/prefix (a bucket of lower-case letters, digits, dots and hyphens) or "
+        "file:///absolute/folder",
+    )
+
+
+ArtifactRoot = Annotated[str, AfterValidator(_artifact_root)]
 AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
 FolderPath = Annotated[Path, AfterValidator(_folder)]
 MemorySize = Annotated[str, AfterValidator(_memory_size)]
