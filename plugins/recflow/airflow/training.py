@@ -25,6 +25,7 @@ the upload.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from recflow.airflow.connections import task_settings
 from recflow.core.config import Settings
-from recflow.core.errors import ParamsError
+from recflow.core.errors import ParamsError, RecflowError
 from recflow.training.spec import MAX_RUNTIME_SECONDS
 
 if TYPE_CHECKING:
@@ -44,6 +45,14 @@ TIMEOUT_MARGIN = timedelta(minutes=20)
 DEFAULT_EXECUTION_TIMEOUT = timedelta(seconds=MAX_RUNTIME_SECONDS) + TIMEOUT_MARGIN
 POLL_SECONDS = 10.0
 """How often the trigger describes the job (and reads its new log lines)."""
+UNREAD_TOLERANCE = timedelta(minutes=10)
+"""How long the trigger keeps trying when the job's state cannot be read (the platform's API or the
+network down): the job runs on without it, and one failed describe must not fail the task."""
+
+
+class JobUnread(RuntimeError):
+    """The trigger could not read its job's state for :data:`UNREAD_TOLERANCE`. The job is not stopped:
+    the task's next try (or a clear) re-attaches to it. Not a ``RecflowError``: infrastructure, retried."""
 
 
 class TrainingJobTrigger(BaseTrigger):
@@ -52,10 +61,16 @@ class TrainingJobTrigger(BaseTrigger):
     The backend comes from the triggerer's own ``Settings`` (the same environment as the
     workers'), so no setting or secret is stored with the trigger."""
 
-    def __init__(self, job_name: str, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(
+        self,
+        job_name: str,
+        poll_seconds: float = POLL_SECONDS,
+        unread_tolerance_seconds: float = UNREAD_TOLERANCE.total_seconds(),
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.job_name = job_name
         self.poll_seconds = poll_seconds
+        self.unread_tolerance_seconds = unread_tolerance_seconds
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -63,6 +78,7 @@ class TrainingJobTrigger(BaseTrigger):
             {
                 "job_name": self.job_name,
                 "poll_seconds": self.poll_seconds,
+                "unread_tolerance_seconds": self.unread_tolerance_seconds,
             },
         )
 
@@ -70,8 +86,33 @@ class TrainingJobTrigger(BaseTrigger):
         from recflow.training.jobs import JobFollower, backend_for, finished  # noqa: PLC0415 (the job machinery (boto3, recflow_ml) stays out of DAG parsing)
 
         follower = JobFollower(backend_for(task_settings()), self.job_name, self.log.info)
+        unread_since: float | None = None
         while True:
-            description = await asyncio.to_thread(follower.poll)
+            try:
+                description = await asyncio.to_thread(follower.poll)
+            except RecflowError:  # recflow's own verdict (the job does not exist): no use asking again
+                raise
+            except Exception as error:  # the platform's API or the network: the job runs on regardless
+                unread_since = unread_since or time.monotonic()
+                unread_for = time.monotonic() - unread_since
+                if unread_for >= self.unread_tolerance_seconds:
+                    raise JobUnread(
+                        f"training job {self.job_name}: its state could not be read for {unread_for:.0f} s "
+                        f"({type(error).__name__}: {error}); the job is not stopped and may still be running: "
+                        "the task's next try, or clearing `train`, re-attaches to it"
+                    ) from error
+                self.log.warning(
+                    "training job %s: could not read its state (%s: %s); trying again in %.0f s, for up to "
+                    "%.0f s in all",
+                    self.job_name,
+                    type(error).__name__,
+                    error,
+                    self.poll_seconds,
+                    self.unread_tolerance_seconds,
+                )
+                await asyncio.sleep(self.poll_seconds)
+                continue
+            unread_since = None
             if finished(description):
                 await asyncio.to_thread(follower.drain_log)
                 yield TriggerEvent(  # type: ignore[no-untyped-call]
