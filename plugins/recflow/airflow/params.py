@@ -32,6 +32,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -232,11 +233,55 @@ def _conf_of_request(path: str, body: Any) -> tuple[str, Mapping[str, Any]] | No
     return dag_id, conf
 
 
+def _logical_date_to_come(path: str, body: Any) -> str | None:
+    """The ``logical_date`` of a trigger request when it is after now (as written), else None."""
+    trigger = _TRIGGER_PATH.search(path)
+    logical = body.get("logical_date") if trigger and isinstance(body, dict) else None
+    if not isinstance(logical, str):
+        return None
+    try:
+        when = datetime.fromisoformat(logical)
+    except ValueError:
+        return None  # Airflow answers 422
+    return logical if when.astimezone(UTC) > datetime.now(UTC) else None
+
+
+def request_refusal(path: str, body: Any, declared_params: DeclaredParams) -> str | None:
+    """Why a trigger or backfill of a Dag that declares params is refused, or None: its conf
+    (:func:`check_conf`), or a logical date to come. Airflow takes a run for a date after now and holds
+    it, one of the Dag's active runs, without running a task until then: a date in 2027 stopped the
+    warehouse's scheduled days behind it (and what would it process? the day has not landed)."""
+    request = _conf_of_request(path, body)
+    to_come = _logical_date_to_come(path, body)
+    trigger = _TRIGGER_PATH.search(path)
+    if request is not None:
+        dag_id = request[0]
+    elif to_come is not None and trigger is not None:
+        dag_id = trigger["dag_id"]
+    else:
+        return None
+    declared = declared_params(dag_id)
+    if not declared:
+        return None
+    if request is not None:
+        try:
+            check_conf(dag_id, declared, request[1])
+        except ParamsError as refused:
+            return str(refused)
+    if to_come is not None:
+        return (
+            f"logical_date {to_come} is after now: Airflow would hold the run, one of {dag_id}'s active "
+            "runs, without running a task until then; trigger a day that has begun (the current day's "
+            "run waits for its data to land)"
+        )
+    return None
+
+
 class StrictConfMiddleware:
-    """API-server middleware: a trigger or backfill whose conf :func:`check_conf` refuses gets HTTP 400.
+    """API-server middleware: a trigger or backfill that :func:`request_refusal` refuses gets HTTP 400.
 
     Only ``POST .../api/v2/dags/{dag_id}/dagRuns`` and ``POST .../api/v2/backfills[/dry_run]``
-    with a non-empty conf are looked at, and only when they carry credentials
+    with a non-empty conf or (a trigger) a logical date are looked at, and only when they carry credentials
     (otherwise Airflow answers 401 as usual); a Dag that declares no params accepts
     any conf. Everything else is Airflow's (which validates the values again).
     """
@@ -260,16 +305,10 @@ class StrictConfMiddleware:
             body = json.loads(b"".join(m.get("body", b"") for m in messages) or b"null")
         except ValueError:
             body = None  # Airflow answers 422
-        request = _conf_of_request(scope["path"], body)
-        if request is not None:
-            dag_id, conf = request
-            declared = await anyio.to_thread.run_sync(self.declared_params, dag_id)
-            try:
-                if declared:
-                    check_conf(dag_id, declared, conf)
-            except ParamsError as refused:
-                await _send_json(send, 400, {"detail": str(refused)})
-                return
+        refused = await anyio.to_thread.run_sync(request_refusal, scope["path"], body, self.declared_params)
+        if refused is not None:
+            await _send_json(send, 400, {"detail": refused})
+            return
         await self.app(scope, replay, send)
 
 

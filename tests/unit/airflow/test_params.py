@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -417,3 +418,22 @@ def test_a_pattern_holds_for_the_whole_string(value: str, api: Any) -> None:
     response = api.post("/api/v2/dags/recsys_train_and_publish/dagRuns", json={"conf": {"model_name": value}})
     assert response.status_code == 400
     check_conf("recsys_train_and_publish", TRAIN_PARAMS, {"model_name": value.strip()})
+
+
+@pytest.mark.parametrize("conf", [{}, {"epochs": 5}])
+def test_middleware_refuses_a_logical_date_to_come(api: Any, conf: dict[str, Any]) -> None:
+    """Airflow held a run dated 2027 without running a task, one of the Dag's active runs: with
+    max_active_runs taken, the warehouse's scheduled days queued behind it."""
+    to_come = (datetime.now(UTC) + timedelta(days=200)).isoformat()
+    response = api.post(
+        "/api/v2/dags/recsys_train_and_publish/dagRuns", json={"logical_date": to_come, "conf": conf}
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith(f"logical_date {to_come} is after now")
+    for fine in (None, "2026-01-03T00:00:00Z", datetime.now(UTC).isoformat(), "not a date"):
+        body = {"logical_date": fine, "conf": conf}
+        response = api.post("/api/v2/dags/recsys_train_and_publish/dagRuns", json=body)
+        assert response.status_code == 200 and response.json()["received"] == body
+    # a Dag that declares no params is Airflow's alone
+    body = {"logical_date": to_come, "conf": {}}
+    assert api.post("/api/v2/dags/no_params/dagRuns", json=body).json()["received"] == body
