@@ -32,7 +32,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -233,8 +233,14 @@ def _conf_of_request(path: str, body: Any) -> tuple[str, Mapping[str, Any]] | No
     return dag_id, conf
 
 
+CLOCK_SKEW = timedelta(hours=1)
+"""How far after the server's now a trigger's logical date may be: the UI's form fills in the browser's
+now, and a browser's clock may run ahead of the server's."""
+
+
 def _logical_date_to_come(path: str, body: Any) -> str | None:
-    """The ``logical_date`` of a trigger request when it is after now (as written), else None."""
+    """The ``logical_date`` of a trigger request when it is after now (beyond :data:`CLOCK_SKEW`), as
+    written, else None."""
     trigger = _TRIGGER_PATH.search(path)
     logical = body.get("logical_date") if trigger and isinstance(body, dict) else None
     if not isinstance(logical, str):
@@ -243,7 +249,7 @@ def _logical_date_to_come(path: str, body: Any) -> str | None:
         when = datetime.fromisoformat(logical)
     except ValueError:
         return None  # Airflow answers 422
-    return logical if when.astimezone(UTC) > datetime.now(UTC) else None
+    return logical if when.astimezone(UTC) > datetime.now(UTC) + CLOCK_SKEW else None
 
 
 def request_refusal(path: str, body: Any, declared_params: DeclaredParams) -> str | None:
