@@ -41,11 +41,14 @@ from jsonschema.exceptions import ValidationError
 
 from airflow.sdk import Param
 from recflow.core.declare import SHARE_BOUNDS
-from recflow.core.errors import ParamsError
+from recflow.core.errors import ConfigError, ParamsError
+from recflow.core.model_names import name_refusal
 from recflow_ml.hyperparameters import DECLARATIONS, Declaration
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from recflow.core.config import Settings
 
 JSON_SCHEMA_DRAFT_4 = "http://json-schema.org/draft-04/schema#"
 """The dialect of every schema here: its ``integer`` refuses 5.0."""
@@ -178,6 +181,20 @@ def check_conf(dag_id: str, declared: Mapping[str, Any], conf: Mapping[str, Any]
                 f"Invalid input for param {key}: {value!r} does not match {pattern!r} as a whole "
                 f"(given {key}={value!r})"
             )
+
+
+def chosen_model_name(settings: Settings, params: Mapping[str, Any] | None) -> str:
+    """The run's model name: its ``model_name`` param, else ``RECFLOW_MODEL_NAME``; refused (not retried)
+    when the configured registry would not take it, so a run meets the registry's rule before it trains,
+    not when it publishes."""
+    given = (params or {}).get("model_name")
+    name = str(given) if given else settings.model_name
+    refusal = name_refusal(settings.registry_backend, name)
+    if refusal is None:
+        return name
+    if given:
+        raise ParamsError(f"Invalid input for param model_name: {refusal}")
+    raise ConfigError(f"RECFLOW_MODEL_NAME: {refusal}")
 
 
 def params_of(params: Any) -> dict[str, Any]:

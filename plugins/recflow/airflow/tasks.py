@@ -16,7 +16,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowSkipException
 from recflow.airflow.assets import TRAINING_MART
 from recflow.airflow.connections import task_settings
-from recflow.core.config import Settings
+from recflow.airflow.params import chosen_model_name
 from recflow.core.days import LANDING_POKE, LANDING_TIMEOUT, days_to_process, landing_wait
 from recflow.core.errors import NoUpstreamResult
 from recflow.core.names import EVALUATE, GATE, SNAPSHOT, TRAIN
@@ -131,11 +131,6 @@ def _require_results(upstream: dict[str, Any]) -> None:
         )
 
 
-def _model_name(settings: Settings, params: dict[str, Any] | None) -> str:
-    name = (params or {}).get("model_name")
-    return str(name) if name else settings.model_name
-
-
 @task(execution_timeout=timedelta(minutes=30))
 def evaluate(
     snapshot: dict[str, Any], training: dict[str, Any], params: dict[str, Any] | None = None
@@ -145,7 +140,7 @@ def evaluate(
 
     _require_results({SNAPSHOT: snapshot, TRAIN: training})
     settings = task_settings()
-    return evaluate_challenger(settings, snapshot, training, _model_name(settings, params))
+    return evaluate_challenger(settings, snapshot, training, chosen_model_name(settings, params))
 
 
 @task(execution_timeout=timedelta(minutes=5))

@@ -34,6 +34,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from recflow.airflow.connections import task_settings
+from recflow.airflow.params import chosen_model_name
 from recflow.core.config import Settings
 from recflow.core.errors import ParamsError, RecflowError
 from recflow.training.spec import MAX_RUNTIME_SECONDS
@@ -159,8 +160,10 @@ class TrainingJobOperator(BaseOperator):
         from recflow.training.jobs import finished, start_on_snapshot  # noqa: PLC0415 (the job machinery (boto3, recflow_ml) stays out of DAG parsing)
 
         self._settings = task_settings()
+        params = context.get("params") or {}
+        chosen_model_name(self._settings, params)  # a name the registry refuses, before anything trains
         try:
-            started = start_on_snapshot(self._settings, self.snapshot, context.get("params") or {})
+            started = start_on_snapshot(self._settings, self.snapshot, params)
         except ParamsError as exc:
             raise AirflowFailException(str(exc)) from exc
         self.job_name = started.name

@@ -43,7 +43,6 @@ The artifact root must be ``s3://`` (the model archive is what SageMaker deploys
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +50,7 @@ from typing import Any
 from recflow.core.artifacts import aws_client, aws_error_code
 from recflow.core.config import Settings
 from recflow.core.errors import RegistryError
+from recflow.core.model_names import name_refusal
 from recflow.registry.base import ChampionState
 from recflow.registry.champion import unknown_version
 from recflow.registry.model import CHAMPION, PICTURE_FILES, PICTURES, ModelVersionInfo
@@ -72,8 +72,6 @@ SEQ_PROPERTY = "recflow.champion_seq"
 CHAMPION_BY_PROPERTY = "recflow.champion_by"
 CHAMPION_AT_PROPERTY = "recflow.champion_at"
 MAX_DESCRIPTION = 1024
-GROUP_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
-"""SageMaker's pattern for a model package group's name."""
 
 
 def _is_missing(exc: Exception) -> bool:
@@ -96,13 +94,12 @@ class SageMakerRegistry(SageMakerRecords):
 
     @staticmethod
     def _check_name(name: str) -> None:
-        if not GROUP_NAME.fullmatch(name):
-            raise ValueError(
-                f"{name!r}: a SageMaker model package group name is 1 to 63 letters, digits and hyphens"
-            )
+        refusal = name_refusal("sagemaker", name)
+        if refusal is not None:
+            raise ValueError(refusal)
 
     def _group_exists(self, name: str) -> bool:
-        if not GROUP_NAME.fullmatch(name):
+        if name_refusal("sagemaker", name) is not None:
             return False
         try:
             self.client.describe_model_package_group(ModelPackageGroupName=name)
