@@ -318,7 +318,7 @@ def test_promote_rolls_back_and_forward_and_history_records_every_move(aws: Sett
 def test_promote_refuses_unknown_and_incomplete_versions(aws: Settings, model_uri: str) -> None:
     registry = sagemaker(aws)
     check_promote_refusals(aws, model_uri, registry)
-    with pytest.raises(ValueError, match="is not a name SageMaker.s Model Registry takes"):
+    with pytest.raises(ValueError, match=r"is not a name SageMaker's Model Registry takes"):
         publish(aws, model_uri, "not_a_group_name", "job", "run-1")
     assert approvals(registry, "refuse") == {1: APPROVED, 2: "PendingManualApproval"}
 
