@@ -166,7 +166,7 @@ def test_the_train_task_defers_its_wait_and_a_retry_takes_the_finished_job(
     trigger = deferred.value.trigger
     assert trigger.serialize() == (
         "recflow.airflow.training.TrainingJobTrigger",
-        {"job_name": trigger.job_name, "poll_seconds": 0.5},
+        {"job_name": trigger.job_name, "poll_seconds": 0.5, "unread_tolerance_seconds": 600.0},
     )
 
     async def first_event() -> Any:
