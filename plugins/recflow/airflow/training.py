@@ -90,7 +90,7 @@ class TrainingJobTrigger(BaseTrigger):
         unread_since: float | None = None
         while True:
             try:
-                description = await asyncio.to_thread(follower.poll)
+                description = await asyncio.to_thread(follower.describe)
             except RecflowError:  # recflow's own verdict (the job does not exist): no use asking again
                 raise
             except Exception as error:  # the platform's API or the network: the job runs on regardless
@@ -114,13 +114,24 @@ class TrainingJobTrigger(BaseTrigger):
                 await asyncio.sleep(self.poll_seconds)
                 continue
             unread_since = None
+            await self._read_log(follower)
             if finished(description):
-                await asyncio.to_thread(follower.drain_log)
+                await self._read_log(follower)  # its last lines
                 yield TriggerEvent(  # type: ignore[no-untyped-call]
                     {"job_name": self.job_name, "status": description["TrainingJobStatus"]}
                 )
                 return
             await asyncio.sleep(self.poll_seconds)
+
+    async def _read_log(self, follower: Any) -> None:
+        """The job's new log lines into the task's log: for reading along, so a log that cannot be read
+        (CloudWatch refusing or throttling) is a warning and ends nothing."""
+        try:
+            await asyncio.to_thread(follower.drain_log)
+        except Exception as error:
+            self.log.warning(
+                "training job %s: could not read its log (%s: %s)", self.job_name, type(error).__name__, error
+            )
 
     async def on_kill(self) -> None:
         """A person marked the deferred task failed or success, or cleared it: stop the job."""

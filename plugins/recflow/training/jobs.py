@@ -137,11 +137,16 @@ class JobFollower:
     secondary: str | None = None
 
     def poll(self) -> dict[str, Any]:
+        description = self.describe()
+        self.drain_log()
+        return description
+
+    def describe(self) -> dict[str, Any]:
+        """The job's description, echoing a change of its status."""
         description = self.backend.describe_training_job(self.name)
         if description.get("SecondaryStatus") != self.secondary:
             self.secondary = description.get("SecondaryStatus")
             self.echo(f"[{self.name}] status {description['TrainingJobStatus']} / {self.secondary}")
-        self.drain_log()
         return description
 
     def drain_log(self) -> None:

@@ -77,3 +77,17 @@ def test_the_tolerance_survives_serialization() -> None:
     path, kwargs = training.TrainingJobTrigger("job-4", 5.0, 120.0).serialize()
     assert path == "recflow.airflow.training.TrainingJobTrigger"
     assert kwargs == {"job_name": "job-4", "poll_seconds": 5.0, "unread_tolerance_seconds": 120.0}
+
+
+def test_a_log_that_cannot_be_read_ends_nothing(backend: Any) -> None:
+    """CloudWatch refusing the log (logs:DescribeLogStreams denied) looped with the status read and
+    ended in 'its state could not be read', though the job had completed."""
+
+    class NoLog(FlakyBackend):
+        def read_log(self, name: str, cursor: str) -> tuple[list[str], str]:
+            raise PermissionError("AccessDeniedException: logs:DescribeLogStreams")
+
+    fake = backend(NoLog(failures=0))
+    trigger = training.TrainingJobTrigger("job-5", poll_seconds=0.01, unread_tolerance_seconds=0.05)
+    assert [e.payload for e in _events(trigger)] == [{"job_name": "job-5", "status": "Completed"}]
+    assert fake.describes == 1
