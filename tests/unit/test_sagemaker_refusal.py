@@ -60,3 +60,6 @@ def test_a_taken_name_attaches_and_throttling_keeps_its_retries(tmp_path: Any) -
     throttled = _backend_answering("ThrottlingException", "Rate exceeded", tmp_path)
     with pytest.raises(ClientError):
         throttled.create_training_job(REQUEST)
+    busy = "The account-level service limit 'ml.m5.xlarge for training job usage' is 2 Instances, with current utilization of 2 Instances"
+    with pytest.raises(ClientError):  # instances other jobs use free up: retried
+        _backend_answering("ResourceLimitExceeded", busy, tmp_path).create_training_job(REQUEST)

@@ -16,8 +16,9 @@ from recflow.core.config import Settings
 from recflow.core.errors import TrainingJobExists, TrainingJobFailed, TrainingJobNotFound
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-REFUSED_REQUEST = frozenset({"ValidationException", "AccessDeniedException", "ResourceLimitExceeded"})
-"""CreateTrainingJob's answers that refuse the request itself: the same request gets the same answer."""
+REFUSED_REQUEST = frozenset({"ValidationException", "AccessDeniedException"})
+"""CreateTrainingJob's answers that refuse the request itself: the same request gets the same answer.
+Not ``ResourceLimitExceeded``: SageMaker also says it of instances other jobs are using, which frees up."""
 MAX_LOG_PAGES = 100
 """Pages of one stream read in one call at most; the rest comes with the next call."""
 
