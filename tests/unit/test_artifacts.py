@@ -44,6 +44,7 @@ def test_a_bucket_that_does_not_exist_is_a_setting_to_fix(tmp_path: Path) -> Non
     said = "The specified bucket does not exist"
     stub.add_client_error("list_objects_v2", service_error_code="NoSuchBucket", service_message=said)
     stub.add_client_error("put_object", service_error_code="NoSuchBucket", service_message=said)
+    stub.add_client_error("list_objects_v2", service_error_code="NoSuchBucket", service_message=said)
     stub.add_client_error("list_objects_v2", service_error_code="AccessDenied", service_message="no")
     stub.activate()
     store = S3ArtifactStore(client)
@@ -54,6 +55,9 @@ def test_a_bucket_that_does_not_exist_is_a_setting_to_fix(tmp_path: Path) -> Non
         with pytest.raises(ConfigError, match="RECFLOW_ARTIFACT_ROOT") as refused:
             attempt()
         assert "does not exist" in str(refused.value) and not refused.value.retryable
+    with pytest.raises(ConfigError) as nested:  # delete_tree asks exists first: said once, not twice
+        store.delete_tree("s3://walkprod-buckt/recflow/x")
+    assert str(nested.value).count("create it") == 1
     with pytest.raises(Exception, match="AccessDenied") as other:  # anything else stays what it was
         store.exists("s3://walkprod-buckt/recflow/x")
     assert not isinstance(other.value, ConfigError)

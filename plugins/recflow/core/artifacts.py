@@ -140,6 +140,8 @@ def _bucket_must_exist(method: Callable[_P, _R]) -> Callable[_P, _R]:
     def checked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
             return method(*args, **kwargs)
+        except ConfigError:  # said already, by a method this one called
+            raise
         except Exception as exc:
             if aws_error_code(exc) == "NoSuchBucket" or "(NoSuchBucket)" in str(exc):
                 raise ConfigError(
