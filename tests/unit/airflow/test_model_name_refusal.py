@@ -29,6 +29,9 @@ def test_sagemaker_refuses_what_the_params_pattern_lets_through(tmp_path: Path) 
         chosen_model_name(settings, {"model_name": "recsys_walk8"})
     assert not p.value.retryable
     assert chosen_model_name(settings, {"model_name": "recsys-walk8"}) == "recsys-walk8"
+    long = "a" + "-b" * 40  # SageMaker's pattern counts no hyphen: its 63 is the length's bound
+    with pytest.raises(ConfigError, match="1 to 63"):
+        chosen_model_name(_settings(tmp_path, RECFLOW_MODEL_NAME=long, **SAGEMAKER), {})
     named = _settings(tmp_path, RECFLOW_MODEL_NAME="recsys_demo", **SAGEMAKER)
     with pytest.raises(ConfigError, match="RECFLOW_MODEL_NAME: 'recsys_demo' is not a name SageMaker"):
         chosen_model_name(named, {})
