@@ -264,9 +264,11 @@ def _logical_date_to_come(path: str, body: Any) -> str | None:
         return None
     try:
         when = datetime.fromisoformat(logical)
-    except ValueError:
-        return None  # Airflow answers 422
-    return logical if when.astimezone(UTC) > datetime.now(UTC) + CLOCK_SKEW else None
+        if when.tzinfo is None:
+            return None  # Airflow answers 422: it takes aware dates only
+        return logical if when.astimezone(UTC) > datetime.now(UTC) + CLOCK_SKEW else None
+    except (ValueError, OverflowError):  # not a date, or a year at the end of the calendar: Airflow's 422
+        return None
 
 
 def request_refusal(path: str, body: Any, declared_params: DeclaredParams) -> str | None:
@@ -294,8 +296,7 @@ def request_refusal(path: str, body: Any, declared_params: DeclaredParams) -> st
     if to_come is not None:
         return (
             f"logical_date {to_come} is after now: Airflow would hold the run, one of {dag_id}'s active "
-            "runs, without running a task until then; trigger a day that has begun (the current day's "
-            "run waits for its data to land)"
+            "runs, without running a task until then; trigger a date that has begun"
         )
     return None
 

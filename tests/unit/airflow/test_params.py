@@ -431,7 +431,17 @@ def test_middleware_refuses_a_logical_date_to_come(api: Any, conf: dict[str, Any
     assert response.status_code == 400
     assert response.json()["detail"].startswith(f"logical_date {to_come} is after now")
     soon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()  # the form's now, a browser's clock ahead
-    for fine in (None, "2026-01-03T00:00:00Z", datetime.now(UTC).isoformat(), soon, "not a date"):
+    ends_of_the_calendar = ("9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+01:00")  # Airflow's 422
+    naive = (datetime.now(UTC) + timedelta(days=200)).replace(tzinfo=None).isoformat()  # Airflow's 422
+    for fine in (
+        None,
+        "2026-01-03T00:00:00Z",
+        datetime.now(UTC).isoformat(),
+        soon,
+        "not a date",
+        naive,
+        *ends_of_the_calendar,
+    ):
         body = {"logical_date": fine, "conf": conf}
         response = api.post("/api/v2/dags/recsys_train_and_publish/dagRuns", json=body)
         assert response.status_code == 200 and response.json()["received"] == body
