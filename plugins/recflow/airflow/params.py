@@ -255,11 +255,10 @@ CLOCK_SKEW = timedelta(hours=1)
 now, and a browser's clock may run ahead of the server's."""
 
 
-def _logical_date_to_come(path: str, body: Any) -> str | None:
-    """The ``logical_date`` of a trigger request when it is after now (beyond :data:`CLOCK_SKEW`), as
-    written, else None."""
-    trigger = _TRIGGER_PATH.search(path)
-    logical = body.get("logical_date") if trigger and isinstance(body, dict) else None
+def _logical_date_to_come(body: Any) -> str | None:
+    """The ``logical_date`` of a trigger request's body when it is after now (beyond :data:`CLOCK_SKEW`),
+    as written, else None."""
+    logical = body.get("logical_date") if isinstance(body, dict) else None
     if not isinstance(logical, str):
         return None
     try:
@@ -277,11 +276,11 @@ def request_refusal(path: str, body: Any, declared_params: DeclaredParams) -> st
     it, one of the Dag's active runs, without running a task until then: a date in 2027 stopped the
     warehouse's scheduled days behind it (and what would it process? the day has not landed)."""
     request = _conf_of_request(path, body)
-    to_come = _logical_date_to_come(path, body)
     trigger = _TRIGGER_PATH.search(path)
+    to_come = _logical_date_to_come(body) if trigger else None
     if request is not None:
         dag_id = request[0]
-    elif to_come is not None and trigger is not None:
+    elif trigger is not None and to_come is not None:
         dag_id = trigger["dag_id"]
     else:
         return None
