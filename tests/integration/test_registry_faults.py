@@ -478,3 +478,21 @@ def test_a_publication_leaves_a_champion_moved_since_its_evaluation(home: Settin
     check_a_publication_expecting_another_champion(
         home, model_uri, registry, lambda name: alias_of(registry, name)
     )
+
+
+def test_an_empty_listing_names_the_registry_it_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A registry with no versions looks the same as the wrong registry (the default backend when
+    the models are in SageMaker, another home): the line names the store and the backend setting."""
+    from recflow import cli
+
+    home = tmp_path / "empty-home"
+    monkeypatch.setenv("RECFLOW_HOME", str(home))
+    MlflowRegistry(Settings.from_env({"RECFLOW_HOME": str(home)})).list_versions()  # a registry, empty
+    assert cli.main(["models", "list"]) == 0
+    said = capsys.readouterr().out.strip()
+    database = home / "mlflow" / "mlflow.db"
+    assert database.is_file(), sorted(p.name for p in home.rglob("*"))
+    assert said.startswith("no registered model versions in the model registry's store sqlite:///"), said
+    assert str(database) in said and said.endswith("(RECFLOW_REGISTRY_BACKEND=mlflow)"), said

@@ -39,6 +39,14 @@ def _registry_store(settings: Settings, kind: Kind) -> tuple[str, str]:
 
 _reaching_the_registry = reading(_registry_store)
 
+
+def _where(settings: Settings) -> str:
+    """Which registry a command read: an empty list from the wrong backend or store is told apart
+    from an empty registry only by naming it and the setting that chose it."""
+    store, _ = _registry_store(settings, "database")
+    return f" in {store} (RECFLOW_REGISTRY_BACKEND={settings.registry_backend})"
+
+
 model_version = int_between(1, SQL_INTEGER_MAX, "a model version")
 """``--version``: versions count from 1; the registry's database stores no larger integer."""
 
@@ -52,14 +60,15 @@ def cmd_models_list(settings: Settings, args: argparse.Namespace) -> int:
             registry.require_model(args.name)
         except RegistryError as exc:
             names = sorted({v.name for v in registry.list_versions()})
-            print(f"{exc}; registered: {', '.join(names) or '(none)'}", file=sys.stderr)
+            print(f"{exc}; registered{_where(settings)}: {', '.join(names) or '(none)'}", file=sys.stderr)
             return 1
     versions = registry.list_versions(args.name)
     if args.json:
         print(json.dumps([v.as_dict() for v in versions], indent=2))
         return 0
     if not versions:
-        print("no registered model versions" + (f" named {args.name}" if args.name else ""))
+        named = f" named {args.name}" if args.name else ""
+        print(f"no registered model versions{named}{_where(settings)}")
     for v in versions:
         metrics = " ".join(f"{k}={val:.4f}" for k, val in sorted(v.metrics.items()))
         aliases = ",".join(v.aliases) or "-"
