@@ -71,6 +71,7 @@ OWNERS = {
     "job-internal-error": (TRAINING,),
     "publish-failed": (TRAINING,),
     "no-upstream-result": (TRAINING,),
+    "infrastructure": (WAREHOUSE, TRAINING),
 }
 """Which DAGs raise the errors that name each anchor (so whose runbook must have it)."""
 

@@ -185,6 +185,14 @@ class ConservationBroken(RecflowError):
         self.quarantined = quarantined
 
 
+class WarehouseUnavailable(RecflowError):
+    """A server warehouse (PostgreSQL, Spark's Thrift server) could not be opened: down, unreachable,
+    or refusing the login or the database. The message names the address and where it came from;
+    another try may find the server back, so the task keeps its retries."""
+
+    runbook = "infrastructure"
+
+
 class EngineFailed(RuntimeError):
     """The warehouse's engine failed a statement (on Spark: an executor lost, out of memory, a table
     that does not exist). Not a :class:`RecflowError`: its kind is ``infrastructure`` and the task keeps

@@ -28,6 +28,7 @@ from recflow.core.errors import (
     PartitionRefused,
     RecflowError,
     TrainingJobFailed,
+    WarehouseUnavailable,
 )
 from recflow.core.names import TRAINING_ASSET, TRAINING_DAG, WAREHOUSE_DAG
 from recflow.core.urls import shown_url
@@ -103,6 +104,8 @@ def _recflow_kind(error: RecflowError) -> Kind:
         return "training_job"
     if isinstance(error, DbtNodeFailed):
         return "transform"
+    if isinstance(error, WarehouseUnavailable):  # a server down or misnamed: as the driver's error was
+        return "infrastructure"
     return "pipeline"
 
 

@@ -54,6 +54,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from recflow.core.config import Settings
+from recflow.core.errors import WarehouseUnavailable
+from recflow.core.urls import shown_url
 from recflow.warehouse.base import (
     ANALYTICS_SCHEMA,
     EXPORT_BATCH_ROWS,
@@ -108,12 +110,8 @@ def connect(
     ``warehouse_url``, PostgreSQL for another, else the DuckDB file (waiting up to ``lock_wait`` seconds
     while another process holds it)."""
     warehouse: Warehouse
-    if settings.warehouse_url and is_spark_url(settings.warehouse_url):
-        warehouse = SparkWarehouse(
-            settings.warehouse_url, read_only=read_only, table_format=settings.spark.table_format
-        )
-    elif settings.warehouse_url:
-        warehouse = PostgresWarehouse(settings.warehouse_url, read_only=read_only)
+    if settings.warehouse_url:
+        warehouse = _open_server(settings, settings.warehouse_url, read_only=read_only)
     else:
         warehouse = DuckDBWarehouse(
             settings.duckdb_path,
@@ -132,6 +130,26 @@ def connect(
             log.warning("closing the warehouse %s after an error failed too: %s", warehouse.location, closing)
         raise
     warehouse.close()
+
+
+def _open_server(settings: Settings, url: str, *, read_only: bool) -> Warehouse:
+    """A server warehouse; one that cannot be opened is a :class:`WarehouseUnavailable` naming its address
+    and the two settings that give it, since the driver's words name neither."""
+    try:
+        if is_spark_url(url):
+            return SparkWarehouse(url, read_only=read_only, table_format=settings.spark.table_format)
+        return PostgresWarehouse(url, read_only=read_only)
+    except ImportError:  # a driver not installed is the deployment's, said as Python says it
+        raise
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        conn_id = settings.warehouse_conn_id
+        raise WarehouseUnavailable(
+            f"cannot open the warehouse {shown_url(url)}: {type(exc).__name__}: {reason}. Its address is "
+            f"the Airflow connection {conn_id} in a task when that connection exists, else "
+            f"RECFLOW_WAREHOUSE_URL (`recflow airflow connections get {conn_id}` shows it): bring the "
+            "server back or correct the address"
+        ) from exc
 
 
 def is_spark_url(url: str) -> bool:

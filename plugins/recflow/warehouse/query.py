@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from recflow.core.config import Settings
-from recflow.core.errors import ConfigError
+from recflow.core.errors import ConfigError, WarehouseUnavailable
 from recflow.core.urls import shown_url
 from recflow.warehouse import Warehouse, connect, is_spark_url
 from recflow.warehouse.duckdb import require_file
@@ -175,7 +175,9 @@ def open_warehouse(settings: Settings, stack: ExitStack, *, read_only: bool = Tr
     except FileNotFoundError as exc:  # a DuckDB file the pipeline has not made yet
         raise ConfigError(str(exc)) from None
     except _connection_errors(engine) as exc:
-        text = str(exc).replace(password, "***") if password else str(exc)
+        # the driver's words: the address and the setting are this message's own
+        error = exc.__cause__ if isinstance(exc, WarehouseUnavailable) and exc.__cause__ else exc
+        text = str(error).replace(password, "***") if password else str(error)
         said = " ".join(text.split()) or type(exc).__name__  # a driver's message may span several lines
         if engine == "DuckDB" and "Conflicting lock" in said:  # DuckDB's one type for every I/O error
             holder = re.search(r"\(PID (\d+)\)", said)
@@ -189,21 +191,22 @@ def open_warehouse(settings: Settings, stack: ExitStack, *, read_only: bool = Tr
 
 
 def _connection_errors(engine: str) -> tuple[type[BaseException], ...]:
-    """The exception types of ``engine``'s driver (imported on a failure only: the driver is loaded)."""
+    """The exception types of ``engine``'s driver (imported on a failure only: the driver is loaded), and for
+    a server the :class:`WarehouseUnavailable` that ``connect`` makes of its refusal to open."""
     if engine == "DuckDB":
         import duckdb  # noqa: PLC0415 (driver: not at start-up)
 
-        return (duckdb.Error,)
+        return (duckdb.Error,)  # a file, not a server: never WarehouseUnavailable
     if engine == "PostgreSQL":
         import psycopg2  # noqa: PLC0415
 
-        return (psycopg2.Error,)
+        return (WarehouseUnavailable, psycopg2.Error)
     try:
         from pyhive import exc  # noqa: PLC0415 (an optional package)
         from thrift.Thrift import TException  # noqa: PLC0415
     except ImportError:
-        return ()
-    return (exc.Error, TException)
+        return (WarehouseUnavailable,)
+    return (WarehouseUnavailable, exc.Error, TException)
 
 
 def _query_errors(dialect: str) -> tuple[type[BaseException], ...]:
