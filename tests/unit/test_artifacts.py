@@ -55,12 +55,43 @@ def test_a_bucket_that_does_not_exist_is_a_setting_to_fix(tmp_path: Path) -> Non
         with pytest.raises(ConfigError, match="RECFLOW_ARTIFACT_ROOT") as refused:
             attempt()
         assert "does not exist" in str(refused.value) and not refused.value.retryable
+        assert "'walkprod-buckt'" in str(refused.value)  # the bucket, whichever setting named it
     with pytest.raises(ConfigError) as nested:  # delete_tree asks exists first: said once, not twice
         store.delete_tree("s3://walkprod-buckt/recflow/x")
     assert str(nested.value).count("create it") == 1
     with pytest.raises(Exception, match="AccessDenied") as other:  # anything else stays what it was
         store.exists("s3://walkprod-buckt/recflow/x")
     assert not isinstance(other.value, ConfigError)
+
+
+def test_an_object_that_is_not_there_is_named_as_the_local_store_names_it(tmp_path: Path) -> None:
+    """S3's answer to a read of a missing key (``An error occurred (404) when calling the HeadObject
+    operation: Not Found``) named no key: the S3 store says FileNotFoundError with the URI, as the local
+    store does for a missing file."""
+    import boto3
+    from botocore.stub import Stubber
+
+    from recflow.core.artifacts import S3ArtifactStore
+
+    client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    stub = Stubber(client)
+    stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
+    stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
+    stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
+    stub.activate()
+    store = S3ArtifactStore(client)
+    with pytest.raises(
+        FileNotFoundError, match=r"^artifact s3://acme-ml/models/gone\.tar\.gz does not exist$"
+    ):
+        store.get_file("s3://acme-ml/models/gone.tar.gz", tmp_path / "gone.tar.gz")
+    with pytest.raises(FileNotFoundError, match=r"^artifact s3://acme-ml/manifest\.json does not exist$"):
+        store.get_bytes("s3://acme-ml/manifest.json")
+    with pytest.raises(Exception, match="AccessDenied") as other:  # anything else stays what it was
+        store.get_bytes("s3://acme-ml/manifest.json")
+    assert not isinstance(other.value, FileNotFoundError)
+    local = store_for(Settings.from_env({"RECFLOW_HOME": str(tmp_path)}))
+    with pytest.raises(FileNotFoundError, match=r"^artifact file:///.*/nothing does not exist$"):
+        local.get_bytes((tmp_path / "nothing").as_uri())
 
 
 @pytest.mark.parametrize("root", ["s3:/bucket/recflow", "bucket/recflow", "s3://Bucket/x", "s3:///x"])

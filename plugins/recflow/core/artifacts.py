@@ -134,7 +134,9 @@ _R = TypeVar("_R")
 def _bucket_must_exist(method: Callable[_P, _R]) -> Callable[_P, _R]:
     """A bucket that does not exist is a setting to fix (``ConfigError``: not retried, the Configuration
     section), not an infrastructure failure retried to no end: S3 answers ``NoSuchBucket`` (for an
-    upload, inside boto3's ``S3UploadFailedError``)."""
+    upload, inside boto3's ``S3UploadFailedError``). An object a read asks for that is not there is a
+    ``FileNotFoundError`` naming it, as on the local store (S3's own words, ``An error occurred (404) when
+    calling the HeadObject operation: Not Found``, name no key)."""
 
     @functools.wraps(method)
     def checked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
@@ -143,11 +145,18 @@ def _bucket_must_exist(method: Callable[_P, _R]) -> Callable[_P, _R]:
         except ConfigError:  # said already, by a method this one called
             raise
         except Exception as exc:
-            if aws_error_code(exc) == "NoSuchBucket" or "(NoSuchBucket)" in str(exc):
+            uri = next(
+                (a for a in (*args, *kwargs.values()) if isinstance(a, str) and a.startswith("s3://")), ""
+            )
+            code = aws_error_code(exc)
+            if code == "NoSuchBucket" or "(NoSuchBucket)" in str(exc):
+                bucket = urlparse(uri).netloc
                 raise ConfigError(
-                    f"the S3 bucket of the artifact store does not exist ({exc}): create it, or fix "
-                    "RECFLOW_ARTIFACT_ROOT (s3://bucket/prefix)"
+                    f"the S3 bucket {bucket!r} does not exist ({uri}: {exc}): create it, or fix the setting "
+                    "that names it (the artifact store's is RECFLOW_ARTIFACT_ROOT, s3://bucket/prefix)"
                 ) from exc
+            if code in ("NoSuchKey", "404") and method.__name__ in ("get_file", "get_bytes"):
+                raise FileNotFoundError(f"artifact {uri} does not exist") from exc
             raise
 
     return checked

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from recflow.core.artifacts import S3ArtifactStore, aws_client, aws_error_code, pack_directory, unpack_model
+from recflow.core.artifacts import S3ArtifactStore, aws_client, pack_directory, unpack_model
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
 from recflow.core.locks import create_if_absent
@@ -78,10 +78,8 @@ class SageMakerRecords(BaseRegistry):
     def _get_json(self, key: str) -> dict[str, Any] | None:
         try:
             body = self.store.get_bytes(self._uri(key))
-        except Exception as exc:
-            if aws_error_code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise
+        except FileNotFoundError:
+            return None
         document: dict[str, Any] = json.loads(body)
         return document
 
