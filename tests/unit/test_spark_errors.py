@@ -45,3 +45,18 @@ def test_spark_says_in_finds_the_error_message_whatever_its_quoting(said: str) -
 )
 def test_no_message_of_spark_is_none(text: str) -> None:
     assert spark_says_in(text) is None
+
+
+def test_a_failed_statement_survives_pickling() -> None:
+    """Exceptions cross processes pickled (a deferred task's trigger, a pool's worker): rebuilding this
+    one from its args gave ``__init__`` one argument of two, a TypeError in place of Spark's words."""
+    import pickle
+
+    from recflow.warehouse.spark_errors import SparkStatementFailed
+
+    failed = SparkStatementFailed(
+        "[TABLE_OR_VIEW_NOT_FOUND] The table `marts`.`x` cannot be found.", "select 1"
+    )
+    back = pickle.loads(pickle.dumps(failed))
+    assert type(back) is SparkStatementFailed and str(back) == str(failed)
+    assert (back.spark_says, back.statement, back.missing_table) == (failed.spark_says, "select 1", True)

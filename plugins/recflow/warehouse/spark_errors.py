@@ -27,6 +27,10 @@ class SparkStatementFailed(EngineFailed):
         self.spark_says = spark_says
         self.statement = statement
 
+    def __reduce__(self) -> tuple[type[SparkStatementFailed], tuple[str, str]]:
+        # rebuilt from what it was made of (its args hold the composed message, not these two)
+        return type(self), (self.spark_says, self.statement)
+
     @property
     def missing_table(self) -> bool:
         return "[TABLE_OR_VIEW_NOT_FOUND]" in self.spark_says
