@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -284,40 +283,6 @@ def value_checks(con: Warehouse, table: str, columns: Sequence[str]) -> None:
             expected="UTF-8 text without NUL characters",
             evidence=str(source),
         )
-
-
-def read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
-    files = sorted(directory.glob("*.parquet"))
-    if not files:
-        raise ContractViolation(
-            f"{directory}: no Parquet snapshot of the catalogue; see {CONTRACT}",
-            check="catalogue_present",
-            expected="one or more Parquet files",
-            evidence=str(directory),
-        )
-    table = pa.concat_tables([read_file(path, schema, frozenset()) for path in files])
-    key = schema.names[0]
-    ids = table.column(key)
-    empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids), ""), True)
-    nulls = np.flatnonzero(empty.to_numpy(zero_copy_only=False)).tolist()
-    counts = pc.value_counts(ids.drop_null())
-    duplicates = sorted(counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist())
-    if nulls or duplicates:
-        found = []
-        if nulls:
-            found.append(f"{len(nulls)} null or empty {key}(s) (rows {nulls[:5]})")
-        if duplicates:
-            found.append(f"{len(duplicates)} duplicated {key}(s) (e.g. {duplicates[:5]})")
-        raise ContractViolation(
-            f"{directory}: the catalogue's key {key!r} must be unique and not null: {'; '.join(found)}; "
-            f"see {CONTRACT}",
-            check="catalogue_key",
-            columns=[key],
-            observed="; ".join(found),
-            expected=f"unique, non-null {key}",
-            evidence=", ".join(str(f) for f in files),
-        )
-    return table
 
 
 def event_files(directory: Path) -> list[Path]:

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from recflow.core.config import Settings
+from recflow.ingest.catalogues import read_catalogue
 from recflow.ingest.claims import claim_days, release_claim
 from recflow.ingest.contract import (
     EVENT_COLUMNS,
@@ -34,7 +35,6 @@ from recflow.ingest.contract import (
     engine_columns,
     event_files,
     partition_dir,
-    read_catalogue,
     read_file,
     staged_table,
     value_checks,

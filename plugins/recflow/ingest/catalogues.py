@@ -1,0 +1,48 @@
+"""The catalogues of the landing zone (``pins/``, ``users/``: the latest full snapshot of each), read and
+checked against the landing contract (:mod:`recflow.ingest.contract`): their files' shape, and a key that
+is unique and not null."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recflow.core.errors import ContractViolation
+from recflow.ingest.contract import CONTRACT, read_file
+
+
+def read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
+    files = sorted(directory.glob("*.parquet"))
+    if not files:
+        raise ContractViolation(
+            f"{directory}: no Parquet snapshot of the catalogue; see {CONTRACT}",
+            check="catalogue_present",
+            expected="one or more Parquet files",
+            evidence=str(directory),
+        )
+    table = pa.concat_tables([read_file(path, schema, frozenset()) for path in files])
+    key = schema.names[0]
+    ids = table.column(key)
+    empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids), ""), True)
+    nulls = np.flatnonzero(empty.to_numpy(zero_copy_only=False)).tolist()
+    counts = pc.value_counts(ids.drop_null())
+    duplicates = sorted(counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist())
+    if nulls or duplicates:
+        found = []
+        if nulls:
+            found.append(f"{len(nulls)} null or empty {key}(s) (rows {nulls[:5]})")
+        if duplicates:
+            found.append(f"{len(duplicates)} duplicated {key}(s) (e.g. {duplicates[:5]})")
+        raise ContractViolation(
+            f"{directory}: the catalogue's key {key!r} must be unique and not null: {'; '.join(found)}; "
+            f"see {CONTRACT}",
+            check="catalogue_key",
+            columns=[key],
+            observed="; ".join(found),
+            expected=f"unique, non-null {key}",
+            evidence=", ".join(str(f) for f in files),
+        )
+    return table
