@@ -206,6 +206,32 @@ def test_a_bad_text_value_refuses_its_file_on_spark_as_on_duckdb(
         )
 
 
+def test_the_encodings_pandas_writes_land_alike_on_spark_and_duckdb(engines: dict[str, Any]) -> None:
+    """Nanosecond timestamps (pandas' default; Spark refuses to read them as instants), UTC by another name
+    and dictionary-encoded strings (a category column) are the contract's types: both engines stage the
+    day, to the microsecond, as the file holds it."""
+    spark, duck = engines["spark"], engines["duckdb"]
+    d1 = _day(spark.landing_dir, D1)
+    micros = d1.column("event_ts").cast(pa.int64()).to_pylist()
+    nanos = pa.array([m * 1000 + 999 for m in micros], pa.int64()).cast(pa.timestamp("ns", tz="Z"))
+    d1 = d1.set_column(d1.schema.get_field_index("event_ts"), "event_ts", nanos)
+    d1 = d1.set_column(
+        d1.schema.get_field_index("user_id"), "user_id", d1.column("user_id").dictionary_encode()
+    )
+    write_partition(partition_dir(spark.landing_dir, D1), [d1])
+    for settings in (spark, duck):
+        stage_partitions(settings, [D1])
+    staged = [_rows(settings, staged_table(D1), ("_loaded_at",)) for settings in (spark, duck)]
+    assert staged[0] == staged[1], "the engines disagree on the staged day"
+    columns, rows = staged[0]
+    at = columns.index("event_ts")
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    expected = sorted(str(_plain(epoch + dt.timedelta(microseconds=m))) for m in micros)
+    assert sorted(str(row[at]) for row in rows) == expected, (
+        "the file's instants, below the microsecond dropped"
+    )
+
+
 def test_one_run_of_a_day_at_a_time_on_spark(engines: dict[str, Any]) -> None:
     spark = engines["spark"]
     stage_partitions(spark, [D1], run_id="scheduled")

@@ -183,3 +183,121 @@ def test_a_refused_reland_leaves_the_staged_day_as_it_was(landed: Settings) -> N
             "select table_name from information_schema.tables where table_name like '%landing%'"
         ).fetchall()
     assert leftovers == []
+
+
+def _staged_column(settings: Settings, column: str) -> list[object]:
+    with connect(settings, read_only=True) as con:
+        return [
+            r[0]
+            for r in con.execute(
+                f"select {column} from {staged_table(DAY)} order by _source_file, _source_row"
+            ).fetchall()
+        ]
+
+
+def test_nanosecond_timestamps_are_read_to_the_microsecond(landed: Settings) -> None:
+    """pandas writes nanoseconds: what is below the microsecond no engine stores, so it is dropped (the
+    walk's file crashed ``land`` with ArrowInvalid, retried as infrastructure)."""
+    table = pq.read_table(_part(landed))
+    micros = table.column("event_ts").cast(pa.int64()).to_pylist()
+    nanos = pa.array([m * 1000 + 123 for m in micros], pa.int64()).cast(pa.timestamp("ns", tz="UTC"))
+    _rewrite(landed, table.set_column(table.schema.get_field_index("event_ts"), "event_ts", nanos))
+    stage_partitions(landed, [DAY])
+    staged = _staged_column(landed, "epoch_us(event_ts)")
+    assert staged == micros  # the file's own values, read back with pyarrow before it was rewritten
+
+
+def test_an_instant_microseconds_cannot_hold_is_refused_by_file_and_column(landed: Settings) -> None:
+    table = pq.read_table(_part(landed))
+    far = pa.array([9_300_000_000_000_000] * table.num_rows, pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+    _rewrite(landed, table.set_column(table.schema.get_field_index("event_ts"), "event_ts", far))
+    err = _refused(
+        landed, r"part-00000.parquet: column 'event_ts' holds an instant timestamp\[us, tz=UTC\] cannot"
+    )
+    assert (err.check, err.columns) == ("column_type", ("event_ts",))
+    assert _nothing_staged(landed)
+
+
+@pytest.mark.parametrize("zone", ["Z", "GMT", "Etc/GMT", "utc", "Etc/UTC"])
+def test_utc_by_its_other_names_and_dictionary_encoded_strings_are_accepted(
+    landed: Settings, zone: str
+) -> None:
+    table = pq.read_table(_part(landed))
+    expected_users = table.column("user_id").to_pylist()
+    expected_ts = table.column("event_ts").cast(pa.int64()).to_pylist()
+    zoned = table.column("event_ts").cast(pa.timestamp("us", tz=zone))
+    table = table.set_column(table.schema.get_field_index("event_ts"), "event_ts", zoned)
+    index = table.schema.get_field_index("user_id")  # pandas' category dtype is written this way
+    table = table.set_column(index, "user_id", table.column("user_id").dictionary_encode())
+    _rewrite(landed, table)
+    assert pq.read_schema(_part(landed)).field("user_id").type == pa.dictionary(pa.int32(), pa.string())
+    stage_partitions(landed, [DAY])
+    assert _staged_column(landed, "user_id") == expected_users
+    assert _staged_column(landed, "epoch_us(event_ts)") == expected_ts
+
+
+def test_a_time_zone_other_than_utc_is_refused_saying_any_unit_is_fine(landed: Settings) -> None:
+    table = pq.read_table(_part(landed))
+    zoned = table.column("event_ts").cast(pa.timestamp("ms", tz="America/New_York"))
+    _rewrite(landed, table.set_column(table.schema.get_field_index("event_ts"), "event_ts", zoned))
+    err = _refused(landed, r"expected timestamp\[us, tz=UTC\] \(any unit; UTC or naive\)")
+    assert err.check == "column_type"
+
+
+def test_a_column_written_twice_is_named(landed: Settings) -> None:
+    table = pq.read_table(_part(landed))
+    pq.write_table(table.append_column("user_id", table.column("user_id")), _part(landed))
+    err = _refused(landed, r"part-00000.parquet: column\(s\) 'user_id' occur more than once")
+    assert (err.check, err.columns) == ("columns", ("user_id",))
+
+
+def test_a_folder_in_a_partition_refuses_the_day_rather_than_dropping_its_files(landed: Settings) -> None:
+    """Rows in ``hour=23/`` were left out without a word, and the day published without them."""
+    table = pq.read_table(_part(landed))
+    folder = partition_dir(landed.landing_dir, DAY)
+    (folder / "hour=23").mkdir()
+    pq.write_table(table.slice(0, 10), folder / "hour=23" / "part-00000.parquet")
+    err = _refused(landed, r"holds the folder\(s\) hour=23: data files lie directly in the folder")
+    assert err.check == "partition_layout"
+    assert _nothing_staged(landed)
+    (folder / "hour=23").rename(folder / "_hour=23")  # a folder the producer marks as not data
+    assert stage_partitions(landed, [DAY])[0].rows == table.num_rows
+
+
+def test_an_error_of_the_file_system_is_not_a_verdict_on_the_data(
+    landed: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A permission or an I/O error (a stale network mount) is the machine's: it keeps its retries and is
+    not sent to the producer as a file that is not Parquet."""
+
+    def denied(path: object, *args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(pq, "read_schema", denied)
+    with pytest.raises(PermissionError, match="Permission denied"):
+        stage_partitions(landed, [DAY])
+
+
+@pytest.mark.parametrize("catalogue", ["pins", "users"])
+def test_every_file_of_a_catalogue_is_read_as_an_engine_reading_the_folder_reads_it(
+    landed: Settings, catalogue: str
+) -> None:
+    """A second file without the .parquet suffix (Trino names its files so) was left out here while Spark,
+    reading the folder, took it: one rule for which files are data, the partitions'."""
+    path = landed.landing_dir / catalogue / f"{catalogue}.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.slice(0, 10), path)
+    pq.write_table(table.slice(10), path.parent / "20260112_000000_00001_abcde")
+    staged = stage_partitions(landed, [DAY])[0]
+    assert getattr(staged, catalogue) == table.num_rows
+
+
+@pytest.mark.parametrize("catalogue", ["pins", "users"])
+def test_an_empty_catalogue_is_refused(landed: Settings, catalogue: str) -> None:
+    """A full snapshot with no row (an export that failed half-way) was published: the model trained with
+    every user's features null."""
+    path = landed.landing_dir / catalogue / f"{catalogue}.parquet"
+    pq.write_table(pq.read_table(path).slice(0, 0), path)
+    err = _refused(landed, rf"{catalogue}: the catalogue's 1 file\(s\) hold no row")
+    assert err.check == "catalogue_present"
+    assert _nothing_staged(landed)

@@ -11,11 +11,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recflow.core.errors import ContractViolation
-from recflow.ingest.contract import CONTRACT, read_file
+from recflow.ingest.contract import CONTRACT, data_files, read_file
 
 
 def read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
-    files = sorted(directory.glob("*.parquet"))
+    """The catalogue's files (the partitions' rule: every file whose name does not start with ``_`` or
+    ``.``, as an engine reading the folder itself reads it), checked; refused when there are none, when
+    they hold no row, or when its key is null or repeated."""
+    files = data_files(directory) if directory.is_dir() else []
     if not files:
         raise ContractViolation(
             f"{directory}: no Parquet snapshot of the catalogue; see {CONTRACT}",
@@ -24,6 +27,15 @@ def read_catalogue(directory: Path, schema: pa.Schema) -> pa.Table:
             evidence=str(directory),
         )
     table = pa.concat_tables([read_file(path, schema, frozenset()) for path in files])
+    if table.num_rows == 0:
+        raise ContractViolation(
+            f"{directory}: the catalogue's {len(files)} file(s) hold no row: a full snapshot is never empty "
+            f"(an export that failed half-way?); see {CONTRACT}",
+            check="catalogue_present",
+            observed="0 rows",
+            expected="a full snapshot: one row per id",
+            evidence=", ".join(str(f) for f in files),
+        )
     key = schema.names[0]
     ids = table.column(key)
     empty = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(ids), ""), True)

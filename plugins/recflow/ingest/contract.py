@@ -100,14 +100,25 @@ def _is_string(t: pa.DataType) -> bool:
     return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t))
 
 
+_UTC_SPELLINGS = (
+    "utc etc/utc z +00:00 -00:00 +00 uct etc/uct universal etc/universal zulu etc/zulu greenwich etc/greenwich "
+    "gmt etc/gmt gmt0 etc/gmt0 gmt+0 etc/gmt+0 gmt-0 etc/gmt-0"
+)
+UTC_NAMES = frozenset(_UTC_SPELLINGS.split())
+"""The names a writer may give UTC (Arrow keeps the one it was given), case aside: an offset of 0 all year."""
+
+
 def _same_type(found: pa.DataType, expected: pa.DataType) -> bool:
-    """The same logical type: string encodings, timestamp units (UTC or naive) and list layouts may differ."""
+    """The same logical type: string encodings (dictionary-encoded too, as pandas' categories are
+    written), timestamp units (UTC by any of its names, or naive) and list layouts may differ."""
     if pa.types.is_null(found):
         return True  # a column with no values at all carries no type to disagree with
+    if pa.types.is_dictionary(found):
+        found = found.value_type  # an encoding of its values, which are what the contract types
     if _is_string(expected):
         return _is_string(found)
     if pa.types.is_timestamp(expected):
-        return bool(pa.types.is_timestamp(found)) and found.tz in (None, "UTC", "+00:00", "Etc/UTC")
+        return bool(pa.types.is_timestamp(found)) and (found.tz is None or found.tz.casefold() in UTC_NAMES)
     if pa.types.is_list(expected):
         return bool(
             pa.types.is_list(found) or pa.types.is_large_list(found) or pa.types.is_list_view(found)
@@ -117,6 +128,17 @@ def _same_type(found: pa.DataType, expected: pa.DataType) -> bool:
 
 def _check_schema(found: pa.Schema, schema: pa.Schema, source: Path, optional: frozenset[str]) -> None:
     """Refuse (naming file, column and types) a file whose columns or types are not the contract's."""
+    twice = sorted({name for name in found.names if found.names.count(name) > 1})
+    if twice:
+        raise ContractViolation(
+            f"{source}: column(s) {', '.join(repr(c) for c in twice)} occur more than once (found columns: "
+            f"{', '.join(found.names)}); see {CONTRACT}",
+            check="columns",
+            columns=twice,
+            observed=", ".join(found.names),
+            expected=", ".join(schema.names),
+            evidence=str(source),
+        )
     expected = set(schema.names)
     extra = [name for name in found.names if name not in expected]
     missing = [f.name for f in schema if f.name not in found.names and f.name not in optional]
@@ -137,13 +159,16 @@ def _check_schema(found: pa.Schema, schema: pa.Schema, source: Path, optional: f
         )
     for fld in schema:
         if fld.name in found.names and not _same_type(found.field(fld.name).type, fld.type):
+            wanted = (
+                f"{fld.type} (any unit; UTC or naive)" if pa.types.is_timestamp(fld.type) else str(fld.type)
+            )
             raise ContractViolation(
-                f"{source}: column {fld.name!r} has type {found.field(fld.name).type}, expected {fld.type}; "
+                f"{source}: column {fld.name!r} has type {found.field(fld.name).type}, expected {wanted}; "
                 f"values are never cast into the contract's type (see {CONTRACT})",
                 check="column_type",
                 columns=[fld.name],
                 observed=str(found.field(fld.name).type),
-                expected=str(fld.type),
+                expected=wanted,
                 evidence=str(source),
             )
 
@@ -157,13 +182,33 @@ def _conform(table: pa.Table, schema: pa.Schema, source: Path, optional: frozens
             columns.append(pa.nulls(table.num_rows, fld.type))
             continue
         column = table.column(fld.name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
         if _is_string(column.type):
             _check_utf8(column, fld.name, source)
             _check_no_nul(column, fld.name, source)
-        if pa.types.is_timestamp(column.type) and column.type.tz is None:
-            column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))  # naive = UTC, per the contract
+        if pa.types.is_timestamp(column.type):
+            column = _microseconds(column, fld, source)
         columns.append(column.cast(fld.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _microseconds(column: pa.ChunkedArray, fld: pa.Field, source: Path) -> pa.ChunkedArray:
+    """A timestamp column in the warehouse's microseconds, UTC (naive = UTC, per the contract): a finer
+    unit (pandas writes nanoseconds) loses what no engine stores; an instant microseconds cannot hold
+    (a far year in milliseconds) is refused, naming file and column."""
+    column = column.cast(pa.timestamp(column.type.unit, tz="UTC"))
+    try:
+        return pc.cast(column, options=pc.CastOptions(target_type=fld.type, allow_time_truncate=True))
+    except pa.ArrowInvalid as exc:
+        raise ContractViolation(
+            f"{source}: column {fld.name!r} holds an instant {fld.type} cannot hold ({exc}); see {CONTRACT}",
+            check="column_type",
+            columns=[fld.name],
+            observed=f"{column.type}: {exc}",
+            expected=str(fld.type),
+            evidence=str(source),
+        ) from None
 
 
 def _check_utf8(column: pa.ChunkedArray, name: str, source: Path) -> None:
@@ -227,24 +272,34 @@ def _not_parquet(path: Path, error: Exception | None) -> ContractViolation:
     )
 
 
+def _is_file_system_error(error: Exception) -> bool:
+    """An error of the operating system (a permission, an I/O error, a stale network mount: it has an
+    errno), which another try may not meet; Arrow's own errors about a file's bytes have none."""
+    return isinstance(error, OSError) and error.errno is not None
+
+
 def read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Table:
-    if path.stat().st_size == 0:
-        raise _not_parquet(path, None)
+    check_footer(path, schema, optional)
     try:
         raw = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
+        if _is_file_system_error(exc):
+            raise
         raise _not_parquet(path, exc) from None
     return _conform(raw, schema, path, optional)
 
 
 def check_footer(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Schema:
-    """The file's schema, read from its footer alone, after the checks :func:`read_file` makes of it
-    (the same refusals); the values' checks are :func:`value_checks`' on the engine that reads them."""
+    """The file's schema, read from its footer alone, checked against the contract (the refusals
+    :func:`read_file` makes before it reads the values; the values' checks are :func:`value_checks`' on
+    an engine that reads them itself). An error of the file system is raised as it is: not a verdict."""
     if path.stat().st_size == 0:
         raise _not_parquet(path, None)
     try:
         found = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as exc:
+        if _is_file_system_error(exc):
+            raise
         raise _not_parquet(path, exc) from None
     _check_schema(found, schema, path, optional)
     return found
@@ -254,11 +309,16 @@ def engine_columns(found: pa.Schema, schema: pa.Schema, dialect: Dialect) -> dic
     """For an engine that reads a checked file itself: each contract column's expression over the file,
     in the column's type (a missing optional column is a typed null; a naive timestamp is read as UTC,
     the session's time zone)."""
-    return {
-        fld.name: f"cast({fld.name if fld.name in found.names else 'null'} as "
-        f"{dialect.column_type(_SQL_TYPES[fld.name])})"
-        for fld in schema
-    }
+
+    def read(fld: pa.Field) -> str:
+        if fld.name not in found.names:
+            return "null"
+        found_type = found.field(fld.name).type
+        if pa.types.is_timestamp(found_type) and found_type.unit == "ns":
+            return dialect.nanoseconds_as_timestamp(fld.name)
+        return str(fld.name)
+
+    return {fld.name: f"cast({read(fld)} as {dialect.column_type(_SQL_TYPES[fld.name])})" for fld in schema}
 
 
 def value_checks(con: Warehouse, table: str, columns: Sequence[str]) -> None:
@@ -285,8 +345,23 @@ def value_checks(con: Warehouse, table: str, columns: Sequence[str]) -> None:
         )
 
 
-def event_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith(("_", ".")))
+def data_files(directory: Path) -> list[Path]:
+    """The data files of a landing folder (a day's partition, a catalogue): every entry whose name does
+    not start with ``_`` or ``.``. A folder among them is refused: its files would not be read (a nested
+    partition, ``hour=23/``), and the day would be published without them."""
+    entries = sorted(p for p in directory.iterdir() if not p.name.startswith(("_", ".")))
+    folders = [p.name for p in entries if p.is_dir()]
+    if folders:
+        raise ContractViolation(
+            f"{directory}: holds the folder(s) {', '.join(folders[:5])}: data files lie directly in the "
+            "folder (nested partitions are not read), so none of it was loaded; write the files there, or "
+            f"start the folder's name with _ or . to have it ignored; see {CONTRACT}",
+            check="partition_layout",
+            observed=f"folder(s) {', '.join(folders)}",
+            expected="data files directly in the folder",
+            evidence=str(directory),
+        )
+    return entries
 
 
 def not_landed(landing_dir: Path, days: list[date]) -> str | None:

@@ -32,8 +32,8 @@ from recflow.ingest.contract import (
     USERS_SCHEMA,
     check_arrived,
     check_footer,
+    data_files,
     engine_columns,
-    event_files,
     partition_dir,
     read_file,
     staged_table,
@@ -132,7 +132,7 @@ def _stage(
     """Write each day of ``days`` to its staging table, then the catalogues."""
     results = []
     for ds in days:
-        files = event_files(partition_dir(settings.landing_dir, ds))
+        files = data_files(partition_dir(settings.landing_dir, ds))
         table = staged_table(ds)
         building = f"{table}__landing"
         loaded_at = datetime.now(UTC)  # one load time for the day's rows

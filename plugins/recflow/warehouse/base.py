@@ -87,6 +87,11 @@ class Dialect:
         """A literal instant (``iso`` with its offset)."""
         return f"timestamptz '{iso}'"
 
+    def nanoseconds_as_timestamp(self, column: str) -> str:
+        """A Parquet file's nanosecond timestamp column, read by the engine itself, as an instant (DuckDB
+        reads it as one already)."""
+        return column
+
     def double_literal(self, text: str) -> str:
         """A double from its text (``NaN``, ``Infinity``)."""
         return f"'{text}'::double precision"

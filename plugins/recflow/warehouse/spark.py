@@ -49,11 +49,14 @@ SESSION = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
 """Each connection's session: timestamps read and written as UTC instants (rows come back as UTC wall
 times); ``insert overwrite ... partition (ds)`` replaces only the days it writes (in Spark's default,
 static, mode it would empty every other partition of the table); Parquet timestamps as microsecond
-instants (Spark's default INT96 is read as nanoseconds elsewhere)."""
+instants (Spark's default INT96 is read as nanoseconds elsewhere); a landing file's nanosecond timestamps
+(pandas' default), which Spark refuses to read as instants, as their counts, converted where they are read
+(``SparkDialect.nanoseconds_as_timestamp``)."""
 
 
 class SparkDialect(Dialect):
@@ -91,6 +94,11 @@ class SparkDialect(Dialect):
 
     def timestamp_literal(self, iso: str) -> str:
         return f"timestamp '{iso}'"
+
+    def nanoseconds_as_timestamp(self, column: str) -> str:
+        # Spark has no nanosecond instant: the session reads the column as its count (SESSION), which
+        # loses below the microsecond what Spark's timestamp cannot hold
+        return f"timestamp_micros(div({column}, 1000))"
 
     def double_literal(self, text: str) -> str:
         return f"cast('{text}' as double)"
