@@ -294,6 +294,46 @@ def test_a_day_ten_times_the_usual_volume_is_refused_with_the_figures(home: Sett
     assert stage_and_audit(home, [D4], run_id="r5", check_volume=False)[0].verdict == "published"
 
 
+@pytest.mark.parametrize("catalogue", ["pins", "users"])
+def test_a_catalogue_cut_short_is_refused_before_it_replaces_the_published_one(
+    home: Settings, catalogue: str
+) -> None:
+    """A users export of a twelfth of the catalogue was published: the users the events still name lost
+    their features in the snapshot, and the model trained on it was promoted."""
+    stage_and_audit(home, [D1], run_id="r1")
+    path = home.landing_dir / catalogue / f"{catalogue}.parquet"
+    full = pq.read_table(path)
+    pq.write_table(full.slice(0, full.num_rows // 12), path)
+    with pytest.raises(PartitionRefused) as caught:
+        stage_and_audit(home, [D2], run_id="r2")
+    err = caught.value
+    assert err.check == "volume" and err.share_needed is None
+    assert (
+        f"the {catalogue} catalogue holds {full.num_rows // 12:,} rows, under 1/5 of the {full.num_rows:,} "
+        "published (RECFLOW_VOLUME_MAX_RATIO)" in str(err)
+    )
+    with connect(home, read_only=True) as con:
+        published = con.execute(f"select count(*) from raw.{catalogue}").fetchone()
+    assert published is not None and published[0] == full.num_rows, "the published catalogue is kept"
+    assert _published(home, D2) == 0
+    # deliberately accepted as the volume is: the smaller catalogue replaces the published one
+    assert stage_and_audit(home, [D2], run_id="r3", check_volume=False)[0].verdict == "published"
+    with connect(home, read_only=True) as con:
+        published = con.execute(f"select count(*) from raw.{catalogue}").fetchone()
+    assert published is not None and published[0] == full.num_rows // 12
+
+
+def test_a_day_refused_on_volume_and_share_gets_the_share_that_accepts_it(home: Settings) -> None:
+    """The incident fills the runbook's accept command with ``share_needed``: it was left out whenever
+    the volume failed too."""
+    stage_and_audit(home, [D1, D2, D3], run_id="r1")
+    day = _table(home, D4).slice(0, 40)
+    _rewrite(home, D4, _set(day, "event_type", list(range(10)), "clik"))
+    with pytest.raises(PartitionRefused) as caught:
+        stage_and_audit(home, [D4], run_id="r4")
+    assert caught.value.check == "volume" and caught.value.share_needed == 0.25
+
+
 @pytest.mark.parametrize("how", ["no-file", "empty-file"])
 def test_an_empty_partition_is_refused(home: Settings, how: str) -> None:
     directory = partition_dir(home.landing_dir, D1)

@@ -179,7 +179,8 @@ class Settings:
         Env(
             "RECFLOW_VOLUME_MAX_RATIO",
             "A day's event count must lie between the median of recent published days "
-            "divided by this and multiplied by it.",
+            "divided by this and multiplied by it; a catalogue may not shrink below the published one "
+            "divided by it.",
         ),
     ] = 5.0
     volume_history_days: Annotated[

@@ -11,7 +11,8 @@ read alike), in the warehouse:
 - the day is then judged by Great Expectations (suite ``raw_events``): the share of
   quarantined rows must not exceed ``max_quarantine_share`` (default 1%, a setting and a
   per-run param), and the day's volume must lie within ``RECFLOW_VOLUME_MAX_RATIO``
-  times the median of the recent published days (when there are at least three);
+  times the median of the recent published days (when there are at least three), and neither
+  staged catalogue may hold fewer rows than the published one divided by that ratio;
 - if the day passes, its accepted rows replace the day in ``raw.events`` (all that dbt
   reads), its quarantined rows replace the day's quarantine, the catalogues replace
   ``raw.pins``/``raw.users``, and the counts are recorded in ``quality.partition_audit``
@@ -62,7 +63,7 @@ from recflow.ingest.rules import (
 )
 from recflow.ingest.tables import AUDIT_TABLE, EVENTS_TABLE, QUARANTINE_TABLE, ensure_tables
 from recflow.quality._gx import Asset, import_gx, report_of, rule, run_suite
-from recflow.warehouse import STAGING_SCHEMA, Dialect, Warehouse, connect
+from recflow.warehouse import RAW_SCHEMA, STAGING_SCHEMA, Dialect, Warehouse, connect
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,26 @@ def _volume_bounds(con: Warehouse, settings: Settings, ds: dt.date) -> tuple[int
     )
 
 
+def _shrunk_catalogues(con: Warehouse, settings: Settings) -> list[str]:
+    """The staged catalogues (``raw_staging.pins``/``users``, a full snapshot each) smaller than the
+    published ones by more than ``RECFLOW_VOLUME_MAX_RATIO``, said one by one: an export that stopped
+    part-way would replace ``raw.pins``/``raw.users`` and leave the model's users without features."""
+    shrunk = []
+    for name in ("pins", "users"):
+        if not con.table_exists(RAW_SCHEMA, name):
+            continue  # nothing published yet to compare with
+        staged, published = (
+            int(row[0]) if (row := con.execute(f"select count(*) from {schema}.{name}").fetchone()) else 0
+            for schema in (STAGING_SCHEMA, RAW_SCHEMA)
+        )
+        if staged < published / settings.volume_max_ratio:
+            shrunk.append(
+                f"the {name} catalogue holds {staged:,} rows, under 1/{settings.volume_max_ratio:g} of the "
+                f"{published:,} published (RECFLOW_VOLUME_MAX_RATIO)"
+            )
+    return shrunk
+
+
 def _describe_broken(broken: dict[str, int], rules: Sequence[RowRule]) -> str:
     column = {r.name: r.column for r in rules}
     return ", ".join(f"{name} ({column.get(name, '?')}): {n}" for name, n in broken.items())
@@ -145,6 +166,7 @@ def audit_day(
         build_audit_table(con, ds, rules)
         landed, quarantined, broken = audit_counts(con, ds)
         low, high, volume_rule = _volume_bounds(con, settings, ds)
+        shrunk = _shrunk_catalogues(con, settings) if check_volume else []
         dialect = con.dialect
     if not check_volume:
         low, high, volume_rule = 0, None, "not checked (check_volume=false)"
@@ -157,7 +179,9 @@ def audit_day(
         volume_rule,
     )
 
-    failures = _judge(settings, ds, landed, (low, high), share, dialect)
+    failures = _judge(settings, ds, landed, (low, high), share, dialect) | (
+        {"catalogues"} if shrunk else set()
+    )
     span = f"{low:,} .. {'inf' if high is None else f'{high:,}'}"
     evidence = f"select * from {QUARANTINE_TABLE} where ds = '{day}'"
     refused_rows = f"{evidence} and verdict = 'refused'"
@@ -166,6 +190,9 @@ def audit_day(
         if "row_count" in failures:
             check = "volume"
             reasons.append(f"{landed:,} rows landed, outside {span} ({volume_rule})")
+        if shrunk:
+            check = "volume"
+            reasons.extend(shrunk)
         if "quarantine_share" in failures:
             check = check or "quarantine_share"
             columns = list(dict.fromkeys(r.column for r in rules if r.name in broken))
@@ -194,7 +221,7 @@ def audit_day(
             ds=day,
             # the least share in hundredths that accepts the day's rows (what the runbook's command takes)
             share_needed=min(1.0, math.ceil(100 * quarantined / landed) / 100)
-            if check == "quarantine_share"
+            if "quarantine_share" in failures
             else None,
         )
 
