@@ -312,6 +312,13 @@ def check_promote_refusals(settings: Settings, model_uri: str, registry: Registr
         registry.champion_history("nobody")
     with pytest.raises(ValueError, match="needs a reason"):
         registry.promote("refuse", 1, " ", who="alice")
+    # a line break in the reason printed a forged move of its own in `recflow models history`
+    with pytest.raises(
+        ValueError, match=r"the reason for moving the champion of refuse is one line: it holds '\\n'"
+    ):
+        registry.promote("refuse", 1, "roll back\n   4  2026-01-01  v9 -> v9  admin  forged", who="alice")
+    with pytest.raises(ValueError, match=r"has 501 characters, over 500"):
+        registry.promote("refuse", 1, "x" * 501, who="alice")
     assert moves(registry, "refuse") == [(1, None, 1, "dag/run-1")]
 
 
@@ -496,3 +503,30 @@ def test_an_empty_listing_names_the_registry_it_read(
     assert database.is_file(), sorted(p.name for p in home.rglob("*"))
     assert said.startswith("no registered model versions in the model registry's store sqlite:///"), said
     assert str(database) in said and said.endswith("(RECFLOW_REGISTRY_BACKEND=mlflow)"), said
+
+
+def test_history_prints_each_move_on_one_line_whatever_was_recorded(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A reason recorded before reasons were checked (or by another client of the registry) is shown
+    escaped: a line break in it printed a line that reads as another move."""
+    from recflow import cli
+    from recflow.cli import models
+
+    recorded = [
+        {"seq": 1, "at": "2026-01-01T00:00:00+00:00", "previous_version": None, "version": 1, "who": "dag/r"},
+        {"seq": 2, "at": "2026-01-02T00:00:00+00:00", "previous_version": 1, "version": 1, "who": "eve"},
+    ]
+    recorded[0]["reason"] = "first"
+    recorded[1]["reason"] = "roll back\n   3  2026-01-01  v9 -> v9  admin  forged"
+
+    class _Registry:
+        def champion_history(self, name: str) -> list[dict[str, object]]:
+            return recorded
+
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path))
+    monkeypatch.setattr(models, "require_registry", lambda settings: None)
+    monkeypatch.setattr(models, "registry_for", lambda settings: _Registry())
+    assert cli.main(["models", "history", "--name", "m"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].endswith("eve  roll back\\n   3  2026-01-01  v9 -> v9  admin  forged")

@@ -110,6 +110,10 @@ def test_the_demos_days_are_the_generators_own_limit() -> None:
             "argument --end: '2026-13-01' does not exist: there is no month 13 (01 to 12)",
         ),
         (["generate", "--end", "2026-2-3"], "argument --end: '2026-2-3' is not a date (YYYY-MM-DD)"),
+        # Python reads these too: 2026-W01-1 is Monday 2025-12-29, generated without a word
+        (["generate", "--end", "20260103"], "argument --end: '20260103' is not a date (YYYY-MM-DD)"),
+        (["generate", "--end", "2026-W01-1"], "argument --end: '2026-W01-1' is not a date (YYYY-MM-DD)"),
+        (["generate", "--days", "0"], "argument --days: 0 is not a number of days from 1 to 3,660"),
         (
             ["incidents", "list", "--since", "2026-02-30"],
             "argument --since: '2026-02-30' does not exist: February 2026 has 28 days",
@@ -168,8 +172,13 @@ def incidents_home(fresh_home: Path) -> Settings:
         ),
         (
             ["list", "--dag", ""],
-            "argument --dag: '' is no DAG id: give one (recsys_warehouse, recsys_train_and_publish), "
+            "argument --dag: '' is no DAG of recflow's: give recsys_warehouse or recsys_train_and_publish, "
             "or leave the option out for every DAG's",
+        ),
+        (  # a typo matched no incident and read as "no incidents": an all-clear that was not one
+            ["list", "--dag", "recsys_warehous"],
+            "argument --dag: 'recsys_warehous' is no DAG of recflow's: give recsys_warehouse or "
+            "recsys_train_and_publish, or leave the option out for every DAG's",
         ),
     ],
 )
@@ -212,3 +221,37 @@ def test_mlflow_ui_refuses_a_port_outside_1_to_65535(
 ) -> None:
     said = _refused(["mlflow", "ui", "--port", port], capsys)
     assert said == f"recflow mlflow ui: error: argument --port: {port} is not a TCP port from 1 to 65535"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list"],
+        ["show"],
+        ["history"],
+        ["promote", "--version", "1", "--reason", "r"],
+        ["export", "--out", "exported"],
+    ],
+    ids=lambda command: command[0],
+)
+@pytest.mark.parametrize("name", ["", " ", "a/b", "a:b"])
+def test_models_refuse_a_name_no_registry_takes(
+    fresh_home: Path, capsys: pytest.CaptureFixture[str], command: list[str], name: str
+) -> None:
+    """MLflow answered a blank or a '/' or ':' name with its traceback; ``models list --name ""`` listed
+    every model as if no name were given."""
+    said = _refused(["models", command[0], "--name", name, *command[1:]], capsys)
+    assert said == (
+        f"recflow models {command[0]}: error: argument --name: {name!r} is no model name: give one "
+        "(`recflow models list` shows them; no '/' or ':')"
+    )
+    assert not fresh_home.exists()
+
+
+def test_models_export_refuses_an_empty_folder_name(
+    fresh_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    said = _refused(["models", "export", "--name", "m", "--out", ""], capsys)
+    assert (
+        said == "recflow models export: error: argument --out: an empty path: give the folder to write into"
+    )

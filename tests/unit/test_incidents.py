@@ -429,8 +429,11 @@ def test_cli_list_filters_by_dag_and_time(home: Settings, capsys: pytest.Capture
     assert cli.main(["incidents", "list", "--since", "1h"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("no incidents match --since 20") and "(3 recorded in sqlite:///" in out, out
-    assert cli.main(["incidents", "list", "--dag", "recsys_warehous"]) == 0  # a typo: said, not "none"
-    assert capsys.readouterr().out.startswith("no incidents match --dag recsys_warehous (3 recorded in ")
+    with pytest.raises(SystemExit) as typo:  # a typo is refused: "no incidents match" read as an all-clear
+        cli.main(["incidents", "list", "--dag", "recsys_warehous"])
+    assert typo.value.code == 2 and "'recsys_warehous' is no DAG of recflow's" in capsys.readouterr().err
+    assert cli.main(["incidents", "list", "--dag", "recsys_train_and_publish"]) == 0
+    assert "recsys_train_and_publish.train" in capsys.readouterr().out
     for limit in ("0", "-1"):  # read as "no limit" before: every incident listed
         with pytest.raises(SystemExit):
             cli.main(["incidents", "list", "--limit", limit])

@@ -43,8 +43,15 @@ def missing_day(text: str) -> str | None:
     return None
 
 
+_YYYY_MM_DD = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def iso_date(text: str) -> date:
+    """A day as YYYY-MM-DD only: Python also reads ``20260103`` and ``2026-W01-1`` (a Monday of the
+    previous year's December), which the help does not promise and a typo can produce."""
     try:
+        if not _YYYY_MM_DD.fullmatch(text):
+            raise ValueError(text)
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
@@ -128,12 +135,30 @@ def regex(text: str) -> str:
 
 
 def dag_id(text: str) -> str:
-    """A DAG id to filter by: an empty one matches nothing, and was taken as no filter at all."""
-    if not text.strip():
+    """A DAG id to filter by, one of recflow's: an empty one was taken as no filter at all, and a typo
+    matched nothing, which read as "no incidents"."""
+    if text not in (WAREHOUSE_DAG, TRAINING_DAG):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is no DAG id: give one ({WAREHOUSE_DAG}, {TRAINING_DAG}), "
+            f"{text!r} is no DAG of recflow's: give {WAREHOUSE_DAG} or {TRAINING_DAG}, "
             "or leave the option out for every DAG's"
         )
+    return text
+
+
+def model_name(text: str) -> str:
+    """``--name`` of a registered model: not blank, and without the ``/`` and ``:`` no registry takes (MLflow
+    answered either with a traceback, and ``models list --name ""`` listed every model)."""
+    if not text.strip() or "/" in text or ":" in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is no model name: give one (`recflow models list` shows them; no '/' or ':')"
+        )
+    return text
+
+
+def out_dir(text: str) -> str:
+    """A folder to write into: an empty one was taken as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path: give the folder to write into")
     return text
 
 

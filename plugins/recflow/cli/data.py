@@ -13,6 +13,7 @@ from recflow.cli.args import (
     GENERATED_TOPICS,
     Subcommands,
     add_world_size,
+    generated_days,
     generated_topics,
     iso_date,
 )
@@ -78,7 +79,7 @@ def cmd_benchmark_movielens(settings: Settings, args: argparse.Namespace) -> int
 def add_generate(sub: Subcommands) -> None:
     gen = sub.add_parser("generate", help="write a synthetic Pinterest-like data set into the landing zone")
     # --days past 1..3660 is refused by the generator's own config, before the landing zone is claimed
-    gen.add_argument("--days", type=int, default=7, help="daily partitions, 1 to 3660 (default 7)")
+    gen.add_argument("--days", type=generated_days, default=7, help="daily partitions, 1 to 3660 (default 7)")
     gen.add_argument("--end", type=iso_date, default=None, help="last day (default: yesterday, UTC)")
     add_world_size(gen)
     gen.add_argument(

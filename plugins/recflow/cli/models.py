@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, int_between, tcp_port
+from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, int_between, model_name, out_dir, tcp_port
 from recflow.cli.reach import Kind, reading
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
@@ -267,9 +267,15 @@ def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
         previous = move.get("previous_version")
         print(
             f"{move['seq']:>4}  {move['at']}  v{previous if previous is not None else '-'} -> v{move['version']}"
-            f"  {move['who']}  {move['reason']}"
+            f"  {_one_line(str(move['who']))}  {_one_line(str(move['reason']))}"
         )
     return 0
+
+
+def _one_line(text: str) -> str:
+    """A recorded value printed on its move's line: a control character (written before reasons were
+    checked, or by another client of the registry) shown escaped, never as a line of its own."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def add_commands(sub: Subcommands) -> None:
@@ -277,25 +283,25 @@ def add_commands(sub: Subcommands) -> None:
         dest="models_command", required=True
     )
     ls = models.add_parser("list", help="registered model versions")
-    ls.add_argument("--name")
+    ls.add_argument("--name", type=model_name)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_models_list)
     ex = models.add_parser("export", help="write a version's SavedModel to a directory")
-    ex.add_argument("--name", required=True)
+    ex.add_argument("--name", type=model_name, required=True)
     ex.add_argument("--alias", default="champion")
-    ex.add_argument("--out", required=True)
+    ex.add_argument("--out", type=out_dir, required=True)
     ex.set_defaults(func=cmd_models_export)
     pr = models.add_parser("promote", help="move the alias champion to a version (a rollback), recorded")
-    pr.add_argument("--name", required=True)
+    pr.add_argument("--name", type=model_name, required=True)
     pr.add_argument("--version", type=model_version, required=True)
     pr.add_argument("--reason", required=True, help="why: kept in the champion history")
     pr.set_defaults(func=cmd_models_promote)
     hi = models.add_parser("history", help="every move of the alias champion: who, when, why")
-    hi.add_argument("--name", required=True)
+    hi.add_argument("--name", type=model_name, required=True)
     hi.add_argument("--json", action="store_true")
     hi.set_defaults(func=cmd_models_history)
     sh = models.add_parser("show", help="the model card of a version: metrics, gate, lineage, pictures")
-    sh.add_argument("--name", required=True)
+    sh.add_argument("--name", type=model_name, required=True)
     which = sh.add_mutually_exclusive_group()
     which.add_argument("--version", type=model_version)
     which.add_argument("--alias", default="champion")

@@ -147,10 +147,26 @@ def next_champion_move(
     return move, ""
 
 
+REASON_MAX_CHARS = 500
+"""The longest reason a move by hand records: a sentence and a ticket, one line of the history."""
+
+
 def require_reason(name: str, version: int, reason: str) -> None:
-    """A move of the champion by hand says why: ``ValueError`` for an empty reason."""
+    """A move of the champion by hand says why, in one line: ``ValueError`` for an empty reason, one over
+    :data:`REASON_MAX_CHARS`, or one holding a line break or another control character (printed in the
+    champion's history, a line break forged a move of its own)."""
     if not reason.strip():
         raise ValueError(f"moving the champion of {name} to version {version} needs a reason")
+    unprintable = sorted({repr(c) for c in reason if not c.isprintable()})
+    if unprintable:
+        raise ValueError(
+            f"the reason for moving the champion of {name} is one line: it holds {', '.join(unprintable)}"
+        )
+    if len(reason) > REASON_MAX_CHARS:
+        raise ValueError(
+            f"the reason for moving the champion of {name} has {len(reason):,} characters, over "
+            f"{REASON_MAX_CHARS}: say why in a sentence and link the ticket"
+        )
 
 
 def unknown_version(name: str, version: int, known: Iterable[int]) -> RegistryError:
