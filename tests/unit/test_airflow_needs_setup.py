@@ -32,7 +32,9 @@ def test_a_fresh_home_is_refused_with_recflow_setup_and_nothing_is_created(
     )
     assert "Run `recflow setup` (or `make setup`) once for this home" in err
     assert "Traceback" not in err
-    assert not database.exists()
+    # nothing at all: the home's secrets written before the refusal made the mistyped home one that
+    # `recflow incidents list` read as empty ("no incidents recorded") instead of refusing it
+    assert not home.exists(), sorted(str(p) for p in home.rglob("*"))
 
 
 def test_airflow_db_commands_still_run_on_a_fresh_home(

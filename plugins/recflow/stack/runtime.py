@@ -114,6 +114,11 @@ def airflow_tuning() -> dict[str, str]:
     return {key: value for key, (value, _) in EMBEDDED_TUNING.items()}
 
 
+def embedded_metadata_db(settings: Settings) -> str:
+    """The embedded profile's Airflow metadata database: SQLite, in ``AIRFLOW_HOME``."""
+    return f"sqlite:///{settings.airflow_home / 'airflow.db'}"
+
+
 def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str]:
     """The full environment for an Airflow process; ``current`` is the caller's environment."""
     home = settings.airflow_home
@@ -131,7 +136,7 @@ def airflow_env(settings: Settings, current: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(_passwords_file(home)),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": embedded_metadata_db(settings),
         "AIRFLOW__API__HOST": API_HOST,
         "AIRFLOW__API__PORT": str(port),
         # two embedded Airflows on one machine (a demo beside a test run) must not share a port

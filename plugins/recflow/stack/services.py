@@ -29,7 +29,7 @@ from recflow.core.errors import ConfigError
 from recflow.stack.api import AirflowApiError, AirflowClient
 from recflow.stack.pids import is_recorded_process, is_running, started_at
 from recflow.stack.ports import port_in_use
-from recflow.stack.runtime import API_HOST, airflow_env
+from recflow.stack.runtime import API_HOST, airflow_env, embedded_metadata_db
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +47,11 @@ def run_airflow(
     """``airflow ARGS`` with the project's environment, in the foreground. Any command but ``airflow
     db …`` is refused on a home whose SQLite metadata database does not exist yet (ConfigError);
     ``notice`` goes to stderr once the command is not refused, before it starts."""
-    env = airflow_env(settings, subprocess_env({}))
-    if args[:1] != ["db"]:
-        _require_metadata_db(settings, env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    current = subprocess_env({})
+    if args[:1] != ["db"] and settings.profile != "production":  # before anything is written in the home
+        conn = current.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN") or embedded_metadata_db(settings)
+        _require_metadata_db(settings, conn)
+    env = airflow_env(settings, current)
     if notice:
         print(notice, file=sys.stderr, flush=True)
     out = subprocess.DEVNULL if quiet else None
