@@ -55,6 +55,22 @@ def test_gc_refuses_to_delete_when_the_registry_has_no_version(
     assert (home / "artifacts" / "snapshots").is_dir(), "the kind's folder itself stays"
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_gc_refuses_a_home_or_root_that_does_not_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], dry_run: list[str]
+) -> None:
+    """A mistyped home answered "nothing to delete ... kept 0", exit 0: a clean store, as far as one could tell."""
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "hoem"))
+    assert cli_main(["gc", *dry_run]) == 2
+    assert f"(RECFLOW_HOME={tmp_path / 'hoem'}): nothing has run there" in capsys.readouterr().err
+    assert not (tmp_path / "hoem").exists()
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path))  # a home that exists, with nothing trained yet
+    assert cli_main(["gc", *dry_run]) == 0
+    monkeypatch.setenv("RECFLOW_ARTIFACT_ROOT", (tmp_path / "artefacts").as_uri())
+    assert cli_main(["gc", *dry_run]) == 2
+    assert "does not exist (RECFLOW_ARTIFACT_ROOT)" in capsys.readouterr().err
+
+
 def test_local_store_lists_sizes_and_times_and_deletes_a_tree(tmp_path: Path) -> None:
     store = LocalArtifactStore()
     base = (tmp_path / "store").as_uri()

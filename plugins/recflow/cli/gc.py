@@ -7,11 +7,29 @@ import argparse
 import json
 
 from recflow.cli.args import Subcommands
-from recflow.core.config import Settings
+from recflow.core.artifacts import file_uri_path
+from recflow.core.config import ConfigError, Settings
 from recflow.stack.retention import collect, plan, report_lines
 
 
+def _require_local_store(settings: Settings) -> None:
+    """Refuse a home, or a local artifact root given, that does not exist: "nothing to delete" read as a
+    clean store when the setting was mistyped. (A home set up but with nothing trained yet has no
+    artifacts folder: that one is answered.)"""
+    if settings.artifact_root is None:
+        missing, given = not settings.home.is_dir(), f"RECFLOW_HOME={settings.home}"
+    else:
+        local = settings.artifact_root.startswith("file:")
+        missing, given = local and not file_uri_path(settings.artifact_root).is_dir(), "RECFLOW_ARTIFACT_ROOT"
+    if missing:
+        raise ConfigError(
+            f"the artifact store {settings.artifacts_uri} does not exist ({given}): nothing has run there, "
+            "so there is nothing to collect. Check the setting (a typo makes a new, empty home)"
+        )
+
+
 def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
+    _require_local_store(settings)
     decided = plan(settings)
     if not args.dry_run:
         collect(settings, decided, allow_empty_registry=args.allow_empty_registry)
