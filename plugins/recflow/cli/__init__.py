@@ -31,7 +31,9 @@ recflow benchmark movielens --data-dir DIR [--out FILE]   the same DAGs on Movie
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from typing import Any
 
@@ -80,7 +82,31 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"recflow: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `recflow sql … | head`: the reader has what it wanted
+        _silence_stdout()
+        return 1
+    except OSError as exc:
+        if exc.errno not in _NOT_WRITABLE:
+            raise
+        # a read-only or someone else's home or landing zone: said in one line, naming the path
+        print(
+            f"recflow: {exc.strerror}: {exc.filename} (a folder of RECFLOW_HOME, or one a setting "
+            "names: docs/configuration.md)",
+            file=sys.stderr,
+        )
+        return 1
     return code
+
+
+_NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+"""The errors of a file the command may not read or write (permissions, an immutable or read-only file
+system): the machine's setting, not a fault of recflow's, said without a traceback."""
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: Python flushes it at exit, which would raise the broken pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":
