@@ -111,6 +111,11 @@ def _future(t: pa.Table) -> tuple[pa.Table, list[int]]:
     return _set(t, "event_ts", BAD, dt.datetime.now(dt.UTC) + dt.timedelta(days=400)), BAD
 
 
+def _pad(t: pa.Table, column: str) -> pa.Table:
+    values = [f" {v}" if i in BAD else v for i, v in enumerate(t.column(column).to_pylist())]
+    return t.set_column(t.schema.get_field_index(column), column, pa.array(values, pa.string()))
+
+
 def _duplicate_in_day(t: pa.Table) -> tuple[pa.Table, list[int]]:
     ids = t.column("event_id").to_pylist()
     return _set(t, "event_id", [40, 41], ids[3]), [40, 41]  # row 3 is the first: it is kept
@@ -123,6 +128,10 @@ CASES: dict[str, tuple[Fault, str]] = {
     "empty-user_id": (_blank("user_id", ""), "user_id_missing"),
     "null-pin_id": (_blank("pin_id", None), "pin_id_missing"),
     "empty-pin_id": (_blank("pin_id", ""), "pin_id_missing"),
+    # an id with spaces around it is another id: the walk's 'u00000 ' became a user of its own, no features
+    "padded-user_id": (_blank("user_id", "u00001 "), "user_id_padded"),
+    "padded-pin_id": (_blank("pin_id", " p00001"), "pin_id_padded"),
+    "padded-event_id": (lambda t: (_pad(t, "event_id"), BAD), "event_id_padded"),
     "unknown-event_type": (_blank("event_type", "clik"), "event_type_unknown"),
     "duplicate-event_id-in-day": (_duplicate_in_day, "event_id_duplicate_in_day"),
     "event_ts-outside-interval": (

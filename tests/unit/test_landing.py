@@ -301,3 +301,19 @@ def test_an_empty_catalogue_is_refused(landed: Settings, catalogue: str) -> None
     err = _refused(landed, rf"{catalogue}: the catalogue's 1 file\(s\) hold no row")
     assert err.check == "catalogue_present"
     assert _nothing_staged(landed)
+
+
+def test_the_contract_lists_every_row_rule_the_audit_applies() -> None:
+    """docs/data-contract.md's table of row rules is what producers read: each rule there, none missing."""
+    import datetime as dt
+    import re
+
+    from recflow.core.config import PROJECT_ROOT
+    from recflow.ingest.rules import row_rules
+
+    text = (PROJECT_ROOT / "docs" / "data-contract.md").read_text()
+    table = text.split("### Row rules (quarantine)", 1)[1].split("###", 1)[0]
+    documented = re.findall(r"^\| `(\w+)` \|", table, flags=re.MULTILINE)
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    applied = [r.name for r in row_rules(start, start + dt.timedelta(days=1), start)]
+    assert sorted(documented) == sorted(applied)

@@ -43,6 +43,15 @@ def row_rules(
             RowRule(f"{c}_missing", c, f"{c} is required and not empty", _blank(c))
             for c in ("event_id", "user_id", "pin_id")
         ),
+        *(
+            RowRule(
+                f"{c}_padded",
+                c,
+                f"{c} has no leading or trailing spaces",
+                f"(not {_blank(c)} and s.{c} <> trim(s.{c}))",
+            )
+            for c in ("event_id", "user_id", "pin_id")
+        ),
         RowRule(
             "event_type_unknown",
             "event_type",
