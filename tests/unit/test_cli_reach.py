@@ -145,3 +145,38 @@ def test_a_statement_the_store_refuses_keeps_its_traceback(
     monkeypatch.setenv("RECFLOW_HOME", str(home))
     with pytest.raises(OperationalError, match="no such column"):
         cli.main(["incidents", "list"])
+
+
+def test_a_command_gives_up_on_a_tracking_server_after_a_few_tries_not_minutes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MLflow's own retries (7, backing off from 2 s) kept ``models list`` silent for 4.5 minutes before it
+    said the server was not there: a command tries 1 + CLI_HTTP_RETRIES times, and leaves the variable
+    as it found it (the pipeline's tasks keep MLflow's retries)."""
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR
+
+    from recflow.cli.reach import CLI_HTTP_RETRIES
+
+    asked: list[str] = []
+
+    class _Counting(_Unavailable):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            super().do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")  # unset, and restored so after the test
+    monkeypatch.setenv(MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.name, "0")  # the count is under test, not the waits
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RECFLOW_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        assert cli.main(["models", "list"]) == 1
+    finally:
+        server.shutdown()
+    assert len(asked) == 1 + CLI_HTTP_RETRIES, asked
+    assert "cannot reach the model registry's store" in capsys.readouterr().err
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES
+
+    assert not MLFLOW_HTTP_REQUEST_MAX_RETRIES.is_set()  # type: ignore[no-untyped-call]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Literal
 
@@ -53,6 +54,28 @@ def _first_line(error: BaseException) -> str:
     return line if len(line) <= 300 else f"{line[:300]}…"
 
 
+CLI_HTTP_RETRIES = 2
+"""Retries of an HTTP request to an MLflow tracking server by a command someone waits for: MLflow's
+default (7, with a backoff doubling from 2 s) kept ``recflow models list`` silent for 4.5 minutes before it
+said the server refused the connection. The pipeline's tasks keep MLflow's default."""
+
+
+@contextmanager
+def _answering_within_seconds() -> Iterator[None]:
+    """MLflow's retries cut to :data:`CLI_HTTP_RETRIES` while a command runs, unless the environment sets
+    them (MLflow reads the variable at each request; it is unset again after)."""
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES as RETRIES  # noqa: PLC0415 (only here)
+
+    if RETRIES.is_set():  # type: ignore[no-untyped-call]  # MLflow's, untyped
+        yield
+        return
+    RETRIES.set(CLI_HTTP_RETRIES)  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        RETRIES.unset()  # type: ignore[no-untyped-call]
+
+
 def reading(store: Callable[[Settings, Kind], tuple[str, str]]) -> Callable[[Command], Command]:
     """Decorate a command that reads stores: ``store(settings, kind)`` names the one a client of that
     kind failed to reach (what it is and where, without a password) and the variable that names it."""
@@ -61,7 +84,8 @@ def reading(store: Callable[[Settings, Kind], tuple[str, str]]) -> Callable[[Com
         @wraps(command)
         def run(settings: Settings, args: argparse.Namespace) -> int:
             try:
-                return command(settings, args)
+                with _answering_within_seconds():
+                    return command(settings, args)
             except Exception as exc:
                 failed = _connection_failure(exc)
                 if failed is None:
