@@ -57,3 +57,28 @@ def test_airflow_db_commands_still_run_on_a_fresh_home(
     monkeypatch.setattr(subprocess, "Popen", _Airflow)  # the module services starts it through
     assert services.run_airflow(Settings.from_env(), ["db", "migrate"]) == 0
     assert [argv[1:] for argv in ran] == [["db", "migrate"]]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["dags", "--help"]])
+def test_airflow_options_first_are_airflows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    """`recflow airflow --help` was argparse's "unrecognized arguments: --help": its REMAINDER takes no
+    leading option. Everything after `airflow` is Airflow's."""
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", raising=False)
+    database = Settings.from_env().airflow_home / "airflow.db"
+    database.parent.mkdir(parents=True)
+    database.touch()  # a home set up (its metadata database exists)
+    ran: list[list[str]] = []
+
+    class _Airflow:
+        def __init__(self, argv: list[str], **kwargs: Any) -> None:
+            ran.append(argv)
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", _Airflow)
+    assert cli.main(["airflow", *argv]) == 0
+    assert [a[1:] for a in ran] == [argv]

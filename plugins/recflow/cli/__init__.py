@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "mlflow", "urllib3", "botocore", "pyhive"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    args = build_parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["airflow"]:  # all of it Airflow's: argparse's REMAINDER takes no leading option (--help)
+        args = argparse.Namespace(func=stack.cmd_airflow, args=given[1:])
+    else:
+        args = build_parser().parse_args(given)
     try:
         settings = Settings.from_env()
         code: int = args.func(settings, args)
