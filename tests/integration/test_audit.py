@@ -252,13 +252,32 @@ def test_a_share_of_exactly_the_threshold_is_accepted(home: Settings, bad: int, 
 
 
 def test_auditing_a_published_day_again_without_land_is_refused_without_retry(home: Settings) -> None:
-    """The UI's Clear of `audit` alone on a published day: its staged table went with the publication."""
+    """Another run's `audit` on a day published since its `land` (the UI's Clear of `audit` alone in an
+    older run): its staged table went with the publication."""
     stage_and_audit(home, [D1], run_id="r1")
     before = _published(home, D1)
     with pytest.raises(NotStaged, match="clear `land` and its downstream tasks") as caught:
-        audit_days(home, [D1], run_id="r1")
+        audit_days(home, [D1], run_id="r0")
     assert not caught.value.retryable
     assert _published(home, D1) == before, "the day's publication is as it was"
+
+
+def test_a_retry_of_an_audit_that_published_before_it_died_succeeds(
+    home: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scheduler killed while `audit` ran: the try published the day, Airflow never heard, and the
+    retry failed with NotStaged ("cleared alone"), paging with a cause that was not true and leaving the
+    run failed. The run's own publication, the day's latest audit, is its result."""
+    first = stage_and_audit(home, [D1, D2], run_id="r1")
+    before = {d: _published(home, d) for d in (D1, D2)}
+    with caplog.at_level("WARNING"):
+        again = audit_days(home, [D1, D2], run_id="r1")
+    assert [r.to_xcom() for r in again] == [r.to_xcom() for r in first]
+    assert {d: _published(home, d) for d in (D1, D2)} == before
+    assert "was published by this run (r1) already" in caplog.text
+    stage_and_audit(home, [D1], run_id="r2")  # a later run publishes the day: r1's retry is refused
+    with pytest.raises(NotStaged):
+        audit_days(home, [D1], run_id="r1")
 
 
 def test_the_threshold_is_a_per_run_param(home: Settings) -> None:

@@ -178,6 +178,11 @@ def test_a_run_of_several_days_fills_in_the_day_the_error_names(settings: Settin
     incident = build_incident(settings, failure, champion=_champion)
     assert incident.runbook.endswith("#day-claimed")
     assert "recflow claims release --ds 2026-01-06 --run 'manual__dead-run'" in incident.what_to_do
+    not_staged = errors.NotStaged("ds=2026-01-04 is not staged", ds="2026-01-04")
+    failure = TaskFailure("recsys_warehouse", "audit", "backfill", 1, error=not_staged, days=days)
+    incident = build_incident(settings, failure, champion=_champion)
+    assert incident.runbook.endswith("#not-staged")
+    assert "recflow clear recsys_warehouse -t '^land$' -s 2026-01-04 -e 2026-01-04 -d" in incident.what_to_do
 
 
 def test_a_rollback_section_fills_in_the_model_name(settings: Settings) -> None:

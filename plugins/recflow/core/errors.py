@@ -158,11 +158,16 @@ class DayClaimed(RecflowError):
 
 
 class NotStaged(RecflowError):
-    """``audit`` found no staged table for its day: the day's publication dropped it (``audit`` was
-    cleared without ``land``), or ``land`` did not run. Another try finds none either."""
+    """``audit`` found no staged table for its day: another run's publication of the day dropped it
+    (``audit`` cleared without ``land``), or ``land`` did not run. Another try finds none either.
+    ``ds``: the day (the incident fills it into the runbook's command)."""
 
     runbook = "not-staged"
     retryable = False
+
+    def __init__(self, message: str, *, ds: str | None = None) -> None:
+        super().__init__(message)
+        self.ds = ds
 
 
 class NoUpstreamResult(RecflowError):

@@ -108,6 +108,19 @@ def _volume_bounds(con: Warehouse, settings: Settings, ds: dt.date) -> tuple[int
     )
 
 
+def _published_by(con: Warehouse, ds: dt.date, run_id: str) -> AuditResult | None:
+    """The day's publication by ``run_id`` when it is the day's latest audit: what a try of the audit
+    recorded before its worker or the scheduler died (the day is published, the staged table dropped)."""
+    row = con.execute(
+        f"select run_id, landed, accepted, quarantined, verdict, reason from {AUDIT_TABLE} where ds = ? "
+        "order by audited_at desc limit 1",
+        [ds],
+    ).fetchone()
+    if row is None or row[0] != run_id or row[4] != "published":
+        return None
+    return AuditResult(ds, int(row[1]), int(row[2]), int(row[3]), "published", str(row[5]))
+
+
 def _shrunk_catalogues(con: Warehouse, settings: Settings) -> list[str]:
     """The staged catalogues (``raw_staging.pins``/``users``, a full snapshot each) smaller than the
     published ones by more than ``RECFLOW_VOLUME_MAX_RATIO``, said one by one: an export that stopped
@@ -157,9 +170,20 @@ def audit_day(
         rules = row_rules(_utc(interval_start), _utc(interval_end), dt.datetime.now(dt.UTC), con.dialect)
         ensure_tables(con)
         if not con.table_exists(STAGING_SCHEMA, staged_table(ds).split(".")[1]):
+            published = _published_by(con, ds, run_id)
+            if published is not None:  # an earlier try published it, then died before it could report
+                log.warning(
+                    "ds=%s was published by this run (%s) already: an earlier try that ended before it could "
+                    "report, or `audit` cleared alone; nothing to audit. To audit the day's landing again, clear "
+                    "`land` and its downstream tasks",
+                    day,
+                    run_id,
+                )
+                return published
             raise NotStaged(
                 f"ds={day} is not staged ({staged_table(ds)} does not exist: publishing the day drops it, so "
-                "`audit` cannot be cleared alone): clear `land` and its downstream tasks for this run"
+                "`audit` cannot be cleared alone): clear `land` and its downstream tasks for this run",
+                ds=day,
             )
         with con.transaction():
             hold_claim(con, ds, run_id)
