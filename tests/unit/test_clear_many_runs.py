@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 import recflow.cli.stack
+import recflow.stack.rerun
 from recflow.cli import main
 from recflow.stack.api import AirflowClient
 from tests.loopback import JsonHandler, airflow_stand_in
@@ -188,4 +189,22 @@ def test_only_failed_on_a_run_with_no_failure_says_so(
     assert main(["clear", DAG, "-t", "^audit$", "--run", str(RELOAD["dag_run_id"]), "--only-failed"]) == 1
     err = capsys.readouterr().err
     assert "nothing was cleared for '^audit$' among failed task instances (--only-failed)" in err, err
+    assert handler.cleared == []
+
+
+def test_no_run_for_the_days_of_the_training_dag_points_to_its_runs_by_id(
+    airflow: tuple[AirflowClient, type[_Airflow]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """For the DAG the warehouse's asset triggers, "trigger it with --logical-date D" made no sense. (The
+    stand-in serves its one DAG under the training DAG's id as well: the runs, not the DAG, are at stake.)"""
+    _, handler = airflow
+    assert main(["clear", DAG, "-t", "^audit$", "-s", "2027-01-01"]) == 2
+    assert f"dags trigger {DAG} --logical-date 2027-01-01T00:00:00+00:00" in capsys.readouterr().err
+    monkeypatch.setattr(recflow.stack.rerun, "TRAINING_DAG", DAG)
+    assert main(["clear", DAG, "-t", "^audit$", "-s", "2027-01-01"]) == 2
+    said = capsys.readouterr().err
+    assert f"{DAG} has no run for a day in 2027-01-01..2027-01-01" in said
+    assert f"recflow clear {DAG} -t '^audit$' --run latest" in said and "--logical-date" not in said
     assert handler.cleared == []

@@ -22,6 +22,7 @@ from typing import Any
 
 from recflow.core.days import days_to_process
 from recflow.core.errors import ConfigError, ParamsError
+from recflow.core.names import TRAINING_DAG
 from recflow.stack.api import AirflowClient
 
 
@@ -94,6 +95,12 @@ def clear_days(
     runs = [(days, r) for days, r in processed if any(first <= d <= last for d in days)]
     runs.sort(key=lambda found: (found[0][0], _after(found[1])))
     if not runs:
+        if dag_id == TRAINING_DAG:  # the warehouse's asset triggers it: its runs process no day of their own
+            raise ConfigError(
+                f"{dag_id} has no run for a day in {first}..{last}: nothing to clear. Its runs follow the "
+                f"warehouse's publications rather than days: clear one by its id, `recflow clear {dag_id} -t "
+                f"'{pattern}' --run latest` (or --run RUN_ID, as the UI lists them)"
+            )
         raise ConfigError(
             f"no run of {dag_id} processed a day in {first}..{last}: nothing to clear. To run such a day "
             f"for the first time: recflow airflow dags trigger {dag_id} --logical-date {first}T00:00:00+00:00"
