@@ -96,3 +96,13 @@ def test_a_day_only_the_range_run_processed_clears_the_range_run(
         BACKFILL["dag_run_id"],
         ACCEPTED["dag_run_id"],
     ]
+
+
+def test_a_dry_run_says_what_would_be_cleared_and_clears_nothing(
+    airflow: type[_Airflow], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said the later run was "cleared" while nothing was."""
+    assert main(["clear", DAG, "-t", "^land$", "-s", "2026-01-03", "-d", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert f"({ACCEPTED['dag_run_id']}, would clear); to clear this one too" in out
+    assert "cleared" not in out.replace("would clear", "")

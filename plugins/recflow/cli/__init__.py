@@ -3,7 +3,7 @@
 recflow generate [--days N] [--end DATE] ...   synthetic data into the landing zone
 recflow setup                                 Airflow DB, dbt manifest, pools
 recflow demo [--days N]                       the whole pipeline through the scheduler, then a summary
-recflow up                                    Airflow in the foreground on 127.0.0.1:8080
+recflow up                                    Airflow in the foreground on 127.0.0.1 (RECFLOW_AIRFLOW_API_PORT, 8080)
 recflow down                                  stop it (from another terminal)
 recflow airflow ARGS...                       the airflow CLI with the project's settings
 recflow backfill --from DAY --to DAY [--max-quarantine-share S] [--no-volume-check]

@@ -186,7 +186,7 @@ def cmd_clear(settings: Settings, args: argparse.Namespace) -> int:
         if run.superseded_by is not None:
             print(
                 f"{args.dag_id}{day} run {run.run_id} ({run.state_before}): left as it is: a later run "
-                f"processed its days in this range again ({run.superseded_by}, cleared); to clear this one "
+                f"processed its days in this range again ({run.superseded_by}, {verb}); to clear this one "
                 f"too: --run {run.run_id}"
             )
             continue
@@ -341,7 +341,14 @@ def add_commands(sub: Subcommands) -> None:
     )
     add_world_size(demo)
     demo.set_defaults(func=cmd_demo)
-    sub.add_parser("up", help="run Airflow in the foreground").set_defaults(func=cmd_up)
+    sub.add_parser(
+        "up",
+        help="run Airflow in the foreground: its UI and API on http://127.0.0.1:RECFLOW_AIRFLOW_API_PORT "
+        "(default 8080; docs/configuration.md)",
+        description="Airflow (API server and UI, scheduler, DAG processor, triggerer) in the foreground, one "
+        "per RECFLOW_HOME, on http://127.0.0.1:RECFLOW_AIRFLOW_API_PORT (default 8080); Ctrl-C or "
+        "`recflow down` stops it.",
+    ).set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the Airflow started by `recflow up`").set_defaults(func=cmd_down)
 
     af = sub.add_parser("airflow", help="the airflow CLI with the project's environment", add_help=False)
