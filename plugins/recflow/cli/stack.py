@@ -36,7 +36,13 @@ from recflow.stack.demo import (
 from recflow.stack.ports import port_in_use
 from recflow.stack.rerun import check_days, clear_days, clear_run
 from recflow.stack.runtime import API_HOST, PASSWORDS_FILE, admin_password, api_base_url
-from recflow.stack.services import record_foreground, run_airflow, start_services, stop_recorded
+from recflow.stack.services import (
+    jobs_left_running,
+    record_foreground,
+    run_airflow,
+    start_services,
+    stop_recorded,
+)
 
 
 def cmd_setup(settings: Settings, args: argparse.Namespace) -> int:
@@ -245,6 +251,8 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_down(settings: Settings, args: argparse.Namespace) -> int:
     stopped = stop_recorded(settings)
     print("Airflow stopped" if stopped else "nothing to stop: no `recflow up` is running")
+    for line in jobs_left_running(settings):
+        print(line)
     return 0
 
 

@@ -301,3 +301,24 @@ def running_airflow(settings: Settings) -> Iterator[AirflowClient]:
         yield wait_for_api(settings, services)
     finally:
         services.stop()
+
+
+def jobs_left_running(settings: Settings) -> list[str]:
+    """What ``recflow down`` says of the local training jobs that run on without Airflow (a job is not
+    Airflow's process, as a SageMaker job is not): one line each, and how to re-attach or stop them."""
+    if settings.training_backend != "local":
+        return []
+    from recflow.training.local import LocalTrainingBackend  # noqa: PLC0415 (only when Airflow was stopped)
+
+    running = LocalTrainingBackend(settings).running()
+    lines = [
+        f"training job {name} still runs (runner pid {pid if pid is not None else 'not yet recorded'}): "
+        "the next `recflow up` re-attaches its `train` task to it"
+        for name, pid in running
+    ]
+    if lines:
+        lines.append(
+            "to stop one instead: kill -TERM -PID with its runner pid "
+            "(docs/runbooks/recsys_train_and_publish.md#job-stopped)"
+        )
+    return lines

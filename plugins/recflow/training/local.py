@@ -302,6 +302,18 @@ class LocalTrainingBackend:
             )
         return dict(current)
 
+    def running(self) -> list[tuple[str, int | None]]:
+        """The jobs that have not ended, each described first (a runner that died is recorded as failed),
+        with their runner's pid when it has one."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for job_dir in sorted(p for p in self.root.iterdir() if (p / DESCRIPTION).is_file()):
+            if self.describe_training_job(job_dir.name)["TrainingJobStatus"] in _ACTIVE:
+                runner = RunnerPid.read(job_dir)
+                found.append((job_dir.name, runner.pid if runner else None))
+        return found
+
     def read_log(self, name: str, cursor: str) -> tuple[list[str], str]:
         path = self.job_dir(name) / "logs.txt"
         offset = int(cursor or 0)
