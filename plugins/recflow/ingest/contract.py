@@ -15,7 +15,6 @@ name of a day's staging table (:func:`staged_table`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import pyarrow.parquet as pq
 
 from recflow.core.config import Settings
 from recflow.core.errors import ContractViolation, LandingLate
-from recflow.warehouse import STAGING_SCHEMA, Dialect, Warehouse
+from recflow.warehouse import STAGING_SCHEMA
 
 SUCCESS_MARKER = "_SUCCESS"
 """Written last by the producer: its presence says the partition is complete."""
@@ -78,7 +77,6 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 """The columns of ``raw.events`` and of a staged day: the contract's, then where each row came from
 (portable types: each engine's dialect spells them)."""
-_SQL_TYPES = dict(EVENT_COLUMNS)
 
 CONTRACT = "docs/data-contract.md"
 
@@ -303,46 +301,6 @@ def check_footer(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.
         raise _not_parquet(path, exc) from None
     _check_schema(found, schema, path, optional)
     return found
-
-
-def engine_columns(found: pa.Schema, schema: pa.Schema, dialect: Dialect) -> dict[str, str]:
-    """For an engine that reads a checked file itself: each contract column's expression over the file,
-    in the column's type (a missing optional column is a typed null; a naive timestamp is read as UTC,
-    the session's time zone)."""
-
-    def read(fld: pa.Field) -> str:
-        if fld.name not in found.names:
-            return "null"
-        found_type = found.field(fld.name).type
-        if pa.types.is_timestamp(found_type) and found_type.unit == "ns":
-            return dialect.nanoseconds_as_timestamp(fld.name)
-        return str(fld.name)
-
-    return {fld.name: f"cast({read(fld)} as {dialect.column_type(_SQL_TYPES[fld.name])})" for fld in schema}
-
-
-def value_checks(con: Warehouse, table: str, columns: Sequence[str]) -> None:
-    """The contract's checks of text values (UTF-8, no NUL) on rows an engine loaded itself from files:
-    the first offending row refuses its file, as :func:`read_file` would have (``_source_file``,
-    ``_source_row``)."""
-    for column in columns:
-        row = con.execute(
-            f"select _source_file, _source_row, cast({column} as {con.dialect.string_type()}) from {table} "
-            f"where {con.dialect.invalid_text(column)} order by _source_file, _source_row limit 1"
-        ).fetchone()
-        if row is None:
-            continue
-        source, index, value = row
-        check = "nul_character" if value is not None and "\x00" in str(value) else "utf8"
-        what = "holds a NUL character (\\x00)" if check == "nul_character" else "is not valid UTF-8"
-        raise ContractViolation(
-            f"{source}: column {column!r} row {index} {what}: {value!r}; see {CONTRACT}",
-            check=check,
-            columns=[column],
-            observed=f"{'a NUL character' if check == 'nul_character' else 'invalid UTF-8'} in row {index}",
-            expected="UTF-8 text without NUL characters",
-            evidence=str(source),
-        )
 
 
 def data_files(directory: Path) -> list[Path]:

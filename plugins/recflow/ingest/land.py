@@ -33,12 +33,11 @@ from recflow.ingest.contract import (
     check_arrived,
     check_footer,
     data_files,
-    engine_columns,
     partition_dir,
     read_file,
     staged_table,
-    value_checks,
 )
+from recflow.ingest.engine_reads import engine_columns, value_checks
 from recflow.warehouse import STAGING_SCHEMA, Warehouse, connect
 
 log = logging.getLogger(__name__)
