@@ -64,6 +64,10 @@ def _write_faults(landing: Path) -> None:
     d2 = _set(d2, "event_id", [40, 41], ids[3])
     d2 = _set(d2, "user_id", [7], "  ")
     d2 = _set(d2, "pin_id", [8], None)
+    # padded ids: each engine's trim takes away other characters (DuckDB's the no-break space too)
+    d2 = _set(d2, "user_id", [10], "u00001\r")
+    d2 = _set(d2, "user_id", [11], "\u00a0u00001")
+    d2 = _set(d2, "pin_id", [12], "p00001\t")
     d2 = _set(d2, "event_type", [9], " Click ")  # accepted: case and spaces aside
     write_partition(partition_dir(landing, D2), [d2.slice(0, 500), d2.slice(500)])
     write_partition(partition_dir(landing, D3), [_set(_day(landing, D3), "event_type", REFUSED_ROWS, "clik")])
@@ -141,7 +145,7 @@ def test_land_and_audit_agree_on_postgres_and_duckdb(engines: dict[str, Settings
         (D3, "refused"),
         (D4, "published"),
     ]
-    assert [r.quarantined for r in results] == [0, 6, len(REFUSED_ROWS), 3]
+    assert [r.quarantined for r in results] == [0, 6 + 3, len(REFUSED_ROWS), 3]  # D2: 6 faults, 3 padded ids
     assert all(r.accepted + r.quarantined == r.landed for r in results)
     assert refused.check == "quarantine_share"
     assert list(refused.columns) == ["event_type"]
@@ -172,6 +176,8 @@ def test_land_and_audit_agree_on_postgres_and_duckdb(engines: dict[str, Settings
         "event_id_duplicate_in_day",
         "user_id_missing",
         "pin_id_missing",
+        "user_id_padded",
+        "pin_id_padded",
         "event_type_unknown",
         "event_id_seen_on_other_day",
         "event_ts_outside_interval",

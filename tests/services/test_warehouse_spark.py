@@ -63,11 +63,14 @@ def _write_faults(landing: Path) -> dict[str, list[int]]:
     d2 = _set(d2, "user_id", null_users, None)
     d2 = _set(d2, "value", [3], float("nan"))
     d2 = _set(d2, "event_type", [9], " Click ")  # accepted: case and spaces aside
+    padded = [10, 11, 12]  # each engine's trim takes away other characters: the rule compares by code
+    d2 = _set(d2, "user_id", padded[:2], "\u00a0u00001")
+    d2 = _set(d2, "pin_id", padded[2:], "p00001\r")
     write_partition(partition_dir(landing, D2), [d2.slice(0, 500), d2.slice(500)])
     d3 = _day(landing, D3)
     unknown = list(range(0, d3.num_rows, 20))  # 5%
     write_partition(partition_dir(landing, D3), [_set(d3, "event_type", unknown, "clik")])
-    return {"null_users": null_users, "unknown": unknown}
+    return {"null_users": null_users, "unknown": unknown, "padded": padded}
 
 
 @pytest.fixture
@@ -119,7 +122,9 @@ def test_land_and_audit_agree_on_spark_and_duckdb(engines: dict[str, Any]) -> No
         (D4, "published"),
     ]
     assert [r[1] for r in results] == [landed[d] for d in DAYS], "landed counted from the files"
-    assert results[1][3] == len(faults["null_users"]) + 1, "0.5% null user_id (and one NaN value) quarantined"
+    assert results[1][3] == len(faults["null_users"]) + 1 + len(faults["padded"]), (
+        "0.5% null user_id, one NaN value and the padded ids quarantined"
+    )
     assert results[2][3] == len(faults["unknown"]), "the 5% of unknown event types"
     assert refused.check == "quarantine_share" and list(refused.columns) == ["event_type"]
 
@@ -206,10 +211,14 @@ def test_a_bad_text_value_refuses_its_file_on_spark_as_on_duckdb(
         )
 
 
-def test_the_encodings_pandas_writes_land_alike_on_spark_and_duckdb(engines: dict[str, Any]) -> None:
+@pytest.mark.parametrize("stored", ["int64-nanoseconds", "int96"])
+def test_the_encodings_pandas_writes_land_alike_on_spark_and_duckdb(
+    engines: dict[str, Any], stored: str
+) -> None:
     """Nanosecond timestamps (pandas' default; Spark refuses to read them as instants), UTC by another name
     and dictionary-encoded strings (a category column) are the contract's types: both engines stage the
-    day, to the microsecond, as the file holds it."""
+    day, to the microsecond, as the file holds it. INT96 (Spark's and Hive's old timestamps, which Arrow
+    also calls nanoseconds) is read as the timestamp it is."""
     spark, duck = engines["spark"], engines["duckdb"]
     d1 = _day(spark.landing_dir, D1)
     micros = d1.column("event_ts").cast(pa.int64()).to_pylist()
@@ -218,7 +227,13 @@ def test_the_encodings_pandas_writes_land_alike_on_spark_and_duckdb(engines: dic
     d1 = d1.set_column(
         d1.schema.get_field_index("user_id"), "user_id", d1.column("user_id").dictionary_encode()
     )
-    write_partition(partition_dir(spark.landing_dir, D1), [d1])
+    folder = partition_dir(spark.landing_dir, D1)
+    write_partition(folder, [d1])
+    if stored == "int96":
+        part = folder / "part-00000.parquet"
+        pq.write_table(d1, part, use_deprecated_int96_timestamps=True)
+        column = pq.read_metadata(part).schema.column(d1.schema.get_field_index("event_ts"))
+        assert column.physical_type == "INT96"
     for settings in (spark, duck):
         stage_partitions(settings, [D1])
     staged = [_rows(settings, staged_table(D1), ("_loaded_at",)) for settings in (spark, duck)]

@@ -158,16 +158,20 @@ def test_a_nul_character_in_a_string_column(landed: Settings) -> None:
 
 
 @pytest.mark.parametrize("catalogue", ["pins", "users"])
-@pytest.mark.parametrize("fault", ["duplicate", "null"])
+@pytest.mark.parametrize("fault", ["duplicate", "null", "padded"])
 def test_catalogue_keys_are_unique_and_not_null(landed: Settings, catalogue: str, fault: str) -> None:
+    """A padded key ('u00001 ') is not the events' id: its user or pin would have no features."""
     path = landed.landing_dir / catalogue / f"{catalogue}.parquet"
     table = pq.read_table(path)
     key = table.column_names[0]
     ids = table.column(key).to_pylist()
-    ids[1] = ids[0] if fault == "duplicate" else None
+    ids[1] = {"duplicate": ids[0], "null": None, "padded": f"{ids[1]}\r"}[fault]
     pq.write_table(table.set_column(0, key, pa.array(ids, pa.string())), path)
-    shown = "duplicated" if fault == "duplicate" else "null or empty"
-    err = _refused(landed, rf"the catalogue's key '{key}' must be unique and not null: 1 {shown}")
+    shown = {"duplicate": "duplicated", "null": "null or empty", "padded": "with spaces around them"}[fault]
+    err = _refused(
+        landed,
+        rf"the catalogue's key '{key}' must be unique, not null and without spaces around it: 1 .*{shown}",
+    )
     assert (err.check, err.columns) == ("catalogue_key", (key,))
 
 
@@ -257,11 +261,13 @@ def test_a_folder_in_a_partition_refuses_the_day_rather_than_dropping_its_files(
     folder = partition_dir(landed.landing_dir, DAY)
     (folder / "hour=23").mkdir()
     pq.write_table(table.slice(0, 10), folder / "hour=23" / "part-00000.parquet")
-    err = _refused(landed, r"holds the folder\(s\) hour=23: data files lie directly in the folder")
+    err = _refused(landed, r"holds hour=23, not a file: data files lie directly in the folder")
     assert err.check == "partition_layout"
     assert _nothing_staged(landed)
     (folder / "hour=23").rename(folder / "_hour=23")  # a folder the producer marks as not data
     assert stage_partitions(landed, [DAY])[0].rows == table.num_rows
+    (folder / "part-00009.parquet").symlink_to(folder / "gone.parquet")  # a link to nothing: not a file
+    _refused(landed, r"holds part-00009.parquet, not a file")
 
 
 def test_an_error_of_the_file_system_is_not_a_verdict_on_the_data(
@@ -273,8 +279,19 @@ def test_an_error_of_the_file_system_is_not_a_verdict_on_the_data(
     def denied(path: object, *args: object, **kwargs: object) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
+    read_schema = pq.read_schema
     monkeypatch.setattr(pq, "read_schema", denied)
     with pytest.raises(PermissionError, match="Permission denied"):
+        stage_partitions(landed, [DAY])
+
+    def rewritten(path: object, *args: object, **kwargs: object) -> None:
+        # a producer rewriting the partition removed the file between its footer and its rows: pyarrow
+        # raises FileNotFoundError without an errno
+        raise FileNotFoundError(str(path))
+
+    monkeypatch.setattr(pq, "read_schema", read_schema)
+    monkeypatch.setattr(pq, "read_table", rewritten)
+    with pytest.raises(FileNotFoundError):
         stage_partitions(landed, [DAY])
 
 

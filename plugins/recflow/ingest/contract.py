@@ -105,6 +105,10 @@ _UTC_SPELLINGS = (
 UTC_NAMES = frozenset(_UTC_SPELLINGS.split())
 """The names a writer may give UTC (Arrow keeps the one it was given), case aside: an offset of 0 all year."""
 
+ID_PADDING = " \t\n\v\f\r\u00a0"
+"""What may not start or end an id (event, user, pin; a catalogue's key): spaces, tabs, line breaks (a CSV's
+``\r``), the no-break space. The audit's rules and the catalogues' check both read it."""
+
 
 def _same_type(found: pa.DataType, expected: pa.DataType) -> bool:
     """The same logical type: string encodings (dictionary-encoded too, as pandas' categories are
@@ -272,8 +276,11 @@ def _not_parquet(path: Path, error: Exception | None) -> ContractViolation:
 
 def _is_file_system_error(error: Exception) -> bool:
     """An error of the operating system (a permission, an I/O error, a stale network mount: it has an
-    errno), which another try may not meet; Arrow's own errors about a file's bytes have none."""
-    return isinstance(error, OSError) and error.errno is not None
+    errno; a file removed while it was read, which pyarrow raises without one: a producer rewriting the
+    partition), which another try may not meet; Arrow's own errors about a file's bytes have none."""
+    return isinstance(error, OSError) and (
+        error.errno is not None or isinstance(error, FileNotFoundError | PermissionError | IsADirectoryError)
+    )
 
 
 def read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Table:
@@ -308,14 +315,14 @@ def data_files(directory: Path) -> list[Path]:
     not start with ``_`` or ``.``. A folder among them is refused: its files would not be read (a nested
     partition, ``hour=23/``), and the day would be published without them."""
     entries = sorted(p for p in directory.iterdir() if not p.name.startswith(("_", ".")))
-    folders = [p.name for p in entries if p.is_dir()]
+    folders = [p.name for p in entries if not p.is_file()]  # a folder; a broken link, a socket
     if folders:
         raise ContractViolation(
-            f"{directory}: holds the folder(s) {', '.join(folders[:5])}: data files lie directly in the "
+            f"{directory}: holds {', '.join(folders[:5])}, not a file: data files lie directly in the "
             "folder (nested partitions are not read), so none of it was loaded; write the files there, or "
-            f"start the folder's name with _ or . to have it ignored; see {CONTRACT}",
+            f"start the name with _ or . to have it ignored; see {CONTRACT}",
             check="partition_layout",
-            observed=f"folder(s) {', '.join(folders)}",
+            observed=f"not files: {', '.join(folders)}",
             expected="data files directly in the folder",
             evidence=str(directory),
         )

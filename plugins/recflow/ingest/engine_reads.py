@@ -5,8 +5,10 @@ expression over a checked file, and the contract's checks of text values on the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from recflow.core.errors import ContractViolation
 from recflow.ingest.contract import CONTRACT, EVENT_COLUMNS
@@ -15,16 +17,29 @@ from recflow.warehouse import Dialect, Warehouse
 _SQL_TYPES = dict(EVENT_COLUMNS)
 
 
-def engine_columns(found: pa.Schema, schema: pa.Schema, dialect: Dialect) -> dict[str, str]:
+def nanosecond_counts(path: Path) -> frozenset[str]:
+    """The file's columns stored as INT64 nanosecond timestamps (pandas' default), which Spark reads as
+    counts (its session's ``nanosAsLong``). Arrow also calls INT96 (Spark's and Hive's old timestamps)
+    ``timestamp[ns]``, and engines read those as timestamps: the file's Parquet schema tells them apart."""
+    parquet = pq.read_metadata(path).schema
+    return frozenset(
+        column.name
+        for column in (parquet.column(i) for i in range(len(parquet)))
+        if column.physical_type == "INT64" and "timeUnit=nanoseconds" in str(column.logical_type)
+    )
+
+
+def engine_columns(
+    found: pa.Schema, schema: pa.Schema, dialect: Dialect, nanoseconds: frozenset[str] = frozenset()
+) -> dict[str, str]:
     """For an engine that reads a checked file itself: each contract column's expression over the file,
     in the column's type (a missing optional column is a typed null; a naive timestamp is read as UTC,
-    the session's time zone)."""
+    the session's time zone; a column of ``nanoseconds``, :func:`nanosecond_counts`, from its count)."""
 
     def read(fld: pa.Field) -> str:
         if fld.name not in found.names:
             return "null"
-        found_type = found.field(fld.name).type
-        if pa.types.is_timestamp(found_type) and found_type.unit == "ns":
+        if fld.name in nanoseconds:
             return dialect.nanoseconds_as_timestamp(fld.name)
         return str(fld.name)
 

@@ -37,7 +37,7 @@ from recflow.ingest.contract import (
     read_file,
     staged_table,
 )
-from recflow.ingest.engine_reads import engine_columns, value_checks
+from recflow.ingest.engine_reads import engine_columns, nanosecond_counts, value_checks
 from recflow.warehouse import STAGING_SCHEMA, Warehouse, connect
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def _load_day_files(con: Warehouse, building: str, files: list[Path], constants:
         footers = [check_footer(path, EVENTS_SCHEMA, OPTIONAL_EVENT_COLUMNS) for path in files]  # all, first
         for path, found in zip(files, footers, strict=True):
             selects = {
-                **engine_columns(found, EVENTS_SCHEMA, con.dialect),
+                **engine_columns(found, EVENTS_SCHEMA, con.dialect, nanosecond_counts(path)),
                 "_source_row": "_metadata.row_index",
             }
             con.insert_parquet(building, path, selects, {**constants, "_source_file": str(path)})

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from recflow.ingest.contract import EVENT_COLUMNS, EVENT_TYPES, staged_table
+from recflow.ingest.contract import EVENT_COLUMNS, EVENT_TYPES, ID_PADDING, staged_table
 from recflow.ingest.tables import EVENTS_TABLE
 from recflow.warehouse import STAGING_SCHEMA, Dialect, Warehouse
 
@@ -28,6 +28,15 @@ class RowRule:
 
 def _blank(column: str) -> str:
     return f"(s.{column} is null or trim(s.{column}) = '')"
+
+
+_PADDING = ", ".join(f"chr({ord(c)})" for c in ID_PADDING)
+
+
+def _padded(column: str) -> str:
+    """An id that starts or ends with a character of ``ID_PADDING``: its first and last characters compared
+    by code (each engine's ``trim`` takes away other characters: DuckDB's the no-break space too)."""
+    return f"(not {_blank(column)} and (left(s.{column}, 1) in ({_PADDING}) or right(s.{column}, 1) in ({_PADDING})))"
 
 
 def row_rules(
@@ -47,8 +56,8 @@ def row_rules(
             RowRule(
                 f"{c}_padded",
                 c,
-                f"{c} has no leading or trailing spaces",
-                f"(not {_blank(c)} and s.{c} <> trim(s.{c}))",
+                f"{c} has no space, tab, line break or no-break space before or after it",
+                _padded(c),
             )
             for c in ("event_id", "user_id", "pin_id")
         ),
