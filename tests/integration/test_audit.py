@@ -131,6 +131,9 @@ CASES: dict[str, tuple[Fault, str]] = {
     # an id with spaces around it is another id: the walk's 'u00000 ' became a user of its own, no features
     "padded-user_id": (_blank("user_id", "u00001 "), "user_id_padded"),
     "padded-pin_id": (_blank("pin_id", " p00001"), "pin_id_padded"),
+    "carriage-return-user_id": (_blank("user_id", "u00001\r"), "user_id_padded"),  # a CSV's line end
+    "no-break-space-pin_id": (_blank("pin_id", "\u00a0p00001"), "pin_id_padded"),
+    "tab-user_id": (_blank("user_id", "u00001\t"), "user_id_padded"),
     "padded-event_id": (lambda t: (_pad(t, "event_id"), BAD), "event_id_padded"),
     "unknown-event_type": (_blank("event_type", "clik"), "event_type_unknown"),
     "duplicate-event_id-in-day": (_duplicate_in_day, "event_id_duplicate_in_day"),
@@ -349,6 +352,20 @@ def test_a_catalogue_cut_short_is_refused_before_it_replaces_the_published_one(
     with connect(home, read_only=True) as con:
         published = con.execute(f"select count(*) from raw.{catalogue}").fetchone()
     assert published is not None and published[0] == full.num_rows // 12
+
+
+def test_a_reload_refusing_several_days_gets_the_share_that_accepts_them_all(home: Settings) -> None:
+    """The refusal of several days carried no share, so the incident left the runbook's S unfilled."""
+    shares = []
+    for day, every in ((D1, 20), (D2, 10)):  # 5% and 10% of the day's rows with no user_id
+        clean = _table(home, day)
+        bad = list(range(0, clean.num_rows, every))
+        _rewrite(home, day, _set(clean, "user_id", bad, None))
+        shares.append(math.ceil(100 * len(bad) / clean.num_rows) / 100)  # in hundredths, rounded up
+    with pytest.raises(PartitionRefused) as caught:
+        stage_and_audit(home, [D1, D2, D3], run_id="r1", check_volume=False)
+    assert str(caught.value).startswith("2 of 3 days refused")
+    assert caught.value.share_needed == max(shares) > min(shares)
 
 
 def test_a_day_refused_on_volume_and_share_gets_the_share_that_accepts_it(home: Settings) -> None:

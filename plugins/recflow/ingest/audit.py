@@ -240,7 +240,12 @@ def audit_day(
             check=check,
             columns=columns,
             observed=reason,
-            expected=f"at most {share:.2%} quarantined; {span} rows",
+            expected=f"at most {share:.2%} quarantined; {span} rows"
+            + (
+                f"; each catalogue at least 1/{settings.volume_max_ratio:g} of the published one"
+                if shrunk
+                else ""
+            ),
             evidence=f"{refused_rows}; the whole day: select * from {staged_table(ds)} (until the day is published)",
             ds=day,
             # the least share in hundredths that accepts the day's rows (what the runbook's command takes)

@@ -55,6 +55,8 @@ def audit_days(
             observed="; ".join(e.observed for e in refused),
             expected=first.expected,
             evidence="; ".join(e.evidence for e in refused),
+            # the least share accepting every refused day, for the runbook's command over the range
+            share_needed=max((e.share_needed for e in refused if e.share_needed is not None), default=None),
         )
     return results
 
