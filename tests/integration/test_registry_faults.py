@@ -32,6 +32,7 @@ from recflow.registry import (
     MlflowRegistry,
     Registry,
 )
+from recflow.registry.champion import require_reason
 
 pytestmark = pytest.mark.integration
 
@@ -319,6 +320,9 @@ def check_promote_refusals(settings: Settings, model_uri: str, registry: Registr
         registry.promote("refuse", 1, "roll back\n   4  2026-01-01  v9 -> v9  admin  forged", who="alice")
     with pytest.raises(ValueError, match=r"has 501 characters, over 500"):
         registry.promote("refuse", 1, "x" * 501, who="alice")
+    with pytest.raises(ValueError, match=r"is one line: it holds '\\u2028'"):  # a line separator
+        registry.promote("refuse", 1, "roll back\u2028forged", who="alice")
+    require_reason("refuse", 1, "roll back\u00a0— CTR drop, see INC-12 👩\u200d💻")  # a sentence's characters
     assert moves(registry, "refuse") == [(1, None, 1, "dag/run-1")]
 
 

@@ -76,6 +76,7 @@ def test_an_object_that_is_not_there_is_named_as_the_local_store_names_it(tmp_pa
     client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     stub = Stubber(client)
     stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
+    stub.add_response("head_bucket", {}, {"Bucket": "acme-ml"})  # the bucket is there: the key is not
     stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
     stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
     stub.activate()
@@ -89,6 +90,13 @@ def test_an_object_that_is_not_there_is_named_as_the_local_store_names_it(tmp_pa
     with pytest.raises(Exception, match="AccessDenied") as other:  # anything else stays what it was
         store.get_bytes("s3://acme-ml/manifest.json")
     assert not isinstance(other.value, FileNotFoundError)
+    # HeadObject answers 404 for a bucket that does not exist as well: that is the bucket's ConfigError
+    stub.add_client_error("head_object", service_error_code="404", http_status_code=404)
+    stub.add_client_error("head_bucket", service_error_code="404", http_status_code=404)
+    from recflow.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"the S3 bucket 'acme-m1' does not exist"):
+        store.get_file("s3://acme-m1/models/gone.tar.gz", tmp_path / "gone.tar.gz")
     local = store_for(Settings.from_env({"RECFLOW_HOME": str(tmp_path)}))
     with pytest.raises(FileNotFoundError, match=r"^artifact file:///.*/nothing does not exist$"):
         local.get_bytes((tmp_path / "nothing").as_uri())

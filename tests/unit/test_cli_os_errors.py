@@ -66,3 +66,24 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly(tmp_path: Path) ->
     assert reading.wait(timeout=120) == 1
     assert first.strip() == b"n" or first.strip().startswith(b"n"), first
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_a_broken_pipe_or_a_refusal_that_is_not_about_a_file_keeps_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only stdout's reader going away is quiet, and only a path refused is said as one: a socket's broken
+    pipe, or a process one may not signal (no file name), is not this command's output or a folder."""
+    from recflow.cli import sql
+
+    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path))
+    for error in (
+        BrokenPipeError(errno.EPIPE, "Broken pipe"),
+        PermissionError(errno.EPERM, "Operation not permitted"),
+    ):
+
+        def fails(settings: object, args: object, error: OSError = error) -> int:
+            raise error
+
+        monkeypatch.setattr(sql, "cmd_sql", fails)
+        with pytest.raises(type(error)):
+            cli.main(["sql", "select 1"])

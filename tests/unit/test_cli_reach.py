@@ -159,15 +159,23 @@ def test_a_command_gives_up_on_a_tracking_server_after_a_few_tries_not_minutes(
 
     asked: list[str] = []
 
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_TIMEOUT
+
+    from recflow.cli.reach import CLI_HTTP_TIMEOUT_SECONDS
+
+    timeouts: list[int] = []
+
     class _Counting(_Unavailable):
         def do_GET(self) -> None:
             asked.append(self.path)
+            timeouts.append(MLFLOW_HTTP_REQUEST_TIMEOUT.get())  # type: ignore[no-untyped-call]
             super().do_GET()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
-    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES")  # unset, and restored so after the test
+    for name in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"):
+        monkeypatch.setenv(name, "7")
+        monkeypatch.delenv(name)  # unset, and restored so after the test
     monkeypatch.setenv(MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.name, "0")  # the count is under test, not the waits
     monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RECFLOW_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_address[1]}")
@@ -176,7 +184,9 @@ def test_a_command_gives_up_on_a_tracking_server_after_a_few_tries_not_minutes(
     finally:
         server.shutdown()
     assert len(asked) == 1 + CLI_HTTP_RETRIES, asked
+    assert set(timeouts) == {CLI_HTTP_TIMEOUT_SECONDS}  # each try waits 30 s at most, not MLflow's 120
     assert "cannot reach the model registry's store" in capsys.readouterr().err
     from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES
 
     assert not MLFLOW_HTTP_REQUEST_MAX_RETRIES.is_set()  # type: ignore[no-untyped-call]
+    assert not MLFLOW_HTTP_REQUEST_TIMEOUT.is_set()  # type: ignore[no-untyped-call]

@@ -34,6 +34,7 @@ import argparse
 import errno
 import logging
 import os
+import select
 import sys
 from typing import Any
 
@@ -86,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"recflow: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `recflow sql … | head`: the reader has what it wanted
-        _silence_stdout()
-        return 1
+    except BrokenPipeError:
+        if not _stdout_is_closed():
+            raise  # another pipe or socket: not the reader of this command's output
+        return 1  # `recflow sql … | head`: the reader has what it wanted
     except OSError as exc:
-        if exc.errno not in _NOT_WRITABLE:
-            raise
+        if exc.errno not in _NOT_WRITABLE or exc.filename is None:
+            raise  # a process one may not signal, say: its traceback says which
         # a read-only or someone else's home or landing zone: said in one line, naming the path
         print(
             f"recflow: {exc.strerror}: {exc.filename} (a folder of RECFLOW_HOME, or one a setting "
@@ -107,10 +109,20 @@ _NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 system): the machine's setting, not a fault of recflow's, said without a traceback."""
 
 
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null: Python flushes it at exit, which would raise the broken pipe again."""
+def _stdout_is_closed() -> bool:
+    """Whether stdout's reader went away (the pipe reports an error to a poll); if so stdout points at
+    /dev/null from now on (Python flushes it at exit, which would raise the broken pipe again)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (a test's capture)
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not any(events & select.POLLERR for _, events in poller.poll(0)):
+        return False
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, fd)
+    return True
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import math
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from recflow.core.gate import FAMILIES, FULL_METRICS, RANKING_METRICS, family_he
 from recflow.core.urls import shown_url
 from recflow.publishing.card import model_card
 from recflow.registry import registry_for, require_registry
+from recflow.registry.champion import NOT_IN_A_LINE
 from recflow.stack.ports import bind_refusal
 
 
@@ -275,7 +277,7 @@ def cmd_models_history(settings: Settings, args: argparse.Namespace) -> int:
 def _one_line(text: str) -> str:
     """A recorded value printed on its move's line: a control character (written before reasons were
     checked, or by another client of the registry) shown escaped, never as a line of its own."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in NOT_IN_A_LINE else c for c in text)
 
 
 def add_commands(sub: Subcommands) -> None:

@@ -58,22 +58,36 @@ CLI_HTTP_RETRIES = 2
 """Retries of an HTTP request to an MLflow tracking server by a command someone waits for: MLflow's
 default (7, with a backoff doubling from 2 s) kept ``recflow models list`` silent for 4.5 minutes before it
 said the server refused the connection. The pipeline's tasks keep MLflow's default."""
+CLI_HTTP_TIMEOUT_SECONDS = 30
+"""How long a command waits for each answer (MLflow's default, 120 s a try, made a filtered host's three
+tries six minutes)."""
 
 
 @contextmanager
 def _answering_within_seconds() -> Iterator[None]:
-    """MLflow's retries cut to :data:`CLI_HTTP_RETRIES` while a command runs, unless the environment sets
-    them (MLflow reads the variable at each request; it is unset again after)."""
-    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES as RETRIES  # noqa: PLC0415 (only here)
+    """MLflow's retries and timeout cut to :data:`CLI_HTTP_RETRIES` and :data:`CLI_HTTP_TIMEOUT_SECONDS` while
+    a command runs, each unless the environment sets it (MLflow reads them at each request; they are unset
+    again after)."""
+    from mlflow.environment_variables import (  # noqa: PLC0415 (only here)
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
 
-    if RETRIES.is_set():  # type: ignore[no-untyped-call]  # MLflow's, untyped
-        yield
-        return
-    RETRIES.set(CLI_HTTP_RETRIES)  # type: ignore[no-untyped-call]
+    cut = [
+        (variable, value)
+        for variable, value in (
+            (MLFLOW_HTTP_REQUEST_MAX_RETRIES, CLI_HTTP_RETRIES),
+            (MLFLOW_HTTP_REQUEST_TIMEOUT, CLI_HTTP_TIMEOUT_SECONDS),
+        )
+        if not variable.is_set()  # type: ignore[no-untyped-call]  # MLflow's, untyped
+    ]
+    for variable, value in cut:
+        variable.set(value)  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
-        RETRIES.unset()  # type: ignore[no-untyped-call]
+        for variable, _ in cut:
+            variable.unset()  # type: ignore[no-untyped-call]
 
 
 def reading(store: Callable[[Settings, Kind], tuple[str, str]]) -> Callable[[Command], Command]:

@@ -149,17 +149,30 @@ def _bucket_must_exist(method: Callable[_P, _R]) -> Callable[_P, _R]:
                 (a for a in (*args, *kwargs.values()) if isinstance(a, str) and a.startswith("s3://")), ""
             )
             code = aws_error_code(exc)
+            bucket = urlparse(uri).netloc
+            missing_bucket = ConfigError(
+                f"the S3 bucket {bucket!r} does not exist ({uri}: {exc}): create it, or fix the setting "
+                "that names it (the artifact store's is RECFLOW_ARTIFACT_ROOT, s3://bucket/prefix)"
+            )
             if code == "NoSuchBucket" or "(NoSuchBucket)" in str(exc):
-                bucket = urlparse(uri).netloc
-                raise ConfigError(
-                    f"the S3 bucket {bucket!r} does not exist ({uri}: {exc}): create it, or fix the setting "
-                    "that names it (the artifact store's is RECFLOW_ARTIFACT_ROOT, s3://bucket/prefix)"
-                ) from exc
+                raise missing_bucket from exc
             if code in ("NoSuchKey", "404") and method.__name__ in ("get_file", "get_bytes"):
+                # HeadObject (get_file's first request) answers 404 for a bucket that does not exist too
+                if code == "404" and not _bucket_exists(args[0], bucket):
+                    raise missing_bucket from exc
                 raise FileNotFoundError(f"artifact {uri} does not exist") from exc
             raise
 
     return checked
+
+
+def _bucket_exists(store: Any, bucket: str) -> bool:
+    """Whether S3 knows ``bucket`` (another error than its absence counts as yes: the key's 404 stands)."""
+    try:
+        store.client.head_bucket(Bucket=bucket)
+    except Exception as exc:
+        return aws_error_code(exc) not in ("404", "NoSuchBucket")
+    return True
 
 
 @dataclass

@@ -18,6 +18,7 @@ A recorded move is never overwritten.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
@@ -147,6 +148,9 @@ def next_champion_move(
     return move, ""
 
 
+NOT_IN_A_LINE = frozenset({"Cc", "Zl", "Zp"})
+"""Unicode's control characters (a line break, a tab, an escape) and line and paragraph separators; a
+no-break space, a soft hyphen or an emoji's joiner are a sentence's."""
 REASON_MAX_CHARS = 500
 """The longest reason a move by hand records: a sentence and a ticket, one line of the history."""
 
@@ -157,7 +161,7 @@ def require_reason(name: str, version: int, reason: str) -> None:
     champion's history, a line break forged a move of its own)."""
     if not reason.strip():
         raise ValueError(f"moving the champion of {name} to version {version} needs a reason")
-    unprintable = sorted({repr(c) for c in reason if not c.isprintable()})
+    unprintable = sorted({repr(c) for c in reason if unicodedata.category(c) in NOT_IN_A_LINE})
     if unprintable:
         raise ValueError(
             f"the reason for moving the champion of {name} is one line: it holds {', '.join(unprintable)}"
