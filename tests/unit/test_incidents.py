@@ -651,3 +651,20 @@ def test_a_store_that_cannot_be_reached_is_named_in_one_line_without_its_passwor
         "(RECFLOW_INCIDENTS_URL): connection failed"
     ), out.err
     assert len(out.err.splitlines()) == 1 and "s3cret" not in out.err
+
+
+def test_what_to_do_names_the_incident_it_is_shown_in(
+    home: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The runbook's `recflow incidents show ID` was printed as written, in an incident that knows its id."""
+    assert cli.main(["incidents", "show", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "`recflow incidents show 2` keeps the" in out and "incidents show ID" not in out
+    stored = IncidentStore(home.incidents_path).get(2)
+    assert (
+        stored is not None and "incidents show ID" in stored.what_to_do
+    )  # the record keeps the runbook's text
+    assert (
+        "recflow incidents show 2`" in stored.on_call_line()
+        and "recflow incidents show 2`" in stored.notification_body()
+    )

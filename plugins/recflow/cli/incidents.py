@@ -115,7 +115,7 @@ def cmd_incidents_show(settings: Settings, args: argparse.Namespace) -> int:
         *_field("evidence", incident.evidence),
         *_field("stale", incident.blast_radius.get("stale_asset")),
         *_field("champion", incident.blast_radius.get("champion")),
-        *_field("what to do", incident.what_to_do),
+        *_field("what to do", incident.advice),
         *_field("runbook", incident.runbook),
     ]
     if incident.message:

@@ -7,6 +7,7 @@ and read by ``recflow incidents list`` / ``show``; its JSON keys are documented 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, get_args
@@ -95,17 +96,22 @@ class Incident:
     def reference(self) -> str:
         return f"{self.id} (recflow incidents show {self.id})" if self.id is not None else "not stored"
 
+    @property
+    def advice(self) -> str:
+        """``what_to_do`` with the runbook's ``ID`` filled in once the incident is stored (its number)."""
+        return self.what_to_do if self.id is None else re.sub(r"\bID\b", str(self.id), self.what_to_do)
+
     def on_call_line(self) -> str:
         """The one line the task log ends with."""
         return (
-            f"ON-CALL: {self.what} | why: {self.root_cause} | what to do: {self.what_to_do} "
+            f"ON-CALL: {self.what} | why: {self.root_cause} | what to do: {self.advice} "
             f"| runbook: {self.runbook} | incident: {self.reference}"
         )
 
     def notification_body(self) -> str:
         return (
             f"{self.root_cause}\n"
-            f"What to do: {self.what_to_do}\n"
+            f"What to do: {self.advice}\n"
             f"Runbook: {self.runbook}\n"
             f"Incident: {self.reference}"
         )
