@@ -203,13 +203,11 @@ def audit_day(
         volume_rule,
     )
 
-    failures = _judge(settings, ds, landed, (low, high), share, dialect) | (
-        {"catalogues"} if shrunk else set()
-    )
+    failures = _judge(settings, ds, landed, (low, high), share, dialect)
     span = f"{low:,} .. {'inf' if high is None else f'{high:,}'}"
     evidence = f"select * from {QUARANTINE_TABLE} where ds = '{day}'"
     refused_rows = f"{evidence} and verdict = 'refused'"
-    if failures:
+    if failures or shrunk:
         reasons, check, columns = [], "", []
         if "row_count" in failures:
             check = "volume"

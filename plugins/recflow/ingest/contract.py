@@ -15,8 +15,10 @@ name of a day's staging table (:func:`staged_table`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -79,6 +81,8 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
 (portable types: each engine's dialect spells them)."""
 
 CONTRACT = "docs/data-contract.md"
+
+_Read = TypeVar("_Read")
 
 
 def partition_dir(landing_dir: Path, ds: date) -> Path:
@@ -176,8 +180,8 @@ def _check_schema(found: pa.Schema, schema: pa.Schema, source: Path, optional: f
 
 
 def _conform(table: pa.Table, schema: pa.Schema, source: Path, optional: frozenset[str]) -> pa.Table:
-    """The contract's columns in the contract's types, or a refusal naming file, column and types."""
-    _check_schema(table.schema, schema, source, optional)
+    """The contract's columns in the contract's types, or a refusal naming file, column and values, of a
+    table whose schema :func:`check_footer` has checked."""
     columns = []
     for fld in schema:
         if fld.name not in table.column_names:
@@ -283,15 +287,20 @@ def _is_file_system_error(error: Exception) -> bool:
     )
 
 
-def read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Table:
-    check_footer(path, schema, optional)
+def _parquet(path: Path, read: Callable[[Path], _Read]) -> _Read:
+    """``read(path)``, a file that is not Parquet refused (``ContractViolation``); an error of the file
+    system raised as it is: not a verdict."""
     try:
-        raw = pq.read_table(path)
+        return read(path)
     except (pa.ArrowInvalid, OSError) as exc:
         if _is_file_system_error(exc):
             raise
         raise _not_parquet(path, exc) from None
-    return _conform(raw, schema, path, optional)
+
+
+def read_file(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Table:
+    check_footer(path, schema, optional)
+    return _conform(_parquet(path, pq.read_table), schema, path, optional)
 
 
 def check_footer(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.Schema:
@@ -300,12 +309,7 @@ def check_footer(path: Path, schema: pa.Schema, optional: frozenset[str]) -> pa.
     an engine that reads them itself). An error of the file system is raised as it is: not a verdict."""
     if path.stat().st_size == 0:
         raise _not_parquet(path, None)
-    try:
-        found = pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        if _is_file_system_error(exc):
-            raise
-        raise _not_parquet(path, exc) from None
+    found = _parquet(path, pq.read_schema)
     _check_schema(found, schema, path, optional)
     return found
 

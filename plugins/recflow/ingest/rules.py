@@ -30,6 +30,7 @@ def _blank(column: str) -> str:
     return f"(s.{column} is null or trim(s.{column}) = '')"
 
 
+_IDS = ("event_id", "user_id", "pin_id")
 _PADDING = ", ".join(f"chr({ord(c)})" for c in ID_PADDING)
 
 
@@ -48,10 +49,7 @@ def row_rules(
     sql = dialect or Dialect()
     ts = sql.timestamp_literal
     return (
-        *(
-            RowRule(f"{c}_missing", c, f"{c} is required and not empty", _blank(c))
-            for c in ("event_id", "user_id", "pin_id")
-        ),
+        *(RowRule(f"{c}_missing", c, f"{c} is required and not empty", _blank(c)) for c in _IDS),
         *(
             RowRule(
                 f"{c}_padded",
@@ -59,7 +57,7 @@ def row_rules(
                 f"{c} has no space, tab, line break or no-break space before or after it",
                 _padded(c),
             )
-            for c in ("event_id", "user_id", "pin_id")
+            for c in _IDS
         ),
         RowRule(
             "event_type_unknown",
