@@ -17,6 +17,7 @@ from functools import wraps
 from typing import Literal
 
 from recflow.core.config import Settings
+from recflow.core.errors import first_line
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -50,7 +51,7 @@ def _connection_failure(exc: BaseException) -> tuple[Kind, str] | None:
 
 def _first_line(error: BaseException) -> str:
     """The error's first line, at most 300 characters (urllib3's repeat the URL and the retries)."""
-    line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    line = first_line(error)
     return line if len(line) <= 300 else f"{line[:300]}…"
 
 

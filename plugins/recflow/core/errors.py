@@ -51,6 +51,12 @@ class RecflowError(Exception):
         return (_rebuild, (type(self), str(self), dict(self.__dict__)))
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when it has none): a driver's message may
+    run to a hint or a traceback of the server's."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def _rebuild(cls: type[RecflowError], message: str, state: dict[str, Any]) -> RecflowError:
     error = cls.__new__(cls)
     Exception.__init__(error, message)

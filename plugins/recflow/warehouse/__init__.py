@@ -54,7 +54,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from recflow.core.config import Settings
-from recflow.core.errors import WarehouseUnavailable
+from recflow.core.errors import WarehouseUnavailable, first_line
 from recflow.core.urls import shown_url
 from recflow.warehouse.base import (
     ANALYTICS_SCHEMA,
@@ -142,7 +142,7 @@ def _open_server(settings: Settings, url: str, *, read_only: bool) -> Warehouse:
     except ImportError:  # a driver not installed is the deployment's, said as Python says it
         raise
     except Exception as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         conn_id = settings.warehouse_conn_id
         raise WarehouseUnavailable(
             f"cannot open the warehouse {shown_url(url)}: {type(exc).__name__}: {reason}. Its address is "
