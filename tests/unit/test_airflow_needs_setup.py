@@ -37,17 +37,15 @@ def test_a_fresh_home_is_refused_with_recflow_setup_and_nothing_is_created(
     assert not home.exists(), sorted(str(p) for p in home.rglob("*"))
 
 
-def test_airflow_db_commands_still_run_on_a_fresh_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`recflow setup` itself starts with `airflow db migrate` on a home without a database."""
+@pytest.fixture
+def airflow_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """A fresh home; the argv of each `airflow` process run_airflow starts (and waits for), which
+    stands in for it."""
     monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", raising=False)
     ran: list[list[str]] = []
 
     class _Airflow:
-        """Stands for the `airflow` process run_airflow starts (and waits for)."""
-
         def __init__(self, argv: list[str], **kwargs: Any) -> None:
             ran.append(argv)
 
@@ -55,30 +53,21 @@ def test_airflow_db_commands_still_run_on_a_fresh_home(
             return 0
 
     monkeypatch.setattr(subprocess, "Popen", _Airflow)  # the module services starts it through
+    return ran
+
+
+def test_airflow_db_commands_still_run_on_a_fresh_home(airflow_runs: list[list[str]]) -> None:
+    """`recflow setup` itself starts with `airflow db migrate` on a home without a database."""
     assert services.run_airflow(Settings.from_env(), ["db", "migrate"]) == 0
-    assert [argv[1:] for argv in ran] == [["db", "migrate"]]
+    assert [argv[1:] for argv in airflow_runs] == [["db", "migrate"]]
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["-h"], ["dags", "--help"]])
-def test_airflow_options_first_are_airflows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str]
-) -> None:
+def test_airflow_options_first_are_airflows(airflow_runs: list[list[str]], argv: list[str]) -> None:
     """`recflow airflow --help` was argparse's "unrecognized arguments: --help": its REMAINDER takes no
     leading option. Everything after `airflow` is Airflow's."""
-    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", raising=False)
     database = Settings.from_env().airflow_home / "airflow.db"
     database.parent.mkdir(parents=True)
     database.touch()  # a home set up (its metadata database exists)
-    ran: list[list[str]] = []
-
-    class _Airflow:
-        def __init__(self, argv: list[str], **kwargs: Any) -> None:
-            ran.append(argv)
-
-        def wait(self, timeout: float | None = None) -> int:
-            return 0
-
-    monkeypatch.setattr(subprocess, "Popen", _Airflow)
     assert cli.main(["airflow", *argv]) == 0
-    assert [a[1:] for a in ran] == [argv]
+    assert [a[1:] for a in airflow_runs] == [argv]
