@@ -45,7 +45,7 @@ from recflow.stack.runtime import airflow_env
 from recflow.stack.services import LISTENING_PORTS, Services, start_services, wait_for_api
 from recflow.training.local import RunnerPid
 from tests.integration.conftest import home_with_warehouse_of, warehouse  # noqa: F401 - a pytest fixture
-from tests.loopback import free_port
+from tests.loopback import free_port_block
 
 pytestmark = pytest.mark.e2e
 
@@ -114,7 +114,7 @@ def airflow(warehouse: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECFLOW_HOME", str(fresh.home))
         mp.setenv("RECFLOW_WAREHOUSE_PATH", str(fresh.duckdb_path))
-        mp.setenv("RECFLOW_AIRFLOW_API_PORT", str(free_port()))
+        mp.setenv("RECFLOW_AIRFLOW_API_PORT", str(free_port_block()))
         settings = Settings.from_env()
         setup(settings, echo=print)
         services = start_services(settings)

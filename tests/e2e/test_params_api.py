@@ -7,7 +7,6 @@ DAGs stay paused, so the one accepted run never starts; it is deleted.
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,21 +17,15 @@ from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
 from recflow.stack.api import AirflowApiError, AirflowClient, wait_for_dags
 from recflow.stack.demo import setup
 from recflow.stack.services import start_services, wait_for_api
+from tests.loopback import free_port_block
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowClient]:
     root = tmp_path_factory.mktemp("params_api")
-    port = _free_port()
+    port = free_port_block()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECFLOW_HOME", str(root / "home"))
         mp.setenv("RECFLOW_AIRFLOW_API_PORT", str(port))

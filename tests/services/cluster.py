@@ -15,7 +15,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -30,28 +29,11 @@ SHARED_SECRETS = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "
 """Every component must sign and read the same tokens and connections as the API server."""
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port(avoid: range = range(0)) -> int:
     while True:
         port = loopback.free_port()
         if port not in avoid:
             return port
-
-
-def free_port_block(size: int = 4) -> int:
-    """The first of ``size`` consecutive free ports (the embedded API port takes the next three)."""
-    while True:
-        base = free_port()
-        if base + size < 65536 and all(_bindable(base + i) for i in range(size)):
-            return base
 
 
 @dataclasses.dataclass

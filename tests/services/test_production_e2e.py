@@ -23,8 +23,9 @@ from typing import Any
 import pytest
 
 from recflow.core.config import Settings
+from tests.loopback import free_port_block
 from tests.services.aws import create_bucket, production_env, start_sagemaker_server
-from tests.services.cluster import celery_workers, describe, free_port_block
+from tests.services.cluster import celery_workers, describe
 
 DAYS = [date(2026, 3, 1), date(2026, 3, 2)]
 MODEL = "recsys-services"

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from recflow.core.spark import CLUSTER_STATE
 from recflow.stack.spark_cluster import alive_workers
-from tests.services.cluster import free_port_block
+from tests.loopback import free_port_block
 from tests.services.spark import running_cluster, spark_cursor
 
 
