@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,29 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from recflow.core.config import Settings
+from recflow.stack.ports import free_port_block
 
 log = logging.getLogger("bench.engines")
 
 SAMPLE_SECONDS = 0.5
-
-
-def _free_port(size: int) -> int:
-    """The first of ``size`` consecutive ports nothing listens on (the master's block holds the UIs)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = int(sock.getsockname()[1])
-        if base + size < 65000 and all(_bindable(base + i) for i in range(size)):
-            return base
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _status(pid: int) -> dict[str, int]:
@@ -126,7 +107,7 @@ def spark_settings(base: Settings, folder: Path) -> Iterator[tuple[Settings, Jvm
     from recflow.stack import spark_cluster
 
     spark = dataclasses.replace(
-        base.spark, cluster_dir=folder, master_port=_free_port(8), thrift_port=_free_port(1)
+        base.spark, cluster_dir=folder, master_port=free_port_block(8), thrift_port=free_port_block(1)
     )
     cluster = dataclasses.replace(base, spark=spark)
     state = spark_cluster.start(cluster, echo=log.info)

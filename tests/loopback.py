@@ -4,7 +4,6 @@ stand-in for Airflow's API server."""
 from __future__ import annotations
 
 import json
-import random
 import socket
 import subprocess
 import sys
@@ -22,48 +21,10 @@ from recflow.stack.api import AirflowClient
 
 def free_port() -> int:
     """A port nothing listens on now (the kernel's choice, from its ephemeral range): for one server
-    bound at once. A server that needs the ports after it takes ``free_port_block``."""
+    bound at once. A server that needs the ports after it takes ``recflow.stack.ports.free_port_block``."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-FIXED_PORTS_BELOW = 20000
-"""tests/conftest.py's per-worker Airflow ports (18080 on) and the stack's defaults lie below this."""
-
-
-def _ephemeral() -> range:
-    """The ports the kernel hands out for outgoing connections and ``bind(port=0)``: any process may
-    take one of them at any moment, so a block picked there can be lost before its server binds it."""
-    try:
-        low, high = (int(x) for x in EPHEMERAL_RANGE.read_text().split())
-    except (OSError, ValueError):
-        low, high = 32768, 60999
-    return range(low, high + 1)
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block(size: int = 4) -> int:
-    """The first of ``size`` consecutive ports nothing listens on (the embedded API port takes the
-    three after it), drawn at random between the fixed ports and the kernel's ephemeral range: a port
-    the kernel picked (``free_port``) leaves the ports after it to the next outgoing connection."""
-    ephemeral = _ephemeral()
-    below, above = range(FIXED_PORTS_BELOW, ephemeral.start), range(ephemeral.stop, 65536)
-    ports = max(below, above, key=len)
-    for _ in range(200):
-        base = random.randrange(ports.start, ports.stop - size)
-        if all(_bindable(base + i) for i in range(size)):
-            return base
-    raise RuntimeError(f"no {size} consecutive free ports in {ports.start}-{ports.stop - 1}")
 
 
 @contextmanager

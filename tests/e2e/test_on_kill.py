@@ -41,11 +41,11 @@ from recflow.core.config import Settings
 from recflow.core.names import TRAINING_DAG
 from recflow.stack.api import AirflowClient, wait_for_dags
 from recflow.stack.demo import setup
+from recflow.stack.ports import free_port_block
 from recflow.stack.runtime import airflow_env
 from recflow.stack.services import LISTENING_PORTS, Services, start_services, wait_for_api
 from recflow.training.local import RunnerPid
 from tests.integration.conftest import home_with_warehouse_of, warehouse  # noqa: F401 - a pytest fixture
-from tests.loopback import free_port_block
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,8 @@ from recflow.core.config import PROJECT_ROOT, Settings
 from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
 from recflow.stack.api import AirflowApiError, AirflowClient, wait_for_dags
 from recflow.stack.demo import setup
+from recflow.stack.ports import free_port_block
 from recflow.stack.services import start_services, wait_for_api
-from tests.loopback import free_port_block
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ from typing import Any
 from recflow.core.config import Settings
 from recflow.stack import spark_cluster
 from recflow.stack.pids import is_running
-from tests.loopback import free_port_block
+from recflow.stack.ports import free_port_block
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from recflow.core.config import Settings
-from tests.loopback import free_port_block
+from recflow.stack.ports import free_port_block
 from tests.services.aws import create_bucket, production_env, start_sagemaker_server
 from tests.services.cluster import celery_workers, describe
 

@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from recflow.core.spark import CLUSTER_STATE
+from recflow.stack.ports import free_port_block
 from recflow.stack.spark_cluster import alive_workers
-from tests.loopback import free_port_block
 from tests.services.spark import running_cluster, spark_cursor
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from recflow.core.config import Settings
-from tests.loopback import free_port_block
+from recflow.stack.ports import free_port_block
 
 DAYS = [date(2026, 3, 1), date(2026, 3, 2)]
 MARTS = ("fct_engagements", "dim_users", "dim_pins", "training_interactions")

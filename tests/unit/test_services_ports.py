@@ -10,6 +10,7 @@ import pytest
 
 from recflow import cli
 from recflow.core.errors import ConfigError
+from recflow.stack.ports import free_port_block
 from recflow.stack.runtime import API_HOST
 from recflow.stack.services import LISTENING_PORTS, check_ports_free
 
@@ -57,3 +58,16 @@ def test_the_cli_prints_the_refusal_without_a_traceback(
     err = capsys.readouterr().err
     assert err.startswith(f"recflow: cannot start Airflow: port {listening} (API server and UI)")
     assert "Traceback" not in err
+
+
+def test_a_port_block_lies_outside_the_kernels_ephemeral_range_and_binds() -> None:
+    """The ports the kernel hands to outgoing connections, read from /proc, never hold a block: one
+    of them could be taken between the draw and the server's bind (a CI run lost 58054 so)."""
+    low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    for _ in range(20):
+        base = free_port_block(4)
+        block = range(base, base + 4)
+        assert not set(block) & set(range(low, high + 1))
+        servers = [socket.create_server((API_HOST, port)) for port in block]
+        for server in servers:
+            server.close()

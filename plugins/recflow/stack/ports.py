@@ -4,7 +4,9 @@ log saying why."""
 
 from __future__ import annotations
 
+import random
 import socket
+from pathlib import Path
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -24,3 +26,33 @@ def bind_refusal(host: str, port: int) -> str | None:
     except OSError as exc:
         return exc.strerror or str(exc)
     return None
+
+
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+FIXED_PORTS_BELOW = 20000
+"""The stack's default ports (8080 on) and the test suite's per-worker Airflow ports (18080 on) lie below this."""
+
+
+def _ephemeral() -> range:
+    """The ports the kernel hands out for outgoing connections and ``bind(port=0)``: any process may
+    take one of them at any moment, so a block picked there can be lost before its server binds it."""
+    try:
+        low, high = (int(x) for x in EPHEMERAL_RANGE.read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def free_port_block(size: int = 4) -> int:
+    """The first of ``size`` consecutive ports nothing listens on, for the tests' and benchmarks' own
+    servers (an embedded API port takes the three after it), drawn at random between the fixed ports
+    and the kernel's ephemeral range: a port the kernel picked for ``bind(0)`` leaves the ports after
+    it to the next outgoing connection."""
+    ephemeral = _ephemeral()
+    below, above = range(FIXED_PORTS_BELOW, ephemeral.start), range(ephemeral.stop, 65536)
+    ports = max(below, above, key=len)
+    for _ in range(200):
+        base = random.randrange(ports.start, ports.stop - size)
+        if not any(port_in_use("127.0.0.1", base + i) for i in range(size)):
+            return base
+    raise RuntimeError(f"no {size} consecutive free ports in {ports.start}-{ports.stop - 1}")
