@@ -55,3 +55,21 @@ def test_a_stopped_wrapper_stops_its_airflow(tmp_path: Path, ignores_term: bool)
     wrapper.send_signal(signal.SIGTERM)
     assert wrapper.wait(timeout=30) == 128 + (signal.SIGKILL if ignores_term else signal.SIGTERM)
     assert not is_running(child), f"airflow stand-in {child} outlived recflow"
+
+
+def test_a_killed_wrapper_stops_its_airflow(tmp_path: Path) -> None:
+    """`kill -9` of `recflow airflow dags test` (the pid an on-call sees) can run no handler: the kernel
+    signals the child when its parent dies. Before, the `dags test` went on auditing and building."""
+    pid_file = tmp_path / "airflow.pid"
+    fake = tmp_path / "airflow"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nwhile true; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    env = subprocess_env({"RECFLOW_HOME": str(tmp_path / "home")})
+    wrapper = subprocess.Popen([sys.executable, "-c", WRAPPER, str(fake)], env=env)
+    child = _child_pid(pid_file)
+    wrapper.kill()
+    wrapper.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while is_running(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not is_running(child), f"airflow stand-in {child} outlived a killed recflow"

@@ -11,7 +11,9 @@ API with ``recflow.stack.api``: the same calls the UI makes). The processes run
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -19,7 +21,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,11 +57,34 @@ def run_airflow(
     if notice:
         print(notice, file=sys.stderr, flush=True)
     out = subprocess.DEVNULL if quiet else None
-    process = subprocess.Popen([airflow_executable(), *args], env=env, stdout=out)
+    ends_with_us = None
+    if sys.platform == "linux":  # libc looked up here: the child between fork and exec only calls it
+        ends_with_us = functools.partial(
+            _ends_with_parent, ctypes.CDLL(None, use_errno=True).prctl, os.getpid()
+        )
+    process = subprocess.Popen(
+        [airflow_executable(), *args],
+        env=env,
+        stdout=out,
+        preexec_fn=ends_with_us,  # noqa: PLW1509 - the hook makes one system call and reads two pids
+    )
     returncode = _wait_passing_on_stop(process)
     if check and returncode != 0:
         raise RuntimeError(f"`airflow {' '.join(args)}` exited with code {returncode}")
     return returncode
+
+
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal the kernel sends a process when its parent ends."""
+
+
+def _ends_with_parent(prctl: Callable[[int, int], int], parent: int) -> None:
+    """In the ``airflow`` child, before it runs: SIGTERM when this process ends by any means. A SIGKILL
+    (``kill -9`` of the ``recflow`` pid an on-call sees) runs no handler of ours, and without this the
+    child (a ``dags test`` that goes on landing and publishing) outlived it."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the call: no signal would come
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 STOP_GRACE_SECONDS = 20.0
