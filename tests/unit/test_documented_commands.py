@@ -30,6 +30,7 @@ PLACEHOLDERS = {
     "V": "3",
     "TEXT": "roll back: CTR drop",
     "RUN_ID": "manual__2026-03-04T00:00:00+00:00",
+    "^TASK$": "^land$",
 }
 INLINE = re.compile(r"`((?:\.venv/bin/)?recflow [a-z][^`]*)`")
 

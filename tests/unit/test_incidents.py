@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+import duckdb
 import pytest
 
 from recflow import cli
@@ -182,7 +183,33 @@ def test_a_run_of_several_days_fills_in_the_day_the_error_names(settings: Settin
     failure = TaskFailure("recsys_warehouse", "audit", "backfill", 1, error=not_staged, days=days)
     incident = build_incident(settings, failure, champion=_champion)
     assert incident.runbook.endswith("#not-staged")
-    assert "recflow clear recsys_warehouse -t '^land$' -s 2026-01-04 -e 2026-01-04 -d" in incident.what_to_do
+    assert "recflow clear recsys_warehouse -t '^land$' -d --run 'backfill'" in incident.what_to_do
+
+
+def test_a_clear_command_names_the_failed_run_and_task(settings: Settings) -> None:
+    """The runbooks' `--run RUN_ID` and `-t '^TASK$'` are the failed run and task: a later run may be the
+    day's latest (clearing by day would rerun that one), and a task id's dot is a regex's any-character."""
+    locked = duckdb.IOException('Could not set lock on file "recflow.duckdb": Conflicting lock')
+    failure = TaskFailure(
+        "recsys_warehouse",
+        "transform.stg_events_model_build",
+        "manual__2026-01-04T10:00:00+00:00",
+        2,
+        error=locked,
+    )
+    incident = build_incident(settings, failure, champion=_champion)
+    assert incident.runbook.endswith("#warehouse-locked")
+    assert (
+        r"recflow clear recsys_warehouse -t '^transform\.stg_events_model_build$' -d "
+        "--run 'manual__2026-01-04T10:00:00+00:00'"
+    ) in incident.what_to_do
+    stopped = errors.TrainingJobFailed("recsys-train-abc", "Stopped", "stopped by a person", "stopped")
+    failure = TaskFailure("recsys_train_and_publish", "train", "asset_triggered__x", 1, error=stopped)
+    incident = build_incident(settings, failure, champion=_champion)
+    assert (
+        "recflow clear recsys_train_and_publish -t '^train$' -d --run 'asset_triggered__x'"
+        in incident.what_to_do
+    )
 
 
 def test_a_rollback_section_fills_in_the_model_name(settings: Settings) -> None:

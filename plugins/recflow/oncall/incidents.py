@@ -213,7 +213,8 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _what_to_do(failure: TaskFailure, anchor: str, model_name: str) -> str:
-    """The runbook's "What to do", with its placeholders ``D`` (the day) and ``N`` (the model) filled in."""
+    """The runbook's "What to do", with its placeholders filled in: ``D`` (the day), ``RUN_ID`` (the run),
+    ``TASK`` (the task that failed, as a ``-t`` pattern) and ``N`` (the model)."""
     try:
         text = runbooks.section(failure.dag_id, anchor).what_to_do
     except (KeyError, OSError):
@@ -226,8 +227,10 @@ def _what_to_do(failure: TaskFailure, anchor: str, model_name: str) -> str:
     day = getattr(cause, "ds", None) or (failure.day.isoformat() if failure.day is not None else None)
     if day:
         text = re.sub(r"\bD\b", str(day), text)
-    if isinstance(cause, DayClaimed):
-        text = re.sub(r"\bRUN_ID\b", f"'{cause.holder}'", text)
+    # RUN_ID: the run to act on, the one that failed, or for a claimed day the run that holds it
+    run_id = cause.holder if isinstance(cause, DayClaimed) else failure.run_id
+    text = re.sub(r"\bRUN_ID\b", lambda _: f"'{run_id}'", text)
+    text = re.sub(r"\bTASK\b", lambda _: re.escape(failure.task_id), text)  # in `-t '^TASK$'`
     if isinstance(cause, PartitionRefused) and cause.share_needed is not None:
         text = re.sub(r"\bS\b", f"{cause.share_needed:.2f}", text)
     return re.sub(r"\bN\b", model_name, text)
