@@ -27,7 +27,7 @@ other failure keeps the task's retries.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 
 class RecflowError(Exception):
@@ -49,6 +49,27 @@ class RecflowError(Exception):
     def __reduce__(self) -> Any:
         # keep the keyword-only state across pickling (Airflow ships exceptions between processes)
         return (_rebuild, (type(self), str(self), dict(self.__dict__)))
+
+
+UNREACHABLE: Final = (
+    "TTransportException",  # PyHive's Thrift client: the Spark Thrift server is not there
+    "Could not connect to any of",
+    "Connection refused",
+    "connection to server at",  # libpq 17: 'connection to server at "h" (ip), port 5432 failed: …'
+    "connection to server on socket",
+    "could not connect to server",  # older libpq
+    "could not translate host name",
+    "No route to host",
+    "failed to connect",  # dbt's words for its adapter's
+)
+"""Words of an error that mean a server (the warehouse's, mostly) could not be reached, in any
+driver's or in dbt's wording of them: the task's default section (``dbt-failed``, ``snapshot-empty``)
+is about the data or the code, and would send on-call the wrong way."""
+
+
+def says_unreachable(text: str) -> bool:
+    """Whether an error's text says a server could not be reached (:data:`UNREACHABLE`)."""
+    return any(words in text for words in UNREACHABLE)
 
 
 def first_line(error: BaseException) -> str:

@@ -22,7 +22,7 @@ from typing import Final
 
 from recflow.core import names
 from recflow.core.config import PROJECT_ROOT
-from recflow.core.errors import EngineFailed, RecflowError
+from recflow.core.errors import EngineFailed, RecflowError, says_unreachable
 
 RUNBOOKS_DIR = PROJECT_ROOT / "docs" / "runbooks"
 INFRASTRUCTURE = "infrastructure"
@@ -207,29 +207,10 @@ another reason than a missing table, is sent to infrastructure instead. The othe
 defaults name their unreachable servers themselves (publish-failed: the MLflow store)."""
 
 
-UNREACHABLE: Final = (
-    "TTransportException",  # PyHive's Thrift client: the Spark Thrift server is not there
-    "Could not connect to any of",
-    "Connection refused",
-    "connection to server at",  # libpq 17: 'connection to server at "h" (ip), port 5432 failed: …'
-    "connection to server on socket",
-    "could not connect to server",  # older libpq
-    "could not translate host name",
-    "No route to host",
-    "failed to connect",  # dbt's words for its adapter's
-)
-"""Words of an error that mean a server (the warehouse's, mostly) could not be reached, in any
-driver's or in dbt's wording of them: the task's default section (``dbt-failed``, ``snapshot-empty``)
-is about the data or the code, and would send on-call the wrong way."""
-
-
 def is_unreachable(error: BaseException) -> bool:
     """Whether ``error``, or one it was raised from (``raise … from``), says a server could not be
     reached. Not one it was raised while handling: a data error after a failed connection is the data's."""
-    return any(
-        any(words in f"{type(current).__name__}: {current}" for words in UNREACHABLE)
-        for current in _causes(error)
-    )
+    return any(says_unreachable(f"{type(current).__name__}: {current}") for current in _causes(error))
 
 
 def is_engine_failure(error: BaseException) -> bool:
