@@ -72,8 +72,9 @@ def _record_parts(value: Any) -> tuple[dict[str, NodeResult | None], frozenset[s
 class DbtBuildOperator(BaseOperator):
     """``dbt build`` of the whole project, each node's result pushed to XCom as dbt reports it.
 
-    It fails only when dbt could not run the build (retried: another try may); a node that failed
-    is its own task's verdict, and this task's log says which."""
+    It fails only when dbt could not run the build, or nodes could not reach the warehouse (retried:
+    another try may); a node that failed for its SQL or its data is its own task's verdict, and this
+    task's log says which."""
 
     ui_color = "#ffe5d1"
 

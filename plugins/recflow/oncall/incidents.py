@@ -94,7 +94,9 @@ def classify(error: BaseException | str | None) -> Kind:
     if error is None or isinstance(error, str):
         return "infrastructure"
     cause = runbooks.recflow_cause(error)
-    return _recflow_kind(cause) if cause is not None else "infrastructure"
+    if cause is None or (isinstance(cause, DbtNodeFailed) and runbooks.is_unreachable(error)):
+        return "infrastructure"  # a dbt node that could not reach the warehouse: not the model's fault
+    return _recflow_kind(cause)
 
 
 def _recflow_kind(error: RecflowError) -> Kind:

@@ -189,7 +189,12 @@ def anchor_for(task_id: str, error: BaseException | None) -> str:
     """
     cause = recflow_cause(error)
     if cause is not None and cause.runbook:
-        return cause.runbook
+        # a dbt node that could not reach the warehouse (the build's retries spent): not the model's fault
+        return (
+            INFRASTRUCTURE
+            if cause.runbook in ABOUT_THE_DATA_OR_CODE and is_unreachable(cause)
+            else cause.runbook
+        )
     if error is None:
         return NO_EXCEPTION.get(task_id) or task_default(task_id) or INFRASTRUCTURE
     if is_warehouse_lock(error):

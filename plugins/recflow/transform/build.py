@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from recflow.core.config import Settings
+from recflow.core.errors import WarehouseUnavailable, says_unreachable
 from recflow.core.profiles import dbt_environ
 from recflow.warehouse.duckdb import is_lock_error, waiting_for_the_file
 
@@ -129,10 +130,12 @@ def run_build(
     profile's output ``settings.dbt_target``, whose values (``settings.dbt_env()``: the DuckDB file, or
     the server warehouse's parts) are set only while it runs; ``on_result`` gets each node's result as
     it ends, ``on_start`` each node's ``unique_id`` as dbt starts it. Raises ``RuntimeError`` when dbt could not run the build at all (nothing was judged:
-    another try may)."""
+    another try may), and :class:`WarehouseUnavailable` when nodes failed because the warehouse could
+    not be reached (a Thrift server or a PostgreSQL that went away mid-build: another try may too)."""
     from dbt.cli.main import dbtRunner  # noqa: PLC0415 (dbt's runner loads its adapters: only the task that builds pays it)
 
     statuses: dict[str, int] = {}
+    lost: list[NodeResult] = []  # nodes that failed because the warehouse could not be reached
 
     def _on_event(event: Any) -> None:
         if event.info.name == "NodeStart" and on_start is not None:
@@ -142,6 +145,8 @@ def run_build(
         result = _node_result(event.data)
         statuses[result.status] = statuses.get(result.status, 0) + 1
         log.info("%s", result.line())
+        if result.status in FAILED and says_unreachable(result.message):
+            lost.append(result)
         on_result(result)
 
     args = [*dbt_args("build", settings), "--exclude-resource-type", "unit_test"]
@@ -172,6 +177,14 @@ def run_build(
     if result.exception is not None:
         raise RuntimeError(
             f"dbt could not run the build ({outcome.statuses or 'no node ran'}): {result.exception}"
+        )
+    if lost:  # the server went away mid-build: not the models' verdict, and another try may find it back
+        first = lost[0]
+        reason = (first.message.strip().splitlines() or [""])[0]
+        raise WarehouseUnavailable(
+            f"dbt lost the warehouse during the build: {len(lost)} node(s) could not reach it, the first "
+            f"{first.unique_id}: {reason} "
+            f"({outcome.statuses}). Bring the warehouse server back; the build's retry rebuilds every node"
         )
     return outcome
 
