@@ -60,3 +60,32 @@ def test_a_failed_statement_survives_pickling() -> None:
     back = pickle.loads(pickle.dumps(failed))
     assert type(back) is SparkStatementFailed and str(back) == str(failed)
     assert (back.spark_says, back.statement, back.missing_table) == (failed.spark_says, "select 1", True)
+
+
+def test_a_create_refused_for_a_leftover_folder_says_which_folder_to_remove() -> None:
+    """On the Spark walk the Thrift server was killed while `audit` wrote its table: the folder stayed with
+    no table in the metastore, and every later try failed on it with no word of what to do."""
+    from recflow.warehouse.spark_errors import SparkStatementFailed
+
+    said = (
+        "[LOCATION_ALREADY_EXISTS] Cannot name the managed table as `spark_catalog`.`raw_staging`.`audit__20261204`, "
+        "as its associated location 'file:/srv/spark/warehouse/raw_staging.db/audit__20261204' already exists. "
+        "Please pick a different table name, or remove the existing location first. SQLSTATE: 42710"
+    )
+    failed = SparkStatementFailed(said, "create table raw_staging.audit__20261204 using parquet as select 1")
+    assert (
+        "The folder file:/srv/spark/warehouse/raw_staging.db/audit__20261204 is what a write cut off"
+        in str(failed)
+    )
+    assert "remove it" in str(failed) and "clear the task" in str(failed)
+    assert str(pickle_round_trip(failed)) == str(failed)
+    other = SparkStatementFailed(
+        "[TABLE_OR_VIEW_NOT_FOUND] The table `marts`.`x` cannot be found.", "select 1"
+    )
+    assert "The folder" not in str(other)
+
+
+def pickle_round_trip(error: BaseException) -> BaseException:
+    import pickle
+
+    return pickle.loads(pickle.dumps(error))  # type: ignore[no-any-return]

@@ -23,6 +23,7 @@ class SparkStatementFailed(EngineFailed):
     def __init__(self, spark_says: str, statement: str) -> None:
         super().__init__(
             f"Spark failed the statement: {spark_says.strip()}; the statement: {_shown(statement)}"
+            f"{_leftover_advice(spark_says)}"
         )
         self.spark_says = spark_says
         self.statement = statement
@@ -34,6 +35,24 @@ class SparkStatementFailed(EngineFailed):
     @property
     def missing_table(self) -> bool:
         return "[TABLE_OR_VIEW_NOT_FOUND]" in self.spark_says
+
+
+_LEFTOVER = re.compile(r"\[LOCATION_ALREADY_EXISTS\].*?associated location '([^']+)'", re.DOTALL)
+"""Spark refusing to create a managed table over a folder that no table owns, and that folder."""
+
+
+def _leftover_advice(said: str) -> str:
+    """What to do when a create was refused for a folder a cut-off write left: no try can succeed until
+    it is removed (Spark creates a managed table only over a missing or empty folder, whatever the
+    session says), and only someone with the cluster's storage can remove it."""
+    found = _LEFTOVER.search(said)
+    if found is None:
+        return ""
+    return (
+        f". The folder {found.group(1)} is what a write cut off mid-way (the Thrift server or the cluster "
+        "lost) left, with no table owning it; every try fails on it until it is removed: remove it (`rm -r` "
+        "on a file: path of the cluster's machine, `hdfs dfs -rm -r` on HDFS) and clear the task"
+    )
 
 
 def _shown(statement: str) -> str:
