@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from recflow.core.errors import ConfigError, EngineFailed
+from recflow.core.errors import ConfigError, EngineFailed, WarehouseUnavailable, first_line
 
 STATEMENT_CHARS = 300
 """How much of the statement the message repeats (its start names the table and the step)."""
@@ -87,11 +87,19 @@ def spark_says_in(text: str) -> str | None:
 
 @contextmanager
 def spark_errors(statement: str) -> Iterator[None]:
-    """Raise PyHive's database errors within as :class:`SparkStatementFailed` for ``statement``."""
+    """Raise PyHive's database errors within as :class:`SparkStatementFailed` for ``statement``, and a
+    connection to the Thrift server lost meanwhile (Thrift's transport error) as ``WarehouseUnavailable``."""
     from pyhive import exc  # noqa: PLC0415 (driver, an optional package: not at DAG parse time)
+    from thrift.transport.TTransport import TTransportException  # noqa: PLC0415 (PyHive's transport)
 
     try:
         yield
+    except TTransportException as error:
+        raise WarehouseUnavailable(
+            f"lost the Spark Thrift server while it ran a statement ({type(error).__name__}: "
+            f"{first_line(error)}); the statement: {_shown(statement)}. The server or its machine went away: "
+            "bring it back (a local cluster: `recflow spark status`); another try opens a new connection"
+        ) from error
     except exc.DatabaseError as error:
         said = spark_says(error)
         if "[DATA_SOURCE_NOT_FOUND]" in said:  # a table format whose jars the cluster lacks: no try helps
