@@ -88,7 +88,8 @@ def test_rows_past_the_limit_are_said_to_be_left_out(
         (
             "with refused as (select * from quality.quarantine_events) insert into quality.quarantine_events "
             "select * from refused",
-            "'insert' writes",
+            "'insert' writes (the warehouse is changed only by the pipeline's tasks; a column of that name "
+            'is read quoted: "insert", on Spark `insert`)',
         ),
         ("select 1 /* ; */; drop table quality.quarantine_events", "the text holds 2"),
         # a quote inside a comment opens no string (a review's reproductions)

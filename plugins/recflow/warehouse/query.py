@@ -106,7 +106,7 @@ def read_only_statement(sql: str) -> str:
             word = written[0]
             raise ConfigError(
                 f"recflow sql runs queries that only read: {word!r} writes (the warehouse is changed "
-                f'only by the pipeline\'s tasks; a column of that name is read quoted: "{word}")'
+                f'only by the pipeline\'s tasks; a column of that name is read quoted: "{word}", on Spark `{word}`)'
             )
     return str(statement).strip().rstrip(";").strip()
 
