@@ -3,9 +3,15 @@ tasks report it; no cluster is needed: the errors are the driver's own types."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from thrift.transport.TTransport import TTransportException
 
+from recflow.core.config import subprocess_env
 from recflow.core.errors import WarehouseUnavailable
 from recflow.oncall.runbooks import anchor_for
 from recflow.warehouse.spark_errors import spark_errors
@@ -28,3 +34,31 @@ def test_a_connection_lost_mid_statement_is_the_warehouse_unavailable() -> None:
     )
     assert "insert overwrite table raw.events" in message
     assert anchor_for("audit", raised.value) == "infrastructure"
+
+
+def test_a_spark_warehouse_down_is_one_line_on_the_terminal(tmp_path: Path) -> None:
+    """`recflow sql` with the Thrift server down printed Thrift's own traceback and ERROR line before
+    recflow's one line that says the same with the address."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = subprocess_env(
+        {
+            "RECFLOW_HOME": str(tmp_path / "home"),
+            "RECFLOW_WAREHOUSE_URL": f"hive://recflow@127.0.0.1:{port}/default",
+            "RECFLOW_DBT_TARGET": "spark",
+        }
+    )
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("recflow")), "sql", "select 1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"recflow: cannot open the Spark warehouse hive://recflow@127.0.0.1:{port}/default "
+        f"(RECFLOW_WAREHOUSE_URL): Could not connect to any of [('127.0.0.1', {port})]"
+    ]

@@ -172,6 +172,11 @@ class SparkWarehouse(Warehouse):
         quiet = logging.getLogger("pyhive")  # logs every statement at INFO: a task's log would be SQL
         if quiet.level == logging.NOTSET:
             quiet.setLevel(logging.WARNING)
+        # Thrift logs a server it cannot reach as a traceback and an ERROR line, before the error that
+        # says so with the address (WarehouseUnavailable): on a command's terminal, three times over
+        thrift = logging.getLogger("thrift")
+        if thrift.level == logging.NOTSET:
+            thrift.setLevel(logging.CRITICAL)
         parsed = make_url(url)
         self.dialect = self.spark_dialect = SparkDialect(table_format)
         self.sqlalchemy_url = url
