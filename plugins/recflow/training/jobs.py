@@ -78,7 +78,11 @@ def job_failed(description: Mapping[str, Any]) -> TrainingJobFailed:
     kind = failure_kind(description)
     reason = str(description.get("FailureReason") or "")
     if not reason:
-        reason = "stopped by StopTrainingJob" if kind == "stopped" else "no FailureReason given"
+        reason = (
+            "stopped on request (StopTrainingJob; a local job: a SIGTERM to its runner)"
+            if kind == "stopped"
+            else "no FailureReason given"
+        )
     return TrainingJobFailed(str(description["TrainingJobName"]), status, reason, kind)
 
 
