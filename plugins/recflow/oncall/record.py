@@ -18,6 +18,10 @@ Kind = Literal["data", "training_job", "sensor_timeout", "transform", "pipeline"
 KINDS: tuple[str, ...] = get_args(Kind)
 
 
+ON_CALL = "ON-CALL:"
+"""What the line a failed task's log ends with starts with (:meth:`Incident.on_call_line`)."""
+
+
 @dataclass(frozen=True)
 class Incident:
     """One failed task: what, why, what it leaves stale, what to do. ``id`` is set once stored."""
@@ -104,7 +108,7 @@ class Incident:
     def on_call_line(self) -> str:
         """The one line the task log ends with."""
         return (
-            f"ON-CALL: {self.what} | why: {self.root_cause} | what to do: {self.advice} "
+            f"{ON_CALL} {self.what} | why: {self.root_cause} | what to do: {self.advice} "
             f"| runbook: {self.runbook} | incident: {self.reference}"
         )
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from recflow.core.errors import ConfigError
 from recflow.core.names import WAIT_FOR_LANDING, WAREHOUSE_DAG
+from recflow.oncall.record import ON_CALL
 from recflow.stack.api import TERMINAL_RUN_STATES, AirflowApiError, AirflowClient
 
 Echo = Callable[[str], None]
@@ -133,6 +134,12 @@ def backfill_days(
             )
             if result.tasks.get(task_id) != state and ended and not quiet:
                 echo(f"  {task_id}: {state}")
+                if state == "failed":  # what broke, why and what to do: its log's last line
+                    on_call = _on_call_line(client, run_id, task_id, key[1])
+                    if on_call and not (
+                        task_id in PER_DAY_TASKS and DAY.search(on_call)
+                    ):  # echoed as a day's line
+                        echo(f"  {task_id}: {on_call}")
             result.tasks[task_id] = state
         if run["state"] in TERMINAL_RUN_STATES:
             break
@@ -144,6 +151,12 @@ def backfill_days(
     result.state = run["state"]
     result.seconds = time.monotonic() - started
     return result
+
+
+def _on_call_line(client: AirflowClient, run_id: str, task_id: str, try_number: int) -> str | None:
+    """The ``ON-CALL:`` line a failed try's log ends with (recflow.airflow.alerts), from its start."""
+    said = [line for line in client.task_log(WAREHOUSE_DAG, run_id, task_id, try_number) if ON_CALL in line]
+    return said[-1][said[-1].index(ON_CALL) :] if said else None
 
 
 def _waiting(client: AirflowClient, run_id: str, try_number: int, first: date, last: date) -> str:
