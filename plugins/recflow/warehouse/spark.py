@@ -132,10 +132,9 @@ def _literal(value: object) -> str:  # noqa: PLR0911 (one return per kind of lit
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return (
-                f"cast('{'NaN' if math.isnan(value) else ('-' if value < 0 else '') + 'Infinity'}' as double)"
-            )
+        if not math.isfinite(value):
+            word = "NaN" if math.isnan(value) else ("-" if value < 0 else "") + "Infinity"
+            return f"cast('{word}' as double)"
         return repr(value)
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
@@ -169,14 +168,10 @@ class SparkWarehouse(Warehouse):
         from sqlalchemy.engine import make_url  # noqa: PLC0415 (driver: not at DAG parse time)
 
         super().__init__()
-        quiet = logging.getLogger("pyhive")  # logs every statement at INFO: a task's log would be SQL
-        if quiet.level == logging.NOTSET:
-            quiet.setLevel(logging.WARNING)
-        # Thrift logs a server it cannot reach as a traceback and an ERROR line, before the error that
-        # says so with the address (WarehouseUnavailable): on a command's terminal, three times over
-        thrift = logging.getLogger("thrift")
-        if thrift.level == logging.NOTSET:
-            thrift.setLevel(logging.CRITICAL)
+        # PyHive logs each statement at INFO; Thrift a server it cannot reach as a traceback (the error says it)
+        for name, level in (("pyhive", logging.WARNING), ("thrift", logging.CRITICAL)):
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(level)
         parsed = make_url(url)
         self.dialect = self.spark_dialect = SparkDialect(table_format)
         self.sqlalchemy_url = url
