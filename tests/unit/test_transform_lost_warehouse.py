@@ -91,14 +91,29 @@ def test_nodes_that_lost_the_warehouse_fail_the_build_for_a_retry(
     assert [r.unique_id for r in handed] == [uid for uid, _, _ in reports], "every node is still recorded"
     message = str(raised.value)
     assert "2 node(s) could not reach it" in message
-    assert "model.recflow.fct_engagements: Database Error" in message
-    assert errors.WarehouseUnavailable.retryable is not False
+    assert (
+        "model.recflow.fct_engagements: failed to connect: TTransportException: TSocket read 0 bytes"
+        in message
+    ), "the line that says why, not dbt's 'Database Error'"
 
 
-def test_a_model_whose_sql_fails_stays_the_models_verdict(
-    server_warehouse: Settings, monkeypatch: pytest.MonkeyPatch
+QUOTING = (
+    'Runtime Error in model fct_engagements\n  Binder Error: Referenced column "wieght" not found\n'
+    "  LINE 3: where note <> 'Connection refused' and wieght > 0"
+)
+"""A model's own error whose quoted SQL holds a string that reads like a lost server."""
+STAGE = (
+    "Runtime Error in model fct_engagements\n  Job aborted due to stage failure: Task 3 in stage 7.0 failed: "
+    "FetchFailed: io.netty.channel.AbstractChannel$AnnotatedConnectException: Connection refused: /10.0.0.5:7337"
+)
+"""Spark's executors failing a shuffle between them: the Thrift server answered."""
+
+
+@pytest.mark.parametrize("message", [SQL_ERROR, QUOTING, STAGE], ids=["sql", "quoted-sql", "stage-failure"])
+def test_a_model_whose_sql_or_job_fails_stays_the_models_verdict(
+    server_warehouse: Settings, monkeypatch: pytest.MonkeyPatch, message: str
 ) -> None:
-    handed = _build(server_warehouse, monkeypatch, [("model.recflow.fct_engagements", "error", SQL_ERROR)])
+    handed = _build(server_warehouse, monkeypatch, [("model.recflow.fct_engagements", "error", message)])
     assert [r.status for r in handed] == ["error"]
 
 

@@ -26,6 +26,7 @@ other failure keeps the task's retries.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar, Final, Literal
 
@@ -67,9 +68,26 @@ driver's or in dbt's wording of them: the task's default section (``dbt-failed``
 is about the data or the code, and would send on-call the wrong way."""
 
 
+_QUOTED_SQL = re.compile(r"\n\s*(?:LINE \d+:|== SQL)")
+"""Where an engine's message starts quoting the statement (DuckDB's and PostgreSQL's ``LINE n:``,
+Spark's ``== SQL ==``): a string literal there says nothing about a server."""
+_STAGE_FAILURE = "Job aborted due to stage failure"
+"""Spark's executors failing a job (a shuffle fetch refused between executors, say): the warehouse's
+server answered."""
+
+
 def says_unreachable(text: str) -> bool:
-    """Whether an error's text says a server could not be reached (:data:`UNREACHABLE`)."""
-    return any(words in text for words in UNREACHABLE)
+    """Whether an error's text says a server could not be reached (:data:`UNREACHABLE`), before any
+    statement it quotes, and not about a Spark job its executors failed."""
+    said = _QUOTED_SQL.split(text, maxsplit=1)[0]
+    return _STAGE_FAILURE not in said and any(words in said for words in UNREACHABLE)
+
+
+def unreachable_line(text: str) -> str:
+    """The line of an error's text that says a server could not be reached (dbt's first line is only
+    ``Database Error``); its first line when none does."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return next((line for line in lines if says_unreachable(line)), lines[0] if lines else "")
 
 
 def first_line(error: BaseException) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from recflow.core.config import Settings
-from recflow.core.errors import WarehouseUnavailable, says_unreachable
+from recflow.core.errors import WarehouseUnavailable, says_unreachable, unreachable_line
 from recflow.core.profiles import dbt_environ
 from recflow.warehouse.duckdb import is_lock_error, waiting_for_the_file
 
@@ -180,7 +180,7 @@ def run_build(
         )
     if lost:  # the server went away mid-build: not the models' verdict, and another try may find it back
         first = lost[0]
-        reason = (first.message.strip().splitlines() or [""])[0]
+        reason = unreachable_line(first.message)
         raise WarehouseUnavailable(
             f"dbt lost the warehouse during the build: {len(lost)} node(s) could not reach it, the first "
             f"{first.unique_id}: {reason} "
