@@ -188,7 +188,9 @@ def test_a_run_of_several_days_fills_in_the_day_the_error_names(settings: Settin
 
 def test_a_clear_command_names_the_failed_run_and_task(settings: Settings) -> None:
     """The runbooks' `--run RUN_ID` and `-t '^TASK$'` are the failed run and task: a later run may be the
-    day's latest (clearing by day would rerun that one), and a task id's dot is a regex's any-character."""
+    day's latest (clearing by day would rerun that one); a dbt node's task is cleared with its group
+    (its build and the other node tasks report one build), any other task alone (a run id of
+    Airflow's pattern holding a placeholder's name is filled in as it is)."""
     locked = duckdb.IOException('Could not set lock on file "recflow.duckdb": Conflicting lock')
     failure = TaskFailure(
         "recsys_warehouse",
@@ -200,15 +202,21 @@ def test_a_clear_command_names_the_failed_run_and_task(settings: Settings) -> No
     incident = build_incident(settings, failure, champion=_champion)
     assert incident.runbook.endswith("#warehouse-locked")
     assert (
-        r"recflow clear recsys_warehouse -t '^transform\.stg_events_model_build$' -d "
-        "--run 'manual__2026-01-04T10:00:00+00:00'"
-    ) in incident.what_to_do
+        r"recflow clear recsys_warehouse -t '^transform\..*$' -d --run 'manual__2026-01-04T10:00:00+00:00'"
+    ) in incident.what_to_do, "a node's task is cleared with the build and its other node tasks"
     stopped = errors.TrainingJobFailed("recsys-train-abc", "Stopped", "stopped by a person", "stopped")
     failure = TaskFailure("recsys_train_and_publish", "train", "asset_triggered__x", 1, error=stopped)
     incident = build_incident(settings, failure, champion=_champion)
     assert (
         "recflow clear recsys_train_and_publish -t '^train$' -d --run 'asset_triggered__x'"
         in incident.what_to_do
+    )
+    failure = TaskFailure(
+        "recsys_warehouse", "land", "manual__rerun-N-TASK-D", 2, error=locked, days=(D.date(),)
+    )
+    incident = build_incident(settings, failure, champion=_champion)
+    assert (
+        "recflow clear recsys_warehouse -t '^land$' -d --run 'manual__rerun-N-TASK-D'" in incident.what_to_do
     )
 
 
@@ -695,3 +703,14 @@ def test_what_to_do_names_the_incident_it_is_shown_in(
         "recflow incidents show 2`" in stored.on_call_line()
         and "recflow incidents show 2`" in stored.notification_body()
     )
+
+
+def test_a_build_that_could_not_open_the_held_file_is_the_warehouse_locked(settings: Settings) -> None:
+    """run_build raises RuntimeError("dbt could not run the build …") from DuckDB's lock error: that is
+    the warehouse locked, not a model to fix (dbt-failed)."""
+    locked = duckdb.IOException('Could not set lock on file "recflow.duckdb": Conflicting lock is held')
+    try:
+        raise RuntimeError(f"dbt could not run the build (no node ran): {locked}") from locked
+    except RuntimeError as error:
+        failure = TaskFailure("recsys_warehouse", "transform.dbt_build", "r", 2, error=error)
+    assert build_incident(settings, failure, champion=_champion).runbook.endswith("#warehouse-locked")

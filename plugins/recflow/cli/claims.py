@@ -49,8 +49,9 @@ def cmd_claims_release(settings: Settings, args: argparse.Namespace) -> int:
         raise ConfigError(
             f"run {args.run} of {WAREHOUSE_DAG} is {state}: its audit releases ds={args.ds} when it ends. "
             "Release a claim only for a run that is no longer running (failed, or cleared and not rerun). "
-            "A `dags test` that was killed stays running in Airflow and holds the warehouse pool's slot: "
-            "mark its run failed in the UI first (docs/runbooks/recsys_warehouse.md#day-claimed)"
+            "Only if that run is a `dags test` you know was killed (Airflow shows such a run running for "
+            "good, and its task holds the warehouse pool's slot): mark its run failed in the UI, then release "
+            "(docs/runbooks/recsys_warehouse.md#day-claimed)"
         )
     if state is UNCHECKED and not args.not_running:
         raise ConfigError(

@@ -30,7 +30,7 @@ from recflow.core.errors import (
     TrainingJobFailed,
     WarehouseUnavailable,
 )
-from recflow.core.names import TRAINING_ASSET, TRAINING_DAG, WAREHOUSE_DAG
+from recflow.core.names import TRAINING_ASSET, TRAINING_DAG, TRANSFORM, WAREHOUSE_DAG
 from recflow.core.urls import shown_url
 from recflow.oncall import runbooks
 from recflow.oncall.record import Incident, Kind, days_text
@@ -227,15 +227,24 @@ def _what_to_do(failure: TaskFailure, anchor: str, model_name: str) -> str:
     cause = runbooks.recflow_cause(failure.error if isinstance(failure.error, BaseException) else None)
     # the day the error names (a run of several days refuses or waits on one of them), else the run's one day
     day = getattr(cause, "ds", None) or (failure.day.isoformat() if failure.day is not None else None)
-    if day:
-        text = re.sub(r"\bD\b", str(day), text)
-    # RUN_ID: the run to act on, the one that failed, or for a claimed day the run that holds it
-    run_id = cause.holder if isinstance(cause, DayClaimed) else failure.run_id
-    text = re.sub(r"\bRUN_ID\b", lambda _: f"'{run_id}'", text)
-    text = re.sub(r"\bTASK\b", lambda _: re.escape(failure.task_id), text)  # in `-t '^TASK$'`
-    if isinstance(cause, PartitionRefused) and cause.share_needed is not None:
-        text = re.sub(r"\bS\b", f"{cause.share_needed:.2f}", text)
-    return re.sub(r"\bN\b", model_name, text)
+    filled = {
+        "D": str(day) if day else None,
+        # the run to act on: the one that failed, or for a claimed day the run that holds it
+        "RUN_ID": f"'{cause.holder if isinstance(cause, DayClaimed) else failure.run_id}'",
+        "TASK": _task_pattern(failure.task_id),  # in `-t '^TASK$'`
+        "S": f"{cause.share_needed:.2f}"
+        if isinstance(cause, PartitionRefused) and cause.share_needed is not None
+        else None,
+        "N": model_name,
+    }
+    # one pass: a value filled in (a run id such as manual__N-TASK) is never read as a placeholder
+    return re.sub(r"\b(D|RUN_ID|TASK|S|N)\b", lambda m: filled[m.group(1)] or m.group(1), text)
+
+
+def _task_pattern(task_id: str) -> str:
+    """The ``-t`` pattern that clears ``task_id``: a dbt node's task or the build is the whole
+    ``transform`` group (its node tasks sit beside the build, and report its result)."""
+    return rf"{TRANSFORM}\..*" if task_id.startswith(f"{TRANSFORM}.") else re.escape(task_id)
 
 
 def build_incident(

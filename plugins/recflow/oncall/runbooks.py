@@ -225,10 +225,13 @@ def is_engine_failure(error: BaseException) -> bool:
 
 
 def is_warehouse_lock(error: BaseException) -> bool:
-    """DuckDB refused to open the warehouse file because another process holds it."""
+    """DuckDB refused to open the warehouse file because another process holds it: ``error``, or one it
+    was raised from (the dbt build's "could not run the build" is raised from DuckDB's)."""
     duckdb = sys.modules.get("duckdb")  # an error of DuckDB's exists only where duckdb is imported
     io_error = getattr(duckdb, "IOException", None)
-    return isinstance(io_error, type) and isinstance(error, io_error) and "lock" in str(error).lower()
+    return isinstance(io_error, type) and any(
+        isinstance(current, io_error) and "lock" in str(current).lower() for current in _causes(error)
+    )
 
 
 def recflow_cause(error: BaseException | None) -> RecflowError | None:
