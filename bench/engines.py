@@ -106,9 +106,8 @@ def spark_settings(base: Settings, folder: Path) -> Iterator[tuple[Settings, Jvm
     """A fresh two-worker cluster in ``folder`` on free ports, and settings whose warehouse it is."""
     from recflow.stack import spark_cluster
 
-    spark = dataclasses.replace(
-        base.spark, cluster_dir=folder, master_port=free_port_block(8), thrift_port=free_port_block(1)
-    )
+    ports = free_port_block(9)  # the master's block of 8 (its UIs' ports), then the Thrift server's
+    spark = dataclasses.replace(base.spark, cluster_dir=folder, master_port=ports, thrift_port=ports + 8)
     cluster = dataclasses.replace(base, spark=spark)
     state = spark_cluster.start(cluster, echo=log.info)
     try:

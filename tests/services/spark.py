@@ -62,8 +62,9 @@ def running_cluster(
 ) -> Iterator[SparkCluster]:
     """A cluster in ``root`` on free ports (the master's port block also holds the UIs' ports), or on
     ``master_port``; ``settings_env`` adds ``RECFLOW_SPARK_*`` settings."""
-    master_port = master_port or free_port_block(8)
-    thrift_port = free_port_block(1)
+    ports = free_port_block(9)  # one block: the Thrift port drawn alone could land in the master's
+    master_port = master_port or ports
+    thrift_port = ports + 8
     env = {
         **settings_env,
         "RECFLOW_HOME": str(root / "home"),

@@ -71,3 +71,18 @@ def test_a_port_block_lies_outside_the_kernels_ephemeral_range_and_binds() -> No
         servers = [socket.create_server((API_HOST, port)) for port in block]
         for server in servers:
             server.close()
+
+
+def test_a_port_block_is_found_when_the_ephemeral_range_leaves_no_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A machine tuned to hand out every port (1024-65535) left both ranges empty: randrange raised."""
+    from recflow.stack import ports
+
+    wide = tmp_path / "ip_local_port_range"
+    wide.write_text("1024\t65535\n")
+    monkeypatch.setattr(ports, "EPHEMERAL_RANGE", wide)
+    base = free_port_block(4)
+    servers = [socket.create_server((API_HOST, port)) for port in range(base, base + 4)]
+    for server in servers:
+        server.close()

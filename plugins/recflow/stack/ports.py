@@ -51,8 +51,16 @@ def free_port_block(size: int = 4) -> int:
     ephemeral = _ephemeral()
     below, above = range(FIXED_PORTS_BELOW, ephemeral.start), range(ephemeral.stop, 65536)
     ports = max(below, above, key=len)
+    draw = random.Random()  # not the global generator, which a benchmark seeds
     for _ in range(200):
-        base = random.randrange(ports.start, ports.stop - size)
-        if not any(port_in_use("127.0.0.1", base + i) for i in range(size)):
+        # an ephemeral range that leaves no room (tuned to 1024-65535, say): the kernel's pick, racy as it is
+        base = draw.randrange(ports.start, ports.stop - size + 1) if len(ports) >= size else _kernels_port()
+        if base + size <= 65536 and not any(port_in_use("127.0.0.1", base + i) for i in range(size)):
             return base
-    raise RuntimeError(f"no {size} consecutive free ports in {ports.start}-{ports.stop - 1}")
+    raise RuntimeError(f"no {size} consecutive free ports on 127.0.0.1")
+
+
+def _kernels_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
