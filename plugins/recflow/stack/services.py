@@ -79,7 +79,8 @@ PR_SET_PDEATHSIG = 1
 
 
 def _ends_with_parent(prctl: Callable[[int, int], int], parent: int) -> None:
-    """In the ``airflow`` child, before it runs: SIGTERM when this process ends by any means. A SIGKILL
+    """In the ``airflow`` child, before it runs: SIGTERM when the thread that started it ends, which
+    waits for it (:func:`run_airflow`): so when this process ends, by any means. A SIGKILL
     (``kill -9`` of the ``recflow`` pid an on-call sees) runs no handler of ours, and without this the
     child (a ``dags test`` that goes on landing and publishing) outlived it."""
     prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
