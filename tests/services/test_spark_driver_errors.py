@@ -1,5 +1,6 @@
 """What the Spark engine's driver (PyHive over Thrift, installed by ``make spark-venv``) raises, as the
-tasks report it; no cluster is needed: the errors are the driver's own types."""
+tasks report it; no cluster is needed: the errors are the driver's own types. The driver is imported
+in the tests: ``make test`` collects this folder without it."""
 
 from __future__ import annotations
 
@@ -9,17 +10,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from thrift.transport.TTransport import TTransportException
 
 from recflow.core.config import subprocess_env
 from recflow.core.errors import WarehouseUnavailable
 from recflow.oncall.runbooks import anchor_for
-from recflow.warehouse.spark_errors import spark_errors
+from recflow.warehouse.spark_errors import spark_errors  # its driver is imported where it runs
 
 
 def test_a_connection_lost_mid_statement_is_the_warehouse_unavailable() -> None:
     """The first try of `audit` after the Thrift server was killed ended with Thrift's bare
     `TTransportException: TSocket read 0 bytes`: no statement, no server, nothing to do."""
+    from thrift.transport.TTransport import TTransportException  # make spark-venv: not in make test's venv
+
     with (
         pytest.raises(WarehouseUnavailable) as raised,
         spark_errors(
