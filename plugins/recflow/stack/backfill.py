@@ -112,12 +112,12 @@ def backfill_days(
             read_log = state == "running" or (
                 state in ("success", "failed", "up_for_retry") and result.tasks.get(task_id) != state
             )
-            if task_id in PER_DAY_TASKS and read_log:
-                day_lines = [
-                    line
-                    for line in client.task_log(WAREHOUSE_DAG, run_id, task_id, key[1])
-                    if DAY.search(line)
-                ]
+            newly_failed = state == "failed" and result.tasks.get(task_id) != state
+            per_day = task_id in PER_DAY_TASKS and read_log
+            # one request for the log, whether for its day lines or a failure's ON-CALL line
+            log = client.task_log(WAREHOUSE_DAG, run_id, task_id, key[1]) if per_day or newly_failed else []
+            if per_day:
+                day_lines = [line for line in log if DAY.search(line)]
                 for line in day_lines[lines_seen.get(key, 0) :]:
                     echo(f"  {task_id}: {line}")
                     result.days_logged += 1
@@ -134,12 +134,9 @@ def backfill_days(
             )
             if result.tasks.get(task_id) != state and ended and not quiet:
                 echo(f"  {task_id}: {state}")
-                if state == "failed":  # what broke, why and what to do: its log's last line
-                    on_call = _on_call_line(client, run_id, task_id, key[1])
-                    if on_call and not (
-                        task_id in PER_DAY_TASKS and DAY.search(on_call)
-                    ):  # echoed as a day's line
-                        echo(f"  {task_id}: {on_call}")
+                on_call = _on_call_line(log) if newly_failed else None  # what broke, why, what to do
+                if on_call and not (per_day and DAY.search(on_call)):  # else echoed as a day's line
+                    echo(f"  {task_id}: {on_call}")
             result.tasks[task_id] = state
         if run["state"] in TERMINAL_RUN_STATES:
             break
@@ -153,9 +150,9 @@ def backfill_days(
     return result
 
 
-def _on_call_line(client: AirflowClient, run_id: str, task_id: str, try_number: int) -> str | None:
+def _on_call_line(log: list[str]) -> str | None:
     """The ``ON-CALL:`` line a failed try's log ends with (recflow.airflow.alerts), from its start."""
-    said = [line for line in client.task_log(WAREHOUSE_DAG, run_id, task_id, try_number) if ON_CALL in line]
+    said = [line for line in log if ON_CALL in line]
     return said[-1][said[-1].index(ON_CALL) :] if said else None
 
 
