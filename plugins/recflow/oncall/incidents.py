@@ -94,8 +94,8 @@ def classify(error: BaseException | str | None) -> Kind:
     if error is None or isinstance(error, str):
         return "infrastructure"
     cause = runbooks.recflow_cause(error)
-    if cause is None or (isinstance(cause, DbtNodeFailed) and runbooks.is_unreachable(error)):
-        return "infrastructure"  # a dbt node that could not reach the warehouse: not the model's fault
+    if cause is None or runbooks.lost_the_server(cause):
+        return "infrastructure"
     return _recflow_kind(cause)
 
 

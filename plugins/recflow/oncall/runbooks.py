@@ -189,12 +189,7 @@ def anchor_for(task_id: str, error: BaseException | None) -> str:
     """
     cause = recflow_cause(error)
     if cause is not None and cause.runbook:
-        # a dbt node that could not reach the warehouse (the build's retries spent): not the model's fault
-        return (
-            INFRASTRUCTURE
-            if cause.runbook in ABOUT_THE_DATA_OR_CODE and is_unreachable(cause)
-            else cause.runbook
-        )
+        return INFRASTRUCTURE if lost_the_server(cause) else cause.runbook
     if error is None:
         return NO_EXCEPTION.get(task_id) or task_default(task_id) or INFRASTRUCTURE
     if is_warehouse_lock(error):
@@ -210,6 +205,13 @@ ABOUT_THE_DATA_OR_CODE: Final = frozenset({"dbt-failed", "snapshot-empty"})
 produced the mart"): a server that cannot be reached, or an engine that failed a statement for
 another reason than a missing table, is sent to infrastructure instead. The other
 defaults name their unreachable servers themselves (publish-failed: the MLflow store)."""
+
+
+def lost_the_server(cause: RecflowError) -> bool:
+    """Whether recflow's own error is about the data or the code (a dbt node's failure) but says a
+    server could not be reached: a dbt node that lost the warehouse, the build's retries spent. Its
+    section and its kind are infrastructure's, not the model's."""
+    return cause.runbook in ABOUT_THE_DATA_OR_CODE and is_unreachable(cause)
 
 
 def is_unreachable(error: BaseException) -> bool:
