@@ -4,7 +4,6 @@ stand-in for Airflow's API server."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -17,14 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from recflow.stack.api import AirflowClient
+from recflow.stack.ports import free_port
 
-
-def free_port() -> int:
-    """A port nothing listens on now (the kernel's choice, from its ephemeral range): for one server
-    bound at once. A server that needs the ports after it takes ``recflow.stack.ports.free_port_block``."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["JsonHandler", "airflow_stand_in", "free_port", "moto_server"]
 
 
 @contextmanager

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import shlex
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from recflow.ingest.contract import partition_dir
 from recflow.ingest.days import audit_days, stage_and_audit
 from recflow.ingest.land import stage_partitions
 from recflow.producers.generate import GeneratorConfig, generate, write_partition
+from recflow.stack.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -127,7 +127,7 @@ def test_a_dead_runs_day_is_released_by_the_command_its_refusal_gives(
     command = re.search(r"`(recflow claims release [^`]+)`", str(caught.value))
     assert command is not None, str(caught.value)
     monkeypatch.setenv("RECFLOW_HOME", str(home.home))
-    monkeypatch.setenv("RECFLOW_AIRFLOW_API_PORT", str(_free_port()))  # no API server: the state is unchecked
+    monkeypatch.setenv("RECFLOW_AIRFLOW_API_PORT", str(free_port()))  # no API server: the state is unchecked
 
     assert main(["claims"]) == 0
     assert capsys.readouterr().out.startswith("ds=2026-01-01 claimed by run died since ")
@@ -166,9 +166,3 @@ def test_claims_on_a_home_with_no_warehouse_make_none(
     )
     assert "does not exist" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "empty").rglob("*")] == []
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -10,15 +10,9 @@ import pytest
 
 from recflow import cli
 from recflow.core.errors import ConfigError
-from recflow.stack.ports import free_port_block
+from recflow.stack.ports import free_port, free_port_block
 from recflow.stack.runtime import API_HOST
 from recflow.stack.services import LISTENING_PORTS, check_ports_free
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((API_HOST, 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -32,12 +26,12 @@ def listening() -> Iterator[int]:
 
 
 def _env(api: int, *others: int) -> dict[str, str]:
-    ports = (api, *others) if others else (api, *(_free_port() for _ in LISTENING_PORTS[1:]))
+    ports = (api, *others) if others else (api, *(free_port() for _ in LISTENING_PORTS[1:]))
     return {var: str(port) for (var, _), port in zip(LISTENING_PORTS, ports, strict=True)}
 
 
 def test_free_ports_pass() -> None:
-    check_ports_free(_env(_free_port()))
+    check_ports_free(_env(free_port()))
 
 
 def test_a_taken_port_is_named_with_its_role_and_the_setting_that_moves_it(listening: int) -> None:

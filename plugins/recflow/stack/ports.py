@@ -54,13 +54,15 @@ def free_port_block(size: int = 4) -> int:
     draw = random.Random()  # not the global generator, which a benchmark seeds
     for _ in range(200):
         # an ephemeral range that leaves no room (tuned to 1024-65535, say): the kernel's pick, racy as it is
-        base = draw.randrange(ports.start, ports.stop - size + 1) if len(ports) >= size else _kernels_port()
+        base = draw.randrange(ports.start, ports.stop - size + 1) if len(ports) >= size else free_port()
         if base + size <= 65536 and not any(port_in_use("127.0.0.1", base + i) for i in range(size)):
             return base
     raise RuntimeError(f"no {size} consecutive free ports on 127.0.0.1")
 
 
-def _kernels_port() -> int:
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick, from its ephemeral range): for one server bound
+    at once; a server that takes the ports after it needs :func:`free_port_block`."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
