@@ -59,6 +59,13 @@ class NodeResult:
             relation=data.get("relation"),
         )
 
+    @property
+    def lost_the_warehouse(self) -> bool:
+        """Whether the node failed because the warehouse could not be reached (a server that went away
+        mid-build), not for its SQL or its data: the build then fails for a retry
+        (:class:`~recflow.core.errors.WarehouseUnavailable`) and pages for it."""
+        return self.status in FAILED and says_unreachable(self.message)
+
     def line(self) -> str:
         """One log line: ``model.recflow.stg_events: success in 0.41s, 1,234 rows (analytics.stg_events)``."""
         text = f"{self.unique_id}: {self.status} in {self.seconds:.2f}s"
@@ -145,7 +152,7 @@ def run_build(
         result = _node_result(event.data)
         statuses[result.status] = statuses.get(result.status, 0) + 1
         log.info("%s", result.line())
-        if result.status in FAILED and says_unreachable(result.message):
+        if result.lost_the_warehouse:
             lost.append(result)
         on_result(result)
 
