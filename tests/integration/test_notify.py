@@ -195,3 +195,91 @@ def test_the_incident_names_the_asset_the_warehouse_updates() -> None:
     from recflow.core.names import TRAINING_ASSET
 
     assert TRAINING_MART.name == TRAINING_ASSET
+
+
+LOST = "Database Error\n  failed to connect: TTransportException: TSocket read 0 bytes"
+"""What dbt-spark 1.11 said for each model after its Thrift server was killed mid-build."""
+
+
+def _node_failure(*messages: str) -> BaseException:
+    """The error the real node task raises for its nodes' results (one model and its tests), each
+    failed with one of ``messages``."""
+    from recflow.airflow.dbt import DbtNodeOperator
+    from recflow.transform import NodeResult, verdict
+
+    nodes = tuple(f"model.recflow.node_{i}" for i in range(len(messages)))
+    task = DbtNodeOperator(
+        task_id="node_0_model_build",
+        nodes=nodes,
+        node_name="node_0",
+        node_kind="model",
+        build_task_id="transform.dbt_build",
+        node_task_id="node_0_model_build",
+    )
+    results = {
+        uid: NodeResult(uid, "error", message, 0.1) for uid, message in zip(nodes, messages, strict=True)
+    }
+    return task._error(verdict(nodes, results, frozenset(nodes)))
+
+
+def _node_context(error: BaseException) -> dict[str, Any]:
+    context = _context(error)
+    context["ti"] = SimpleNamespace(
+        dag_id="recsys_warehouse",
+        task_id="transform.node_0_model_build",
+        run_id="scheduled__2026-01-03T00:00:00+00:00",
+        try_number=1,
+    )
+    return context
+
+
+def test_one_lost_warehouse_pages_once_not_once_per_dbt_node(
+    home: Settings, receiver: _Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On the Spark walk a killed Thrift server failed every node dbt had left, and each node's task paged
+    beside the build. The build fails for it (WarehouseUnavailable) and its incident is sent; a node task
+    whose nodes all lost the warehouse records its incident and writes its line, and sends nothing."""
+    from recflow.core.errors import WarehouseUnavailable
+
+    target = f"json://127.0.0.1:{receiver.server_port}/"
+    monkeypatch.setenv(CONN_VAR, json.dumps({"conn_type": "apprise", "extra": {"config": {"path": target}}}))
+    with caplog.at_level(logging.INFO, logger="recflow"):
+        on_task_failure(_node_context(_node_failure(LOST, LOST)))
+    assert not receiver.arrived.wait(1), receiver.received
+    [incident] = IncidentStore(home.incidents_path).find()
+    assert (incident.task_id, incident.kind) == ("transform.node_0_model_build", "infrastructure")
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ON-CALL: ")]
+    assert line.endswith(
+        "| incident: 1 (recflow incidents show 1) | not sent: transform.dbt_build failed for the same cause "
+        "in run scheduled__2026-01-03T00:00:00+00:00, and its incident is the one sent"
+    ), line
+
+    build = _context(
+        WarehouseUnavailable("dbt lost the warehouse during the build: 2 node(s) could not reach it")
+    )
+    build["ti"] = SimpleNamespace(
+        dag_id="recsys_warehouse", task_id="transform.dbt_build", run_id=build["ti"].run_id, try_number=2
+    )
+    on_task_failure(build)
+    assert receiver.arrived.wait(10), "the build's incident was not sent"
+    [message] = receiver.received
+    assert message["title"] == "[recflow] recsys_warehouse.transform.dbt_build failed"
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        ("Runtime Error in model node_0\n  [UNRESOLVED_COLUMN] A column `wieght` cannot be resolved",),
+        # one of the task's nodes failed for its SQL: that is the node's own verdict, whatever the other says
+        (LOST, "Got 3 results, configured to fail if != 0"),
+    ],
+    ids=["its-sql", "its-sql-beside-a-lost-one"],
+)
+def test_a_node_that_failed_for_its_own_sql_or_data_pages_itself(
+    home: Settings, receiver: _Receiver, monkeypatch: pytest.MonkeyPatch, messages: tuple[str, ...]
+) -> None:
+    target = f"json://127.0.0.1:{receiver.server_port}/"
+    monkeypatch.setenv(CONN_VAR, json.dumps({"conn_type": "apprise", "extra": {"config": {"path": target}}}))
+    on_task_failure(_node_context(_node_failure(*messages)))
+    assert receiver.arrived.wait(10), "the node's incident was not sent"
+    assert receiver.received[0]["title"] == "[recflow] recsys_warehouse.transform.node_0_model_build failed"

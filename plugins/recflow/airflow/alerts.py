@@ -8,7 +8,10 @@
 ``ON-CALL: <what> | why: … | what to do: … | runbook: … | incident: …`` line, and a
 notification goes through the Apprise provider's notifier to whatever the Airflow
 connection ``Settings.alerts_conn_id`` (default ``recflow_alerts``) configures: Slack,
-e-mail, a webhook… Without that connection nothing is sent. The callback never raises.
+e-mail, a webhook… Without that connection nothing is sent. A dbt node's task whose nodes failed
+because the build lost the warehouse is not sent either (its line ends ``| not sent: …``): the build
+failed for the same cause and its incident is sent, so one lost warehouse pages once
+(:func:`recflow.oncall.incidents.paged_by`). The callback never raises.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 from recflow.airflow.classify import classify
 from recflow.core.config import Settings
 from recflow.core.days import days_to_process
-from recflow.oncall.incidents import TaskFailure, record_failure
+from recflow.oncall.incidents import TaskFailure, paged_by, record_failure
 from recflow.oncall.record import Incident
 
 log = logging.getLogger(__name__)
@@ -95,7 +98,9 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
     """``on_failure_callback`` of every recsys task: record, log, notify; never raises."""
     try:
         settings = _recording_settings()
-        incident = record_failure(settings, failure_from_context(context), classifier=classify)
+        failure = failure_from_context(context)
+        incident = record_failure(settings, failure, classifier=classify)
+        covered_by = paged_by(failure)
     except Exception as error:  # a callback that raises hides the task's own failure
         log.exception(
             "ON-CALL: the failure callback could not build the incident (%s: %s); read the task log",
@@ -103,11 +108,18 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
             error,
         )
         return
+    if covered_by is not None:  # one lost warehouse pages once (the build's), not once per dbt node
+        log.error("%s | not sent: %s", incident.on_call_line(), _sent_with(covered_by, failure.run_id))
+        return
     log.error(incident.on_call_line())
     try:
         notify(incident, settings.alerts_conn_id)
     except Exception:
         log.exception("incident %s: the notification through %r failed", incident.id, settings.alerts_conn_id)
+
+
+def _sent_with(task_id: str, run_id: str) -> str:
+    return f"{task_id} failed for the same cause in run {run_id}, and its incident is the one sent"
 
 
 def _recording_settings() -> Settings:

@@ -298,6 +298,8 @@ class DbtNodeOperator(BaseOperator):
                 f"({build}): {first.message}",
                 node=self.node_name,
                 failed=[r.unique_id for r in found.failed],
+                # the build failed for the lost warehouse (run_build) and its incident pages for it
+                paged_by=build if all(r.lost_the_warehouse for r in found.failed) else None,
             )
         return DbtNodeFailed(
             f"{self.node_kind} {self.node_name}: the run's dbt build ({build}) ended while dbt was running "

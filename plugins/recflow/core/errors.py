@@ -258,15 +258,23 @@ class DbtNodeFailed(RecflowError):
     """A dbt node of the run's build failed (its SQL, or one of its tests), or the build ended before it
     ran. ``node`` is the model, seed or test the failing task is named after, ``failed`` the dbt nodes
     (``unique_id``) that failed or have no result. Its task is not retried: it reports the build's
-    result, and another try would read the same one (the runbook says what to clear)."""
+    result, and another try would read the same one (the runbook says what to clear).
+
+    ``paged_by`` names the task whose own failure pages for this one, when there is one: the build,
+    when every node of the task failed because the build lost the warehouse (the build fails for it
+    and pages). The node's incident is recorded and its ``ON-CALL:`` line written, but not sent: one
+    lost warehouse pages once, not once per node."""
 
     runbook = "dbt-failed"
     retryable = False
 
-    def __init__(self, message: str, *, node: str, failed: Sequence[str]) -> None:
+    def __init__(
+        self, message: str, *, node: str, failed: Sequence[str], paged_by: str | None = None
+    ) -> None:
         super().__init__(message)
         self.node = node
         self.failed = tuple(failed)
+        self.paged_by = paged_by
 
 
 TrainingFailureKind = Literal["algorithm", "killed", "max_runtime", "stopped", "client", "internal"]

@@ -45,6 +45,7 @@ __all__ = [
     "champion_of",
     "classify",
     "one_line",
+    "paged_by",
     "record_failure",
 ]
 
@@ -296,6 +297,15 @@ def build_incident(
         runbook=f"{runbooks.relative_path(failure.dag_id)}#{anchor}",
         message=message,
     )
+
+
+def paged_by(failure: TaskFailure) -> str | None:
+    """The task whose own incident pages for ``failure``, if another does (a dbt node's task whose nodes
+    failed because its build lost the warehouse: the build fails for it and pages); ``None``: this
+    failure pages itself."""
+    error = failure.error if isinstance(failure.error, BaseException) else None
+    cause = runbooks.recflow_cause(error)
+    return cause.paged_by if isinstance(cause, DbtNodeFailed) else None
 
 
 def record_failure(
