@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from recflow.cli.args import SQL_INTEGER_MAX, Subcommands, int_between, model_name, out_dir, tcp_port
-from recflow.cli.reach import Kind, reading
+from recflow.cli.reach import reading, registry_store
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError, RegistryError
 from recflow.core.gate import FAMILIES, FULL_METRICS, RANKING_METRICS, family_heading
@@ -25,27 +25,13 @@ from recflow.registry import registry_for, require_registry
 from recflow.registry.champion import NOT_IN_A_LINE
 from recflow.stack.ports import bind_refusal
 
-
-def _registry_store(settings: Settings, kind: Kind) -> tuple[str, str]:
-    """The store a ``models`` command failed to reach: the registry's, or (MLflow's registry keeps
-    the model's files there) the artifact store when AWS's client failed under MLflow."""
-    if settings.registry_backend == "sagemaker":
-        if settings.aws_endpoint_url:
-            return f"SageMaker at {shown_url(settings.aws_endpoint_url)}", "RECFLOW_AWS_ENDPOINT_URL"
-        return f"SageMaker in {settings.aws_region}", "AWS_DEFAULT_REGION"
-    if kind == "aws":
-        return f"the artifact store {settings.artifacts_uri}", "RECFLOW_ARTIFACT_ROOT"
-    variable = "RECFLOW_MLFLOW_TRACKING_URI" if settings.mlflow_tracking_uri else "RECFLOW_HOME"
-    return f"the model registry's store {shown_url(settings.mlflow_uri)}", variable
-
-
-_reaching_the_registry = reading(_registry_store)
+_reaching_the_registry = reading(registry_store)
 
 
 def _where(settings: Settings) -> str:
     """Which registry a command read: an empty list from the wrong backend or store is told apart
     from an empty registry only by naming it and the setting that chose it."""
-    store, _ = _registry_store(settings, "database")
+    store, _ = registry_store(settings, "database")
     return f" in {store} (RECFLOW_REGISTRY_BACKEND={settings.registry_backend})"
 
 

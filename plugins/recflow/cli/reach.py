@@ -18,6 +18,7 @@ from typing import Literal
 
 from recflow.core.config import Settings
 from recflow.core.errors import first_line
+from recflow.core.urls import shown_url
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -113,3 +114,16 @@ def reading(store: Callable[[Settings, Kind], tuple[str, str]]) -> Callable[[Com
         return run
 
     return decorate
+
+
+def registry_store(settings: Settings, kind: Kind) -> tuple[str, str]:
+    """The store a command reading the registry failed to reach: the registry's, or (MLflow's registry
+    keeps the model's files there) the artifact store when AWS's client failed under MLflow."""
+    if settings.registry_backend == "sagemaker":
+        if settings.aws_endpoint_url:
+            return f"SageMaker at {shown_url(settings.aws_endpoint_url)}", "RECFLOW_AWS_ENDPOINT_URL"
+        return f"SageMaker in {settings.aws_region}", "AWS_DEFAULT_REGION"
+    if kind == "aws":
+        return f"the artifact store {settings.artifacts_uri}", "RECFLOW_ARTIFACT_ROOT"
+    variable = "RECFLOW_MLFLOW_TRACKING_URI" if settings.mlflow_tracking_uri else "RECFLOW_HOME"
+    return f"the model registry's store {shown_url(settings.mlflow_uri)}", variable
