@@ -74,6 +74,41 @@ def test_a_registry_store_that_cannot_be_reached_is_named_in_one_line_without_it
     assert not (tmp_path / "exported").exists()
 
 
+@pytest.mark.parametrize("scheme", ["postgresql", "http", "sagemaker"])
+def test_gc_names_a_registry_it_cannot_reach_in_one_line_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], scheme: str
+) -> None:
+    """``recflow gc`` reads the registry's references before it deletes anything; a tracking server down
+    printed MLflow's traceback, the URL's password in it (found by a session walking the on-call list)."""
+    import mlflow.store.db.utils  # seconds to import: only this test needs it
+
+    monkeypatch.setattr(mlflow.store.db.utils, "MAX_RETRY_COUNT", 1)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    port = _closed_port()
+    home = tmp_path / "home"
+    (home / "artifacts" / "snapshots").mkdir(parents=True)
+    monkeypatch.setenv("RECFLOW_HOME", str(home))
+    if scheme == "sagemaker":
+        monkeypatch.setenv("RECFLOW_REGISTRY_BACKEND", "sagemaker")
+        monkeypatch.setenv("RECFLOW_ARTIFACT_ROOT", "s3://recflow/artifacts")
+        monkeypatch.setenv("RECFLOW_AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.setenv(key, "testing")
+        shown, variable = f"SageMaker at http://127.0.0.1:{port}", "RECFLOW_AWS_ENDPOINT_URL"
+    else:
+        monkeypatch.setenv("RECFLOW_MLFLOW_TRACKING_URI", f"{scheme}://oncall:s3cret@127.0.0.1:{port}/mlflow")
+        shown = f"the model registry's store {scheme}://oncall:***@127.0.0.1:{port}/mlflow"
+        variable = "RECFLOW_MLFLOW_TRACKING_URI"
+    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+
+    assert cli.main(["gc"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"recflow: cannot reach {shown} ({variable}): "), err
+    assert len(err.splitlines()) == 1 and "s3cret" not in err, err
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before, "gc deleted without the registry"
+
+
 class _Unavailable(JsonHandler):
     """A proxy in front of a tracking server that is down: 503 to everything."""
 

@@ -7,6 +7,7 @@ import argparse
 import json
 
 from recflow.cli.args import Subcommands
+from recflow.cli.reach import reading, registry_store
 from recflow.core.artifacts import file_uri_path
 from recflow.core.config import ConfigError, Settings
 from recflow.stack.retention import collect, plan, report_lines
@@ -28,6 +29,7 @@ def _require_local_store(settings: Settings) -> None:
         )
 
 
+@reading(registry_store)  # the registry's references decide what is kept; a store down is one line
 def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
     _require_local_store(settings)
     decided = plan(settings)
