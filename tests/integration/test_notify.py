@@ -199,15 +199,16 @@ def test_the_incident_names_the_asset_the_warehouse_updates() -> None:
 
 LOST = "Database Error\n  failed to connect: TTransportException: TSocket read 0 bytes"
 """What dbt-spark 1.11 said for each model after its Thrift server was killed mid-build."""
+RUN = "scheduled__2026-01-03T00:00:00+00:00"
 
 
-def _node_failure(*messages: str) -> BaseException:
-    """The error the real node task raises for its nodes' results (one model and its tests), each
-    failed with one of ``messages``."""
-    from recflow.airflow.dbt import DbtNodeOperator
+def _node_failure(*results: tuple[str, str]) -> BaseException:
+    """The error the real node task raises for its nodes' results (a model, then its tests), each
+    ``(status, message)`` as dbt reported it, read back from the record the build pushes."""
+    from recflow.airflow.dbt import DbtNodeOperator, _record_parts
     from recflow.transform import NodeResult, verdict
 
-    nodes = tuple(f"model.recflow.node_{i}" for i in range(len(messages)))
+    nodes = ("model.recflow.node_0", *(f"test.recflow.test_{i}" for i in range(1, len(results))))
     task = DbtNodeOperator(
         task_id="node_0_model_build",
         nodes=nodes,
@@ -216,70 +217,111 @@ def _node_failure(*messages: str) -> BaseException:
         build_task_id="transform.dbt_build",
         node_task_id="node_0_model_build",
     )
-    results = {
-        uid: NodeResult(uid, "error", message, 0.1) for uid, message in zip(nodes, messages, strict=True)
+    pushed = {
+        "started": list(nodes),
+        "results": {
+            uid: NodeResult(uid, status, message, 0.1).as_dict()
+            for uid, (status, message) in zip(nodes, results, strict=True)
+        },
     }
-    return task._error(verdict(nodes, results, frozenset(nodes)))
+    found, started = _record_parts(json.loads(json.dumps(pushed)))  # as XCom hands it back
+    return task._error(verdict(nodes, found, started))
 
 
-def _node_context(error: BaseException) -> dict[str, Any]:
+def _task_context(task_id: str, error: BaseException, try_number: int = 1) -> dict[str, Any]:
     context = _context(error)
     context["ti"] = SimpleNamespace(
-        dag_id="recsys_warehouse",
-        task_id="transform.node_0_model_build",
-        run_id="scheduled__2026-01-03T00:00:00+00:00",
-        try_number=1,
+        dag_id="recsys_warehouse", task_id=task_id, run_id=RUN, try_number=try_number
     )
     return context
 
 
+def _build_lost() -> dict[str, Any]:
+    from recflow.core.errors import WarehouseUnavailable
+
+    return _task_context(
+        "transform.dbt_build",
+        WarehouseUnavailable("dbt lost the warehouse during the build: 2 node(s) could not reach it"),
+        try_number=2,
+    )
+
+
+NODE = "transform.node_0_model_build"
+LOST_MODEL = (("error", LOST),)
+
+
+@pytest.fixture
+def sent(home: Settings, receiver: _Receiver, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the alerts connection received: each notification's title, in order."""
+    target = f"json://127.0.0.1:{receiver.server_port}/"
+    monkeypatch.setenv(CONN_VAR, json.dumps({"conn_type": "apprise", "extra": {"config": {"path": target}}}))
+    return receiver.received
+
+
+def _on_call_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("ON-CALL: ")]
+
+
 def test_one_lost_warehouse_pages_once_not_once_per_dbt_node(
-    home: Settings, receiver: _Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    home: Settings, sent: list[dict[str, Any]], caplog: pytest.LogCaptureFixture
 ) -> None:
     """On the Spark walk a killed Thrift server failed every node dbt had left, and each node's task paged
     beside the build. The build fails for it (WarehouseUnavailable) and its incident is sent; a node task
-    whose nodes all lost the warehouse records its incident and writes its line, and sends nothing."""
-    from recflow.core.errors import WarehouseUnavailable
-
-    target = f"json://127.0.0.1:{receiver.server_port}/"
-    monkeypatch.setenv(CONN_VAR, json.dumps({"conn_type": "apprise", "extra": {"config": {"path": target}}}))
+    whose nodes all lost the warehouse then records its incident and writes its line, naming the build's
+    incident, and sends nothing."""
+    on_task_failure(_build_lost())  # its process ends, then the node tasks see it failed
     with caplog.at_level(logging.INFO, logger="recflow"):
-        on_task_failure(_node_context(_node_failure(LOST, LOST)))
-    assert not receiver.arrived.wait(1), receiver.received
-    [incident] = IncidentStore(home.incidents_path).find()
-    assert (incident.task_id, incident.kind) == ("transform.node_0_model_build", "infrastructure")
-    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ON-CALL: ")]
+        on_task_failure(_task_context(NODE, _node_failure(*LOST_MODEL)))
+    assert [m["title"] for m in sent] == ["[recflow] recsys_warehouse.transform.dbt_build failed"]
+    build, node = IncidentStore(home.incidents_path).find()
+    assert (node.task_id, node.kind) == (NODE, "infrastructure")
+    *_, line = _on_call_lines(caplog)  # the build's, then the node's
     assert line.endswith(
-        "| incident: 1 (recflow incidents show 1) | not sent: transform.dbt_build failed for the same cause "
-        "in run scheduled__2026-01-03T00:00:00+00:00, and its incident is the one sent"
+        f"| incident: {node.id} (recflow incidents show {node.id}) | not sent: transform.dbt_build failed for "
+        f"the same cause in this run: its incident {build.id} (recflow incidents show {build.id}) is the page "
+        "for both"
     ), line
 
-    build = _context(
-        WarehouseUnavailable("dbt lost the warehouse during the build: 2 node(s) could not reach it")
-    )
-    build["ti"] = SimpleNamespace(
-        dag_id="recsys_warehouse", task_id="transform.dbt_build", run_id=build["ti"].run_id, try_number=2
-    )
-    on_task_failure(build)
-    assert receiver.arrived.wait(10), "the build's incident was not sent"
-    [message] = receiver.received
-    assert message["title"] == "[recflow] recsys_warehouse.transform.dbt_build failed"
+
+def test_a_node_pages_when_the_build_left_no_incident_of_its_own(
+    home: Settings, sent: list[dict[str, Any]]
+) -> None:
+    """A build whose callback never stored its incident (killed, or its store down) pages nobody: the node
+    that lost the warehouse then pages itself. So does one failing again after a clear whose build's
+    incident is the earlier failure's."""
+    on_task_failure(_task_context(NODE, _node_failure(*LOST_MODEL)))
+    assert [m["title"] for m in sent] == [f"[recflow] recsys_warehouse.{NODE} failed"]
+    on_task_failure(_build_lost())
+    on_task_failure(_task_context(NODE, _node_failure(*LOST_MODEL)))  # covered by that build's incident
+    on_task_failure(_task_context(NODE, _node_failure(*LOST_MODEL), try_number=2))  # after a clear
+    assert [m["title"] for m in sent] == [
+        f"[recflow] recsys_warehouse.{NODE} failed",
+        "[recflow] recsys_warehouse.transform.dbt_build failed",
+        f"[recflow] recsys_warehouse.{NODE} failed",
+    ]
+    assert len(IncidentStore(home.incidents_path).find()) == 4
 
 
 @pytest.mark.parametrize(
-    "messages",
+    "results",
     [
-        ("Runtime Error in model node_0\n  [UNRESOLVED_COLUMN] A column `wieght` cannot be resolved",),
-        # one of the task's nodes failed for its SQL: that is the node's own verdict, whatever the other says
-        (LOST, "Got 3 results, configured to fail if != 0"),
+        (
+            (
+                "error",
+                "Runtime Error in model node_0\n  [UNRESOLVED_COLUMN] A column `wieght` cannot be resolved",
+            ),
+        ),
+        # one of the model's tests failed on its data beside one that lost the warehouse: the data's verdict
+        (("success", ""), ("error", LOST), ("fail", "Got 3 results, configured to fail if != 0")),
     ],
-    ids=["its-sql", "its-sql-beside-a-lost-one"],
+    ids=["its-sql", "its-data-beside-a-lost-test"],
 )
 def test_a_node_that_failed_for_its_own_sql_or_data_pages_itself(
-    home: Settings, receiver: _Receiver, monkeypatch: pytest.MonkeyPatch, messages: tuple[str, ...]
+    home: Settings, sent: list[dict[str, Any]], results: tuple[tuple[str, str], ...]
 ) -> None:
-    target = f"json://127.0.0.1:{receiver.server_port}/"
-    monkeypatch.setenv(CONN_VAR, json.dumps({"conn_type": "apprise", "extra": {"config": {"path": target}}}))
-    on_task_failure(_node_context(_node_failure(*messages)))
-    assert receiver.arrived.wait(10), "the node's incident was not sent"
-    assert receiver.received[0]["title"] == "[recflow] recsys_warehouse.transform.node_0_model_build failed"
+    on_task_failure(_build_lost())
+    on_task_failure(_task_context(NODE, _node_failure(*results)))
+    assert [m["title"] for m in sent] == [
+        "[recflow] recsys_warehouse.transform.dbt_build failed",
+        f"[recflow] recsys_warehouse.{NODE} failed",
+    ]

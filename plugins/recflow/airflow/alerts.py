@@ -1,4 +1,5 @@
-"""What the person on call gets when a task fails: one incident, one log line, one notification.
+"""What the person on call gets when a task fails: one incident, one log line, one notification (or
+none, where another task's incident of the same run is the page for the same cause).
 
 :func:`on_task_failure` (every task's ``on_failure_callback``, through
 ``recflow.airflow.defaults.DEFAULT_ARGS``) unpacks Airflow's context and calls
@@ -9,9 +10,9 @@
 notification goes through the Apprise provider's notifier to whatever the Airflow
 connection ``Settings.alerts_conn_id`` (default ``recflow_alerts``) configures: Slack,
 e-mail, a webhook… Without that connection nothing is sent. A dbt node's task whose nodes failed
-because the build lost the warehouse is not sent either (its line ends ``| not sent: …``): the build
-failed for the same cause and its incident is sent, so one lost warehouse pages once
-(:func:`recflow.oncall.incidents.paged_by`). The callback never raises.
+because the build lost the warehouse is not sent either when the build's incident for the same
+failure is in the store (its line ends ``| not sent: …``, naming that incident): one lost warehouse
+pages once (:func:`recflow.oncall.incidents.covering_incident`). The callback never raises.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 from recflow.airflow.classify import classify
 from recflow.core.config import Settings
 from recflow.core.days import days_to_process
-from recflow.oncall.incidents import TaskFailure, paged_by, record_failure
+from recflow.oncall.incidents import TaskFailure, covering_incident, record_failure
 from recflow.oncall.record import Incident
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
         settings = _recording_settings()
         failure = failure_from_context(context)
         incident = record_failure(settings, failure, classifier=classify)
-        covered_by = paged_by(failure)
+        covered_by = covering_incident(settings, failure, incident)
     except Exception as error:  # a callback that raises hides the task's own failure
         log.exception(
             "ON-CALL: the failure callback could not build the incident (%s: %s); read the task log",
@@ -109,7 +110,7 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
         )
         return
     if covered_by is not None:  # one lost warehouse pages once (the build's), not once per dbt node
-        log.error("%s | not sent: %s", incident.on_call_line(), _sent_with(covered_by, failure.run_id))
+        log.error("%s | not sent: %s", incident.on_call_line(), _sent_with(covered_by))
         return
     log.error(incident.on_call_line())
     try:
@@ -118,8 +119,11 @@ def on_task_failure(context: Mapping[str, Any]) -> None:
         log.exception("incident %s: the notification through %r failed", incident.id, settings.alerts_conn_id)
 
 
-def _sent_with(task_id: str, run_id: str) -> str:
-    return f"{task_id} failed for the same cause in run {run_id}, and its incident is the one sent"
+def _sent_with(covering: Incident) -> str:
+    return (
+        f"{covering.task_id} failed for the same cause in this run: its incident {covering.reference} "
+        "is the page for both"
+    )
 
 
 def _recording_settings() -> Settings:

@@ -299,7 +299,9 @@ class DbtNodeOperator(BaseOperator):
                 node=self.node_name,
                 failed=[r.unique_id for r in found.failed],
                 # the build failed for the lost warehouse (run_build) and its incident pages for it
-                paged_by=build if all(r.lost_the_warehouse for r in found.failed) else None,
+                paged_by=build
+                if not found.in_flight and all(r.lost_the_warehouse for r in found.failed)
+                else None,
             )
         return DbtNodeFailed(
             f"{self.node_kind} {self.node_name}: the run's dbt build ({build}) ended while dbt was running "

@@ -2,7 +2,8 @@
 
 The callback (``recflow.airflow.alerts.on_task_failure``) records one incident per failed
 task, ends the task log with an ``ON-CALL:`` line and notifies through the Airflow
-connection ``recflow_alerts`` when it exists.
+connection ``recflow_alerts`` when it exists (once for a lost warehouse: the build's incident
+is the page for the dbt nodes it failed).
 
 Retries are for failures another try may cure (a lock, the network, a lost worker).
 :data:`RETRY_POLICY` (Airflow's ``retry_policy``, decided in the worker with the exception

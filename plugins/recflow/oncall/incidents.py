@@ -44,6 +44,7 @@ __all__ = [
     "build_incident",
     "champion_of",
     "classify",
+    "covering_incident",
     "one_line",
     "paged_by",
     "record_failure",
@@ -306,6 +307,27 @@ def paged_by(failure: TaskFailure) -> str | None:
     error = failure.error if isinstance(failure.error, BaseException) else None
     cause = runbooks.recflow_cause(error)
     return cause.paged_by if isinstance(cause, DbtNodeFailed) else None
+
+
+def covering_incident(settings: Settings, failure: TaskFailure, incident: Incident) -> Incident | None:
+    """The stored incident that pages for ``incident`` (just stored for ``failure``), or ``None``: send it.
+
+    Only when :func:`paged_by` names a task, and the store holds that task's incident for the same run,
+    recorded since this task's own previous one there (a build that failed again after a clear, not the
+    incident of an earlier failure). A build killed before its callback ran has no such incident, and
+    a store that cannot be read proves none: the node's incident is sent then."""
+    covering_task = paged_by(failure)
+    if covering_task is None or incident.id is None:
+        return None
+    try:
+        found = IncidentStore.of(settings).find(dag_id=failure.dag_id, run_id=failure.run_id)
+    except (SQLAlchemyError, OSError) as exc:
+        log.warning("could not read the incident store for %s's incident: %s", covering_task, exc)
+        return None
+    ids = [(i.id or 0, i) for i in found]  # stored: every one has its id
+    since = max((n for n, i in ids if i.task_id == failure.task_id and n < incident.id), default=0)
+    covering = [i for n, i in ids if i.task_id == covering_task and n > since]
+    return covering[-1] if covering else None
 
 
 def record_failure(

@@ -152,7 +152,12 @@ class IncidentStore:
             return int(con.execute(select(func.count()).select_from(table)).scalar_one())
 
     def find(
-        self, *, dag_id: str | None = None, since: datetime | None = None, limit: int | None = None
+        self,
+        *,
+        dag_id: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+        run_id: str | None = None,
     ) -> list[Incident]:
         """Incidents, oldest first; ``limit`` keeps the most recent ones."""
         if self._absent():
@@ -163,6 +168,8 @@ class IncidentStore:
             query = table.select().order_by(table.c.id.desc())
             if dag_id:
                 query = query.where(table.c.dag_id == dag_id)
+            if run_id:
+                query = query.where(table.c.run_id == run_id)
             if since is not None:
                 query = query.where(table.c.at >= since.astimezone(UTC).isoformat(timespec="seconds"))
             if limit:
