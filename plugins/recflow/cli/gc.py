@@ -7,7 +7,7 @@ import argparse
 import json
 
 from recflow.cli.args import Subcommands
-from recflow.cli.reach import reading, registry_store
+from recflow.cli.reach import Kind, reading, registry_store
 from recflow.core.artifacts import file_uri_path
 from recflow.core.config import ConfigError, Settings
 from recflow.stack.retention import collect, plan, report_lines
@@ -29,10 +29,23 @@ def _require_local_store(settings: Settings) -> None:
         )
 
 
-@reading(registry_store)  # the registry's references decide what is kept; a store down is one line
+def _stores(settings: Settings, kind: Kind) -> tuple[str, str]:
+    """The store gc failed to reach: the registry's, whose references it reads first; under SageMaker's
+    registry an AWS failure may also be the artifact store's (S3), which it lists and deletes from."""
+    shown, variable = registry_store(settings, kind)
+    if kind == "aws" and settings.registry_backend == "sagemaker":
+        return f"{shown} or the artifact store {settings.artifacts_uri}", variable
+    return shown, variable
+
+
 def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
-    _require_local_store(settings)
-    decided = plan(settings)
+    _require_local_store(settings)  # before MLflow's modules load: a mistyped home is refused at once
+    return _collect(settings, args)
+
+
+@reading(_stores)  # the registry's references decide what is kept: one that cannot be read is one line
+def _collect(settings: Settings, args: argparse.Namespace) -> int:
+    decided = plan(settings)  # reads the registry before anything is listed or deleted
     if not args.dry_run:
         collect(settings, decided, allow_empty_registry=args.allow_empty_registry)
     if args.json:
