@@ -8,6 +8,7 @@ import sqlite3
 import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -230,3 +231,37 @@ def test_a_command_gives_up_on_a_tracking_server_after_a_few_tries_not_minutes(
 
     assert not MLFLOW_HTTP_REQUEST_MAX_RETRIES.is_set()  # type: ignore[no-untyped-call]
     assert not MLFLOW_HTTP_REQUEST_TIMEOUT.is_set()  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize("argv", [["models", "list"], ["gc", "--dry-run"]], ids=lambda argv: argv[0])
+def test_a_command_gives_up_on_a_registry_database_after_a_few_tries_not_ten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """MLflow opens a registry on a database server with ten tries, backing off from 0.1 s: ``models
+    list`` waited 100 s and printed nine warnings before it said PostgreSQL refused the connection. A
+    command tries CLI_DB_TRIES times, and puts MLflow's count back after (the tasks keep ten)."""
+    import mlflow.store.db.utils as db_utils
+
+    from recflow.cli.reach import CLI_DB_TRIES
+
+    opened: list[str] = []
+    create = db_utils.create_sqlalchemy_engine
+
+    def counting(db_uri: str) -> object:
+        opened.append(db_uri)
+        return create(db_uri)  # type: ignore[no-untyped-call]  # MLflow's, untyped
+
+    monkeypatch.setattr(db_utils, "create_sqlalchemy_engine", counting)
+    monkeypatch.setattr(db_utils, "time", SimpleNamespace(sleep=lambda seconds: None))  # tries, not waits
+    kept = db_utils.MAX_RETRY_COUNT
+    home = tmp_path / "home"
+    (home / "artifacts").mkdir(parents=True)
+    monkeypatch.setenv("RECFLOW_HOME", str(home))
+    url = f"postgresql://oncall:s3cret@127.0.0.1:{_closed_port()}/mlflow"
+    monkeypatch.setenv("RECFLOW_MLFLOW_TRACKING_URI", url)
+
+    assert cli.main(argv) == 1
+    assert len(opened) == CLI_DB_TRIES < kept, opened
+    assert kept == db_utils.MAX_RETRY_COUNT
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("recflow: cannot reach the model registry's store postgresql://oncall:***@"), err

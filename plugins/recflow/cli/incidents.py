@@ -48,7 +48,7 @@ def _store(settings: Settings, kind: Kind) -> tuple[str, str]:
     return f"the incident store {IncidentStore.of(settings)}", variable
 
 
-_reading_the_store = reading(_store)
+_reading_the_store = reading(_store, registry=False)
 
 
 @_reading_the_store

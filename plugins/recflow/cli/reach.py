@@ -63,6 +63,33 @@ said the server refused the connection. The pipeline's tasks keep MLflow's defau
 CLI_HTTP_TIMEOUT_SECONDS = 30
 """How long a command waits for each answer (MLflow's default, 120 s a try, made a filtered host's three
 tries six minutes)."""
+CLI_DB_TRIES = 3
+"""Tries to open a registry on a database server (PostgreSQL, MySQL) by a command someone waits for:
+MLflow's own ten, backing off from 0.1 s, kept ``recflow models list`` waiting 100 s and printed nine
+warnings before it said the server refused the connection. MLflow reads no setting for it (its module's
+``MAX_RETRY_COUNT``), so it is lowered while the command runs and put back after; the tasks keep ten."""
+_DB_SCHEMES = ("postgresql", "mysql", "mssql")
+
+
+@contextmanager
+def _fewer_database_tries(settings: Settings | None) -> Iterator[None]:
+    """MLflow's tries to open a registry on a database server cut to :data:`CLI_DB_TRIES` while a command
+    runs (its module loads only for such a registry: a second of imports); ``None``: no registry."""
+    if (
+        settings is None
+        or settings.registry_backend != "mlflow"
+        or not settings.mlflow_uri.startswith(_DB_SCHEMES)
+    ):
+        yield
+        return
+    import mlflow.store.db.utils as db_utils  # noqa: PLC0415 (only for a registry on a database server)
+
+    kept = db_utils.MAX_RETRY_COUNT
+    db_utils.MAX_RETRY_COUNT = min(kept, CLI_DB_TRIES)
+    try:
+        yield
+    finally:
+        db_utils.MAX_RETRY_COUNT = kept
 
 
 @contextmanager
@@ -92,15 +119,18 @@ def _answering_within_seconds() -> Iterator[None]:
             variable.unset()  # type: ignore[no-untyped-call]
 
 
-def reading(store: Callable[[Settings, Kind], tuple[str, str]]) -> Callable[[Command], Command]:
+def reading(
+    store: Callable[[Settings, Kind], tuple[str, str]], *, registry: bool = True
+) -> Callable[[Command], Command]:
     """Decorate a command that reads stores: ``store(settings, kind)`` names the one a client of that
-    kind failed to reach (what it is and where, without a password) and the variable that names it."""
+    kind failed to reach (what it is and where, without a password) and the variable that names it.
+    ``registry``: the command opens the model registry (its database tries are cut too)."""
 
     def decorate(command: Command) -> Command:
         @wraps(command)
         def run(settings: Settings, args: argparse.Namespace) -> int:
             try:
-                with _answering_within_seconds():
+                with _answering_within_seconds(), _fewer_database_tries(settings if registry else None):
                     return command(settings, args)
             except Exception as exc:
                 failed = _connection_failure(exc)
