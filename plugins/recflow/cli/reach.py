@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import wraps
 from typing import Literal
 
@@ -72,14 +72,10 @@ _DB_SCHEMES = ("postgresql", "mysql", "mssql")
 
 
 @contextmanager
-def _fewer_database_tries(settings: Settings | None) -> Iterator[None]:
+def _fewer_database_tries(settings: Settings) -> Iterator[None]:
     """MLflow's tries to open a registry on a database server cut to :data:`CLI_DB_TRIES` while a command
-    runs (its module loads only for such a registry: a second of imports); ``None``: no registry."""
-    if (
-        settings is None
-        or settings.registry_backend != "mlflow"
-        or not settings.mlflow_uri.startswith(_DB_SCHEMES)
-    ):
+    runs (its module loads only for such a registry: a second of imports)."""
+    if settings.registry_backend != "mlflow" or not settings.mlflow_uri.startswith(_DB_SCHEMES):
         yield
         return
     import mlflow.store.db.utils as db_utils  # noqa: PLC0415 (only for a registry on a database server)
@@ -130,7 +126,10 @@ def reading(
         @wraps(command)
         def run(settings: Settings, args: argparse.Namespace) -> int:
             try:
-                with _answering_within_seconds(), _fewer_database_tries(settings if registry else None):
+                with (
+                    _answering_within_seconds(),
+                    _fewer_database_tries(settings) if registry else nullcontext(),
+                ):
                     return command(settings, args)
             except Exception as exc:
                 failed = _connection_failure(exc)
