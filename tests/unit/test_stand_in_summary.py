@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,21 +141,36 @@ def test_no_variant_screened_after_the_history_topics_leads_todays_defaults() ->
         assert len(ours) == 3 and sum(ours) / len(ours) < sum(theirs) / len(theirs), name
 
 
-def test_the_time_bias_screen_says_what_its_runs_give() -> None:
-    """stand-in-screens-time-bias.json (docs/model.md): against the same ten seeds of today's defaults,
-    read from the adoption record, the time-binned item bias leads on validation full NDCG@10 (the
-    rule's metric, Welch's p < 0.05) and loses validation full HR@10 and, one step later, sampled
-    HR@10: the verdict the record states and the reason it was not kept."""
-    held = json.loads((RECORD.parent / "stand-in-screens-time-bias.json").read_text())
+Pair = Callable[[str, str], tuple[list[float], list[float]]]
+
+
+def _screen(name: str, seeds: list[int]) -> tuple[dict[str, Any], Pair]:
+    """A screen's record, and per (part, metric) its runs' figures beside those of the same seeds of
+    today's defaults, read from the adoption record (stand-in-history-topics.json). A run that records
+    its hyperparameters differs from its seed's baseline only in what it was given."""
+    held: dict[str, Any] = json.loads((RECORD.parent / name).read_text())
     adopted = json.loads((RECORD.parent / "stand-in-history-topics.json").read_text())
     defaults = {int(run["hyperparameters"]["seed"]): run for run in adopted["runs"]["history_topics"]}
-    seeds = [run["given"].get("seed", 7) for run in held["runs"]]
-    assert seeds == list(range(7, 17))
+    assert [run["given"].get("seed", 7) for run in held["runs"]] == seeds
+    for run, seed in zip(held["runs"], seeds, strict=True):
+        if "hyperparameters" in run:
+            baseline = defaults[seed]["hyperparameters"]
+            changed = {k for k, v in run["hyperparameters"].items() if baseline[k] != v}
+            assert changed == set(run["given"]) - {"seed"}, (name, seed, changed)
 
     def pair(part: str, metric: str) -> tuple[list[float], list[float]]:
         ours = [run[part][metric] for run in held["runs"]]
         return ours, [defaults[seed][part][metric] for seed in seeds]
 
+    return held, pair
+
+
+def test_the_time_bias_screen_says_what_its_runs_give() -> None:
+    """stand-in-screens-time-bias.json (docs/model.md): against the same ten seeds of today's defaults,
+    read from the adoption record, the time-binned item bias leads on validation full NDCG@10 (the
+    rule's metric, Welch's p < 0.05) and loses validation full HR@10 and, one step later, sampled
+    HR@10: the verdict the record states and the reason it was not kept."""
+    held, pair = _screen("stand-in-screens-time-bias.json", list(range(7, 17)))
     ours, theirs = pair("validation", "full_ndcg@10")
     assert sum(ours) > sum(theirs) and stats.ttest_ind(ours, theirs, equal_var=False).pvalue < 0.05
     ours, theirs = pair("validation", "full_hr@10")
@@ -165,25 +181,10 @@ def test_the_time_bias_screen_says_what_its_runs_give() -> None:
 
 
 def test_the_residual_screen_says_what_its_runs_give() -> None:
-    """stand-in-screens-residual.json (docs/model.md): against the same ten seeds of today's defaults, read
-    from the adoption record, the pooled history added to the user vector leads on validation full
-    NDCG@10 short of the rule (Welch's p >= 0.05) and is behind one step later on full HR@10: the verdict
-    the record states. Each run differs from its seed's baseline only in what it was given."""
-    held = json.loads((RECORD.parent / "stand-in-screens-residual.json").read_text())
-    adopted = json.loads((RECORD.parent / "stand-in-history-topics.json").read_text())
-    defaults = {int(run["hyperparameters"]["seed"]): run for run in adopted["runs"]["history_topics"]}
-    seeds = [run["given"].get("seed", 7) for run in held["runs"]]
-    assert seeds == list(range(7, 17))
-    for run, seed in zip(held["runs"], seeds, strict=True):
-        baseline = defaults[seed]["hyperparameters"]
-        assert {k for k, v in run["hyperparameters"].items() if baseline[k] != v} == set(run["given"]) - {
-            "seed"
-        }
-
-    def pair(part: str, metric: str) -> tuple[list[float], list[float]]:
-        ours = [run[part][metric] for run in held["runs"]]
-        return ours, [defaults[seed][part][metric] for seed in seeds]
-
+    """stand-in-screens-residual.json (docs/model.md): against the same ten seeds of today's defaults, the
+    pooled history added to the user vector leads on validation full NDCG@10 short of the rule (Welch's
+    p >= 0.05) and is behind one step later on full HR@10: the verdict the record states."""
+    held, pair = _screen("stand-in-screens-residual.json", list(range(7, 17)))
     ours, theirs = pair("validation", "full_ndcg@10")
     assert sum(ours) > sum(theirs) and stats.ttest_ind(ours, theirs, equal_var=False).pvalue >= 0.05
     ours, theirs = pair("one_step_later", "full_hr@10")
@@ -194,21 +195,10 @@ def test_the_residual_screen_says_what_its_runs_give() -> None:
 def test_the_oov_screen_says_what_its_runs_give() -> None:
     """stand-in-screens-oov.json (docs/model.md): oov_rate 0.2 against the same three seeds of today's
     defaults is level on validation full NDCG@10 (Welch's p far above 0.05) and ahead one step later on
-    full HR@10, as the record's verdict says; each run differs from its baseline only in what it was given."""
-    held = json.loads((RECORD.parent / "stand-in-screens-oov.json").read_text())
-    adopted = json.loads((RECORD.parent / "stand-in-history-topics.json").read_text())
-    defaults = {int(run["hyperparameters"]["seed"]): run for run in adopted["runs"]["history_topics"]}
-    seeds = [run["given"].get("seed", 7) for run in held["runs"]]
-    assert seeds == [7, 8, 9]
-    for run, seed in zip(held["runs"], seeds, strict=True):
-        baseline = defaults[seed]["hyperparameters"]
-        assert {k for k, v in run["hyperparameters"].items() if baseline[k] != v} == set(run["given"]) - {
-            "seed"
-        }
-    ours = [run["validation"]["full_ndcg@10"] for run in held["runs"]]
-    theirs = [defaults[seed]["validation"]["full_ndcg@10"] for seed in seeds]
+    full HR@10, as the record's verdict says."""
+    held, pair = _screen("stand-in-screens-oov.json", [7, 8, 9])
+    ours, theirs = pair("validation", "full_ndcg@10")
     assert stats.ttest_ind(ours, theirs, equal_var=False).pvalue > 0.5
-    ours = [run["one_step_later"]["full_hr@10"] for run in held["runs"]]
-    theirs = [defaults[seed]["one_step_later"]["full_hr@10"] for seed in seeds]
+    ours, theirs = pair("one_step_later", "full_hr@10")
     assert sum(ours) > sum(theirs)
     assert held["verdict"].startswith("not kept")
