@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from recflow import cli
-from recflow.cli import stack
+from recflow.cli import passthrough
 from recflow.core.config import Settings
 
 
@@ -28,7 +28,7 @@ def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
             print(notice, file=sys.stderr)
         return 0
 
-    monkeypatch.setattr(stack, "run_airflow", run_airflow)
+    monkeypatch.setattr(passthrough, "run_airflow", run_airflow)
     return runs
 
 

@@ -38,7 +38,7 @@ import select
 import sys
 from typing import Any
 
-from recflow.cli import claims, data, gc, incidents, models, spark, sql, stack
+from recflow.cli import claims, data, gc, incidents, models, passthrough, spark, sql, stack
 from recflow.core.config import Settings
 from recflow.core.errors import ConfigError
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     given = sys.argv[1:] if argv is None else argv
     if given[:1] == ["airflow"]:  # all of it Airflow's: argparse's REMAINDER takes no leading option (--help)
-        args = argparse.Namespace(func=stack.cmd_airflow, args=given[1:])
+        args = argparse.Namespace(func=passthrough.cmd_airflow, args=given[1:])
     else:
         args = build_parser().parse_args(given)
     try:
