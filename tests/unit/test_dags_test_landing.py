@@ -4,32 +4,11 @@ options may name other days start as before, with nothing said."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from recflow import cli
-from recflow.cli import passthrough
-from recflow.core.config import Settings
-
-
-@pytest.fixture
-def started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """The Airflow command lines the CLI starts (stands for the `airflow` process it would run)."""
-    monkeypatch.setenv("RECFLOW_HOME", str(tmp_path / "home"))
-    runs: list[list[str]] = []
-
-    def run_airflow(
-        settings: Settings, argv: list[str], check: bool = True, notice: str | None = None
-    ) -> int:
-        runs.append(argv)
-        if notice:  # where the real one says it, once the home is found set up
-            print(notice, file=sys.stderr)
-        return 0
-
-    monkeypatch.setattr(passthrough, "run_airflow", run_airflow)
-    return runs
 
 
 def _land(tmp_path: Path, day: str) -> None:
@@ -39,11 +18,11 @@ def _land(tmp_path: Path, day: str) -> None:
 
 
 def test_a_day_not_landed_is_named_with_the_wait_and_how_to_land_it(
-    started: list[list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    airflow_started: list[list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["dags", "test", "recsys_warehouse", "2026-01-05"]
     assert cli.main(["airflow", *argv]) == 0
-    assert started == [argv], "the run starts all the same: the day may land while it waits"
+    assert airflow_started == [argv], "the run starts all the same: the day may land while it waits"
     said = capsys.readouterr().err
     assert said.startswith("recflow: ds=2026-01-05 has not landed (")
     assert str(tmp_path / "home" / "landing" / "events" / "ds=2026-01-05") in said
@@ -60,7 +39,11 @@ def test_a_day_not_landed_is_named_with_the_wait_and_how_to_land_it(
     ],
 )
 def test_a_moment_with_a_time_zone_names_its_day_in_utc(
-    started: list[list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str], given: str, waits_for: str
+    airflow_started: list[list[str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    given: str,
+    waits_for: str,
 ) -> None:
     _land(tmp_path, "2026-01-04" if waits_for == "2026-01-05" else "2026-01-05")
     assert cli.main(["airflow", "dags", "test", "recsys_warehouse", given]) == 0
@@ -79,9 +62,9 @@ def test_a_moment_with_a_time_zone_names_its_day_in_utc(
     ids=["landed", "other-dag", "options", "bad-day", "other-command"],
 )
 def test_otherwise_nothing_is_said(
-    started: list[list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+    airflow_started: list[list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
     _land(tmp_path, "2026-01-04")
     assert cli.main(["airflow", *argv]) == 0
-    assert started == [argv]
+    assert airflow_started == [argv]
     assert capsys.readouterr().err == ""

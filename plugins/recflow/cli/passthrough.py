@@ -4,14 +4,38 @@ knows better than Airflow said before it starts."""
 from __future__ import annotations
 
 import argparse
+import difflib
+import json
+from pathlib import Path
 
 from recflow.core.config import Settings
 from recflow.core.days import landing_wait
-from recflow.core.names import WAREHOUSE_DAG
+from recflow.core.errors import ConfigError
+from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
 from recflow.stack.services import run_airflow
+
+PROJECT_DAGS = (WAREHOUSE_DAG, TRAINING_DAG)
+
+_DAG_ID_FIRST = frozenset(
+    {
+        "test",
+        "trigger",
+        "pause",
+        "unpause",
+        "state",
+        "show",
+        "details",
+        "next-execution",
+        "list-runs",
+        "clear",
+        "delete",
+    }
+)
+"""The ``airflow dags`` commands whose first argument is a DAG id."""
 
 
 def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
+    _refuse_mistakes(settings, args.args)
     return run_airflow(settings, args.args, check=False, notice=_landing_notice(settings, args.args))
 
 
@@ -40,3 +64,56 @@ def _landing_notice(settings: Settings, argv: list[str]) -> str | None:
         f"meanwhile): land the day in another terminal (`recflow generate --days N --end {day}`, `recflow load "
         "movielens`), or stop with Ctrl-C"
     )
+
+
+def _refuse_mistakes(settings: Settings, argv: list[str]) -> None:
+    """A ConfigError, before Airflow starts, for what Airflow would answer with a traceback: a DAG id a
+    letter or two from one of the project's (``dags test recsys_warehose``) that no file of the DAGs
+    folder names, and a ``dags test`` or ``dags trigger`` whose ``-c``/``--conf`` is not a JSON object.
+    Any other DAG id is Airflow's to judge (a deployment may add DAGs of its own)."""
+    if argv[:1] != ["dags"] or len(argv) < 3:
+        return
+    dag_id = argv[2]
+    if argv[1] in _DAG_ID_FIRST and dag_id not in PROJECT_DAGS and "--treat-dag-id-as-regex" not in argv:
+        near = difflib.get_close_matches(dag_id, PROJECT_DAGS, n=1, cutoff=0.8)
+        if near and not dag_id.startswith("-") and not _named_in(settings.dags_dir, dag_id):
+            raise ConfigError(
+                f"no DAG {dag_id!r} in this project: did you mean {near[0]}? "
+                f"(its DAGs: {', '.join(PROJECT_DAGS)})"
+            )
+    if argv[1] not in ("test", "trigger"):
+        return
+    for k, arg in enumerate(argv):
+        if arg in ("-c", "--conf") and k + 1 < len(argv):
+            _require_object(arg, argv[k + 1])
+        elif arg.startswith("--conf="):
+            _require_object("--conf", arg.removeprefix("--conf="))
+
+
+def _named_in(folder: Path, dag_id: str) -> bool:
+    """Whether a Python file of the DAGs folder holds ``dag_id`` as a string (a DAG of the deployment's
+    own, say ``recsys_warehouse_eu``): then the id is no misspelling of ours."""
+    return any(
+        f"'{dag_id}'" in text or f'"{dag_id}"' in text
+        for text in (p.read_text(errors="replace") for p in folder.rglob("*.py"))
+    )
+
+
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def _require_object(option: str, text: str) -> None:
+    """The run's conf: a JSON object (Airflow refuses anything else, after a traceback)."""
+    example = f"""e.g. {option} '{{"name": "value"}}'"""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{option} {text!r} is not JSON ({exc.msg}, at character {exc.pos + 1}); the run's conf is "
+            f"a JSON object of the DAG's params by name, {example}"
+        ) from None
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(
+            f"{option} {text!r} is {_JSON_KINDS[type(value)]}, not a JSON object; the run's conf is a "
+            f"JSON object of the DAG's params by name, {example}"
+        )
