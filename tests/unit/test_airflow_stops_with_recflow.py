@@ -1,14 +1,17 @@
 """`recflow airflow …` stopped with SIGTERM (`timeout`, a supervisor, `kill`) stops its `airflow`
-child too, and kills one that ignores the signal after a grace period; before, the child (a `dags test`
-holding the warehouse) outlived it.
+child too, and kills one that ignores the signal after a grace period; killed itself (`kill -9`), its
+child is killed by the kernel; interrupted (Ctrl-C), it stops a child that goes on. Before, the child
+(a `dags test` holding the warehouse) outlived it.
 
-The child is a stand-in for Airflow's CLI: a shell script that writes its pid and sleeps, in one case
-ignoring SIGTERM. The wrapper runs in its own process, as the command does; the test signals it and
-reads back, from the operating system, whether the child's pid still runs.
+The child is a stand-in for Airflow's CLI: a shell script that writes its pid and sleeps, in some cases
+ignoring SIGTERM or SIGINT as Airflow's `dags test` does. The wrapper runs in its own process, as the
+command does; the test signals it and reads back, from the operating system, whether the child's pid
+still runs.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -44,11 +47,7 @@ def _child_pid(pid_file: Path) -> int:
 
 @pytest.mark.parametrize("ignores_term", [False, True], ids=["honours-sigterm", "ignores-sigterm"])
 def test_a_stopped_wrapper_stops_its_airflow(tmp_path: Path, ignores_term: bool) -> None:
-    pid_file = tmp_path / "airflow.pid"
-    fake = tmp_path / "airflow"
-    trap = "trap '' TERM\n" if ignores_term else ""
-    fake.write_text(f"#!/bin/sh\n{trap}echo $$ > {pid_file}\nwhile true; do sleep 0.1; done\n")
-    fake.chmod(0o755)
+    fake, pid_file = _stand_in(tmp_path, "trap '' TERM\n" if ignores_term else "")
     env = subprocess_env({"RECFLOW_HOME": str(tmp_path / "home")})
     wrapper = subprocess.Popen([sys.executable, "-c", WRAPPER, str(fake)], env=env)
     child = _child_pid(pid_file)
@@ -57,19 +56,64 @@ def test_a_stopped_wrapper_stops_its_airflow(tmp_path: Path, ignores_term: bool)
     assert not is_running(child), f"airflow stand-in {child} outlived recflow"
 
 
-def test_a_killed_wrapper_stops_its_airflow(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ignores_term", [False, True], ids=["honours-sigterm", "ignores-sigterm"])
+def test_a_killed_wrapper_stops_its_airflow(tmp_path: Path, ignores_term: bool) -> None:
     """`kill -9` of `recflow airflow dags test` (the pid an on-call sees) can run no handler: the kernel
-    signals the child when its parent dies. Before, the `dags test` went on auditing and building."""
-    pid_file = tmp_path / "airflow.pid"
-    fake = tmp_path / "airflow"
-    fake.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nwhile true; do sleep 0.1; done\n")
-    fake.chmod(0o755)
+    kills the child when its parent dies. Before, the `dags test` went on auditing and building; then,
+    with the kernel sending SIGTERM, it still did: Airflow's task runner catches SIGTERM (it calls the
+    running task's on_kill and goes on), as the second stand-in ignores it."""
+    fake, pid_file = _stand_in(tmp_path, "trap '' TERM\n" if ignores_term else "")
     env = subprocess_env({"RECFLOW_HOME": str(tmp_path / "home")})
     wrapper = subprocess.Popen([sys.executable, "-c", WRAPPER, str(fake)], env=env)
     child = _child_pid(pid_file)
     wrapper.kill()
     wrapper.wait(timeout=30)
+    _assert_ends(child, "a killed recflow")
+
+
+def test_ctrl_c_stops_an_airflow_that_goes_on_after_it(tmp_path: Path) -> None:
+    """Ctrl-C reaches `recflow airflow dags test` and its child alike. The child goes on (a `dags test`
+    whose interrupted task waits for its retry; the stand-in ignores SIGINT): recflow says it stops it,
+    kills it after the grace, and ends with 130 and no traceback."""
+    fake, pid_file = _stand_in(tmp_path, "trap '' INT TERM\n")
+    env = subprocess_env({"RECFLOW_HOME": str(tmp_path / "home")})
+    command = textwrap.dedent(
+        """
+        import sys
+        from recflow import cli
+        from recflow.stack import services
+        services.airflow_executable = lambda: sys.argv[1]
+        services.INTERRUPT_GRACE_SECONDS = 1.0
+        sys.exit(cli.main(["airflow", "db", "check"]))
+        """
+    )
+    wrapper = subprocess.Popen(
+        [sys.executable, "-c", command, str(fake)],
+        env=env,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    child = _child_pid(pid_file)
+    os.killpg(wrapper.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, said = wrapper.communicate(timeout=30)
+    assert wrapper.returncode == 128 + signal.SIGINT
+    assert f"recflow: interrupted; airflow (pid {child}) is stopped within 1 s" in said.decode()
+    assert "Traceback" not in said.decode()
+    _assert_ends(child, "an interrupted recflow")
+
+
+def _stand_in(tmp_path: Path, traps: str) -> tuple[Path, Path]:
+    """A stand-in for Airflow's CLI that writes its pid and runs until killed, ignoring what ``traps``
+    says."""
+    pid_file = tmp_path / "airflow.pid"
+    fake = tmp_path / "airflow"
+    fake.write_text(f"#!/bin/sh\n{traps}echo $$ > {pid_file}\nwhile true; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    return fake, pid_file
+
+
+def _assert_ends(child: int, after: str) -> None:
     deadline = time.monotonic() + 10
     while is_running(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not is_running(child), f"airflow stand-in {child} outlived a killed recflow"
+    assert not is_running(child), f"airflow stand-in {child} outlived {after}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import signal
 from pathlib import Path
 
 from recflow.core.config import Settings
@@ -36,7 +37,10 @@ _DAG_ID_FIRST = frozenset(
 
 def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
     _refuse_mistakes(settings, args.args)
-    return run_airflow(settings, args.args, check=False, notice=_landing_notice(settings, args.args))
+    try:
+        return run_airflow(settings, args.args, check=False, notice=_landing_notice(settings, args.args))
+    except KeyboardInterrupt:  # Ctrl-C: airflow is stopped (stack.services); 130 as a shell has it
+        return 128 + signal.SIGINT
 
 
 def _landing_notice(settings: Settings, argv: list[str]) -> str | None:

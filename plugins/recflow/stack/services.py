@@ -79,13 +79,20 @@ PR_SET_PDEATHSIG = 1
 
 
 def _ends_with_parent(prctl: Callable[[int, int], int], parent: int) -> None:
-    """In the ``airflow`` child, before it runs: SIGTERM when the thread that started it ends, which
+    """In the ``airflow`` child, before it runs: SIGKILL when the thread that started it ends, which
     waits for it (:func:`run_airflow`): so when this process ends, by any means. A SIGKILL
     (``kill -9`` of the ``recflow`` pid an on-call sees) runs no handler of ours, and without this the
-    child (a ``dags test`` that goes on landing and publishing) outlived it."""
-    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    child (a ``dags test`` that goes on landing and publishing) outlived it.
+
+    SIGKILL, not SIGTERM: Airflow's ``dags test`` runs its tasks in its own process, and the task runner's
+    SIGTERM handler only calls the running task's ``on_kill`` and stays installed, so a SIGTERM stops no
+    ``dags test`` (seen: one went on through dbt and the marts, and one whose run a later ``dags test``
+    had replaced hung holding the DuckDB warehouse for good). With the parent gone nobody is left to
+    escalate as :func:`_wait_passing_on_stop` does. The run stays ``running`` in Airflow's database, as
+    after any killed ``dags test`` (the warehouse runbook says what to do)."""
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the call: no signal would come
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 STOP_GRACE_SECONDS = 20.0
@@ -96,7 +103,7 @@ def _wait_passing_on_stop(process: subprocess.Popen[bytes]) -> int:
     """Wait for ``process``; a SIGTERM to this process (``timeout``, a supervisor, ``kill``) is passed
     on to it, and it is killed if it has not ended :data:`STOP_GRACE_SECONDS` later. Without this the
     ``airflow`` child (a ``dags test`` holding the DuckDB warehouse, say) outlived the command that
-    started it. Ctrl-C reaches both already: the terminal signals the whole process group."""
+    started it. Ctrl-C (the terminal signals both): see :func:`_stop_after_interrupt`."""
     if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
         return _status(process.wait())
     stop_asked: list[float] = []
@@ -113,8 +120,33 @@ def _wait_passing_on_stop(process: subprocess.Popen[bytes]) -> int:
             except subprocess.TimeoutExpired:
                 if stop_asked and time.monotonic() - stop_asked[0] > STOP_GRACE_SECONDS:
                     process.kill()
+            except KeyboardInterrupt:
+                _stop_after_interrupt(process)
+                raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+INTERRUPT_GRACE_SECONDS = 5.0
+"""How long ``airflow`` may take to end after a Ctrl-C, before it is killed."""
+
+
+def _stop_after_interrupt(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C: the terminal sent SIGINT to ``airflow`` too. A command of Airflow's ends on it; a ``dags
+    test`` does not: the interrupt fails the task it was running, which goes to ``up_for_retry``, and
+    the test waits for the retry, printing "No tasks to run" every second. So the child is given
+    :data:`INTERRUPT_GRACE_SECONDS` to end (Airflow records the interrupted task meanwhile), then killed;
+    a second Ctrl-C kills it at once. The caller's KeyboardInterrupt goes on."""
+    print(
+        f"recflow: interrupted; airflow (pid {process.pid}) is stopped within {INTERRUPT_GRACE_SECONDS:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        process.wait(timeout=INTERRUPT_GRACE_SECONDS)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        process.kill()
+        process.wait()
 
 
 def _status(returncode: int) -> int:
