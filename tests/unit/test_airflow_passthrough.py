@@ -5,13 +5,17 @@ traceback; everything else reaches Airflow unchanged."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from airflow.api.common.trigger_dag import _normalize_conf
 
 from recflow import cli
-from recflow.core.config import Settings
+from recflow.core.config import Settings, subprocess_env
 
 
 @pytest.mark.parametrize(
@@ -101,3 +105,54 @@ def test_a_conf_airflow_takes_reaches_it(airflow_started: list[list[str]], conf:
     argv = ["dags", "trigger", "recsys_train_and_publish", "--conf", conf]
     assert cli.main(["airflow", *argv]) == 0
     assert airflow_started == [argv]
+
+
+STARTS_A_DAGS_TEST = textwrap.dedent(
+    """
+    import sys
+    from recflow import cli
+    from recflow.stack import services
+    services.airflow_executable = lambda: sys.argv[1]
+    sys.exit(cli.main(["airflow", "dags", "test", "recsys_warehouse", "2026-01-03"]))
+    """
+)
+
+
+def test_a_second_dags_test_of_a_dag_running_in_the_home_is_refused_until_the_first_ends(
+    airflow_started: list[list[str]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A first `dags test recsys_warehouse` runs in another process (Airflow's CLI a stand-in that writes
+    its pid and sleeps); a second of the same DAG in the same home is refused with the first's pid, one
+    of the other DAG starts, and once the first is killed the second starts too."""
+    home = tmp_path / "home"
+    (home / "airflow").mkdir(parents=True)
+    (home / "airflow" / "airflow.db").touch()  # the embedded metadata database's place: set up
+    pid_file = tmp_path / "airflow.pid"
+    fake = tmp_path / "airflow"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nwhile true; do sleep 0.1; done\n")
+    fake.chmod(0o755)
+    env = subprocess_env({"RECFLOW_HOME": str(home)})
+    first = subprocess.Popen(
+        [sys.executable, "-c", STARTS_A_DAGS_TEST, str(fake)], env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text().strip()):  # its airflow has started
+            assert time.monotonic() < deadline and first.poll() is None, "the first dags test never started"
+            time.sleep(0.05)
+        second = ["dags", "test", "recsys_warehouse", "2026-01-04"]
+        assert cli.main(["airflow", *second]) == 2
+        said = capsys.readouterr().err
+        assert said.count("\n") == 1, said
+        assert (
+            f"a `dags test recsys_warehouse` already runs for RECFLOW_HOME={home} (pid {first.pid})" in said
+        )
+        assert f"`kill {first.pid}`" in said
+        other = ["dags", "test", "recsys_train_and_publish"]
+        assert cli.main(["airflow", *other]) == 0
+        assert airflow_started == [other]
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    assert cli.main(["airflow", *second]) == 0, "a killed holder's lock is released by the kernel"
+    assert airflow_started == [other, second]

@@ -4,9 +4,13 @@ knows better than Airflow said before it starts."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import fcntl
 import json
+import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 from recflow.core.config import Settings
@@ -38,9 +42,46 @@ _DAG_ID_FIRST = frozenset(
 def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
     _refuse_mistakes(settings, args.args)
     try:
-        return run_airflow(settings, args.args, check=False, notice=_landing_notice(settings, args.args))
+        with _one_dags_test(settings, args.args):
+            return run_airflow(settings, args.args, check=False, notice=_landing_notice(settings, args.args))
     except KeyboardInterrupt:  # Ctrl-C: airflow is stopped (stack.services); 130 as a shell has it
         return 128 + signal.SIGINT
+
+
+@contextlib.contextmanager
+def _one_dags_test(settings: Settings, argv: list[str]) -> Iterator[None]:
+    """One ``dags test`` of a DAG at a time per home, held by an exclusive ``flock`` (released by the
+    kernel when the holder dies) on ``$RECFLOW_HOME/run/dags-test.<dag>.lock``. A second one of the same
+    day deletes the first's run while it goes on: Airflow 3.3's first process then fails to report and
+    hangs for good, holding the DuckDB warehouse (seen); of another day, it waits on that warehouse.
+    Only this machine's home is guarded: a metadata database shared by several machines is not."""
+    if (
+        argv[:2] != ["dags", "test"]
+        or len(argv) < 3
+        or argv[2].startswith("-")
+        or not settings.airflow_home.is_dir()
+    ):
+        yield  # not a dags test of a named DAG, or a home not set up (run_airflow says so)
+        return
+    dag_id = argv[2]
+    path = settings.home / "run" / f"dags-test.{dag_id}.lock"
+    path.parent.mkdir(exist_ok=True)
+    with path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            raise ConfigError(
+                f"a `dags test {dag_id}` already runs for RECFLOW_HOME={settings.home} (pid {holder}): a "
+                "second would replace its run of the same day while it goes on, or wait on its warehouse. "
+                f"Let it finish, or stop it first (Ctrl-C in its terminal, or `kill {holder}`)"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield
 
 
 def _landing_notice(settings: Settings, argv: list[str]) -> str | None:
