@@ -71,11 +71,15 @@ def test_a_killed_wrapper_stops_its_airflow(tmp_path: Path, ignores_term: bool) 
     _assert_ends(child, "a killed recflow")
 
 
-def test_ctrl_c_stops_an_airflow_that_goes_on_after_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("on_term", ["ends", "ignored"])
+def test_ctrl_c_stops_an_airflow_that_goes_on_after_it(tmp_path: Path, on_term: str) -> None:
     """Ctrl-C reaches `recflow airflow dags test` and its child alike. The child goes on (a `dags test`
-    whose interrupted task waits for its retry; the stand-in ignores SIGINT): recflow says it stops it,
-    kills it after the grace, and ends with 130 and no traceback."""
-    fake, pid_file = _stand_in(tmp_path, "trap '' INT TERM\n")
+    whose interrupted task waits for its retry; the stand-in ignores SIGINT): recflow says it stops it
+    and sends it SIGTERM (a running task's on_kill: `train` stops its job), kills it if that does not
+    end it, and dies of SIGINT itself with no traceback (so a shell's loop of commands stops too)."""
+    termed = tmp_path / "got-sigterm"
+    ending = "; exit 0" if on_term == "ends" else ""
+    fake, pid_file = _stand_in(tmp_path, f"trap '' INT\ntrap 'touch {termed}{ending}' TERM\n")
     env = subprocess_env({"RECFLOW_HOME": str(tmp_path / "home")})
     command = textwrap.dedent(
         """
@@ -96,10 +100,11 @@ def test_ctrl_c_stops_an_airflow_that_goes_on_after_it(tmp_path: Path) -> None:
     child = _child_pid(pid_file)
     os.killpg(wrapper.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
     _, said = wrapper.communicate(timeout=30)
-    assert wrapper.returncode == 128 + signal.SIGINT
-    assert f"recflow: interrupted; airflow (pid {child}) is stopped within 1 s" in said.decode()
+    assert wrapper.returncode == -signal.SIGINT, said.decode()
+    assert f"recflow: interrupted; stopping airflow (pid {child}): SIGTERM, and SIGKILL if" in said.decode()
     assert "Traceback" not in said.decode()
     _assert_ends(child, "an interrupted recflow")
+    assert termed.exists(), "the child was sent SIGTERM first"
 
 
 def _stand_in(tmp_path: Path, traps: str) -> tuple[Path, Path]:

@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,8 +45,18 @@ def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
     try:
         with _one_dags_test(settings, args.args):
             return run_airflow(settings, args.args, check=False, notice=_landing_notice(settings, args.args))
-    except KeyboardInterrupt:  # Ctrl-C: airflow is stopped (stack.services); 130 as a shell has it
-        return 128 + signal.SIGINT
+    except KeyboardInterrupt:  # Ctrl-C: airflow is stopped (stack.services)
+        return _end_by_sigint()
+
+
+def _end_by_sigint() -> int:
+    """End as a process killed by SIGINT, without Python's traceback: a shell stops a loop of commands
+    only for a child that died of the signal (an exit status of 130 would run the loop's next day)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
+    return 128 + signal.SIGINT  # not reached where signals exist
 
 
 @contextlib.contextmanager

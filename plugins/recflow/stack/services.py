@@ -134,15 +134,17 @@ INTERRUPT_GRACE_SECONDS = 5.0
 def _stop_after_interrupt(process: subprocess.Popen[bytes]) -> None:
     """Ctrl-C: the terminal sent SIGINT to ``airflow`` too. A command of Airflow's ends on it; a ``dags
     test`` does not: the interrupt fails the task it was running, which goes to ``up_for_retry``, and
-    the test waits for the retry, printing "No tasks to run" every second. So the child is given
-    :data:`INTERRUPT_GRACE_SECONDS` to end (Airflow records the interrupted task meanwhile), then killed;
-    a second Ctrl-C kills it at once. The caller's KeyboardInterrupt goes on."""
+    the test waits for the retry, printing "No tasks to run" every second. So the child is sent SIGTERM
+    (Airflow calls the running task's ``on_kill``), given :data:`INTERRUPT_GRACE_SECONDS` to end, then
+    killed; a second Ctrl-C kills it at once. The caller's KeyboardInterrupt goes on."""
     print(
-        f"recflow: interrupted; airflow (pid {process.pid}) is stopped within {INTERRUPT_GRACE_SECONDS:.0f} s",
+        f"recflow: interrupted; stopping airflow (pid {process.pid}): SIGTERM, and SIGKILL if it has not "
+        f"ended {INTERRUPT_GRACE_SECONDS:.0f} s later",
         file=sys.stderr,
         flush=True,
     )
     try:
+        process.terminate()
         process.wait(timeout=INTERRUPT_GRACE_SECONDS)
     except (subprocess.TimeoutExpired, KeyboardInterrupt):
         process.kill()
