@@ -47,6 +47,10 @@ def test_a_misspelled_dag_id_is_named_with_the_one_meant(
         ["dags", "pause", "recsys_.*", "--treat-dag-id-as-regex", "--yes"],
         ["dags", "list-import-errors"],
         ["tasks", "test", "recsys_warehose", "audit"],  # only `dags` commands are read
+        ["dags", "trigger", "recsys_warehouse_v2"],  # extends one of ours: a deployment's own
+        ["dags", "test", "recsys_warehous", "-f", "/elsewhere/dag.py"],  # a DAG file of its own
+        ["dags", "test", "recsys_warehous", "--bundle-name=other"],  # a bundle of its own
+        ["dags", "test", "recsys_warehouse", "-c", ""],  # dags test reads an empty conf as none
     ],
 )
 def test_everything_else_reaches_airflow_unchanged(airflow_started: list[list[str]], argv: list[str]) -> None:
@@ -54,17 +58,23 @@ def test_everything_else_reaches_airflow_unchanged(airflow_started: list[list[st
     assert airflow_started == [argv]
 
 
+@pytest.mark.parametrize("where", ["the project's folder", "AIRFLOW__CORE__DAGS_FOLDER"])
 def test_a_dag_of_the_deployments_own_near_ours_is_not_taken_for_a_misspelling(
-    airflow_started: list[list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    airflow_started: list[list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
+    """A DAG id near one of ours that a file of the DAGs folder Airflow is given names is the
+    deployment's own: the project's `dags/`, or the folder the caller's environment gives Airflow."""
     dags = tmp_path / "dags"
     (dags / "regions").mkdir(parents=True)
-    (dags / "regions" / "eu.py").write_text('with DAG(dag_id="recsys_warehouse_eu"):\n    pass\n')
-    monkeypatch.setattr(Settings, "dags_dir", property(lambda self: dags))
-    argv = ["dags", "trigger", "recsys_warehouse_eu"]
+    (dags / "regions" / "eu.py").write_text('with DAG(dag_id="eu_recsys_warehouse"):\n    pass\n')
+    if where == "AIRFLOW__CORE__DAGS_FOLDER":
+        monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(dags))
+    else:
+        monkeypatch.setattr(Settings, "dags_dir", property(lambda self: dags))
+    argv = ["dags", "trigger", "eu_recsys_warehouse"]
     assert cli.main(["airflow", *argv]) == 0
     assert airflow_started == [argv]
-    assert cli.main(["airflow", "dags", "trigger", "recsys_warehouse_us"]) == 2, "not named there"
+    assert cli.main(["airflow", "dags", "trigger", "us_recsys_warehouse"]) == 2, "not named there"
 
 
 @pytest.mark.parametrize(
@@ -89,8 +99,8 @@ def test_a_conf_airflow_would_refuse_is_refused_before_it_starts(
     verb: str,
 ) -> None:
     conf = argv[-1].removeprefix("--conf=")
-    with pytest.raises((ValueError, json.JSONDecodeError)):  # what Airflow does with it, after starting
-        _normalize_conf(conf)
+    with pytest.raises((ValueError, json.JSONDecodeError)):  # what `dags trigger` does with it, started
+        _normalize_conf(conf)  # (for `dags test` the same rule is recflow's: params are named)
     assert cli.main(["airflow", "dags", verb, "recsys_train_and_publish", *argv]) == 2
     assert airflow_started == []
     said = capsys.readouterr().err

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from recflow.core.config import Settings
+from recflow.core.config import Settings, subprocess_env
 from recflow.core.days import landing_wait
 from recflow.core.errors import ConfigError
 from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
@@ -124,31 +124,50 @@ def _landing_notice(settings: Settings, argv: list[str]) -> str | None:
 
 def _refuse_mistakes(settings: Settings, argv: list[str]) -> None:
     """A ConfigError, before Airflow starts, for what Airflow would answer with a traceback: a DAG id a
-    letter or two from one of the project's (``dags test recsys_warehose``) that no file of the DAGs
-    folder names, and a ``dags test`` or ``dags trigger`` whose ``-c``/``--conf`` is not a JSON object.
-    Any other DAG id is Airflow's to judge (a deployment may add DAGs of its own)."""
+    letter or two from one of the project's (``dags test recsys_warehose``), and a ``dags test`` or
+    ``dags trigger`` whose ``-c``/``--conf`` is not a JSON object. Any other DAG id is Airflow's to judge:
+    a deployment may add DAGs of its own, so an id that extends one of ours (``recsys_warehouse_eu``),
+    one a file of the DAGs folder Airflow is given names, and a command given its own DAG file or
+    bundle (``-f``, ``-B``) are left alone."""
     if argv[:1] != ["dags"] or len(argv) < 3:
         return
     dag_id = argv[2]
-    if argv[1] in _DAG_ID_FIRST and dag_id not in PROJECT_DAGS and "--treat-dag-id-as-regex" not in argv:
+    if (
+        argv[1] in _DAG_ID_FIRST
+        and dag_id not in PROJECT_DAGS
+        and not dag_id.startswith("-")
+        and not any(dag_id.startswith(ours) for ours in PROJECT_DAGS)
+        and not _OWN_DAGS.intersection(a.split("=")[0] for a in argv)
+    ):
         near = difflib.get_close_matches(dag_id, PROJECT_DAGS, n=1, cutoff=0.8)
-        if near and not dag_id.startswith("-") and not _named_in(settings.dags_dir, dag_id):
+        if near and not _named_in(_dags_folder(settings), dag_id):
             raise ConfigError(
-                f"no DAG {dag_id!r} in this project: did you mean {near[0]}? "
-                f"(its DAGs: {', '.join(PROJECT_DAGS)})"
+                f"no DAG {dag_id!r} in this project: did you mean {near[0]}? (its DAGs: "
+                f"{', '.join(PROJECT_DAGS)}; a DAG of your own by that id: run .venv/bin/airflow itself)"
             )
     if argv[1] not in ("test", "trigger"):
         return
     for k, arg in enumerate(argv):
         if arg in ("-c", "--conf") and k + 1 < len(argv):
-            _require_object(arg, argv[k + 1])
+            _require_object(arg, argv[k + 1], empty_is_none=argv[1] == "test")
         elif arg.startswith("--conf="):
-            _require_object("--conf", arg.removeprefix("--conf="))
+            _require_object("--conf", arg.removeprefix("--conf="), empty_is_none=argv[1] == "test")
+
+
+_OWN_DAGS = frozenset({"-f", "--dagfile-path", "-B", "--bundle-name", "--treat-dag-id-as-regex"})
+"""Options that point Airflow at DAGs other than the project's folder (or at many)."""
+
+
+def _dags_folder(settings: Settings) -> Path:
+    """The DAGs folder the ``airflow`` child is given: the caller's ``AIRFLOW__CORE__DAGS_FOLDER``
+    (``stack.runtime.airflow_env`` lets it through), else the project's ``dags/``."""
+    given = subprocess_env({}).get("AIRFLOW__CORE__DAGS_FOLDER")
+    return Path(given) if given else settings.dags_dir
 
 
 def _named_in(folder: Path, dag_id: str) -> bool:
     """Whether a Python file of the DAGs folder holds ``dag_id`` as a string (a DAG of the deployment's
-    own, say ``recsys_warehouse_eu``): then the id is no misspelling of ours."""
+    own, say ``eu_recsys_warehouse``): then the id is no misspelling of ours."""
     return any(
         f"'{dag_id}'" in text or f'"{dag_id}"' in text
         for text in (p.read_text(errors="replace") for p in folder.rglob("*.py"))
@@ -158,8 +177,11 @@ def _named_in(folder: Path, dag_id: str) -> bool:
 _JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
 
-def _require_object(option: str, text: str) -> None:
-    """The run's conf: a JSON object (Airflow refuses anything else, after a traceback)."""
+def _require_object(option: str, text: str, *, empty_is_none: bool) -> None:
+    """The run's conf: a JSON object (Airflow refuses anything else, after a traceback). ``dags test``
+    reads an empty one as none."""
+    if empty_is_none and not text:
+        return
     example = f"""e.g. {option} '{{"name": "value"}}'"""
     try:
         value = json.loads(text)
