@@ -51,9 +51,13 @@ def test_a_misspelled_dag_id_is_named_with_the_one_meant(
         ["dags", "test", "recsys_warehous", "-f", "/elsewhere/dag.py"],  # a DAG file of its own
         ["dags", "test", "recsys_warehous", "--bundle-name=other"],  # a bundle of its own
         ["dags", "test", "recsys_warehouse", "-c", ""],  # dags test reads an empty conf as none
+        ["dags", "test", "../../elsewhere", "2026-01-03"],  # no DAG id: Airflow says so, no lock named so
     ],
 )
-def test_everything_else_reaches_airflow_unchanged(airflow_started: list[list[str]], argv: list[str]) -> None:
+def test_everything_else_reaches_airflow_unchanged(
+    airflow_started: list[list[str]], tmp_path: Path, argv: list[str]
+) -> None:
+    (tmp_path / "home" / "airflow").mkdir(parents=True)  # set up: a dags test takes its lock
     assert cli.main(["airflow", *argv]) == 0
     assert airflow_started == [argv]
 

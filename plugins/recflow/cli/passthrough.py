@@ -9,6 +9,7 @@ import difflib
 import fcntl
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -40,6 +41,11 @@ _DAG_ID_FIRST = frozenset(
 """The ``airflow dags`` commands whose first argument is a DAG id."""
 
 
+_DAG_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+"""What Airflow allows in a DAG id (letters, digits, dashes, dots, underscores), not starting as an
+option does: the only ids a lock file is named after."""
+
+
 def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
     _refuse_mistakes(settings, args.args)
     try:
@@ -69,10 +75,10 @@ def _one_dags_test(settings: Settings, argv: list[str]) -> Iterator[None]:
     if (
         argv[:2] != ["dags", "test"]
         or len(argv) < 3
-        or argv[2].startswith("-")
+        or not _DAG_ID.fullmatch(argv[2])
         or not settings.airflow_home.is_dir()
     ):
-        yield  # not a dags test of a named DAG, or a home not set up (run_airflow says so)
+        yield  # not a dags test of a DAG id Airflow allows, or a home not set up (run_airflow says so)
         return
     dag_id = argv[2]
     path = settings.home / "run" / f"dags-test.{dag_id}.lock"
