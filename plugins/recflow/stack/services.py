@@ -62,13 +62,14 @@ def run_airflow(
         ends_with_us = functools.partial(
             _ends_with_parent, ctypes.CDLL(None, use_errno=True).prctl, os.getpid()
         )
-    process = subprocess.Popen(
-        [airflow_executable(), *args],
-        env=env,
-        stdout=out,
-        preexec_fn=ends_with_us,  # noqa: PLW1509 - the hook makes one system call and reads two pids
-    )
-    returncode = _wait_passing_on_stop(process)
+    with _stop_requests() as stop_asked:  # from before the child exists: a SIGTERM in between is kept
+        process = subprocess.Popen(
+            [airflow_executable(), *args],
+            env=env,
+            stdout=out,
+            preexec_fn=ends_with_us,  # noqa: PLW1509 - the hook makes one system call and reads two pids
+        )
+        returncode = _wait_passing_on_stop(process, stop_asked)
     if check and returncode != 0:
         raise RuntimeError(f"`airflow {' '.join(args)}` exited with code {returncode}")
     return returncode
@@ -99,32 +100,46 @@ STOP_GRACE_SECONDS = 20.0
 """How long ``airflow`` may take to end after this process was asked to stop, before it is killed."""
 
 
-def _wait_passing_on_stop(process: subprocess.Popen[bytes]) -> int:
-    """Wait for ``process``; a SIGTERM to this process (``timeout``, a supervisor, ``kill``) is passed
-    on to it, and it is killed if it has not ended :data:`STOP_GRACE_SECONDS` later. Without this the
-    ``airflow`` child (a ``dags test`` holding the DuckDB warehouse, say) outlived the command that
-    started it. Ctrl-C (the terminal signals both): see :func:`_stop_after_interrupt`."""
-    if threading.current_thread() is not threading.main_thread():  # only the main thread takes signals
-        return _status(process.wait())
+@contextmanager
+def _stop_requests() -> Iterator[list[float]]:
+    """While it is open, a SIGTERM to this process is recorded (when it came) rather than ending it, for
+    :func:`_wait_passing_on_stop` to act on. Opened before the ``airflow`` child is started: a SIGTERM
+    that came between the start and the wait once ended this process alone. Only the main thread takes
+    signals; elsewhere the list stays empty."""
     stop_asked: list[float] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stop_asked
+        return
 
-    def _pass_on(signum: int, frame: object) -> None:
+    def _record(signum: int, frame: object) -> None:
         stop_asked.append(time.monotonic())
-        process.terminate()
 
-    previous = signal.signal(signal.SIGTERM, _pass_on)
+    previous = signal.signal(signal.SIGTERM, _record)
     try:
-        while True:
-            try:
-                return _status(process.wait(timeout=0.5))
-            except subprocess.TimeoutExpired:
-                if stop_asked and time.monotonic() - stop_asked[0] > STOP_GRACE_SECONDS:
-                    process.kill()
-            except KeyboardInterrupt:
-                _stop_after_interrupt(process)
-                raise
+        yield stop_asked
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _wait_passing_on_stop(process: subprocess.Popen[bytes], stop_asked: list[float]) -> int:
+    """Wait for ``process``; a SIGTERM to this process (``timeout``, a supervisor, ``kill``; recorded in
+    ``stop_asked``) is passed on to it, and it is killed if it has not ended :data:`STOP_GRACE_SECONDS`
+    later. Without this the ``airflow`` child (a ``dags test`` holding the DuckDB warehouse, say)
+    outlived the command that started it. Ctrl-C (the terminal signals both): see
+    :func:`_stop_after_interrupt`."""
+    passed_on = False
+    while True:
+        if stop_asked and not passed_on:
+            process.terminate()
+            passed_on = True
+        try:
+            return _status(process.wait(timeout=0.5))
+        except subprocess.TimeoutExpired:
+            if stop_asked and time.monotonic() - stop_asked[0] > STOP_GRACE_SECONDS:
+                process.kill()
+        except KeyboardInterrupt:
+            _stop_after_interrupt(process)
+            raise
 
 
 INTERRUPT_GRACE_SECONDS = 5.0
