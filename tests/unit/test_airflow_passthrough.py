@@ -15,6 +15,7 @@ import pytest
 from airflow.api.common.trigger_dag import _normalize_conf
 
 from recflow import cli
+from recflow.cli import passthrough
 from recflow.core.config import Settings, subprocess_env
 
 
@@ -24,6 +25,9 @@ from recflow.core.config import Settings, subprocess_env
         (["dags", "test", "recsys_warehose", "2026-01-03"], "recsys_warehouse"),
         (["dags", "trigger", "recsys_train_and_publsh"], "recsys_train_and_publish"),
         (["dags", "unpause", "recsys-warehouse"], "recsys_warehouse"),
+        (["dags", "test", "recsys_warehouses"], "recsys_warehouse"),  # no separator: a typo, not an extension
+        (["dags", "trigger", "recsys_warehouse_"], "recsys_warehouse"),
+        (["dags", "test", "-c", "{}", "recsys_warehose"], "recsys_warehouse"),  # options before the id
     ],
 )
 def test_a_misspelled_dag_id_is_named_with_the_one_meant(
@@ -33,7 +37,9 @@ def test_a_misspelled_dag_id_is_named_with_the_one_meant(
     assert airflow_started == [], "Airflow never starts"
     said = capsys.readouterr().err
     assert said.count("\n") == 1, said
-    assert f"no DAG {argv[2]!r} in this project: did you mean {meant}?" in said
+    typo = next(word for word in argv[2:] if word.startswith("recsys"))
+    assert f"no DAG {typo!r} in this project: did you mean {meant}?" in said
+    assert "for a DAG of your own by that id, give its file with -f" in said
     dags_folder = Path(__file__).resolve().parents[2] / "dags"
     for dag_file in dags_folder.glob("*.py"):  # the ids offered are the DAG files' own
         assert dag_file.stem in said
@@ -48,6 +54,7 @@ def test_a_misspelled_dag_id_is_named_with_the_one_meant(
         ["dags", "list-import-errors"],
         ["tasks", "test", "recsys_warehose", "audit"],  # only `dags` commands are read
         ["dags", "trigger", "recsys_warehouse_v2"],  # extends one of ours: a deployment's own
+        ["dags", "test", "--conf", "{}", "recsys_warehouse"],  # options before the id
         ["dags", "test", "recsys_warehous", "-f", "/elsewhere/dag.py"],  # a DAG file of its own
         ["dags", "test", "recsys_warehous", "--bundle-name=other"],  # a bundle of its own
         ["dags", "test", "recsys_warehouse", "-c", ""],  # dags test reads an empty conf as none
@@ -60,6 +67,7 @@ def test_everything_else_reaches_airflow_unchanged(
     (tmp_path / "home" / "airflow").mkdir(parents=True)  # set up: a dags test takes its lock
     assert cli.main(["airflow", *argv]) == 0
     assert airflow_started == [argv]
+    assert not list(tmp_path.rglob("*elsewhere*")), "no file is named after what is no DAG id"
 
 
 @pytest.mark.parametrize("where", ["the project's folder", "AIRFLOW__CORE__DAGS_FOLDER"])
@@ -159,9 +167,9 @@ def test_a_second_dags_test_of_a_dag_running_in_the_home_is_refused_until_the_fi
         said = capsys.readouterr().err
         assert said.count("\n") == 1, said
         assert (
-            f"a `dags test recsys_warehouse` already runs for RECFLOW_HOME={home} (pid {first.pid})" in said
-        )
-        assert f"`kill {first.pid}`" in said
+            f"a `dags test recsys_warehouse` already runs for RECFLOW_HOME={home} (pid {first.pid}; "
+            f"`kill {first.pid}` stops it)"
+        ) in said
         other = ["dags", "test", "recsys_train_and_publish"]
         assert cli.main(["airflow", *other]) == 0
         assert airflow_started == [other]
@@ -170,3 +178,15 @@ def test_a_second_dags_test_of_a_dag_running_in_the_home_is_refused_until_the_fi
         first.wait(timeout=30)
     assert cli.main(["airflow", *second]) == 0, "a killed holder's lock is released by the kernel"
     assert airflow_started == [other, second]
+
+
+def test_ctrl_c_reaches_a_caller_of_main_in_its_own_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the `recflow` command itself ends by SIGINT on Ctrl-C (test_airflow_stops_with_recflow.py);
+    a caller of `cli.main` in its own process (a test) gets its KeyboardInterrupt, and lives on."""
+
+    def interrupted(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(passthrough, "run_airflow", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["airflow", "dags", "list"])

@@ -86,22 +86,31 @@ def test_ctrl_c_stops_an_airflow_that_goes_on_after_it(tmp_path: Path, on_term: 
         import sys
         from recflow import cli
         from recflow.stack import services
-        services.airflow_executable = lambda: sys.argv[1]
-        services.INTERRUPT_GRACE_SECONDS = 1.0
-        sys.exit(cli.main(["airflow", "db", "check"]))
+        stand_in = sys.argv[1]
+        services.airflow_executable = lambda: stand_in
+        services.INTERRUPT_GRACE_SECONDS = float(sys.argv[2])
+        sys.argv = ["recflow", "airflow", "db", "check"]  # the command itself, as its console script runs it
+        sys.exit(cli.main())
         """
     )
+    grace = 10.0 if on_term == "ends" else 1.0
     wrapper = subprocess.Popen(
-        [sys.executable, "-c", command, str(fake)],
+        [sys.executable, "-c", command, str(fake), str(grace)],
         env=env,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     child = _child_pid(pid_file)
     os.killpg(wrapper.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    interrupted = time.monotonic()
     _, said = wrapper.communicate(timeout=30)
+    if on_term == "ends":
+        assert time.monotonic() - interrupted < grace - 2, "a child that ends on SIGTERM is not held"
     assert wrapper.returncode == -signal.SIGINT, said.decode()
-    assert f"recflow: interrupted; stopping airflow (pid {child}): SIGTERM, and SIGKILL if" in said.decode()
+    assert (
+        f"recflow: interrupted; stopping airflow (pid {child}): SIGTERM, and SIGKILL if it has not ended {grace:.0f} s later"
+        in said.decode()
+    )
     assert "Traceback" not in said.decode()
     _assert_ends(child, "an interrupted recflow")
     assert termed.exists(), "the child was sent SIGTERM first"

@@ -35,6 +35,7 @@ import errno
 import logging
 import os
 import select
+import signal
 import sys
 from typing import Any
 
@@ -101,7 +102,22 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    except KeyboardInterrupt:
+        if argv is None and args.func is passthrough.cmd_airflow:  # the `recflow` command, not a caller's
+            _end_by_sigint()  # airflow was stopped (stack.services)
+        raise
     return code
+
+
+def _end_by_sigint() -> None:
+    """End as a process killed by SIGINT, without Python's traceback: a shell stops a loop of commands
+    only for a child that died of the signal (an exit status of 130 would run the loop's next day). Only
+    for the command itself: a caller of :func:`main` in its own process (a test) keeps its
+    KeyboardInterrupt."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 _NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})

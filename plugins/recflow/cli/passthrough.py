@@ -10,8 +10,7 @@ import fcntl
 import json
 import os
 import re
-import signal
-import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from recflow.core.config import Settings, subprocess_env
 from recflow.core.days import landing_wait
 from recflow.core.errors import ConfigError
 from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
+from recflow.stack.pids import is_recorded_process, started_at
 from recflow.stack.services import run_airflow
 
 PROJECT_DAGS = (WAREHOUSE_DAG, TRAINING_DAG)
@@ -41,28 +41,16 @@ _DAG_ID_FIRST = frozenset(
 """The ``airflow dags`` commands whose first argument is a DAG id."""
 
 
-_DAG_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-"""What Airflow allows in a DAG id (letters, digits, dashes, dots, underscores), not starting as an
-option does: the only ids a lock file is named after."""
+_DAG_ID = re.compile(r"[\w.][\w.-]*")
+"""What Airflow allows in a DAG id (word characters, dashes, dots; Airflow's ``KEY_REGEX``), not starting
+as an option does: the only ids a lock file is named after (never a path)."""
 
 
 def cmd_airflow(settings: Settings, args: argparse.Namespace) -> int:
+    """On Ctrl-C, airflow is stopped (``stack.services``) and the KeyboardInterrupt goes on to ``cli.main``."""
     _refuse_mistakes(settings, args.args)
-    try:
-        with _one_dags_test(settings, args.args):
-            return run_airflow(settings, args.args, check=False, notice=_landing_notice(settings, args.args))
-    except KeyboardInterrupt:  # Ctrl-C: airflow is stopped (stack.services)
-        return _end_by_sigint()
-
-
-def _end_by_sigint() -> int:
-    """End as a process killed by SIGINT, without Python's traceback: a shell stops a loop of commands
-    only for a child that died of the signal (an exit status of 130 would run the loop's next day)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGINT)
-    return 128 + signal.SIGINT  # not reached where signals exist
+    with _one_dags_test(settings, args.args):
+        return run_airflow(settings, args.args, check=False, notice=_landing_notice(settings, args.args))
 
 
 @contextlib.contextmanager
@@ -71,34 +59,50 @@ def _one_dags_test(settings: Settings, argv: list[str]) -> Iterator[None]:
     kernel when the holder dies) on ``$RECFLOW_HOME/run/dags-test.<dag>.lock``. A second one of the same
     day deletes the first's run while it goes on: Airflow 3.3's first process then fails to report and
     hangs for good, holding the DuckDB warehouse (seen); of another day, it waits on that warehouse.
-    Only this machine's home is guarded: a metadata database shared by several machines is not."""
+    Only this machine's home is guarded (a metadata database shared by several machines is not), and on
+    Linux only does the lock outlive a ``recflow`` killed before its ``airflow`` (the kernel's SIGKILL
+    on the parent's death, ``stack.services``)."""
+    dag_id = _dag_id(argv)
     if (
-        argv[:2] != ["dags", "test"]
-        or len(argv) < 3
-        or not _DAG_ID.fullmatch(argv[2])
+        argv[1:2] != ["test"]
+        or dag_id is None
+        or not _DAG_ID.fullmatch(dag_id)
         or not settings.airflow_home.is_dir()
     ):
         yield  # not a dags test of a DAG id Airflow allows, or a home not set up (run_airflow says so)
         return
-    dag_id = argv[2]
     path = settings.home / "run" / f"dags-test.{dag_id}.lock"
     path.parent.mkdir(exist_ok=True)
     with path.open("a+") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "unknown"
             raise ConfigError(
-                f"a `dags test {dag_id}` already runs for RECFLOW_HOME={settings.home} (pid {holder}): a "
+                f"a `dags test {dag_id}` already runs for RECFLOW_HOME={settings.home}{_holder(path)}: a "
                 "second would replace its run of the same day while it goes on, or wait on its warehouse. "
-                f"Let it finish, or stop it first (Ctrl-C in its terminal, or `kill {holder}`)"
+                "Let it finish, or stop it first (Ctrl-C in its terminal)"
             ) from None
         lock.seek(0)
         lock.truncate()
-        lock.write(f"{os.getpid()}\n")
+        lock.write(f"{os.getpid()} {started_at(os.getpid()) or ''}".strip() + "\n")
         lock.flush()
         yield
+
+
+def _holder(path: Path) -> str:
+    """`` (pid N; `kill N` stops it)`` for the process the lock file names, once it is the one running
+    (it writes its pid just after taking the lock, so a moment is allowed; the file outlives holders, so
+    a pid of an earlier one, or one reused since, is not named); else nothing."""
+    deadline = time.monotonic() + 0.5
+    while True:
+        words = path.read_text().split()
+        if words and words[0].isdigit():
+            pid, started = int(words[0]), words[1] if len(words) > 1 else None
+            if pid != os.getpid() and is_recorded_process(pid, started):
+                return f" (pid {pid}; `kill {pid}` stops it)"
+        if time.monotonic() > deadline:
+            return ""
+        time.sleep(0.05)
 
 
 def _landing_notice(settings: Settings, argv: list[str]) -> str | None:
@@ -132,32 +136,52 @@ def _refuse_mistakes(settings: Settings, argv: list[str]) -> None:
     """A ConfigError, before Airflow starts, for what Airflow would answer with a traceback: a DAG id a
     letter or two from one of the project's (``dags test recsys_warehose``), and a ``dags test`` or
     ``dags trigger`` whose ``-c``/``--conf`` is not a JSON object. Any other DAG id is Airflow's to judge:
-    a deployment may add DAGs of its own, so an id that extends one of ours (``recsys_warehouse_eu``),
+    a deployment may add DAGs of its own, so an id that extends one of ours by a separator and two
+    characters or more (``recsys_warehouse_eu``, not ``recsys_warehouses``),
     one a file of the DAGs folder Airflow is given names, and a command given its own DAG file or
     bundle (``-f``, ``-B``) are left alone."""
-    if argv[:1] != ["dags"] or len(argv) < 3:
-        return
-    dag_id = argv[2]
+    dag_id = _dag_id(argv)
     if (
-        argv[1] in _DAG_ID_FIRST
+        dag_id is not None
+        and argv[1] in _DAG_ID_FIRST
         and dag_id not in PROJECT_DAGS
-        and not dag_id.startswith("-")
-        and not any(dag_id.startswith(ours) for ours in PROJECT_DAGS)
+        and not any(re.fullmatch(re.escape(ours) + r"[_.-]\w{2,}", dag_id) for ours in PROJECT_DAGS)
         and not _OWN_DAGS.intersection(a.split("=")[0] for a in argv)
     ):
         near = difflib.get_close_matches(dag_id, PROJECT_DAGS, n=1, cutoff=0.8)
         if near and not _named_in(_dags_folder(settings), dag_id):
             raise ConfigError(
                 f"no DAG {dag_id!r} in this project: did you mean {near[0]}? (its DAGs: "
-                f"{', '.join(PROJECT_DAGS)}; a DAG of your own by that id: run .venv/bin/airflow itself)"
+                f"{', '.join(PROJECT_DAGS)}; for a DAG of your own by that id, give its file with -f)"
             )
-    if argv[1] not in ("test", "trigger"):
+    if argv[:1] != ["dags"] or argv[1:2] not in (["test"], ["trigger"]):
         return
     for k, arg in enumerate(argv):
         if arg in ("-c", "--conf") and k + 1 < len(argv):
             _require_object(arg, argv[k + 1], empty_is_none=argv[1] == "test")
         elif arg.startswith("--conf="):
             _require_object("--conf", arg.removeprefix("--conf="), empty_is_none=argv[1] == "test")
+
+
+_VALUE_OPTIONS = frozenset(
+    {"-c", "--conf", "-f", "--dagfile-path", "-B", "--bundle-name", "--save-dagrun", "--mark-success-pattern"}
+    | {"-r", "--run-id", "-l", "--logical-date", "-o", "--output"}
+)
+"""The options of ``dags test`` and ``dags trigger`` that take the next word as their value."""
+
+
+def _dag_id(argv: list[str]) -> str | None:
+    """The DAG id of ``dags <command> …``: its first positional word, wherever options put it
+    (``dags test --conf '{}' recsys_warehouse`` as well); ``None`` for another command or none given."""
+    if argv[:1] != ["dags"]:
+        return None
+    words = iter(argv[2:])
+    for word in words:
+        if word in _VALUE_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
 
 
 _OWN_DAGS = frozenset({"-f", "--dagfile-path", "-B", "--bundle-name", "--treat-dag-id-as-regex"})
