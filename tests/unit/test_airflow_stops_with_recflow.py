@@ -99,6 +99,7 @@ def test_ctrl_c_stops_an_airflow_that_goes_on_after_it(tmp_path: Path, on_term: 
         env=env,
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group, as a terminal's foreground job
+        preexec_fn=_takes_sigint,  # noqa: PLW1509 - one signal call between fork and exec
     )
     child = _child_pid(pid_file)
     os.killpg(wrapper.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
@@ -114,6 +115,12 @@ def test_ctrl_c_stops_an_airflow_that_goes_on_after_it(tmp_path: Path, on_term: 
     assert "Traceback" not in said.decode()
     _assert_ends(child, "an interrupted recflow")
     assert termed.exists(), "the child was sent SIGTERM first"
+
+
+def _takes_sigint() -> None:
+    """As a command started in a terminal: SIGINT at its default, whatever this test runs under (a
+    background job's, or pytest-xdist's worker's, SIGINT is ignored, and Python keeps it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _stand_in(tmp_path: Path, traps: str) -> tuple[Path, Path]:
