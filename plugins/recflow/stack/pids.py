@@ -42,3 +42,12 @@ def is_recorded_process(pid: int, started: str | None) -> bool:
         return False
     now = started_at(pid)
     return started is None or now is None or now == started
+
+
+def read_note(path: Path) -> tuple[int, str | None] | None:
+    """The pid a note holds and when that process started (``None`` for a note that does not say)."""
+    try:
+        words = path.read_text().split()
+        return int(words[0]), words[1] if len(words) > 1 else None
+    except (OSError, ValueError, IndexError):
+        return None

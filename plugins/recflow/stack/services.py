@@ -29,7 +29,7 @@ from pathlib import Path
 from recflow.core.config import Settings, subprocess_env
 from recflow.core.errors import ConfigError
 from recflow.stack.api import AirflowApiError, AirflowClient
-from recflow.stack.pids import is_recorded_process, is_running, started_at
+from recflow.stack.pids import is_recorded_process, is_running, read_note, started_at
 from recflow.stack.ports import port_in_use
 from recflow.stack.runtime import API_HOST, airflow_env, embedded_metadata_db
 
@@ -299,7 +299,7 @@ def record_foreground(settings: Settings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.with_name("up.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two ups started at once: the second reads the first's note
-        earlier = _recorded(path)
+        earlier = read_note(path)
         if earlier is not None and earlier[0] != os.getpid() and is_recorded_process(*earlier):
             raise ConfigError(
                 f"recflow up is already running for RECFLOW_HOME={settings.home} (pid {earlier[0]}, "
@@ -309,21 +309,12 @@ def record_foreground(settings: Settings) -> Path:
     return path
 
 
-def _recorded(path: Path) -> tuple[int, str | None] | None:
-    """The pid a note holds and when that process started (``None`` for a note that does not say)."""
-    try:
-        words = path.read_text().split()
-        return int(words[0]), words[1] if len(words) > 1 else None
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def stop_recorded(settings: Settings, timeout: float = 60.0) -> bool:
     """Ask the ``recflow up`` recorded in ``$RECFLOW_HOME/run`` to stop, and wait until it has; ``False``
     when none runs (a note of one that has ended is removed). :class:`ConfigError` when it cannot be
     signalled or has not ended within ``timeout`` (the note then stays)."""
     path = settings.home / "run" / "up.pid"
-    recorded = _recorded(path)
+    recorded = read_note(path)
     if recorded is None:
         return False
     pid, started = recorded
