@@ -18,7 +18,7 @@ from recflow.core.config import Settings, subprocess_env
 from recflow.core.days import landing_wait
 from recflow.core.errors import ConfigError
 from recflow.core.names import TRAINING_DAG, WAREHOUSE_DAG
-from recflow.stack.pids import is_recorded_process, started_at
+from recflow.stack.pids import note_of, other_noted_process
 from recflow.stack.services import run_airflow
 
 PROJECT_DAGS = (WAREHOUSE_DAG, TRAINING_DAG)
@@ -84,7 +84,7 @@ def _one_dags_test(settings: Settings, argv: list[str]) -> Iterator[None]:
             ) from None
         lock.seek(0)
         lock.truncate()
-        lock.write(f"{os.getpid()} {started_at(os.getpid()) or ''}".strip() + "\n")
+        lock.write(note_of(os.getpid()))
         lock.flush()
         yield
 
@@ -95,11 +95,9 @@ def _holder(path: Path) -> str:
     a pid of an earlier one, or one reused since, is not named); else nothing."""
     deadline = time.monotonic() + 0.5
     while True:
-        words = path.read_text().split()
-        if words and words[0].isdigit():
-            pid, started = int(words[0]), words[1] if len(words) > 1 else None
-            if pid != os.getpid() and is_recorded_process(pid, started):
-                return f" (pid {pid}; `kill {pid}` stops it)"
+        pid = other_noted_process(path)
+        if pid is not None:
+            return f" (pid {pid}; `kill {pid}` stops it)"
         if time.monotonic() > deadline:
             return ""
         time.sleep(0.05)

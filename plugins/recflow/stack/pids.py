@@ -51,3 +51,16 @@ def read_note(path: Path) -> tuple[int, str | None] | None:
         return int(words[0]), words[1] if len(words) > 1 else None
     except (OSError, ValueError, IndexError):
         return None
+
+
+def note_of(pid: int) -> str:
+    """The note recording process ``pid``: its pid and when it started, as :func:`read_note` reads it."""
+    return f"{pid} {started_at(pid) or ''}".strip()
+
+
+def other_noted_process(path: Path) -> int | None:
+    """The pid the note at ``path`` records, if that process still runs and is not this one."""
+    note = read_note(path)
+    if note is not None and note[0] != os.getpid() and is_recorded_process(*note):
+        return note[0]
+    return None

@@ -29,7 +29,7 @@ from pathlib import Path
 from recflow.core.config import Settings, subprocess_env
 from recflow.core.errors import ConfigError
 from recflow.stack.api import AirflowApiError, AirflowClient
-from recflow.stack.pids import is_recorded_process, is_running, read_note, started_at
+from recflow.stack.pids import is_recorded_process, is_running, note_of, other_noted_process, read_note
 from recflow.stack.ports import port_in_use
 from recflow.stack.runtime import API_HOST, airflow_env, embedded_metadata_db
 
@@ -299,13 +299,13 @@ def record_foreground(settings: Settings) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.with_name("up.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two ups started at once: the second reads the first's note
-        earlier = read_note(path)
-        if earlier is not None and earlier[0] != os.getpid() and is_recorded_process(*earlier):
+        earlier = other_noted_process(path)
+        if earlier is not None:
             raise ConfigError(
-                f"recflow up is already running for RECFLOW_HOME={settings.home} (pid {earlier[0]}, "
+                f"recflow up is already running for RECFLOW_HOME={settings.home} (pid {earlier}, "
                 f"recorded in {path}): one Airflow per home. `recflow down` stops it"
             )
-        path.write_text(f"{os.getpid()} {started_at(os.getpid()) or ''}".strip())
+        path.write_text(note_of(os.getpid()))
     return path
 
 
